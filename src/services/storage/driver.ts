@@ -1,0 +1,111 @@
+/**
+ * The one interface every storage driver (fs, zfs, btrfs) implements.
+ *
+ * Names passed to a driver are driver-local: `tank/data` for fs and zfs,
+ * `/mnt/pool/subvol` for btrfs. The `driver:` prefix is stripped by the
+ * dataset parser (../datasets.ts) before a driver sees a name.
+ *
+ * Snapshots are identified by `id` (zfs guid, btrfs uuid / received-uuid,
+ * fs manifest id): a snapshot received from elsewhere carries the sender's
+ * id, which is how the run finds the newest common snapshot.
+ */
+import type { Readable } from 'node:stream';
+
+export type DriverName = 'fs' | 'zfs' | 'btrfs';
+
+export interface DatasetInfo {
+  /** driver-local dataset name */
+  name: string;
+  kind: 'filesystem' | 'volume';
+  /** directory where its files live (null for volumes or when unmounted) */
+  mountpoint: string | null;
+  mounted: boolean;
+  /** bytes used by live data, when the driver knows */
+  used?: number;
+  /** volume size in bytes, for volumes */
+  volsize?: number;
+  readonly: boolean;
+}
+
+export interface SnapshotInfo {
+  /** driver-local dataset name */
+  dataset: string;
+  /** short snapshot name (after the `@`) */
+  name: string;
+  /** identity preserved across send/receive (guid, received-uuid, manifest id) */
+  id: string;
+  createdAt: Date;
+  /** bytes unique to this snapshot or referenced, when the driver knows */
+  size?: number;
+  /** protected against destruction (zfs hold, fs/btrfs pin) */
+  held: boolean;
+}
+
+export interface SendOptions {
+  /** incremental base: a snapshot name present on both sides */
+  from?: string;
+  /** include child datasets (zfs send -R and the like) */
+  recursive: boolean;
+  /** abort the stream */
+  signal?: AbortSignal;
+}
+
+export interface ReceiveOptions {
+  /**
+   * Allow rolling the destination back to its newest snapshot when it was
+   * written to since (the service's `force` property). Without it, a changed
+   * destination is an error and nothing is touched.
+   */
+  force: boolean;
+  recursive: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ReceiveResult {
+  /** the snapshot now present on the destination */
+  snapshot: SnapshotInfo;
+  /** payload bytes consumed from the stream */
+  bytes: number;
+}
+
+export interface CreateDatasetOptions {
+  /** create a volume (zvol / image file) of this many bytes instead of a filesystem */
+  volumeSize?: number;
+  /** create missing parents */
+  parents?: boolean;
+}
+
+export interface Driver {
+  readonly name: DriverName;
+  /** null when usable, else a sentence saying what is missing */
+  unavailableReason(): Promise<string | null>;
+
+  listDatasets(under?: string): Promise<DatasetInfo[]>;
+  getDataset(name: string): Promise<DatasetInfo | null>;
+  createDataset(name: string, opts?: CreateDatasetOptions): Promise<DatasetInfo>;
+  destroyDataset(name: string, opts?: { recursive?: boolean }): Promise<void>;
+
+  /** oldest first */
+  listSnapshots(dataset: string): Promise<SnapshotInfo[]>;
+  createSnapshot(dataset: string, name: string, opts: { recursive: boolean }): Promise<SnapshotInfo>;
+  destroySnapshot(dataset: string, name: string, opts: { recursive: boolean }): Promise<void>;
+  /** protect / unprotect a snapshot from destruction */
+  holdSnapshot(dataset: string, name: string, held: boolean): Promise<void>;
+  /** return the live dataset to exactly this snapshot, discarding later changes */
+  rollback(dataset: string, name: string): Promise<void>;
+  /** true when the live dataset differs from the given snapshot */
+  changedSince(dataset: string, name: string): Promise<boolean>;
+
+  /** a byte stream of `snapshot` (incremental when opts.from is given) */
+  send(dataset: string, snapshot: string, opts: SendOptions): Readable;
+  /**
+   * Apply a stream made by `send` of the same driver. Staged: a cut, corrupt
+   * or rejected stream leaves the destination exactly as it was.
+   */
+  receive(dataset: string, stream: Readable, opts: ReceiveOptions): Promise<ReceiveResult>;
+  /** finish or clean what an interrupted receive left behind; returns what it did */
+  recover(dataset: string): Promise<string[]>;
+
+  mount(dataset: string): Promise<void>;
+  unmount(dataset: string): Promise<void>;
+}
