@@ -20,6 +20,8 @@ export interface TerminalOutput extends Writable {
 export interface Terminal {
   input: TerminalInput;
   output: TerminalOutput;
+  /** where errors go (stderr for a process; the same channel over SSH) */
+  errors: TerminalOutput;
   /** a person is at the other end (dialogs and line editing are possible) */
   interactive: boolean;
   /** colours allowed (false with NO_COLOR or a dumb terminal) */
@@ -35,6 +37,7 @@ export function processTerminal(env: NodeJS.ProcessEnv = process.env): Terminal 
   return {
     input,
     output,
+    errors: process.stderr as TerminalOutput,
     interactive,
     color: interactive && !('NO_COLOR' in env) && env.TERM !== 'dumb',
     columns: () => output.columns ?? (Number(env.COLUMNS) || 80),

@@ -1,0 +1,252 @@
+/** The auto-sync family: create, show, setup, run and destroy services. */
+import type { CommandContext, CommandFamily, CommandSpec, Output } from './grammar/types.js';
+import { count, formatBytes, formatTime, scheduleType, text, yesNo } from './values.js';
+import { confirmed, NOTHING_CHANGED } from './ask.js';
+import { runWizard } from './auto-sync-wizard.js';
+import { describeSchedule } from '../services/auto-sync/model.js';
+import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
+import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
+
+const words = {
+  'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
+  property: 'the properties of a service',
+  logtail: 'the end of the service log (-f follows it)',
+  log: 'the whole service log',
+  enable: 'run on schedule again (clears maintenance)',
+  disable: 'stop running on schedule',
+  run: 'replicate now',
+};
+
+function row(v: ServiceView): Record<string, string> {
+  const c = v.config;
+  return {
+    name: c.name,
+    source: c.source.host === 'localhost' ? c.source.dataset : `${c.source.host}:${c.source.dataset}`,
+    destination: c.destination.host === 'localhost' ? c.destination.dataset : `${c.destination.host}:${c.destination.dataset}`,
+    direction: c.direction,
+    schedule: describeSchedule(c.schedule),
+    role: c.role,
+    state: v.state,
+    lastRun: formatTime(v.run.lastRunAt),
+    status: v.status,
+  };
+}
+
+function json(v: ServiceView) {
+  return { ...v.config, state: v.state, status: v.status, run: v.run, runningSince: v.runningSince };
+}
+
+const showAll: CommandSpec = {
+  path: 'show auto-sync',
+  help: 'list auto-sync services',
+  async run(ctx) {
+    const views = ctx.services.autoSync.list();
+    return {
+      kind: 'table',
+      columns: [
+        { key: 'name', header: 'NAME' },
+        { key: 'source', header: 'SOURCE', flexible: true },
+        { key: 'destination', header: 'DESTINATION', flexible: true },
+        { key: 'direction', header: 'DIRECTION', flexible: true },
+        { key: 'schedule', header: 'SCHEDULE', flexible: true },
+        { key: 'role', header: 'ROLE' },
+        { key: 'state', header: 'STATE' },
+        { key: 'lastRun', header: 'LAST RUN', flexible: true },
+        { key: 'status', header: 'STATUS' },
+      ],
+      rows: views.map(row),
+      data: views.map(json),
+      empty: "No auto-sync services. Create one with 'create auto-sync'.",
+    };
+  },
+};
+
+const showOne: CommandSpec = {
+  path: 'show auto-sync :auto-sync',
+  help: 'all properties and the last run of a service',
+  async run(ctx, input) {
+    const v = ctx.services.autoSync.view(input.instance!);
+    const props = ctx.services.autoSync.getProperty(v.config.name);
+    const fields: [string, string][] = [
+      ['service', `auto-sync:${v.config.name}`],
+      ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance})` : '')],
+      ['status', v.status],
+      ...props.filter((p) => !['name', 'maintenance'].includes(p.key)).map((p) => [p.key, p.value] as [string, string]),
+      ['last_run', formatTime(v.run.lastRunAt)],
+      ['last_success', formatTime(v.run.lastSuccessAt)],
+      ['last_result', v.run.lastResult ?? '-'],
+      ['last_marker', v.run.lastMarker ?? '-'],
+      ['last_bytes', formatBytes(v.run.lastBytes)],
+      ['last_duration', `${(v.run.lastDurationMs / 1000).toFixed(1)} sec`],
+    ];
+    if (v.run.lastError) fields.push(['last_error', v.run.lastError]);
+    return { kind: 'record', fields, data: json(v) };
+  },
+};
+
+const propertyTable = (rows: { key: string; value: string; description: string; editable: boolean }[]): Output => ({
+  kind: 'table',
+  columns: [
+    { key: 'key', header: 'PROPERTY' },
+    { key: 'value', header: 'VALUE', flexible: true },
+    { key: 'editable', header: 'EDITABLE' },
+    { key: 'description', header: 'DESCRIPTION', flexible: true },
+  ],
+  rows: rows.map((r) => ({ ...r, editable: r.editable ? 'yes' : 'no' })),
+  data: Object.fromEntries(rows.map((r) => [r.key, r.value])),
+});
+
+const propertyKey = text('KEY', () => PROPERTIES.map((p) => p.key));
+
+const showProperty: CommandSpec = {
+  path: 'show auto-sync :auto-sync property [<KEY>]',
+  help: 'show the properties of a service, or one of them',
+  args: { KEY: { ...propertyKey, help: 'the property to show' } },
+  async run(ctx, input) {
+    return propertyTable(ctx.services.autoSync.getProperty(input.instance!, input.args.KEY as string | undefined));
+  },
+};
+
+const setupProperty: CommandSpec = {
+  path: 'setup auto-sync :auto-sync property <KEY> <VALUE>',
+  help: 'change a property of a service (each key checks its value)',
+  args: {
+    KEY: { name: 'KEY', help: 'the property to change', values: () => EDITABLE_KEYS },
+    VALUE: { name: 'VALUE', help: 'its new value' },
+  },
+  async run(ctx, input) {
+    const key = input.args.KEY as string;
+    await ctx.services.autoSync.setProperty(input.instance!, key, input.args.VALUE as string);
+    return propertyTable(ctx.services.autoSync.getProperty(input.instance!, key));
+  },
+};
+
+const logtail: CommandSpec = {
+  path: 'show auto-sync :auto-sync logtail',
+  help: 'the last lines of the service log; -f follows new lines',
+  options: [
+    { name: '-f', alias: '--follow', help: 'keep showing new lines until Ctrl-C or q' },
+    { name: '-n', alias: '--lines', help: 'how many lines to start with (default 20)', value: count('N', 0, 100_000) },
+  ],
+  async run(ctx, input) {
+    const log = ctx.services.autoSync.log(input.instance!);
+    const initial = log.tail((input.options.n as number | undefined) ?? 20);
+    if (input.options.f) return { kind: 'follow', initial, follow: (signal) => log.follow(signal) };
+    return { kind: 'lines', lines: initial, data: initial };
+  },
+};
+
+const logAll: CommandSpec = {
+  path: 'show auto-sync :auto-sync log',
+  help: 'the whole service log',
+  async run(ctx, input) {
+    const lines = await ctx.services.autoSync.log(input.instance!).all();
+    return { kind: 'lines', lines, data: lines };
+  },
+};
+
+async function runNow(ctx: CommandContext, service: string): Promise<Output> {
+  let last = 0;
+  const result = await ctx.services.autoSync.run(service, {
+    signal: ctx.signal,
+    onProgress: (bytes) => {
+      if (bytes - last >= 64 << 20) {
+        last = bytes;
+        ctx.progress(`auto-sync:${service}: ${formatBytes(bytes)} sent`);
+      }
+    },
+  });
+  return {
+    kind: 'message',
+    text: `auto-sync:${service}: ${result.full ? 'full' : 'incremental'} sync OK, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} sec (${result.marker})`,
+    data: result,
+  };
+}
+
+const setupRun: CommandSpec = { path: 'setup auto-sync :auto-sync run', help: 'replicate now', run: (ctx, input) => runNow(ctx, input.instance!) };
+const runCmd: CommandSpec = { path: 'run auto-sync :auto-sync', help: 'replicate now', run: (ctx, input) => runNow(ctx, input.instance!) };
+
+const enable: CommandSpec = {
+  path: 'setup auto-sync :auto-sync enable',
+  help: 'run the service on its schedule again; clears maintenance',
+  async run(ctx, input) {
+    const c = await ctx.services.autoSync.setEnabled(input.instance!, true);
+    return { kind: 'message', text: `auto-sync:${c.name} enabled.`, data: c };
+  },
+};
+
+const disable: CommandSpec = {
+  path: 'setup auto-sync :auto-sync disable',
+  help: 'stop running the service on its schedule',
+  async run(ctx, input) {
+    const c = await ctx.services.autoSync.setEnabled(input.instance!, false);
+    return { kind: 'message', text: `auto-sync:${c.name} disabled.`, data: c };
+  },
+};
+
+const destroy: CommandSpec = {
+  path: 'destroy auto-sync :auto-sync',
+  help: 'remove a service (its snapshots and data stay)',
+  async run(ctx, input) {
+    const service = input.instance!;
+    ctx.services.autoSync.config(service);
+    if (!(await confirmed(ctx, `Destroy auto-sync service 'auto-sync:${service}'?`, 'The service stops and its configuration is removed. Replicated data and marker snapshots are kept on both sides.'))) return NOTHING_CHANGED;
+    const { keptMarkers } = await ctx.services.autoSync.destroy(service);
+    return { kind: 'message', text: `Destroyed auto-sync:${service}; ${keptMarkers} marker snapshot(s) kept.`, data: { name: service, keptMarkers } };
+  },
+};
+
+const create: CommandSpec = {
+  path: 'create auto-sync',
+  help: 'create a replication service (a dialog, or all by options)',
+  details: 'Without --from-fs and --to-fs on a terminal, a dialog asks for each value. Datasets are driver-qualified: fs:tank/data, zfs:pool/fs, btrfs:/mnt/pool/subvol.',
+  options: [
+    { name: '--from-host', help: 'source appliance (default localhost)', value: text('HOST') },
+    { name: '--from-fs', help: 'source dataset', value: text('DATASET') },
+    { name: '--to-host', help: 'destination appliance (default localhost)', value: text('HOST') },
+    { name: '--to-fs', help: 'destination dataset', value: text('DATASET') },
+    { name: '--type', help: 'schedule unit', value: scheduleType },
+    { name: '--period', help: 'run every N units', value: count('N', 1, 10_000) },
+    { name: '--keep-src', help: 'markers kept on the source', value: count('N', 1, 10_000) },
+    { name: '--keep-dst', help: 'markers kept on the destination', value: count('N', 1, 10_000) },
+    { name: '--recursive', help: 'include child datasets', value: yesNo },
+    { name: '--reverse-capable', help: 'keep the service on both appliances for reverse-direction', value: yesNo },
+    { name: '--max-delay', help: 'seconds without a sync before status is warn', value: count('SECONDS', 0) },
+    { name: '--comment', help: 'free text', value: text('TEXT') },
+  ],
+  async run(ctx, input) {
+    const o = input.options;
+    const req: Partial<CreateRequest> = {
+      fromHost: o['from-host'] as string | undefined,
+      fromFs: o['from-fs'] as string | undefined,
+      toHost: o['to-host'] as string | undefined,
+      toFs: o['to-fs'] as string | undefined,
+      type: o.type as CreateRequest['type'],
+      period: o.period as number | undefined,
+      keepSrc: o['keep-src'] as number | undefined,
+      keepDst: o['keep-dst'] as number | undefined,
+      recursive: o.recursive as boolean | undefined,
+      reverseCapable: o['reverse-capable'] as boolean | undefined,
+      maxDelay: o['max-delay'] as number | undefined,
+      comment: o.comment as string | undefined,
+    };
+    let full: CreateRequest;
+    if (req.fromFs && req.toFs) {
+      full = req as CreateRequest;
+      const planned = await ctx.services.autoSync.plan(full);
+      if (!ctx.yes && ctx.interactive && !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${planned.source.dataset} => ${planned.destination.dataset}, ${describeSchedule(planned.schedule)})?`, { default: true }))) return NOTHING_CHANGED;
+    } else {
+      if (!ctx.interactive) throw new Error("'create auto-sync' needs --from-fs and --to-fs when there is no terminal to ask on.");
+      const answered = await runWizard(ctx, req);
+      if (!answered) return NOTHING_CHANGED;
+      full = answered;
+    }
+    const config = await ctx.services.autoSync.create(full);
+    return { kind: 'message', text: `Created auto-sync:${config.name}: ${config.source.dataset} => ${config.destination.dataset}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
+  },
+};
+
+export const autoSyncFamily: CommandFamily = {
+  words,
+  commands: [showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
+};

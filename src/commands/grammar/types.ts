@@ -1,0 +1,105 @@
+/**
+ * The declarations every command family writes, and what a matched command
+ * receives and returns. Parsing, completion, `?` and `help` all read these.
+ */
+import type { Dialogs } from '../dialogs.js';
+import type { Services } from '../../services/index.js';
+
+/** How a typed value is checked and what may be offered for it. */
+export interface ValueSpec {
+  /** placeholder shown in usage and help, e.g. N, SECONDS, DATASET */
+  name: string;
+  /** turn the typed text into a value; throw a sentence naming the bad value */
+  parse?(raw: string, label: string): unknown;
+  /** candidates for TAB */
+  values?(ctx: GrammarContext): readonly string[];
+}
+
+export interface ArgSpec extends ValueSpec {
+  help: string;
+  /** takes every remaining word (as a string[]) */
+  rest?: boolean;
+}
+
+export interface OptionSpec {
+  /** '--from-fs' or '-n' */
+  name: string;
+  /** another spelling, e.g. '--yes' for '-y' */
+  alias?: string;
+  help: string;
+  /** absent for flags */
+  value?: ValueSpec;
+}
+
+export interface CommandSpec {
+  /**
+   * The words of the command: literal words, `:kind` for an instance
+   * (`:auto-sync`), `<NAME>` for an argument and `[<NAME>]` for an optional
+   * last argument. E.g. 'show auto-sync :auto-sync property [<KEY>]'.
+   */
+  path: string;
+  /** one line */
+  help: string;
+  /** a longer paragraph for `help <command>` */
+  details?: string;
+  args?: Record<string, ArgSpec>;
+  options?: OptionSpec[];
+  run(ctx: CommandContext, input: CommandInput): Promise<Output>;
+}
+
+/** A family of commands and the help of the words it introduces. */
+export interface CommandFamily {
+  words: Record<string, string>;
+  commands: CommandSpec[];
+}
+
+export interface InstanceKind {
+  /** the word after ':' in paths, e.g. 'auto-sync' */
+  kind: string;
+  help: string;
+  list(ctx: GrammarContext): { name: string; description: string }[];
+}
+
+/** What the grammar needs to know of the live system (instance names). */
+export interface GrammarContext {
+  instances(kind: string): { name: string; description: string }[];
+}
+
+export interface CommandInput {
+  line: string;
+  instance?: string;
+  args: Record<string, unknown>;
+  options: Record<string, unknown>;
+}
+
+export interface CommandContext extends GrammarContext {
+  services: Services;
+  dialogs: Dialogs;
+  /** a person is at the terminal */
+  interactive: boolean;
+  /** -y: answer yes to confirmations */
+  yes: boolean;
+  signal: AbortSignal;
+  /** a progress line while a command works (shown, not part of the result) */
+  progress(text: string): void;
+}
+
+export interface Column {
+  key: string;
+  header: string;
+  /** right-align numbers */
+  align?: 'left' | 'right';
+  /** the column may be shortened first when the terminal is narrow */
+  flexible?: boolean;
+}
+
+/** What a command returns; the shell decides how it looks, --json prints `data`. */
+export type Output =
+  | { kind: 'table'; columns: Column[]; rows: Record<string, string>[]; data: unknown; empty?: string }
+  | { kind: 'record'; fields: [string, string][]; data: unknown }
+  | { kind: 'lines'; lines: string[]; data?: unknown }
+  | { kind: 'message'; text: string; data?: unknown }
+  /** a live view: initial lines, then lines as they come until cancelled */
+  | { kind: 'follow'; initial: string[]; follow(signal: AbortSignal): AsyncIterable<string> }
+  | { kind: 'exit' }
+  | { kind: 'none' };

@@ -1,0 +1,17 @@
+/** The one command table: every family, compiled into the tree that parsing, completion and help share. */
+import { compile, type Grammar } from './grammar/compile.js';
+import type { GrammarContext, InstanceKind } from './grammar/types.js';
+import { autoSyncFamily } from './auto-sync.js';
+import { folderFamily } from './folder.js';
+import { generalFamily } from './general.js';
+
+export const instanceKinds: InstanceKind[] = [
+  { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
+];
+
+let compiled: Grammar | null = null;
+
+export function grammar(): Grammar {
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily], instanceKinds);
+  return compiled;
+}

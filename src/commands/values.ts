@@ -1,0 +1,44 @@
+/** Value kinds shared by command declarations: each parses, checks and offers completions. */
+import type { ValueSpec } from './grammar/types.js';
+import { parseCount, parseScheduleType, parseYesNo } from '../services/auto-sync/properties.js';
+import { SCHEDULE_TYPES } from '../services/auto-sync/model.js';
+
+export const count = (name = 'N', min = 0, max = 1_000_000): ValueSpec => ({
+  name,
+  parse: (raw, label) => parseCount(label, raw, min, max),
+});
+
+export const yesNo: ValueSpec = { name: 'yes|no', parse: (raw, label) => parseYesNo(label, raw), values: () => ['yes', 'no'] };
+
+export const scheduleType: ValueSpec = { name: 'minute|hour|day|week|month', parse: (raw, label) => parseScheduleType(label, raw), values: () => SCHEDULE_TYPES };
+
+export const text = (name: string, values?: ValueSpec['values']): ValueSpec => ({ name, values });
+
+const SIZE = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i;
+export function parseSize(raw: string, label: string): number {
+  const m = SIZE.exec(raw.trim());
+  if (!m) throw new Error(`The value of ${label} must be a size such as 512M or 2G, not "${raw}".`);
+  const factor = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  const bytes = Math.round(Number(m[1]) * factor);
+  if (bytes < 1 << 20) throw new Error(`The value of ${label} must be at least 1M, not "${raw}".`);
+  return bytes;
+}
+export const size: ValueSpec = { name: 'SIZE', parse: parseSize };
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v}B` : `${v < 10 ? v.toFixed(1) : Math.round(v)}${units[u]}`;
+}
+
+export function formatTime(iso: string | null): string {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}

@@ -1,0 +1,234 @@
+/**
+ * The auto-sync service layer: what the commands call. It decides; the
+ * drivers do; the shell renders what it returns.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { parseDataset, formatDataset, type DatasetRef } from '../datasets.js';
+import { ServiceLog } from '../service-log.js';
+import type { Home } from '../home.js';
+import type { Storage } from '../storage/registry.js';
+import { ServiceStore } from './store.js';
+import { nextInstanceName } from './naming.js';
+import { directionOf, describeSchedule, type AutoSyncConfig, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
+import { findProperty, PROPERTIES } from './properties.js';
+import { runLockFile, runService, type RunOptions, type RunResult, type Side } from './run.js';
+import { isMarkerOf } from './markers.js';
+import type { LockOwner } from '../lock.js';
+
+export interface CreateRequest {
+  fromHost?: string;
+  fromFs: string;
+  toHost?: string;
+  toFs: string;
+  type?: ScheduleType;
+  period?: number;
+  keepSrc?: number;
+  keepDst?: number;
+  recursive?: boolean;
+  reverseCapable?: boolean;
+  maxDelay?: number;
+  comment?: string;
+}
+
+export interface ServiceView {
+  config: AutoSyncConfig;
+  state: ServiceState;
+  run: RunState;
+  status: 'up' | 'warn' | 'failed' | 'never';
+  /** the run in progress, if any */
+  runningSince: string | null;
+}
+
+export const DEFAULTS = { type: 'hour' as ScheduleType, period: 1, keepSrc: 3, keepDst: 3, maxDelay: 0 };
+
+export class AutoSyncService {
+  readonly store: ServiceStore;
+
+  constructor(private readonly home: Home, private readonly storage: Storage, private readonly defaultDriver: DatasetRef['driver'] = 'fs') {
+    this.store = new ServiceStore(home);
+  }
+
+  names(): string[] {
+    return this.store.names();
+  }
+
+  log(name: string): ServiceLog {
+    this.config(name);
+    return ServiceLog.forService(this.home.logs, name);
+  }
+
+  config(name: string): AutoSyncConfig {
+    const config = this.store.get(name);
+    if (!config) throw new Error(`No auto-sync service named :${name}.`);
+    return config;
+  }
+
+  view(name: string): ServiceView {
+    return this.viewOf(this.config(name));
+  }
+
+  list(): ServiceView[] {
+    return this.store.list().map((c) => this.viewOf(c));
+  }
+
+  /** checks a dataset name for an endpoint and says what is wrong in a sentence */
+  parseEndpoint(which: 'source' | 'destination', host: string | undefined, dataset: string): { endpoint: Endpoint; ref: DatasetRef } {
+    const h = (host ?? 'localhost').trim() || 'localhost';
+    if (h !== 'localhost') {
+      throw new Error(`The ${which} host "${h}" is not a bound appliance: bind it first with 'setup network ssh-bind ${h}', or use localhost.`);
+    }
+    const ref = parseDataset(dataset, this.defaultDriver);
+    return { endpoint: { host: h, dataset: formatDataset(ref) }, ref };
+  }
+
+  /** Validate a request completely without changing anything; returns the config it would create. */
+  /** the source endpoint, checked to exist */
+  async checkSource(host: string | undefined, dataset: string): Promise<{ endpoint: Endpoint; ref: DatasetRef }> {
+    const src = this.parseEndpoint('source', host, dataset);
+    const driver = await this.storage.usable(src.ref.driver);
+    if (!(await driver.getDataset(src.ref.name))) {
+      throw new Error(`The source dataset ${src.endpoint.dataset} does not exist on ${src.endpoint.host}: create it with 'create folder ${src.endpoint.dataset}'.`);
+    }
+    return src;
+  }
+
+  async plan(req: CreateRequest): Promise<AutoSyncConfig> {
+    const src = await this.checkSource(req.fromHost, req.fromFs);
+    const dst = this.parseEndpoint('destination', req.toHost, req.toFs);
+    if (src.ref.driver !== dst.ref.driver) {
+      throw new Error(`The source is ${src.ref.driver} and the destination ${dst.ref.driver}: both ends of a service must use the same driver.`);
+    }
+    const sameHost = src.endpoint.host === dst.endpoint.host;
+    if (sameHost && (src.ref.name === dst.ref.name || dst.ref.name.startsWith(`${src.ref.name}/`) || src.ref.name.startsWith(`${dst.ref.name}/`))) {
+      throw new Error(`The destination ${dst.endpoint.dataset} must not be the source ${src.endpoint.dataset} or inside it, nor contain it.`);
+    }
+    for (const other of this.store.list()) {
+      if (other.destination.host === dst.endpoint.host && other.destination.dataset === dst.endpoint.dataset) {
+        throw new Error(`The destination ${dst.endpoint.dataset} already receives auto-sync:${other.name}; two services must not write to one dataset.`);
+      }
+    }
+    const direction = directionOf(src.endpoint, dst.endpoint);
+    if (req.reverseCapable && direction === 'local-to-local') {
+      throw new Error('Reverse capability needs a service between two appliances; this one is local-to-local.');
+    }
+    const count = (label: string, value: number | undefined, fallback: number, min: number) => {
+      const v = value ?? fallback;
+      if (!Number.isInteger(v) || v < min) throw new Error(`${label} must be a whole number of at least ${min}, not ${v}.`);
+      return v;
+    };
+    return {
+      name: nextInstanceName(src.ref, this.store.names()),
+      source: src.endpoint,
+      destination: dst.endpoint,
+      direction,
+      schedule: { type: req.type ?? DEFAULTS.type, period: count('The period', req.period, DEFAULTS.period, 1) },
+      keepSrc: count('keep-src', req.keepSrc, DEFAULTS.keepSrc, 1),
+      keepDst: count('keep-dst', req.keepDst, DEFAULTS.keepDst, 1),
+      recursive: req.recursive ?? true,
+      reverseCapable: req.reverseCapable ?? false,
+      maxDelay: count('max-delay', req.maxDelay, DEFAULTS.maxDelay, 0),
+      comment: req.comment ?? '',
+      force: false,
+      enabled: true,
+      role: 'master',
+      epoch: 1,
+      maintenance: null,
+      createdAt: new Date().toISOString(),
+    };
+  }
+
+  async create(req: CreateRequest): Promise<AutoSyncConfig> {
+    const planned = await this.plan(req);
+    const config = await this.store.add((existing) => ({ ...planned, name: nextInstanceName(parseDataset(planned.source.dataset), Object.keys(existing)) }));
+    ServiceLog.forService(this.home.logs, config.name).write(`Created auto-sync:${config.name}: ${config.source.host}/${config.source.dataset} => ${config.destination.host}/${config.destination.dataset}, ${describeSchedule(config.schedule)}`);
+    return config;
+  }
+
+  getProperty(name: string, key?: string): { key: string; value: string; description: string; editable: boolean }[] {
+    const config = this.config(name);
+    const specs = key ? [findProperty(key)] : PROPERTIES;
+    return specs.map((p) => ({ key: p.key, value: p.get(config), description: p.description, editable: Boolean(p.set) }));
+  }
+
+  async setProperty(name: string, key: string, value: string): Promise<AutoSyncConfig> {
+    const spec = findProperty(key);
+    if (!spec.set) throw new Error(`The property ${key} is read-only: ${spec.description}.`);
+    this.config(name);
+    const next = await this.store.update(name, (c) => spec.set!(c, value));
+    this.log(name).write(`Property ${key} set to "${spec.get(next)}"`);
+    return next;
+  }
+
+  async setEnabled(name: string, enabled: boolean): Promise<AutoSyncConfig> {
+    const before = this.config(name);
+    const next = await this.store.update(name, (c) => ({ ...c, enabled, maintenance: enabled ? null : c.maintenance }));
+    const cleared = enabled && before.maintenance ? ` (maintenance cleared: ${before.maintenance})` : '';
+    this.log(name).write(`${enabled ? 'Enabled' : 'Disabled'} auto-sync:${name}${cleared}`);
+    return next;
+  }
+
+  run(name: string, opts: RunOptions = {}): Promise<RunResult> {
+    this.config(name);
+    return runService(name, {
+      store: this.store,
+      log: ServiceLog.forService(this.home.logs, name),
+      lockDir: this.home.locks,
+      resolveSide: (endpoint) => this.side(endpoint),
+    }, opts);
+  }
+
+  /** Forget the service; its markers and data stay, released so they can be destroyed by hand. */
+  async destroy(name: string): Promise<{ keptMarkers: number }> {
+    const config = this.config(name);
+    const owner = this.runOwner(name);
+    if (owner) throw new Error(`auto-sync:${name} is running (process ${owner.pid} since ${owner.since}); wait for it to end or disable it first.`);
+    let kept = 0;
+    for (const endpoint of [config.source, config.destination]) {
+      try {
+        const side = await this.side(endpoint);
+        if (!(await side.driver.getDataset(side.dataset))) continue;
+        for (const snap of await side.driver.listSnapshots(side.dataset)) {
+          if (!isMarkerOf(name, snap.name)) continue;
+          kept++;
+          if (snap.held) await side.driver.holdSnapshot(side.dataset, snap.name, false);
+        }
+      } catch {
+        /* a side we cannot reach keeps its markers held */
+      }
+    }
+    await this.store.remove(name);
+    ServiceLog.forService(this.home.logs, name).write(`Destroyed auto-sync:${name}; ${kept} marker snapshot(s) kept`);
+    return { keptMarkers: kept };
+  }
+
+  private async side(endpoint: Endpoint): Promise<Side> {
+    if (endpoint.host !== 'localhost') throw new Error(`The appliance "${endpoint.host}" is not bound to this one.`);
+    const ref = parseDataset(endpoint.dataset);
+    return { host: endpoint.host, driver: await this.storage.usable(ref.driver), dataset: ref.name };
+  }
+
+  private runOwner(name: string): LockOwner | null {
+    const file = runLockFile(this.home.locks, name);
+    if (!existsSync(file)) return null;
+    try {
+      const owner = JSON.parse(readFileSync(file, 'utf8')) as LockOwner;
+      process.kill(owner.pid, 0);
+      return owner;
+    } catch {
+      return null;
+    }
+  }
+
+  private viewOf(config: AutoSyncConfig): ServiceView {
+    const run = this.store.runState(config.name);
+    const owner = this.runOwner(config.name);
+    const state: ServiceState = config.maintenance ? 'maintenance' : owner ? 'running' : config.enabled ? 'online' : 'disabled';
+    let status: ServiceView['status'] = 'never';
+    if (run.lastResult === 'failure') status = 'failed';
+    else if (run.lastSuccessAt) {
+      const age = (Date.now() - Date.parse(run.lastSuccessAt)) / 1000;
+      status = config.maxDelay > 0 && age > config.maxDelay ? 'warn' : 'up';
+    }
+    return { config, state, run, status, runningSince: owner?.since ?? null };
+  }
+}

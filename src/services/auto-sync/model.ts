@@ -1,0 +1,117 @@
+/**
+ * What an auto-sync service is: its configuration (kept in services.json and,
+ * once reverse capability is on, on both appliances) and its run state.
+ */
+export const SCHEDULE_TYPES = ['minute', 'hour', 'day', 'week', 'month'] as const;
+export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
+
+export type Direction = 'local-to-local' | 'local-to-remote' | 'remote-to-local';
+export type Role = 'master' | 'non-master';
+
+export interface Endpoint {
+  /** 'localhost' or the id / address of a bound appliance */
+  host: string;
+  /** driver-qualified dataset, e.g. fs:tank/data */
+  dataset: string;
+}
+
+export interface Schedule {
+  type: ScheduleType;
+  period: number;
+}
+
+export interface AutoSyncConfig {
+  name: string;
+  source: Endpoint;
+  destination: Endpoint;
+  direction: Direction;
+  schedule: Schedule;
+  keepSrc: number;
+  keepDst: number;
+  recursive: boolean;
+  reverseCapable: boolean;
+  /** seconds without a successful sync before status turns warn */
+  maxDelay: number;
+  comment: string;
+  /** allow rolling back a destination that was written to */
+  force: boolean;
+  enabled: boolean;
+  role: Role;
+  epoch: number;
+  /** set when the service is in maintenance: why */
+  maintenance: string | null;
+  createdAt: string;
+}
+
+export type ServiceState = 'online' | 'running' | 'disabled' | 'maintenance';
+
+export interface RunState {
+  sequence: number;
+  lastMarker: string | null;
+  lastMarkerId: string | null;
+  lastRunAt: string | null;
+  lastSuccessAt: string | null;
+  lastResult: 'success' | 'failure' | null;
+  lastError: string | null;
+  lastBytes: number;
+  lastDurationMs: number;
+}
+
+export const EMPTY_RUN_STATE: RunState = {
+  sequence: 0,
+  lastMarker: null,
+  lastMarkerId: null,
+  lastRunAt: null,
+  lastSuccessAt: null,
+  lastResult: null,
+  lastError: null,
+  lastBytes: 0,
+  lastDurationMs: 0,
+};
+
+/** The JSON schema conf validates services.json against. */
+export const serviceSchema = {
+  type: 'object',
+  required: ['name', 'source', 'destination', 'direction', 'schedule', 'keepSrc', 'keepDst', 'recursive', 'reverseCapable', 'maxDelay', 'comment', 'force', 'enabled', 'role', 'epoch', 'maintenance', 'createdAt'],
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9_-]+-[0-9]{3,}$' },
+    source: { $ref: '#/$defs/endpoint' },
+    destination: { $ref: '#/$defs/endpoint' },
+    direction: { enum: ['local-to-local', 'local-to-remote', 'remote-to-local'] },
+    schedule: {
+      type: 'object',
+      required: ['type', 'period'],
+      properties: { type: { enum: [...SCHEDULE_TYPES] }, period: { type: 'integer', minimum: 1 } },
+    },
+    keepSrc: { type: 'integer', minimum: 1 },
+    keepDst: { type: 'integer', minimum: 1 },
+    recursive: { type: 'boolean' },
+    reverseCapable: { type: 'boolean' },
+    maxDelay: { type: 'integer', minimum: 0 },
+    comment: { type: 'string' },
+    force: { type: 'boolean' },
+    enabled: { type: 'boolean' },
+    role: { enum: ['master', 'non-master'] },
+    epoch: { type: 'integer', minimum: 0 },
+    maintenance: { type: ['string', 'null'] },
+    createdAt: { type: 'string' },
+  },
+  $defs: {
+    endpoint: {
+      type: 'object',
+      required: ['host', 'dataset'],
+      properties: { host: { type: 'string', minLength: 1 }, dataset: { type: 'string', minLength: 3 } },
+    },
+  },
+} as const;
+
+export function directionOf(source: Endpoint, destination: Endpoint): Direction {
+  const local = (host: string) => host === 'localhost';
+  if (local(source.host) && local(destination.host)) return 'local-to-local';
+  if (local(source.host)) return 'local-to-remote';
+  return 'remote-to-local';
+}
+
+export function describeSchedule(s: Schedule): string {
+  return s.period === 1 ? `every ${s.type}` : `every ${s.period} ${s.type}s`;
+}

@@ -1,0 +1,11 @@
+/** Instance names: the source dataset's stem plus the next free number (`vol/folder` -> `vol-folder-000`). */
+import { datasetStem, type DatasetRef } from '../datasets.js';
+
+export function nextInstanceName(source: DatasetRef, taken: Iterable<string>): string {
+  const stem = datasetStem(source);
+  const used = new Set(taken);
+  for (let n = 0; ; n++) {
+    const name = `${stem}-${String(n).padStart(3, '0')}`;
+    if (!used.has(name)) return name;
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The properties an operator sees with `show auto-sync :NAME property` and
+ * changes with `setup auto-sync :NAME property KEY VALUE`. Each editable key
+ * parses and validates its own value; read-only keys say why they cannot be set.
+ */
+import { SCHEDULE_TYPES, describeSchedule, type AutoSyncConfig, type ScheduleType } from './model.js';
+
+export interface PropertySpec {
+  key: string;
+  description: string;
+  get(config: AutoSyncConfig): string;
+  /** returns the changed config; throws a sentence on a bad value. Absent = read-only. */
+  set?(config: AutoSyncConfig, value: string): AutoSyncConfig;
+  /** values to offer in completion */
+  values?: readonly string[];
+}
+
+export function parseCount(key: string, value: string, min: number, max = 1_000_000): number {
+  if (!/^\d+$/.test(value)) throw new Error(`The value of ${key} must be a whole number, not "${value}".`);
+  const n = Number(value);
+  if (n < min || n > max) throw new Error(`The value of ${key} must be between ${min} and ${max}, not ${n}.`);
+  return n;
+}
+
+export function parseYesNo(key: string, value: string): boolean {
+  const v = value.toLowerCase();
+  if (['yes', 'y', 'on', 'true', '1'].includes(v)) return true;
+  if (['no', 'n', 'off', 'false', '0'].includes(v)) return false;
+  throw new Error(`The value of ${key} must be yes or no, not "${value}".`);
+}
+
+export function parseScheduleType(key: string, value: string): ScheduleType {
+  if ((SCHEDULE_TYPES as readonly string[]).includes(value)) return value as ScheduleType;
+  throw new Error(`The value of ${key} must be one of ${SCHEDULE_TYPES.join(', ')}, not "${value}".`);
+}
+
+const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+const readOnly = (why: string) => why;
+
+export const PROPERTIES: PropertySpec[] = [
+  { key: 'name', description: readOnly('instance name (derived from the source)'), get: (c) => c.name },
+  { key: 'from_host', description: 'source appliance', get: (c) => c.source.host },
+  { key: 'from_fs', description: 'source dataset', get: (c) => c.source.dataset },
+  { key: 'to_host', description: 'destination appliance', get: (c) => c.destination.host },
+  { key: 'to_fs', description: 'destination dataset', get: (c) => c.destination.dataset },
+  { key: 'direction', description: 'local-to-local, local-to-remote or remote-to-local', get: (c) => c.direction },
+  {
+    key: 'type', description: 'schedule unit: minute, hour, day, week or month', values: SCHEDULE_TYPES,
+    get: (c) => c.schedule.type,
+    set: (c, v) => ({ ...c, schedule: { ...c.schedule, type: parseScheduleType('type', v) } }),
+  },
+  {
+    key: 'period', description: 'run every N schedule units',
+    get: (c) => String(c.schedule.period),
+    set: (c, v) => ({ ...c, schedule: { ...c.schedule, period: parseCount('period', v, 1, 10_000) } }),
+  },
+  { key: 'schedule', description: 'when the service runs', get: (c) => describeSchedule(c.schedule) },
+  {
+    key: 'keep_src', description: 'markers kept on the source', get: (c) => String(c.keepSrc),
+    set: (c, v) => ({ ...c, keepSrc: parseCount('keep_src', v, 1, 10_000) }),
+  },
+  {
+    key: 'keep_dst', description: 'markers kept on the destination', get: (c) => String(c.keepDst),
+    set: (c, v) => ({ ...c, keepDst: parseCount('keep_dst', v, 1, 10_000) }),
+  },
+  {
+    key: 'recursive', description: 'include child datasets', values: ['yes', 'no'], get: (c) => yesNo(c.recursive),
+    set: (c, v) => ({ ...c, recursive: parseYesNo('recursive', v) }),
+  },
+  {
+    key: 'max_delay', description: 'seconds without a sync before status is warn (0: never)', get: (c) => String(c.maxDelay),
+    set: (c, v) => ({ ...c, maxDelay: parseCount('max_delay', v, 0, 10 * 365 * 86400) }),
+  },
+  {
+    key: 'force', description: 'roll back a destination that was written to', values: ['yes', 'no'], get: (c) => yesNo(c.force),
+    set: (c, v) => ({ ...c, force: parseYesNo('force', v) }),
+  },
+  {
+    key: 'comment', description: 'free text', get: (c) => c.comment,
+    set: (c, v) => {
+      if (v.length > 200) throw new Error(`The comment must be at most 200 characters, not ${v.length}.`);
+      if (/[\x00-\x1f\x7f]/.test(v)) throw new Error('The comment must not contain control characters.');
+      return { ...c, comment: v };
+    },
+  },
+  { key: 'reverse_capable', description: 'service config kept on both appliances', get: (c) => yesNo(c.reverseCapable) },
+  { key: 'autosync_role', description: 'master runs the schedule; non-master waits', get: (c) => c.role },
+  { key: 'epoch', description: 'role generation; the higher epoch wins', get: (c) => String(c.epoch) },
+  { key: 'enabled', description: 'runs on its schedule', get: (c) => yesNo(c.enabled) },
+  { key: 'maintenance', description: 'why the service is in maintenance', get: (c) => c.maintenance ?? '' },
+  { key: 'created', description: 'when the service was created', get: (c) => c.createdAt },
+];
+
+export const EDITABLE_KEYS = PROPERTIES.filter((p) => p.set).map((p) => p.key);
+
+export function findProperty(key: string): PropertySpec {
+  const spec = PROPERTIES.find((p) => p.key === key);
+  if (!spec) throw new Error(`Unknown property "${key}": use one of ${PROPERTIES.map((p) => p.key).join(', ')}.`);
+  return spec;
+}

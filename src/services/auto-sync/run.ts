@@ -1,0 +1,187 @@
+/**
+ * One run of an auto-sync service (DESIGN.md, "A run"): lock, snapshot with
+ * a new marker, find the newest common snapshot by identity, send full or
+ * incremental, verify, record state, protect the new common marker, prune.
+ * A failed run leaves the destination at its previous snapshot; a broken
+ * chain puts the service in maintenance instead of silently starting over.
+ */
+import { Transform } from 'node:stream';
+import path from 'node:path';
+import { tryLock } from '../lock.js';
+import type { Driver, SnapshotInfo } from '../storage/driver.js';
+import type { ServiceLog } from '../service-log.js';
+import type { ServiceStore } from './store.js';
+import type { AutoSyncConfig } from './model.js';
+import { markerName, markersToPrune, newestCommon } from './markers.js';
+
+/** one end of a run: where the dataset is and the driver that serves it */
+export interface Side {
+  host: string;
+  driver: Driver;
+  /** driver-local dataset name */
+  dataset: string;
+}
+
+export interface RunDeps {
+  store: ServiceStore;
+  log: ServiceLog;
+  lockDir: string;
+  resolveSide(endpoint: AutoSyncConfig['source']): Promise<Side>;
+}
+
+export interface RunOptions {
+  /** `setup auto-sync :NAME resync`: a full sync even though the chain is broken */
+  resync?: boolean;
+  signal?: AbortSignal;
+  /** bytes sent so far, as the transfer goes */
+  onProgress?(bytes: number): void;
+}
+
+export interface RunResult {
+  marker: string;
+  full: boolean;
+  bytes: number;
+  durationMs: number;
+}
+
+export class BrokenChainError extends Error {
+  constructor(service: string, reason: string) {
+    super(`${reason} Nothing was sent. Run 'setup auto-sync :${service} resync' to start over with a full sync.`);
+    this.name = 'BrokenChainError';
+  }
+}
+
+export function runLockFile(lockDir: string, service: string): string {
+  return path.join(lockDir, `auto-sync-${service}.lock`);
+}
+
+const where = (side: Side) => `${side.host}/${side.dataset.replace(/^\/+/, '')}`;
+const seconds = (ms: number) => Math.round(ms / 1000);
+
+export async function runService(name: string, deps: RunDeps, opts: RunOptions = {}): Promise<RunResult> {
+  const lock = tryLock(runLockFile(deps.lockDir, name), `auto-sync:${name}`, 'a run');
+  try {
+    return await runLocked(name, deps, opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise<RunResult> {
+  const { store, log } = deps;
+  const config = store.get(name);
+  if (!config) throw new Error(`No auto-sync service named :${name}.`);
+  if (config.role !== 'master') {
+    throw new Error(`This appliance is the non-master of auto-sync:${name}: it runs on the master (${config.source.host === 'localhost' ? config.destination.host : config.source.host}).`);
+  }
+  if (config.maintenance && !opts.resync) {
+    throw new Error(`auto-sync:${name} is in maintenance: ${config.maintenance} Run 'setup auto-sync :${name} enable' once the cause is fixed.`);
+  }
+  const started = Date.now();
+  const src = await deps.resolveSide(config.source);
+  const dst = await deps.resolveSide(config.destination);
+  const route = `${where(src)} => ${where(dst)}`;
+  const state = await store.updateRunState(name, (s) => ({ ...s, sequence: s.sequence + 1, lastRunAt: new Date(started).toISOString() }));
+  let marker: SnapshotInfo | null = null;
+  try {
+    if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
+    const dstInfo = await dst.driver.getDataset(dst.dataset);
+    const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
+    const srcSnaps = await src.driver.listSnapshots(src.dataset);
+    const common = newestCommon(srcSnaps, dstSnaps);
+    if (!common && dstSnaps.length > 0 && !opts.resync) {
+      throw new BrokenChainError(name, `The destination ${config.destination.dataset} has ${dstSnaps.length} snapshot(s) but none in common with the source ${config.source.dataset}.`);
+    }
+    if (dstInfo && common && (await dst.driver.changedSince(dst.dataset, dstSnaps.find((s) => s.id === common.id)!.name)) && !config.force) {
+      throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
+    }
+
+    marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive });
+    const full = !common;
+    const flags = config.recursive ? '-R ' : '';
+    log.write(full
+      ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
+      : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${common.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
+
+    const bytes = await transfer(src, dst, marker.name, common?.name, config, opts);
+    const received = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker!.name);
+    if (!received || received.id !== marker.id) {
+      throw new Error(`The destination ${config.destination.dataset} does not hold ${marker.name} after the receive (expected id ${marker.id}).`);
+    }
+    const durationMs = Date.now() - started;
+    log.write(`${src.dataset}@${marker.name} => ${where(dst)} OK (${seconds(durationMs)} sec)`);
+
+    await protectNewCommon(src, dst, marker.name, common?.name ?? null);
+    await prune(name, src, config.keepSrc, marker.name, config.recursive, log);
+    await prune(name, dst, config.keepDst, marker.name, config.recursive, log);
+
+    await store.updateRunState(name, (s) => ({
+      ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date().toISOString(),
+      lastResult: 'success', lastError: null, lastBytes: bytes, lastDurationMs: durationMs,
+    }));
+    if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
+    log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
+    return { marker: marker.name, full, bytes, durationMs };
+  } catch (error) {
+    const message = (error as Error).message;
+    const durationMs = Date.now() - started;
+    if (marker) {
+      // The marker never reached the destination: drop it so it is not mistaken for a synced state.
+      await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
+    }
+    await store.updateRunState(name, (s) => ({ ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs }));
+    if (error instanceof BrokenChainError) {
+      await store.update(name, (c) => ({ ...c, maintenance: 'Broken chain: no snapshot in common between source and destination.' }));
+      log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
+    }
+    log.write(`FAILURE: ${route}: ${message} (${seconds(durationMs)} sec)`);
+    throw error;
+  }
+}
+
+async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, opts: RunOptions): Promise<number> {
+  const abort = new AbortController();
+  const onAbort = () => abort.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  let bytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      bytes += chunk.length;
+      opts.onProgress?.(bytes);
+      done(null, chunk);
+    },
+  });
+  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal });
+  stream.on('error', (error) => counter.destroy(error));
+  stream.pipe(counter);
+  try {
+    await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal });
+    return bytes;
+  } catch (error) {
+    abort.abort(error);
+    stream.destroy();
+    throw error;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** hold the new common marker on both sides and release the previous one */
+async function protectNewCommon(src: Side, dst: Side, marker: string, previous: string | null): Promise<void> {
+  for (const side of [src, dst]) {
+    await side.driver.holdSnapshot(side.dataset, marker, true);
+    if (previous) await side.driver.holdSnapshot(side.dataset, previous, false).catch(() => undefined);
+  }
+}
+
+async function prune(service: string, side: Side, keep: number, protect: string, recursive: boolean, log: ServiceLog): Promise<void> {
+  const snapshots = await side.driver.listSnapshots(side.dataset);
+  for (const snap of markersToPrune(service, snapshots, keep, protect)) {
+    try {
+      if (snap.held) await side.driver.holdSnapshot(side.dataset, snap.name, false);
+      await side.driver.destroySnapshot(side.dataset, snap.name, { recursive });
+    } catch (error) {
+      log.write(`WARNING: could not prune ${where(side)}@${snap.name}: ${(error as Error).message}`);
+    }
+  }
+}

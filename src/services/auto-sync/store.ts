@@ -1,0 +1,100 @@
+/**
+ * Service configurations and run states, kept with conf (schema-validated,
+ * atomic writes). conf re-reads the file on every access; each change takes a
+ * lock around its read-modify-write so two syncsh processes never lose one
+ * another's updates.
+ */
+import Conf from 'conf';
+import path from 'node:path';
+import { withLock } from '../lock.js';
+import type { Home } from '../home.js';
+import { EMPTY_RUN_STATE, serviceSchema, type AutoSyncConfig, type RunState } from './model.js';
+
+type ServicesFile = { services: Record<string, AutoSyncConfig> };
+type StateFile = { state: Record<string, RunState> };
+
+export class ServiceStore {
+  private readonly services: Conf<ServicesFile>;
+  private readonly states: Conf<StateFile>;
+  private readonly lockFile: string;
+
+  constructor(home: Home) {
+    this.services = new Conf<ServicesFile>({
+      cwd: home.config,
+      configName: 'services',
+      projectName: 'syncsh',
+      projectVersion: '1',
+      schema: { services: { type: 'object', additionalProperties: serviceSchema, default: {} } } as never,
+      defaults: { services: {} },
+    });
+    this.states = new Conf<StateFile>({
+      cwd: home.config,
+      configName: 'state',
+      projectName: 'syncsh',
+      defaults: { state: {} },
+    });
+    this.lockFile = path.join(home.locks, 'config.lock');
+  }
+
+  list(): AutoSyncConfig[] {
+    return Object.values(this.services.get('services')).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): AutoSyncConfig | undefined {
+    return this.services.get('services')[name];
+  }
+
+  names(): string[] {
+    return Object.keys(this.services.get('services')).sort();
+  }
+
+  /** Create or replace under the lock; `make` sees the current set so names stay unique. */
+  async add(make: (existing: Record<string, AutoSyncConfig>) => AutoSyncConfig): Promise<AutoSyncConfig> {
+    return this.locked('creating a service', () => {
+      const all = this.services.get('services');
+      const config = make(all);
+      if (all[config.name]) throw new Error(`The service auto-sync:${config.name} already exists.`);
+      this.services.set('services', { ...all, [config.name]: config });
+      return config;
+    });
+  }
+
+  async update(name: string, change: (config: AutoSyncConfig) => AutoSyncConfig): Promise<AutoSyncConfig> {
+    return this.locked(`changing auto-sync:${name}`, () => {
+      const all = this.services.get('services');
+      const current = all[name];
+      if (!current) throw new Error(`No auto-sync service named :${name}.`);
+      const next = change(current);
+      this.services.set('services', { ...all, [name]: next });
+      return next;
+    });
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.locked(`destroying auto-sync:${name}`, () => {
+      const all = { ...this.services.get('services') };
+      delete all[name];
+      this.services.set('services', all);
+      const states = { ...this.states.get('state') };
+      delete states[name];
+      this.states.set('state', states);
+    });
+  }
+
+  runState(name: string): RunState {
+    return { ...EMPTY_RUN_STATE, ...this.states.get('state')[name] };
+  }
+
+  async updateRunState(name: string, change: (state: RunState) => RunState): Promise<RunState> {
+    return this.locked(`recording the state of auto-sync:${name}`, () => {
+      const all = this.states.get('state');
+      const next = change({ ...EMPTY_RUN_STATE, ...all[name] });
+      this.states.set('state', { ...all, [name]: next });
+      return next;
+    });
+  }
+
+  private locked<T>(purpose: string, fn: () => T): Promise<T> {
+    return withLock(this.lockFile, 'The configuration', purpose, fn);
+  }
+}

@@ -1,0 +1,23 @@
+/** Assembles the service layer of one appliance (one SYNCSH_HOME). */
+import { resolveHome, type Home } from './home.js';
+import { loadAppliance, type ApplianceInfo } from './appliance.js';
+import { Storage } from './storage/registry.js';
+import { AutoSyncService } from './auto-sync/index.js';
+import { FolderService } from './folders.js';
+
+export interface Services {
+  home: Home;
+  appliance: ApplianceInfo;
+  storage: Storage;
+  autoSync: AutoSyncService;
+  folders: FolderService;
+}
+
+export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
+  const home = resolveHome(env);
+  const appliance = loadAppliance(home, env);
+  const storage = new Storage(home);
+  const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver);
+  const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
+  return { home, appliance, storage, autoSync, folders };
+}

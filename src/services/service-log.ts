@@ -1,0 +1,111 @@
+/**
+ * One log file per service, in NMC's bracketed style:
+ *   2026-11-21 04:44:52 [SUCCESS: localhost/tank/a => localhost/tank/b OK (3 sec) ]
+ * Runs append; logtail reads the end; follow yields new lines as they come,
+ * and keeps going when the file is rotated or truncated.
+ */
+import { appendFileSync, createReadStream, existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import path from 'node:path';
+
+export function stamp(date = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`;
+}
+
+export class ServiceLog {
+  constructor(readonly file: string) {}
+
+  static forService(logDir: string, name: string): ServiceLog {
+    return new ServiceLog(path.join(logDir, `auto-sync-${name}.log`));
+  }
+
+  /** Append a bracketed line: `[text ]`, as NMC writes them. */
+  write(text: string, date = new Date()): void {
+    appendFileSync(this.file, `${stamp(date)} [${text} ]\n`);
+  }
+
+  /** the whole log */
+  async all(): Promise<string[]> {
+    if (!existsSync(this.file)) return [];
+    const lines: string[] = [];
+    let rest = '';
+    for await (const chunk of createReadStream(this.file, { encoding: 'utf8' })) {
+      const parts = (rest + chunk).split('\n');
+      rest = parts.pop() ?? '';
+      lines.push(...parts);
+    }
+    if (rest) lines.push(rest);
+    return lines;
+  }
+
+  /** the last n lines, reading only the end of the file */
+  tail(n: number): string[] {
+    if (!existsSync(this.file) || n <= 0) return [];
+    const size = statSync(this.file).size;
+    const fd = openSync(this.file, 'r');
+    try {
+      let start = size;
+      let text = '';
+      const block = 64 * 1024;
+      while (start > 0) {
+        const from = Math.max(0, start - block);
+        const buf = Buffer.alloc(start - from);
+        readSync(fd, buf, 0, buf.length, from);
+        text = buf.toString('utf8') + text;
+        start = from;
+        if (text.split('\n').length > n + 1) break;
+      }
+      const lines = text.split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      return lines.slice(-n);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Lines appended after the call, as they come. A file that shrinks
+   * (truncated) or is replaced (rotated: another inode) is read again from
+   * its start. Ends when the signal aborts.
+   */
+  async *follow(signal: AbortSignal, pollMs = 100): AsyncGenerator<string> {
+    let position = existsSync(this.file) ? statSync(this.file).size : 0;
+    let inode = existsSync(this.file) ? statSync(this.file).ino : 0;
+    let rest = '';
+    while (!signal.aborted) {
+      let st;
+      try {
+        st = statSync(this.file);
+      } catch {
+        st = null;
+      }
+      if (st) {
+        if (st.ino !== inode || st.size < position) {
+          inode = st.ino;
+          position = 0;
+          rest = '';
+        }
+        if (st.size > position) {
+          const fd = openSync(this.file, 'r');
+          try {
+            const buf = Buffer.alloc(st.size - position);
+            const got = readSync(fd, buf, 0, buf.length, position);
+            position += got;
+            const parts = (rest + buf.subarray(0, got).toString('utf8')).split('\n');
+            rest = parts.pop() ?? '';
+            for (const line of parts) yield line;
+          } finally {
+            closeSync(fd);
+          }
+          continue;
+        }
+      }
+      try {
+        await sleep(pollMs, undefined, { signal });
+      } catch {
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Which driver serves a dataset. Drivers are made on first use, so an
+ * appliance without ZFS or btrfs never loads or probes them.
+ */
+import type { Driver, DriverName } from './driver.js';
+import type { Home } from '../home.js';
+
+export class Storage {
+  private readonly made = new Map<DriverName, Promise<Driver>>();
+
+  constructor(private readonly home: Home) {}
+
+  driver(name: DriverName): Promise<Driver> {
+    let driver = this.made.get(name);
+    if (!driver) {
+      driver = this.make(name);
+      this.made.set(name, driver);
+    }
+    return driver;
+  }
+
+  /** the driver, or an error saying why it cannot be used on this appliance */
+  async usable(name: DriverName): Promise<Driver> {
+    const driver = await this.driver(name);
+    const reason = await driver.unavailableReason();
+    if (reason) throw new Error(`The ${name} driver cannot be used on this appliance: ${reason}`);
+    return driver;
+  }
+
+  private async make(name: DriverName): Promise<Driver> {
+    switch (name) {
+      case 'fs': {
+        const { createFsDriver } = await import('./fs/index.js');
+        return createFsDriver(this.home.fsRoot);
+      }
+      default:
+        throw new Error(`The ${name} driver is not available in this build.`);
+    }
+  }
+}
