@@ -61,7 +61,7 @@ export async function runWizard(ctx: CommandContext, given: Partial<CreateReques
   });
   req.toFs ??= await dialogs.input('Destination folder', {
     help: 'The dataset that becomes the mirror. It is created on the first run and must not hold other data.',
-    default: `${req.fromFs.replace(/^([a-z]+:)?[^/]+/, '$1backup')}`,
+    default: `${req.fromFs}-mirror`,
     validate: (v) => check(() => {
       auto.parseEndpoint('destination', req.toHost, v);
       if (v === req.fromFs) throw new Error('The destination must not be the source.');

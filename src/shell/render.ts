@@ -22,10 +22,10 @@ export function truncate(text: string, width: number): string {
   return text.length <= width ? text : `${text.slice(0, Math.max(0, width - 1))}…`;
 }
 
+/** Column widths that fit: shorten flexible columns, then leave out droppable ones, then shorten any. 0 = left out. */
 export function fitWidths(columns: Column[], rows: Record<string, string>[], width: number, gap = 2): number[] {
   const widths = columns.map((c) => Math.max(c.header.length, ...rows.map((r) => (r[c.key] ?? '').length)));
-  const total = () => widths.reduce((a, b) => a + b, 0) + gap * (columns.length - 1);
-  // Shrink the widest flexible column a character at a time, then any column, down to a floor.
+  const total = () => widths.reduce((sum, w) => sum + (w ? w + gap : 0), -gap);
   const shrink = (allowed: (i: number) => boolean, floor: number) => {
     while (total() > width) {
       let widest = -1;
@@ -36,18 +36,25 @@ export function fitWidths(columns: Column[], rows: Record<string, string>[], wid
       widths[widest]--;
     }
   };
+  shrink((i) => Boolean(columns[i].flexible), 12);
+  const droppable = columns.map((c, i) => ({ i, drop: c.drop ?? 0 })).filter((c) => c.drop > 0).sort((a, b) => b.drop - a.drop);
+  for (const { i } of droppable) {
+    if (total() <= width) break;
+    widths[i] = 0;
+  }
   shrink((i) => Boolean(columns[i].flexible), 8);
-  shrink(() => true, 4);
+  shrink((i) => widths[i] > 0, 4);
   return widths;
 }
 
 export function renderTable(columns: Column[], rows: Record<string, string>[], style: Style): string[] {
   const widths = fitWidths(columns, rows, style.width);
+  const shown = columns.map((c, i) => ({ c, w: widths[i] })).filter((x) => x.w > 0);
   const cell = (c: Column, text: string, w: number) => {
     const t = truncate(text, w);
     return c.align === 'right' ? t.padStart(w) : t.padEnd(w);
   };
-  const line = (get: (c: Column) => string) => columns.map((c, i) => cell(c, get(c), widths[i])).join('  ').trimEnd();
+  const line = (get: (c: Column) => string) => shown.map(({ c, w }) => cell(c, get(c), w)).join('  ').trimEnd();
   return [paint.bold(line((c) => c.header), style.color), ...rows.map((r) => line((c) => r[c.key] ?? ''))];
 }
 

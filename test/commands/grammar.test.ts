@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { grammar } from '../../src/commands/index.js';
-import { match, GrammarError } from '../../src/commands/grammar/match.js';
+import { match, GrammarError, type GrammarErrorKind } from '../../src/commands/grammar/match.js';
 import { complete, helpAt } from '../../src/commands/grammar/complete.js';
 import { helpText, usage } from '../../src/commands/grammar/help.js';
 import { tokenize } from '../../src/commands/grammar/tokenize.js';
@@ -57,7 +57,7 @@ test(parses, 'quit', 'quit');
 test(parses, 'show auto-sync --json', 'show auto-sync', { options: { json: true } });
 
 const rejects = test.macro({
-  exec(t: ExecutionContext, line: string, kind: string, message: RegExp) {
+  exec(t: ExecutionContext, line: string, kind: GrammarErrorKind, message: RegExp) {
     const error = t.throws(() => match(grammar(), line, ctx), { instanceOf: GrammarError });
     t.is(error?.kind, kind);
     t.regex(error?.message ?? '', message);

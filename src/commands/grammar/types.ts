@@ -91,6 +91,8 @@ export interface Column {
   align?: 'left' | 'right';
   /** the column may be shortened first when the terminal is narrow */
   flexible?: boolean;
+  /** when shortening is not enough, columns with a higher number are left out first */
+  drop?: number;
 }
 
 /** What a command returns; the shell decides how it looks, --json prints `data`. */

@@ -69,14 +69,20 @@ export const EMPTY_RUN_STATE: RunState = {
   lastDurationMs: 0,
 };
 
+const endpointSchema = {
+  type: 'object',
+  required: ['host', 'dataset'],
+  properties: { host: { type: 'string', minLength: 1 }, dataset: { type: 'string', minLength: 3 } },
+} as const;
+
 /** The JSON schema conf validates services.json against. */
 export const serviceSchema = {
   type: 'object',
   required: ['name', 'source', 'destination', 'direction', 'schedule', 'keepSrc', 'keepDst', 'recursive', 'reverseCapable', 'maxDelay', 'comment', 'force', 'enabled', 'role', 'epoch', 'maintenance', 'createdAt'],
   properties: {
     name: { type: 'string', pattern: '^[A-Za-z0-9_-]+-[0-9]{3,}$' },
-    source: { $ref: '#/$defs/endpoint' },
-    destination: { $ref: '#/$defs/endpoint' },
+    source: endpointSchema,
+    destination: endpointSchema,
     direction: { enum: ['local-to-local', 'local-to-remote', 'remote-to-local'] },
     schedule: {
       type: 'object',
@@ -95,13 +101,6 @@ export const serviceSchema = {
     epoch: { type: 'integer', minimum: 0 },
     maintenance: { type: ['string', 'null'] },
     createdAt: { type: 'string' },
-  },
-  $defs: {
-    endpoint: {
-      type: 'object',
-      required: ['host', 'dataset'],
-      properties: { host: { type: 'string', minLength: 1 }, dataset: { type: 'string', minLength: 3 } },
-    },
   },
 } as const;
 
