@@ -3,8 +3,9 @@ import { main } from './main.js';
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    // Stop what a live view or a lingering handle may keep alive.
-    setImmediate(() => process.exit(code));
+    // Exit once what was printed has been flushed (a pipe may still hold it),
+    // so that a live view or a lingering handle cannot keep the process alive.
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
   },
   (error: unknown) => {
     process.stderr.write(`syncsh: ${(error as Error)?.stack ?? String(error)}\n`);

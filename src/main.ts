@@ -13,6 +13,8 @@ import { runScript } from './shell/script.js';
 const USAGE = `usage: syncsh                 interactive shell (commands on stdin when it is not a terminal)
        syncsh -c "COMMAND"    run one command and exit (0 on success)
        syncsh demo            the shell on a demo appliance with a live replication
+       syncsh daemon [--metrics ADDR:PORT] [--stall-timeout SECONDS] [--retry-delay SECONDS]
+                              run every enabled service on its schedule
 options: --json (print results as JSON), -y (answer yes), --help`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -27,6 +29,9 @@ export async function main(argv: string[]): Promise<number> {
         yes: { type: 'boolean', short: 'y' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
+        metrics: { type: 'string' },
+        'stall-timeout': { type: 'string' },
+        'retry-delay': { type: 'string' },
       },
     });
   } catch (error) {
@@ -42,6 +47,10 @@ export async function main(argv: string[]): Promise<number> {
   if (mode === 'demo') {
     const { startDemo } = await import('./demo.js');
     return startDemo(process.env);
+  }
+  if (mode === 'daemon') {
+    const { startDaemon } = await import('./daemon.js');
+    return startDaemon({ metrics: values.metrics, stallTimeout: values['stall-timeout'], retryDelay: values['retry-delay'] }, process.env);
   }
   if (mode) {
     process.stderr.write(`syncsh: unknown mode "${mode}".\n${USAGE}\n`);

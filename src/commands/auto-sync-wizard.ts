@@ -6,7 +6,8 @@
 import type { CommandContext } from './grammar/types.js';
 import type { CreateRequest } from '../services/auto-sync/index.js';
 import { DEFAULTS } from '../services/auto-sync/index.js';
-import { SCHEDULE_TYPES, describeSchedule, type ScheduleType } from '../services/auto-sync/model.js';
+import { SCHEDULE_TYPES, type ScheduleType } from '../services/auto-sync/model.js';
+import { describe as describeSchedule } from '../services/schedule.js';
 import { parseCount } from '../services/auto-sync/properties.js';
 
 const NONE = '(type a dataset name)';
@@ -68,15 +69,17 @@ export async function runWizard(ctx: CommandContext, given: Partial<CreateReques
     }),
   });
 
-  req.type ??= await dialogs.select<ScheduleType>('Schedule type', SCHEDULE_TYPES.map((t) => ({ value: t })), {
-    default: DEFAULTS.type,
-    help: 'How often the service replicates: every N minutes, hours, days, weeks or months.',
-  });
-  req.period ??= Number(await dialogs.input(`Period (every N ${req.type}s)`, {
-    default: String(DEFAULTS.period),
-    help: `Replicate every N ${req.type}s.`,
-    validate: (v) => check(() => parseCount('the period', v, 1, 10_000)),
-  }));
+  if (req.cron === undefined && req.onceAt === undefined) {
+    req.type ??= await dialogs.select<ScheduleType>('Schedule type', SCHEDULE_TYPES.map((t) => ({ value: t })), {
+      default: DEFAULTS.type,
+      help: 'How often the service replicates: every N minutes, hours, days, weeks or months.',
+    });
+    req.period ??= Number(await dialogs.input(`Period (every N ${req.type}s)`, {
+      default: String(DEFAULTS.period),
+      help: `Replicate every N ${req.type}s.`,
+      validate: (v) => check(() => parseCount('the period', v, 1, 10_000)),
+    }));
+  }
   req.keepSrc ??= Number(await dialogs.input('Snapshots to keep on the source', {
     default: String(DEFAULTS.keepSrc),
     help: 'Marker snapshots kept on the source; the last one in common with the destination is always kept.',

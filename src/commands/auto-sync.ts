@@ -3,7 +3,7 @@ import type { CommandContext, CommandFamily, CommandSpec, Output } from './gramm
 import { count, formatBytes, formatTime, scheduleType, text, yesNo } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { runWizard } from './auto-sync-wizard.js';
-import { describeSchedule } from '../services/auto-sync/model.js';
+import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
 
@@ -15,6 +15,8 @@ const words = {
   enable: 'run on schedule again (clears maintenance)',
   disable: 'stop running on schedule',
   run: 'replicate now',
+  status: 'up or warn, why, and the transfer in flight',
+  history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
 };
 
 function row(v: ServiceView): Record<string, string> {
@@ -207,6 +209,8 @@ const create: CommandSpec = {
     { name: '--to-fs', help: 'destination dataset', value: text('DATASET') },
     { name: '--type', help: 'schedule unit', value: scheduleType },
     { name: '--period', help: 'run every N units', value: count('N', 1, 10_000) },
+    { name: '--cron', help: 'a five-field cron expression, instead of --type and --period', value: text('EXPR') },
+    { name: '--once-at', help: 'run once at this date-time (YYYY-MM-DDTHH:MM)', value: text('TIME') },
     { name: '--keep-src', help: 'markers kept on the source', value: count('N', 1, 10_000) },
     { name: '--keep-dst', help: 'markers kept on the destination', value: count('N', 1, 10_000) },
     { name: '--recursive', help: 'include child datasets', value: yesNo },
@@ -223,6 +227,8 @@ const create: CommandSpec = {
       toFs: o['to-fs'] as string | undefined,
       type: o.type as CreateRequest['type'],
       period: o.period as number | undefined,
+      cron: o.cron as string | undefined,
+      onceAt: o['once-at'] as string | undefined,
       keepSrc: o['keep-src'] as number | undefined,
       keepDst: o['keep-dst'] as number | undefined,
       recursive: o.recursive as boolean | undefined,
@@ -246,7 +252,59 @@ const create: CommandSpec = {
   },
 };
 
+const status: CommandSpec = {
+  path: 'show auto-sync :auto-sync status',
+  help: 'up or warn (from max_delay), maintenance and failure reasons, and the transfer in flight',
+  async run(ctx, input) {
+    const r = ctx.services.autoSync.status(input.instance!);
+    const fields: [string, string][] = [
+      ['service', `auto-sync:${r.view.config.name}`],
+      ['status', r.health],
+      ['state', r.view.state],
+      ['reason', r.message],
+      ['lag', r.lagSeconds === null ? '-' : `${r.lagSeconds} sec`],
+      ['max_delay', r.view.config.maxDelay ? `${r.view.config.maxDelay} sec` : 'off'],
+    ];
+    if (r.progress) {
+      fields.push(['transfer', `${formatBytes(r.progress.bytes)} sent at ${formatBytes(r.progress.rate)}/s since ${formatTime(r.progress.startedAt)}`]);
+    }
+    return { kind: 'record', fields, data: { service: r.view.config.name, status: r.health, state: r.view.state, reason: r.message, lagSeconds: r.lagSeconds, maxDelay: r.view.config.maxDelay, progress: r.progress } };
+  },
+};
+
+const history: CommandSpec = {
+  path: 'show auto-sync :auto-sync history',
+  help: 'the send and receive trail: every attempt, successful or not',
+  options: [{ name: '-n', alias: '--lines', help: 'how many attempts (default 20)', value: count('N', 1, 100_000) }],
+  async run(ctx, input) {
+    const entries = ctx.services.autoSync.histories(input.instance!, (input.options.n as number | undefined) ?? 20);
+    return {
+      kind: 'table',
+      columns: [
+        { key: 'startedAt', header: 'STARTED' },
+        { key: 'direction', header: 'SIDE' },
+        { key: 'peer', header: 'PEER', drop: 2 },
+        { key: 'result', header: 'RESULT' },
+        { key: 'bytes', header: 'BYTES', align: 'right' },
+        { key: 'rate', header: 'RATE', align: 'right', drop: 1 },
+        { key: 'detail', header: 'SNAPSHOT / ERROR', flexible: true },
+      ],
+      rows: entries.map((e) => ({
+        startedAt: formatTime(e.startedAt),
+        direction: e.direction,
+        peer: e.peer,
+        result: e.result,
+        bytes: formatBytes(e.bytes),
+        rate: `${formatBytes(e.rateBytesPerSec)}/s`,
+        detail: e.error ?? e.snapshot ?? '-',
+      })),
+      data: entries,
+      empty: 'No attempts yet.',
+    };
+  },
+};
+
 export const autoSyncFamily: CommandFamily = {
   words,
-  commands: [showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
+  commands: [status, history, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
 };

@@ -90,4 +90,19 @@ const showSnapshots: CommandSpec = {
   },
 };
 
-export const folderFamily: CommandFamily = { words, commands: [createFolder, showFolders, destroyFolder, showSnapshots] };
+const destroySnapshot: CommandSpec = {
+  path: 'destroy snapshot <SNAPSHOT>',
+  help: "destroy a snapshot (asks first); a service's last common snapshot only with --force",
+  args: { SNAPSHOT: { ...text('DATASET@NAME'), help: 'the snapshot, e.g. fs:tank/data@before-upgrade' } },
+  options: [{ name: '--force', help: "also a service's last common snapshot (the next run then needs a full resync)" }],
+  async run(ctx, input) {
+    const name = input.args.SNAPSHOT as string;
+    const force = Boolean(input.options.force);
+    const snap = await ctx.services.folders.findSnapshot(name, force);
+    if (!(await confirmed(ctx, `Destroy snapshot '${snap.qualified}'?`, 'This cannot be undone.'))) return NOTHING_CHANGED;
+    await ctx.services.folders.destroySnapshot(name, force);
+    return { kind: 'message', text: `Destroyed snapshot ${snap.qualified}.` };
+  },
+};
+
+export const folderFamily: CommandFamily = { words, commands: [createFolder, showFolders, destroyFolder, showSnapshots, destroySnapshot] };

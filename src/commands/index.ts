@@ -4,6 +4,7 @@ import type { GrammarContext, InstanceKind } from './grammar/types.js';
 import { autoSyncFamily } from './auto-sync.js';
 import { folderFamily } from './folder.js';
 import { generalFamily } from './general.js';
+import { applianceFamily } from './appliance.js';
 
 export const instanceKinds: InstanceKind[] = [
   { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
@@ -12,6 +13,6 @@ export const instanceKinds: InstanceKind[] = [
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily], instanceKinds);
   return compiled;
 }

@@ -14,9 +14,11 @@ export interface ApplianceInfo {
   hostname: string;
   version: string;
   defaultDriver: DriverName;
+  /** run with every alert (argv), or null */
+  alertCommand: string[] | null;
 }
 
-type ApplianceFile = { id: string; defaultDriver: DriverName };
+type ApplianceFile = { id: string; defaultDriver: DriverName; alertCommand: string[] | null };
 
 export const VERSION: string = (() => {
   try {
@@ -30,14 +32,28 @@ export function validApplianceId(id: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(id);
 }
 
+function store(home: Home): Conf<ApplianceFile> {
+  return new Conf<ApplianceFile>({ cwd: home.config, configName: 'appliance', projectName: 'syncsh' });
+}
+
 export function loadAppliance(home: Home, env: NodeJS.ProcessEnv = process.env): ApplianceInfo {
-  const store = new Conf<ApplianceFile>({ cwd: home.config, configName: 'appliance', projectName: 'syncsh' });
-  let id = store.get('id');
+  const conf = store(home);
+  let id = conf.get('id');
   if (!id) {
     const wanted = env.SYNCSH_APPLIANCE_ID || os.hostname().toLowerCase().replace(/[^a-z0-9_.-]/g, '-');
     id = validApplianceId(wanted) ? wanted : `appliance-${randomBytes(3).toString('hex')}`;
-    store.set('id', id);
+    conf.set('id', id);
   }
-  if (!store.get('defaultDriver')) store.set('defaultDriver', 'fs');
-  return { id, hostname: os.hostname(), version: VERSION, defaultDriver: store.get('defaultDriver') };
+  if (!conf.get('defaultDriver')) conf.set('defaultDriver', 'fs');
+  return { id, hostname: os.hostname(), version: VERSION, defaultDriver: conf.get('defaultDriver'), alertCommand: conf.get('alertCommand') ?? null };
+}
+
+/** Set (or clear, with an empty argv) the command run with every alert. */
+export function setAlertCommand(home: Home, argv: string[]): string[] | null {
+  if (argv.length && !argv[0].startsWith('/')) {
+    throw new Error(`The alert command must be given by its absolute path, not "${argv[0]}": it runs from the daemon, whose PATH may differ.`);
+  }
+  const value = argv.length ? argv : null;
+  store(home).set('alertCommand', value);
+  return value;
 }

@@ -73,6 +73,37 @@ export class FolderService {
     return out;
   }
 
+  /** `fs:tank/data@name` -> the snapshot, checked to exist and (unless forced) not to be a service's last common one */
+  async findSnapshot(qualified: string, force = false): Promise<SnapshotView> {
+    const at = qualified.lastIndexOf('@');
+    if (at <= 0 || at === qualified.length - 1) throw new Error(`A snapshot is named DATASET@NAME, such as fs:tank/data@before-upgrade, not "${qualified}".`);
+    const ref = parseDataset(qualified.slice(0, at), this.defaultDriver);
+    const name = qualified.slice(at + 1);
+    const driver = await this.storage.usable(ref.driver);
+    if (!(await driver.getDataset(ref.name))) throw new Error(`The folder ${formatDataset(ref)} does not exist.`);
+    const snap = (await driver.listSnapshots(ref.name)).find((s) => s.name === name);
+    if (!snap) throw new Error(`The snapshot ${formatDataset(ref)}@${name} does not exist.`);
+    if (!force) {
+      for (const view of this.autoSync.list()) {
+        const ends = [view.config.source, view.config.destination].filter((e) => e.host === 'localhost').map((e) => e.dataset);
+        if (ends.includes(formatDataset(ref)) && view.run.lastMarker === name) {
+          throw new Error(`The snapshot ${formatDataset(ref)}@${name} is the last one auto-sync:${view.config.name} has in common with its other side; destroying it breaks the chain and forces a full resync. Add --force to destroy it anyway.`);
+        }
+      }
+    }
+    return { ...snap, driver: ref.driver, qualified: `${formatDataset(ref)}@${name}`, service: markerService(name) };
+  }
+
+  async destroySnapshot(qualified: string, force = false): Promise<void> {
+    const snap = await this.findSnapshot(qualified, force);
+    const driver = await this.storage.usable(snap.driver);
+    if (snap.held) {
+      if (!force) throw new Error(`The snapshot ${snap.qualified} is protected (held); add --force to release and destroy it.`);
+      await driver.holdSnapshot(snap.dataset, snap.name, false);
+    }
+    await driver.destroySnapshot(snap.dataset, snap.name, { recursive: true });
+  }
+
   private async usableDrivers(): Promise<DriverName[]> {
     const out: DriverName[] = [];
     for (const name of DRIVER_NAMES) {

@@ -13,6 +13,10 @@ export interface Home {
   logs: string;
   /** run locks */
   locks: string;
+  /** send and receive histories */
+  history: string;
+  /** progress of runs in flight */
+  progress: string;
   /** fs driver pools */
   fsRoot: string;
   /** interactive shell history */
@@ -26,10 +30,12 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): Home {
     config: root,
     logs: path.join(root, 'log'),
     locks: path.join(root, 'locks'),
+    history: path.join(root, 'history'),
+    progress: path.join(root, 'progress'),
     fsRoot: path.resolve(env.SYNCSH_FS_ROOT || path.join(root, 'fs')),
     historyFile: path.join(root, 'history'),
   };
-  for (const dir of [home.root, home.logs, home.locks, home.fsRoot]) {
+  for (const dir of [home.root, home.logs, home.locks, home.history, home.progress, home.fsRoot]) {
     try {
       mkdirSync(dir, { recursive: true });
     } catch (error) {

@@ -7,22 +7,34 @@
 import { appendFileSync, createReadStream, existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
+import { rotateBySize } from './history.js';
 
 export function stamp(date = new Date()): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`;
 }
 
-export class ServiceLog {
-  constructor(readonly file: string) {}
+export interface LogLimits {
+  /** rotate when the log would pass this size (default 10 MiB) */
+  maxBytes: number;
+  /** rotated logs kept as FILE.1 … FILE.keep (default 5) */
+  keep: number;
+}
 
-  static forService(logDir: string, name: string): ServiceLog {
-    return new ServiceLog(path.join(logDir, `auto-sync-${name}.log`));
+export const DEFAULT_LOG_LIMITS: LogLimits = { maxBytes: 10 << 20, keep: 5 };
+
+export class ServiceLog {
+  constructor(readonly file: string, private readonly limits: LogLimits = DEFAULT_LOG_LIMITS) {}
+
+  static forService(logDir: string, name: string, limits?: LogLimits): ServiceLog {
+    return new ServiceLog(path.join(logDir, `auto-sync-${name}.log`), limits);
   }
 
-  /** Append a bracketed line: `[text ]`, as NMC writes them. */
+  /** Append a bracketed line: `[text ]`, as NMC writes them; rotates by size (rename, so followers see it). */
   write(text: string, date = new Date()): void {
-    appendFileSync(this.file, `${stamp(date)} [${text} ]\n`);
+    const line = `${stamp(date)} [${text} ]\n`;
+    rotateBySize(this.file, this.limits.maxBytes, this.limits.keep, Buffer.byteLength(line));
+    appendFileSync(this.file, line);
   }
 
   /** the whole log */

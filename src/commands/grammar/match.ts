@@ -107,7 +107,9 @@ export function walkTokens(grammar: Grammar, tokens: Token[], ctx: GrammarContex
   const walk: Walk = { node: grammar.root, typed: [], args: {}, options: [] };
   for (let i = 0; i < tokens.length; i++) {
     const text = tokens[i].text;
-    if (isOptionToken(text)) {
+    const inRest = walk.node.token?.kind === 'arg' && walk.node.token.spec.rest;
+    // Once a rest argument has begun, every word is part of it, options included (a command line to store).
+    if (isOptionToken(text) && !inRest) {
       const found = optionFor(grammar, text);
       if (!found) {
         const near = nearest(text, [...grammar.options.keys()]);

@@ -9,9 +9,13 @@ import type { Home } from '../home.js';
 import type { Storage } from '../storage/registry.js';
 import { ServiceStore } from './store.js';
 import { nextInstanceName } from './naming.js';
-import { directionOf, describeSchedule, type AutoSyncConfig, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
-import { findProperty, PROPERTIES } from './properties.js';
-import { runLockFile, runService, type RunOptions, type RunResult, type Side } from './run.js';
+import { describe as describeSchedule } from '../schedule.js';
+import { directionOf, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
+import { findProperty, parseKind, PROPERTIES } from './properties.js';
+import { runLockFile, runService, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
+import { History, type HistoryEntry } from '../history.js';
+import { healthOf, type Health, type HealthReport } from './status.js';
+import path from 'node:path';
 import { isMarkerOf } from './markers.js';
 import type { LockOwner } from '../lock.js';
 
@@ -22,6 +26,10 @@ export interface CreateRequest {
   toFs: string;
   type?: ScheduleType;
   period?: number;
+  /** a five-field cron expression, instead of type and period */
+  cron?: string;
+  /** a single run at this date-time, instead of a repeating schedule */
+  onceAt?: string;
   keepSrc?: number;
   keepDst?: number;
   recursive?: boolean;
@@ -34,7 +42,7 @@ export interface ServiceView {
   config: AutoSyncConfig;
   state: ServiceState;
   run: RunState;
-  status: 'up' | 'warn' | 'failed' | 'never';
+  status: Health;
   /** the run in progress, if any */
   runningSince: string | null;
 }
@@ -121,7 +129,7 @@ export class AutoSyncService {
       source: src.endpoint,
       destination: dst.endpoint,
       direction,
-      schedule: { type: req.type ?? DEFAULTS.type, period: count('The period', req.period, DEFAULTS.period, 1) },
+      schedule: this.scheduleOf(req),
       keepSrc: count('keep-src', req.keepSrc, DEFAULTS.keepSrc, 1),
       keepDst: count('keep-dst', req.keepDst, DEFAULTS.keepDst, 1),
       recursive: req.recursive ?? true,
@@ -135,6 +143,16 @@ export class AutoSyncService {
       maintenance: null,
       createdAt: new Date().toISOString(),
     };
+  }
+
+  private scheduleOf(req: CreateRequest): ServiceSchedule {
+    const kinds = [req.cron !== undefined, req.onceAt !== undefined, req.type !== undefined || req.period !== undefined].filter(Boolean).length;
+    if (kinds > 1) throw new Error('Give one schedule: --type and --period, or --cron, or --once-at.');
+    if (req.cron !== undefined) return parseKind('cron', req.cron, 'cron');
+    if (req.onceAt !== undefined) return parseKind('once-at', req.onceAt, 'onceAt');
+    const period = req.period ?? DEFAULTS.period;
+    if (!Number.isInteger(period) || period < 1) throw new Error(`The period must be a whole number of at least 1, not ${period}.`);
+    return { type: req.type ?? DEFAULTS.type, period };
   }
 
   async create(req: CreateRequest): Promise<AutoSyncConfig> {
@@ -173,6 +191,9 @@ export class AutoSyncService {
       store: this.store,
       log: ServiceLog.forService(this.home.logs, name),
       lockDir: this.home.locks,
+      sendHistory: this.history(name, 'send'),
+      receiveHistory: this.history(name, 'receive'),
+      progressFile: this.progressFile(name),
       resolveSide: (endpoint) => this.side(endpoint),
     }, opts);
   }
@@ -201,6 +222,38 @@ export class AutoSyncService {
     return { keptMarkers: kept };
   }
 
+  history(name: string, direction: 'send' | 'receive'): History {
+    return new History(path.join(this.home.history, `auto-sync-${name}.${direction}.jsonl`));
+  }
+
+  /** both trails of a service, newest first */
+  histories(name: string, limit = 50): HistoryEntry[] {
+    this.config(name);
+    const all = [...this.history(name, 'send').list(limit), ...this.history(name, 'receive').list(limit)];
+    return all.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || a.direction.localeCompare(b.direction)).slice(0, limit * 2);
+  }
+
+  /** health, lag, the last error and the transfer in flight */
+  status(name: string, now = Date.now()): HealthReport & { view: ServiceView; progress: Progress | null } {
+    const view = this.view(name);
+    return { ...healthOf(view.config, view.run, now), view, progress: this.progress(name) };
+  }
+
+  progressFile(name: string): string {
+    return path.join(this.home.progress, `auto-sync-${name}.json`);
+  }
+
+  /** the transfer in flight, if its process is alive */
+  progress(name: string): Progress | null {
+    try {
+      const p = JSON.parse(readFileSync(this.progressFile(name), 'utf8')) as Progress;
+      process.kill(p.pid, 0);
+      return p;
+    } catch {
+      return null;
+    }
+  }
+
   private async side(endpoint: Endpoint): Promise<Side> {
     if (endpoint.host !== 'localhost') throw new Error(`The appliance "${endpoint.host}" is not bound to this one.`);
     const ref = parseDataset(endpoint.dataset);
@@ -223,12 +276,7 @@ export class AutoSyncService {
     const run = this.store.runState(config.name);
     const owner = this.runOwner(config.name);
     const state: ServiceState = config.maintenance ? 'maintenance' : owner ? 'running' : config.enabled ? 'online' : 'disabled';
-    let status: ServiceView['status'] = 'never';
-    if (run.lastResult === 'failure') status = 'failed';
-    else if (run.lastSuccessAt) {
-      const age = (Date.now() - Date.parse(run.lastSuccessAt)) / 1000;
-      status = config.maxDelay > 0 && age > config.maxDelay ? 'warn' : 'up';
-    }
+    const status = healthOf(config, run, Date.now()).health;
     return { config, state, run, status, runningSince: owner?.since ?? null };
   }
 }

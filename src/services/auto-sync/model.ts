@@ -15,17 +15,21 @@ export interface Endpoint {
   dataset: string;
 }
 
+/** every `period` `type`s, NMC style */
 export interface Schedule {
   type: ScheduleType;
   period: number;
 }
+
+/** an interval, a five-field cron expression, or a single run at a time (see ../schedule.ts) */
+export type ServiceSchedule = Schedule | { cron: string } | { onceAt: string };
 
 export interface AutoSyncConfig {
   name: string;
   source: Endpoint;
   destination: Endpoint;
   direction: Direction;
-  schedule: Schedule;
+  schedule: ServiceSchedule;
   keepSrc: number;
   keepDst: number;
   recursive: boolean;
@@ -55,6 +59,12 @@ export interface RunState {
   lastError: string | null;
   lastBytes: number;
   lastDurationMs: number;
+  /** failed runs, ever */
+  failures: number;
+  /** failed runs since the last success (drives retry backoff) */
+  consecutiveFailures: number;
+  /** a run started and has not ended: after a crash, the daemon counts it as failed */
+  inFlight: boolean;
 }
 
 export const EMPTY_RUN_STATE: RunState = {
@@ -67,6 +77,9 @@ export const EMPTY_RUN_STATE: RunState = {
   lastError: null,
   lastBytes: 0,
   lastDurationMs: 0,
+  failures: 0,
+  consecutiveFailures: 0,
+  inFlight: false,
 };
 
 const endpointSchema = {
@@ -85,9 +98,11 @@ export const serviceSchema = {
     destination: endpointSchema,
     direction: { enum: ['local-to-local', 'local-to-remote', 'remote-to-local'] },
     schedule: {
-      type: 'object',
-      required: ['type', 'period'],
-      properties: { type: { enum: [...SCHEDULE_TYPES] }, period: { type: 'integer', minimum: 1 } },
+      oneOf: [
+        { type: 'object', required: ['type', 'period'], additionalProperties: false, properties: { type: { enum: [...SCHEDULE_TYPES] }, period: { type: 'integer', minimum: 1 } } },
+        { type: 'object', required: ['cron'], additionalProperties: false, properties: { cron: { type: 'string', minLength: 1 } } },
+        { type: 'object', required: ['onceAt'], additionalProperties: false, properties: { onceAt: { type: 'string', minLength: 10 } } },
+      ],
     },
     keepSrc: { type: 'integer', minimum: 1 },
     keepDst: { type: 'integer', minimum: 1 },
@@ -111,6 +126,3 @@ export function directionOf(source: Endpoint, destination: Endpoint): Direction 
   return 'remote-to-local';
 }
 
-export function describeSchedule(s: Schedule): string {
-  return s.period === 1 ? `every ${s.type}` : `every ${s.period} ${s.type}s`;
-}

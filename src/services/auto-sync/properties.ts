@@ -3,7 +3,8 @@
  * changes with `setup auto-sync :NAME property KEY VALUE`. Each editable key
  * parses and validates its own value; read-only keys say why they cannot be set.
  */
-import { SCHEDULE_TYPES, describeSchedule, type AutoSyncConfig, type ScheduleType } from './model.js';
+import { SCHEDULE_TYPES, type AutoSyncConfig, type ScheduleType } from './model.js';
+import { describe as describeSchedule, isIntervalSpec, parseScheduleSpec, type ScheduleSpec } from '../schedule.js';
 
 export interface PropertySpec {
   key: string;
@@ -34,6 +35,13 @@ export function parseScheduleType(key: string, value: string): ScheduleType {
   throw new Error(`The value of ${key} must be one of ${SCHEDULE_TYPES.join(', ')}, not "${value}".`);
 }
 
+/** a cron or once-at schedule typed for `key`, refused when it is the other kind */
+export function parseKind(key: string, value: string, kind: 'cron' | 'onceAt'): ScheduleSpec {
+  const spec = parseScheduleSpec(value);
+  if (!(kind in spec)) throw new Error(`The value of ${key} must be ${kind === 'cron' ? 'a cron expression such as "*/5 * * * *"' : 'a date-time such as 2026-11-21T10:00'}, not "${value}".`);
+  return spec;
+}
+
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
 const readOnly = (why: string) => why;
 
@@ -46,13 +54,23 @@ export const PROPERTIES: PropertySpec[] = [
   { key: 'direction', description: 'local-to-local, local-to-remote or remote-to-local', get: (c) => c.direction },
   {
     key: 'type', description: 'schedule unit: minute, hour, day, week or month', values: SCHEDULE_TYPES,
-    get: (c) => c.schedule.type,
-    set: (c, v) => ({ ...c, schedule: { ...c.schedule, type: parseScheduleType('type', v) } }),
+    get: (c) => (isIntervalSpec(c.schedule) ? c.schedule.type : '-'),
+    set: (c, v) => ({ ...c, schedule: { type: parseScheduleType('type', v), period: isIntervalSpec(c.schedule) ? c.schedule.period : 1 } }),
   },
   {
     key: 'period', description: 'run every N schedule units',
-    get: (c) => String(c.schedule.period),
-    set: (c, v) => ({ ...c, schedule: { ...c.schedule, period: parseCount('period', v, 1, 10_000) } }),
+    get: (c) => (isIntervalSpec(c.schedule) ? String(c.schedule.period) : '-'),
+    set: (c, v) => ({ ...c, schedule: { type: isIntervalSpec(c.schedule) ? c.schedule.type : 'hour', period: parseCount('period', v, 1, 10_000) } }),
+  },
+  {
+    key: 'cron', description: 'a five-field cron expression, instead of type and period',
+    get: (c) => ('cron' in c.schedule ? c.schedule.cron : '-'),
+    set: (c, v) => ({ ...c, schedule: parseKind('cron', v, 'cron') }),
+  },
+  {
+    key: 'once_at', description: 'run once at this date-time (YYYY-MM-DDTHH:MM), instead of a repeating schedule',
+    get: (c) => ('onceAt' in c.schedule ? c.schedule.onceAt : '-'),
+    set: (c, v) => ({ ...c, schedule: parseKind('once_at', v, 'onceAt') }),
   },
   { key: 'schedule', description: 'when the service runs', get: (c) => describeSchedule(c.schedule) },
   {

@@ -7,6 +7,8 @@
  */
 import { Transform } from 'node:stream';
 import path from 'node:path';
+import { rmSync, writeFileSync, renameSync } from 'node:fs';
+import type { History, HistoryEntry } from '../history.js';
 import { tryLock } from '../lock.js';
 import type { Driver, SnapshotInfo } from '../storage/driver.js';
 import type { ServiceLog } from '../service-log.js';
@@ -26,6 +28,11 @@ export interface RunDeps {
   store: ServiceStore;
   log: ServiceLog;
   lockDir: string;
+  /** the send trail (kept where the source is) and the receive trail (where the destination is) */
+  sendHistory: History;
+  receiveHistory: History;
+  /** where the transfer's progress is published while it runs */
+  progressFile: string;
   resolveSide(endpoint: AutoSyncConfig['source']): Promise<Side>;
 }
 
@@ -35,6 +42,18 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** bytes sent so far, as the transfer goes */
   onProgress?(bytes: number): void;
+  /** the time, for runs scheduled on another clock (the daemon's) */
+  now?: () => number;
+}
+
+/** what `show auto-sync :NAME status` reads while a run is in flight */
+export interface Progress {
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  bytes: number;
+  /** bytes per second over the run so far */
+  rate: number;
 }
 
 export interface RunResult {
@@ -77,11 +96,22 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   if (config.maintenance && !opts.resync) {
     throw new Error(`auto-sync:${name} is in maintenance: ${config.maintenance} Run 'setup auto-sync :${name} enable' once the cause is fixed.`);
   }
-  const started = Date.now();
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const startedIso = new Date(started).toISOString();
   const src = await deps.resolveSide(config.source);
   const dst = await deps.resolveSide(config.destination);
   const route = `${where(src)} => ${where(dst)}`;
-  const state = await store.updateRunState(name, (s) => ({ ...s, sequence: s.sequence + 1, lastRunAt: new Date(started).toISOString() }));
+  const state = await store.updateRunState(name, (s) => ({ ...s, sequence: s.sequence + 1, lastRunAt: startedIso, inFlight: true }));
+  const trail = (result: HistoryEntry['result'], bytes: number, snapshot: string | null, error: string | null) => {
+    const endedAt = now();
+    const seconds = Math.max(0.001, (endedAt - started) / 1000);
+    const base = { service: name, startedAt: startedIso, endedAt: new Date(endedAt).toISOString(), result, bytes, rateBytesPerSec: Math.round(bytes / seconds), snapshot, error };
+    deps.sendHistory.append({ ...base, direction: 'send', peer: dst.host });
+    deps.receiveHistory.append({ ...base, direction: 'receive', peer: src.host });
+  };
+  let sent = 0;
+  const publish = progressPublisher(deps.progressFile, started);
   let marker: SnapshotInfo | null = null;
   try {
     if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
@@ -103,12 +133,19 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${common.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
-    const bytes = await transfer(src, dst, marker.name, common?.name, config, opts);
+    const bytes = await transfer(src, dst, marker.name, common?.name, config, {
+      ...opts,
+      onProgress: (n) => {
+        sent = n;
+        publish(n, now());
+        opts.onProgress?.(n);
+      },
+    });
     const received = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker!.name);
     if (!received || received.id !== marker.id) {
       throw new Error(`The destination ${config.destination.dataset} does not hold ${marker.name} after the receive (expected id ${marker.id}).`);
     }
-    const durationMs = Date.now() - started;
+    const durationMs = now() - started;
     log.write(`${src.dataset}@${marker.name} => ${where(dst)} OK (${seconds(durationMs)} sec)`);
 
     await protectNewCommon(src, dst, marker.name, common?.name ?? null);
@@ -116,27 +153,47 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     await prune(name, dst, config.keepDst, marker.name, config.recursive, log);
 
     await store.updateRunState(name, (s) => ({
-      ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date().toISOString(),
-      lastResult: 'success', lastError: null, lastBytes: bytes, lastDurationMs: durationMs,
+      ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date(now()).toISOString(),
+      lastResult: 'success', lastError: null, lastBytes: bytes, lastDurationMs: durationMs, consecutiveFailures: 0, inFlight: false,
     }));
+    trail('success', bytes, marker.name, null);
     if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
     log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
     return { marker: marker.name, full, bytes, durationMs };
   } catch (error) {
     const message = (error as Error).message;
-    const durationMs = Date.now() - started;
+    const durationMs = now() - started;
     if (marker) {
       // The marker never reached the destination: drop it so it is not mistaken for a synced state.
       await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
     }
-    await store.updateRunState(name, (s) => ({ ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs }));
+    await store.updateRunState(name, (s) => ({
+      ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs, lastBytes: sent,
+      failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1, inFlight: false,
+    }));
+    trail('failure', sent, marker?.name ?? null, message);
     if (error instanceof BrokenChainError) {
       await store.update(name, (c) => ({ ...c, maintenance: 'Broken chain: no snapshot in common between source and destination.' }));
       log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
     }
     log.write(`FAILURE: ${route}: ${message} (${seconds(durationMs)} sec)`);
     throw error;
+  } finally {
+    rmSync(deps.progressFile, { force: true });
   }
+}
+
+/** writes the progress file at most a few times a second: other processes read it (status, dashboard) */
+function progressPublisher(file: string, started: number): (bytes: number, now: number) => void {
+  let last = 0;
+  return (bytes, now) => {
+    if (now - last < 250) return;
+    last = now;
+    const seconds = Math.max(0.001, (now - started) / 1000);
+    const progress: Progress = { pid: process.pid, startedAt: new Date(started).toISOString(), updatedAt: new Date(now).toISOString(), bytes, rate: Math.round(bytes / seconds) };
+    writeFileSync(`${file}.tmp`, JSON.stringify(progress));
+    renameSync(`${file}.tmp`, file);
+  };
 }
 
 async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, opts: RunOptions): Promise<number> {

@@ -59,6 +59,18 @@ export class ServiceStore {
     });
   }
 
+  /** many services in one write (bulk import; the names must be new) */
+  async addMany(configs: AutoSyncConfig[]): Promise<void> {
+    await this.locked('importing services', () => {
+      const all = { ...this.services.get('services') };
+      for (const c of configs) {
+        if (all[c.name]) throw new Error(`The service auto-sync:${c.name} already exists.`);
+        all[c.name] = c;
+      }
+      this.services.set('services', all);
+    });
+  }
+
   async update(name: string, change: (config: AutoSyncConfig) => AutoSyncConfig): Promise<AutoSyncConfig> {
     return this.locked(`changing auto-sync:${name}`, () => {
       const all = this.services.get('services');

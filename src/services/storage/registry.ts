@@ -27,14 +27,25 @@ export class Storage {
     return driver;
   }
 
+  /** put a driver in place of the default one (another zfs binary, a fault-injecting wrapper in a test) */
+  use(driver: Driver): void {
+    this.made.set(driver.name, Promise.resolve(driver));
+  }
+
   private async make(name: DriverName): Promise<Driver> {
     switch (name) {
       case 'fs': {
         const { createFsDriver } = await import('./fs/index.js');
         return createFsDriver(this.home.fsRoot);
       }
-      default:
-        throw new Error(`The ${name} driver is not available in this build.`);
+      case 'zfs': {
+        const { createZfsDriver } = await import('./zfs/index.js');
+        return createZfsDriver();
+      }
+      case 'btrfs': {
+        const { createBtrfsDriver } = await import('./btrfs/index.js');
+        return createBtrfsDriver();
+      }
     }
   }
 }

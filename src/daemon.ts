@@ -1,0 +1,73 @@
+/**
+ * `syncsh daemon`: the service layer's Daemon as a process. SIGTERM or
+ * SIGINT stop it cleanly (runs in flight are ended; each leaves its
+ * destination at its previous snapshot); `--metrics ADDR:PORT` serves
+ * Prometheus text (off by default).
+ */
+import { createServices } from './services/index.js';
+import { Daemon, DEFAULT_RETRY, DEFAULT_STALL_MS } from './services/daemon.js';
+import { startMetricsServer, type ServiceSample } from './services/metrics.js';
+import { healthOf } from './services/auto-sync/status.js';
+import { stamp } from './services/service-log.js';
+import type { Services } from './services/index.js';
+
+export interface DaemonArgs {
+  metrics?: string;
+  stallTimeout?: string;
+  retryDelay?: string;
+}
+
+function seconds(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1) throw new Error(`${flag} takes a whole number of seconds, not "${value}".`);
+  return n;
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[2]) > 65535) throw new Error(`--metrics takes ADDRESS:PORT, such as 127.0.0.1:9109, not "${text}".`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+export function samples(services: Services, now = Date.now()): ServiceSample[] {
+  return services.autoSync.list().map((v) => {
+    const health = healthOf(v.config, v.run, now);
+    return {
+      service: v.config.name,
+      lagSeconds: health.lagSeconds,
+      lastDurationSeconds: v.run.lastRunAt ? v.run.lastDurationMs / 1000 : null,
+      lastBytes: v.run.lastBytes,
+      failuresTotal: v.run.failures,
+      up: health.health === 'up',
+      running: v.state === 'running',
+    };
+  });
+}
+
+export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Promise<number> {
+  let listen;
+  let stallSeconds;
+  let retryDelay;
+  try {
+    listen = args.metrics ? parseListen(args.metrics) : null;
+    stallSeconds = seconds('--stall-timeout', args.stallTimeout, DEFAULT_STALL_MS / 1000);
+    retryDelay = seconds('--retry-delay', args.retryDelay, DEFAULT_RETRY.baseMs / 1000);
+  } catch (error) {
+    process.stderr.write(`syncsh daemon: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const services = createServices(env);
+  const say = (line: string) => process.stdout.write(`${stamp()} ${line}\n`);
+  const stop = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(`${sig}`)));
+  const metrics = listen ? await startMetricsServer({ ...listen, collect: () => samples(services) }) : null;
+  if (metrics) say(`metrics on http://${listen!.host}:${metrics.port}/metrics`);
+  const daemon = new Daemon(services, { stallMs: stallSeconds * 1000, retry: { ...DEFAULT_RETRY, baseMs: retryDelay * 1000 }, alertCommand: services.appliance.alertCommand, say });
+  try {
+    await daemon.run(stop.signal);
+  } finally {
+    await metrics?.close();
+  }
+  return 0;
+}

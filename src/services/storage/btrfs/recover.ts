@@ -1,0 +1,46 @@
+/**
+ * What an interrupted receive, probe or swap can leave, and what recover does:
+ * - a partial received subvolume (writable, in the snapshot directory): deleted;
+ * - a change probe (`.probe-*`): deleted;
+ * - a swap cut between its two renames (live path missing): finished with the
+ *   new subvolume, or undone with the old one; other swap leftovers: deleted.
+ * btrfs has no resumable receive, so there is never anything to keep.
+ */
+import { readdir, rename } from 'node:fs/promises';
+import path from 'node:path';
+import { isSubvolume, type BtrfsCli } from './cli.js';
+import { checkSubvolumePath, isSwapLeftover, snapshotDir } from './layout.js';
+
+export async function recover(cli: BtrfsCli, dataset: string): Promise<string[]> {
+  checkSubvolumePath(dataset);
+  const done: string[] = [];
+  const dir = snapshotDir(dataset);
+  for (const entry of await readdir(dir).catch(() => [] as string[])) {
+    const full = path.join(dir, entry);
+    if (entry === '.holds' || !(await isSubvolume(full))) continue;
+    if (entry.startsWith('.probe-')) {
+      await cli.deleteSubvolume(full);
+      done.push(`deleted the leftover change probe '${full}'`);
+    } else if (!(await cli.show(full)).readonly) {
+      await cli.deleteSubvolume(full);
+      done.push(`deleted the partial receive '${full}'`);
+    }
+  }
+  const parent = path.dirname(dataset);
+  const entries = await readdir(parent).catch(() => [] as string[]);
+  const fresh = entries.filter((e) => isSwapLeftover(dataset, e, 'new')).map((e) => path.join(parent, e));
+  const old = entries.filter((e) => isSwapLeftover(dataset, e, 'old')).map((e) => path.join(parent, e));
+  if (!(await isSubvolume(dataset))) {
+    const replacement = fresh.pop() ?? old.pop();
+    if (replacement) {
+      await rename(replacement, dataset);
+      done.push(`finished an interrupted swap: '${path.basename(replacement)}' is the live '${dataset}' again`);
+    }
+  }
+  for (const leftover of [...fresh, ...old]) {
+    if (!(await isSubvolume(leftover))) continue;
+    await cli.deleteSubvolume(leftover);
+    done.push(`deleted the swap leftover '${leftover}'`);
+  }
+  return done;
+}

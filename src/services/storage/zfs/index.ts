@@ -1,0 +1,78 @@
+/**
+ * The ZFS driver: datasets `pool/fs`, volumes `pool/vol` (zvols), snapshots
+ * identified by guid. Works with OpenZFS and with zfs-fuse (pool v23), whose
+ * missing features are detected (features.ts) and worked around:
+ * holds by property when `zfs hold` is missing, change detection by a send
+ * probe when `written` is missing, clean-up instead of resume tokens.
+ */
+import type { Driver } from '../driver.js';
+import { probe } from '../exec.js';
+import { ZfsCli } from './cli.js';
+import * as datasets from './datasets.js';
+import { receive } from './receive.js';
+import { recover } from './recover.js';
+import { send } from './send.js';
+import * as snapshots from './snapshots.js';
+
+export { ZfsError } from './errors.js';
+export { ZfsNameError } from './names.js';
+import type { ZfsFeatures } from './features.js';
+export type { ZfsFeatures };
+
+export interface ZfsDriverOptions {
+  /** the zfs command (default `zfs` from PATH) */
+  zfs?: string;
+  /** the zpool command (default `zpool` from PATH) */
+  zpool?: string;
+  /** turn detected features off (or on): to exercise the fallbacks, or to avoid a feature */
+  features?: Partial<ZfsFeatures>;
+}
+
+export interface ZfsDriver extends Driver {
+  /** what this zfs supports, as detected */
+  features(): ReturnType<ZfsCli['features']>;
+}
+
+export function createZfsDriver(opts: ZfsDriverOptions = {}): ZfsDriver {
+  const cli = new ZfsCli(opts.zfs ?? 'zfs', opts.zpool ?? 'zpool', opts.features);
+  return {
+    name: 'zfs',
+    unavailableReason: () => unavailableReason(cli),
+    features: () => cli.features(),
+
+    listDatasets: (under) => datasets.listDatasets(cli, under),
+    getDataset: (name) => datasets.getDataset(cli, name),
+    createDataset: (name, o) => datasets.createDataset(cli, name, o),
+    destroyDataset: (name, o) => datasets.destroyDataset(cli, name, o),
+
+    listSnapshots: async (dataset) => {
+      await datasets.requireDataset(cli, dataset);
+      return snapshots.listSnapshots(cli, dataset);
+    },
+    createSnapshot: (dataset, name, o) => snapshots.createSnapshot(cli, dataset, name, o.recursive),
+    destroySnapshot: (dataset, name, o) => snapshots.destroySnapshot(cli, dataset, name, o.recursive),
+    holdSnapshot: (dataset, name, held) => snapshots.holdSnapshot(cli, dataset, name, held),
+    rollback: (dataset, name) => snapshots.rollback(cli, dataset, name),
+    changedSince: (dataset, name) => snapshots.changedSince(cli, dataset, name),
+
+    send: (dataset, snapshot, o) => send(cli, dataset, snapshot, o),
+    receive: (dataset, stream, o) => receive(cli, dataset, stream, o),
+    recover: (dataset) => recover(cli, dataset),
+
+    mount: (name) => datasets.mount(cli, name),
+    unmount: (name) => datasets.unmount(cli, name),
+  };
+}
+
+async function unavailableReason(cli: ZfsCli): Promise<string | null> {
+  const pools = await probe(cli.zpoolBin, ['list', '-H', '-o', 'name']);
+  if (pools.missing) return `The ${cli.zpoolBin} command was not found; ZFS is not installed.`;
+  if (!pools.ok) {
+    return /daemon|initialize ZFS library|\/dev\/zfs/i.test(pools.stderr)
+      ? 'ZFS is not running: start the zfs-fuse daemon or load the zfs kernel module.'
+      : `zpool list failed: ${pools.stderr.trim().split('\n')[0] ?? 'no message'}`;
+  }
+  const zfs = await probe(cli.zfsBin, ['list', '-H', '-o', 'name']);
+  if (zfs.missing) return `The ${cli.zfsBin} command was not found; ZFS is not installed.`;
+  return null;
+}

@@ -1,0 +1,93 @@
+/**
+ * The daemon as a process: SIGTERM mid-transfer stops it cleanly with the
+ * destination at its previous snapshot; kill -9 mid-transfer, then a
+ * restart, recovers and the retried run succeeds with nothing corrupted.
+ */
+import test from 'ava';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { randomBytes, createHash } from 'node:crypto';
+import path from 'node:path';
+import { execa } from 'execa';
+import { makeAppliance } from '../helpers/appliance.js';
+import { BIN, syncsh } from '../helpers/cli.js';
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}.`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const sha = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
+
+async function prepared(t: Parameters<typeof makeAppliance>[0]) {
+  const a = makeAppliance(t);
+  const run = async (cmd: string) => {
+    const r = await syncsh(['-c', cmd], a.env);
+    t.is(r.exitCode, 0, `${cmd}: ${r.stderr}`);
+    return String(r.stdout);
+  };
+  await run('create folder fs:tank');
+  await run('create folder fs:tank/data');
+  const src = path.join(a.home, 'fs', 'tank', 'data');
+  const dst = path.join(a.home, 'fs', 'tank', 'copy');
+  await writeFile(path.join(src, 'file.txt'), 'v1');
+  await run('create auto-sync --from-fs fs:tank/data --to-fs fs:tank/copy --type day --period 1 -y');
+  await run('run auto-sync :tank-data-000');
+  // A big change, and a single run due in a moment.
+  await writeFile(path.join(src, 'big.bin'), randomBytes(192 << 20));
+  await writeFile(path.join(src, 'file.txt'), 'v2');
+  await run(`setup auto-sync :tank-data-000 property once_at ${new Date(Date.now() + 1500).toISOString()}`);
+  const progress = path.join(a.home, 'progress', 'auto-sync-tank-data-000.json');
+  const daemon = (args: string[] = []) => {
+    const child = execa('node', [BIN, 'daemon', '--retry-delay', '1', ...args], { env: a.env, reject: false });
+    t.teardown(() => {
+      child.kill('SIGKILL');
+    });
+    return child;
+  };
+  return { ...a, src, dst, run, progress, daemon };
+}
+
+test('SIGTERM mid-transfer: the daemon stops cleanly and the destination stays at its previous snapshot', async (t) => {
+  const { dst, progress, daemon, run } = await prepared(t);
+  const child = daemon();
+  await until('the transfer to start', () => existsSync(progress));
+  child.kill('SIGTERM');
+  const result = await child;
+  t.is(result.exitCode, 0, String(result.stderr));
+  t.regex(String(result.stdout), /daemon stopped/);
+  const status = JSON.parse(await run('show auto-sync :tank-data-000 --json'));
+  if (status.run.lastResult === 'failure') {
+    t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v1');
+    t.false(existsSync(path.join(dst, 'big.bin')));
+  } else {
+    t.log('the transfer had reached its commit before SIGTERM; it completed');
+    t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v2');
+  }
+  t.false(status.run.inFlight);
+});
+
+test('kill -9 mid-transfer, restart: recovered, the retried run succeeds, nothing corrupted', async (t) => {
+  const { src, dst, progress, daemon, run, home } = await prepared(t);
+  const first = daemon();
+  await until('the transfer to start', () => existsSync(progress));
+  first.kill('SIGKILL');
+  await first;
+  t.true(JSON.parse(await run('show auto-sync :tank-data-000 --json')).run.inFlight);
+  const second = daemon();
+  await until('the retried run to succeed', async () => {
+    const s = JSON.parse(await run('show auto-sync :tank-data-000 --json'));
+    return s.run.lastResult === 'success' && s.run.sequence >= 3;
+  }, 90_000);
+  second.kill('SIGTERM');
+  await second;
+  t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v2');
+  t.is(await sha(path.join(dst, 'big.bin')), await sha(path.join(src, 'big.bin')));
+  const log = await readFile(path.join(home, 'log', 'auto-sync-tank-data-000.log'), 'utf8');
+  t.regex(log, /The run was interrupted: its process ended before the run did/);
+  const history = JSON.parse(await run('show auto-sync :tank-data-000 history --json'));
+  t.true(history.some((e: { result: string }) => e.result === 'success'));
+});
