@@ -17,6 +17,7 @@ const words = {
   run: 'replicate now',
   status: 'up or warn, why, and the transfer in flight',
   history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
+  dashboard: 'a live view of every service: state, lag, transfer rates and the log',
 };
 
 function row(v: ServiceView): Record<string, string> {
@@ -135,6 +136,15 @@ const logtail: CommandSpec = {
     const initial = log.tail((input.options.n as number | undefined) ?? 20);
     if (input.options.f) return { kind: 'follow', initial, follow: (signal) => log.follow(signal) };
     return { kind: 'lines', lines: initial, data: initial };
+  },
+};
+
+const dashboard: CommandSpec = {
+  path: 'show auto-sync dashboard',
+  help: 'a live view of every service: state, lag, transfer rates and the log (q to quit)',
+  details: 'Up and down select a service, r runs it now, q or Ctrl-C quits. Without a terminal, or with --json, it prints the figures once.',
+  async run() {
+    return { kind: 'dashboard' };
   },
 };
 
@@ -306,5 +316,5 @@ const history: CommandSpec = {
 
 export const autoSyncFamily: CommandFamily = {
   words,
-  commands: [status, history, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
+  commands: [status, history, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
 };

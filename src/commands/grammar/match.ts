@@ -142,8 +142,10 @@ export function match(grammar: Grammar, line: string, ctx: GrammarContext): Matc
   }
   const allowed = optionsOf(command);
   const options: Record<string, unknown> = {};
-  for (const { spec, raw, typed } of walk.options) {
-    if (!allowed.includes(spec)) {
+  for (const { spec: seen, raw, typed } of walk.options) {
+    // Options of the same name in two commands are two specs: take this command's own.
+    const spec = allowed.find((o) => o.name === seen.name);
+    if (!spec) {
       const own = command.options?.map((o) => o.name) ?? [];
       throw new GrammarError('unknown-option', `The option ${typed} does not apply to '${walk.typed.join(' ')}'${own.length ? `; it takes ${list(own)}` : ''}.`);
     }

@@ -103,5 +103,7 @@ export type Output =
   | { kind: 'message'; text: string; data?: unknown }
   /** a live view: initial lines, then lines as they come until cancelled */
   | { kind: 'follow'; initial: string[]; follow(signal: AbortSignal): AsyncIterable<string> }
+  /** the live dashboard of every service (the shell gathers and redraws it) */
+  | { kind: 'dashboard' }
   | { kind: 'exit' }
   | { kind: 'none' };

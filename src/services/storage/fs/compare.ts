@@ -1,0 +1,68 @@
+/**
+ * Does the live tree still match a manifest? Stat first (paths, types,
+ * modes, sizes, mtimes, symlink targets); a file's content is read and
+ * hashed only when its stat cache cannot vouch for it (new inode or ctime
+ * with the same size and mtime, e.g. after a copy that kept the mtime).
+ */
+import { closeSync, openSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+import { CHUNK_SIZE, blockName } from './block-store.js';
+import { Breather, mode, readFull, sameMtime } from './files.js';
+import { cacheMatches, type Entry, type Manifest } from './manifest.js';
+import { scanTree, type LiveNode } from './scan.js';
+
+function contentMatches(file: string, entry: Entry, buf: Buffer): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const blocks = entry.blocks!;
+    for (let i = 0; i < blocks.length; i++) {
+      const n = readFull(fd, buf, i * CHUNK_SIZE);
+      const expected = i === blocks.length - 1 ? entry.size - i * CHUNK_SIZE : CHUNK_SIZE;
+      if (n !== expected || blockName(buf.subarray(0, n)) !== blocks[i]) return false;
+    }
+    return readFull(fd, buf.subarray(0, 1), entry.size) === 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function topName(p: string): string {
+  const at = p.indexOf('/');
+  return at < 0 ? p : p.slice(0, at);
+}
+
+/** The first difference between the live tree and the manifest, as a short phrase, or null when they match. */
+export async function firstDifference(liveDir: string, manifest: Manifest, exclude: ReadonlySet<string>): Promise<string | null> {
+  return differenceFrom(await scanTree(liveDir, exclude), liveDir, manifest, exclude);
+}
+
+/** firstDifference for a tree already scanned (scanTree's result for liveDir). */
+export async function differenceFrom(scanned: LiveNode[] | null, liveDir: string, manifest: Manifest, exclude: ReadonlySet<string>): Promise<string | null> {
+  if (!scanned) return `${liveDir} is missing`;
+  // Special files (fifos, sockets, devices) are not part of a dataset.
+  const live: LiveNode[] = scanned.filter((n) => n.type !== 'other');
+  const entries = manifest.entries.filter((e) => e.path === '' || !exclude.has(topName(e.path)));
+  let buf: Buffer | null = null;
+  const breather = new Breather();
+  for (let i = 0; i < Math.max(live.length, entries.length); i++) {
+    const node = live[i];
+    const e = entries[i];
+    if (!node) return `${e.path} was deleted`;
+    if (!e || node.path !== e.path) return `${(!e || node.path < e.path ? node : e).path} was added or deleted`;
+    const where = e.path || 'the root directory';
+    if (node.type !== e.type) return `${where} changed type`;
+    if (e.type === 'symlink') {
+      if (readlinkSync(path.join(liveDir, e.path)) !== e.target) return `${where} points elsewhere`;
+      continue;
+    }
+    if (mode(node.stat.mode) !== e.mode) return `${where} changed mode`;
+    if (e.type === 'dir') continue;
+    if (node.stat.size !== e.size) return `${where} changed size`;
+    if (!sameMtime(node.stat.mtimeMs, e.mtimeNs)) return `${where} changed mtime`;
+    if (cacheMatches(e, node.stat)) continue;
+    buf ??= Buffer.allocUnsafe(CHUNK_SIZE);
+    if (!contentMatches(path.join(liveDir, e.path), e, buf)) return `${where} changed content`;
+    await breather.breathe();
+  }
+  return null;
+}

@@ -1,0 +1,104 @@
+/**
+ * Where everything lives under the fs pool root. Live files stay in the
+ * operator-visible tree; everything else sits in `<root>/.syncsh`, outside
+ * every live tree, so snapshots never see their own metadata.
+ *
+ *   <root>/<pool>/<rest of name>/          live files (the mountpoint)
+ *   <root>/.syncsh/<pool>/
+ *     locks/<enc>.lock, <enc>.index.lock   operation lock, snapshot-index lock
+ *     datasets/<enc>/                      <enc> = name with "/" -> "+"
+ *       dataset.json                       registration: a dataset exists iff this file does
+ *       snapshots.json                     snapshot index (names, ids, holds, order, head)
+ *       manifests/<id>.json                one manifest per snapshot
+ *       blocks/<hh>/<sha256>               content-addressed block store (per dataset)
+ *       blocks/tmp/                        blocks being written
+ *       staging/<receive id>/              blocks, files and manifest of a receive in progress
+ *       journal.json, journal.progress     the commit being applied (rolled forward by recover)
+ *       pins/<pid>-<rand>.json             snapshots being sent (kept from garbage collection)
+ *       unmounted/                         the live tree while the dataset is unmounted
+ *       destroying                         marker: destroyDataset in progress
+ */
+import path from 'node:path';
+import { encodeName, poolOf } from './names.js';
+
+export const VOLUME_FILE = 'volume.img';
+
+export class Layout {
+  readonly meta: string;
+
+  constructor(readonly root: string) {
+    this.meta = path.join(root, '.syncsh');
+  }
+
+  mountpoint(name: string): string {
+    return path.join(this.root, ...name.split('/'));
+  }
+
+  poolMeta(pool: string): string {
+    return path.join(this.meta, pool);
+  }
+
+  datasetsDir(pool: string): string {
+    return path.join(this.poolMeta(pool), 'datasets');
+  }
+
+  locksDir(name: string): string {
+    return path.join(this.poolMeta(poolOf(name)), 'locks');
+  }
+
+  lockFile(name: string): string {
+    return path.join(this.locksDir(name), `${encodeName(name)}.lock`);
+  }
+
+  indexLockFile(name: string): string {
+    return path.join(this.locksDir(name), `${encodeName(name)}.index.lock`);
+  }
+
+  datasetMeta(name: string): string {
+    return path.join(this.datasetsDir(poolOf(name)), encodeName(name));
+  }
+
+  recordFile(name: string): string {
+    return path.join(this.datasetMeta(name), 'dataset.json');
+  }
+
+  indexFile(name: string): string {
+    return path.join(this.datasetMeta(name), 'snapshots.json');
+  }
+
+  manifestsDir(name: string): string {
+    return path.join(this.datasetMeta(name), 'manifests');
+  }
+
+  manifestFile(name: string, id: string): string {
+    return path.join(this.manifestsDir(name), `${id}.json`);
+  }
+
+  blocksDir(name: string): string {
+    return path.join(this.datasetMeta(name), 'blocks');
+  }
+
+  stagingRoot(name: string): string {
+    return path.join(this.datasetMeta(name), 'staging');
+  }
+
+  journalFile(name: string): string {
+    return path.join(this.datasetMeta(name), 'journal.json');
+  }
+
+  journalProgressFile(name: string): string {
+    return path.join(this.datasetMeta(name), 'journal.progress');
+  }
+
+  pinsDir(name: string): string {
+    return path.join(this.datasetMeta(name), 'pins');
+  }
+
+  unmountedDir(name: string): string {
+    return path.join(this.datasetMeta(name), 'unmounted');
+  }
+
+  destroyingMarker(name: string): string {
+    return path.join(this.datasetMeta(name), 'destroying');
+  }
+}

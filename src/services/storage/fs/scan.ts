@@ -1,0 +1,68 @@
+/**
+ * Walk a live tree: every entry with its lstat, sorted by path like a
+ * manifest. Child dataset mountpoints (top-level names in `exclude`) are
+ * left out: they are datasets of their own.
+ *
+ * Sync lstat/readdir are several times faster than their promise versions
+ * for 20,000 small calls; the walk yields to the event loop every few
+ * thousand entries so a console served by the same process stays responsive.
+ */
+import { lstatSync, readdirSync } from 'node:fs';
+import type { Stats } from 'node:fs';
+import path from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { errorCode } from './files.js';
+
+export type LiveType = 'file' | 'dir' | 'symlink' | 'other';
+
+export interface LiveNode {
+  path: string;
+  type: LiveType;
+  /** number stats: cheaper than bigint ones, and exact enough (see manifest.ts StatCache) */
+  stat: Stats;
+}
+
+export function liveType(st: Stats): LiveType {
+  return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
+}
+
+/** The tree under `root` (root itself as path ''), or null when root does not exist. */
+export async function scanTree(root: string, exclude: ReadonlySet<string> = new Set()): Promise<LiveNode[] | null> {
+  let rootStat: Stats;
+  try {
+    rootStat = lstatSync(root);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return null;
+    throw error;
+  }
+  if (!rootStat.isDirectory()) throw new Error(`The live tree ${root} is not a directory.`);
+  const out: LiveNode[] = [{ path: '', type: 'dir', stat: rootStat }];
+  const pending: string[] = [''];
+  let sinceYield = 0;
+  while (pending.length) {
+    const rel = pending.pop()!;
+    let names: string[];
+    try {
+      names = readdirSync(rel ? `${root}/${rel}` : root);
+    } catch (error) {
+      // Deleted while we walked: the snapshot simply does not include it.
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') continue;
+      throw error;
+    }
+    for (const name of names) {
+      if (!rel && exclude.has(name)) continue;
+      const childRel = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(`${root}/${childRel}`, { throwIfNoEntry: false });
+      if (!st) continue; // deleted while we walked
+      const type = liveType(st);
+      out.push({ path: childRel, type, stat: st });
+      if (type === 'dir') pending.push(childRel);
+      if (++sinceYield >= 4096) {
+        sinceYield = 0;
+        await yieldToLoop();
+      }
+    }
+  }
+  out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return out;
+}

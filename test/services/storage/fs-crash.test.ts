@@ -1,0 +1,212 @@
+/**
+ * Crashes and concurrency: a commit stopped after every possible journal
+ * step (in-process, and a real SIGKILL of another process) is finished by
+ * recover; a second operation on a busy dataset, from this process or
+ * another one, is refused as busy and corrupts nothing.
+ */
+import test from 'ava';
+import { chmodSync, existsSync, mkdirSync, readdirSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
+import type { Driver } from '../../../src/services/storage/driver.js';
+import { createFsDriver } from '../../../src/services/storage/fs/index.js';
+import { Layout } from '../../../src/services/storage/fs/layout.js';
+import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
+
+const DRIVER_MODULE = new URL('../../../src/services/storage/fs/index.ts', import.meta.url).href;
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of stream) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** A source with s1 and s2, where s2 exercises every kind of commit step; returns both streams. */
+async function source(dir: string) {
+  const root = path.join(dir, 'src-root');
+  const a = createFsDriver(root);
+  await a.createDataset('tank/src', { parents: true });
+  const live = path.join(root, 'tank', 'src');
+  await writeTree(live, { 'keep.txt': 'keep', 'chmod.txt': 'mode', 'touch.txt': 'time', 'del/x': 'x', 'old.bin': randomBytes(3 << 20), 'ro/file': 'r' });
+  chmodSync(path.join(live, 'ro'), 0o555);
+  await a.createSnapshot('tank/src', 's1', { recursive: false });
+  chmodSync(path.join(live, 'chmod.txt'), 0o600);
+  utimesSync(path.join(live, 'touch.txt'), 1_234_567_890, 1_234_567_890);
+  unlinkSync(path.join(live, 'del/x'));
+  writeFileSync(path.join(live, 'old.bin'), randomBytes(2 << 20));
+  await writeTree(live, { 'new/dir/file.txt': 'new', 'new/empty': { dir: true }, 'link': { symlink: 'keep.txt' } });
+  chmodSync(path.join(live, 'ro'), 0o755);
+  writeFileSync(path.join(live, 'ro/added'), 'added');
+  chmodSync(path.join(live, 'ro'), 0o555);
+  await a.createSnapshot('tank/src', 's2', { recursive: false });
+  return {
+    a,
+    live,
+    full: await collect(a.send('tank/src', 's1', { recursive: false })),
+    delta: await collect(a.send('tank/src', 's2', { from: 's1', recursive: false })),
+    tree: await readTree(live),
+  };
+}
+
+async function destination(dir: string, full: Buffer): Promise<{ root: string; b: Driver; layout: Layout; live: string }> {
+  const root = path.join(dir, 'dst-root');
+  const b = createFsDriver(root);
+  await b.createDataset('tank');
+  await b.receive('tank/dst', Readable.from([full]), { force: false, recursive: false });
+  return { root, b, layout: new Layout(root), live: path.join(root, 'tank', 'dst') };
+}
+
+const opts = { force: false, recursive: false };
+
+test('a receive stopped after any journal step is finished by recover', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  let crashes = 0;
+  for (let n = 0; ; n++) {
+    const run = path.join(dir, `run-${n}`);
+    mkdirSync(run);
+    const { b, root, layout, live } = await destination(run, src.full);
+    const faulty = createFsDriver(root, { faults: { crashAfterJournalSteps: n } });
+    let completed = false;
+    try {
+      await faulty.receive('tank/dst', Readable.from([src.delta]), opts);
+      completed = true;
+    } catch (error) {
+      t.is((error as Error).name, 'SimulatedCrash', (error as Error).message);
+      crashes++;
+      t.true(existsSync(layout.journalFile('tank/dst')));
+    }
+    const lines = await b.recover('tank/dst');
+    if (!completed) t.regex(lines.join('\n'), /Finished an interrupted commit: Received tank\/dst@s2/);
+    t.deepEqual(diffTrees(src.tree, await readTree(live)), [], `crash after step ${n}`);
+    t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+    t.false(await b.changedSince('tank/dst', 's2'));
+    t.deepEqual(readdirSync(layout.stagingRoot('tank/dst')), []);
+    t.deepEqual(await b.recover('tank/dst'), []);
+    if (completed) break;
+  }
+  t.true(crashes > 10, `${crashes} crash points`);
+});
+
+test('a full receive creating the dataset, and a rollback, are finished by recover too', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  for (const n of [0, 2, 5, 9]) {
+    const root = path.join(dir, `full-${n}`);
+    const b = createFsDriver(root);
+    await b.createDataset('tank');
+    await t.throwsAsync(createFsDriver(root, { faults: { crashAfterJournalSteps: n } }).receive('tank/dst', Readable.from([src.full]), opts), { name: 'SimulatedCrash' });
+    t.is(await b.getDataset('tank/dst'), null, 'not registered before the commit ends');
+    await b.recover('tank/dst');
+    t.truthy(await b.getDataset('tank/dst'));
+    t.false(await b.changedSince('tank/dst', 's1'));
+  }
+  const { b, root, live } = await destination(path.join(dir, 'rb'), src.full);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  const s2 = await readTree(live);
+  await t.throwsAsync(createFsDriver(root, { faults: { crashAfterJournalSteps: 3 } }).rollback('tank/dst', 's1'), { name: 'SimulatedCrash' });
+  t.regex((await b.recover('tank/dst')).join('\n'), /Rolled back to tank\/dst@s1/);
+  t.false(await b.changedSince('tank/dst', 's1'));
+  await b.rollback('tank/dst', 's2');
+  t.deepEqual(diffTrees(s2, await readTree(live)), []);
+});
+
+test('a receive killed (SIGKILL) in another process mid-commit is finished by recover here', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, root, layout, live } = await destination(dir, src.full);
+  const deltaFile = path.join(dir, 'delta.stream');
+  writeFileSync(deltaFile, src.delta);
+  const proc = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+    import { createReadStream } from 'node:fs';
+    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
+    await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', createReadStream(${JSON.stringify(deltaFile)}), { force: false, recursive: false });
+  `], { env: { SYNCSH_FS_CRASH_AFTER_STEPS: '6' }, reject: false });
+  const child = await proc;
+  t.is(child.signal, 'SIGKILL', child.stderr);
+  t.true(existsSync(layout.lockFile('tank/dst')), 'the dead process left its lock');
+  const lines = await b.recover('tank/dst');
+  t.regex(lines.join('\n'), new RegExp(`Removed the stale lock of tank/dst left by process ${proc.pid}`));
+  t.regex(lines.join('\n'), /Finished an interrupted commit/);
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+  t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+});
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (check()) return;
+    await sleep(20);
+  }
+  throw new Error(`Timed out waiting for ${what}.`);
+}
+
+test('a second operation on a dataset that is receiving is refused as busy', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, layout, live } = await destination(dir, src.full);
+  const slow = new PassThrough();
+  slow.write(src.delta.subarray(0, 300));
+  const first = b.receive('tank/dst', slow, opts);
+  await until(() => existsSync(layout.lockFile('tank/dst')), 'the first receive to lock');
+  const busy = { message: new RegExp(`^The fs dataset tank/dst is busy: a receive by process ${process.pid} since`) };
+  await t.throwsAsync(b.receive('tank/dst', Readable.from([src.delta]), opts), busy);
+  await t.throwsAsync(b.createSnapshot('tank/dst', 'x', { recursive: false }), busy);
+  await t.throwsAsync(b.rollback('tank/dst', 's1'), busy);
+  await t.throwsAsync(b.destroySnapshot('tank/dst', 's1', { recursive: false }), busy);
+  slow.end(src.delta.subarray(300));
+  await first;
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+  t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+});
+
+test('another process receiving into a dataset makes operations here fail fast as busy', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, root, layout, live } = await destination(dir, src.full);
+  const child = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
+    const r = await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
+    process.stdout.write(r.snapshot.name);
+  `], { reject: false });
+  child.stdin!.write(src.delta.subarray(0, 300));
+  await until(() => existsSync(layout.lockFile('tank/dst')), 'the other process to lock');
+  const started = Date.now();
+  await t.throwsAsync(b.createSnapshot('tank/dst', 'x', { recursive: false }), { message: new RegExp(`tank/dst is busy: a receive by process ${child.pid}`) });
+  await t.throwsAsync(b.receive('tank/dst', Readable.from([src.delta]), opts), { message: /busy/ });
+  t.true(Date.now() - started < 2000, 'refused at once, not queued');
+  child.stdin!.end(src.delta.subarray(300));
+  const done = await child;
+  t.is(done.exitCode, 0, done.stderr);
+  t.is(done.stdout, 's2');
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+  t.false(await b.changedSince('tank/dst', 's2'));
+});
+
+test('snapshot and destroy racing on one dataset: one is busy, the store stays consistent', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'r');
+  const d = createFsDriver(root);
+  await d.createDataset('tank');
+  await writeTree(path.join(root, 'tank'), { a: randomBytes(4 << 20), b: 'b' });
+  await d.createSnapshot('tank', 's1', { recursive: false });
+  writeFileSync(path.join(root, 'tank', 'a'), randomBytes(4 << 20));
+  const results = await Promise.allSettled([
+    d.createSnapshot('tank', 's2', { recursive: false }),
+    d.destroySnapshot('tank', 's1', { recursive: false }),
+  ]);
+  const refused = results.filter((r) => r.status === 'rejected');
+  t.true(refused.length <= 1);
+  for (const r of refused) t.regex(String((r as PromiseRejectedResult).reason.message), /is busy/);
+  // Whatever happened, every listed snapshot is whole: roll back to each and compare with a fresh copy.
+  const b = createFsDriver(path.join(dir, 'copy'));
+  await b.createDataset('tank');
+  for (const s of await d.listSnapshots('tank')) {
+    await b.receive(`tank/${s.name}`, d.send('tank', s.name, { recursive: false }), opts);
+    await d.rollback('tank', s.name);
+    t.deepEqual(diffTrees(await readTree(path.join(root, 'tank')), await readTree(path.join(dir, 'copy', 'tank', s.name))), []);
+  }
+  t.deepEqual(await d.recover('tank'), []);
+});
