@@ -12,12 +12,21 @@ import { nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { findProperty, parseKind, PROPERTIES } from './properties.js';
-import { runLockFile, runService, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
+import { runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
+import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
 import { healthOf, type Health, type HealthReport } from './status.js';
 import path from 'node:path';
 import { isMarkerOf } from './markers.js';
 import type { LockOwner } from '../lock.js';
+
+/** How auto-sync reaches other appliances; src/services/peer implements it. */
+export interface PeerResolver {
+  /** null when `host` (an appliance id or address) is bound, else a few words saying why not */
+  checkBound(host: string): string | null;
+  /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
+  side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
+}
 
 export interface CreateRequest {
   fromHost?: string;
@@ -52,7 +61,13 @@ export const DEFAULTS = { type: 'hour' as ScheduleType, period: 1, keepSrc: 3, k
 export class AutoSyncService {
   readonly store: ServiceStore;
 
-  constructor(private readonly home: Home, private readonly storage: Storage, private readonly defaultDriver: DatasetRef['driver'] = 'fs') {
+  constructor(
+    private readonly home: Home,
+    private readonly storage: Storage,
+    private readonly defaultDriver: DatasetRef['driver'] = 'fs',
+    /** how other appliances are reached; without it, services are local-to-local only */
+    private readonly peers: PeerResolver | null = null,
+  ) {
     this.store = new ServiceStore(home);
   }
 
@@ -83,7 +98,8 @@ export class AutoSyncService {
   parseEndpoint(which: 'source' | 'destination', host: string | undefined, dataset: string): { endpoint: Endpoint; ref: DatasetRef } {
     const h = (host ?? 'localhost').trim() || 'localhost';
     if (h !== 'localhost') {
-      throw new Error(`The ${which} host "${h}" is not a bound appliance: bind it first with 'setup network ssh-bind ${h}', or use localhost.`);
+      const why = this.peers ? this.peers.checkBound(h) : 'no appliance is bound to this one';
+      if (why) throw new Error(`The ${which} host "${h}" is not a bound appliance (${why}): bind it first with 'setup network ssh-bind ${h}', or use localhost.`);
     }
     const ref = parseDataset(dataset, this.defaultDriver);
     return { endpoint: { host: h, dataset: formatDataset(ref) }, ref };
@@ -93,7 +109,7 @@ export class AutoSyncService {
   /** the source endpoint, checked to exist */
   async checkSource(host: string | undefined, dataset: string): Promise<{ endpoint: Endpoint; ref: DatasetRef }> {
     const src = this.parseEndpoint('source', host, dataset);
-    const driver = await this.storage.usable(src.ref.driver);
+    const { driver } = await this.side(src.endpoint);
     if (!(await driver.getDataset(src.ref.name))) {
       throw new Error(`The source dataset ${src.endpoint.dataset} does not exist on ${src.endpoint.host}: create it with 'create folder ${src.endpoint.dataset}'.`);
     }
@@ -255,9 +271,11 @@ export class AutoSyncService {
   }
 
   private async side(endpoint: Endpoint): Promise<Side> {
-    if (endpoint.host !== 'localhost') throw new Error(`The appliance "${endpoint.host}" is not bound to this one.`);
     const ref = parseDataset(endpoint.dataset);
-    return { host: endpoint.host, driver: await this.storage.usable(ref.driver), dataset: ref.name };
+    if (endpoint.host === 'localhost') return { host: endpoint.host, driver: await this.storage.usable(ref.driver), dataset: ref.name };
+    if (!this.peers) throw new Error(`The appliance "${endpoint.host}" is not bound to this one.`);
+    const remote = await this.peers.side(endpoint.host, ref.driver);
+    return { host: endpoint.host, driver: remote.driver, peer: remote.peer, dataset: ref.name };
   }
 
   private runOwner(name: string): LockOwner | null {

@@ -13,7 +13,7 @@ import { tryLock } from '../lock.js';
 import type { Driver, SnapshotInfo } from '../storage/driver.js';
 import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
-import type { AutoSyncConfig } from './model.js';
+import type { AutoSyncConfig, RunState } from './model.js';
 import { markerName, markersToPrune, newestCommon } from './markers.js';
 
 /** one end of a run: where the dataset is and the driver that serves it */
@@ -22,6 +22,14 @@ export interface Side {
   driver: Driver;
   /** driver-local dataset name */
   dataset: string;
+  /** present when this end is another appliance: its own trail and state are written there */
+  peer?: PeerSide;
+}
+
+/** what a run asks of a remote appliance besides its driver */
+export interface PeerSide {
+  appendHistory(entry: HistoryEntry): Promise<void>;
+  recordState(service: string, state: RunState): Promise<void>;
 }
 
 export interface RunDeps {
@@ -107,8 +115,10 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const endedAt = now();
     const seconds = Math.max(0.001, (endedAt - started) / 1000);
     const base = { service: name, startedAt: startedIso, endedAt: new Date(endedAt).toISOString(), result, bytes, rateBytesPerSec: Math.round(bytes / seconds), snapshot, error };
-    deps.sendHistory.append({ ...base, direction: 'send', peer: dst.host });
-    deps.receiveHistory.append({ ...base, direction: 'receive', peer: src.host });
+    return Promise.all([
+      record(src, deps.sendHistory, { ...base, direction: 'send', peer: dst.host }),
+      record(dst, deps.receiveHistory, { ...base, direction: 'receive', peer: src.host }),
+    ]);
   };
   let sent = 0;
   const publish = progressPublisher(deps.progressFile, started);
@@ -156,7 +166,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date(now()).toISOString(),
       lastResult: 'success', lastError: null, lastBytes: bytes, lastDurationMs: durationMs, consecutiveFailures: 0, inFlight: false,
     }));
-    trail('success', bytes, marker.name, null);
+    await trail('success', bytes, marker.name, null);
+    const recorded = store.runState(name);
+    for (const side of [src, dst]) await side.peer?.recordState(name, recorded);
     if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
     log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
     return { marker: marker.name, full, bytes, durationMs };
@@ -171,7 +183,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs, lastBytes: sent,
       failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1, inFlight: false,
     }));
-    trail('failure', sent, marker?.name ?? null, message);
+    await trail('failure', sent, marker?.name ?? null, message).catch(() => undefined);
     if (error instanceof BrokenChainError) {
       await store.update(name, (c) => ({ ...c, maintenance: 'Broken chain: no snapshot in common between source and destination.' }));
       log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
@@ -194,6 +206,12 @@ function progressPublisher(file: string, started: number): (bytes: number, now: 
     writeFileSync(`${file}.tmp`, JSON.stringify(progress));
     renameSync(`${file}.tmp`, file);
   };
+}
+
+/** a trail entry where that side keeps its trail: here, or on the peer */
+async function record(side: Side, local: History, entry: HistoryEntry): Promise<void> {
+  if (side.peer) await side.peer.appendHistory(entry);
+  else local.append(entry);
 }
 
 async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, opts: RunOptions): Promise<number> {
