@@ -7,17 +7,25 @@ import { createServices } from './services/index.js';
 import { processTerminal } from './shell/terminal.js';
 import { createDialogs } from './shell/dialogs.js';
 import { ShellSession } from './shell/session.js';
-import { runRepl } from './shell/repl.js';
-import { runScript } from './shell/script.js';
 
 const USAGE = `usage: syncsh                 interactive shell (commands on stdin when it is not a terminal)
        syncsh -c "COMMAND"    run one command and exit (0 on success)
        syncsh demo            the shell on a demo appliance with a live replication
        syncsh daemon [--metrics ADDR:PORT] [--stall-timeout SECONDS] [--retry-delay SECONDS]
                               run every enabled service on its schedule
+       syncsh agent [send|receive] [--home DIR]
+                              the peer agent another appliance talks to (over SSH or as a child process)
+       syncsh serve [--listen ADDR:PORT] [--authorized-keys FILE]
+                              the operator console over SSH (default 127.0.0.1:2222,
+                              keys from <home>/authorized_keys)
 options: --json (print results as JSON), -y (answer yes), --help`;
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'agent') {
+    // its own arguments (--home, --peer) and a stdout that carries only the protocol
+    const { runAgent } = await import('./services/peer/agent-main.js');
+    return runAgent(argv.slice(1), process.env);
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -32,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
         metrics: { type: 'string' },
         'stall-timeout': { type: 'string' },
         'retry-delay': { type: 'string' },
+        listen: { type: 'string' },
+        'authorized-keys': { type: 'string' },
       },
     });
   } catch (error) {
@@ -51,6 +61,10 @@ export async function main(argv: string[]): Promise<number> {
   if (mode === 'daemon') {
     const { startDaemon } = await import('./daemon.js');
     return startDaemon({ metrics: values.metrics, stallTimeout: values['stall-timeout'], retryDelay: values['retry-delay'] }, process.env);
+  }
+  if (mode === 'serve') {
+    const { startServe } = await import('./console/serve.js');
+    return startServe({ listen: values.listen, authorizedKeys: values['authorized-keys'] }, process.env);
   }
   if (mode) {
     process.stderr.write(`syncsh: unknown mode "${mode}".\n${USAGE}\n`);
@@ -74,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return code;
   }
-  if (!term.interactive) return runScript(session);
-  return runRepl(session, services.home.historyFile);
+  // The line editor (ink, react) loads only for a person at a terminal: `-c` and scripts start faster.
+  if (!term.interactive) return (await import('./shell/script.js')).runScript(session);
+  return (await import('./shell/repl.js')).runRepl(session, services.home.historyFile);
 }

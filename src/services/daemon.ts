@@ -14,7 +14,7 @@ import { ServiceLog } from './service-log.js';
 import { LockBusyError } from './lock.js';
 import { parseDataset } from './datasets.js';
 import type { Services } from './index.js';
-import type { AutoSyncConfig, RunState } from './auto-sync/model.js';
+import { EMPTY_RUN_STATE, type AutoSyncConfig, type RunState } from './auto-sync/model.js';
 
 export interface RetryPolicy {
   /** retries after a failure before waiting for the next scheduled time */
@@ -114,9 +114,10 @@ export class Daemon {
   tick(signal: AbortSignal): number {
     const now = this.clock.now();
     let next = Infinity;
+    const states = this.services.autoSync.store.runStates();
     for (const config of this.services.autoSync.store.list()) {
       if (!eligible(config) || this.running.has(config.name)) continue;
-      const due = dueAt(config, this.services.autoSync.store.runState(config.name), now, this.retry);
+      const due = dueAt(config, states[config.name] ?? { ...EMPTY_RUN_STATE }, now, this.retry);
       if (due === null) continue;
       if (due > now) {
         next = Math.min(next, due);
@@ -182,9 +183,9 @@ export class Daemon {
   /** Whatever a crash left: half-finished receives are finished or cleaned by the driver; stale locks are taken over on use. */
   async recover(): Promise<void> {
     const store = this.services.autoSync.store;
+    const states = store.runStates();
     for (const config of store.list()) {
-      const state = store.runState(config.name);
-      if (state.inFlight && !this.services.autoSync.view(config.name).runningSince) {
+      if (states[config.name]?.inFlight && !this.services.autoSync.view(config.name).runningSince) {
         const message = 'The run was interrupted: its process ended before the run did. It is retried.';
         await store.updateRunState(config.name, (s) => ({ ...s, inFlight: false, lastResult: 'failure', lastError: message, failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1 }));
         ServiceLog.forService(this.services.home.logs, config.name).write(`FAILURE: auto-sync:${config.name}: ${message}`);

@@ -39,7 +39,8 @@ async function prepared(t: Parameters<typeof makeAppliance>[0]) {
   // A big change, and a single run due in a moment.
   await writeFile(path.join(src, 'big.bin'), randomBytes(192 << 20));
   await writeFile(path.join(src, 'file.txt'), 'v2');
-  await run(`setup auto-sync :tank-data-000 property once_at ${new Date(Date.now() + 1500).toISOString()}`);
+  // In-process, so that a loaded machine cannot make the time pass before it is set.
+  await a.services.autoSync.setProperty('tank-data-000', 'once_at', new Date(Date.now() + 1500).toISOString());
   const progress = path.join(a.home, 'progress', 'auto-sync-tank-data-000.json');
   const daemon = (args: string[] = []) => {
     const child = execa('node', [BIN, 'daemon', '--retry-delay', '1', ...args], { env: a.env, reject: false });

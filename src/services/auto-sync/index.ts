@@ -10,7 +10,7 @@ import type { Storage } from '../storage/registry.js';
 import { ServiceStore } from './store.js';
 import { nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
-import { directionOf, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
+import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { findProperty, parseKind, PROPERTIES } from './properties.js';
 import { runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
 import type { Driver, DriverName } from '../storage/driver.js';
@@ -91,7 +91,8 @@ export class AutoSyncService {
   }
 
   list(): ServiceView[] {
-    return this.store.list().map((c) => this.viewOf(c));
+    const states = this.store.runStates();
+    return this.store.list().map((c) => this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }));
   }
 
   /** checks a dataset name for an endpoint and says what is wrong in a sentence */
@@ -290,8 +291,8 @@ export class AutoSyncService {
     }
   }
 
-  private viewOf(config: AutoSyncConfig): ServiceView {
-    const run = this.store.runState(config.name);
+  private viewOf(config: AutoSyncConfig, known?: RunState): ServiceView {
+    const run = known ?? this.store.runState(config.name);
     const owner = this.runOwner(config.name);
     const state: ServiceState = config.maintenance ? 'maintenance' : owner ? 'running' : config.enabled ? 'online' : 'disabled';
     const status = healthOf(config, run, Date.now()).health;
