@@ -31,6 +31,8 @@ test('names derive from the source and take the next free number', async (t) => 
 
 test('bad requests are refused with a specific sentence and create nothing', async (t) => {
   const { services } = await setup(t);
+  const full = await folder(services, 'fs:tank/full');
+  await writeFile(path.join(full, 'precious.txt'), 'keep me');
   const before = services.autoSync.names();
   const cases: [Parameters<Services['autoSync']['create']>[0], RegExp][] = [
     [{ fromFs: 'fs:tank/missing', toFs: 'fs:tank/x' }, /source dataset fs:tank\/missing does not exist/],
@@ -43,9 +45,12 @@ test('bad requests are refused with a specific sentence and create nothing', asy
     [{ fromFs: 'fs:tank/data', toFs: 'fs:tank/y', toHost: 'nowhere' }, /"nowhere" is not a bound appliance/],
     [{ fromFs: 'fs:tank/data', toFs: 'fs:tank/y', period: 0 }, /period must be a whole number of at least 1/],
     [{ fromFs: 'fs:tank/data', toFs: 'fs:tank/y', reverseCapable: true }, /needs a service between two appliances/],
+    [{ fromFs: 'fs:tank/data', toFs: 'fs:nopool/x' }, /The destination's parent fs:nopool does not exist on localhost/],
+    [{ fromFs: 'fs:tank/data', toFs: 'fs:tank/full' }, /already holds data \(0 snapshot\(s\), 1 entries\): the first sync would overwrite it/],
   ];
   for (const [req, message] of cases) await t.throwsAsync(services.autoSync.create(req), { message }, JSON.stringify(req));
   t.deepEqual(services.autoSync.names(), before);
+  t.is(await readFile(path.join(full, 'precious.txt'), 'utf8'), 'keep me');
 });
 
 test('full then incremental runs mirror the source: edits, deletes, renames, modes, symlinks', async (t) => {

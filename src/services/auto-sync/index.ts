@@ -17,6 +17,7 @@ import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
 import { healthOf, type Health, type HealthReport } from './status.js';
 import path from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { isMarkerOf } from './markers.js';
 import type { LockOwner } from '../lock.js';
 
@@ -132,6 +133,7 @@ export class AutoSyncService {
         throw new Error(`The destination ${dst.endpoint.dataset} already receives auto-sync:${other.name}; two services must not write to one dataset.`);
       }
     }
+    await this.checkDestination(dst.endpoint, dst.ref);
     const direction = directionOf(src.endpoint, dst.endpoint);
     if (req.reverseCapable && direction === 'local-to-local') {
       throw new Error('Reverse capability needs a service between two appliances; this one is local-to-local.');
@@ -160,6 +162,28 @@ export class AutoSyncService {
       maintenance: null,
       createdAt: new Date().toISOString(),
     };
+  }
+
+  /**
+   * A destination is received into on the first run: it must not exist yet
+   * (its parent must) or be an empty dataset with no snapshots. Anything
+   * else would be overwritten, so it is refused here, before a service exists.
+   */
+  private async checkDestination(endpoint: Endpoint, ref: DatasetRef): Promise<void> {
+    const { driver } = await this.side(endpoint);
+    const existing = await driver.getDataset(ref.name);
+    if (!existing) {
+      const parent = ref.name.replace(/\/[^/]+$/, '');
+      if (parent !== ref.name && parent !== '' && !(await driver.getDataset(parent))) {
+        throw new Error(`The destination's parent ${ref.driver}:${parent} does not exist on ${endpoint.host}: create it first with 'create folder ${ref.driver}:${parent}'.`);
+      }
+      return;
+    }
+    const snapshots = await driver.listSnapshots(ref.name);
+    const files = existing.mountpoint ? (await readdir(existing.mountpoint).catch(() => [])).length : 0;
+    if (snapshots.length || files) {
+      throw new Error(`The destination ${endpoint.dataset} already holds data (${snapshots.length} snapshot(s), ${files} entries): the first sync would overwrite it. Choose a new dataset, or empty it first.`);
+    }
   }
 
   private scheduleOf(req: CreateRequest): ServiceSchedule {

@@ -125,7 +125,12 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   let marker: SnapshotInfo | null = null;
   try {
     if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
-    const dstInfo = await dst.driver.getDataset(dst.dataset);
+    let dstInfo = await dst.driver.getDataset(dst.dataset);
+    if (dstInfo) {
+      // A receive cut short earlier (crash, lost link) must not block this one: finish or clean it first.
+      for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
+      dstInfo = await dst.driver.getDataset(dst.dataset);
+    }
     const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
     const srcSnaps = await src.driver.listSnapshots(src.dataset);
     const common = newestCommon(srcSnaps, dstSnaps);
