@@ -8,8 +8,11 @@ import { isOptionToken, optionFor, walkTokens, type Walk } from './match.js';
 import type { GrammarContext, OptionSpec } from './types.js';
 
 export interface Completion {
+  /** text replacing the word being completed, or null */
   replacement: string | null;
+  /** where in the line the word being replaced starts */
   start: number;
+  /** all candidates (listed on a second TAB) */
   choices: string[];
 }
 

@@ -5,19 +5,9 @@
  */
 import type { Key } from '../keys.js';
 
-export interface Completion {
-  /** text replacing the word being completed, or null */
-  replacement: string | null;
-  /** the start index in line of the word being replaced */
-  start: number;
-  /** all candidates (for the second TAB) */
-  choices: string[];
-}
-
-export interface HelpEntry {
-  word: string;
-  description: string;
-}
+// What TAB and '?' are given: the grammar's own answers (one definition for both sides).
+export type { Completion, HelpEntry } from '../../commands/grammar/complete.js';
+import type { Completion, HelpEntry } from '../../commands/grammar/complete.js';
 
 export interface EditorServices {
   complete(line: string, cursor: number): Completion;
