@@ -36,7 +36,7 @@ export function fitWidths(columns: Column[], rows: Record<string, string>[], wid
       widths[widest]--;
     }
   };
-  shrink((i) => Boolean(columns[i].flexible), 12);
+  shrink((i) => Boolean(columns[i].flexible), 16);
   const droppable = columns.map((c, i) => ({ i, drop: c.drop ?? 0 })).filter((c) => c.drop > 0).sort((a, b) => b.drop - a.drop);
   for (const { i } of droppable) {
     if (total() <= width) break;
