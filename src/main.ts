@@ -3,10 +3,6 @@
  * the demo appliance. The modes only assemble parts; the work is elsewhere.
  */
 import { parseArgs } from 'node:util';
-import { createServices } from './services/index.js';
-import { processTerminal } from './shell/terminal.js';
-import { createDialogs } from './shell/dialogs.js';
-import { ShellSession } from './shell/session.js';
 
 const USAGE = `usage: syncsh                 interactive shell (commands on stdin when it is not a terminal)
        syncsh -c "COMMAND"    run one command and exit (0 on success)
@@ -70,6 +66,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`syncsh: unknown mode "${mode}".\n${USAGE}\n`);
     return 2;
   }
+  // Each mode loads only what it needs: the agent and `-c` start fast.
+  const { createServices } = await import('./services/index.js');
+  const { processTerminal } = await import('./shell/terminal.js');
+  const { createDialogs } = await import('./shell/dialogs.js');
+  const { ShellSession } = await import('./shell/session.js');
   const services = createServices(process.env);
   if (values.version) {
     process.stdout.write(`syncsh ${services.appliance.version}\n`);

@@ -13,6 +13,7 @@ export const applianceFamily: CommandFamily = {
       help: "this appliance's id, hostname, version and settings",
       async run(ctx) {
         const a = ctx.services.appliance;
+        const publicKey = ctx.services.peers.publicKey(); // made once, in the home
         return {
           kind: 'record',
           fields: [
@@ -22,8 +23,9 @@ export const applianceFamily: CommandFamily = {
             ['home', ctx.services.home.root],
             ['default_driver', a.defaultDriver],
             ['alert_command', a.alertCommand ? a.alertCommand.join(' ') : '-'],
+            ['ssh_public_key', publicKey],
           ],
-          data: { ...a, home: ctx.services.home.root },
+          data: { ...a, home: ctx.services.home.root, sshPublicKey: publicKey },
         };
       },
     },

@@ -16,6 +16,7 @@ const words = {
   disable: 'stop running on schedule',
   run: 'replicate now',
   status: 'up or warn, why, and the transfer in flight',
+  resync: 'start over with a full sync after a broken chain (the old destination is kept)',
   history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
   dashboard: 'a live view of every service: state, lag, transfer rates and the log',
 };
@@ -178,6 +179,20 @@ async function runNow(ctx: CommandContext, service: string): Promise<Output> {
 const setupRun: CommandSpec = { path: 'setup auto-sync :auto-sync run', help: 'replicate now', run: (ctx, input) => runNow(ctx, input.instance!) };
 const runCmd: CommandSpec = { path: 'run auto-sync :auto-sync', help: 'replicate now', run: (ctx, input) => runNow(ctx, input.instance!) };
 
+const resync: CommandSpec = {
+  path: 'setup auto-sync :auto-sync resync',
+  help: 'a full sync after a broken chain; the old destination is kept under a new name (asks first)',
+  async run(ctx, input) {
+    const name = input.instance!;
+    const c = ctx.services.autoSync.config(name);
+    const question = `Resync 'auto-sync:${name}' with a full sync of ${c.source.dataset} to ${c.destination.dataset}?`;
+    const help = `The destination has no snapshot in common with the source. It is kept under a new name (${c.destination.dataset}-resync-DATE) and a full copy is sent; nothing is destroyed.`;
+    if (!(await confirmed(ctx, question, help))) return NOTHING_CHANGED;
+    const result = await ctx.services.autoSync.run(name, { resync: true, signal: ctx.signal });
+    return { kind: 'message', text: `auto-sync:${name}: resync OK, ${result.full ? 'full' : 'incremental'} sync of ${formatBytes(result.bytes)} (${result.marker}).`, data: result };
+  },
+};
+
 const enable: CommandSpec = {
   path: 'setup auto-sync :auto-sync enable',
   help: 'run the service on its schedule again; clears maintenance',
@@ -316,5 +331,5 @@ const history: CommandSpec = {
 
 export const autoSyncFamily: CommandFamily = {
   words,
-  commands: [status, history, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
+  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
 };

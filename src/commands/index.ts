@@ -5,6 +5,7 @@ import { autoSyncFamily } from './auto-sync.js';
 import { folderFamily } from './folder.js';
 import { generalFamily } from './general.js';
 import { applianceFamily } from './appliance.js';
+import { networkFamily } from './network.js';
 
 export const instanceKinds: InstanceKind[] = [
   { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
@@ -13,6 +14,6 @@ export const instanceKinds: InstanceKind[] = [
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily], instanceKinds);
   return compiled;
 }

@@ -4,6 +4,7 @@ import { loadAppliance, type ApplianceInfo } from './appliance.js';
 import { Storage } from './storage/registry.js';
 import { AutoSyncService } from './auto-sync/index.js';
 import { FolderService } from './folders.js';
+import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 
 export interface Services {
   home: Home;
@@ -11,13 +12,16 @@ export interface Services {
   storage: Storage;
   autoSync: AutoSyncService;
   folders: FolderService;
+  /** bound appliances and how to reach them (src/services/peer) */
+  peers: PeerService;
 }
 
 export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const home = resolveHome(env);
   const appliance = loadAppliance(home, env);
   const storage = new Storage(home);
-  const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver);
+  const peers = new PeerService(home, appliance, peerOptionsFromEnv(env));
+  const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
-  return { home, appliance, storage, autoSync, folders };
+  return { home, appliance, storage, autoSync, folders, peers };
 }

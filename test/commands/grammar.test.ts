@@ -68,7 +68,7 @@ const rejects = test.macro({
 test(rejects, 'shwo auto-sync', 'unknown', /Unknown command 'shwo': expected .*show.*Did you mean 'show'\?/);
 test(rejects, 'show auto-snc', 'unknown', /Unknown word 'auto-snc' after 'show': expected .*Did you mean 'auto-sync'\?/);
 test(rejects, 'show auto-sync :vol-folder-00', 'bad-value', /No auto-sync service named ':vol-folder-00'\. Did you mean ':vol-folder-000'\?/);
-test(rejects, 'setup auto-sync :vol-folder-000', 'incomplete', /Incomplete command 'setup auto-sync :vol-folder-000': expected property, run, enable, disable/);
+test(rejects, 'setup auto-sync :vol-folder-000', 'incomplete', /Incomplete command 'setup auto-sync :vol-folder-000': expected resync, property, run, enable, disable/);
 test(rejects, 'setup auto-sync :vol-folder-000 enabel', 'unknown', /Did you mean 'enable'\?/);
 test(rejects, 'show auto-sync :vol-folder-000 log extra', 'unexpected', /'show auto-sync :vol-folder-000 log' takes no more words: unexpected 'extra'/);
 test(rejects, 'create auto-sync --form-fs x', 'unknown-option', /Unknown option '--form-fs'\. Did you mean '--from-fs'\?/);
@@ -104,7 +104,7 @@ test(completes, 'show au', 'auto-sync ', ['auto-sync']);
 test(completes, 'show a', null, ['appliance', 'auto-sync']);
 test(completes, 'show auto-sync :v', ':vol-folder-00', [':vol-folder-000', ':vol-folder-001']);
 test(completes, 'show auto-sync :t', ':tank-data-000 ', [':tank-data-000']);
-test(completes, 'setup auto-sync :tank-data-000 ', null, ['disable', 'enable', 'property', 'run']);
+test(completes, 'setup auto-sync :tank-data-000 ', null, ['disable', 'enable', 'property', 'resync', 'run']);
 test(completes, 'setup auto-sync :tank-data-000 property ke', 'keep_', ['keep_dst', 'keep_src']);
 test(completes, 'show auto-sync :tank-data-000 logtail -', null, ['--json', '-f', '-n', '-y']);
 test(completes, 'create auto-sync --type m', null, ['minute', 'month']);
@@ -120,7 +120,7 @@ test('? lists what may come next, a line of description each', (t) => {
   t.true(after.some((e) => e.word === ':vol-folder-000' && /=>/.test(e.description)));
   t.true(after.some((e) => e.word === '<Enter>'));
   const mid = helpAt(grammar(), 'setup auto-sync :vol-folder-000 ', 32, ctx);
-  t.deepEqual(mid.map((e) => e.word).sort(), ['disable', 'enable', 'property', 'run']);
+  t.deepEqual(mid.map((e) => e.word).sort(), ['disable', 'enable', 'property', 'resync', 'run']);
   const bad = helpAt(grammar(), 'shwo ', 5, ctx);
   t.regex(bad[0].description, /Unknown command 'shwo'/);
 });

@@ -126,6 +126,17 @@ test('a destination with no common snapshot puts the service in maintenance, nev
   t.regex(view.config.maintenance!, /Broken chain/);
   await t.throwsAsync(services.autoSync.run(name), { message: /is in maintenance/ });
   t.regex(services.autoSync.log(name).tail(5).join('\n'), /\[ALERT: auto-sync:tank-data-000 put in maintenance/);
+
+  // resync: a full sync, and the old destination kept under a new name, snapshots and all
+  const result = await services.autoSync.run(name, { resync: true });
+  t.true(result.full);
+  t.is(services.autoSync.view(name).state, 'online');
+  const kept = (await services.folders.list()).find((f) => /^fs:tank\/copy-resync-\d{8}T\d{6}$/.test(f.qualified));
+  t.truthy(kept, 'the previous destination is kept');
+  t.deepEqual((await services.folders.snapshots(kept!.qualified)).map((s) => s.name), ['someone-elses']);
+  t.regex(services.autoSync.log(name).tail(10).join('\n'), /\[Resync: the previous destination localhost\/tank\/copy is kept as tank\/copy-resync-/);
+  const dst = (await services.folders.list('fs:tank/copy'))[0].mountpoint!;
+  t.is(await readFile(path.join(dst, 'b.txt'), 'utf8'), 'bravo\n');
 });
 
 test('a destination written to since its last snapshot is reported, not rolled back, unless force', async (t) => {

@@ -107,8 +107,21 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   const now = opts.now ?? Date.now;
   const started = now();
   const startedIso = new Date(started).toISOString();
-  const src = await deps.resolveSide(config.source);
-  const dst = await deps.resolveSide(config.destination);
+  let src: Side;
+  let dst: Side;
+  try {
+    src = await deps.resolveSide(config.source);
+    dst = await deps.resolveSide(config.destination);
+  } catch (error) {
+    // The other appliance cannot be reached (or is not bound): still a failed attempt, on record.
+    const message = (error as Error).message;
+    await store.updateRunState(name, (s) => ({ ...s, lastRunAt: startedIso, lastResult: 'failure', lastError: message, failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1 }));
+    const peer = config.source.host === 'localhost' ? config.destination.host : config.source.host;
+    const endedAt = new Date(now()).toISOString();
+    deps.sendHistory.append({ direction: 'send', service: name, peer, startedAt: startedIso, endedAt, result: 'failure', bytes: 0, rateBytesPerSec: 0, snapshot: null, error: message });
+    log.write(`FAILURE: ${config.source.host}/${config.source.dataset} => ${config.destination.host}/${config.destination.dataset}: ${message}`);
+    throw error;
+  }
   const route = `${where(src)} => ${where(dst)}`;
   const state = await store.updateRunState(name, (s) => ({ ...s, sequence: s.sequence + 1, lastRunAt: startedIso, inFlight: true }));
   const trail = (result: HistoryEntry['result'], bytes: number, snapshot: string | null, error: string | null) => {
@@ -123,6 +136,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   let sent = 0;
   const publish = progressPublisher(deps.progressFile, started);
   let marker: SnapshotInfo | null = null;
+  /** the destination holds the new marker: from here on it is the common snapshot and must never be dropped */
+  let delivered = false;
+  const bestEffort = (what: string) => (error: Error) => log.write(`WARNING: could not ${what}: ${error.message}`);
   try {
     if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
     let dstInfo = await dst.driver.getDataset(dst.dataset);
@@ -131,22 +147,32 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
       dstInfo = await dst.driver.getDataset(dst.dataset);
     }
-    const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
+    let dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
     const srcSnaps = await src.driver.listSnapshots(src.dataset);
-    const common = newestCommon(srcSnaps, dstSnaps);
+    let common = newestCommon(srcSnaps, dstSnaps);
     if (!common && dstSnaps.length > 0 && !opts.resync) {
       throw new BrokenChainError(name, `The destination ${config.destination.dataset} has ${dstSnaps.length} snapshot(s) but none in common with the source ${config.source.dataset}.`);
+    }
+    if (!common && dstInfo && opts.resync) {
+      // Start over, but never by destroying: the old destination is kept under a new name.
+      const aside = `${dst.dataset}-resync-${new Date(now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
+      await dst.driver.renameDataset(dst.dataset, aside);
+      log.write(`Resync: the previous destination ${where(dst)} is kept as ${aside}; starting a full sync`);
+      dstInfo = null;
+      dstSnaps = [];
+      common = null;
     }
     if (dstInfo && common && (await dst.driver.changedSince(dst.dataset, dstSnaps.find((s) => s.id === common.id)!.name)) && !config.force) {
       throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
     }
 
     marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive });
-    const full = !common;
+    const base = common;
+    const full = !base;
     const flags = config.recursive ? '-R ' : '';
     log.write(full
       ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
-      : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${common.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
+      : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
     const bytes = await transfer(src, dst, marker.name, common?.name, config, {
       ...opts,
@@ -160,10 +186,11 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     if (!received || received.id !== marker.id) {
       throw new Error(`The destination ${config.destination.dataset} does not hold ${marker.name} after the receive (expected id ${marker.id}).`);
     }
+    delivered = true;
     const durationMs = now() - started;
     log.write(`${src.dataset}@${marker.name} => ${where(dst)} OK (${seconds(durationMs)} sec)`);
 
-    await protectNewCommon(src, dst, marker.name, common?.name ?? null);
+    await protectNewCommon(src, dst, marker.name, common?.name ?? null).catch(bestEffort('protect the new common snapshot'));
     await prune(name, src, config.keepSrc, marker.name, config.recursive, log);
     await prune(name, dst, config.keepDst, marker.name, config.recursive, log);
 
@@ -171,16 +198,16 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date(now()).toISOString(),
       lastResult: 'success', lastError: null, lastBytes: bytes, lastDurationMs: durationMs, consecutiveFailures: 0, inFlight: false,
     }));
-    await trail('success', bytes, marker.name, null);
+    await trail('success', bytes, marker.name, null).catch(bestEffort('write the trail'));
     const recorded = store.runState(name);
-    for (const side of [src, dst]) await side.peer?.recordState(name, recorded);
+    for (const side of [src, dst]) await side.peer?.recordState(name, recorded).catch(bestEffort(`record the state on ${side.host}`));
     if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
     log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
     return { marker: marker.name, full, bytes, durationMs };
   } catch (error) {
     const message = (error as Error).message;
     const durationMs = now() - started;
-    if (marker) {
+    if (marker && !delivered) {
       // The marker never reached the destination: drop it so it is not mistaken for a synced state.
       await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
     }

@@ -84,6 +84,8 @@ export interface Driver {
   getDataset(name: string): Promise<DatasetInfo | null>;
   createDataset(name: string, opts?: CreateDatasetOptions): Promise<DatasetInfo>;
   destroyDataset(name: string, opts?: { recursive?: boolean }): Promise<void>;
+  /** move a dataset, its children and snapshots to a new name (the target must not exist) */
+  renameDataset(from: string, to: string): Promise<void>;
 
   /** oldest first */
   listSnapshots(dataset: string): Promise<SnapshotInfo[]>;

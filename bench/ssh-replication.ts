@@ -1,0 +1,174 @@
+/**
+ * Appliance to appliance over SSH, in the same run and on the same data:
+ *  - the fs driver through the agent protocol (ssh2, forced-command key)
+ *    against `rsync -a --delete -e ssh` through the same sshd: a full sync of
+ *    a generated tree, then an incremental one after 1% of the files changed;
+ *  - with BENCH_ZFS=1, the zfs driver against `zfs send | ssh HOST zfs receive`.
+ * Both appliances are on this machine: beta's sshd runs in a network
+ * namespace of its own (10.231.60.2) reached over a veth pair (for zfs, on
+ * loopback: zfs-fuse cannot mount inside the mount namespace `ip netns exec`
+ * makes). Needs root, sshd, iproute2 and rsync.
+ *
+ *   npm run build && tsx bench/ssh-replication.ts
+ *   BENCH_FILES=5000 BENCH_MB=512 BENCH_RATE=1gbit BENCH_ZFS=1 tsx bench/ssh-replication.ts
+ */
+import { mkdtemp, rm, writeFile, readFile, appendFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import { changeFraction, countFiles, generateTree, printTable, syncsh, timed } from './common.js';
+import { makeNetLink, type Cleanup } from '../test/helpers/netns.js';
+import { startSshd } from '../test/helpers/sshd.js';
+
+const files = Number(process.env.BENCH_FILES) || 5_000;
+const megabytes = Number(process.env.BENCH_MB) || 512;
+const rate = process.env.BENCH_RATE || null;
+const withZfs = process.env.BENCH_ZFS === '1';
+
+class Teardown implements Cleanup {
+  private steps: (() => unknown)[] = [];
+  teardown(fn: () => unknown): void {
+    this.steps.push(fn);
+  }
+  log(...args: unknown[]): void {
+    console.error(...args);
+  }
+  async run(): Promise<void> {
+    for (const step of this.steps.splice(0).reverse()) await Promise.resolve(step()).catch((e: Error) => console.error(`teardown: ${e.message}`));
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function must(result: Promise<{ exitCode?: number; stdout: unknown; stderr: unknown }> | ReturnType<typeof syncsh>) {
+  const r = await result;
+  if (r.exitCode) throw new Error(String(r.stderr));
+  return String(r.stdout);
+}
+
+/** two appliances, beta behind an sshd; alpha bound to it; a second, unrestricted key for ssh/rsync */
+async function appliances(cleanup: Teardown, work: string, where: { netns: boolean }) {
+  const link = where.netns ? await makeNetLink(cleanup, 60) : null;
+  const address = link ? link.nsAddr : '127.0.0.1';
+  const port = link ? 2222 : await freePort();
+  const sshd = await startSshd(cleanup, { netns: link ?? undefined, address, port });
+  if (link && rate) await link.throttle(rate);
+  const tag = randomBytes(2).toString('hex');
+  const envA = { ...process.env, SYNCSH_HOME: path.join(work, `alpha-${tag}`), SYNCSH_APPLIANCE_ID: 'alpha' };
+  const envB = { ...process.env, SYNCSH_HOME: path.join(work, `beta-${tag}`), SYNCSH_APPLIANCE_ID: 'beta' };
+  delete (envA as NodeJS.ProcessEnv).SYNCSH_FS_ROOT;
+  delete (envB as NodeJS.ProcessEnv).SYNCSH_FS_ROOT;
+  await must(syncsh(envB, `setup network authorized-keys ${sshd.authorizedKeys}`));
+  const key = JSON.parse(await must(syncsh(envA, 'show appliance --json'))).sshPublicKey as string;
+  await writeFile(sshd.authorizedKeys, `${key}\n`);
+  await must(syncsh(envA, `setup network ssh-bind ${address} --port ${port} --user root --remote-home ${envB.SYNCSH_HOME} -y`));
+  const sshKey = path.join(work, `ssh-${tag}`);
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', sshKey]);
+  await appendFile(sshd.authorizedKeys, await readFile(`${sshKey}.pub`, 'utf8'));
+  const ssh = ['ssh', '-i', sshKey, '-p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
+  return { envA, envB, address, ssh };
+}
+
+async function benchFs(cleanup: Teardown, work: string) {
+  const { envA, envB, address, ssh } = await appliances(cleanup, work, { netns: true });
+  await must(syncsh(envB, 'create folder fs:bench'));
+  await must(syncsh(envA, 'create folder fs:bench'));
+  await must(syncsh(envA, 'create folder fs:bench/src'));
+  const src = path.join(envA.SYNCSH_HOME!, 'fs', 'bench', 'src');
+  console.log(`generating ${files} files, ${megabytes} MiB in ${src} …`);
+  const paths = await generateTree(src, files, megabytes << 20);
+  await must(syncsh(envA, 'create auto-sync --from-fs fs:bench/src --to-host beta --to-fs fs:bench/dst --keep-src 2 --keep-dst 2 -y'));
+  const rsyncDst = path.join(work, 'rsync-dst');
+  const rsync = () => execa('rsync', ['-a', '--delete', '-e', ssh.join(' '), `${src}/`, `root@${address}:${rsyncDst}/`]);
+
+  const fullOurs = await timed(() => must(syncsh(envA, 'run auto-sync :bench-src-000')));
+  const fullTheirs = await timed(rsync);
+  const changed = await changeFraction(paths, 0.01);
+  const incOurs = await timed(() => must(syncsh(envA, 'run auto-sync :bench-src-000')));
+  const incTheirs = await timed(rsync);
+
+  const dst = path.join(envB.SYNCSH_HOME!, 'fs', 'bench', 'dst');
+  const [a, b] = [await countFiles(dst), await countFiles(rsyncDst)];
+  if (a !== b || a !== files) throw new Error(`file counts differ: syncsh ${a}, rsync ${b}, source ${files}`);
+  console.log(fullOurs.value.trim());
+  console.log(incOurs.value.trim());
+  printTable(`fs driver over SSH (agent) vs rsync -a --delete -e ssh: ${files} files, ${megabytes} MiB, ${changed} files changed${rate ? `, link ${rate}` : ''}`, 'rsync -a --delete -e ssh', [
+    { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },
+    { phase: 'incremental (1% changed)', ours: incOurs.seconds, theirs: incTheirs.seconds },
+  ]);
+}
+
+/** a pool on a file vdev (zfs-fuse must be running, or the zfs kernel module loaded) */
+async function zpool(cleanup: Teardown, work: string, size: number): Promise<{ name: string }> {
+  const name = `syncshbench${randomBytes(3).toString('hex')}`;
+  const file = path.join(work, `${name}.vdev`);
+  await execa('truncate', ['-s', String(size), file]);
+  await execa('zpool', ['create', '-m', path.join(work, `${name}.mnt`), '-O', 'atime=off', name, file]);
+  cleanup.teardown(async () => {
+    // zfs-fuse calls a pool busy while the last receive's mounts wind down: try a few times
+    for (let attempt = 1; attempt <= 10; attempt++) {
+      const r = await execa('zpool', ['destroy', '-f', name], { reject: false });
+      if (!r.failed || /no such pool/i.test(String(r.stderr))) return;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+    console.error(`could not destroy the pool ${name}: zpool destroy -f ${name}`);
+  });
+  return { name };
+}
+
+async function benchZfs(cleanup: Teardown, work: string) {
+  const probe = await execa('zpool', ['list'], { reject: false });
+  if (probe.failed) {
+    console.log(`\nzfs: skipped, ZFS does not answer (${String(probe.stderr).trim().split('\n').pop()}); start zfs-fuse (or load the zfs module) first.`);
+    return;
+  }
+  const { envA, address, ssh } = await appliances(cleanup, work, { netns: false });
+  const size = Math.max(512, megabytes * 3) << 20;
+  const [poolA, poolB, poolC] = [await zpool(cleanup, work, size), await zpool(cleanup, work, size), await zpool(cleanup, work, size)];
+  await execa('zfs', ['create', `${poolA.name}/src`]);
+  const src = (await execa('zfs', ['get', '-H', '-o', 'value', 'mountpoint', `${poolA.name}/src`])).stdout.trim();
+  console.log(`generating ${files} files, ${megabytes} MiB in ${src} …`);
+  const paths = await generateTree(src, files, megabytes << 20);
+  await must(syncsh(envA, `create auto-sync --from-fs zfs:${poolA.name}/src --to-host beta --to-fs zfs:${poolB.name}/dst --keep-src 2 --keep-dst 2 -y`));
+  const service = `${poolA.name}-src-000`;
+  // the peer: the same snapshots, sent by hand through ssh into a third pool
+  const pipe = async (snapshot: string, from?: string) => {
+    const send = execa('zfs', ['send', '-p', ...(from ? ['-I', `@${from}`] : []), `${poolA.name}/src@${snapshot}`], { buffer: false });
+    await send.pipe(ssh[0], [...ssh.slice(1), `root@${address}`, 'zfs', 'receive', '-F', `${poolC.name}/dst`], { buffer: false });
+  };
+  await execa('zfs', ['snapshot', `${poolA.name}/src@bench1`]);
+  const fullOurs = await timed(() => must(syncsh(envA, `run auto-sync :${service}`)));
+  const fullTheirs = await timed(() => pipe('bench1'));
+  const changed = await changeFraction(paths, 0.01);
+  await execa('zfs', ['snapshot', `${poolA.name}/src@bench2`]);
+  const incOurs = await timed(() => must(syncsh(envA, `run auto-sync :${service}`)));
+  const incTheirs = await timed(() => pipe('bench2', 'bench1'));
+  console.log(fullOurs.value.trim());
+  console.log(incOurs.value.trim());
+  await must(syncsh(envA, `destroy auto-sync :${service} -y`));
+  printTable(`zfs driver over SSH (agent) vs zfs send | ssh HOST zfs receive: ${files} files, ${megabytes} MiB, ${changed} files changed`, 'zfs send | ssh zfs recv', [
+    { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },
+    { phase: 'incremental (1% changed)', ours: incOurs.seconds, theirs: incTheirs.seconds },
+  ]);
+}
+
+const work = await mkdtemp(path.join(process.env.BENCH_DIR || os.tmpdir(), 'syncsh-bench-ssh-'));
+const cleanup = new Teardown();
+try {
+  await benchFs(cleanup, work);
+  if (withZfs) await benchZfs(cleanup, work);
+} finally {
+  await cleanup.run();
+  await rm(work, { recursive: true, force: true });
+}

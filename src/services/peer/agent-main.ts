@@ -1,0 +1,411 @@
+/**
+ * `syncsh agent`: this appliance's side of the agent protocol (protocol.ts),
+ * started by another appliance over SSH (the forced command of its key:
+ * SSH_ORIGINAL_COMMAND names the sub-command) or as a child process.
+ *
+ *   syncsh agent [--home DIR] [--peer ID]            the control session
+ *   syncsh agent send [--home DIR] [--peer ID]       a send stream on stdout
+ *   syncsh agent receive [--home DIR] [--peer ID]    a receive stream on stdin
+ *
+ * --peer is set by the authorized_keys line: whose key this session came in
+ * with. stdout carries nothing but the protocol.
+ */
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import Conf from 'conf';
+import { PassThrough, type Readable } from 'node:stream';
+import { createServices, type Services } from '../index.js';
+import { validApplianceId } from '../appliance.js';
+import { isDriverName } from '../datasets.js';
+import type { HistoryEntry } from '../history.js';
+import type { AutoSyncConfig, RunState } from '../auto-sync/model.js';
+import { withLock } from '../lock.js';
+import type { Driver } from '../storage/driver.js';
+import { authorizedKeysLine, checkPublicKey, installAuthorizedKey, publicKeyFingerprint } from './keys.js';
+import {
+  AGENT_TAG, DRIVER_METHODS, PROTOCOL_MAX, PROTOCOL_MIN, compatible, splitCommand, validServiceName,
+  type DriverMethod, type ErrorCode, type Hello, type HelloReply, type Outcome, type ReceiveHeader, type SendHeader, type WireError,
+} from './protocol.js';
+import type { PeerService } from './index.js';
+
+class AgentError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+  }
+}
+
+const wire = (error: unknown): WireError => (error instanceof AgentError ? { code: error.code, message: error.message } : { code: 'failed', message: (error as Error)?.message ?? String(error) });
+
+export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // Nothing but the protocol on stdout: stray console output goes to stderr.
+  console.log = console.error;
+  console.info = console.error;
+  console.warn = console.error;
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { home: { type: 'string' }, peer: { type: 'string' } } });
+  } catch (error) {
+    process.stderr.write(`syncsh agent: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  // The other appliance went away: nothing is left to tell it (a send reports this itself).
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') process.stderr.write(`syncsh agent: ${error.message}\n`);
+    process.exitCode = 1;
+  });
+  let sub = positionals[0] ?? 'control';
+  // A forced command: what the peer asked to run names the sub-command.
+  if (env.SSH_ORIGINAL_COMMAND !== undefined) {
+    const words = splitCommand(env.SSH_ORIGINAL_COMMAND);
+    const at = words.indexOf('agent');
+    if (at < 0) {
+      process.stdout.write(`${JSON.stringify({ agent: AGENT_TAG, error: { code: 'bad-request', message: `This key only runs the syncsh agent, not "${env.SSH_ORIGINAL_COMMAND.slice(0, 100)}".` } })}\n`);
+      return 2;
+    }
+    sub = ['send', 'receive'].includes(words[at + 1]) ? words[at + 1] : 'control';
+  }
+  if (!['control', 'send', 'receive'].includes(sub)) {
+    process.stderr.write(`syncsh agent: unknown sub-command "${sub}" (control, send or receive).\n`);
+    return 2;
+  }
+  const agentEnv = { ...env };
+  if (values.home) agentEnv.SYNCSH_HOME = path.resolve(values.home);
+  delete agentEnv.SYNCSH_APPLIANCE_ID;
+  const services = createServices(agentEnv);
+  const agent = new Agent(services, values.peer ?? null, (env.SSH_CLIENT ?? '').split(' ')[0] || 'local');
+  if (sub === 'control') return agent.control();
+  return agent.data(sub as 'send' | 'receive');
+}
+
+class Agent {
+  private readonly me: string;
+  private readonly peers: PeerService;
+  /** who said hello */
+  private caller: string | null = null;
+  private state: 'new' | 'bound' | 'binding' | 'refused' = 'new';
+
+  constructor(private readonly services: Services, private readonly keyPeer: string | null, private readonly address: string) {
+    this.me = services.appliance.id;
+    this.peers = services.peers;
+  }
+
+  /** null when the caller may go on (bound, or binding when allowed), else the refusal */
+  private check(hello: Partial<Hello>, allowBind: boolean): AgentError | null {
+    if (!compatible(hello.protocol)) {
+      const speaks = PROTOCOL_MIN === PROTOCOL_MAX ? `version ${PROTOCOL_MAX}` : `versions ${PROTOCOL_MIN} to ${PROTOCOL_MAX}`;
+      return new AgentError('protocol', `${this.me} speaks syncsh agent protocol ${speaks}, ${hello.from ?? 'the caller'} speaks version ${String(hello.protocol)}: upgrade syncsh on the older appliance.`);
+    }
+    if (typeof hello.from !== 'string' || !validApplianceId(hello.from)) return new AgentError('bad-request', `"${String(hello.from)}" is not an appliance id.`);
+    if (this.keyPeer && this.keyPeer !== hello.from) return new AgentError('identity', `this key was given to the appliance ${this.keyPeer}; ${hello.from} may not use it.`);
+    if (!this.peers.store.inboundPeer(hello.from) && !(allowBind && hello.purpose === 'bind')) {
+      return new AgentError('unbound', `the appliance ${hello.from} is not bound to ${this.me}.`);
+    }
+    return null;
+  }
+
+  // ---- the control session ---------------------------------------------------
+
+  async control(): Promise<number> {
+    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (!line.trim()) continue;
+      let id: number | null = null;
+      let reply: { result?: unknown; error?: WireError };
+      try {
+        const req = JSON.parse(line) as { id?: unknown; method?: unknown; params?: unknown };
+        id = typeof req.id === 'number' ? req.id : null;
+        if (typeof req.method !== 'string') throw new AgentError('bad-request', 'A request needs a method.');
+        reply = { result: (await this.dispatch(req.method, req.params ?? {})) ?? null };
+      } catch (error) {
+        reply = { error: wire(error instanceof SyntaxError ? new AgentError('bad-request', `Not a JSON request: ${error.message}`) : error) };
+      }
+      process.stdout.write(`${JSON.stringify({ id, ...reply })}\n`);
+    }
+    return 0;
+  }
+
+  private async dispatch(method: string, params: unknown): Promise<unknown> {
+    const p = (params ?? {}) as Record<string, unknown>;
+    if (method === 'hello') return this.hello(p as Partial<Hello>);
+    if (this.state === 'new') throw new AgentError('bad-request', 'Say hello first.');
+    if (method === 'ping') return {};
+    // A binding removed while this session is open counts from the next request on.
+    if (this.state === 'bound' && !this.peers.store.inboundPeer(this.caller!)) this.state = 'refused';
+    if (this.state === 'refused') {
+      if (method === 'trail.refused') return this.recordRefusal(p);
+      throw new AgentError('unbound', `the appliance ${this.caller} is not bound to ${this.me}.`);
+    }
+    if (this.state === 'binding' && method !== 'peer.accept') throw new AgentError('unbound', `the appliance ${this.caller} is not bound to ${this.me} yet.`);
+    switch (method) {
+      case 'peer.accept':
+        return this.accept(p);
+      case 'peer.forget':
+        return this.forget();
+      case 'driver':
+        return this.driverCall(p);
+      case 'config.get':
+        return this.services.autoSync.store.get(serviceOf(p)) ?? null;
+      case 'config.put':
+        return this.putConfig(p.config as AutoSyncConfig);
+      case 'service.role': {
+        const c = this.services.autoSync.store.get(serviceOf(p));
+        return c ? { role: c.role, epoch: c.epoch } : null;
+      }
+      case 'state.get':
+        return this.getState(serviceOf(p));
+      case 'state.put':
+        return this.putState(serviceOf(p), p.state as RunState);
+      case 'history.append':
+        return this.appendHistory(p.entry as HistoryEntry);
+      case 'trail.refused':
+        throw new AgentError('bad-request', `The appliance ${this.caller} is bound: there is no refusal to record.`);
+      default:
+        throw new AgentError('bad-request', `Unknown request "${method}".`);
+    }
+  }
+
+  private hello(h: Partial<Hello>): HelloReply {
+    const refusal = this.check(h, true);
+    if (refusal) {
+      if (refusal.code !== 'unbound') throw refusal;
+      // Kept open for one thing: the caller reporting which transfer was refused, for this side's trail.
+      this.caller = h.from!;
+      this.state = 'refused';
+      throw refusal;
+    }
+    this.caller = h.from!;
+    this.state = this.peers.store.inboundPeer(h.from!) ? 'bound' : 'binding';
+    return { protocol: h.protocol!, id: this.me, hostname: this.services.appliance.hostname, version: this.services.appliance.version };
+  }
+
+  private async accept(p: Record<string, unknown>): Promise<unknown> {
+    const transport = p.transport === 'local' ? 'local' : 'ssh';
+    let publicKey: string | null = null;
+    let file: string | null = null;
+    if (transport === 'ssh') {
+      publicKey = checkPublicKey(p.publicKey);
+      file = this.peers.store.authorizedKeysFile();
+      await installAuthorizedKey(file, authorizedKeysLine(this.peers.ownAgent(), this.caller!, publicKey), this.caller!);
+    }
+    await this.peers.store.putInbound({
+      id: this.caller!, transport, address: this.address, publicKey, keyFingerprint: publicKey ? publicKeyFingerprint(publicKey) : null,
+      authorizedKeys: file, boundAt: new Date().toISOString(),
+    });
+    this.state = 'bound';
+    return { id: this.me, agent: this.peers.ownAgent(), authorizedKeys: file };
+  }
+
+  private async forget(): Promise<unknown> {
+    const peer = this.peers.store.inboundPeer(this.caller!);
+    const removedKeyLines = peer ? await this.peers.forgetInbound(peer) : 0;
+    this.state = 'refused';
+    return { removedKeyLines };
+  }
+
+  private async driverCall(p: Record<string, unknown>): Promise<unknown> {
+    const { driver, method, args } = p as { driver: unknown; method: unknown; args: unknown };
+    if (typeof driver !== 'string' || !isDriverName(driver)) throw new AgentError('bad-request', `Unknown driver "${String(driver)}".`);
+    if (typeof method !== 'string' || !Object.hasOwn(DRIVER_METHODS, method)) throw new AgentError('bad-request', `Unknown driver method "${String(method)}".`);
+    const list = Array.isArray(args) ? args : [];
+    if (list.length > DRIVER_METHODS[method as DriverMethod]) throw new AgentError('bad-request', `Too many arguments for ${method}.`);
+    const d = method === 'unavailableReason' ? await this.services.storage.driver(driver) : await this.services.storage.usable(driver);
+    const fn = d[method as DriverMethod] as (...a: unknown[]) => Promise<unknown>;
+    return (await fn.apply(d, list.map((a) => (a === null ? undefined : a)))) ?? null;
+  }
+
+  private async putConfig(config: AutoSyncConfig): Promise<null> {
+    if (!config || !validServiceName(config.name)) throw new AgentError('bad-request', 'A service configuration with a valid name is needed.');
+    const store = this.services.autoSync.store;
+    if (store.get(config.name)) await store.update(config.name, () => config);
+    else await store.add(() => config);
+    return null;
+  }
+
+  /**
+   * Where the caller's view of a service's state goes: the service store when
+   * this appliance has no service of that name or has the same service (its
+   * copy, naming the caller), else a separate file so that a namesake of this
+   * appliance's own is never overwritten.
+   */
+  private ownsName(service: string): boolean {
+    const c = this.services.autoSync.store.get(service);
+    if (!c) return false;
+    const inbound = this.peers.store.inboundPeer(this.caller!);
+    return ![c.source.host, c.destination.host].some((h) => h === this.caller || (inbound && h === inbound.address));
+  }
+
+  private peerState(): Conf<{ state: Record<string, RunState> }> {
+    return new Conf({ cwd: this.services.home.config, configName: 'peer-state', projectName: 'syncsh', defaults: { state: {} } });
+  }
+
+  private getState(service: string): RunState | null {
+    if (this.ownsName(service)) return this.peerState().get('state')[`${this.caller}:${service}`] ?? null;
+    return this.services.autoSync.store.runState(service);
+  }
+
+  private async putState(service: string, state: RunState): Promise<null> {
+    if (!state || typeof state !== 'object') throw new AgentError('bad-request', 'A run state is needed.');
+    if (this.ownsName(service)) {
+      const conf = this.peerState();
+      await withLock(path.join(this.services.home.locks, 'peer-state.lock'), 'The state of peers\' services', 'recording a state', () => {
+        conf.set('state', { ...conf.get('state'), [`${this.caller}:${service}`]: state });
+      });
+    } else {
+      await this.services.autoSync.store.updateRunState(service, () => state);
+    }
+    return null;
+  }
+
+  private appendHistory(entry: HistoryEntry): null {
+    if (!entry || (entry.direction !== 'send' && entry.direction !== 'receive') || !validServiceName(entry.service)) {
+      throw new AgentError('bad-request', 'A trail entry needs a direction (send or receive) and a valid service name.');
+    }
+    // From here the other appliance is the caller, whatever it called itself.
+    this.services.autoSync.history(entry.service, entry.direction).append({ ...entry, peer: this.caller! });
+    return null;
+  }
+
+  private recordRefusal(p: Record<string, unknown>): null {
+    const service = serviceOf(p);
+    const direction = p.direction === 'send' ? 'send' : 'receive';
+    const now = new Date().toISOString();
+    const startedAt = typeof p.startedAt === 'string' && !Number.isNaN(Date.parse(p.startedAt)) ? p.startedAt : now;
+    this.services.autoSync.history(service, direction).append({
+      direction, service, peer: this.caller!, startedAt, endedAt: now, result: 'refused', bytes: 0, rateBytesPerSec: 0, snapshot: null,
+      error: `Refused: the appliance ${this.caller} is not bound to ${this.me}.`,
+    });
+    return null;
+  }
+
+  // ---- data channels ---------------------------------------------------------
+
+  async data(sub: 'send' | 'receive'): Promise<number> {
+    // send: the bytes are on stdout, so the outcome goes to stderr; receive: the outcome is stdout's only line.
+    const report = (outcome: Outcome) => (sub === 'send' ? process.stderr : process.stdout).write(`${JSON.stringify(outcome)}\n`);
+    let header: SendHeader & ReceiveHeader;
+    try {
+      header = JSON.parse(await readHeaderLine(process.stdin));
+    } catch (error) {
+      report({ ok: false, error: { code: 'bad-request', message: `No valid header: ${(error as Error).message}` } });
+      return 2;
+    }
+    const refusal = this.check(header, false);
+    if (refusal) {
+      report({ ok: false, error: wire(refusal) });
+      return 2;
+    }
+    this.caller = header.from;
+    try {
+      if (typeof header.driver !== 'string' || !isDriverName(header.driver)) throw new AgentError('bad-request', `Unknown driver "${String(header.driver)}".`);
+      const driver = await this.services.storage.usable(header.driver);
+      const result = sub === 'send' ? await this.send(driver, header) : await this.receive(driver, header);
+      report({ ok: true, result });
+      return 0;
+    } catch (error) {
+      report({ ok: false, error: wire(error) });
+      return 1;
+    }
+  }
+
+  private async send(driver: Driver, h: SendHeader): Promise<{ bytes: number }> {
+    const abort = new AbortController();
+    const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
+    const stream = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal });
+    const out = process.stdout;
+    const failed = new Promise<never>((_, reject) => {
+      out.once('error', (e: Error) => reject(new Error(`The reader went away: ${e.message}`)));
+      abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+    });
+    failed.catch(() => undefined);
+    let last = Date.now();
+    const watch = setInterval(() => {
+      if (Date.now() - last > idleMs) abort.abort(new Error(`${this.caller} took no data for ${Math.round(idleMs / 1000)} s: is the link down?`));
+    }, Math.min(1000, idleMs));
+    let bytes = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        last = Date.now();
+        if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
+        last = Date.now();
+      }
+      return { bytes };
+    } catch (error) {
+      (stream as Readable).destroy();
+      throw error;
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
+  private async receive(driver: Driver, h: ReceiveHeader): Promise<unknown> {
+    const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
+    const input = new PassThrough({ highWaterMark: 1 << 20 });
+    let timer: NodeJS.Timeout | null = null;
+    const arm = () => {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => input.destroy(new Error(`No data from ${this.caller} for ${Math.round(idleMs / 1000)} s: is the link down?`)), idleMs);
+    };
+    arm();
+    process.stdin.on('data', arm);
+    process.stdin.on('error', (e) => input.destroy(e));
+    process.stdin.pipe(input);
+    try {
+      return await driver.receive(h.dataset, input, { force: Boolean(h.force), recursive: Boolean(h.recursive) });
+    } finally {
+      if (timer) clearTimeout(timer);
+      process.stdin.off('data', arm);
+      process.stdin.unpipe(input);
+    }
+  }
+}
+
+function serviceOf(p: Record<string, unknown>): string {
+  if (!validServiceName(p.service)) throw new AgentError('bad-request', `"${String(p.service)}" is not a service name.`);
+  return p.service;
+}
+
+/** The first line of a stream; what follows it stays in the stream. */
+function readHeaderLine(input: Readable, max = 1 << 20): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const done = () => {
+      input.off('readable', onReadable);
+      input.off('end', onEnd);
+      input.off('error', onError);
+    };
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = input.read() as Buffer | null) !== null) {
+        buf = Buffer.concat([buf, chunk]);
+        const nl = buf.indexOf(0x0a);
+        if (nl >= 0) {
+          done();
+          const rest = buf.subarray(nl + 1);
+          if (rest.length) input.unshift(rest);
+          resolve(buf.subarray(0, nl).toString('utf8'));
+          return;
+        }
+        if (buf.length > max) {
+          done();
+          reject(new Error('the header line is too long'));
+          return;
+        }
+      }
+    };
+    const onEnd = () => {
+      done();
+      reject(new Error('the stream ended before its header'));
+    };
+    const onError = (e: Error) => {
+      done();
+      reject(e);
+    };
+    input.on('readable', onReadable);
+    input.on('end', onEnd);
+    input.on('error', onError);
+  });
+}

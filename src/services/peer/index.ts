@@ -1,0 +1,481 @@
+/**
+ * How this appliance reaches others (DESIGN.md, src/services/peer): binding
+ * and unbinding peers, their reachability, and the PeerResolver the auto-sync
+ * runs use to work on a dataset over there as if it were here.
+ *
+ * Connections are opened on first use and shared by everything a process
+ * does with that peer; one closes a moment after its last use.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Home } from '../home.js';
+import type { ApplianceInfo } from '../appliance.js';
+import type { PeerResolver } from '../auto-sync/index.js';
+import type { PeerSide } from '../auto-sync/run.js';
+import type { Driver, DriverName } from '../storage/driver.js';
+import { AgentLink, RemoteDriver, RemotePeerSide, type LinkLease } from './client.js';
+import { ensureKeyPair, readKeyPair, type AgentCommand } from './keys.js';
+import { PROTOCOL_VERSION, type HelloReply } from './protocol.js';
+import { PeerStore, type InboundPeer, type OutboundPeer } from './store.js';
+import { LocalTransport, PeerError, SshTransport, type HostKeySeen, type SshTarget, type Transport } from './transport.js';
+import { removeAuthorizedKey } from './keys.js';
+
+export { PeerError } from './transport.js';
+export { PeerStore } from './store.js';
+export type { OutboundPeer, InboundPeer } from './store.js';
+
+/** bin/syncsh.js of this installation (src/services/peer and dist/services/peer are at the same depth) */
+export const SYNCSH_SCRIPT = fileURLToPath(new URL('../../../bin/syncsh.js', import.meta.url));
+
+export interface PeerOptions {
+  /** SSH handshake deadline */
+  connectTimeoutMs: number;
+  /** SSH keepalive interval and how many may go unanswered before the link counts as lost */
+  keepaliveMs: number;
+  keepaliveCount: number;
+  /** a data channel gives up after this long without a byte moving */
+  dataIdleTimeoutMs: number;
+  /** a connection closes this long after its last use */
+  lingerMs: number;
+  /** the protocol version this side announces (a test hook for version mismatches) */
+  protocolVersion: number;
+}
+
+const num = (v: string | undefined, fallback: number) => (v && Number.isFinite(Number(v)) && Number(v) >= 0 ? Number(v) : fallback);
+
+export function peerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): PeerOptions {
+  return {
+    connectTimeoutMs: num(env.SYNCSH_PEER_CONNECT_TIMEOUT_MS, 10_000),
+    keepaliveMs: num(env.SYNCSH_PEER_KEEPALIVE_MS, 5_000),
+    keepaliveCount: num(env.SYNCSH_PEER_KEEPALIVE_COUNT, 3),
+    dataIdleTimeoutMs: num(env.SYNCSH_PEER_IDLE_TIMEOUT_MS, 120_000),
+    lingerMs: num(env.SYNCSH_PEER_LINGER_MS, 2_000),
+    protocolVersion: num(env.SYNCSH_PEER_PROTOCOL, PROTOCOL_VERSION),
+  };
+}
+
+export interface BindRequest {
+  /** host name or address of the peer */
+  host: string;
+  port?: number;
+  user?: string;
+  /** the peer's password, read from this file (scripts, tests); else asked if the key is not accepted */
+  passwordFile?: string;
+  /** the peer's syncsh home (default: its default, $SYNCSH_HOME or /var/lib/syncsh) */
+  remoteHome?: string;
+  /** the peer's bin/syncsh.js (default: the same path as here) */
+  remoteSyncsh?: string;
+}
+
+/** what binding asks of the person (the command layer answers with dialogs) */
+export interface BindQuestions {
+  /** trust this host key? `previous` is the fingerprint bound before, when it changed */
+  trustHostKey(seen: HostKeySeen & { host: string; port: number; previous: string | null }): Promise<boolean>;
+  /** the password of user@host, or null when there is none to give */
+  password(prompt: string): Promise<string | null>;
+}
+
+export interface BindResult {
+  peer: OutboundPeer;
+  /** how this appliance logged in to install its key */
+  via: 'key' | 'password' | 'local';
+  /** the authorized_keys file on the peer */
+  authorizedKeys: string | null;
+  rebound: boolean;
+}
+
+export interface BindingView {
+  id: string;
+  /** outbound: this appliance reaches it; inbound: it reaches this one */
+  direction: 'outbound' | 'inbound';
+  transport: 'ssh' | 'local';
+  address: string;
+  port: number | null;
+  user: string | null;
+  fingerprint: string | null;
+  boundAt: string;
+  /** outbound only: reachable now, and why not */
+  reachable: boolean | null;
+  reason: string | null;
+}
+
+interface PoolEntry {
+  link: Promise<AgentLink>;
+  /** the link, once open */
+  resolved: AgentLink | null;
+  refs: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export class PeerService implements PeerResolver {
+  readonly store: PeerStore;
+  private readonly pool = new Map<string, PoolEntry>();
+
+  constructor(
+    private readonly home: Home,
+    private readonly appliance: ApplianceInfo,
+    readonly options: PeerOptions = peerOptionsFromEnv(),
+  ) {
+    this.store = new PeerStore(home);
+  }
+
+  /** this appliance's public key (the pair is made on first use) */
+  publicKey(): string {
+    return ensureKeyPair(this.home, this.appliance.id).publicKey;
+  }
+
+  /** how this appliance's own agent is started (what a peer's authorized_keys line runs) */
+  ownAgent(): AgentCommand {
+    return { node: process.execPath, script: SYNCSH_SCRIPT, home: this.home.root };
+  }
+
+  // ---- PeerResolver --------------------------------------------------------
+
+  checkBound(host: string): string | null {
+    return this.store.find(host) ? null : this.store.whyNot(host);
+  }
+
+  async side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }> {
+    const peer = this.require(host);
+    const lease = this.lease(peer);
+    return { driver: new RemoteDriver(driver, lease, peer.id, this.options.dataIdleTimeoutMs), peer: new RemotePeerSide(lease) };
+  }
+
+  /** the trail/config/role side of a peer, for callers beyond a run (reverse-direction) */
+  peerSide(host: string): RemotePeerSide {
+    return new RemotePeerSide(this.lease(this.require(host)));
+  }
+
+  private require(host: string): OutboundPeer {
+    const peer = this.store.find(host);
+    if (!peer) throw new PeerError('not-bound', `The appliance "${host}" is not bound to this one (${this.store.whyNot(host)}): bind it with 'setup network ssh-bind ${host}'.`);
+    return peer;
+  }
+
+  private lease(peer: OutboundPeer): LinkLease {
+    return { acquire: () => this.acquire(peer), release: (link) => this.release(peer.id, link) };
+  }
+
+  // ---- the connection pool -------------------------------------------------
+
+  private hello() {
+    return { protocol: this.options.protocolVersion, from: this.appliance.id, version: this.appliance.version };
+  }
+
+  private async acquire(peer: OutboundPeer): Promise<AgentLink> {
+    const current = this.pool.get(peer.id);
+    if (current) {
+      current.refs++;
+      if (current.timer) clearTimeout(current.timer);
+      current.timer = null;
+      try {
+        const link = await current.link;
+        current.resolved = link;
+        if (!link.closed) return link;
+      } catch {
+        /* that attempt failed: try again below */
+      }
+      current.refs--;
+      if (this.pool.get(peer.id) === current) this.pool.delete(peer.id);
+    }
+    const entry: PoolEntry = { link: this.open(peer), resolved: null, refs: 1, timer: null };
+    this.pool.set(peer.id, entry);
+    try {
+      const link = await entry.link;
+      entry.resolved = link;
+      link.transport.onClose(() => {
+        if (this.pool.get(peer.id) === entry) this.pool.delete(peer.id);
+      });
+      return link;
+    } catch (error) {
+      if (this.pool.get(peer.id) === entry) this.pool.delete(peer.id);
+      throw error;
+    }
+  }
+
+  private release(id: string, link: AgentLink): void {
+    const entry = this.pool.get(id);
+    // a link dropped from the pool (re-bound, unbound, closed) was closed when it was dropped
+    if (!entry || entry.resolved !== link) return;
+    entry.refs = Math.max(0, entry.refs - 1);
+    if (entry.refs > 0) return;
+    entry.timer = setTimeout(() => {
+      if (this.pool.get(id) === entry && entry.refs === 0) this.pool.delete(id);
+      link.close();
+    }, this.options.lingerMs);
+    entry.timer.unref();
+  }
+
+  /** close every connection now */
+  close(): void {
+    for (const [id, entry] of this.pool) {
+      this.pool.delete(id);
+      if (entry.timer) clearTimeout(entry.timer);
+      entry.link.then((l) => l.close(), () => undefined);
+    }
+  }
+
+  private async open(peer: OutboundPeer): Promise<AgentLink> {
+    const transport = await this.connect(peer);
+    return new AgentLink(transport, { expectId: peer.id, name: peer.id, hello: this.hello(), idleTimeoutMs: this.options.dataIdleTimeoutMs });
+  }
+
+  private target(peer: OutboundPeer): SshTarget {
+    return { name: peer.id, host: peer.address, port: peer.port, user: peer.user };
+  }
+
+  private async connect(peer: OutboundPeer): Promise<Transport> {
+    if (peer.transport === 'local') {
+      if (!existsSync(peer.agent.home)) throw new PeerError('unreachable', `Cannot reach the appliance ${peer.id}: its home ${peer.agent.home} is gone.`);
+      return new LocalTransport(peer.agent);
+    }
+    const keys = readKeyPair(this.home);
+    if (!keys) {
+      throw new PeerError('no-key', `This appliance has no SSH key (${path.join(this.home.root, 'ssh', 'id_ed25519')} is missing), so it cannot log in to ${peer.id}. Bind it again with 'setup network ssh-bind ${peer.address}${peer.port === 22 ? '' : ` --port ${peer.port}`}' to make and install a new key.`);
+    }
+    return SshTransport.connect(this.target(peer), {
+      verify: (seen) => (seen.fingerprint === peer.fingerprint
+        ? true
+        : new PeerError('host-key', `The host key of the appliance ${peer.id} at ${peer.address}:${peer.port} has changed: it was ${peer.fingerprint} when bound, it is now ${seen.type} ${seen.fingerprint}. syncsh refuses to talk to it until it is bound again: check the new key with its operator, then run 'setup network ssh-bind ${peer.address}${peer.port === 22 ? '' : ` --port ${peer.port}`}'.`)),
+      auth: { privateKey: keys.privateKey },
+      agent: peer.agent,
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      keepaliveMs: this.options.keepaliveMs,
+      keepaliveCount: this.options.keepaliveCount,
+    });
+  }
+
+  // ---- binding -------------------------------------------------------------
+
+  /**
+   * Pair with the appliance at host:port: trust its host key (asked), log in
+   * with this appliance's key or else the password (asked once, never kept),
+   * have its agent install our key restricted to the agent and record us,
+   * check that the key alone now works, and record it here.
+   */
+  async bind(req: BindRequest, ask: BindQuestions): Promise<BindResult> {
+    const port = req.port ?? 22;
+    const user = req.user ?? os.userInfo().username;
+    const keys = ensureKeyPair(this.home, this.appliance.id);
+    const target: SshTarget = { name: req.host, host: req.host, port, user };
+    const previous = this.store.outbound().find((p) => p.transport === 'ssh' && p.address === req.host && p.port === port) ?? null;
+    const agent: AgentCommand = {
+      node: req.remoteSyncsh ? 'node' : process.execPath,
+      script: req.remoteSyncsh ?? SYNCSH_SCRIPT,
+      home: req.remoteHome ?? '',
+    };
+    const common = { agent, connectTimeoutMs: this.options.connectTimeoutMs, keepaliveMs: this.options.keepaliveMs, keepaliveCount: this.options.keepaliveCount };
+
+    // 1. The host key, fetched on a connection that goes no further, then trusted (or not) with no clock running.
+    const seen = await this.hostKeyOf(target, common);
+    if (!(previous && previous.fingerprint === seen.fingerprint)) {
+      const trusted = await ask.trustHostKey({ ...seen, host: req.host, port, previous: previous?.fingerprint ?? null });
+      if (!trusted) throw new PeerError('host-key', `The host key ${seen.fingerprint} of ${req.host}:${port} was not trusted: nothing was changed.`);
+    }
+    const verify = (k: HostKeySeen) => (k.fingerprint === seen.fingerprint ? true as const : new PeerError('host-key', `The host key of ${req.host}:${port} changed while binding (${seen.fingerprint}, then ${k.fingerprint}): nothing was changed.`));
+
+    // 2. Log in: this appliance's key if it is accepted already, else the password.
+    let transport: SshTransport;
+    let via: BindResult['via'] = 'key';
+    try {
+      transport = await SshTransport.connect(target, { ...common, verify, auth: { privateKey: keys.privateKey } });
+    } catch (error) {
+      if (!(error instanceof PeerError) || error.code !== 'auth') throw error;
+      const password = req.passwordFile ? readPassword(req.passwordFile) : await ask.password(`Password for ${user}@${req.host}`);
+      if (password === null) throw new PeerError('auth', `${req.host}:${port} does not accept this appliance's key for ${user} yet, and no password was given: give it with --password-file FILE, or run the command on a terminal to be asked.`);
+      via = 'password';
+      transport = await SshTransport.connect(target, { ...common, verify, auth: { password } });
+    }
+
+    // 3. The peer's agent installs the key and records this appliance.
+    let reply: HelloReply;
+    let accepted: { agent: AgentCommand; authorizedKeys: string | null };
+    const link = new AgentLink(transport, { expectId: null, name: req.host, hello: { ...this.hello(), purpose: 'bind' }, idleTimeoutMs: this.options.dataIdleTimeoutMs });
+    try {
+      await link.session();
+      if (link.refused) throw link.refused;
+      reply = link.reply!;
+      this.refuseSelf(reply.id);
+      accepted = await link.call('peer.accept', { transport: 'ssh', publicKey: keys.publicKey });
+    } catch (error) {
+      throw this.startFailure(error, req.host);
+    } finally {
+      link.close();
+    }
+
+    // 4. The key alone must now reach the agent.
+    const peer: OutboundPeer = {
+      id: reply.id, transport: 'ssh', address: req.host, port, user,
+      fingerprint: seen.fingerprint, hostKeyType: seen.type, agent: accepted.agent, boundAt: new Date().toISOString(),
+    };
+    const check = await SshTransport.connect({ ...target, name: reply.id }, { ...common, agent: accepted.agent, verify, auth: { privateKey: keys.privateKey } }).catch((error: Error) => {
+      throw new PeerError('auth', `${reply.id} accepted this appliance's key but logging in with it failed: ${error.message}`);
+    });
+    const checkLink = new AgentLink(check, { expectId: reply.id, name: reply.id, hello: this.hello(), idleTimeoutMs: this.options.dataIdleTimeoutMs });
+    try {
+      await checkLink.call('ping');
+    } finally {
+      checkLink.close();
+    }
+
+    this.dropPooled(reply.id);
+    const rebound = Boolean(this.store.outboundPeer(reply.id));
+    for (const other of this.store.outbound()) {
+      if (other.id !== reply.id && other.transport === 'ssh' && other.address === req.host && other.port === port) await this.store.removeOutbound(other.id);
+    }
+    await this.store.putOutbound(peer);
+    return { peer, via, authorizedKeys: accepted.authorizedKeys, rebound };
+  }
+
+  /** Bind an appliance on this machine by its home: its agent runs as a child process. */
+  async bindLocal(home: string): Promise<BindResult> {
+    const agent: AgentCommand = { node: process.execPath, script: SYNCSH_SCRIPT, home: path.resolve(home) };
+    if (!existsSync(agent.home)) throw new Error(`There is no appliance home at ${agent.home}.`);
+    if (agent.home === this.home.root) throw new Error('That is this appliance\'s own home.');
+    const link = new AgentLink(new LocalTransport(agent), { expectId: null, name: agent.home, hello: { ...this.hello(), purpose: 'bind' }, idleTimeoutMs: this.options.dataIdleTimeoutMs });
+    let reply: HelloReply;
+    try {
+      await link.session();
+      if (link.refused) throw link.refused;
+      reply = link.reply!;
+      this.refuseSelf(reply.id);
+      await link.call('peer.accept', { transport: 'local' });
+    } finally {
+      link.close();
+    }
+    const peer: OutboundPeer = {
+      id: reply.id, transport: 'local', address: 'local', port: 0, user: os.userInfo().username,
+      fingerprint: null, hostKeyType: null, agent, boundAt: new Date().toISOString(),
+    };
+    this.dropPooled(reply.id);
+    const rebound = Boolean(this.store.outboundPeer(reply.id));
+    await this.store.putOutbound(peer);
+    return { peer, via: 'local', authorizedKeys: null, rebound };
+  }
+
+  /**
+   * Undo a binding. An outbound one: the peer forgets this appliance and
+   * removes its key line, then it is forgotten here (with `force`, here only
+   * when the peer cannot be reached). An inbound one: forget that appliance
+   * and remove its key line from this appliance's authorized_keys.
+   */
+  async unbind(host: string, opts: { force?: boolean } = {}): Promise<{ id: string; direction: 'outbound' | 'inbound'; peerForgot: boolean; reason: string | null }> {
+    const peer = this.store.find(host);
+    if (peer) {
+      let peerForgot = false;
+      let reason: string | null = null;
+      try {
+        const link = await this.acquire(peer);
+        try {
+          await link.session();
+          if (!link.refused) await link.call('peer.forget');
+          peerForgot = true;
+        } finally {
+          this.release(peer.id, link);
+        }
+      } catch (error) {
+        reason = (error as Error).message;
+        if (!opts.force) throw new PeerError((error as PeerError).code ?? 'link', `${reason} Nothing was changed; use --force to forget ${peer.id} here only (its record of this appliance and the key line stay there).`);
+      }
+      this.dropPooled(peer.id);
+      await this.store.removeOutbound(peer.id);
+      return { id: peer.id, direction: 'outbound', peerForgot, reason };
+    }
+    const inbound = this.store.inboundPeer(host) ?? this.store.inbound().find((p) => p.address === host) ?? null;
+    if (inbound) {
+      await this.forgetInbound(inbound);
+      return { id: inbound.id, direction: 'inbound', peerForgot: false, reason: null };
+    }
+    throw new Error(`No appliance "${host}" is bound to this one, in either direction.`);
+  }
+
+  /** what the agent does for `peer.forget`, and `unbind` for an inbound peer */
+  async forgetInbound(peer: InboundPeer): Promise<number> {
+    let removed = 0;
+    if (peer.transport === 'ssh') removed = await removeAuthorizedKey(peer.authorizedKeys ?? this.store.authorizedKeysFile(), peer.id, peer.publicKey);
+    await this.store.removeInbound(peer.id);
+    return removed;
+  }
+
+  /** every binding, outbound ones probed for reachability now (in parallel) */
+  async bindings(opts: { probe?: boolean } = {}): Promise<BindingView[]> {
+    const probe = opts.probe ?? true;
+    const outbound = await Promise.all(this.store.outbound().map(async (p): Promise<BindingView> => {
+      let reachable: boolean | null = null;
+      let reason: string | null = null;
+      if (probe) {
+        try {
+          const link = await this.acquire(p);
+          try {
+            await link.call('ping');
+            reachable = true;
+          } finally {
+            this.release(p.id, link);
+          }
+        } catch (error) {
+          reachable = false;
+          reason = (error as Error).message;
+        }
+      }
+      return {
+        id: p.id, direction: 'outbound', transport: p.transport, address: p.address, port: p.transport === 'ssh' ? p.port : null,
+        user: p.user, fingerprint: p.fingerprint, boundAt: p.boundAt, reachable, reason,
+      };
+    }));
+    const inbound = this.store.inbound().map((p): BindingView => ({
+      id: p.id, direction: 'inbound', transport: p.transport, address: p.address, port: null, user: null,
+      fingerprint: p.keyFingerprint, boundAt: p.boundAt, reachable: null, reason: null,
+    }));
+    return [...outbound, ...inbound];
+  }
+
+  // ---- helpers ---------------------------------------------------------------
+
+  private async hostKeyOf(target: SshTarget, common: Omit<Parameters<typeof SshTransport.connect>[1], 'verify' | 'auth'>): Promise<HostKeySeen> {
+    let seen: HostKeySeen | null = null;
+    const stop = new PeerError('host-key', 'fetched');
+    try {
+      const t = await SshTransport.connect(target, {
+        ...common,
+        auth: { password: '' },
+        verify: (k) => {
+          seen = k;
+          return stop;
+        },
+      });
+      t.close();
+    } catch (error) {
+      if (!seen) throw error;
+    }
+    return seen!;
+  }
+
+  private refuseSelf(id: string): void {
+    if (id === this.appliance.id) throw new Error(`The appliance there is this one (${id}): an appliance cannot be bound to itself.`);
+  }
+
+  private startFailure(error: unknown, host: string): Error {
+    if (error instanceof PeerError && error.code === 'agent') {
+      return new PeerError('agent', `Could not start the syncsh agent on ${host}: ${error.message} Give its bin/syncsh.js with --remote-syncsh and its home with --remote-home.`);
+    }
+    return error as Error;
+  }
+
+  private dropPooled(id: string): void {
+    const entry = this.pool.get(id);
+    if (!entry) return;
+    this.pool.delete(id);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.link.then((l) => l.close(), () => undefined);
+  }
+}
+
+function readPassword(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (error) {
+    throw new Error(`Cannot read the password file ${file}: ${(error as Error).message}`);
+  }
+}
