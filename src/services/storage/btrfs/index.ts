@@ -9,6 +9,7 @@ import { probe } from '../exec.js';
 import { BtrfsCli } from './cli.js';
 import { receive } from './receive.js';
 import { recover } from './recover.js';
+import { renameDataset } from './rename.js';
 import { send } from './send.js';
 import * as snapshots from './snapshots.js';
 import * as subvolumes from './subvolumes.js';
@@ -31,6 +32,7 @@ export function createBtrfsDriver(opts: BtrfsDriverOptions = {}): Driver {
     getDataset: (name) => subvolumes.getDataset(cli, name),
     createDataset: (name, o) => subvolumes.createDataset(cli, name, o),
     destroyDataset: (name, o) => subvolumes.destroyDataset(cli, name, o),
+    renameDataset: (from, to) => renameDataset(cli, from, to),
 
     listSnapshots: async (dataset) => {
       await subvolumes.requireDataset(cli, dataset);

@@ -1,5 +1,7 @@
 /**
- * What an interrupted receive, probe or swap can leave, and what recover does:
+ * What an interrupted receive, probe, swap or rename can leave, and what recover does:
+ * - a rename cut between moving the snapshot directory and the live
+ *   subvolume (its intent file is there): finished (rename.ts);
  * - a partial received subvolume (writable, in the snapshot directory): deleted;
  * - a change probe (`.probe-*`): deleted;
  * - a swap cut between its two renames (live path missing): finished with the
@@ -10,10 +12,11 @@ import { readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { isSubvolume, type BtrfsCli } from './cli.js';
 import { checkSubvolumePath, isSwapLeftover, snapshotDir } from './layout.js';
+import { finishRename } from './rename.js';
 
 export async function recover(cli: BtrfsCli, dataset: string): Promise<string[]> {
   checkSubvolumePath(dataset);
-  const done: string[] = [];
+  const done: string[] = await finishRename(dataset);
   const dir = snapshotDir(dataset);
   for (const entry of await readdir(dir).catch(() => [] as string[])) {
     const full = path.join(dir, entry);

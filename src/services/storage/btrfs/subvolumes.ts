@@ -108,12 +108,13 @@ export async function subvolumesUnder(cli: BtrfsCli, root: string): Promise<stri
 }
 
 /** the btrfs mount point a path is under */
-async function mountOf(target: string): Promise<string | null> {
+export async function mountOf(target: string): Promise<string | null> {
   const candidates = (await btrfsMounts()).filter((mount) => target === mount || target.startsWith(mount === '/' ? '/' : `${mount}/`));
   return candidates.sort((a, b) => b.length - a.length)[0] ?? null;
 }
 
-async function btrfsMounts(): Promise<string[]> {
+/** where btrfs filesystems are mounted */
+export async function btrfsMounts(): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
   const unescape = (value: string) => value.replace(/\\(\d{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
   const targets = text

@@ -10,8 +10,17 @@ import { poolOf } from './names.js';
 
 export type Props = Record<string, string>;
 
+interface SendEntry {
+  dataset: string;
+  /** over or given up, cleaning up */
+  ending: boolean;
+  finished: Promise<void>;
+}
+
 export class ZfsCli {
   private featuresMade?: Promise<ZfsFeatures>;
+  /** sends running or cleaning up after themselves (send.ts) */
+  private readonly sends = new Set<SendEntry>();
 
   constructor(
     readonly zfsBin = 'zfs',
@@ -76,6 +85,39 @@ export class ZfsCli {
 
   async exists(name: string): Promise<boolean> {
     return (await probe(this.zfsBin, ['list', '-H', '-o', 'name', name])).ok;
+  }
+
+  /**
+   * A send of `dataset` starts (send.ts). It calls `ending()` once it is over
+   * or given up and is cleaning up after itself, and `done()` when that is
+   * finished; settleSends waits for the ones that are ending.
+   */
+  trackSend(dataset: string): { ending(): void; done(): void } {
+    let resolve!: () => void;
+    const entry: SendEntry = { dataset, ending: false, finished: new Promise<void>((r) => (resolve = r)) };
+    this.sends.add(entry);
+    return {
+      ending: () => void (entry.ending = true),
+      done: () => {
+        this.sends.delete(entry);
+        resolve();
+      },
+    };
+  }
+
+  /**
+   * Wait for the sends of `dataset` (or of a dataset above or below it) that
+   * are over or given up to finish their clean-up: until then a send that did
+   * not finish can leave temporary holds (send.ts). A send still streaming is
+   * not waited for (it may take hours); `maxMs` bounds the wait.
+   */
+  async settleSends(dataset: string, maxMs = 20_000): Promise<void> {
+    const related = (other: string) => other === dataset || other.startsWith(`${dataset}/`) || dataset.startsWith(`${other}/`);
+    const ending = [...this.sends].filter((e) => e.ending && related(e.dataset)).map((e) => e.finished);
+    if (ending.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(ending), new Promise((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+    clearTimeout(timer);
   }
 
   /** a "dataset does not exist" on a missing pool says so */

@@ -76,6 +76,7 @@ export async function createDataset(cli: ZfsCli, name: string, opts: CreateDatas
 export async function destroyDataset(cli: ZfsCli, name: string, opts: { recursive?: boolean } = {}): Promise<void> {
   checkDatasetName(name);
   await requireDataset(cli, name);
+  await cli.settleSends(name);
   if (opts.recursive) {
     // holds by property (zfs-fuse fallback) are invisible to `zfs destroy -r`: check them first
     for (const dataset of await cli.listNames(name, 'filesystem,volume')) {
@@ -113,14 +114,19 @@ export async function unmount(cli: ZfsCli, name: string): Promise<void> {
  */
 export async function destroyTree(cli: ZfsCli, name: string, recursive: boolean): Promise<void> {
   if (recursive) await cli.zfs(['unmount', name]).catch(() => undefined);
+  // a loaded zfs-fuse calls a just-unmounted dataset busy for seconds (see mounts.ts)
+  const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
       await cli.zfs(['destroy', ...(recursive ? ['-r'] : []), name]);
       return;
     } catch (error) {
-      if (!isZfsError(error, 'busy') || attempt === 3) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      if (!isZfsError(error, 'busy') || Date.now() - started > BUSY_RETRY_MS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 200 * attempt)));
     }
   }
 }
+
+/** how long a destroy answered "busy" is retried */
+const BUSY_RETRY_MS = 15_000;
 

@@ -11,6 +11,7 @@ import { ZfsCli } from './cli.js';
 import * as datasets from './datasets.js';
 import { receive } from './receive.js';
 import { recover } from './recover.js';
+import { renameDataset } from './rename.js';
 import { send } from './send.js';
 import * as snapshots from './snapshots.js';
 
@@ -44,9 +45,11 @@ export function createZfsDriver(opts: ZfsDriverOptions = {}): ZfsDriver {
     getDataset: (name) => datasets.getDataset(cli, name),
     createDataset: (name, o) => datasets.createDataset(cli, name, o),
     destroyDataset: (name, o) => datasets.destroyDataset(cli, name, o),
+    renameDataset: (from, to) => renameDataset(cli, from, to),
 
     listSnapshots: async (dataset) => {
       await datasets.requireDataset(cli, dataset);
+      await cli.settleSends(dataset); // `held` is not worth reporting for a send's leftover hold
       return snapshots.listSnapshots(cli, dataset);
     },
     createSnapshot: (dataset, name, o) => snapshots.createSnapshot(cli, dataset, name, o.recursive),

@@ -16,7 +16,7 @@ import type { ReceiveOptions, ReceiveResult, SnapshotInfo } from '../driver.js';
 import { feed } from '../exec.js';
 import type { ZfsCli } from './cli.js';
 import { destroyTree } from './datasets.js';
-import { refreshMounts } from './mounts.js';
+import { mountable, mountAgain, refreshMounts } from './mounts.js';
 import { explainZfs, ZfsError } from './errors.js';
 import { checkDatasetName, parentOf, poolOf, snapshotPath, splitSnapshotPath } from './names.js';
 import { changedSince, getSnapshot, listSnapshots } from './snapshots.js';
@@ -38,15 +38,20 @@ export async function receive(cli: ZfsCli, dataset: string, stream: Readable, op
   try {
     const existed = await checkDestination(cli, dataset, description, opts);
     const before = existed ? await newestSnapshots(cli, dataset) : null;
+    const mountedBefore = existed ? (await mountable(cli, dataset)).mounted : [];
     const args = ['receive', ...(opts.force ? ['-F'] : []), dataset];
     let bytes: number;
     try {
       fed = true;
       ({ bytes } = await feed(cli.zfsBin, args, rest, opts.signal ? { signal: opts.signal } : {}));
     } catch (error) {
-      throw await failed(cli, dataset, before, error);
+      throw await failed(cli, dataset, before, mountedBefore, error);
     }
     await refreshMounts(cli, dataset);
+    // zfs receive unmounts and remounts the destination itself, and zfs-fuse can fail that under
+    // load: what was mounted before is mounted again, and what the stream created is mounted
+    const { all } = await mountable(cli, dataset);
+    await mountAgain(cli, all.filter((name) => mountedBefore.includes(name) || !before?.has(name))).catch(() => undefined);
     return { snapshot: await receivedSnapshot(cli, dataset, description), bytes };
   } finally {
     if (!fed) rest.destroy();
@@ -113,7 +118,7 @@ async function newestSnapshots(cli: ZfsCli, dataset: string): Promise<Before> {
 }
 
 /** undo what a failed receive left, and say so in the error */
-async function failed(cli: ZfsCli, dataset: string, before: Before | null, error: unknown): Promise<Error> {
+async function failed(cli: ZfsCli, dataset: string, before: Before | null, mountedBefore: string[], error: unknown): Promise<Error> {
   const cause = explainZfs(error);
   const code = cause instanceof ZfsError ? cause.code : cause.name === 'AbortError' ? 'aborted' : 'bad-stream';
   const reason = code === 'no-space' ? `The pool '${poolOf(dataset)}' ran out of space.` : cause.message;
@@ -121,6 +126,7 @@ async function failed(cli: ZfsCli, dataset: string, before: Before | null, error
   try {
     await undoPartialReceive(cli, dataset, before);
     await refreshMounts(cli, dataset);
+    await mountAgain(cli, mountedBefore);
     const previous = before?.get(dataset);
     outcome =
       before === null

@@ -3,13 +3,31 @@
  * the base and the target travel too and the chain stays identical on both
  * sides; `-R` carries children and their properties, `-p` carries the
  * properties of a single dataset where this zfs has it.
+ *
+ * Temporary send holds. For `-R` (and `-p` on zfs-fuse) libzfs puts a hold
+ * tagged `.send-<pid>-<seq>` on every snapshot it sends (the whole `-I`
+ * range, children included) and releases it when the send ends. Kernel ZFS
+ * also drops it when the process dies (the hold is tied to a /dev/zfs file
+ * descriptor); zfs-fuse does not: a `zfs send` ended by a signal or a broken
+ * pipe leaves the hold for good, and the snapshot can then never be
+ * destroyed (a failed run could not drop its marker; pruning would stall).
+ * So this runs `zfs send` itself, knows its pid, and when a send that could
+ * have taken such holds fails or is given up, it releases `.send-<pid>-0`
+ * and `-1` on the snapshots of the range once the process has exited. Until
+ * that is done, the operations that refuse held snapshots wait for it
+ * (ZfsCli.settleSends), so a run that gives up a send can drop its marker.
  */
 import { PassThrough, type Readable } from 'node:stream';
+import { types } from 'node:util';
+import { execa } from 'execa';
 import type { SendOptions } from '../driver.js';
-import { streamFrom } from '../exec.js';
+import { CommandError } from '../exec.js';
 import type { ZfsCli } from './cli.js';
 import { explainZfs } from './errors.js';
 import { checkDatasetName, checkSnapshotName, snapshotPath } from './names.js';
+
+/** a given-up send that has not exited by then is killed outright */
+const KILL_AFTER_MS = 10_000;
 
 export function sendArgs(dataset: string, snapshot: string, opts: SendOptions, withProperties: boolean): string[] {
   return [
@@ -27,22 +45,95 @@ export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendO
   if (opts.from !== undefined) checkSnapshotName(opts.from);
   // feature detection is async but the stream must be returned now: start it once known
   const out = new PassThrough();
+  const explain = (error: CommandError) => {
+    const explained = explainZfs(error);
+    explained.message = `Sending '${snapshotPath(dataset, snapshot)}' failed: ${explained.message}`;
+    return explained;
+  };
   void cli.features().then(
     (features) => {
       if (out.destroyed) return;
-      const zfs = streamFrom(cli.zfsBin, sendArgs(dataset, snapshot, opts, features.sendProperties), {
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        explain: (error) => {
-          const explained = explainZfs(error);
-          explained.message = `Sending '${snapshotPath(dataset, snapshot)}' failed: ${explained.message}`;
-          return explained;
-        },
-      });
-      zfs.on('error', (error) => out.destroy(error));
-      out.on('close', () => zfs.destroy());
-      zfs.pipe(out);
+      const args = sendArgs(dataset, snapshot, opts, features.sendProperties);
+      const holds = opts.recursive || args.includes('-p');
+      const tracked = cli.trackSend(dataset);
+      void runSend(cli, args, out, opts.signal, explain, tracked.ending, holds ? (pid) => releaseSendHolds(cli, dataset, snapshot, opts, pid) : null).finally(tracked.done);
     },
     (error: Error) => out.destroy(error),
   );
   return out;
+}
+
+/**
+ * Feed `out` from `zfs ARGS`; the stream ends only once the exit status says
+ * the bytes are whole. Destroying `out` or aborting kills the command.
+ * Resolves when the command has exited and `afterFailure` (if any) is done;
+ * calls `ending` as soon as it is over or given up.
+ */
+async function runSend(
+  cli: ZfsCli,
+  args: string[],
+  out: PassThrough,
+  signal: AbortSignal | undefined,
+  explain: (error: CommandError) => Error,
+  ending: () => void,
+  afterFailure: ((pid: number) => Promise<void>) | null,
+): Promise<void> {
+  if (signal?.aborted) return void out.destroy(abortError(signal));
+  const child = execa(cli.zfsBin, args, { reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } });
+  let gaveUp = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  const giveUp = () => {
+    if (gaveUp || child.exitCode !== null) return;
+    gaveUp = true;
+    ending();
+    child.stdout.unpipe(out);
+    child.stdout.destroy(); // zfs-fuse's daemon writes the stream: a closed pipe stops it
+    child.kill('SIGTERM');
+    killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
+  };
+  const onAbort = () => {
+    giveUp();
+    out.destroy(abortError(signal!));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  out.on('close', giveUp);
+  child.stdout.pipe(out, { end: false });
+  const result = await child;
+  ending();
+  clearTimeout(killTimer);
+  signal?.removeEventListener('abort', onAbort);
+  if (afterFailure && child.pid !== undefined && (result.failed || gaveUp)) await afterFailure(child.pid).catch(() => undefined);
+  if (out.destroyed) return;
+  if (signal?.aborted) return void out.destroy(abortError(signal));
+  if (result.failed) {
+    const stderr = typeof result.stderr === 'string' ? result.stderr : '';
+    const error = new CommandError(cli.zfsBin, args, result.exitCode, stderr || (result.signal ? `killed by ${result.signal}` : ''), result.code === 'ENOENT');
+    return void out.destroy(explain(error));
+  }
+  out.end();
+}
+
+/** release what a send that did not finish may have left held (see the top of this file); quiet when nothing is */
+async function releaseSendHolds(cli: ZfsCli, dataset: string, snapshot: string, opts: SendOptions, pid: number): Promise<void> {
+  const all = (await cli.listNames(dataset, 'snapshot', 1)).map((full) => full.slice(dataset.length + 1));
+  const order = await cli.getProps(all.map((s) => snapshotPath(dataset, s)), ['createtxg']);
+  const txg = (name: string) => Number(order.get(snapshotPath(dataset, name))?.createtxg ?? -1);
+  const [low, high] = [opts.from === undefined ? txg(snapshot) : txg(opts.from), txg(snapshot)];
+  const range = all.filter((s) => txg(s) >= low && txg(s) <= high);
+  const held = await cli.getProps(range.map((s) => snapshotPath(dataset, s)), ['userrefs']);
+  for (const name of range) {
+    if (!opts.recursive && Number(held.get(snapshotPath(dataset, name))?.userrefs ?? 0) === 0) continue;
+    for (const tag of [`.send-${pid}-0`, `.send-${pid}-1`]) {
+      await cli.zfs(['release', ...(opts.recursive ? ['-r'] : []), tag, snapshotPath(dataset, name)]).catch(() => undefined);
+    }
+  }
+}
+
+/** the caller's own Error reason, else a plain Error named AbortError (as ../exec.ts does) */
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (types.isNativeError(reason) && reason.name !== 'AbortError') return reason;
+  const error = new Error('The operation was aborted.', { cause: reason });
+  error.name = 'AbortError';
+  return error;
 }

@@ -72,6 +72,7 @@ export async function destroySnapshot(cli: ZfsCli, dataset: string, name: string
   checkDatasetName(dataset);
   checkSnapshotName(name);
   await requireExisting(cli, dataset);
+  await cli.settleSends(dataset); // a send just given up may still be releasing its holds
   const targets = recursive ? await cli.listNames(dataset, 'filesystem,volume') : [dataset];
   let found = false;
   for (const target of targets) {
@@ -90,6 +91,7 @@ export async function holdSnapshot(cli: ZfsCli, dataset: string, name: string, h
   checkDatasetName(dataset);
   checkSnapshotName(name);
   const full = snapshotPath(dataset, name);
+  await cli.settleSends(dataset);
   await getSnapshot(cli, dataset, name);
   if ((await cli.features()).hold) {
     try {
@@ -109,6 +111,7 @@ export async function holdSnapshot(cli: ZfsCli, dataset: string, name: string, h
 export async function rollback(cli: ZfsCli, dataset: string, name: string): Promise<void> {
   checkDatasetName(dataset);
   checkSnapshotName(name);
+  await cli.settleSends(dataset);
   const snapshots = await listSnapshots(cli, dataset);
   const at = snapshots.findIndex((s) => s.name === name);
   if (at < 0) throw new ZfsError('missing', `The snapshot '${snapshotPath(dataset, name)}' does not exist.`);
