@@ -72,18 +72,25 @@ export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}
   const destroy = async () => {
     if (destroyed) return;
     destroyed = true;
-    // zfs-fuse can call a pool busy while its FUSE mounts wind down: unmount first, retry a little
+    // zfs-fuse can call a pool busy for many seconds under load while its FUSE mounts wind
+    // down: unmount first, then retry for up to 30 s. A pool that still will not go keeps its
+    // vdev file, so that it is not left imported with its storage gone (a ghost pool).
     await execa('zfs', ['unmount', name], { reject: false });
+    const deadline = Date.now() + 30_000;
+    let gone = false;
     for (let attempt = 1; ; attempt++) {
       const result = await execa('zpool', ['destroy', '-f', name], { reject: false });
-      if (!result.failed || /no such pool/i.test(result.stderr)) break;
-      if (attempt === 5) {
-        t.log(`zpool destroy ${name}: ${result.stderr}`);
+      if (!result.failed || /no such pool/i.test(result.stderr)) {
+        gone = true;
         break;
       }
-      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      if (Date.now() > deadline) {
+        t.log(`zpool destroy ${name} still failing after 30 s, its file ${file} is kept: ${result.stderr}`);
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 200 * attempt)));
     }
-    await rm(file, { force: true });
+    if (gone) await rm(file, { force: true });
     await rmdir(mountpoint).catch(() => undefined);
   };
   // registered before anything is made, so a failure half-way still cleans up
