@@ -6,6 +6,7 @@ import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
+import { enableReverse, orphans as listOrphans, removeOrphan, reverseDirection } from '../services/auto-sync/reverse.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -17,6 +18,9 @@ const words = {
   run: 'replicate now',
   status: 'up or warn, why, and the transfer in flight',
   resync: 'start over with a full sync after a broken chain (the old destination is kept)',
+  'reverse-direction': 'swap master and direction with the other appliance (disaster recovery from the non-master)',
+  orphans: 'changes an old master made after the last replication, kept when it was rolled back',
+  orphan: 'one kept orphan snapshot (see show auto-sync :NAME orphans)',
   history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
   dashboard: 'a live view of every service: state, lag, transfer rates and the log',
 };
@@ -272,7 +276,8 @@ const create: CommandSpec = {
       if (!answered) return NOTHING_CHANGED;
       full = answered;
     }
-    const config = await ctx.services.autoSync.create(full);
+    let config = await ctx.services.autoSync.create(full);
+    if (config.reverseCapable) config = await enableReverse(ctx.services, config.name);
     return { kind: 'message', text: `Created auto-sync:${config.name}: ${config.source.dataset} => ${config.destination.dataset}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
   },
 };
@@ -329,7 +334,65 @@ const history: CommandSpec = {
   },
 };
 
+const reverse: CommandSpec = {
+  path: 'setup auto-sync :auto-sync reverse-direction',
+  help: 'change direction: hand the master role to the other appliance, or take it over when it is down (asks first)',
+  details: 'On the master with the other appliance up: the source is unmounted, the last delta synced and the master role handed over. On the non-master with the master down (disaster recovery): this appliance becomes master; the old master keeps its unreplicated changes as an orphan when it comes back. Without the capability, asks to enable it.',
+  async run(ctx, input) {
+    const name = input.instance!;
+    const c = ctx.services.autoSync.config(name);
+    if (!c.reverseCapable) {
+      ctx.progress('Reverse-direction feature is currently disabled');
+      if (!(await confirmed(ctx, "Do you want enable 'reverse-direction' feature?", 'The service configuration is copied to the other appliance, where it is non-master; this one stays master.'))) return NOTHING_CHANGED;
+      const next = await enableReverse(ctx.services, name);
+      return { kind: 'message', text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${next.destination.host} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`, data: next };
+    }
+    const result = await reverseDirection(ctx.services, name, async (warning, question) => {
+      ctx.progress(warning);
+      return confirmed(ctx, question, warning);
+    });
+    if (!result) return NOTHING_CHANGED;
+    return { kind: 'message', text: result.message, data: result };
+  },
+};
+
+const showOrphans: CommandSpec = {
+  path: 'show auto-sync :auto-sync orphans',
+  help: 'changes kept when this appliance, an old master, was rolled back after a disaster recovery',
+  async run(ctx, input) {
+    const name = input.instance!;
+    const list = await listOrphans(ctx.services, name);
+    return {
+      kind: 'table',
+      columns: [
+        { key: 'snapshot', header: 'SNAPSHOT', flexible: true },
+        { key: 'dataset', header: 'DATASET' },
+        { key: 'createdAt', header: 'KEPT AT' },
+        { key: 'held', header: 'HELD' },
+      ],
+      rows: list.map((o) => ({ snapshot: o.snapshot, dataset: o.dataset, createdAt: formatTime(o.createdAt), held: o.held ? 'yes' : 'no' })),
+      data: list,
+      empty: `No orphans of auto-sync:${name} on this appliance.`,
+    };
+  },
+};
+
+const destroyOrphan: CommandSpec = {
+  path: 'destroy auto-sync :auto-sync orphan <SNAPSHOT>',
+  help: 'destroy one kept orphan snapshot (asks first)',
+  args: { SNAPSHOT: { name: 'SNAPSHOT', help: "the orphan's snapshot name, as 'show auto-sync :NAME orphans' lists it" } },
+  async run(ctx, input) {
+    const name = input.instance!;
+    const snapshot = input.args.SNAPSHOT as string;
+    const known = (await listOrphans(ctx.services, name)).find((o) => o.snapshot === snapshot);
+    if (!known) throw new Error(`No orphan ${snapshot} of auto-sync:${name} here: see 'show auto-sync :${name} orphans'.`);
+    if (!(await confirmed(ctx, `Destroy orphan ${known.dataset}@${snapshot}? The changes it keeps are lost for good.`, 'An orphan holds what this appliance wrote after the last replication before it was rolled back; nothing else has them.'))) return NOTHING_CHANGED;
+    await removeOrphan(ctx.services, name, snapshot);
+    return { kind: 'message', text: `Destroyed orphan ${known.dataset}@${snapshot}.`, data: known };
+  },
+};
+
 export const autoSyncFamily: CommandFamily = {
   words,
-  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create],
+  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create, reverse, showOrphans, destroyOrphan],
 };

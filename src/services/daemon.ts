@@ -13,6 +13,7 @@ import { healthOf } from './auto-sync/status.js';
 import { ServiceLog } from './service-log.js';
 import { LockBusyError } from './lock.js';
 import { parseDataset } from './datasets.js';
+import { contactInBackground } from './auto-sync/reverse.js';
 import type { Services } from './index.js';
 import { EMPTY_RUN_STATE, type AutoSyncConfig, type RunState } from './auto-sync/model.js';
 
@@ -116,6 +117,8 @@ export class Daemon {
     let next = Infinity;
     const states = this.services.autoSync.store.runStates();
     for (const config of this.services.autoSync.store.list()) {
+      // the epoch rule (auto-sync/epochs.ts): a demoted old master learns it here even with no run due
+      if (!this.running.has(config.name)) contactInBackground(this.services, config);
       if (!eligible(config) || this.running.has(config.name)) continue;
       const due = dueAt(config, states[config.name] ?? { ...EMPTY_RUN_STATE }, now, this.retry);
       if (due === null) continue;

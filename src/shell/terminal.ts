@@ -40,7 +40,8 @@ export function processTerminal(env: NodeJS.ProcessEnv = process.env): Terminal 
     errors: process.stderr as TerminalOutput,
     interactive,
     color: interactive && !('NO_COLOR' in env) && env.TERM !== 'dumb',
-    columns: () => output.columns ?? (Number(env.COLUMNS) || 80),
+    // Piped output (a script, grep) is not cut to a width unless COLUMNS asks for one.
+    columns: () => output.columns ?? (Number(env.COLUMNS) || (output.isTTY ? 80 : 4096)),
     rows: () => output.rows ?? (Number(env.LINES) || 24),
   };
 }

@@ -19,7 +19,8 @@ import { healthOf, type Health, type HealthReport } from './status.js';
 import path from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { isMarkerOf } from './markers.js';
-import type { LockOwner } from '../lock.js';
+import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
+import { asMasterStore, checkOnContact, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
 export interface PeerResolver {
@@ -27,6 +28,8 @@ export interface PeerResolver {
   checkBound(host: string): string | null;
   /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
   side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
+  /** the peer's copy of a service's config (reverse-direction, epochs.ts) */
+  peerSide?(host: string): PeerConfigSide;
 }
 
 export interface CreateRequest {
@@ -151,7 +154,7 @@ export class AutoSyncService {
       schedule: this.scheduleOf(req),
       keepSrc: count('keep-src', req.keepSrc, DEFAULTS.keepSrc, 1),
       keepDst: count('keep-dst', req.keepDst, DEFAULTS.keepDst, 1),
-      recursive: req.recursive ?? true,
+      recursive: this.recursiveFor(src.ref.driver, req.recursive),
       reverseCapable: req.reverseCapable ?? false,
       maxDelay: count('max-delay', req.maxDelay, DEFAULTS.maxDelay, 0),
       comment: req.comment ?? '',
@@ -184,6 +187,13 @@ export class AutoSyncService {
     if (snapshots.length || files) {
       throw new Error(`The destination ${endpoint.dataset} already holds data (${snapshots.length} snapshot(s), ${files} entries): the first sync would overwrite it. Choose a new dataset, or empty it first.`);
     }
+  }
+
+  /** child datasets are included by default, except on btrfs, whose send leaves nested subvolumes out */
+  private recursiveFor(driver: DriverName, wanted: boolean | undefined): boolean {
+    if (driver !== 'btrfs') return wanted ?? true;
+    if (wanted) throw new Error('A btrfs service cannot be recursive: btrfs send leaves nested subvolumes out. Create one service per subvolume, with --recursive no.');
+    return false;
   }
 
   private scheduleOf(req: CreateRequest): ServiceSchedule {
@@ -226,10 +236,13 @@ export class AutoSyncService {
     return next;
   }
 
-  run(name: string, opts: RunOptions = {}): Promise<RunResult> {
+  /** `handOver`: the last delta of a reverse-direction driven from the non-master (reverse.ts) */
+  run(name: string, opts: RunOptions = {}, handOver = false): Promise<RunResult> {
     this.config(name);
+    const contact = this.contactDeps();
     return runService(name, {
-      store: this.store,
+      store: handOver ? asMasterStore(this.store) : this.store,
+      beforeRun: contact && !handOver ? () => checkOnContact(name, contact) : undefined,
       log: ServiceLog.forService(this.home.logs, name),
       lockDir: this.home.locks,
       sendHistory: this.history(name, 'send'),
@@ -261,6 +274,37 @@ export class AutoSyncService {
     await this.store.remove(name);
     ServiceLog.forService(this.home.logs, name).write(`Destroyed auto-sync:${name}; ${kept} marker snapshot(s) kept`);
     return { keptMarkers: kept };
+  }
+
+  /** what the epoch rule needs (null without peers) */
+  contactDeps(): ContactDeps | null {
+    const peers = this.peers;
+    if (!peers?.peerSide) return null;
+    return {
+      store: this.store,
+      log: (n) => ServiceLog.forService(this.home.logs, n),
+      side: (endpoint) => this.side(endpoint),
+      peer: (host) => peers.peerSide!(host),
+      timeoutMs: contactTimeoutMs(),
+    };
+  }
+
+  /** the epoch rule outside a run (the daemon's tick): skipped while a run holds the service */
+  async contact(name: string): Promise<ContactOutcome> {
+    const deps = this.contactDeps();
+    if (!deps) return 'same';
+    let lock;
+    try {
+      lock = tryLock(runLockFile(this.home.locks, name), `auto-sync:${name}`, 'a contact with the peer');
+    } catch (error) {
+      if (error instanceof LockBusyError) return 'same';
+      throw error;
+    }
+    try {
+      return await checkOnContact(name, deps);
+    } finally {
+      lock.release();
+    }
   }
 
   history(name: string, direction: 'send' | 'receive'): History {

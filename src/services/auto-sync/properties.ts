@@ -83,7 +83,13 @@ export const PROPERTIES: PropertySpec[] = [
   },
   {
     key: 'recursive', description: 'include child datasets', values: ['yes', 'no'], get: (c) => yesNo(c.recursive),
-    set: (c, v) => ({ ...c, recursive: parseYesNo('recursive', v) }),
+    set: (c, v) => {
+      const recursive = parseYesNo('recursive', v);
+      if (recursive && c.source.dataset.startsWith('btrfs:')) {
+        throw new Error('A btrfs service cannot be recursive: btrfs send leaves nested subvolumes out. Create one service per subvolume.');
+      }
+      return { ...c, recursive };
+    },
   },
   {
     key: 'max_delay', description: 'seconds without a sync before status is warn (0: never)', get: (c) => String(c.maxDelay),

@@ -42,6 +42,8 @@ export interface RunDeps {
   /** where the transfer's progress is published while it runs */
   progressFile: string;
   resolveSide(endpoint: AutoSyncConfig['source']): Promise<Side>;
+  /** the epoch rule on contact with the peer (epochs.ts), before anything else: it may demote this appliance */
+  beforeRun?(): Promise<unknown>;
 }
 
 export interface RunOptions {
@@ -96,6 +98,7 @@ export async function runService(name: string, deps: RunDeps, opts: RunOptions =
 
 async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise<RunResult> {
   const { store, log } = deps;
+  if (deps.beforeRun) await deps.beforeRun();
   const config = store.get(name);
   if (!config) throw new Error(`No auto-sync service named :${name}.`);
   if (config.role !== 'master') {

@@ -1,0 +1,214 @@
+/**
+ * Roles and epochs of a reverse-capable service (DESIGN.md, "Roles, epochs
+ * and reverse-direction"). The rule that prevents split brain: an appliance
+ * that meets a peer holding the same service at a higher epoch takes the
+ * peer's view and demotes itself before doing anything else. That check
+ * runs on contact: at the start of every run (run.ts, `beforeRun`) and in
+ * the daemon's tick.
+ *
+ * When the demoted appliance was the master (disaster recovery, then
+ * failback), whatever it wrote after the last common snapshot is kept as an
+ * orphan snapshot (orphans.ts) before it rolls back to that snapshot; it is
+ * never destroyed without `destroy auto-sync :NAME orphan SNAPSHOT`.
+ */
+import type { ServiceLog } from '../service-log.js';
+import type { Driver, SnapshotInfo } from '../storage/driver.js';
+import type { AutoSyncConfig, Endpoint, Role } from './model.js';
+import { directionOf } from './model.js';
+import { newestCommon } from './markers.js';
+import { isOrphanOf, orphanName } from './orphans.js';
+import type { ServiceStore } from './store.js';
+
+/** what the peer is asked about a service (RemotePeerSide has these) */
+export interface PeerConfigSide {
+  config(service: string): Promise<AutoSyncConfig | null>;
+  putConfig(config: AutoSyncConfig): Promise<void>;
+}
+
+export interface ContactDeps {
+  store: ServiceStore;
+  log(name: string): ServiceLog;
+  /** the driver and driver-local dataset of an endpoint, here or on the peer */
+  side(endpoint: Endpoint): Promise<{ driver: Driver; dataset: string }>;
+  peer(host: string): PeerConfigSide;
+  /** how long a peer may take to answer before it counts as down */
+  timeoutMs?: number;
+}
+
+export const bracket = (text: string) => `[${text} ]`;
+export const rd = (text: string) => bracket(`Reverse-direction: ${text}`);
+
+/** the other appliance of a service between two */
+export function peerHostOf(config: AutoSyncConfig): string {
+  return config.source.host === 'localhost' ? config.destination.host : config.source.host;
+}
+
+export const flip = (role: Role): Role => (role === 'master' ? 'non-master' : 'master');
+
+/** the endpoint on this appliance */
+export function localEndpoint(config: AutoSyncConfig): Endpoint {
+  return config.source.host === 'localhost' ? config.source : config.destination;
+}
+export function remoteEndpoint(config: AutoSyncConfig): Endpoint {
+  return config.source.host === 'localhost' ? config.destination : config.source;
+}
+
+/** the config with its endpoints' hosts renamed by `map` (hosts not in it stay) */
+export function rehost(config: AutoSyncConfig, map: Record<string, string>): AutoSyncConfig {
+  const ep = (e: Endpoint): Endpoint => ({ ...e, host: map[e.host] ?? e.host });
+  const source = ep(config.source);
+  const destination = ep(config.destination);
+  return { ...config, source, destination, direction: directionOf(source, destination) };
+}
+
+/** our config as the peer keeps it */
+export function toPeerView(ours: AutoSyncConfig, selfId: string): AutoSyncConfig {
+  const host = peerHostOf(ours);
+  return { ...rehost(ours, { localhost: selfId, [host]: 'localhost' }), role: flip(ours.role) };
+}
+
+/** the peer's config as we keep it (every host there that is not 'localhost' is us) */
+export function fromPeerView(theirs: AutoSyncConfig, peerHost: string): AutoSyncConfig {
+  const ep = (e: Endpoint): Endpoint => ({ ...e, host: e.host === 'localhost' ? peerHost : 'localhost' });
+  const source = ep(theirs.source);
+  const destination = ep(theirs.destination);
+  return { ...theirs, source, destination, direction: directionOf(source, destination), role: flip(theirs.role) };
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${Math.round(ms / 1000)} sec.`)), ms);
+      timer.unref();
+    }),
+  ]);
+}
+
+/** the peer's copy of the service, or null when it cannot be reached (or has none) */
+export async function peerConfig(deps: ContactDeps, config: AutoSyncConfig): Promise<{ reachable: boolean; config: AutoSyncConfig | null }> {
+  try {
+    const c = await withTimeout(deps.peer(peerHostOf(config)).config(config.name), deps.timeoutMs ?? 15_000, peerHostOf(config));
+    return { reachable: true, config: c };
+  } catch {
+    return { reachable: false, config: null };
+  }
+}
+
+export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain';
+
+/**
+ * The epoch rule, on contact with the peer. Returns what happened; throws
+ * only when preserving or rolling back fails (then nothing was adopted and
+ * the next contact tries again).
+ */
+export async function checkOnContact(name: string, deps: ContactDeps): Promise<ContactOutcome> {
+  const config = deps.store.get(name);
+  if (!config || !config.reverseCapable || config.direction === 'local-to-local') return 'same';
+  const host = peerHostOf(config);
+  const seen = await peerConfig(deps, config);
+  if (!seen.reachable) return 'unreachable';
+  if (!seen.config) return 'same';
+  const theirs = seen.config;
+  const log = deps.log(name);
+  if (theirs.epoch > config.epoch) {
+    const adopted: AutoSyncConfig = { ...fromPeerView(theirs, host), enabled: config.enabled, maintenance: null };
+    if (config.role === 'master' && adopted.role === 'non-master') {
+      // Disaster recovery, then failback: the peer became master while we were away.
+      log.write(rd('sync_configuration_with_remote_side() - DR case, rolling back to last synced state'));
+      const started = Date.now();
+      const synced = await keepAndRollBack(name, adopted, deps, log);
+      if (synced) log.write(bracket(`RECOVERED => ${host}:${remoteEndpoint(adopted).dataset}@${synced.name} OK (${Math.round((Date.now() - started) / 1000)} sec)`));
+      await deps.store.update(name, () => adopted);
+      log.write(`Epoch ${theirs.epoch} on ${host} is newer than ours (${config.epoch}): this appliance is now non-master of auto-sync:${name}; data flows from ${host}.`);
+      return 'demoted';
+    }
+    await deps.store.update(name, () => adopted);
+    log.write(`Epoch ${theirs.epoch} on ${host} is newer than ours (${config.epoch}): took its view, this appliance is ${adopted.role} of auto-sync:${name}.`);
+    return 'adopted';
+  }
+  if (theirs.epoch === config.epoch && theirs.role === 'master' && config.role === 'master') {
+    return (await splitBrain(name, config, theirs, deps, log)) ? 'split-brain' : 'same';
+  }
+  return 'same';
+}
+
+/** snapshots of `mine` after `common` that the other side does not hold (orphans aside) */
+function writtenAfter(mine: SnapshotInfo[], theirs: SnapshotInfo[], common: SnapshotInfo, service: string): SnapshotInfo[] {
+  const at = mine.findIndex((s) => s.id === common.id);
+  const ids = new Set(theirs.map((s) => s.id));
+  return mine.slice(at + 1).filter((s) => !ids.has(s.id) && !isOrphanOf(service, s.name));
+}
+
+/**
+ * Keep what this appliance wrote after the last common snapshot as an
+ * orphan snapshot (held), roll back to the common snapshot and unmount:
+ * the dataset is now a destination. Returns the common snapshot, or null
+ * when there is none (then nothing is touched; the next run reports the
+ * broken chain).
+ */
+async function keepAndRollBack(name: string, adopted: AutoSyncConfig, deps: ContactDeps, log: ServiceLog): Promise<SnapshotInfo | null> {
+  const here = await deps.side(localEndpoint(adopted));
+  const there = await deps.side(remoteEndpoint(adopted));
+  if (!(await here.driver.getDataset(here.dataset))) return null;
+  const mine = await here.driver.listSnapshots(here.dataset);
+  const theirs = (await there.driver.getDataset(there.dataset)) ? await there.driver.listSnapshots(there.dataset) : [];
+  const common = newestCommon(theirs, mine);
+  if (!common) {
+    log.write(`WARNING: ${here.dataset} has no snapshot in common with ${peerHostOf(adopted)}:${there.dataset}; nothing was rolled back.`);
+    return null;
+  }
+  const mineCommon = mine.find((s) => s.id === common.id)!;
+  const after = writtenAfter(mine, theirs, mineCommon, name);
+  const changed = (await here.driver.changedSince(here.dataset, mineCommon.name)) || after.length > 0;
+  if (changed) {
+    const kept = orphanName(name, new Date());
+    await here.driver.createSnapshot(here.dataset, kept, { recursive: adopted.recursive });
+    await here.driver.holdSnapshot(here.dataset, kept, true);
+    log.write(`Kept the changes made here since the last successful replication (@${mineCommon.name}) as ${here.dataset}@${kept}${after.length ? ` (and snapshot(s) ${after.map((s) => s.name).join(', ')})` : ''}: see 'show auto-sync :${name} orphans'.`);
+  }
+  await here.driver.rollback(here.dataset, mineCommon.name);
+  await here.driver.unmount(here.dataset).catch((e: Error) => log.write(`WARNING: could not unmount ${here.dataset}: ${e.message}`));
+  return mineCommon;
+}
+
+/**
+ * Same epoch, both master: split brain when both wrote after the last
+ * common snapshot. The service goes to maintenance on both sides; nothing is
+ * rolled back (picking a winner is the operator's, for now).
+ */
+async function splitBrain(name: string, ours: AutoSyncConfig, theirs: AutoSyncConfig, deps: ContactDeps, log: ServiceLog): Promise<boolean> {
+  const here = await deps.side(localEndpoint(ours));
+  const there = await deps.side(remoteEndpoint(ours));
+  const mine = (await here.driver.getDataset(here.dataset)) ? await here.driver.listSnapshots(here.dataset) : [];
+  const other = (await there.driver.getDataset(there.dataset)) ? await there.driver.listSnapshots(there.dataset) : [];
+  const common = newestCommon(other, mine);
+  const wrote = async (side: typeof here, snaps: SnapshotInfo[], others: SnapshotInfo[]) => {
+    if (!common) return snaps.length > 0;
+    const local = snaps.find((s) => s.id === common.id)!;
+    return writtenAfter(snaps, others, local, name).length > 0 || (await side.driver.changedSince(side.dataset, local.name));
+  };
+  if (!(await wrote(here, mine, other)) || !(await wrote(there, other, mine))) return false;
+  const reason = `Split brain: both appliances are master of auto-sync:${name} at epoch ${ours.epoch} and both wrote after the last common snapshot${common ? ` @${common.name}` : ''}. Nothing was rolled back.`;
+  await deps.store.update(name, (c) => ({ ...c, maintenance: reason }));
+  await deps.peer(peerHostOf(ours)).putConfig({ ...theirs, maintenance: reason }).catch(() => undefined);
+  log.write(`ALERT: auto-sync:${name} put in maintenance: ${reason}`);
+  return true;
+}
+
+/** how long a peer may take to answer a contact before it counts as down */
+export function contactTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.SYNCSH_PEER_CONNECT_TIMEOUT_MS);
+  return (Number.isFinite(v) && v > 0 ? v : 10_000) + 5_000;
+}
+
+/** a store whose copy of the service says master: the hand-over's last delta, run from the non-master */
+export function asMasterStore(store: ServiceStore): ServiceStore {
+  const wrapped = Object.create(store) as ServiceStore;
+  wrapped.get = (name: string) => {
+    const c = store.get(name);
+    return c ? { ...c, role: 'master' } : c;
+  };
+  return wrapped;
+}

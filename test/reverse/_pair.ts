@@ -1,0 +1,61 @@
+/**
+ * Two appliances on one machine, bound both ways with local-bind (each can
+ * reach the other), and a reverse-capable service alpha:tank/docs =>
+ * beta:tank/docs. `down(x)` makes x unreachable from its partner (its
+ * agent script is pointed at nothing) and `up(x)` undoes it.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createServices, type Services } from '../../src/services/index.js';
+import { Fixture, folderWith, makeAppliance, type Appliance } from '../peer/_fixture.js';
+
+export interface Pair {
+  a: Appliance;
+  b: Appliance;
+  /** a fresh service layer of an appliance (what a new process would see) */
+  fresh(x: Appliance): Services;
+  down(x: Appliance): void;
+  up(x: Appliance): void;
+  name: string;
+}
+
+export async function reversePair(t: { teardown(fn: () => unknown): void }, files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' }): Promise<Pair> {
+  const f = new Fixture();
+  t.teardown(() => f.close());
+  const a = makeAppliance(f, 'alpha');
+  const b = makeAppliance(f, 'beta');
+  await folderWith(a, 'tank', {});
+  await folderWith(b, 'tank', {});
+  for (const [x, y] of [[a, b], [b, a]] as const) {
+    const r = await x.cli(`setup network local-bind ${y.home}`);
+    if (r.exitCode !== 0) throw new Error(String(r.stderr));
+  }
+  await folderWith(a, 'tank/docs', files);
+  const r = await a.cli('create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:tank/docs --recursive no --reverse-capable yes -y');
+  if (r.exitCode !== 0) throw new Error(String(r.stderr));
+  const name = /auto-sync:(\S+?):/.exec(String(r.stdout))![1];
+  const opened: Services[] = [];
+  f.teardown(() => Promise.all(opened.map((s) => s.peers.close())));
+  const saved = new Map<string, string>();
+  // the partner's record of x: its agent script
+  const partnerOf = (x: Appliance) => (x === a ? b : a);
+  const peersFile = (x: Appliance) => path.join(x.home, 'peers.json');
+  return {
+    a, b, name,
+    fresh(x) {
+      const s = createServices(x.env);
+      opened.push(s);
+      return s;
+    },
+    down(x) {
+      const file = peersFile(partnerOf(x));
+      const text = readFileSync(file, 'utf8');
+      saved.set(file, text);
+      writeFileSync(file, text.replaceAll(JSON.stringify(x.home), JSON.stringify(path.join(x.home, 'gone'))).replace(/"script":\s*"[^"]+"/g, '"script": "/nonexistent/syncsh.js"'));
+    },
+    up(x) {
+      const file = peersFile(partnerOf(x));
+      writeFileSync(file, saved.get(file)!);
+    },
+  };
+}
