@@ -33,7 +33,7 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): Home {
     history: path.join(root, 'history'),
     progress: path.join(root, 'progress'),
     fsRoot: path.resolve(env.SYNCSH_FS_ROOT || path.join(root, 'fs')),
-    historyFile: path.join(root, 'history'),
+    historyFile: path.join(root, 'shell_history'),
   };
   for (const dir of [home.root, home.logs, home.locks, home.history, home.progress, home.fsRoot]) {
     try {

@@ -2,6 +2,8 @@
 import { resolveHome, type Home } from './home.js';
 import { loadAppliance, type ApplianceInfo } from './appliance.js';
 import { Storage } from './storage/registry.js';
+import { DRIVER_NAMES, isDriverName } from './datasets.js';
+import type { DriverName } from './storage/driver.js';
 import { AutoSyncService } from './auto-sync/index.js';
 import { FolderService } from './folders.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
@@ -16,10 +18,19 @@ export interface Services {
   peers: PeerService;
 }
 
+/** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
+export function enabledDrivers(env: NodeJS.ProcessEnv): DriverName[] {
+  if (!env.SYNCSH_DRIVERS) return [...DRIVER_NAMES];
+  const names = env.SYNCSH_DRIVERS.split(',').map((n) => n.trim()).filter(Boolean);
+  const bad = names.find((n) => !isDriverName(n));
+  if (bad) throw new Error(`SYNCSH_DRIVERS names an unknown driver "${bad}": use fs, zfs or btrfs, comma-separated.`);
+  return names as DriverName[];
+}
+
 export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const home = resolveHome(env);
   const appliance = loadAppliance(home, env);
-  const storage = new Storage(home);
+  const storage = new Storage(home, enabledDrivers(env));
   const peers = new PeerService(home, appliance, peerOptionsFromEnv(env));
   const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);

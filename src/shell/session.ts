@@ -104,6 +104,14 @@ export class ShellSession implements GrammarContext {
   }
 
   private async show(output: Output, json: boolean, signal: AbortSignal): Promise<void> {
+    if (output.kind === 'follow' && this.term.interactive && !json) {
+      const { followLive } = await import('./logtail-view.js');
+      return followLive(this.term, output, signal);
+    }
+    if (output.kind === 'dashboard') {
+      const { showDashboard } = await import('./dashboard.js');
+      return showDashboard(this.services, this.term, { json, signal, print: (lines) => this.print(lines), record: (line) => this.recordAction(line) });
+    }
     if (output.kind === 'follow') {
       const color = this.term.color && !json;
       const emit = (l: string) => this.print([json ? JSON.stringify(l) : highlightLog(l, color)]);
@@ -124,6 +132,9 @@ export class ShellSession implements GrammarContext {
     const lines = render(output, { width: this.term.columns(), color: this.term.color });
     this.print(output.kind === 'lines' ? lines.map((l) => highlightLog(l, this.term.color)) : lines);
   }
+
+  /** a command run from inside a live view (the dashboard's r), as the line it stands for; the SSH console audits it */
+  recordAction(_line: string): void {}
 
   /** call `then` when one of `keys` is typed; returns the undo */
   private onKeys(keys: string[], then: () => void): () => void {

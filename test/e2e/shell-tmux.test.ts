@@ -14,11 +14,13 @@ import { writeFile } from 'node:fs/promises';
 
 test('create auto-sync through the dialog, run it, and read the table', async (t) => {
   if (!(await requireSystem(t, ['tmux'], tmuxAvailable))) return;
-  const { env, home } = makeAppliance(t, 'node1');
+  const { env: base, home } = makeAppliance(t, 'node1');
+  // fs only: zfs pools that other tests create at the same time must not appear in the folder list.
+  const env = { ...base, SYNCSH_DRIVERS: 'fs' };
   for (const cmd of ['create folder fs:tank', 'create folder fs:tank/data']) t.is((await syncsh(['-c', cmd], env)).exitCode, 0);
   await writeFile(path.join(home, 'fs', 'tank', 'data', 'hello.txt'), 'hello from node1\n');
 
-  const screen = await openScreen(t, ['node', BIN], { env: { SYNCSH_HOME: home, SYNCSH_APPLIANCE_ID: 'node1', NO_COLOR: '1' }, columns: 80, rows: 24 });
+  const screen = await openScreen(t, ['node', BIN], { env: { SYNCSH_HOME: home, SYNCSH_APPLIANCE_ID: 'node1', SYNCSH_DRIVERS: 'fs', NO_COLOR: '1' }, columns: 80, rows: 24 });
   await screen.waitFor(/syncsh@node1:\/\$\s*$/m);
   await screen.type('create auto-sync');
   await screen.keys('Enter');

@@ -62,7 +62,8 @@ export async function openScreen(t: ExecutionContext, command: string[], opts: {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         const [dead, status] = (await tmux('list-panes', '-t', '0', '-F', '#{pane_dead} #{pane_dead_status}')).stdout.trim().split(' ');
-        if (dead === '1') return Number(status);
+        // tmux may show the pane dead a moment before it has collected the exit status
+        if (dead === '1' && status !== undefined && status !== '') return Number(status);
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error(`The program did not exit. The screen shows:\n${await screen.capture()}`);

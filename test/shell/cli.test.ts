@@ -52,7 +52,7 @@ test('a dialog with no terminal fails clearly unless -y answers', async (t) => {
 });
 
 test('several commands on stdin run in one process; the exit code tells a failure', async (t) => {
-  const { env } = makeAppliance(t);
+  const env = { ...makeAppliance(t).env, SYNCSH_DRIVERS: 'fs' }; // other tests' zfs pools stay out of the listing
   const script = ['create folder fs:tank', 'create folder fs:tank/data', 'show folder', 'bogus', 'show snapshot'].join('\n');
   const r = await syncsh([], env, { input: script });
   t.is(r.exitCode, 2);

@@ -26,13 +26,24 @@ export function keyFiles(home: Home): { dir: string; privateKeyFile: string; pub
   return { dir, privateKeyFile: path.join(dir, 'id_ed25519'), publicKeyFile: path.join(dir, 'id_ed25519.pub') };
 }
 
+/**
+ * An ed25519 key pair that reads back: ssh2's generator writes a broken key
+ * about once in 256 (mscdex/ssh2#1390), so draw again until both halves parse.
+ */
+export function generateEd25519(comment: string): { private: string; public: string } {
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair;
+  }
+}
+
 /** The key pair, made the first time it is asked for. */
 export function ensureKeyPair(home: Home, applianceId: string): KeyPair {
   const files = keyFiles(home);
   if (!existsSync(files.privateKeyFile) || !existsSync(files.publicKeyFile)) {
     // Made in a directory of its own and moved in with one rename: two processes
     // making it at once cannot mix one's private key with the other's public key.
-    const made = utils.generateKeyPairSync('ed25519', { comment: `syncsh:${applianceId}` });
+    const made = generateEd25519(`syncsh:${applianceId}`);
     const staging = `${files.dir}.new-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { mode: 0o700 });

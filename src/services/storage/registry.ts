@@ -8,7 +8,8 @@ import type { Home } from '../home.js';
 export class Storage {
   private readonly made = new Map<DriverName, Promise<Driver>>();
 
-  constructor(private readonly home: Home) {}
+  /** `enabled`: the drivers this appliance uses (SYNCSH_DRIVERS); the others are neither probed nor listed */
+  constructor(private readonly home: Home, private readonly enabled: readonly DriverName[] = ['fs', 'zfs', 'btrfs']) {}
 
   driver(name: DriverName): Promise<Driver> {
     let driver = this.made.get(name);
@@ -21,6 +22,7 @@ export class Storage {
 
   /** the driver, or an error saying why it cannot be used on this appliance */
   async usable(name: DriverName): Promise<Driver> {
+    if (!this.enabled.includes(name)) throw new Error(`The ${name} driver is not enabled on this appliance (it uses ${this.enabled.join(', ')}).`);
     const driver = await this.driver(name);
     const reason = await driver.unavailableReason();
     if (reason) throw new Error(`The ${name} driver cannot be used on this appliance: ${reason}`);

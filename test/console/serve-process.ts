@@ -1,0 +1,70 @@
+/**
+ * `syncsh serve` as a child process of a test (the built CLI), with an
+ * operator key made by ssh-keygen in its authorized_keys, and the options
+ * the OpenSSH client needs to reach it without asking anything.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { writeFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { BIN, assertBuilt } from '../helpers/cli.js';
+import { missingCommand } from '../helpers/system.js';
+
+/** null when ssh, ssh-keygen and tmux are there */
+export async function consoleToolsMissing(): Promise<string | null> {
+  const missing = await missingCommand('ssh', 'ssh-keygen', 'tmux');
+  return missing ? `${missing} is not installed (apt-get install openssh-client tmux)` : null;
+}
+
+/** a key pair made as an operator makes one: ssh-keygen -t ed25519 -N '' */
+export async function makeKey(dir: string, name: string): Promise<{ file: string; publicLine: string }> {
+  const file = path.join(dir, name);
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${name}@test`, '-f', file]);
+  return { file, publicLine: readFileSync(`${file}.pub`, 'utf8').trim() };
+}
+
+export interface ServeProcess {
+  port: number;
+  /** everything it printed */
+  output(): string;
+  /** ssh's arguments up to (not including) the command: options, key, port, user@host */
+  sshArgs(key: string, user?: string): string[];
+}
+
+export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, authorizedKeys: string): Promise<ServeProcess> {
+  assertBuilt();
+  const child: ResultPromise = execa('node', [BIN, 'serve', '--listen', '127.0.0.1:0', '--authorized-keys', authorizedKeys], { env, reject: false, all: true, buffer: false });
+  let output = '';
+  child.all?.on('data', (d: Buffer) => (output += d));
+  t.teardown(async () => {
+    child.kill('SIGTERM');
+    await child;
+  });
+  const deadline = Date.now() + 15_000;
+  let port = 0;
+  while (!port) {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(output);
+    if (m) port = Number(m[1]);
+    else if (Date.now() > deadline || child.exitCode !== null) throw new Error(`syncsh serve did not start. It printed:\n${output}`);
+    else await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    port,
+    output: () => output,
+    sshArgs: (key, user = 'alice') => [
+      '-F', '/dev/null',
+      '-o', 'StrictHostKeyChecking=no',
+      '-o', 'UserKnownHostsFile=/dev/null',
+      '-o', 'LogLevel=ERROR',
+      '-o', 'BatchMode=yes',
+      '-o', 'IdentitiesOnly=yes',
+      '-i', key,
+      '-p', String(port),
+      `${user}@127.0.0.1`,
+    ],
+  };
+}
+
+export function writeAuthorizedKeys(file: string, lines: string[]): void {
+  writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+}

@@ -1,0 +1,208 @@
+/**
+ * The console server in this process, driven by ssh2's client: logins,
+ * exec statuses, the interactive shell on a pty, refusals (keys, forwarding,
+ * sftp), the audit log, and an error in one session leaving the others be.
+ * test/console/ssh-console.test.ts does the same with the OpenSSH client.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { makeAppliance } from '../helpers/appliance.js';
+import { AuditLog } from '../../src/console/audit.js';
+import { loadOrCreateHostKey } from '../../src/console/host-key.js';
+import { generateEd25519 } from '../../src/services/peer/keys.js';
+import { consoleApp } from '../../src/console/app.js';
+import { recover, stack, type Handler } from '../../src/console/middleware.js';
+import { startConsoleServer } from '../../src/console/server.js';
+
+const { Client } = ssh2;
+
+function keyPair() {
+  return generateEd25519('operator');
+}
+
+async function console_(t: ExecutionContext, wrap: (app: Handler) => Handler = (app) => app) {
+  const { home, services } = makeAppliance(t, 'node1');
+  const operator = keyPair();
+  const authorizedKeys = path.join(home, 'authorized_keys');
+  writeFileSync(authorizedKeys, `# operators\n${operator.public}\n`, { mode: 0o600 });
+  const audit = AuditLog.inHome(services.home.logs);
+  const logged: string[] = [];
+  const handler = stack(wrap(consoleApp(services)), recover((s, e) => logged.push(`conn ${s.conn}: ${e.message}`)));
+  const server = await startConsoleServer({ hostKey: loadOrCreateHostKey(home).privateKey, authorizedKeys, audit, handler, log: (l) => logged.push(l) }, { host: '127.0.0.1', port: 0 });
+  t.teardown(() => server.close());
+  return { home, services, operator, audit, logged, server, port: server.address().port };
+}
+
+function connect(t: ExecutionContext, port: number, privateKey: string, username = 'alice'): Promise<InstanceType<typeof Client>> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    client.on('ready', () => resolve(client)).on('error', reject);
+    client.connect({ host: '127.0.0.1', port, username, privateKey });
+    t.teardown(() => client.end());
+  });
+}
+
+function exec(client: InstanceType<typeof Client>, command: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (error, stream) => {
+      if (error) return reject(error);
+      let stdout = '';
+      let stderr = '';
+      let code: number | null = null;
+      stream.on('data', (d: Buffer) => (stdout += d));
+      stream.stderr.on('data', (d: Buffer) => (stderr += d));
+      stream.on('exit', (c: number) => (code = c));
+      stream.on('close', () => resolve({ code, stdout, stderr }));
+    });
+  });
+}
+
+async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 5000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(read())) {
+    if (Date.now() > deadline) throw new Error(`Never saw ${pattern} in:\n${read()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return read();
+}
+
+test('exec runs one command of the grammar and exits with its status: 0, 1, or 2 for what does not parse', async (t) => {
+  const { operator, port, audit, services } = await console_(t);
+  await services.folders.create('fs:tank');
+  const client = await connect(t, port, operator.private);
+
+  const ok = await exec(client, 'show auto-sync');
+  t.is(ok.code, 0);
+  t.regex(ok.stdout, /No auto-sync services/);
+  t.notRegex(ok.stdout, /\r\n/, 'no pty: no CRLF translation');
+
+  const typo = await exec(client, 'shwo');
+  t.is(typo.code, 2);
+  t.regex(typo.stderr, /Error: Unknown command 'shwo'.*Did you mean 'show'\?/);
+
+  const failed = await exec(client, 'show folder fs:nope');
+  t.is(failed.code, 1);
+  t.regex(failed.stderr, /The folder fs:nope does not exist/);
+
+  // no way out to the operating system: these are words the grammar does not know
+  for (const escape of ['; ls', '$(id)', '`id`', 'show auto-sync; id', 'show auto-sync && id', '| sh', '!sh']) {
+    const r = await exec(client, escape);
+    t.is(r.code, 2, escape);
+    t.is(r.stdout, '', escape);
+  }
+
+  // lines of an exec run in turn, stopping at the first failure
+  const two = await exec(client, 'show folder\nshow folder fs:nope\nshow auto-sync');
+  t.is(two.code, 1);
+  t.regex(two.stdout, /fs:tank/);
+  t.notRegex(two.stdout, /No auto-sync services/);
+
+  const lines = readFileSync(audit.file, 'utf8');
+  t.regex(lines, /login user="alice" from=127\.0\.0\.1:\d+ conn=1 key="SHA256:/);
+  t.regex(lines, /command user="alice" from=127\.0\.0\.1:\d+ conn=1 "show auto-sync"/);
+  t.regex(lines, /command user="alice" from=127\.0\.0\.1:\d+ conn=1 "\$\(id\)"/);
+});
+
+test('a key that is not authorized is refused, and the refusal is audited', async (t) => {
+  const { port, audit } = await console_(t);
+  const stranger = keyPair();
+  const error = await t.throwsAsync(connect(t, port, stranger.private, 'mallory'));
+  t.regex(error!.message, /All configured authentication methods failed/);
+  t.regex(readFileSync(audit.file, 'utf8'), /refused user="mallory" from=127\.0\.0\.1:\d+ conn=1 "the key SHA256:\S+ is not in the authorized keys"/);
+});
+
+test('port forwarding and sftp are refused', async (t) => {
+  const { operator, port } = await console_(t);
+  const client = await connect(t, port, operator.private);
+  await t.throwsAsync(new Promise((resolve, reject) => client.forwardOut('127.0.0.1', 0, '127.0.0.1', 22, (e, s) => (e ? reject(e) : resolve(s)))));
+  await t.throwsAsync(new Promise((resolve, reject) => client.sftp((e, s) => (e ? reject(e) : resolve(s)))));
+  t.is((await exec(client, 'show auto-sync')).code, 0, 'the connection still works');
+});
+
+test('the shell on a pty: prompt, a command, resize, Ctrl-C, exit with status 0', async (t) => {
+  const { operator, port, audit } = await console_(t);
+  const client = await connect(t, port, operator.private, 'bob');
+  const stream = await new Promise<ClientChannel>((resolve, reject) => client.shell({ term: 'xterm-256color', cols: 90, rows: 20 }, (e, s) => (e ? reject(e) : resolve(s))));
+  let shown = '';
+  let code = null as number | null;
+  stream.on('data', (d: Buffer) => (shown += d));
+  stream.on('exit', (c: number) => (code = c));
+  const closed = new Promise((r) => stream.on('close', r));
+
+  await waitFor(() => shown, /syncsh@node1:\/\$ /);
+  stream.write('show auto-sync\r');
+  await waitFor(() => shown, /No auto-sync services\. Create one with 'create auto-sync'\.\r\n/);
+  stream.setWindow(30, 100, 0, 0);
+  stream.write('\u0003');
+  stream.write('exit\r');
+  await closed;
+  t.is(code, 0);
+  t.notRegex(shown.replace(/\r\n/g, ''), /\n/, 'every newline reached the client as CRLF');
+  client.end();
+  await waitFor(() => readFileSync(audit.file, 'utf8'), /command user="bob" from=127\.0\.0\.1:\d+ conn=1 "show auto-sync"[\s\S]*"exit"[\s\S]*logout user="bob"/);
+  t.pass();
+});
+
+test('an error in one session ends that session only', async (t) => {
+  const { operator, port, logged } = await console_(t, (app) => async (s) => {
+    if (s.command === 'boom') throw new Error('the handler broke');
+    return app(s);
+  });
+  const client = await connect(t, port, operator.private);
+  const other = await connect(t, port, operator.private);
+  const [broken, fine] = await Promise.all([exec(client, 'boom'), exec(other, 'show auto-sync')]);
+  t.is(broken.code, 70);
+  t.regex(broken.stderr, /this session failed and is closed: the handler broke/);
+  t.is(fine.code, 0);
+  t.is((await exec(client, 'show auto-sync')).code, 0, 'the same connection opens another session');
+  t.true(logged.some((l) => /the handler broke/.test(l)));
+});
+
+test('a session whose client goes away in the middle of a dialog, a logtail or the dashboard ends too', async (t) => {
+  const ended: string[] = [];
+  const { operator, port, services } = await console_(t, (app) => async (s) => {
+    try {
+      return await app(s);
+    } finally {
+      ended.push(s.user);
+    }
+  });
+  await services.folders.create('fs:tank');
+  await services.folders.create('fs:tank/a');
+  await services.autoSync.create({ fromFs: 'fs:tank/a', toFs: 'fs:tank/b' });
+  const cases = [
+    ['dialog', 'create auto-sync', /Source folder/],
+    ['logtail', 'show auto-sync :tank-a-000 logtail -f', /q or Ctrl-C to stop/],
+    ['dashboard', 'show auto-sync dashboard', /quit/],
+  ] as const;
+  for (const [user, command, shows] of cases) {
+    const client = await connect(t, port, operator.private, user);
+    const stream = await new Promise<ClientChannel>((resolve, reject) => client.shell({ term: 'xterm', cols: 100, rows: 30 }, (e, s) => (e ? reject(e) : resolve(s))));
+    let shown = '';
+    stream.on('data', (d: Buffer) => (shown += d));
+    await waitFor(() => shown, /syncsh@node1:\/\$ /);
+    stream.write(`${command}\r`);
+    await waitFor(() => shown, shows);
+    client.end();
+    await waitFor(() => ended.join(' '), new RegExp(user));
+  }
+  t.deepEqual(ended, ['dialog', 'logtail', 'dashboard']);
+});
+
+test('colour follows the client: on for a terminal, off with NO_COLOR sent (SetEnv) or TERM=dumb', async (t) => {
+  const { operator, port } = await console_(t);
+  const client = await connect(t, port, operator.private);
+  const promptOf = async (term: string, env: Record<string, string>) => {
+    const stream = await new Promise<ClientChannel>((resolve, reject) => client.shell({ term, cols: 80, rows: 24 }, { env }, (e, s) => (e ? reject(e) : resolve(s))));
+    let shown = '';
+    stream.on('data', (d: Buffer) => (shown += d));
+    await waitFor(() => shown, /syncsh@node1:\/\$/);
+    stream.end('exit\r');
+    return shown;
+  };
+  t.regex(await promptOf('xterm-256color', {}), /\u001b\[1msyncsh@node1:\/\$ /);
+  t.notRegex(await promptOf('xterm-256color', { NO_COLOR: '1' }), /\u001b\[1m/);
+  t.notRegex(await promptOf('dumb', {}), /\u001b\[1m/);
+});
