@@ -33,6 +33,7 @@ async function source(dir: string) {
   await writeTree(live, { 'keep.txt': 'keep', 'chmod.txt': 'mode', 'touch.txt': 'time', 'del/x': 'x', 'old.bin': randomBytes(3 << 20), 'ro/file': 'r' });
   chmodSync(path.join(live, 'ro'), 0o555);
   await a.createSnapshot('tank/src', 's1', { recursive: false });
+  const tree1 = await readTree(live);
   chmodSync(path.join(live, 'chmod.txt'), 0o600);
   utimesSync(path.join(live, 'touch.txt'), 1_234_567_890, 1_234_567_890);
   unlinkSync(path.join(live, 'del/x'));
@@ -48,6 +49,7 @@ async function source(dir: string) {
     full: await collect(a.send('tank/src', 's1', { recursive: false })),
     delta: await collect(a.send('tank/src', 's2', { from: 's1', recursive: false })),
     tree: await readTree(live),
+    tree1,
   };
 }
 
@@ -94,16 +96,27 @@ test('a receive stopped after any journal step is finished by recover', async (t
 test('a full receive creating the dataset, and a rollback, are finished by recover too', async (t) => {
   const dir = tempDir(t);
   const src = await source(dir);
-  for (const n of [0, 2, 5, 9]) {
+  // A full receive into a new dataset stages the whole tree and moves it in at once: few steps, each a crash point.
+  let crashes = 0;
+  for (let n = 0; ; n++) {
     const root = path.join(dir, `full-${n}`);
     const b = createFsDriver(root);
     await b.createDataset('tank');
-    await t.throwsAsync(createFsDriver(root, { faults: { crashAfterJournalSteps: n } }).receive('tank/dst', Readable.from([src.full]), opts), { name: 'SimulatedCrash' });
-    t.is(await b.getDataset('tank/dst'), null, 'not registered before the commit ends');
+    try {
+      await createFsDriver(root, { faults: { crashAfterJournalSteps: n } }).receive('tank/dst', Readable.from([src.full]), opts);
+      break;
+    } catch (error) {
+      t.is((error as Error).name, 'SimulatedCrash', (error as Error).message);
+      crashes++;
+    }
+    // Registered only by the commit's last steps, when the tree is in place.
+    if (await b.getDataset('tank/dst')) t.deepEqual(diffTrees(src.tree1, await readTree(path.join(root, 'tank', 'dst'))), []);
     await b.recover('tank/dst');
     t.truthy(await b.getDataset('tank/dst'));
     t.false(await b.changedSince('tank/dst', 's1'));
+    t.deepEqual(diffTrees(src.tree1, await readTree(path.join(root, 'tank', 'dst'))), [], `crash after step ${n}`);
   }
+  t.true(crashes >= 5, `${crashes} crash points`);
   const { b, root, live } = await destination(path.join(dir, 'rb'), src.full);
   await b.receive('tank/dst', Readable.from([src.delta]), opts);
   const s2 = await readTree(live);
@@ -209,4 +222,53 @@ test('snapshot and destroy racing on one dataset: one is busy, the store stays c
     t.deepEqual(diffTrees(await readTree(path.join(root, 'tank')), await readTree(path.join(dir, 'copy', 'tank', s.name))), []);
   }
   t.deepEqual(await d.recover('tank'), []);
+});
+
+test('files that appear in an empty destination while a full receive commits are merged with it, not lost', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const root = path.join(dir, 'dst-root');
+  const b = createFsDriver(root);
+  await b.createDataset('tank/dst', { parents: true });
+  const live = path.join(root, 'tank', 'dst');
+  // The commit point is passed, nothing is placed yet; then someone writes into the empty directory.
+  await t.throwsAsync(createFsDriver(root, { faults: { crashAfterJournalSteps: 0 } }).receive('tank/dst', Readable.from([src.full]), opts), { name: 'SimulatedCrash' });
+  writeFileSync(path.join(live, 'stray.txt'), 'written meanwhile');
+  mkdirSync(path.join(live, 'ro'));
+  writeFileSync(path.join(live, 'ro', 'mine'), 'mine');
+  writeFileSync(path.join(live, 'keep.txt'), 'to be replaced');
+  t.regex((await b.recover('tank/dst')).join('\n'), /Finished an interrupted commit: Received tank\/dst@s1/);
+  const tree = await readTree(live);
+  t.truthy(tree.get('stray.txt'));
+  t.truthy(tree.get('ro/mine'));
+  tree.delete('stray.txt');
+  tree.delete('ro/mine');
+  t.deepEqual(diffTrees(src.tree1, tree), []);
+  t.true(await b.changedSince('tank/dst', 's1'), 'the stray files are a change');
+});
+
+test('a receive killed while the blocks arrive leaves only what recover sweeps away', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, root, layout, live } = await destination(dir, src.full);
+  const before = await readTree(live);
+  const child = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
+    await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
+  `], { reject: false });
+  child.stdin!.write(src.delta.subarray(0, src.delta.length - 100_000));
+  const packs = () => readdirSync(layout.blocksDir('tank/dst')).filter((f) => f.endsWith('.pack')).length;
+  const had = packs();
+  await until(() => packs() > had, 'the receive to write blocks');
+  child.kill('SIGKILL');
+  await child;
+  t.true(existsSync(layout.unsweptMarker('tank/dst')));
+  const lines = (await b.recover('tank/dst')).join('\n');
+  t.regex(lines, /Removed the staging area/);
+  t.regex(lines, /Freed 1 half-written pack\(s\) \(\d+ bytes\) of tank\/dst\./);
+  t.is(packs(), had);
+  t.false(existsSync(layout.unsweptMarker('tank/dst')));
+  t.deepEqual(diffTrees(before, await readTree(live)), []);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
 });

@@ -6,8 +6,9 @@
 import test from 'ava';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
+import { BlockStore } from '../../../src/services/storage/fs/block-store.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
 
@@ -16,10 +17,21 @@ function setup(t: Parameters<typeof tempDir>[0]) {
   return { root, driver: createFsDriver(root), layout: new Layout(root), live: (name: string) => path.join(root, ...name.split('/')) };
 }
 
+/** Distinct blocks in a dataset's store (in its sealed packs). */
 function countBlocks(layout: Layout, dataset: string): number {
+  const store = new BlockStore(layout.blocksDir(dataset));
+  try {
+    return store.packInfo().reduce((n, p) => n + p.blocks.length, 0);
+  } finally {
+    store.close();
+  }
+}
+
+/** Bytes of pack files in a dataset's store. */
+function packBytes(layout: Layout, dataset: string): number {
   const dir = layout.blocksDir(dataset);
   if (!existsSync(dir)) return 0;
-  return readdirSync(dir).filter((d) => d.length === 2).reduce((n, d) => n + readdirSync(path.join(dir, d)).length, 0);
+  return readdirSync(dir).filter((n) => n.endsWith('.pack')).reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
 }
 
 test('names are checked with sentences that name the bad value', async (t) => {
@@ -107,9 +119,11 @@ test('destroying a snapshot frees the blocks no other snapshot uses', async (t) 
   t.is(countBlocks(layout, 'tank'), 4);
   await driver.destroySnapshot('tank', 's1', { recursive: false });
   t.is(countBlocks(layout, 'tank'), 2); // keep + new
+  t.true(packBytes(layout, 'tank') < 4000, 'the pack that was mostly garbage was rewritten');
   t.is(readdirSync(layout.manifestsDir('tank')).length, 1);
   await driver.destroySnapshot('tank', 's2', { recursive: false });
   t.is(countBlocks(layout, 'tank'), 0);
+  t.is(packBytes(layout, 'tank'), 0);
   t.deepEqual(await driver.recover('tank'), []);
 });
 
@@ -238,15 +252,122 @@ test('recover cleans what a crash leaves behind', async (t) => {
   await driver.createSnapshot('tank', 's', { recursive: false });
   t.deepEqual(await driver.recover('tank'), []);
   mkdirSync(path.join(layout.stagingRoot('tank'), 'abc', 'blocks'), { recursive: true });
-  const orphan = path.join(layout.blocksDir('tank'), 'ff', 'f'.repeat(64));
-  mkdirSync(path.dirname(orphan), { recursive: true });
-  writeFileSync(orphan, 'orphan');
+  // A writer that stored a block and sealed its pack, then died before listing anything; and one that died mid-pack.
+  const crashed = new BlockStore(layout.blocksDir('tank'));
+  crashed.put('f'.repeat(64), Buffer.from('orphan'));
+  crashed.seal();
+  crashed.put('e'.repeat(64), Buffer.from('half-written'));
+  crashed.close();
+  // A block file of the store's first format that nothing uses.
+  const legacy = path.join(layout.blocksDir('tank'), 'dd', 'd'.repeat(64));
+  mkdirSync(path.dirname(legacy), { recursive: true });
+  writeFileSync(legacy, 'legacy');
   mkdirSync(layout.datasetMeta('tank/half'), { recursive: true });
   const lines = await driver.recover('tank');
   t.true(lines.some((l) => /Removed the staging area abc/.test(l)), lines.join('\n'));
-  t.true(lines.some((l) => /Freed 1 unreferenced block/.test(l)), lines.join('\n'));
+  t.true(lines.some((l) => /Freed 2 unreferenced block\(s\) \(12 bytes\), 1 half-written pack\(s\) \(12 bytes\) of tank\./.test(l)), lines.join('\n'));
   t.true(lines.some((l) => /leftovers of tank\/half/.test(l)), lines.join('\n'));
-  t.false(existsSync(orphan));
+  t.false(existsSync(legacy));
+  t.is(countBlocks(layout, 'tank'), 1);
+  t.deepEqual(readdirSync(layout.blocksDir('tank')).filter((n) => n.endsWith('.pack')).length, 1);
   t.deepEqual(await driver.recover('tank'), []);
   t.false(await driver.changedSince('tank', 's'));
+});
+
+test('a store of the first format (a file per block, manifests with an object per entry) is still read and collected', async (t) => {
+  const { driver, layout, live, root } = setup(t);
+  await driver.createDataset('tank');
+  const big = randomBytes((1 << 20) + 5000);
+  await writeTree(live('tank'), { big, 'd/small': 'small' });
+  const s1 = await driver.createSnapshot('tank', 's1', { recursive: false });
+  const before = await readTree(live('tank'));
+  // Turn the store and the manifest back into the first format, as an older syncsh left them.
+  const dir = layout.blocksDir('tank');
+  const store = new BlockStore(dir);
+  for (const pack of store.packInfo()) {
+    for (const b of pack.blocks) {
+      mkdirSync(path.join(dir, b.hash.slice(0, 2)), { recursive: true });
+      writeFileSync(path.join(dir, b.hash.slice(0, 2), b.hash), store.read(b.hash, 'test'));
+    }
+  }
+  store.close();
+  for (const f of readdirSync(dir)) if (f.endsWith('.pack') || f.endsWith('.idx')) rmSync(path.join(dir, f));
+  const file = layout.manifestFile('tank', s1.id);
+  const stored = JSON.parse(readFileSync(file, 'utf8')) as { rows: [string, string, number, string, number, string[] | string | 0][] };
+  const types: Record<string, string> = { f: 'file', d: 'dir', l: 'symlink' };
+  const entries = stored.rows.map(([p, type, mode, mtimeNs, size, data]) => ({ path: p, type: types[type], mode, mtimeNs, size, ...(type === 'f' ? { blocks: data } : {}) }));
+  writeFileSync(file, JSON.stringify({ ...stored, rows: undefined, entries }));
+
+  const restarted = createFsDriver(root);
+  writeFileSync(path.join(live('tank'), 'big'), 'overwritten');
+  await restarted.rollback('tank', 's1');
+  t.deepEqual(diffTrees(before, await readTree(live('tank'))), []);
+  const copy = createFsDriver(path.join(root, '..', 'copy'));
+  await copy.createDataset('tank');
+  await copy.receive('tank/c', restarted.send('tank', 's1', { recursive: false }), { force: false, recursive: false });
+  t.deepEqual(diffTrees(before, await readTree(path.join(root, '..', 'copy', 'tank', 'c'))), []);
+  // New blocks go to packs; the old files are freed with the snapshot that used them.
+  writeFileSync(path.join(live('tank'), 'new'), 'new content');
+  await restarted.createSnapshot('tank', 's2', { recursive: false });
+  t.is(countBlocks(layout, 'tank'), 1);
+  await restarted.destroySnapshot('tank', 's1', { recursive: false });
+  await restarted.destroySnapshot('tank', 's2', { recursive: false });
+  t.deepEqual(readdirSync(dir).filter((n) => n !== 'tmp' && !n.endsWith('.pack') && !n.endsWith('.idx')).flatMap((fan) => readdirSync(path.join(dir, fan))), []);
+});
+
+test('copies of a block left in two packs by an interrupted collection are merged by the next sweep', async (t) => {
+  const { driver, layout, live, root } = setup(t);
+  await driver.createDataset('tank');
+  const [a, b] = [randomBytes(300_000), randomBytes(100_000)];
+  await writeTree(live('tank'), { a, b });
+  await driver.createSnapshot('tank', 's1', { recursive: false });
+  const before = await readTree(live('tank'));
+  // A collection that wrote a new pack with a copy of `a`, then died before dropping the old pack.
+  const elsewhere = path.join(root, '..', 'elsewhere');
+  const copy = new BlockStore(elsewhere);
+  copy.put(createHash('sha256').update(a).digest('hex'), a);
+  copy.seal();
+  copy.close();
+  for (const f of readdirSync(elsewhere)) copyFileSync(path.join(elsewhere, f), path.join(layout.blocksDir('tank'), f));
+  writeFileSync(layout.unsweptMarker('tank'), '');
+  t.is(packBytes(layout, 'tank'), 700_000);
+  const lines = await driver.recover('tank');
+  t.regex(lines.join('\n'), /Freed 1 unreferenced block\(s\) \(300000 bytes\)/);
+  t.is(packBytes(layout, 'tank'), 400_000, 'each block once');
+  t.is(countBlocks(layout, 'tank'), 2);
+  t.false(existsSync(layout.unsweptMarker('tank')));
+  writeFileSync(path.join(live('tank'), 'a'), 'changed');
+  await driver.rollback('tank', 's1');
+  t.deepEqual(diffTrees(before, await readTree(live('tank'))), []);
+});
+
+test('a snapshot or receive that ends well leaves nothing for recover to sweep', async (t) => {
+  const { driver, layout, live } = setup(t);
+  await driver.createDataset('tank');
+  await writeTree(live('tank'), { f: randomBytes(2 << 20) });
+  await driver.createSnapshot('tank', 's1', { recursive: false });
+  await driver.receive('tank/copy', driver.send('tank', 's1', { recursive: false }), { force: false, recursive: false });
+  for (const ds of ['tank', 'tank/copy']) t.false(existsSync(layout.unsweptMarker(ds)), ds);
+  t.deepEqual(await driver.recover('tank'), []);
+});
+
+test('a reader whose pack was rewritten meanwhile (a sender during a collection) finds its blocks in the new pack', (t) => {
+  const dir = path.join(tempDir(t), 'blocks');
+  const [a, b] = [randomBytes(10_000), randomBytes(500_000)];
+  const [ha, hb] = [a, b].map((x) => createHash('sha256').update(x).digest('hex'));
+  const writer = new BlockStore(dir);
+  writer.put(ha, a);
+  writer.put(hb, b);
+  writer.seal();
+  writer.close();
+  const reader = new BlockStore(dir);
+  t.true(reader.has(ha)); // the reader has read the indexes, not opened the pack
+  const collector = new BlockStore(dir);
+  const [pack] = collector.packInfo();
+  collector.rewrite(pack.id, [ha]);
+  collector.close();
+  t.false(existsSync(path.join(dir, `${pack.id}.pack`)));
+  t.true(reader.read(ha, 'test').equals(a));
+  t.throws(() => reader.read(hb, 'test'), { message: new RegExp(`The block ${hb} of test is missing from the block store`) });
+  reader.close();
 });

@@ -369,8 +369,8 @@ test("an incremental stream is refused when the destination's copy of the base d
   await a.driver.createSnapshot('tank/src', 's2', { recursive: false });
   // Damage the destination's copy of s1's manifest (an entry's mode), as a disk error might.
   const file = b.layout.manifestFile('tank/dst', s1.id);
-  const manifest = JSON.parse(readFileSync(file, 'utf8'));
-  manifest.entries.find((e: { path: string }) => e.path === 'g').mode = 0o777;
+  const manifest = JSON.parse(readFileSync(file, 'utf8')) as { rows: [string, string, number][] };
+  manifest.rows.find((row) => row[0] === 'g')![2] = 0o777;
   writeFileSync(file, JSON.stringify(manifest));
   const before = await state(b, 'tank/dst');
   await t.throwsAsync(b.driver.receive('tank/dst', a.driver.send('tank/src', 's2', { from: 's1', recursive: false }), { force: true, recursive: false }), {
@@ -386,9 +386,9 @@ test('a stream of another format version, or not a stream at all, is refused bef
   await a.driver.createSnapshot('tank/src', 's1', { recursive: false });
   const full = await collect(a.driver.send('tank/src', 's1', { recursive: false }));
   const newer = Buffer.from(full);
-  newer.writeUInt32BE(2, 8);
+  newer.writeUInt32BE(3, 8);
   await t.throwsAsync(b.driver.receive('tank/dst', Readable.from([newer]), { force: false, recursive: false }), {
-    message: 'The stream has format version 2, but this syncsh reads version 1 only; run the same syncsh version on both appliances. Nothing was changed on fs dataset tank/dst.',
+    message: 'The stream has format version 3, but this syncsh reads version 2 only; run the same syncsh version on both appliances. Nothing was changed on fs dataset tank/dst.',
   });
   await t.throwsAsync(b.driver.receive('tank/dst', Readable.from([Buffer.from('#!/bin/sh\necho not a stream\n')]), { force: false, recursive: false }), {
     message: /This is not a syncsh fs send stream/,

@@ -41,7 +41,7 @@ export async function differenceFrom(scanned: LiveNode[] | null, liveDir: string
   if (!scanned) return `${liveDir} is missing`;
   // Special files (fifos, sockets, devices) are not part of a dataset.
   const live: LiveNode[] = scanned.filter((n) => n.type !== 'other');
-  const entries = manifest.entries.filter((e) => e.path === '' || !exclude.has(topName(e.path)));
+  const entries = exclude.size ? manifest.entries.filter((e) => e.path === '' || !exclude.has(topName(e.path))) : manifest.entries;
   let buf: Buffer | null = null;
   const breather = new Breather();
   for (let i = 0; i < Math.max(live.length, entries.length); i++) {

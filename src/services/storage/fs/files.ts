@@ -45,6 +45,23 @@ export function writeFileAtomic(file: string, data: string | Buffer): void {
   renameSync(tmp, file);
 }
 
+/**
+ * Write a new file and sync it, without the temp file and rename of
+ * writeFileAtomic: for files nothing reads until something written after
+ * them points there (staging, before its journal exists).
+ */
+export function writeFileSynced(file: string, data: string | Buffer): void {
+  const fd = openSync(file, 'w', 0o644);
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function writeJsonAtomic(file: string, value: unknown): void {
   writeFileAtomic(file, JSON.stringify(value));
 }

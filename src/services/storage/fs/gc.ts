@@ -2,20 +2,34 @@
  * Garbage collection of a dataset's block store, and the pins that keep a
  * snapshot's blocks alive while it is being sent.
  *
- * Every writer of a block store (snapshot, receive, rollback, destroy,
- * recover) holds the dataset's operation lock, and each dataset has its own
- * store, so collection never races a writer. A sender does not take that
- * lock (a long send must not block snapshots); it pins the snapshot first
- * and only then reads the index, while destroy unlists the snapshot first
- * and only then reads the pins, so one of the two always sees the other.
+ * Destroying a snapshot frees what only it used, right away. Anything else
+ * unused (a crash between writing blocks and listing the snapshot, a
+ * snapshot destroyed while it was being sent) is found by a full sweep,
+ * which recover runs only when the dataset's `unswept` marker says there may
+ * be something: every writer of blocks sets it first and clears it when
+ * what it wrote is listed or discarded. So the recover a run makes before
+ * each sync costs nothing when all is well.
+ *
+ * Blocks live in packs (block-store.ts): a pack nothing uses any more is
+ * deleted, one less than half used is rewritten (its live blocks copied to
+ * a new pack, then the old one deleted), so space comes back in large steps
+ * and a block is copied only a few times over its life.
+ *
+ * Every writer of a block store (snapshot, receive, destroy, recover)
+ * holds the dataset's operation lock, and each dataset has its own store,
+ * so collection never races a writer. A sender does not take that lock (a
+ * long send must not block snapshots); it pins the snapshot first and only
+ * then reads the index, while destroy unlists the snapshot first and only
+ * then reads the pins, so one of the two always sees the other. A pack
+ * rewritten under a sender's feet is found again in its new pack.
  */
-import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { BlockStore } from './block-store.js';
 import type { Catalog } from './catalog.js';
-import { blocksOf, readManifest } from './manifest.js';
+import { blocksOf, forgetManifest, readManifest } from './manifest.js';
 import { processAlive } from './lock.js';
 
 interface Pin {
@@ -42,15 +56,15 @@ export function pinSnapshot(catalog: Catalog, dataset: string, id: string): () =
   };
 }
 
-/** ids pinned by live senders; pins of dead processes are removed. */
-export function pinnedIds(catalog: Catalog, dataset: string): Set<string> {
+/** The pins of live senders; pins of dead processes are removed. */
+function livePins(catalog: Catalog, dataset: string): Pin[] {
   const dir = catalog.layout.pinsDir(dataset);
-  const ids = new Set<string>();
+  const pins: Pin[] = [];
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
-    return ids;
+    return pins;
   }
   for (const n of names) {
     const file = path.join(dir, n);
@@ -60,7 +74,7 @@ export function pinnedIds(catalog: Catalog, dataset: string): Set<string> {
     } catch {
       continue; // being written right now
     }
-    if (pin.host !== os.hostname() || processAlive(pin.pid)) ids.add(pin.id);
+    if (pin.host !== os.hostname() || processAlive(pin.pid)) pins.push(pin);
     else {
       try {
         unlinkSync(file);
@@ -69,14 +83,54 @@ export function pinnedIds(catalog: Catalog, dataset: string): Set<string> {
       }
     }
   }
-  return ids;
+  return pins;
+}
+
+/** ids pinned by live senders. */
+export function pinnedIds(catalog: Catalog, dataset: string): Set<string> {
+  return new Set(livePins(catalog, dataset).map((p) => p.id));
+}
+
+/** The processes sending a snapshot of the dataset right now. */
+export function senders(catalog: Catalog, dataset: string): number[] {
+  return [...new Set(livePins(catalog, dataset).map((p) => p.pid))];
+}
+
+/** Say that blocks are about to be written; returns a function that clears the marker again, unless it was there before. */
+export function markUnswept(catalog: Catalog, dataset: string): () => void {
+  const file = catalog.layout.unsweptMarker(dataset);
+  if (existsSync(file)) return () => undefined; // leftovers of an earlier operation: the sweep is still owed
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, '');
+  return () => rmSync(file, { force: true });
+}
+
+/** Might the store hold blocks nothing lists? (the marker, or a pack a crashed writer left unsealed) */
+export function needsSweep(catalog: Catalog, dataset: string): boolean {
+  if (existsSync(catalog.layout.unsweptMarker(dataset))) return true;
+  return new BlockStore(catalog.layout.blocksDir(dataset)).unsealedPacks().length > 0;
 }
 
 export interface Freed {
   blocks: number;
   bytes: number;
+  /** packs a crashed writer left without an index (their blocks cannot be counted), and their bytes */
+  halfWritten: number;
+  halfWrittenBytes: number;
   manifests: number;
 }
+
+/** What a sweep freed, as a sentence; null when it freed nothing. */
+export function describeFreed(freed: Freed, dataset: string): string | null {
+  const parts: string[] = [];
+  if (freed.blocks) parts.push(`${freed.blocks} unreferenced block(s) (${freed.bytes} bytes)`);
+  if (freed.halfWritten) parts.push(`${freed.halfWritten} half-written pack(s) (${freed.halfWrittenBytes} bytes)`);
+  if (freed.manifests) parts.push(`${freed.manifests} orphan manifest(s)`);
+  return parts.length ? `Freed ${parts.join(', ')} of ${dataset}.` : null;
+}
+
+/** A pack is rewritten once less than this fraction of it is still used. */
+export const REWRITE_BELOW = 0.5;
 
 /** The block names kept by the listed snapshots and by pinned ones. */
 function liveBlocks(catalog: Catalog, dataset: string, ids: Iterable<string>): Set<string> {
@@ -94,14 +148,35 @@ function liveBlocks(catalog: Catalog, dataset: string, ids: Iterable<string>): S
 }
 
 /**
- * After a snapshot was unlisted: delete its blocks that no other listed or
- * pinned snapshot uses, then its manifest. Cheap: only the destroyed
- * snapshot's blocks are candidates. Call with the operation lock held.
+ * Free the packs (all of them, or those in `only`) of what `keep` does not
+ * use: a pack nothing uses is deleted, a mostly unused one rewritten.
+ */
+function collectPacks(store: BlockStore, keep: Set<string>, freed: Freed, only?: Set<string>): void {
+  for (const pack of store.packInfo()) {
+    if (only && !only.has(pack.id)) continue;
+    const live = pack.blocks.filter((b) => keep.has(b.hash));
+    const liveBytes = live.reduce((n, b) => n + b.length, 0);
+    if (live.length === pack.blocks.length && pack.duplicateBytes === 0) continue;
+    if (liveBytes > 0 && liveBytes >= pack.size * REWRITE_BELOW) continue;
+    if (live.length) store.rewrite(pack.id, live.map((b) => b.hash));
+    else store.dropPack(pack.id);
+    freed.blocks += pack.blocks.length - live.length + pack.duplicates;
+    freed.bytes += pack.size - liveBytes;
+  }
+}
+
+/**
+ * After a snapshot was unlisted: free the blocks only it used, then remove
+ * its manifest. Only the packs holding such blocks are looked at. Call with
+ * the operation lock held.
  */
 export function collectDestroyed(catalog: Catalog, dataset: string, destroyedId: string): Freed {
   const pinned = pinnedIds(catalog, dataset);
-  const freed: Freed = { blocks: 0, bytes: 0, manifests: 0 };
-  if (pinned.has(destroyedId)) return freed; // a sender still reads it; a later sweep frees it
+  const freed: Freed = { blocks: 0, bytes: 0, halfWritten: 0, halfWrittenBytes: 0, manifests: 0 };
+  if (pinned.has(destroyedId)) {
+    markUnswept(catalog, dataset); // a sender still reads it; the sweep of the next recover frees it
+    return freed;
+  }
   const file = catalog.layout.manifestFile(dataset, destroyedId);
   let destroyed;
   try {
@@ -111,24 +186,37 @@ export function collectDestroyed(catalog: Catalog, dataset: string, destroyedId:
   }
   const others = catalog.index(dataset).snapshots.map((s) => s.id).filter((id) => id !== destroyedId);
   const keep = liveBlocks(catalog, dataset, [...others, ...pinned]);
-  const store = new BlockStore(catalog.layout.blocksDir(dataset));
-  for (const h of new Set(blocksOf(destroyed))) {
-    if (keep.has(h)) continue;
-    const bytes = store.remove(h);
-    if (bytes) {
-      freed.blocks++;
-      freed.bytes += bytes;
+  const unused = new Set<string>();
+  for (const h of blocksOf(destroyed)) if (!keep.has(h)) unused.add(h);
+  if (unused.size) {
+    const store = new BlockStore(catalog.layout.blocksDir(dataset));
+    const done = markUnswept(catalog, dataset); // a rewrite cut short leaves two copies of some blocks
+    try {
+      const affected = new Set(store.packInfo().filter((p) => p.blocks.some((b) => unused.has(b.hash))).map((p) => p.id));
+      collectPacks(store, keep, freed, affected);
+      for (const h of unused) {
+        const bytes = store.removeLegacy(h);
+        if (bytes) {
+          freed.blocks++;
+          freed.bytes += bytes;
+        }
+      }
+      done();
+    } finally {
+      store.close();
     }
   }
   unlinkSync(file);
+  forgetManifest(file);
   freed.manifests++;
   return freed;
 }
 
 /**
  * Full mark-and-sweep: every block and manifest not reachable from a listed
- * or pinned snapshot goes (leftovers of a crashed snapshot or receive).
- * Call with the operation lock held.
+ * or pinned snapshot goes (leftovers of a crashed snapshot or receive, or of
+ * a snapshot destroyed while it was being sent). Call with the operation
+ * lock held.
  */
 export function sweep(catalog: Catalog, dataset: string): Freed {
   const pinned = pinnedIds(catalog, dataset);
@@ -136,12 +224,23 @@ export function sweep(catalog: Catalog, dataset: string): Freed {
   const reachable = new Set([...listed, ...pinned]);
   const keep = liveBlocks(catalog, dataset, reachable);
   const store = new BlockStore(catalog.layout.blocksDir(dataset));
-  const freed: Freed = { blocks: 0, bytes: 0, manifests: 0 };
-  store.clearTmp();
-  for (const h of [...store.all()]) {
-    if (keep.has(h)) continue;
-    freed.bytes += store.remove(h);
-    freed.blocks++;
+  const freed: Freed = { blocks: 0, bytes: 0, halfWritten: 0, halfWrittenBytes: 0, manifests: 0 };
+  try {
+    store.clearTemp();
+    for (const id of store.unsealedPacks()) {
+      freed.halfWritten++;
+      freed.halfWrittenBytes += statSync(path.join(store.dir, `${id}.pack`), { throwIfNoEntry: false })?.size ?? 0;
+      store.dropPack(id);
+    }
+    collectPacks(store, keep, freed);
+    for (const h of [...store.legacyBlocks()]) {
+      if (keep.has(h)) continue;
+      freed.bytes += store.removeLegacy(h);
+      freed.blocks++;
+    }
+    store.tidyLegacy();
+  } finally {
+    store.close();
   }
   let manifests: string[] = [];
   try {
@@ -158,5 +257,7 @@ export function sweep(catalog: Catalog, dataset: string): Freed {
       unlinkSync(path.join(catalog.layout.manifestsDir(dataset), n));
     }
   }
+  // The blocks of a snapshot destroyed while a sender still reads it were kept: that sweep is still owed.
+  if (![...pinned].some((id) => !listed.includes(id))) rmSync(catalog.layout.unsweptMarker(dataset), { force: true });
   return freed;
 }

@@ -21,14 +21,16 @@ import { BlockStore } from './block-store.js';
 import { Catalog, type DatasetRecord, type SnapshotRecord } from './catalog.js';
 import { firstDifference } from './compare.js';
 import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
-import { collectDestroyed, sweep } from './gc.js';
+import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from './gc.js';
 import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
 import { Layout, VOLUME_FILE } from './layout.js';
 import { lockDatasets, staleLockOwner } from './lock.js';
 import { readManifest, referencedBytes, writeManifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, isDescendant, parentOf, poolOf } from './names.js';
-import { planApply, stageFiles } from './plan.js';
+import { planApply } from './plan.js';
+import { stageFiles } from './stage.js';
 import { receiveStream } from './receiver.js';
+import { finishRename, pendingRenameTouching, renameDataset, renameNames } from './rename.js';
 import { scanTree } from './scan.js';
 import { sendStream } from './sender.js';
 import { takeSnapshot } from './snapshot.js';
@@ -170,6 +172,11 @@ class FsDriver implements Driver {
     if (!name.includes('/')) removeTree(this.layout.poolMeta(name));
   }
 
+  /** See rename.ts: the live tree and the metadata of the dataset and its children move, journaled. */
+  renameDataset(from: string, to: string): Promise<void> {
+    return renameDataset({ catalog: this.catalog, faults: this.faults, settle: (names) => this.settle(names) }, from, to);
+  }
+
   private refuseHeld(names: string[], doing: string): void {
     for (const n of names) {
       const held = this.catalog.index(n).snapshots.find((s) => s.held);
@@ -210,6 +217,12 @@ class FsDriver implements Driver {
 
   /** Finish commits a crash left behind before anything else touches these datasets. */
   private async settle(names: string[]): Promise<void> {
+    // A rename cut short has the files and the metadata under different names: recover must finish it first.
+    const pending = pendingRenameTouching(this.catalog, names);
+    if (pending) {
+      const { intent, name } = pending;
+      throw new Error(`An interrupted rename of ${intent.from} to ${intent.to} is not finished; run recover on ${intent.from} before using ${name}.`);
+    }
     for (const n of names) if (hasJournal(this.catalog, n)) await runJournal(this.catalog, n);
   }
 
@@ -224,18 +237,24 @@ class FsDriver implements Driver {
       await this.settle(all);
       for (const n of all) if (this.catalog.snapshot(n, name)) throw new Error(`The snapshot ${n}@${name} already exists.`);
       for (const n of all) {
-        let manifest;
+        const store = new BlockStore(this.layout.blocksDir(n));
+        const swept = markUnswept(this.catalog, n);
         try {
-          manifest = await takeSnapshot(this.catalog, n, name);
+          const manifest = await takeSnapshot(this.catalog, n, name, store);
+          // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
+          store.seal();
+          writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
+          await this.catalog.updateIndex(n, (index) => {
+            index.snapshots.push({ name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
+            index.head = manifest.id;
+          });
+          swept();
         } catch (error) {
-          sweep(this.catalog, n); // blocks already stored for the failed snapshot
+          store.discardNew(); // the blocks stored for the failed snapshot (an orphan manifest waits for the sweep)
           throw error;
+        } finally {
+          store.close();
         }
-        writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
-        await this.catalog.updateIndex(n, (index) => {
-          index.snapshots.push({ name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
-          index.head = manifest.id;
-        });
         made.push(n);
       }
     } catch (error) {
@@ -308,11 +327,14 @@ class FsDriver implements Driver {
       const exclude = this.catalog.childMountNames(dataset);
       const plan = planApply(await scanTree(liveDir, exclude), liveDir, target, caches, exclude);
       const staging = path.join(this.layout.stagingRoot(dataset), randomUUID());
+      const store = new BlockStore(this.layout.blocksDir(dataset));
       try {
-        await stageFiles(plan, target, path.join(staging, 'files'), new BlockStore(this.layout.blocksDir(dataset)), `${dataset}@${name}`);
+        await stageFiles(plan, target, path.join(staging, 'files'), store, `${dataset}@${name}`);
       } catch (error) {
         removeTree(staging);
         throw error;
+      } finally {
+        store.close();
       }
       const journal: Journal = {
         format: 1, op: 'rollback', dataset, liveDir, staging,
@@ -356,6 +378,15 @@ class FsDriver implements Driver {
     checkDatasetName(dataset);
     const lines: string[] = [];
     if (!existsSync(this.layout.poolMeta(poolOf(dataset)))) return lines;
+    // A rename cut short first: it decides under which name the dataset's files and metadata are.
+    for (let pending = pendingRenameTouching(this.catalog, [dataset]); pending; pending = pendingRenameTouching(this.catalog, [dataset])) {
+      const lock = lockDatasets(this.layout, renameNames(pending.intent), 'a recovery');
+      try {
+        lines.push(`Finished an interrupted rename: ${finishRename(this.catalog, pending.intent)}`);
+      } finally {
+        lock.release();
+      }
+    }
     const names = [...new Set([dataset, ...this.catalog.metaNames(poolOf(dataset)).filter((n) => isDescendant(n, dataset))])]
       .filter((n) => existsSync(this.layout.datasetMeta(n)) || existsSync(this.layout.lockFile(n)));
     for (const n of names) {
@@ -404,10 +435,9 @@ class FsDriver implements Driver {
       mkdirSync(this.layout.mountpoint(name), { mode: 0o555 });
       lines.push(`Recreated the empty mountpoint of the unmounted ${name}.`);
     }
-    const freed = sweep(this.catalog, name);
-    if (freed.blocks || freed.manifests) {
-      lines.push(`Freed ${freed.blocks} unreferenced block(s) (${freed.bytes} bytes) and ${freed.manifests} orphan manifest(s) of ${name}.`);
-    }
+    if (!needsSweep(this.catalog, name)) return lines;
+    const freed = describeFreed(sweep(this.catalog, name), name);
+    if (freed) lines.push(freed);
     return lines;
   }
 

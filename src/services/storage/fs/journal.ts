@@ -7,7 +7,7 @@
  * a staged file that is gone was already renamed into place, a missing
  * path was already removed, and so on.
  */
-import { existsSync, lstatSync, mkdirSync, renameSync, unlinkSync, chmodSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fdatasyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Catalog } from './catalog.js';
 import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, withWritableParent, writeJsonAtomic } from './files.js';
@@ -29,6 +29,8 @@ export interface Journal {
   parentDir?: { path: string; mtimeNs: string };
   /** receive of a volume: its (possibly new) size */
   volsize?: number;
+  /** incremental receive: the id of its base snapshot (the staged manifest is a delta from it) */
+  baseId?: string;
 }
 
 export const PHASES = ['remove', 'mkdir', 'place', 'meta', 'dirs', 'register', 'cleanup'] as const;
@@ -68,6 +70,22 @@ export function hasJournal(catalog: Catalog, dataset: string): boolean {
   return existsSync(catalog.layout.journalFile(dataset));
 }
 
+/**
+ * Record the phase reached. The file keeps its length ({"phase":N} with one
+ * digit) and is overwritten in place and synced: creating and renaming
+ * files is what a commit of few changes spends most on, on a busy disk,
+ * and a write of a few bytes within one block happens whole or not at all.
+ */
+function saveProgress(file: string, phase: number): void {
+  const fd = openSync(file, 'r+');
+  try {
+    writeSync(fd, JSON.stringify({ phase }), 0);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** The commit point: from here on the operation is finished, now or by recover. */
 export function writeJournal(catalog: Catalog, journal: Journal): void {
   const file = catalog.layout.journalFile(journal.dataset);
@@ -76,8 +94,13 @@ export function writeJournal(catalog: Catalog, journal: Journal): void {
   syncDir(path.dirname(file));
 }
 
-/** Run (or finish) the dataset's journal; returns a sentence about what was committed, or null when there is none. */
-export async function runJournal(catalog: Catalog, dataset: string, faults: Faults = {}): Promise<string | null> {
+/**
+ * Run (or finish) the dataset's journal; returns a sentence about what was
+ * committed, or null when there is none. `received` is the manifest of the
+ * receive being committed, when this process has it at hand (so the commit
+ * need not rebuild it from staging).
+ */
+export async function runJournal(catalog: Catalog, dataset: string, faults: Faults = {}, received?: Manifest): Promise<string | null> {
   const j = readJson<Journal>(catalog.layout.journalFile(dataset));
   if (!j) return null;
   const progressFile = catalog.layout.journalProgressFile(dataset);
@@ -109,6 +132,10 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
       }
     },
     () => {
+      if (j.plan.tree) {
+        step();
+        placeTree(filesDir, j.liveDir);
+      }
       for (const { path: p, staged } of j.plan.place) {
         step();
         const from = path.join(filesDir, staged);
@@ -142,7 +169,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
     },
     async () => {
       step();
-      await register(catalog, j);
+      await register(catalog, j, received?.id === j.snapshot.id ? received : undefined);
     },
     () => {
       step();
@@ -154,9 +181,45 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
 
   for (let phase = start; phase < phases.length; phase++) {
     await phases[phase]();
-    if (phase < phases.length - 1) writeJsonAtomic(progressFile, { phase: phase + 1 });
+    if (phase < phases.length - 1) saveProgress(progressFile, phase + 1);
   }
   return `${j.op === 'receive' ? 'Received' : 'Rolled back to'} ${dataset}@${j.snapshot.name}${start > 0 ? ` (resumed at its ${PHASES[start]} phase)` : ''}.`;
+}
+
+/**
+ * Move a staged tree in as the live tree: one rename, which also replaces
+ * an empty directory. Should files have appeared in the live directory
+ * since it was found empty, the staged entries are merged in one by one
+ * instead, replacing what is in their way, as per-file placement would.
+ * Gone from staging means already moved (by an interrupted run).
+ */
+function placeTree(staged: string, liveDir: string): void {
+  if (!lstatOrNull(staged)) return;
+  try {
+    withWritableParent(liveDir, () => renameSync(staged, liveDir));
+  } catch (error) {
+    if (errorCode(error) !== 'ENOTEMPTY' && errorCode(error) !== 'EEXIST') throw error;
+    mergeInto(staged, liveDir);
+    rmdirSync(staged);
+  }
+}
+
+function mergeInto(from: string, to: string): void {
+  chmodSync(to, (modeBits(lstatSync(to).mode) | 0o700)); // the dirs phase sets the final modes
+  for (const name of readdirSync(from)) {
+    const src = path.join(from, name);
+    const dst = path.join(to, name);
+    const srcStat = lstatSync(src);
+    const dstStat = lstatOrNull(dst);
+    if (srcStat.isDirectory() && dstStat?.isDirectory()) {
+      mergeInto(src, dst);
+      rmdirSync(src);
+      continue;
+    }
+    if (dstStat) removeTree(dst);
+    if (srcStat.isDirectory()) chmodSync(src, modeBits(srcStat.mode) | 0o700); // moving a directory rewrites its ".."
+    renameSync(src, dst);
+  }
 }
 
 /** This appliance's stat of a live file, when it matches the entry (it was just written or proven equal). */
@@ -166,32 +229,38 @@ function liveCache(e: Entry, liveDir: string): Entry['cache'] {
 }
 
 /** The received manifest with stat caches: entries the commit left alone keep the base's, the rest are stat'ed. */
-function receivedManifest(catalog: Catalog, j: Journal): Manifest {
-  const staged = readJson<StagedManifest>(path.join(j.staging, 'manifest.json'));
-  if (!staged) throw new Error(`The staged manifest of ${j.dataset}@${j.snapshot.name} is missing from ${j.staging}; the commit cannot be finished.`);
-  const base = staged.baseId ? readManifest(catalog.layout.manifestFile(j.dataset, staged.baseId), `${j.dataset} (${staged.baseId})`) : null;
-  const entries = base ? applyDelta(base, staged.delta!) : staged.entries!;
+function receivedManifest(catalog: Catalog, j: Journal, known?: Manifest): Manifest {
+  const staged = known ? null : readJson<StagedManifest>(path.join(j.staging, 'manifest.json'));
+  if (!known && !staged) throw new Error(`The staged manifest of ${j.dataset}@${j.snapshot.name} is missing from ${j.staging}; the commit cannot be finished.`);
+  const baseId = known ? j.baseId : staged!.baseId;
+  const base = baseId ? readManifest(catalog.layout.manifestFile(j.dataset, baseId), `${j.dataset} (${baseId})`) : null;
+  const received = known ? known.entries : base ? applyDelta(base, staged!.delta!) : staged!.entries!;
   const baseMap = base ? byPath(base) : new Map<string, Entry>();
-  const touched = new Set([...j.plan.place.map((p) => p.path), ...j.plan.meta.map((m) => m.path)]);
-  for (const e of entries) {
-    if (e.type !== 'file') continue;
+  // Every file of a tree plan was written anew.
+  const touched = j.plan.tree ? null : new Set([...j.plan.place.map((p) => p.path), ...j.plan.meta.map((m) => m.path)]);
+  // Entries may be shared with the base manifest: give changed ones new objects, never modify them.
+  const entries = received.map((e) => {
+    if (e.type !== 'file') return e;
     const before = baseMap.get(e.path);
-    const cache = !touched.has(e.path) && before?.cache && sameContent(before, e) ? before.cache : liveCache(e, j.liveDir);
-    if (cache) e.cache = cache;
-  }
-  return { ...staged.fields, entries };
+    if (touched && !touched.has(e.path) && before?.cache && sameContent(before, e)) return e.cache === before.cache ? e : { ...e, cache: before.cache };
+    const { cache: _stale, ...rest } = e;
+    const cache = liveCache(e, j.liveDir);
+    return cache ? { ...rest, cache } : rest;
+  });
+  return { ...(known ?? staged!.fields), entries };
 }
 
-async function register(catalog: Catalog, j: Journal): Promise<void> {
+async function register(catalog: Catalog, j: Journal, known?: Manifest): Promise<void> {
   const { dataset } = j;
   if (j.op === 'rollback') {
     const file = catalog.layout.manifestFile(dataset, j.snapshot.id);
+    // The files now match this snapshot: its stat caches become the live files' (a new object: read manifests are shared).
     const manifest = readManifest(file, `${dataset}@${j.snapshot.name}`);
-    for (const e of manifest.entries) {
-      delete e.cache;
-      if (e.type === 'file') e.cache = liveCache(e, j.liveDir);
-    }
-    writeManifest(file, manifest);
+    const entries = manifest.entries.map(({ cache: _old, ...e }) => {
+      const cache = e.type === 'file' ? liveCache(e, j.liveDir) : undefined;
+      return cache ? { ...e, cache } : e;
+    });
+    writeManifest(file, { ...manifest, entries });
     await catalog.updateIndex(dataset, (index) => {
       index.head = j.snapshot.id;
     });
@@ -207,7 +276,7 @@ async function register(catalog: Catalog, j: Journal): Promise<void> {
   const listed = catalog.index(dataset).snapshots.some((s) => s.id === j.snapshot.id);
   let referenced = 0;
   if (!listed) {
-    const manifest = receivedManifest(catalog, j);
+    const manifest = receivedManifest(catalog, j, known);
     referenced = referencedBytes(manifest);
     mkdirSync(catalog.layout.manifestsDir(dataset), { recursive: true });
     writeManifest(manifestFile, manifest);

@@ -6,16 +6,17 @@
  *   <root>/<pool>/<rest of name>/          live files (the mountpoint)
  *   <root>/.syncsh/<pool>/
  *     locks/<enc>.lock, <enc>.index.lock   operation lock, snapshot-index lock
+ *     renames/<enc>.json                   a rename in progress (rename.ts; finished by recover)
  *     datasets/<enc>/                      <enc> = name with "/" -> "+"
  *       dataset.json                       registration: a dataset exists iff this file does
  *       snapshots.json                     snapshot index (names, ids, holds, order, head)
  *       manifests/<id>.json                one manifest per snapshot
- *       blocks/<hh>/<sha256>               content-addressed block store (per dataset)
- *       blocks/tmp/                        blocks being written
+ *       blocks/<id>.pack, <id>.idx         content-addressed block store in packs (per dataset, block-store.ts)
  *       staging/<receive id>/              blocks, files and manifest of a receive in progress
  *       journal.json, journal.progress     the commit being applied (rolled forward by recover)
  *       pins/<pid>-<rand>.json             snapshots being sent (kept from garbage collection)
  *       unmounted/                         the live tree while the dataset is unmounted
+ *       unswept                            marker: an operation is writing blocks, or left some for a sweep
  *       destroying                         marker: destroyDataset in progress
  */
 import path from 'node:path';
@@ -98,7 +99,21 @@ export class Layout {
     return path.join(this.datasetMeta(name), 'unmounted');
   }
 
+  /** marker: blocks may have been written that nothing lists (gc.ts), so recover sweeps */
+  unsweptMarker(name: string): string {
+    return path.join(this.datasetMeta(name), 'unswept');
+  }
+
   destroyingMarker(name: string): string {
     return path.join(this.datasetMeta(name), 'destroying');
+  }
+
+  renamesDir(pool: string): string {
+    return path.join(this.poolMeta(pool), 'renames');
+  }
+
+  /** the intent of renaming `from` (and its children), until the rename is done */
+  renameIntent(from: string): string {
+    return path.join(this.renamesDir(poolOf(from)), `${encodeName(from)}.json`);
   }
 }

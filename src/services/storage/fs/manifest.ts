@@ -6,11 +6,12 @@
  * snapshot or a comparison skip reading unchanged files and is never sent.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { CHUNK_SIZE, ZERO_BLOCK, isBlockHash } from './block-store.js';
 import { errorCode, writeFileAtomic } from './files.js';
 import { isSafeRelativePath } from './names.js';
+import type { LiveStat } from './scan.js';
 
 export const MANIFEST_FORMAT = 1;
 
@@ -54,36 +55,138 @@ export interface Manifest {
   entries: Entry[];
 }
 
+/**
+ * How a manifest is stored: its fields, and each entry as one array
+ *   [path, "f" | "d" | "l", mode, mtimeNs, size, blocks | target | 0, [ino, ctimeMs, mtimeMs, racy?] | 0]
+ * which parses in about a third of the time of one object per entry (a
+ * 20,000-file manifest: 9 ms instead of 24) and is a third smaller. Files
+ * written with one object per entry (`entries`) are still read.
+ */
+type Row = [string, 'f' | 'd' | 'l', number, string, number, string[] | string | 0, [number, number, number, 1?] | 0];
+type StoredManifest = Omit<Manifest, 'entries'> & { rows?: Row[]; entries?: Entry[] };
+
+function toRow(e: Entry): Row {
+  const c = e.cache;
+  const cache: Row[6] = c ? (c.racy ? [c.ino, c.ctimeMs, c.mtimeMs, 1] : [c.ino, c.ctimeMs, c.mtimeMs]) : 0;
+  if (e.type === 'file') return [e.path, 'f', e.mode, e.mtimeNs, e.size, e.blocks!, cache];
+  if (e.type === 'symlink') return [e.path, 'l', e.mode, e.mtimeNs, e.size, e.target!, cache];
+  return [e.path, 'd', e.mode, e.mtimeNs, e.size, 0, cache];
+}
+
+function fromRow(r: Row, file: string): Entry {
+  const [p, t, mode, mtimeNs, size, data, c] = r;
+  let e: Entry;
+  if (t === 'f') e = { path: p, type: 'file', mode, mtimeNs, size, blocks: data as string[] };
+  else if (t === 'd') e = { path: p, type: 'dir', mode, mtimeNs, size };
+  else if (t === 'l') e = { path: p, type: 'symlink', mode, mtimeNs, size, target: data as string };
+  else throw new Error(`The manifest ${file} is damaged: unknown entry type ${JSON.stringify(t)}.`);
+  if (c) e.cache = c[3] ? { ino: c[0], ctimeMs: c[1], mtimeMs: c[2], racy: true } : { ino: c[0], ctimeMs: c[1], mtimeMs: c[2] };
+  return e;
+}
+
+/**
+ * Parsed manifests, kept per file while the file is unchanged (same inode,
+ * size and times; every write is a new file renamed into place). One sync
+ * reads the same manifests several times (snapshot, send, the checks and
+ * the commit of a receive, garbage collection); a daemon keeps them between
+ * runs. The objects are shared: never modify a manifest that was read.
+ */
+const cache = new Map<string, { key: string; manifest: Manifest }>();
+let cachedEntries = 0;
+/** Enough for the few manifests a sync of a large tree uses, without holding a daemon's memory hostage. */
+const CACHE_ENTRIES = 400_000;
+
+function identity(st: Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+function remember(file: string, key: string, manifest: Manifest): void {
+  forgetManifest(file);
+  if (manifest.entries.length > CACHE_ENTRIES) return;
+  cache.set(file, { key, manifest });
+  cachedEntries += manifest.entries.length;
+  for (const [f, c] of cache) {
+    if (cachedEntries <= CACHE_ENTRIES) break;
+    cache.delete(f); // oldest first: a Map keeps insertion order, and a hit re-inserts
+    cachedEntries -= c.manifest.entries.length;
+  }
+}
+
+export function forgetManifest(file: string): void {
+  const had = cache.get(file);
+  if (!had) return;
+  cache.delete(file);
+  cachedEntries -= had.manifest.entries.length;
+}
+
+/** The manifest in `file` (shared with other readers: do not modify it). */
 export function readManifest(file: string, what: string): Manifest {
-  let text: string;
+  let fd: number;
   try {
-    text = readFileSync(file, 'utf8');
+    fd = openSync(file, 'r');
   } catch (error) {
     if (errorCode(error) === 'ENOENT') throw new Error(`The manifest of ${what} is missing (${file}); that snapshot is damaged.`);
     throw error;
   }
-  return JSON.parse(text) as Manifest;
+  let text: string;
+  let key: string;
+  try {
+    key = identity(fstatSync(fd));
+    const hit = cache.get(file);
+    if (hit && hit.key === key) {
+      cache.delete(file);
+      cache.set(file, hit);
+      return hit.manifest;
+    }
+    text = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+  let stored: StoredManifest;
+  try {
+    stored = JSON.parse(text) as StoredManifest;
+  } catch (error) {
+    throw new Error(`The manifest of ${what} (${file}) is damaged: ${(error as Error).message}.`);
+  }
+  const { rows, entries, ...fields } = stored;
+  const manifest: Manifest = { ...fields, entries: rows ? rows.map((r) => fromRow(r, file)) : entries ?? [] };
+  remember(file, key, manifest);
+  return manifest;
 }
 
+/** Write a manifest (atomically, synced); the object is kept as the parsed copy, so do not modify it afterwards. */
 export function writeManifest(file: string, manifest: Manifest): void {
-  writeFileAtomic(file, JSON.stringify(manifest));
+  const { entries, ...fields } = manifest;
+  writeFileAtomic(file, JSON.stringify({ ...fields, rows: entries.map(toRow) }));
+  remember(file, identity(statSync(file)), manifest);
 }
 
-/** The manifest as it travels: without this appliance's stat caches. */
-export function portable(manifest: Manifest): Manifest {
-  return { ...manifest, entries: manifest.entries.map(({ cache: _cache, ...rest }) => rest) };
+/** An entry as it travels: without this appliance's stat cache. */
+export function withoutCache(e: Entry): Entry {
+  if (!e.cache) return e;
+  const { cache: _cache, ...rest } = e;
+  return rest;
 }
 
-export function byPath(manifest: Manifest): Map<string, Entry> {
-  return new Map(manifest.entries.map((e) => [e.path, e]));
+const pathMaps = new WeakMap<Manifest, ReadonlyMap<string, Entry>>();
+
+/** The entries by path, built once per manifest (a manifest's entry list is never changed once built). */
+export function byPath(manifest: Manifest): ReadonlyMap<string, Entry> {
+  let map = pathMaps.get(manifest);
+  if (!map) {
+    const built = new Map<string, Entry>();
+    for (const e of manifest.entries) built.set(e.path, e);
+    pathMaps.set(manifest, (map = built));
+  }
+  return map;
 }
 
-export function cacheOf(st: Stats, racy: boolean): StatCache {
+export function cacheOf(st: LiveStat, racy: boolean): StatCache {
   return racy ? { ino: st.ino, ctimeMs: st.ctimeMs, mtimeMs: st.mtimeMs, racy: true } : { ino: st.ino, ctimeMs: st.ctimeMs, mtimeMs: st.mtimeMs };
 }
 
 /** The live file is provably the one the cache describes (same inode, ctime, mtime and size). */
-export function cacheMatches(entry: Entry, st: Stats): boolean {
+export function cacheMatches(entry: Entry, st: LiveStat): boolean {
   const c = entry.cache;
   return !!c && !c.racy && st.size === entry.size && st.ino === c.ino && st.ctimeMs === c.ctimeMs && st.mtimeMs === c.mtimeMs;
 }
@@ -102,8 +205,11 @@ export function referencedBytes(manifest: Manifest): number {
   return n;
 }
 
-export function* blocksOf(manifest: Manifest): Generator<string> {
-  for (const e of manifest.entries) if (e.blocks) for (const h of e.blocks) if (h !== ZERO_BLOCK) yield h;
+/** Every stored block the manifest refers to, in the order its files use them (with repeats). */
+export function blocksOf(manifest: Manifest): string[] {
+  const out: string[] = [];
+  for (const e of manifest.entries) if (e.blocks) for (const h of e.blocks) if (h !== ZERO_BLOCK) out.push(h);
+  return out;
 }
 
 export function compareByPath(a: { path: string }, b: { path: string }): number {
@@ -141,7 +247,6 @@ export function checkReceivedManifest(value: unknown, where: string): Manifest {
     if (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777) bad(`bad mode for ${JSON.stringify(e.path)}`);
     if (typeof e.mtimeNs !== 'string' || !/^-?\d{1,22}$/.test(e.mtimeNs)) bad(`bad mtime for ${JSON.stringify(e.path)}`);
     if (!Number.isSafeInteger(e.size) || e.size < 0) bad(`bad size for ${JSON.stringify(e.path)}`);
-    delete e.cache;
     if (e.type === 'dir') {
       dirs.add(e.path);
     } else if (e.type === 'file') {
@@ -168,28 +273,49 @@ export interface ManifestDelta {
 }
 
 export function diffManifests(base: Manifest, target: Manifest): ManifestDelta {
-  const old = byPath(base);
+  const before = byPath(base);
+  const after = byPath(target);
   const upserts: Entry[] = [];
-  for (const e of portable(target).entries) {
-    const before = old.get(e.path);
-    old.delete(e.path);
-    if (!before || !sameEntry(before, e)) upserts.push(e);
+  for (const e of target.entries) {
+    const old = before.get(e.path);
+    if (!old || !sameEntry(old, e)) upserts.push(withoutCache(e));
   }
-  return { upserts, removes: [...old.keys()] };
+  return { upserts, removes: base.entries.filter((e) => !after.has(e.path)).map((e) => e.path) };
 }
 
+/**
+ * The target's entries, rebuilt from the base and a delta. Entries the
+ * delta leaves alone are the base's own objects, stat caches included
+ * (their files were not touched): shared, so never modify them.
+ */
 export function applyDelta(base: Manifest, delta: ManifestDelta): Entry[] {
-  const map = byPath(portable(base));
-  for (const p of delta.removes) map.delete(p);
-  for (const e of delta.upserts) map.set(e.path, e);
-  return [...map.values()].sort(compareByPath);
+  const removes = new Set(delta.removes);
+  const upserts = new Map(delta.upserts.map((e) => [e.path, e]));
+  const out: Entry[] = [];
+  for (const e of base.entries) {
+    if (removes.has(e.path)) continue;
+    const changed = upserts.get(e.path);
+    out.push(changed ?? e);
+    if (changed) upserts.delete(e.path);
+  }
+  if (upserts.size) {
+    out.push(...upserts.values());
+    out.sort(compareByPath);
+  }
+  return out;
 }
 
 /** A digest of the entries (without stat caches), to prove a manifest rebuilt from a delta is the sender's. */
 export function entriesDigest(entries: Entry[]): string {
   const hash = createHash('sha256');
+  let text = '';
   for (const e of entries) {
-    hash.update(`${e.path}\0${e.type}\0${e.mode}\0${e.mtimeNs}\0${e.size}\0${e.target ?? ''}\0${(e.blocks ?? []).join(',')}\n`);
+    text += `${e.path}\0${e.type}\0${e.mode}\0${e.mtimeNs}\0${e.size}\0${e.target ?? ''}\0${e.blocks ? e.blocks.join(',') : ''}\n`;
+    // Hashed in pieces of about 64 KiB: one update per entry costs more than the hashing.
+    if (text.length >= 65536) {
+      hash.update(text);
+      text = '';
+    }
   }
-  return hash.digest('hex');
+  return hash.update(text).digest('hex');
 }

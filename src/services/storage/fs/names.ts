@@ -66,6 +66,14 @@ export function decodeName(encoded: string): string {
 /** A relative path inside a dataset (as carried by manifests): no empty, `.` or `..` parts, no NUL. */
 export function isSafeRelativePath(p: string): boolean {
   if (p === '') return true;
-  if (p.includes('\0') || p.startsWith('/')) return false;
-  return p.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
+  if (p.includes('\0')) return false;
+  // Component by component without splitting: this runs for every entry of every received manifest.
+  for (let start = 0; start <= p.length; ) {
+    let end = p.indexOf('/', start);
+    if (end < 0) end = p.length;
+    const len = end - start;
+    if (len === 0 || (len === 1 && p[start] === '.') || (len === 2 && p[start] === '.' && p[start + 1] === '.')) return false;
+    start = end + 1;
+  }
+  return true;
 }

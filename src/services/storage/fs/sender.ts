@@ -8,10 +8,10 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { constants, gzipSync } from 'node:zlib';
 import type { SendOptions } from '../driver.js';
-import { BlockStore, CHUNK_SIZE } from './block-store.js';
+import { BlockStore } from './block-store.js';
 import type { Catalog, SnapshotRecord } from './catalog.js';
 import { pinSnapshot } from './gc.js';
-import { blocksOf, diffManifests, entriesDigest, portable, readManifest, type Manifest } from './manifest.js';
+import { blocksOf, diffManifests, entriesDigest, readManifest, withoutCache, type Manifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, parentOf } from './names.js';
 import {
   MANIFEST_PART, REC, blockHead, jsonRecord, preamble, recordHead,
@@ -67,6 +67,8 @@ function resolveParts(catalog: Catalog, dataset: string, snapshot: string, opts:
 
 /** Small records are gathered into chunks of about this size: one stream chunk per tiny block would be slow. */
 const BATCH = 256 * 1024;
+/** Blocks from this size on are handed on as they are. */
+const DIRECT = 64 * 1024;
 
 async function* generate(catalog: Catalog, dataset: string, snapshot: string, opts: SendOptions): AsyncGenerator<Buffer> {
   const pins: (() => void)[] = [];
@@ -111,30 +113,42 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
       };
       if (add(jsonRecord(REC.dataset, dsHeader))) yield flush();
 
-      const store = new BlockStore(catalog.layout.blocksDir(part.name));
-      const sent = new Set<string>();
-      let dsBlocks = 0;
-      let dsBytes = 0;
-      for (const h of blocksOf(manifest)) {
-        if (baseBlocks.has(h) || sent.has(h)) continue;
-        sent.add(h);
-        opts.signal?.throwIfAborted();
-        const data = store.read(h, what);
-        if (data.length > CHUNK_SIZE) throw new Error(`The block ${h} of ${what} is larger than a chunk; that snapshot is damaged.`);
-        add(blockHead(h, data.length));
-        if (add(data, false)) yield flush();
-        dsBlocks++;
-        dsBytes += data.length;
-      }
-
-      // An incremental stream carries only the manifest's changes; the digest lets the receiver prove its rebuild.
-      const { entries, ...fields } = portable(manifest);
-      const body: StreamManifest = base ? { ...fields, delta: diffManifests(base, manifest), digest: entriesDigest(entries) } : { ...fields, entries, digest: entriesDigest(entries) };
+      // The manifest first: the receiver plans with it and builds each file as its blocks arrive.
+      const { entries, ...fields } = manifest;
+      const digest = entriesDigest(entries);
+      const body: StreamManifest = base ? { ...fields, delta: diffManifests(base, manifest), digest } : { ...fields, entries: entries.map(withoutCache), digest };
       const packed = gzipSync(JSON.stringify(body), { level: constants.Z_BEST_SPEED });
       for (let at = 0; at < packed.length; at += MANIFEST_PART) {
         const piece = packed.subarray(at, Math.min(packed.length, at + MANIFEST_PART));
         add(recordHead(REC.manifest, piece.length));
         if (add(piece)) yield flush();
+      }
+
+      // Then the blocks the base lacks, each once, in the order the manifest uses them.
+      const store = new BlockStore(catalog.layout.blocksDir(part.name));
+      const sent = new Set<string>();
+      let dsBlocks = 0;
+      let dsBytes = 0;
+      try {
+        for (const h of blocksOf(manifest)) {
+          if (baseBlocks.has(h) || sent.has(h)) continue;
+          sent.add(h);
+          opts.signal?.throwIfAborted();
+          const data = store.read(h, what);
+          add(blockHead(h, data.length));
+          if (data.length >= DIRECT) {
+            // Travels as its own chunk: gathering it with the small records would copy every byte once more.
+            yield flush();
+            bytes += data.length;
+            yield data;
+          } else if (add(data, false)) {
+            yield flush();
+          }
+          dsBlocks++;
+          dsBytes += data.length;
+        }
+      } finally {
+        store.close();
       }
       const end: DatasetEnd = { blocks: dsBlocks, blockBytes: dsBytes, manifestBytes: packed.length };
       add(jsonRecord(REC.end, end));

@@ -7,13 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readlinkSync } from 'node:fs';
-import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { BlockStore, CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { Breather, errorCode, mode, msToNs, readFull, sameMtime } from './files.js';
 import { MANIFEST_FORMAT, byPath, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';
-import { scanTree } from './scan.js';
+import { scanTree, type LiveStat } from './scan.js';
 
 /**
  * A write that lands in the same clock tick as our stat can leave size,
@@ -21,36 +20,71 @@ import { scanTree } from './scan.js';
  * this margin of the snapshot's start is marked racy and re-read next time.
  * File systems with whole-second times get a wider margin.
  */
-function isRacy(st: Stats, startMs: number): boolean {
+function isRacy(st: LiveStat, startMs: number): boolean {
   const margin = st.ctimeMs % 1000 === 0 ? 2000 : 100;
   return st.ctimeMs >= startMs - margin;
 }
 
-/** Store the file's chunks (never the whole file in memory); returns its block list, size as read and exact mtime. */
-async function storeFile(store: BlockStore, file: string, buf: Buffer, breather: Breather): Promise<{ blocks: string[]; size: number; mtimeNs: string }> {
-  const fd = openSync(file, 'r');
-  try {
-    const mtimeNs = String(fstatSync(fd, { bigint: true }).mtimeNs);
-    const blocks: string[] = [];
-    let size = 0;
-    for (;;) {
-      const n = readFull(fd, buf, size);
-      if (n === 0) break;
-      const chunk = buf.subarray(0, n);
-      const name = blockName(chunk);
-      if (name !== ZERO_BLOCK) store.put(name, chunk);
-      blocks.push(name);
-      size += n;
-      if (n < CHUNK_SIZE) break;
-      await breather.breathe();
+/**
+ * Read files into the store, chunk by chunk (never a whole file in
+ * memory); each entry gets its block list, size as read and exact mtime.
+ * Returns the entries of files that were gone by the time we got to them.
+ */
+async function storeFiles(store: BlockStore, liveDir: string, files: { entry: Entry; stat: LiveStat }[], what: string, signal?: AbortSignal): Promise<Set<Entry>> {
+  const buf = Buffer.allocUnsafe(CHUNK_SIZE);
+  const breather = new Breather();
+  const vanished = new Set<Entry>();
+  for (const { entry, stat } of files) {
+    signal?.throwIfAborted();
+    const file = path.join(liveDir, entry.path);
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (error) {
+      // Deleted between the walk and the read: the snapshot does not have it.
+      if (errorCode(error) === 'ENOENT') {
+        vanished.add(entry);
+        continue;
+      }
+      throw new Error(`Cannot read ${file} for the snapshot ${what}: ${(error as Error).message}.`, { cause: error });
     }
-    return { blocks, size, mtimeNs };
-  } finally {
-    closeSync(fd);
+    try {
+      const mtimeNs = String(fstatSync(fd, { bigint: true }).mtimeNs);
+      let size = 0;
+      for (;;) {
+        let n: number;
+        try {
+          n = readFull(fd, buf, size);
+        } catch (error) {
+          throw new Error(`Cannot read ${file} for the snapshot ${what}: ${(error as Error).message}.`, { cause: error });
+        }
+        if (n === 0) break;
+        const chunk = buf.subarray(0, n);
+        const name = blockName(chunk);
+        if (name !== ZERO_BLOCK) store.put(name, chunk);
+        entry.blocks!.push(name);
+        size += n;
+        if (n < CHUNK_SIZE) break;
+        await breather.breathe();
+      }
+      entry.size = size;
+      entry.mtimeNs = mtimeNs;
+      // Changed while we read it: the content is what we read, but the stat is not to be trusted.
+      if (size !== stat.size || !sameMtime(stat.mtimeMs, mtimeNs)) entry.cache!.racy = true;
+    } finally {
+      closeSync(fd);
+    }
+    await breather.breathe();
   }
+  return vanished;
 }
 
-export async function takeSnapshot(catalog: Catalog, dataset: string, name: string, signal?: AbortSignal): Promise<Manifest> {
+/**
+ * Read the live tree into `store` and describe it. The caller seals the
+ * store before it writes and lists the manifest, and discards what was
+ * stored when that fails.
+ */
+export async function takeSnapshot(catalog: Catalog, dataset: string, name: string, store: BlockStore, signal?: AbortSignal): Promise<Manifest> {
   const rec = catalog.require(dataset);
   const liveDir = catalog.liveDir(dataset);
   const index = catalog.index(dataset);
@@ -59,9 +93,8 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
   const startMs = Date.now();
   const nodes = await scanTree(liveDir, catalog.childMountNames(dataset));
   if (!nodes) throw new Error(`The files of fs dataset ${dataset} are missing: ${liveDir} does not exist.`);
-  const store = new BlockStore(catalog.layout.blocksDir(dataset));
   const entries: Entry[] = [];
-  const toRead: { entry: Entry; stat: Stats }[] = [];
+  const toRead: { entry: Entry; stat: LiveStat }[] = [];
   for (const node of nodes) {
     const { stat } = node;
     const p = node.path;
@@ -82,25 +115,7 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
     }
     // sockets, fifos and devices are not part of a snapshot
   }
-  const buf = Buffer.allocUnsafe(CHUNK_SIZE);
-  const breather = new Breather();
-  const vanished = new Set<Entry>();
-  for (const { entry, stat } of toRead) {
-    signal?.throwIfAborted();
-    try {
-      const { blocks, size, mtimeNs } = await storeFile(store, path.join(liveDir, entry.path), buf, breather);
-      entry.blocks = blocks;
-      entry.size = size;
-      entry.mtimeNs = mtimeNs;
-      // Changed while we read it: the content is what we read, but the stat is not to be trusted.
-      if (size !== stat.size || !sameMtime(stat.mtimeMs, mtimeNs)) entry.cache!.racy = true;
-    } catch (error) {
-      // Deleted between the walk and the read: the snapshot does not have it.
-      if (errorCode(error) === 'ENOENT') vanished.add(entry);
-      else throw new Error(`Cannot read ${path.join(liveDir, entry.path)} for the snapshot ${dataset}@${name}: ${(error as Error).message}.`, { cause: error });
-    }
-    await breather.breathe();
-  }
+  const vanished = await storeFiles(store, liveDir, toRead, `${dataset}@${name}`, signal);
   return {
     format: MANIFEST_FORMAT,
     id: randomUUID(),

@@ -1,15 +1,16 @@
 /**
- * The fs send stream, version 1. Integers are big-endian.
+ * The fs send stream, version 2. Integers are big-endian.
  *
  *   preamble   "SYNCSHFS" u32 version
  *   records    u8 type, u32 length, payload
  *     'S' stream header   JSON {snapshot, datasets: [relative names, '' = the sent dataset], createdAt}
  *     per dataset, in that order:
  *       'H' dataset header  JSON {rel, kind, volsize, snapshot {name, id, createdAt}, base {name, id} | null, entries}
- *       'B' block           32-byte sha256 + the block's bytes (only blocks the base lacks, each once)
  *       'M' manifest part   a piece (<= 1 MiB) of the gzipped StreamManifest JSON: the whole
  *                           manifest, or for an incremental stream only its changes from the base
  *                           plus a digest of the whole, which the receiver rebuilds and checks
+ *       'B' block           32-byte sha256 + the block's bytes (only blocks the base lacks, each
+ *                           once, in the order the manifest's files use them)
  *       'E' dataset end     JSON {blocks, blockBytes, manifestBytes}
  *     'T' trailer          JSON {datasets, blocks, blockBytes, bytes}
  *   checksum   32 bytes: sha256 of every byte before it except block payloads, which are
@@ -18,14 +19,16 @@
  *
  * A reader can check each block on arrival, knows exactly where the stream
  * must end (anything missing or extra is an error) and gets a final proof
- * that nothing in between was altered.
+ * that nothing in between was altered. The manifest comes before the blocks
+ * (version 2) so that the receiver can write each block straight into the
+ * file it belongs to while it arrives (stage.ts).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
 import type { Entry, Manifest, ManifestDelta } from './manifest.js';
 
 export const MAGIC = Buffer.from('SYNCSHFS', 'latin1');
-export const STREAM_VERSION = 1;
+export const STREAM_VERSION = 2;
 
 export const REC = {
   stream: 0x53, // S
