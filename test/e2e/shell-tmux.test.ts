@@ -80,7 +80,9 @@ test('create auto-sync through the dialog, run it, and read the table', async (t
   await screen.type('shwo');
   await screen.keys('Enter');
   await screen.waitFor(/Error: Unknown command 'shwo'[\s\S]*Did you mean 'show'\?/);
+  await screen.waitFor(/Did you mean 'show'\?\n.*syncsh@node1:\/\$\s*$/m);
   await screen.type('exit');
+  await screen.waitFor(/syncsh@node1:\/\$ exit\s*$/m);
   await screen.keys('Enter');
-  t.is(await screen.waitForExit(), 0);
+  t.is(await screen.waitForExit(30_000), 0);
 });
