@@ -8,7 +8,8 @@
 import React, { useEffect, useReducer, useRef, useState } from 'react';
 import { StringDecoder } from 'node:string_decoder';
 import { decodeKeys } from './keys.js';
-import { Box, Static, Text, render, useApp, useCursor, useStdin, useStdout } from './line-editor/ink.js';
+import { Box, Static, Text, render, useApp, useCursor, useStdout } from './line-editor/ink.js';
+import { useTerminalInput } from './line-editor/use-terminal-input.js';
 import { initialState, press, type Completion, type EditorServices, type HelpEntry, type LineState } from './line-editor/editing.js';
 import { columns, helpLines, promptRows } from './line-editor/layout.js';
 import { inputView, outputView } from './line-editor/terminal-streams.js';
@@ -47,26 +48,6 @@ interface Ending {
 interface PrintedBlock {
   id: number;
   lines: string[];
-}
-
-/**
- * Raw input as ink reads it. useInput is not enough here: it reports
- * Backspace (DEL) and the Delete key alike, and hands typed-ahead text over
- * with its Enter inside.
- */
-function useTerminalInput(onInput: (raw: string) => void): void {
-  const { setRawMode, internal_eventEmitter: events } = useStdin();
-  const handler = useRef(onInput);
-  handler.current = onInput;
-  useEffect(() => {
-    const listener = (raw: string | Buffer) => handler.current(String(raw));
-    setRawMode(true);
-    events.on('input', listener);
-    return () => {
-      events.off('input', listener);
-      setRawMode(false);
-    };
-  }, [setRawMode, events]);
 }
 
 /** redraw when the terminal is resized: the rows depend on its width */

@@ -7,7 +7,8 @@
  * Without a person at the terminal the session prints plain lines instead.
  */
 import React, { useEffect, useReducer, useRef, useState } from 'react';
-import { Text, render, useApp, useStdin, useStdout } from './line-editor/ink.js';
+import { Text, render, useApp, useStdout } from './line-editor/ink.js';
+import { useTerminalInput } from './line-editor/use-terminal-input.js';
 import { inputView, outputView } from './line-editor/terminal-streams.js';
 import { paint, truncate } from './render.js';
 import type { Terminal } from './terminal.js';
@@ -74,22 +75,6 @@ export function finalLine(counts: Counts, title: string | undefined): string {
   return statusLine(counts, title).replace('-- q or Ctrl-C to stop -- ', '-- stopped ');
 }
 
-/** raw keys as ink reads them (exitOnCtrlC is off: Ctrl-C arrives as \u0003) */
-function useKeys(onKeys: (raw: string) => void): void {
-  const { setRawMode, internal_eventEmitter: events } = useStdin();
-  const handler = useRef(onKeys);
-  handler.current = onKeys;
-  useEffect(() => {
-    const listener = (raw: string | Buffer) => handler.current(String(raw));
-    setRawMode(true);
-    events.on('input', listener);
-    return () => {
-      events.off('input', listener);
-      setRawMode(false);
-    };
-  }, [setRawMode, events]);
-}
-
 export function LogtailView({ initial, follow, color, title, onTypedAhead }: LogtailViewProps) {
   const { exit } = useApp();
   const { stdout, write } = useStdout();
@@ -127,7 +112,8 @@ export function LogtailView({ initial, follow, color, title, onTypedAhead }: Log
     return () => abort.abort();
   }, []);
 
-  useKeys((raw) => {
+  // raw keys as ink reads them (exitOnCtrlC is off: Ctrl-C arrives as \u0003)
+  useTerminalInput((raw) => {
     // typed ahead or pasted, keys come several to a chunk: the first q or Ctrl-C ends the view
     const at = raw.search(/[qQ\u0003]/);
     if (at < 0 || done !== undefined) return;
