@@ -6,7 +6,7 @@
  * live status line, so they stay in the terminal's scrollback like tail's.
  * Without a person at the terminal the session prints plain lines instead.
  */
-import React, { useEffect, useReducer, useRef, useState } from 'react';
+import React, { useEffect, useReducer, useState } from 'react';
 import { Text, render, useApp, useStdout } from './line-editor/ink.js';
 import { useTerminalInput } from './line-editor/use-terminal-input.js';
 import { inputView, outputView } from './line-editor/terminal-streams.js';
