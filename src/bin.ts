@@ -6,8 +6,6 @@ main(process.argv.slice(2)).then(
     // Exit once what was printed has been flushed (a pipe may still hold it),
     // so that a live view or a lingering handle cannot keep the process alive.
     process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
-    // A terminal left corked by a live view may never call back: exit regardless, soon.
-    setTimeout(() => process.exit(code), 1000);
   },
   (error: unknown) => {
     process.stderr.write(`syncsh: ${(error as Error)?.stack ?? String(error)}\n`);

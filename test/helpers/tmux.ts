@@ -4,6 +4,7 @@
  */
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { ExecutionContext } from 'ava';
 
 export interface Screen {
@@ -61,9 +62,13 @@ export async function openScreen(t: ExecutionContext, command: string[], opts: {
     async waitForExit(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
-        const [dead, status] = (await tmux('list-panes', '-t', '0', '-F', '#{pane_dead} #{pane_dead_status}')).stdout.trim().split(' ');
-        // tmux may show the pane dead a moment before it has collected the exit status
-        if (dead === '1' && status !== undefined && status !== '') return Number(status);
+        const [dead, status, pid] = (await tmux('list-panes', '-t', '0', '-F', '#{pane_dead} #{pane_dead_status} #{pane_pid}')).stdout.trim().split(' ');
+        if (dead === '1' && status) return Number(status);
+        // tmux 3.3a sometimes never reaps the pane's process (a lost SIGCHLD):
+        // the pane is dead, the status stays empty, and the process is a zombie
+        // whose status the kernel still holds
+        const zombie = dead === '1' ? await zombieStatus(Number(pid)) : null;
+        if (zombie !== null) return zombie;
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error(`The program did not exit. The screen shows:\n${await screen.capture()}`);
@@ -74,4 +79,15 @@ export async function openScreen(t: ExecutionContext, command: string[], opts: {
   };
   t.teardown(() => screen.kill());
   return screen;
+}
+
+/** a zombie's exit status as a shell reports it (128+N for signal N), or null if `pid` is not a zombie */
+async function zombieStatus(pid: number): Promise<number | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return null;
+  // fields after the command name (which may hold spaces): state is field 3, exit_code field 52
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] !== 'Z') return null;
+  const code = Number(fields[49]);
+  return (code & 0x7f) === 0 ? code >> 8 : 128 + (code & 0x7f);
 }
