@@ -6,7 +6,9 @@ import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
-import { enableReverse, orphans as listOrphans, removeOrphan, reverseDirection } from '../services/auto-sync/reverse.js';
+import { enableReverse, orphans as listOrphans, removeOrphan, resolveSplitBrain, reverseDirection, type Winner } from '../services/auto-sync/reverse.js';
+import { peerHostOf } from '../services/auto-sync/epochs.js';
+import { NoTerminalError } from './dialogs.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -21,6 +23,7 @@ const words = {
   'reverse-direction': 'swap master and direction with the other appliance (disaster recovery from the non-master)',
   orphans: 'changes an old master made after the last replication, kept when it was rolled back',
   orphan: 'one kept orphan snapshot (see show auto-sync :NAME orphans)',
+  'resolve-split-brain': 'after split brain: keep one copy as the source; the other keeps its changes as an orphan',
   history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
   dashboard: 'a live view of every service: state, lag, transfer rates and the log',
 };
@@ -345,7 +348,7 @@ const reverse: CommandSpec = {
       ctx.progress('Reverse-direction feature is currently disabled');
       if (!(await confirmed(ctx, "Do you want enable 'reverse-direction' feature?", 'The service configuration is copied to the other appliance, where it is non-master; this one stays master.'))) return NOTHING_CHANGED;
       const next = await enableReverse(ctx.services, name);
-      return { kind: 'message', text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${next.destination.host} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`, data: next };
+      return { kind: 'message', text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${peerHostOf(next)} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`, data: next };
     }
     const result = await reverseDirection(ctx.services, name, async (warning, question) => {
       ctx.progress(warning);
@@ -353,6 +356,38 @@ const reverse: CommandSpec = {
     });
     if (!result) return NOTHING_CHANGED;
     return { kind: 'message', text: result.message, data: result };
+  },
+};
+
+const winnerValue = { name: 'here|peer', values: () => ['here', 'peer'], parse: (raw: string, label: string) => {
+  if (raw !== 'here' && raw !== 'peer') throw new Error(`The value of ${label} must be here (this appliance's copy) or peer (the other appliance's), not "${raw}".`);
+  return raw;
+} };
+
+const resolve: CommandSpec = {
+  path: 'setup auto-sync :auto-sync resolve-split-brain',
+  help: 'after split brain, keep one copy: it becomes the source, the other is rolled back with its changes kept as an orphan (asks first)',
+  details: 'Split brain: both appliances wrote as master at the same epoch, and the service went to maintenance on both. The kept copy becomes the source at the next epoch; what the other wrote since the last common snapshot is kept as a held orphan snapshot there, then it is rolled back and receives. Both appliances must be up.',
+  options: [{ name: '--winner', help: "the copy to keep: here or peer (asked when not given)", value: winnerValue }],
+  async run(ctx, input) {
+    const name = input.instance!;
+    const config = ctx.services.autoSync.config(name);
+    if (!config.maintenance?.startsWith('Split brain')) throw new Error(`auto-sync:${name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance})` : ''}; nothing to resolve.`);
+    const host = peerHostOf(config);
+    const here = ctx.services.appliance.id;
+    let winner = input.options.winner as Winner | undefined;
+    if (!winner) {
+      if (!ctx.interactive) throw new NoTerminalError(`Which copy of auto-sync:${name} to keep? (--winner here|peer)`);
+      winner = (await ctx.dialogs.select('Copy to keep', [
+        { value: 'here', label: `here (${here})` },
+        { value: 'peer', label: `peer (${host})` },
+      ], { help: `Both copies of auto-sync:${name} changed since the last common snapshot. The kept copy becomes the source; the other keeps what it wrote as an orphan snapshot, then is rolled back and receives from the kept one.` })) as Winner;
+    }
+    const keep = winner === 'here' ? `here (${here})` : `on ${host}`;
+    const lose = winner === 'here' ? host : `here (${here})`;
+    if (!(await confirmed(ctx, `Keep the copy ${keep} and roll back the one ${winner === 'here' ? `on ${lose}` : lose}?`, 'The changes of the rolled back copy are kept as an orphan snapshot, listed by show auto-sync :NAME orphans, until destroyed by hand.'))) return NOTHING_CHANGED;
+    const result = await resolveSplitBrain(ctx.services, name, winner);
+    return { kind: 'message', text: result.message, data: result.config };
   },
 };
 
@@ -394,5 +429,5 @@ const destroyOrphan: CommandSpec = {
 
 export const autoSyncFamily: CommandFamily = {
   words,
-  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create, reverse, showOrphans, destroyOrphan],
+  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create, reverse, resolve, showOrphans, destroyOrphan],
 };

@@ -10,6 +10,14 @@
  * failback), whatever it wrote after the last common snapshot is kept as an
  * orphan snapshot (orphans.ts) before it rolls back to that snapshot; it is
  * never destroyed without `destroy auto-sync :NAME orphan SNAPSHOT`.
+ *
+ * "Master" is the appliance that runs the service; the "source" the copy
+ * that is written to. In a local-to-remote service the master holds the
+ * source, in a remote-to-local one the non-master does: what is rolled back
+ * and kept is always the copy that stops being the source.
+ *
+ * A hand-over a crash interrupted (handover-journal.ts) is settled first, on
+ * the next contact: finished when an epoch moved past it, undone when none did.
  */
 import type { ServiceLog } from '../service-log.js';
 import type { Driver, SnapshotInfo } from '../storage/driver.js';
@@ -18,6 +26,7 @@ import { directionOf } from './model.js';
 import { newestCommon } from './markers.js';
 import { isOrphanOf, orphanName } from './orphans.js';
 import type { ServiceStore } from './store.js';
+import type { HandOverEntry, HandOverJournal } from './handover-journal.js';
 
 /** what the peer is asked about a service (RemotePeerSide has these) */
 export interface PeerConfigSide {
@@ -31,6 +40,8 @@ export interface ContactDeps {
   /** the driver and driver-local dataset of an endpoint, here or on the peer */
   side(endpoint: Endpoint): Promise<{ driver: Driver; dataset: string }>;
   peer(host: string): PeerConfigSide;
+  /** hand-overs in flight, or left behind by a crash */
+  journal: HandOverJournal;
   /** how long a peer may take to answer before it counts as down */
   timeoutMs?: number;
 }
@@ -44,6 +55,12 @@ export function peerHostOf(config: AutoSyncConfig): string {
 }
 
 export const flip = (role: Role): Role => (role === 'master' ? 'non-master' : 'master');
+
+/** does this appliance hold the copy that is written to */
+export const holdsSource = (config: AutoSyncConfig): boolean => config.source.host === 'localhost';
+
+/** the seed's short names of a direction, as seen from this appliance */
+export const shortDirection = (config: AutoSyncConfig): string => (config.direction === 'local-to-remote' ? 'L2R' : config.direction === 'remote-to-local' ? 'R2L' : 'L2L');
 
 /** the endpoint on this appliance */
 export function localEndpoint(config: AutoSyncConfig): Endpoint {
@@ -109,16 +126,18 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
   const host = peerHostOf(config);
   const seen = await peerConfig(deps, config);
   if (!seen.reachable) return 'unreachable';
+  const pending = deps.journal.abandoned(name);
+  if (pending) return settleHandOver(pending, config, seen.config, deps);
   if (!seen.config) return 'same';
   const theirs = seen.config;
   const log = deps.log(name);
   if (theirs.epoch > config.epoch) {
     const adopted: AutoSyncConfig = { ...fromPeerView(theirs, host), enabled: config.enabled, maintenance: null };
-    if (config.role === 'master' && adopted.role === 'non-master') {
+    if (holdsSource(config) && !holdsSource(adopted)) {
       // Disaster recovery, then failback: the peer became master while we were away.
       log.write(rd('sync_configuration_with_remote_side() - DR case, rolling back to last synced state'));
       const started = Date.now();
-      const synced = await keepAndRollBack(name, adopted, deps, log);
+      const synced = await keepAndRollBack(name, localEndpoint(adopted), remoteEndpoint(adopted), adopted.recursive, deps, log);
       if (synced) log.write(bracket(`RECOVERED => ${host}:${remoteEndpoint(adopted).dataset}@${synced.name} OK (${Math.round((Date.now() - started) / 1000)} sec)`));
       await deps.store.update(name, () => adopted);
       log.write(`Epoch ${theirs.epoch} on ${host} is newer than ours (${config.epoch}): this appliance is now non-master of auto-sync:${name}; data flows from ${host}.`);
@@ -128,7 +147,9 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
     log.write(`Epoch ${theirs.epoch} on ${host} is newer than ours (${config.epoch}): took its view, this appliance is ${adopted.role} of auto-sync:${name}.`);
     return 'adopted';
   }
-  if (theirs.epoch === config.epoch && theirs.role === 'master' && config.role === 'master') {
+  const bothMaster = theirs.role === 'master' && config.role === 'master';
+  const bothSource = holdsSource(theirs) && holdsSource(config);
+  if (theirs.epoch === config.epoch && (bothMaster || bothSource)) {
     return (await splitBrain(name, config, theirs, deps, log)) ? 'split-brain' : 'same';
   }
   return 'same';
@@ -142,21 +163,22 @@ function writtenAfter(mine: SnapshotInfo[], theirs: SnapshotInfo[], common: Snap
 }
 
 /**
- * Keep what this appliance wrote after the last common snapshot as an
- * orphan snapshot (held), roll back to the common snapshot and unmount:
- * the dataset is now a destination. Returns the common snapshot, or null
- * when there is none (then nothing is touched; the next run reports the
- * broken chain).
+ * Keep what the `loser` copy (here or on the peer) had written after the
+ * last snapshot it shares with `winner` as an orphan snapshot (held), roll
+ * it back to that snapshot and unmount it: it is now a destination. Returns
+ * the common snapshot, or null when there is none (then nothing is touched;
+ * the next run reports the broken chain).
  */
-async function keepAndRollBack(name: string, adopted: AutoSyncConfig, deps: ContactDeps, log: ServiceLog): Promise<SnapshotInfo | null> {
-  const here = await deps.side(localEndpoint(adopted));
-  const there = await deps.side(remoteEndpoint(adopted));
+export async function keepAndRollBack(name: string, loser: Endpoint, winner: Endpoint, recursive: boolean, deps: ContactDeps, log: ServiceLog): Promise<SnapshotInfo | null> {
+  const here = await deps.side(loser);
+  const there = await deps.side(winner);
+  const where = loser.host === 'localhost' ? '' : `${loser.host}:`;
   if (!(await here.driver.getDataset(here.dataset))) return null;
   const mine = await here.driver.listSnapshots(here.dataset);
   const theirs = (await there.driver.getDataset(there.dataset)) ? await there.driver.listSnapshots(there.dataset) : [];
   const common = newestCommon(theirs, mine);
   if (!common) {
-    log.write(`WARNING: ${here.dataset} has no snapshot in common with ${peerHostOf(adopted)}:${there.dataset}; nothing was rolled back.`);
+    log.write(`WARNING: ${where}${here.dataset} has no snapshot in common with ${winner.host}:${there.dataset}; nothing was rolled back.`);
     return null;
   }
   const mineCommon = mine.find((s) => s.id === common.id)!;
@@ -164,19 +186,21 @@ async function keepAndRollBack(name: string, adopted: AutoSyncConfig, deps: Cont
   const changed = (await here.driver.changedSince(here.dataset, mineCommon.name)) || after.length > 0;
   if (changed) {
     const kept = orphanName(name, new Date());
-    await here.driver.createSnapshot(here.dataset, kept, { recursive: adopted.recursive });
+    await here.driver.createSnapshot(here.dataset, kept, { recursive });
     await here.driver.holdSnapshot(here.dataset, kept, true);
-    log.write(`Kept the changes made here since the last successful replication (@${mineCommon.name}) as ${here.dataset}@${kept}${after.length ? ` (and snapshot(s) ${after.map((s) => s.name).join(', ')})` : ''}: see 'show auto-sync :${name} orphans'.`);
+    const on = loser.host === 'localhost' ? 'here' : `on ${loser.host}`;
+    log.write(`Kept the changes made ${on} since the last successful replication (@${mineCommon.name}) as ${where}${here.dataset}@${kept}${after.length ? ` (and snapshot(s) ${after.map((s) => s.name).join(', ')})` : ''}: see 'show auto-sync :${name} orphans'${loser.host === 'localhost' ? '' : ` on ${loser.host}`}.`);
   }
   await here.driver.rollback(here.dataset, mineCommon.name);
-  await here.driver.unmount(here.dataset).catch((e: Error) => log.write(`WARNING: could not unmount ${here.dataset}: ${e.message}`));
+  await here.driver.unmount(here.dataset).catch((e: Error) => log.write(`WARNING: could not unmount ${where}${here.dataset}: ${e.message}`));
   return mineCommon;
 }
 
 /**
- * Same epoch, both master: split brain when both wrote after the last
- * common snapshot. The service goes to maintenance on both sides; nothing is
- * rolled back (picking a winner is the operator's, for now).
+ * Same epoch, both master (or both holding the source): split brain when
+ * both wrote after the last common snapshot. The service goes to
+ * maintenance on both sides; nothing is rolled back: the operator picks the
+ * winner (`setup auto-sync :NAME resolve-split-brain`, reverse.ts).
  */
 async function splitBrain(name: string, ours: AutoSyncConfig, theirs: AutoSyncConfig, deps: ContactDeps, log: ServiceLog): Promise<boolean> {
   const here = await deps.side(localEndpoint(ours));
@@ -190,7 +214,7 @@ async function splitBrain(name: string, ours: AutoSyncConfig, theirs: AutoSyncCo
     return writtenAfter(snaps, others, local, name).length > 0 || (await side.driver.changedSince(side.dataset, local.name));
   };
   if (!(await wrote(here, mine, other)) || !(await wrote(there, other, mine))) return false;
-  const reason = `Split brain: both appliances are master of auto-sync:${name} at epoch ${ours.epoch} and both wrote after the last common snapshot${common ? ` @${common.name}` : ''}. Nothing was rolled back.`;
+  const reason = `Split brain: both appliances are master of auto-sync:${name} at epoch ${ours.epoch} and both wrote after the last common snapshot${common ? ` @${common.name}` : ''}. Nothing was rolled back. Pick the copy to keep with 'setup auto-sync :${name} resolve-split-brain'.`;
   await deps.store.update(name, (c) => ({ ...c, maintenance: reason }));
   await deps.peer(peerHostOf(ours)).putConfig({ ...theirs, maintenance: reason }).catch(() => undefined);
   log.write(`ALERT: auto-sync:${name} put in maintenance: ${reason}`);
@@ -211,4 +235,38 @@ export function asMasterStore(store: ServiceStore): ServiceStore {
     return c ? { ...c, role: 'master' } : c;
   };
   return wrapped;
+}
+
+/**
+ * A hand-over whose process died (handover-journal.ts), met on contact. The
+ * epoch in force decides: ours moved past the journal's (we committed), or
+ * the peer's did (it committed, we take its view, as the epoch rule would,
+ * minus a rollback: the old source was unmounted and did not change), or
+ * none did (nothing committed: the hand-over is undone). Either way the
+ * source of the config in force is mounted and the journal removed.
+ */
+async function settleHandOver(entry: HandOverEntry, ours: AutoSyncConfig, theirs: AutoSyncConfig | null, deps: ContactDeps): Promise<ContactOutcome> {
+  const name = entry.service;
+  const log = deps.log(name);
+  const host = peerHostOf(ours);
+  let inForce = ours;
+  let outcome: ContactOutcome = 'same';
+  let what: string;
+  if (ours.epoch > entry.epoch) {
+    what = `it had committed here (epoch ${ours.epoch}): finishing it`;
+  } else if (theirs && theirs.epoch > entry.epoch) {
+    inForce = { ...fromPeerView(theirs, host), enabled: ours.enabled, maintenance: null };
+    await deps.store.update(name, () => inForce);
+    outcome = 'adopted';
+    what = `${host} had committed it (epoch ${theirs.epoch}): took its view, this appliance is ${inForce.role}`;
+  } else {
+    what = `neither appliance had committed it (epoch ${ours.epoch}): undoing it, this appliance stays ${ours.role}`;
+  }
+  log.write(rd(`interrupted hand-over found (started ${entry.startedAt} by process ${entry.pid}); ${what}`));
+  const source = await deps.side(inForce.source);
+  const info = await source.driver.getDataset(source.dataset);
+  if (info && !info.mounted) await source.driver.mount(source.dataset);
+  deps.journal.clear(name);
+  log.write(rd(`Mounted ${inForce.source.host === 'localhost' ? 'here' : `on ${inForce.source.host}`}: ${inForce.source.dataset} is the source again; auto-sync:${name} is ${inForce.role} here at epoch ${inForce.epoch}`));
+  return outcome;
 }

@@ -20,6 +20,7 @@ import path from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { isMarkerOf } from './markers.js';
 import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
+import { HandOverJournal } from './handover-journal.js';
 import { asMasterStore, checkOnContact, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
@@ -285,6 +286,7 @@ export class AutoSyncService {
       log: (n) => ServiceLog.forService(this.home.logs, n),
       side: (endpoint) => this.side(endpoint),
       peer: (host) => peers.peerSide!(host),
+      journal: new HandOverJournal(path.join(this.home.root, 'handovers')),
       timeoutMs: contactTimeoutMs(),
     };
   }

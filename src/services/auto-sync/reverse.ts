@@ -2,47 +2,45 @@
  * Reverse-direction (DESIGN.md, "Roles, epochs and reverse-direction"; the
  * NexentaStor "Auto-Sync in reverse" document): enabling it (the service
  * config copied to the peer, non-master there), and the four cases of
- * `setup auto-sync :NAME reverse-direction`:
+ * `setup auto-sync :NAME reverse-direction`. The seed names them by role,
+ * for its local-to-remote services where the master holds the source; here
+ * they go by which copy this appliance holds, so that remote-to-local
+ * services (run by the destination) reverse too:
  *
- *   1. master, peer up: unmount the source, sync the last delta, verify,
- *      swap source and destination, hand the master role to the peer at
- *      epoch+1, mount on the peer.
- *   2. master, peer down: refused.
- *   3. non-master, peer up: the same hand-over, driven from this side.
- *   4. non-master, peer down (disaster recovery): after confirmation, this
- *      appliance becomes master at epoch+1 and mounts its copy writable.
- *      The old master, back, demotes itself on contact (epochs.ts) and keeps
- *      what it wrote since the last replication as an orphan.
+ *   1. source here, peer up (the seed's master): unmount the source, sync
+ *      the last delta, verify, swap source and destination and hand the
+ *      master role over at epoch+1, mount the new source on the peer.
+ *   2. source here, peer down: refused; this copy stays writable.
+ *   3. destination here, peer up (the seed's non-master): the same
+ *      hand-over, driven from this side.
+ *   4. destination here, peer down (disaster recovery): after confirmation
+ *      this copy becomes the source, this appliance master at epoch+1. The
+ *      old source, back, is demoted on contact (epochs.ts) and keeps what
+ *      it wrote since the last replication as an orphan.
  *
- * Write order of a hand-over: the peer's config first, then ours. A crash
- * between the two writes leaves the configs at different epochs; the higher
- * one is the truth and names exactly one master, and the other appliance
- * takes it (epochs.ts) on contact, before doing anything else, at the start
- * of a run or in the daemon's tick. In case 1 that is: peer master at e+1,
- * we still master at e, our source unmounted; our next run (or tick)
- * contacts the peer first and demotes us; if it cannot reach the peer, it
- * cannot send to it either. In case 3: the peer non-master at e+1, we
- * non-master at e; on contact we take its view, which makes us the master.
+ * Write order of a hand-over: the journal (handover-journal.ts), the peer's
+ * config, ours, the mount, then the journal is removed. The higher epoch
+ * is the truth and names exactly one master; a crash at any step is settled
+ * on the next contact (epochs.ts): finished if an epoch moved, undone if
+ * none did. Each step has a failpoint (../failpoints.ts) for the tests that
+ * kill the process there.
  */
 import type { Services } from '../index.js';
 import type { Driver } from '../storage/driver.js';
 import { parseDataset } from '../datasets.js';
 import { ServiceLog } from '../service-log.js';
+import { failpoint } from '../failpoints.js';
 import type { AutoSyncConfig, Endpoint } from './model.js';
 import { directionOf } from './model.js';
-import { bracket, checkOnContact, flip, localEndpoint, peerHostOf, rd, remoteEndpoint, toPeerView, contactTimeoutMs, type ContactDeps } from './epochs.js';
+import { bracket, checkOnContact, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
 import { destroyOrphan, listOrphans, type OrphanView } from './orphans.js';
 
-export type ReverseCase = 'master-up' | 'master-down' | 'non-master-up' | 'disaster-recovery';
+export type ReverseCase = 'source-up' | 'source-down' | 'destination-up' | 'disaster-recovery';
 
-export function contactDeps(services: Services): ContactDeps {
-  return {
-    store: services.autoSync.store,
-    log: (name) => ServiceLog.forService(services.home.logs, name),
-    side: (endpoint) => sideOf(services, endpoint),
-    peer: (host) => services.peers.peerSide(host),
-    timeoutMs: contactTimeoutMs(),
-  };
+function contactDeps(services: Services): ContactDeps {
+  const deps = services.autoSync.contactDeps();
+  if (!deps) throw new Error('This appliance has no peers: reverse-direction needs a service between two appliances.');
+  return deps;
 }
 
 export async function sideOf(services: Services, endpoint: Endpoint): Promise<{ driver: Driver; dataset: string }> {
@@ -53,10 +51,6 @@ export async function sideOf(services: Services, endpoint: Endpoint): Promise<{ 
 
 function checkReversible(config: AutoSyncConfig): void {
   if (config.direction === 'local-to-local') throw new Error(`auto-sync:${config.name} is local-to-local: reverse-direction needs a service between two appliances.`);
-  const expected = config.role === 'master' ? 'local-to-remote' : 'remote-to-local';
-  if (config.direction !== expected) {
-    throw new Error(`auto-sync:${config.name} is ${config.direction} on its ${config.role} appliance: currently only local-to-remote services (run from their source) support reverse-direction. Create it on the source appliance with --to-host.`);
-  }
 }
 
 /**
@@ -65,9 +59,10 @@ function checkReversible(config: AutoSyncConfig): void {
  */
 export async function enableReverse(services: Services, name: string): Promise<AutoSyncConfig> {
   const config = services.autoSync.config(name);
-  checkReversible({ ...config, role: 'master' });
+  checkReversible(config);
+  if (config.role !== 'master') throw new Error(`auto-sync:${name} is non-master here: enable reverse-direction on its master.`);
   const host = peerHostOf(config);
-  const next: AutoSyncConfig = { ...config, reverseCapable: true, role: 'master' };
+  const next: AutoSyncConfig = { ...config, reverseCapable: true };
   const peer = services.peers.peerSide(host);
   const theirs = await peer.config(name);
   if (theirs && theirs.epoch > config.epoch) throw new Error(`${host} already holds auto-sync:${name} at a newer epoch (${theirs.epoch}); run the service here once so that it takes that view.`);
@@ -87,10 +82,13 @@ export async function reverseCase(services: Services, name: string): Promise<{ c
   const outcome = await checkOnContact(name, deps);
   const up = outcome !== 'unreachable';
   log.write(rd(`remote appliance: ${up ? 'alive' : 'down'}`));
-  if (outcome === 'split-brain') throw new Error(services.autoSync.config(name).maintenance!);
   config = services.autoSync.config(name);
+  if (outcome === 'split-brain' || config.maintenance?.startsWith('Split brain')) throw new Error(config.maintenance!);
   checkReversible(config);
-  const c: ReverseCase = config.role === 'master' ? (up ? 'master-up' : 'master-down') : up ? 'non-master-up' : 'disaster-recovery';
+  const pending = deps.journal.get(name);
+  if (pending && pending.pid !== process.pid) throw new Error(`A hand-over of auto-sync:${name} is in progress (process ${pending.pid}, since ${pending.startedAt})${up ? '' : `; it ends when ${peerHostOf(config)} answers again`}.`);
+  const source = holdsSource(config);
+  const c: ReverseCase = source ? (up ? 'source-up' : 'source-down') : up ? 'destination-up' : 'disaster-recovery';
   return { case: c, config };
 }
 
@@ -109,36 +107,49 @@ export async function reverseDirection(services: Services, name: string, confirm
   const log = ServiceLog.forService(services.home.logs, name);
   const host = peerHostOf(config);
   switch (c) {
-    case 'master-down':
-      log.write(rd('L2R, master, remote_down. Refused'));
-      throw new Error(`The other appliance of auto-sync:${name} (${host}) is down: reverse-direction on the master needs it up, to sync the last delta and hand it the master role. Nothing was changed; this appliance stays master and its copy stays writable. Bring ${host} up (see 'show network ssh-bindings'), then run this again.`);
-    case 'master-up':
-    case 'non-master-up':
+    case 'source-down': {
+      log.write(rd(`${shortDirection(config)}, ${config.role}, remote_down. Refused`));
+      const needs = config.role === 'master' ? 'reverse-direction on the master' : 'reverse-direction on the appliance that holds the source';
+      throw new Error(`The other appliance of auto-sync:${name} (${host}) is down: ${needs} needs it up, to sync the last delta and hand it the source. Nothing was changed; this appliance stays ${config.role} and its copy stays writable. Bring ${host} up (see 'show network ssh-bindings'), then run this again.`);
+    }
+    case 'source-up':
+    case 'destination-up':
       return handOver(services, config, c);
     case 'disaster-recovery': {
       const where = `${localEndpoint(config).dataset} on ${host}`;
-      const warning = `IMPORTANT! You are about to reverse direction of 'auto-sync:${name}' from non-master appliance. If master appliance is up and running well, please run this command from there. If you have disaster recovery scenario, note that changes made on the master appliance since the last successful replication are NOT here: they WILL BE KEPT on the master, as an orphan snapshot of ${where}, when it comes back and becomes non-master ('show auto-sync :${name} orphans' there). BE SURE YOU AWARE OF CONSEQUENCES`;
+      const seed = config.role === 'non-master';
+      const from = seed ? 'non-master appliance' : 'the destination appliance (this one runs the service, which pulls from the other)';
+      const other = seed ? 'master appliance' : `source appliance ${host}`;
+      const keptOn = seed ? 'master' : 'source appliance';
+      const becomes = seed ? 'non-master' : 'the destination';
+      const warning = `IMPORTANT! You are about to reverse direction of 'auto-sync:${name}' from ${from}. If ${other} is up and running well, please run this command from there. If you have disaster recovery scenario, note that changes made on the ${other} since the last successful replication are NOT here: they WILL BE KEPT on the ${keptOn}, as an orphan snapshot of ${where}, when it comes back and becomes ${becomes} ('show auto-sync :${name} orphans' there). BE SURE YOU AWARE OF CONSEQUENCES`;
       if (!(await confirmDr(warning, `Proceed reversing 'auto-sync:${name}'?`))) return null;
       return disasterRecovery(services, config);
     }
   }
 }
 
-async function handOver(services: Services, config: AutoSyncConfig, c: 'master-up' | 'non-master-up'): Promise<ReverseResult> {
+async function handOver(services: Services, config: AutoSyncConfig, c: 'source-up' | 'destination-up'): Promise<ReverseResult> {
   const name = config.name;
   const log = ServiceLog.forService(services.home.logs, name);
+  const journal = contactDeps(services).journal;
   const host = peerHostOf(config);
-  const fromMaster = c === 'master-up';
-  log.write(rd(fromMaster ? 'L2R, master, remote_up.' : 'R2L, non-master, remote_up.'));
+  const fromSource = c === 'source-up';
+  log.write(rd(`${shortDirection(config)}, ${config.role}, remote_up.`));
   const src = await sideOf(services, config.source);
   const dst = await sideOf(services, config.destination);
+  journal.put({ service: name, epoch: config.epoch, oldSource: fromSource ? 'here' : 'peer', pid: process.pid, startedAt: new Date().toISOString() });
+  failpoint('handover.journaled');
   log.write(rd('Unmounting master copy of a folder'));
   await src.driver.unmount(src.dataset);
+  failpoint('handover.unmounted');
   let marker: string;
   try {
     log.write(rd('Syncing last delta before changing direction'));
-    const result = await services.autoSync.run(name, {}, !fromMaster);
+    // a non-master drives its last delta as the master would
+    const result = await services.autoSync.run(name, {}, config.role !== 'master');
     marker = result.marker;
+    failpoint('handover.synced');
     // verify: the destination holds the marker, with its identity, and the (unmounted) source did not move since
     const sent = (await src.driver.listSnapshots(src.dataset)).find((s) => s.name === marker);
     const got = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker);
@@ -146,6 +157,7 @@ async function handOver(services: Services, config: AutoSyncConfig, c: 'master-u
     if (await src.driver.changedSince(src.dataset, marker)) throw new Error(`The source changed after the last delta ${marker}; the direction was not changed.`);
   } catch (error) {
     await src.driver.mount(src.dataset).catch(() => undefined);
+    journal.clear(name);
     log.write(rd(`last delta failed, the master copy was mounted again: ${(error as Error).message}`));
     throw error;
   }
@@ -153,29 +165,83 @@ async function handOver(services: Services, config: AutoSyncConfig, c: 'master-u
   const ours: AutoSyncConfig = { ...config, source: config.destination, destination: config.source, direction: directionOf(config.destination, config.source), role: flip(config.role), epoch, maintenance: null };
   // The peer's first (see the header): the higher epoch always names exactly one master.
   await services.peers.peerSide(host).putConfig(toPeerView(ours, services.appliance.id));
+  failpoint('handover.peer-committed');
   await services.autoSync.store.update(name, () => ours);
+  failpoint('handover.committed');
   log.write(`Rereading configuration: auto-sync:${name} is now ${ours.role} here at epoch ${epoch}, ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}`);
   // the copy that is now the source is the one to work with
-  const newSrc = await sideOf(services, ours.source);
-  log.write(rd(fromMaster ? 'Mounting folder on remote side' : 'Mounting folder on this side'));
-  await newSrc.driver.mount(newSrc.dataset);
-  return { case: c, config: ours, message: `Reversed direction for 1 auto-sync instance: ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}, master ${fromMaster ? host : 'here'} (epoch ${epoch}), last delta ${marker}.` };
+  log.write(rd(fromSource ? 'Mounting folder on remote side' : 'Mounting folder on this side'));
+  await dst.driver.mount(dst.dataset);
+  failpoint('handover.mounted');
+  journal.clear(name);
+  const master = ours.role === 'master' ? 'here' : host;
+  return { case: c, config: ours, message: `Reversed direction for 1 auto-sync instance: ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}, master ${master} (epoch ${epoch}), last delta ${marker}.` };
 }
 
 async function disasterRecovery(services: Services, config: AutoSyncConfig): Promise<ReverseResult> {
   const name = config.name;
   const log = ServiceLog.forService(services.home.logs, name);
-  log.write(rd('DR scenario. We are non-master and remote is down'));
+  log.write(rd(config.role === 'non-master' ? 'DR scenario. We are non-master and remote is down' : 'DR scenario. We are the destination (master, R2L) and remote is down'));
   const here = await sideOf(services, localEndpoint(config));
   // a receive cut short leaves the copy at its previous snapshot; finish or clean it up first
   for (const line of await here.driver.recover(here.dataset)) log.write(`Recovered ${here.dataset}: ${line}`);
   const epoch = config.epoch + 1;
   const ours: AutoSyncConfig = { ...config, source: localEndpoint(config), destination: remoteEndpoint(config), direction: 'local-to-remote', role: 'master', epoch, maintenance: null };
   await services.autoSync.store.update(name, () => ours);
+  // an interrupted hand-over this appliance drove is superseded: the new epoch is the truth
+  contactDeps(services).journal.clear(name);
   log.write(bracket('Rereading configuration.'));
   await here.driver.mount(here.dataset);
-  log.write(`auto-sync:${name} is master here at epoch ${epoch}; ${here.dataset} is mounted. When ${peerHostOf(config)} comes back it becomes non-master and data flows into it.`);
+  log.write(`auto-sync:${name} is master here at epoch ${epoch}; ${here.dataset} is mounted. When ${peerHostOf(config)} comes back it becomes the destination (non-master) and data flows into it.`);
   return { case: 'disaster-recovery', config: ours, message: 'Reversed direction for 1 auto-sync instance' };
+}
+
+export type Winner = 'here' | 'peer';
+
+/**
+ * After split brain (epochs.ts): the operator keeps one copy. The winner's
+ * appliance becomes master of a service from its copy at epoch+1; the
+ * loser's copy keeps what it wrote since the last common snapshot as an
+ * orphan, is rolled back to that snapshot and receives from then on. The
+ * loser's config is written first, so a crash in between leaves the
+ * winner's view at the higher epoch, or both at the old one (still in
+ * maintenance: run the command again).
+ */
+export async function resolveSplitBrain(services: Services, name: string, winner: Winner): Promise<{ config: AutoSyncConfig; message: string }> {
+  const deps = contactDeps(services);
+  const config = services.autoSync.config(name);
+  if (!config.maintenance?.startsWith('Split brain')) throw new Error(`auto-sync:${name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance})` : ''}; nothing to resolve.`);
+  const host = peerHostOf(config);
+  const peer = services.peers.peerSide(host);
+  const theirs = await peer.config(name).catch((error: Error) => {
+    throw new Error(`${host} cannot be reached (${error.message}): resolving split brain needs both appliances up. Nothing was changed.`);
+  });
+  if (!theirs || theirs.epoch !== config.epoch) throw new Error(`${host} holds auto-sync:${name} at epoch ${theirs?.epoch ?? 'none'}, not ${config.epoch}: run 'run auto-sync :${name}' so that the epoch rule settles it. Nothing was changed.`);
+  const log = deps.log(name);
+  const mine = localEndpoint(config);
+  const other = remoteEndpoint(config);
+  const [keep, lose] = winner === 'here' ? [mine, other] : [other, mine];
+  log.write(`Split brain: the operator keeps the copy ${winner === 'here' ? 'here' : `on ${host}`} (${keep.dataset}); the other one keeps its changes as an orphan and becomes the destination`);
+  const common = await keepAndRollBack(name, lose, keep, config.recursive, deps, log);
+  const epoch = config.epoch + 1;
+  const ours: AutoSyncConfig = { ...config, source: keep, destination: lose, direction: directionOf(keep, lose), role: winner === 'here' ? 'master' : 'non-master', epoch, maintenance: null };
+  const peerView = toPeerView(ours, services.appliance.id);
+  const first = () => peer.putConfig(peerView);
+  const second = () => services.autoSync.store.update(name, () => ours);
+  // the loser's config first (see above)
+  if (winner === 'here') {
+    await first();
+    await second();
+  } else {
+    await second();
+    await first();
+  }
+  const source = await sideOf(services, keep);
+  const info = await source.driver.getDataset(source.dataset);
+  if (info && !info.mounted) await source.driver.mount(source.dataset);
+  const rolled = common ? `rolled back to @${common.name}` : 'not rolled back (no common snapshot: the next run asks for a resync)';
+  log.write(`Split brain resolved: auto-sync:${name} is ${ours.role} here at epoch ${epoch}, ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}; the other copy was ${rolled}`);
+  return { config: ours, message: `Split brain resolved for auto-sync:${name}: the copy ${winner === 'here' ? 'here' : `on ${host}`} is the source, master ${ours.role === 'master' ? 'here' : host} (epoch ${epoch}); the other copy was ${rolled}, its changes kept as an orphan ('show auto-sync :${name} orphans' ${winner === 'here' ? `on ${host}` : 'here'}).` };
 }
 
 /** orphans of a service on this appliance's copy */

@@ -1,0 +1,10 @@
+/**
+ * Crash points for tests of crash safety: SYNCSH_FAILPOINTS=name[,name…]
+ * makes the process kill itself with SIGKILL when it reaches one of them,
+ * as a power cut or `kill -9` would at that step: no finally blocks, no
+ * exit handlers, files as they are. Unset, a failpoint is one lookup.
+ */
+export function failpoint(name: string, env: NodeJS.ProcessEnv = process.env): void {
+  const set = env.SYNCSH_FAILPOINTS;
+  if (set && set.split(',').includes(name)) process.kill(process.pid, 'SIGKILL');
+}
