@@ -1,10 +1,11 @@
 /**
  * Two appliances on one machine, bound both ways with local-bind (each can
  * reach the other), and a reverse-capable service alpha:tank/docs =>
- * beta:tank/docs. `down(x)` makes x unreachable from its partner (its
+ * beta:tank/docs: created on alpha (local-to-remote, alpha master), or with
+ * `pull` on beta (remote-to-local, beta master). `down(x)` makes x unreachable from its partner (its
  * agent script is pointed at nothing) and `up(x)` undoes it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createServices, type Services } from '../../src/services/index.js';
 import { Fixture, folderWith, makeAppliance, type Appliance } from '../peer/_fixture.js';
@@ -19,7 +20,7 @@ export interface Pair {
   name: string;
 }
 
-export async function reversePair(t: { teardown(fn: () => unknown): void }, files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' }): Promise<Pair> {
+export async function reversePair(t: { teardown(fn: () => unknown): void }, files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' }, opts: { pull?: boolean } = {}): Promise<Pair> {
   const f = new Fixture();
   t.teardown(() => f.close());
   const a = makeAppliance(f, 'alpha');
@@ -31,7 +32,9 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
   }
   await folderWith(a, 'tank/docs', files);
-  const r = await a.cli('create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:tank/docs --recursive no --reverse-capable yes -y');
+  const r = opts.pull
+    ? await b.cli('create auto-sync --from-host alpha --from-fs fs:tank/docs --to-fs fs:tank/docs --recursive no --reverse-capable yes -y')
+    : await a.cli('create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:tank/docs --recursive no --reverse-capable yes -y');
   if (r.exitCode !== 0) throw new Error(String(r.stderr));
   const name = /auto-sync:(\S+?):/.exec(String(r.stdout))![1];
   const opened: Services[] = [];
@@ -59,3 +62,31 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
     },
   };
 }
+
+/** every file of tank/docs on an appliance, byte for byte (mounted for the look if it is not) */
+export async function filesOf(p: Pair, x: Appliance, dataset = 'tank/docs'): Promise<Record<string, string>> {
+  const fs = await p.fresh(x).storage.usable('fs');
+  const info = await fs.getDataset(dataset);
+  if (!info) return {};
+  if (!info.mounted) await fs.mount(dataset);
+  try {
+    const out: Record<string, string> = {};
+    const walk = (dir: string, rel: string) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(dir, e.name), `${rel}${e.name}/`);
+        else out[`${rel}${e.name}`] = readFileSync(path.join(dir, e.name)).toString('latin1');
+      }
+    };
+    walk(x.live(dataset), '');
+    return out;
+  } finally {
+    if (!info.mounted) await fs.unmount(dataset);
+  }
+}
+
+export const logOf = async (p: Pair, x: Appliance) => (await p.fresh(x).autoSync.log(p.name).all()).join('\n');
+export const write = (dir: string, file: string, text: string) => {
+  mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
+  writeFileSync(path.join(dir, file), text);
+};
+

@@ -5,37 +5,9 @@
  * kept as an orphan, and split brain detection.
  */
 import test from 'ava';
-import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { reversePair, type Pair } from './_pair.js';
-import type { Appliance } from '../peer/_fixture.js';
-
-/** every file of tank/docs on an appliance, byte for byte (mounted for the look if it is not) */
-async function filesOf(p: Pair, x: Appliance, dataset = 'tank/docs'): Promise<Record<string, string>> {
-  const fs = await p.fresh(x).storage.usable('fs');
-  const info = await fs.getDataset(dataset);
-  if (!info) return {};
-  if (!info.mounted) await fs.mount(dataset);
-  try {
-    const out: Record<string, string> = {};
-    const walk = (dir: string, rel: string) => {
-      for (const e of readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) walk(path.join(dir, e.name), `${rel}${e.name}/`);
-        else out[`${rel}${e.name}`] = readFileSync(path.join(dir, e.name)).toString('latin1');
-      }
-    };
-    walk(x.live(dataset), '');
-    return out;
-  } finally {
-    if (!info.mounted) await fs.unmount(dataset);
-  }
-}
-
-const logOf = async (p: Pair, x: Appliance) => (await p.fresh(x).autoSync.log(p.name).all()).join('\n');
-const write = (dir: string, file: string, text: string) => {
-  mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-  writeFileSync(path.join(dir, file), text);
-};
+import { filesOf, logOf, reversePair, write } from './_pair.js';
 
 test.serial('create --reverse-capable yes copies the config to the peer: master here, non-master there, same epoch', async (t) => {
   const p = await reversePair(t);

@@ -86,7 +86,11 @@ export async function reverseCase(services: Services, name: string): Promise<{ c
   if (outcome === 'split-brain' || config.maintenance?.startsWith('Split brain')) throw new Error(config.maintenance!);
   checkReversible(config);
   const pending = deps.journal.get(name);
-  if (pending && pending.pid !== process.pid) throw new Error(`A hand-over of auto-sync:${name} is in progress (process ${pending.pid}, since ${pending.startedAt})${up ? '' : `; it ends when ${peerHostOf(config)} answers again`}.`);
+  if (pending && pending.pid !== process.pid) {
+    throw new Error(deps.journal.abandoned(name)
+      ? `A hand-over of auto-sync:${name} was interrupted (process ${pending.pid}, started ${pending.startedAt}) and is settled on the next contact with ${peerHostOf(config)}, which is down: until then the copy it unmounted stays unmounted. Nothing was changed.`
+      : `A hand-over of auto-sync:${name} is in progress (process ${pending.pid}, since ${pending.startedAt}). Nothing was changed.`);
+  }
   const source = holdsSource(config);
   const c: ReverseCase = source ? (up ? 'source-up' : 'source-down') : up ? 'destination-up' : 'disaster-recovery';
   return { case: c, config };
