@@ -6,6 +6,10 @@
  */
 import test from 'ava';
 import { filesOf, reversePair, write, type Pair } from './_pair.js';
+import { BIN } from '../helpers/cli.js';
+import { openScreen, tmuxAvailable } from '../helpers/tmux.js';
+import { requireSystem } from '../helpers/system.js';
+import { FAST_ENV } from '../peer/_fixture.js';
 
 /** both appliances master at epoch 1, both wrote after the last common snapshot: maintenance on both */
 async function splitBrain(t: import('ava').ExecutionContext): Promise<Pair> {
@@ -90,4 +94,26 @@ test.serial('resolve-split-brain refuses what it cannot do, and changes nothing'
   }
   t.is((await filesOf(q, q.a))['a-side.txt'], 'alpha wrote this\n');
   t.is((await filesOf(q, q.b))['b-side.txt'], 'beta wrote this\n');
+});
+
+test.serial('the winner picked in the shell: the select dialog, then the confirmation, typed in tmux', async (t) => {
+  if (!(await requireSystem(t, ['tmux'], tmuxAvailable))) return;
+  const p = await splitBrain(t);
+  const screen = await openScreen(t, ['node', BIN], { env: { ...FAST_ENV, SYNCSH_HOME: p.a.home, SYNCSH_APPLIANCE_ID: 'alpha', NO_COLOR: '1' }, columns: 120, rows: 40 });
+  await screen.waitFor(/syncsh@alpha:\/\$\s*$/m);
+  await screen.type(`show auto-sync :${p.name} property maintenance`);
+  await screen.keys('Enter');
+  await screen.waitFor(/Split brain: both appliances are master/);
+  await screen.keys('C-l');
+  await screen.type(`setup auto-sync :${p.name} resolve-split-brain`);
+  await screen.keys('Enter');
+  await screen.waitFor(/Copy to keep +:\n\[?here \(alpha\)\]? +\[?peer \(beta\)\]?[\s\S]*Both copies of auto-sync:tank-docs-000 changed/, 30_000);
+  await screen.keys('l', 'Enter');
+  await screen.waitFor(/Keep the copy on beta and roll back the one here \(alpha\)\?/);
+  await screen.waitFor(/^yes {2}\[no\]$/m);
+  await screen.keys('h', 'Enter');
+  await screen.waitFor(/Split brain resolved for auto-sync:tank-docs-000: the copy on beta is the source, master beta \(epoch 2\)/, 30_000);
+  t.like(p.fresh(p.b).autoSync.config(p.name), { role: 'master', epoch: 2, maintenance: null });
+  t.like(p.fresh(p.a).autoSync.config(p.name), { role: 'non-master', epoch: 2, maintenance: null });
+  t.is((await orphansOf(p, p.a)).length, 1);
 });
