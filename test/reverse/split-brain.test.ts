@@ -5,7 +5,7 @@
  * is rolled back and receives; nothing is lost. Bad input changes nothing.
  */
 import test from 'ava';
-import { filesOf, reversePair, write, type Pair } from './_pair.js';
+import { filesOf, logOf, reversePair, write, type Pair } from './_pair.js';
 import { BIN } from '../helpers/cli.js';
 import { openScreen, tmuxAvailable } from '../helpers/tmux.js';
 import { requireSystem } from '../helpers/system.js';
@@ -24,6 +24,17 @@ async function splitBrain(t: import('ava').ExecutionContext): Promise<Pair> {
   t.regex(p.fresh(p.b).autoSync.config(p.name).maintenance ?? '', /^Split brain/);
   return p;
 }
+
+test.serial('split brain: same epoch, both master, both wrote after the last common snapshot: maintenance on both, nothing rolled back', async (t) => {
+  const p = await splitBrain(t);
+  t.regex(p.fresh(p.a).autoSync.config(p.name).maintenance ?? '', /Split brain: both appliances are master.*resolve-split-brain/);
+  t.is((await filesOf(p, p.a))['a-side.txt'], 'alpha wrote this\n');
+  t.is((await filesOf(p, p.b))['b-side.txt'], 'beta wrote this\n');
+  t.true((await logOf(p, p.a)).includes('ALERT: auto-sync:tank-docs-000 put in maintenance: Split brain'));
+  const r = await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`);
+  t.not(r.exitCode, 0, 'no reverse-direction out of split brain');
+  t.regex(String(r.stderr), /Split brain/);
+});
 
 const orphansOf = async (p: Pair, x: Pair['a']) => JSON.parse(String((await x.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string }[];
 
