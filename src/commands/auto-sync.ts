@@ -6,7 +6,7 @@ import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
-import { enableReverse, orphans as listOrphans, removeOrphan, resolveSplitBrain, reverseDirection, type Winner } from '../services/auto-sync/reverse.js';
+import { enableReverse, orphans as listOrphans, removeOrphan, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
 import { peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
 
@@ -128,6 +128,8 @@ const setupProperty: CommandSpec = {
   async run(ctx, input) {
     const key = input.args.KEY as string;
     await ctx.services.autoSync.setProperty(input.instance!, key, input.args.VALUE as string);
+    const notShared = await sharePropertyWithPeer(ctx.services, input.instance!, key, input.args.VALUE as string);
+    if (notShared) ctx.progress(`Warning: ${notShared}.`);
     return propertyTable(ctx.services.autoSync.getProperty(input.instance!, key));
   },
 };
@@ -340,7 +342,7 @@ const history: CommandSpec = {
 const reverse: CommandSpec = {
   path: 'setup auto-sync :auto-sync reverse-direction',
   help: 'change direction: hand the master role to the other appliance, or take it over when it is down (asks first)',
-  details: 'On the master with the other appliance up: the source is unmounted, the last delta synced and the master role handed over. On the non-master with the master down (disaster recovery): this appliance becomes master; the old master keeps its unreplicated changes as an orphan when it comes back. Without the capability, asks to enable it.',
+  details: 'With the other appliance up (asks first): the source is unmounted, the last delta synced, source and destination swap and the master role moves to the other appliance. On the destination with the source appliance down (disaster recovery, after a warning): this copy becomes the source; the old one keeps its unreplicated changes as an orphan when it comes back. From the source with the other appliance down: refused. Without the capability, asks to enable it.',
   async run(ctx, input) {
     const name = input.instance!;
     const c = ctx.services.autoSync.config(name);
@@ -350,9 +352,9 @@ const reverse: CommandSpec = {
       const next = await enableReverse(ctx.services, name);
       return { kind: 'message', text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${peerHostOf(next)} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`, data: next };
     }
-    const result = await reverseDirection(ctx.services, name, async (warning, question) => {
-      ctx.progress(warning);
-      return confirmed(ctx, question, warning);
+    const result = await reverseDirection(ctx.services, name, async (question, help, warning) => {
+      if (warning) ctx.progress(warning);
+      return confirmed(ctx, question, help);
     });
     if (!result) return NOTHING_CHANGED;
     return { kind: 'message', text: result.message, data: result };

@@ -228,3 +228,48 @@ test.serial("the daemon's tick demotes an old master that comes back, with no ru
   const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as unknown[];
   t.is(orphans.length, 1);
 });
+
+test.serial('after DR, nothing is sent into the old master before it kept its changes, even with force yes; an older config never overwrites a newer one', async (t) => {
+  const p = await reversePair(t);
+  await p.fresh(p.a).autoSync.run(p.name);
+  write(p.a.live('tank/docs'), 'lost.txt', 'alpha wrote this after the last sync\n');
+  p.down(p.a);
+  t.is((await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`)).exitCode, 0);
+  p.up(p.a);
+  t.is((await p.b.cli(`setup auto-sync :${p.name} property force yes`)).exitCode, 0);
+  const refused = await p.b.cli(`run auto-sync :${p.name}`);
+  t.not(refused.exitCode, 0);
+  t.regex(String(refused.stderr), /alpha still holds auto-sync:tank-docs-000 as its source at an older epoch .*nothing was sent/);
+  t.is(readFileSync(path.join(p.a.live('tank/docs'), 'lost.txt'), 'utf8'), 'alpha wrote this after the last sync\n');
+
+  // alpha's stale view cannot replace beta's newer one
+  const stale = p.fresh(p.a).autoSync.config(p.name);
+  const { toPeerView } = await import('../../src/services/auto-sync/epochs.js');
+  await t.throwsAsync(p.fresh(p.a).peers.peerSide('beta').putConfig(toPeerView(stale, 'alpha')), { message: /holds auto-sync:tank-docs-000 at epoch 2, newer than 1/ });
+  t.like(p.fresh(p.b).autoSync.config(p.name), { role: 'master', epoch: 2 });
+
+  // alpha meets epoch 2, keeps its change as an orphan; then beta's run goes through
+  t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
+  const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as unknown[];
+  t.is(orphans.length, 1);
+  const run = await p.b.cli(`run auto-sync :${p.name}`);
+  t.is(run.exitCode, 0, String(run.stderr));
+  t.deepEqual(await filesOf(p, p.a), await filesOf(p, p.b));
+  t.notRegex(await logOf(p, p.a), /\[\[/, 'one bracket per log line');
+});
+
+test.serial('a property set on either appliance is set on the other copy too; with the other down, here only, with a warning', async (t) => {
+  const p = await reversePair(t);
+  t.is((await p.a.cli(`setup auto-sync :${p.name} property keep_dst 7`)).exitCode, 0);
+  t.is(p.fresh(p.b).autoSync.config(p.name).keepDst, 7);
+  t.is((await p.b.cli(`setup auto-sync :${p.name} property comment 'from beta'`)).exitCode, 0);
+  t.is(p.fresh(p.a).autoSync.config(p.name).comment, 'from beta');
+  t.like(p.fresh(p.b).autoSync.config(p.name), { role: 'non-master', source: { host: 'alpha' } }, 'roles and endpoints stay as they were');
+  p.down(p.b);
+  const r = await p.a.cli(`setup auto-sync :${p.name} property comment 'alpha only'`);
+  t.is(r.exitCode, 0, String(r.stderr));
+  t.regex(String(r.stdout) + String(r.stderr), /Warning: comment was set here only \(.*\); set it on beta too once it answers/);
+  p.up(p.b);
+  t.is(p.fresh(p.a).autoSync.config(p.name).comment, 'alpha only');
+  t.is(p.fresh(p.b).autoSync.config(p.name).comment, 'from beta');
+});

@@ -46,8 +46,8 @@ export interface ContactDeps {
   timeoutMs?: number;
 }
 
-export const bracket = (text: string) => `[${text} ]`;
-export const rd = (text: string) => bracket(`Reverse-direction: ${text}`);
+/** a reverse-direction log line (ServiceLog brackets every line, as NMC does) */
+export const rd = (text: string) => `Reverse-direction: ${text}`;
 
 /** the other appliance of a service between two */
 export function peerHostOf(config: AutoSyncConfig): string {
@@ -113,7 +113,7 @@ export async function peerConfig(deps: ContactDeps, config: AutoSyncConfig): Pro
   }
 }
 
-export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain';
+export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain' | 'peer-behind';
 
 /**
  * The epoch rule, on contact with the peer. Returns what happened; throws
@@ -138,7 +138,7 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
       log.write(rd('sync_configuration_with_remote_side() - DR case, rolling back to last synced state'));
       const started = Date.now();
       const synced = await keepAndRollBack(name, localEndpoint(adopted), remoteEndpoint(adopted), adopted.recursive, deps, log);
-      if (synced) log.write(bracket(`RECOVERED => ${host}:${remoteEndpoint(adopted).dataset}@${synced.name} OK (${Math.round((Date.now() - started) / 1000)} sec)`));
+      if (synced) log.write(`RECOVERED => ${host}:${remoteEndpoint(adopted).dataset}@${synced.name} OK (${Math.round((Date.now() - started) / 1000)} sec)`);
       await deps.store.update(name, () => adopted);
       log.write(`Epoch ${theirs.epoch} on ${host} is newer than ours (${config.epoch}): this appliance is now non-master of auto-sync:${name}; data flows from ${host}.`);
       return 'demoted';
@@ -146,6 +146,13 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
     await deps.store.update(name, () => adopted);
     log.write(`Epoch ${theirs.epoch} on ${host} is newer than ours (${config.epoch}): took its view, this appliance is ${adopted.role} of auto-sync:${name}.`);
     return 'adopted';
+  }
+  // The peer was away when this appliance took over (disaster recovery) and
+  // still writes to its copy as the source: sending into it would roll back
+  // what it wrote. It must meet our epoch first and keep that as an orphan.
+  if (theirs.epoch < config.epoch && holdsSource(config) && holdsSource(theirs)) {
+    log.write(`${host} still holds auto-sync:${name} as its source at epoch ${theirs.epoch} (ours: ${config.epoch}): nothing is sent to it until it has met the newer epoch and kept its own changes`);
+    return 'peer-behind';
   }
   const bothMaster = theirs.role === 'master' && config.role === 'master';
   const bothSource = holdsSource(theirs) && holdsSource(config);
@@ -268,5 +275,19 @@ async function settleHandOver(entry: HandOverEntry, ours: AutoSyncConfig, theirs
   if (info && !info.mounted) await source.driver.mount(source.dataset);
   deps.journal.clear(name);
   log.write(rd(`Mounted ${inForce.source.host === 'localhost' ? 'here' : `on ${inForce.source.host}`}: ${inForce.source.dataset} is the source again; auto-sync:${name} is ${inForce.role} here at epoch ${inForce.epoch}`));
+  return outcome;
+}
+
+/**
+ * The epoch rule before a run: as checkOnContact, and a peer that is behind
+ * and still holds its copy as the source refuses the run (nothing is sent
+ * into a copy with writes that are not kept yet), whatever `force` says.
+ */
+export async function contactBeforeRun(name: string, deps: ContactDeps): Promise<ContactOutcome> {
+  const outcome = await checkOnContact(name, deps);
+  if (outcome === 'peer-behind') {
+    const host = peerHostOf(deps.store.get(name)!);
+    throw new Error(`${host} still holds auto-sync:${name} as its source at an older epoch (it was away when this appliance took over): nothing was sent. It becomes the destination, keeping what it wrote as an orphan, at its next contact: its daemon does it within a minute, or run 'run auto-sync :${name}' on ${host}.`);
+  }
   return outcome;
 }

@@ -21,7 +21,7 @@ import { readdir } from 'node:fs/promises';
 import { isMarkerOf } from './markers.js';
 import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
 import { HandOverJournal } from './handover-journal.js';
-import { asMasterStore, checkOnContact, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
+import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
 export interface PeerResolver {
@@ -243,7 +243,7 @@ export class AutoSyncService {
     const contact = this.contactDeps();
     return runService(name, {
       store: handOver ? asMasterStore(this.store) : this.store,
-      beforeRun: contact && !handOver ? () => checkOnContact(name, contact) : undefined,
+      beforeRun: contact && !handOver ? () => contactBeforeRun(name, contact) : undefined,
       log: ServiceLog.forService(this.home.logs, name),
       lockDir: this.home.locks,
       sendHistory: this.history(name, 'send'),

@@ -32,7 +32,8 @@ import { ServiceLog } from '../service-log.js';
 import { failpoint } from '../failpoints.js';
 import type { AutoSyncConfig, Endpoint } from './model.js';
 import { directionOf } from './model.js';
-import { bracket, checkOnContact, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
+import { findProperty } from './properties.js';
+import { checkOnContact, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
 import { destroyOrphan, listOrphans, type OrphanView } from './orphans.js';
 
 export type ReverseCase = 'source-up' | 'source-down' | 'destination-up' | 'disaster-recovery';
@@ -48,6 +49,9 @@ export async function sideOf(services: Services, endpoint: Endpoint): Promise<{ 
   if (endpoint.host === 'localhost') return { driver: await services.storage.usable(ref.driver), dataset: ref.name };
   return { driver: (await services.peers.side(endpoint.host, ref.driver)).driver, dataset: ref.name };
 }
+
+/** an endpoint as the operator knows it: appliance:dataset */
+const named = (services: Services, e: Endpoint) => `${e.host === 'localhost' ? services.appliance.id : e.host}:${e.dataset}`;
 
 function checkReversible(config: AutoSyncConfig): void {
   if (config.direction === 'local-to-local') throw new Error(`auto-sync:${config.name} is local-to-local: reverse-direction needs a service between two appliances.`);
@@ -102,11 +106,15 @@ export interface ReverseResult {
   message: string;
 }
 
+/** asks the operator; `warning`, when given, is shown first, as the seed's DR warning is */
+export type Confirm = (question: string, help: string, warning?: string) => Promise<boolean>;
+
 /**
- * `setup auto-sync :NAME reverse-direction`. `confirmDr` is asked only in
- * the disaster-recovery case, after the warning it is given.
+ * `setup auto-sync :NAME reverse-direction`: asks before a hand-over (the
+ * source is unmounted while the last delta goes) and, after its warning,
+ * before disaster recovery. A no changes nothing.
  */
-export async function reverseDirection(services: Services, name: string, confirmDr: (warning: string, question: string) => Promise<boolean>): Promise<ReverseResult | null> {
+export async function reverseDirection(services: Services, name: string, confirm: Confirm): Promise<ReverseResult | null> {
   const { case: c, config } = await reverseCase(services, name);
   const log = ServiceLog.forService(services.home.logs, name);
   const host = peerHostOf(config);
@@ -117,8 +125,14 @@ export async function reverseDirection(services: Services, name: string, confirm
       throw new Error(`The other appliance of auto-sync:${name} (${host}) is down: ${needs} needs it up, to sync the last delta and hand it the source. Nothing was changed; this appliance stays ${config.role} and its copy stays writable. Bring ${host} up (see 'show network ssh-bindings'), then run this again.`);
     }
     case 'source-up':
-    case 'destination-up':
+    case 'destination-up': {
+      const ep = (e: Endpoint) => named(services, e);
+      const master = config.role === 'master' ? host : 'this appliance';
+      const question = `Reverse direction of 'auto-sync:${name}' to ${ep(config.destination)} => ${ep(config.source)}, master ${master}?`;
+      const help = `${ep(config.source)} is unmounted while the last delta is synced; then ${ep(config.destination)} is mounted and becomes the source, and the master role moves to ${master} (epoch ${config.epoch + 1}).`;
+      if (!(await confirm(question, help))) return null;
       return handOver(services, config, c);
+    }
     case 'disaster-recovery': {
       const where = `${localEndpoint(config).dataset} on ${host}`;
       const seed = config.role === 'non-master';
@@ -127,7 +141,7 @@ export async function reverseDirection(services: Services, name: string, confirm
       const keptOn = seed ? 'master' : 'source appliance';
       const becomes = seed ? 'non-master' : 'the destination';
       const warning = `IMPORTANT! You are about to reverse direction of 'auto-sync:${name}' from ${from}. If ${other} is up and running well, please run this command from there. If you have disaster recovery scenario, note that changes made on the ${other} since the last successful replication are NOT here: they WILL BE KEPT on the ${keptOn}, as an orphan snapshot of ${where}, when it comes back and becomes ${becomes} ('show auto-sync :${name} orphans' there). BE SURE YOU AWARE OF CONSEQUENCES`;
-      if (!(await confirmDr(warning, `Proceed reversing 'auto-sync:${name}'?`))) return null;
+      if (!(await confirm(`Proceed reversing 'auto-sync:${name}'?`, warning, warning))) return null;
       return disasterRecovery(services, config);
     }
   }
@@ -179,7 +193,7 @@ async function handOver(services: Services, config: AutoSyncConfig, c: 'source-u
   failpoint('handover.mounted');
   journal.clear(name);
   const master = ours.role === 'master' ? 'here' : host;
-  return { case: c, config: ours, message: `Reversed direction for 1 auto-sync instance: ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}, master ${master} (epoch ${epoch}), last delta ${marker}.` };
+  return { case: c, config: ours, message: `Reversed direction for 1 auto-sync instance: ${named(services, ours.source)} => ${named(services, ours.destination)}, master ${master} (epoch ${epoch}), last delta ${marker}.` };
 }
 
 async function disasterRecovery(services: Services, config: AutoSyncConfig): Promise<ReverseResult> {
@@ -194,7 +208,7 @@ async function disasterRecovery(services: Services, config: AutoSyncConfig): Pro
   await services.autoSync.store.update(name, () => ours);
   // an interrupted hand-over this appliance drove is superseded: the new epoch is the truth
   contactDeps(services).journal.clear(name);
-  log.write(bracket('Rereading configuration.'));
+  log.write('Rereading configuration.');
   await here.driver.mount(here.dataset);
   log.write(`auto-sync:${name} is master here at epoch ${epoch}; ${here.dataset} is mounted. When ${peerHostOf(config)} comes back it becomes the destination (non-master) and data flows into it.`);
   return { case: 'disaster-recovery', config: ours, message: 'Reversed direction for 1 auto-sync instance' };
@@ -246,6 +260,32 @@ export async function resolveSplitBrain(services: Services, name: string, winner
   const rolled = common ? `rolled back to @${common.name}` : 'not rolled back (no common snapshot: the next run asks for a resync)';
   log.write(`Split brain resolved: auto-sync:${name} is ${ours.role} here at epoch ${epoch}, ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}; the other copy was ${rolled}`);
   return { config: ours, message: `Split brain resolved for auto-sync:${name}: the copy ${winner === 'here' ? 'here' : `on ${host}`} is the source, master ${ours.role === 'master' ? 'here' : host} (epoch ${epoch}); the other copy was ${rolled}, its changes kept as an orphan ('show auto-sync :${name} orphans' ${winner === 'here' ? `on ${host}` : 'here'}).` };
+}
+
+/**
+ * A property set here goes to the peer's copy of a reverse-capable service
+ * too, so that whichever appliance runs it next runs it the same way.
+ * Returns null, or why the peer's copy was not changed (it is down, or at
+ * another epoch: the epoch rule settles that first).
+ */
+export async function sharePropertyWithPeer(services: Services, name: string, key: string, value: string): Promise<string | null> {
+  const config = services.autoSync.config(name);
+  if (!config.reverseCapable || config.direction === 'local-to-local') return null;
+  const host = peerHostOf(config);
+  const log = ServiceLog.forService(services.home.logs, name);
+  try {
+    const peer = services.peers.peerSide(host);
+    const theirs = await withTimeout(peer.config(name), contactTimeoutMs(), host);
+    if (!theirs) throw new Error(`${host} has no copy of auto-sync:${name}`);
+    if (theirs.epoch !== config.epoch) throw new Error(`${host} holds auto-sync:${name} at epoch ${theirs.epoch}, not ${config.epoch}`);
+    await peer.putConfig(findProperty(key).set!(theirs, value));
+    log.write(`Property ${key} copied to ${host}`);
+    return null;
+  } catch (error) {
+    const why = `${key} was set here only (${(error as Error).message}); set it on ${host} too once it answers`;
+    log.write(`WARNING: ${why}`);
+    return why;
+  }
 }
 
 /** orphans of a service on this appliance's copy */

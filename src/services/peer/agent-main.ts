@@ -219,7 +219,12 @@ class Agent {
   private async putConfig(config: AutoSyncConfig): Promise<null> {
     if (!config || !validServiceName(config.name)) throw new AgentError('bad-request', 'A service configuration with a valid name is needed.');
     const store = this.services.autoSync.store;
-    if (store.get(config.name)) await store.update(config.name, () => config);
+    // the higher epoch wins, always: a caller behind this appliance's view never overwrites it
+    const newer = (mine: AutoSyncConfig) => {
+      if (config.epoch < mine.epoch) throw new AgentError('failed', `${this.me} holds auto-sync:${config.name} at epoch ${mine.epoch}, newer than ${config.epoch}: the configuration was not replaced.`);
+      return config;
+    };
+    if (store.get(config.name)) await store.update(config.name, newer);
     else await store.add(() => config);
     return null;
   }
