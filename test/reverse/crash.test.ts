@@ -74,16 +74,28 @@ for (const step of STEPS) {
   test.serial(`kill -9 at ${step}, driven from the destination (non-master): settled, one master, nothing lost`, (t) => crashThenSettle(t, 'b', step));
 }
 
-test.serial('a hand-over in progress in a live process is never second-guessed', async (t) => {
+test.serial('a hand-over another live process drives is never second-guessed, even when the peer has committed it', async (t) => {
   const p = await reversePair(t);
+  await p.fresh(p.a).autoSync.run(p.name);
+  // another process (alive) holds the journal, mid-hand-over: beta is at epoch 2 already
+  const { spawn } = await import('node:child_process');
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.teardown(() => other.kill());
   const sa = p.fresh(p.a);
   const journal = sa.autoSync.contactDeps()!.journal;
-  // this very process drives it: contact leaves it alone
-  journal.put({ service: p.name, epoch: 1, oldSource: 'here', pid: process.pid, startedAt: new Date().toISOString() });
+  journal.put({ service: p.name, epoch: 1, oldSource: 'here', pid: other.pid!, startedAt: new Date().toISOString() });
+  const sb = p.fresh(p.b);
+  await sb.autoSync.store.update(p.name, (c) => ({ ...c, epoch: 2 }));
   t.is(await sa.autoSync.contact(p.name), 'same');
+  t.like(p.fresh(p.a).autoSync.config(p.name), { role: 'master', epoch: 1 }, 'not adopted behind the driving process');
   t.truthy(journal.get(p.name));
   t.false((await logOf(p, p.a)).includes('interrupted hand-over'));
-  journal.clear(p.name);
+  // once that process is gone, the journal is settled: beta committed, so alpha takes its view
+  other.kill('SIGKILL');
+  await new Promise((r) => other.once('exit', r));
+  t.is(await p.fresh(p.a).autoSync.contact(p.name), 'adopted');
+  t.true((await logOf(p, p.a)).includes('interrupted hand-over found'));
+  t.is(journal.get(p.name), null);
 });
 
 test.serial('an interrupted hand-over waits while the peer is down: the source stays unmounted, nothing is decided', async (t) => {

@@ -126,8 +126,12 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
   const host = peerHostOf(config);
   const seen = await peerConfig(deps, config);
   if (!seen.reachable) return 'unreachable';
-  const pending = deps.journal.abandoned(name);
-  if (pending) return settleHandOver(pending, config, seen.config, deps);
+  const journaled = deps.journal.get(name);
+  if (journaled && journaled.pid !== process.pid) {
+    // a hand-over another live process drives decides the roles; one a crash left is settled now
+    const abandoned = deps.journal.abandoned(name);
+    return abandoned ? settleHandOver(abandoned, config, seen.config, deps) : 'same';
+  }
   if (!seen.config) return 'same';
   const theirs = seen.config;
   const log = deps.log(name);
