@@ -4,6 +4,7 @@
  * received_uuid or uuid. Not recursive: nested subvolumes are left out by
  * btrfs snapshot and send, so recursive requests are refused.
  */
+import { cliDriver } from '../cli-driver.js';
 import type { Driver } from '../driver.js';
 import { probe } from '../exec.js';
 import { BtrfsCli } from './cli.js';
@@ -23,34 +24,19 @@ export interface BtrfsDriverOptions {
 }
 
 export function createBtrfsDriver(opts: BtrfsDriverOptions = {}): Driver {
-  const cli = new BtrfsCli(opts.btrfs ?? 'btrfs');
-  return {
-    name: 'btrfs',
-    unavailableReason: () => unavailableReason(cli),
-
-    listDatasets: (under) => subvolumes.listDatasets(cli, under),
-    getDataset: (name) => subvolumes.getDataset(cli, name),
-    createDataset: (name, o) => subvolumes.createDataset(cli, name, o),
-    destroyDataset: (name, o) => subvolumes.destroyDataset(cli, name, o),
-    renameDataset: (from, to) => renameDataset(cli, from, to),
-
-    listSnapshots: async (dataset) => {
+  return cliDriver('btrfs', new BtrfsCli(opts.btrfs ?? 'btrfs'), {
+    unavailableReason,
+    datasets: subvolumes,
+    renameDataset,
+    listSnapshots: async (cli, dataset) => {
       await subvolumes.requireDataset(cli, dataset);
       return (await snapshots.listSnapshots(cli, dataset)).map(snapshots.publicInfo);
     },
-    createSnapshot: (dataset, name, o) => snapshots.createSnapshot(cli, dataset, name, o.recursive),
-    destroySnapshot: (dataset, name, o) => snapshots.destroySnapshot(cli, dataset, name, o.recursive),
-    holdSnapshot: (dataset, name, held) => snapshots.holdSnapshot(cli, dataset, name, held),
-    rollback: (dataset, name) => snapshots.rollback(cli, dataset, name),
-    changedSince: (dataset, name) => snapshots.changedSince(cli, dataset, name),
-
-    send: (dataset, snapshot, o) => send(cli, dataset, snapshot, o),
-    receive: (dataset, stream, o) => receive(cli, dataset, stream, o),
-    recover: (dataset) => recover(cli, dataset),
-
-    mount: (name) => subvolumes.mount(cli, name),
-    unmount: (name) => subvolumes.unmount(cli, name),
-  };
+    snapshots,
+    send,
+    receive,
+    recover,
+  });
 }
 
 async function unavailableReason(cli: BtrfsCli): Promise<string | null> {

@@ -5,6 +5,7 @@
  * holds by property when `zfs hold` is missing, change detection by a send
  * probe when `written` is missing, clean-up instead of resume tokens.
  */
+import { cliDriver } from '../cli-driver.js';
 import type { Driver } from '../driver.js';
 import { probe } from '../exec.js';
 import { ZfsCli } from './cli.js';
@@ -36,35 +37,21 @@ export interface ZfsDriver extends Driver {
 
 export function createZfsDriver(opts: ZfsDriverOptions = {}): ZfsDriver {
   const cli = new ZfsCli(opts.zfs ?? 'zfs', opts.zpool ?? 'zpool', opts.features);
-  return {
-    name: 'zfs',
-    unavailableReason: () => unavailableReason(cli),
-    features: () => cli.features(),
-
-    listDatasets: (under) => datasets.listDatasets(cli, under),
-    getDataset: (name) => datasets.getDataset(cli, name),
-    createDataset: (name, o) => datasets.createDataset(cli, name, o),
-    destroyDataset: (name, o) => datasets.destroyDataset(cli, name, o),
-    renameDataset: (from, to) => renameDataset(cli, from, to),
-
-    listSnapshots: async (dataset) => {
+  const driver = cliDriver('zfs', cli, {
+    unavailableReason,
+    datasets,
+    renameDataset,
+    listSnapshots: async (cli, dataset) => {
       await datasets.requireDataset(cli, dataset);
       await cli.settleSends(dataset); // `held` is not worth reporting for a send's leftover hold
       return snapshots.listSnapshots(cli, dataset);
     },
-    createSnapshot: (dataset, name, o) => snapshots.createSnapshot(cli, dataset, name, o.recursive),
-    destroySnapshot: (dataset, name, o) => snapshots.destroySnapshot(cli, dataset, name, o.recursive),
-    holdSnapshot: (dataset, name, held) => snapshots.holdSnapshot(cli, dataset, name, held),
-    rollback: (dataset, name) => snapshots.rollback(cli, dataset, name),
-    changedSince: (dataset, name) => snapshots.changedSince(cli, dataset, name),
-
-    send: (dataset, snapshot, o) => send(cli, dataset, snapshot, o),
-    receive: (dataset, stream, o) => receive(cli, dataset, stream, o),
-    recover: (dataset) => recover(cli, dataset),
-
-    mount: (name) => datasets.mount(cli, name),
-    unmount: (name) => datasets.unmount(cli, name),
-  };
+    snapshots,
+    send,
+    receive,
+    recover,
+  });
+  return { ...driver, features: () => cli.features() };
 }
 
 async function unavailableReason(cli: ZfsCli): Promise<string | null> {
