@@ -1,12 +1,9 @@
 /**
  * Real ZFS pools (file vdevs) and btrfs volumes (loop-mounted images) for
- * the benchmarks, outside ava. The helpers in test/helpers cannot be used
- * here (they load ava), so this follows the same protocol as
- * test/helpers/zfs-pool.ts: zfs-fuse is started when ZFS does not answer,
- * under the same cross-process lock and with the same pidfile and
- * "started by tests" mark, so a benchmark and a test run can share the
- * daemon; it is stopped at the end only when it was started that way and
- * no pool is left.
+ * the benchmarks, outside ava. zfs-fuse is started and stopped by
+ * test/helpers/zfs-fuse.ts, as for the tests (that module does not load
+ * ava), so a benchmark and a test run can share the daemon; it is stopped
+ * at the end only when it was started that way and no pool is left.
  *
  * Everything made is cleaned up by `withCleanup` when the body ends, also on
  * failure and on Ctrl-C / SIGTERM.
@@ -15,10 +12,10 @@
  */
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, rmdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createPool, stopDaemonIfIdle } from '../test/helpers/zfs-fuse.js';
 
 type Cleanup = () => void | Promise<void>;
 
@@ -65,9 +62,6 @@ export async function withCleanup<T>(body: (bag: CleanupBag) => Promise<T>): Pro
 // ---- ZFS ----
 
 const tmp = os.tmpdir();
-const LOCK = path.join(tmp, 'syncsh-zfs-fuse.lock');
-const STARTED_MARK = path.join(tmp, 'syncsh-zfs-fuse.started-by-tests');
-const PIDFILE = path.join(tmp, 'syncsh-zfs-fuse.pid');
 
 export interface Pool {
   name: string;
@@ -88,76 +82,12 @@ export async function makePool(bag: CleanupBag, label: string, bytes: number, di
     }
     await rm(file, { force: true });
     await rmdir(mountpoint).catch(() => undefined);
-    await withLock(async () => stopDaemonIfIdle());
+    stopDaemonIfIdle();
   });
   await writeFile(file, '');
   await truncate(file, bytes);
-  await withLock(async () => {
-    await ensureDaemon();
-    await execa('zpool', ['create', '-f', '-m', mountpoint, '-O', 'atime=off', name, file]);
-  });
+  await createPool(name, file, mountpoint, 'off');
   return { name, mountpoint };
-}
-
-const zfsAnswers = async () => !(await execa('zpool', ['list', '-H', '-o', 'name'], { reject: false })).failed;
-
-async function ensureDaemon(): Promise<void> {
-  if (await zfsAnswers()) return;
-  if (existsSync('/dev/zfs')) throw new Error('ZFS does not answer although /dev/zfs exists.');
-  if (existsSync(PIDFILE)) {
-    const pid = Number(readFileSync(PIDFILE, 'utf8').trim());
-    if (!(pid > 0 && alive(pid))) rmSync(PIDFILE, { force: true });
-  }
-  await execa('zfs-fuse', ['--pidfile', PIDFILE], { stdio: 'ignore' });
-  writeFileSync(STARTED_MARK, String(process.pid));
-  for (let waited = 0; waited < 15_000; waited += 100) {
-    if (await zfsAnswers()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('zfs-fuse was started but zpool does not answer after 15 s.');
-}
-
-/** stop a daemon started by tests or benchmarks once no pool is left (never one that was running before) */
-async function stopDaemonIfIdle(): Promise<void> {
-  if (!existsSync(STARTED_MARK)) return;
-  const pools = await execa('zpool', ['list', '-H', '-o', 'name'], { reject: false });
-  if (pools.failed || pools.stdout.trim() !== '') return;
-  const pid = Number(readFileSync(PIDFILE, 'utf8').trim());
-  if (pid > 0 && alive(pid)) {
-    process.kill(pid, 'SIGTERM');
-    for (const deadline = Date.now() + 10_000; alive(pid) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
-  }
-  rmSync(PIDFILE, { force: true });
-  rmSync(STARTED_MARK, { force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function withLock<T>(fn: () => Promise<T>): Promise<T> {
-  for (let tries = 0; ; tries++) {
-    try {
-      await mkdir(LOCK);
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const age = Date.now() - (await stat(LOCK).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
-      if (age > 60_000) await rmdir(LOCK).catch(() => undefined);
-      if (tries > 1200) throw new Error(`The lock ${LOCK} has been busy for over 60 s.`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rmdir(LOCK).catch(() => undefined);
-  }
 }
 
 // ---- btrfs ----
