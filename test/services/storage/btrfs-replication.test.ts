@@ -6,35 +6,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BtrfsError, createBtrfsDriver } from '../../../src/services/storage/btrfs/index.js';
 import { btrfsMissing, makeBtrfsVolume } from '../../helpers/btrfs-volume.js';
+import { abortAfterFirstChunk, cutAfter, replicationWith } from '../../helpers/replication.js';
 import { gatedTest } from '../../helpers/system.js';
 
 const btrfsTest = await gatedTest(['btrfs (btrfs-progs, loop devices)'], btrfsMissing);
 const driver = createBtrfsDriver();
 const once = { recursive: false, force: false } as const;
+const { replicate, ids } = replicationWith(driver);
 
-async function replicate(src: string, snapshot: string, dst: string, opts: { from?: string; force?: boolean } = {}) {
-  const stream = driver.send(src, snapshot, { recursive: false, ...(opts.from ? { from: opts.from } : {}) });
-  return driver.receive(dst, stream, { recursive: false, force: opts.force ?? false });
-}
-
-/** the first `bytes` of a stream, then a clean end: a link cut mid-transfer */
-function cutAfter(stream: Readable, bytes: number): Readable {
-  return Readable.from(
-    (async function* () {
-      let left = bytes;
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (chunk.length >= left) {
-          yield chunk.subarray(0, left);
-          break;
-        }
-        left -= chunk.length;
-        yield chunk;
-      }
-    })(),
-  );
-}
-
-const ids = async (dataset: string) => (await driver.listSnapshots(dataset)).map((s) => `${s.name}=${s.id}`);
 const uuidOf = async (subvolume: string) => (await execa('btrfs', ['subvolume', 'show', subvolume])).stdout.match(/\tUUID:\s*(\S+)/)?.[1] ?? '';
 
 btrfsTest('full then incremental across filesystems: the delta arrives, ids match, received snapshots stay as markers', async (t) => {
@@ -199,14 +178,7 @@ btrfsTest('send failures and aborts surface as stream errors; garbage is refused
 
   // an aborted receive leaves nothing
   const abortReceive = new AbortController();
-  const slow = Readable.from(
-    (async function* () {
-      for await (const chunk of driver.send(src, 's1', once) as AsyncIterable<Buffer>) {
-        yield chunk;
-        abortReceive.abort();
-      }
-    })(),
-  );
+  const slow = abortAfterFirstChunk(driver.send(src, 's1', once), abortReceive);
   const aborted = await t.throwsAsync(driver.receive(dst, slow, { ...once, signal: abortReceive.signal }));
   t.is((aborted as BtrfsError).code, 'aborted');
   t.is(await driver.getDataset(dst), null);

@@ -5,12 +5,14 @@ import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileS
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createZfsDriver, ZfsError } from '../../../src/services/storage/zfs/index.js';
+import { abortAfterFirstChunk, cutAfter, replicationWith } from '../../helpers/replication.js';
 import { gatedTest } from '../../helpers/system.js';
 import { makeZfsPool, zfsMissing } from '../../helpers/zfs-pool.js';
 
 const zfsTest = await gatedTest(['ZFS (zfs-fuse)'], zfsMissing);
 const driver = createZfsDriver();
 const once = { recursive: false, force: false } as const;
+const { replicate, ids } = replicationWith(driver);
 
 async function dirOf(name: string): Promise<string> {
   const info = await driver.getDataset(name);
@@ -18,30 +20,6 @@ async function dirOf(name: string): Promise<string> {
   return info.mountpoint;
 }
 
-async function replicate(src: string, snapshot: string, dst: string, opts: { from?: string; recursive?: boolean; force?: boolean } = {}) {
-  const recursive = opts.recursive ?? false;
-  const stream = driver.send(src, snapshot, { recursive, ...(opts.from ? { from: opts.from } : {}) });
-  return driver.receive(dst, stream, { recursive, force: opts.force ?? false });
-}
-
-/** the first `bytes` of a stream, then a clean end: a link cut mid-transfer */
-function cutAfter(stream: Readable, bytes: number): Readable {
-  return Readable.from(
-    (async function* () {
-      let left = bytes;
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (chunk.length >= left) {
-          yield chunk.subarray(0, left);
-          break;
-        }
-        left -= chunk.length;
-        yield chunk;
-      }
-    })(),
-  );
-}
-
-const ids = async (dataset: string) => (await driver.listSnapshots(dataset)).map((s) => `${s.name}=${s.id}`);
 const userProp = async (property: string, name: string) =>
   (await execa('zfs', ['get', '-H', '-o', 'value', property, name])).stdout.trim();
 
@@ -268,14 +246,7 @@ zfsTest('send failures and aborts surface as stream errors; garbage is refused b
   });
   // an aborted receive leaves nothing
   const abortReceive = new AbortController();
-  const slow = Readable.from(
-    (async function* () {
-      for await (const chunk of driver.send(src, 's2', once) as AsyncIterable<Buffer>) {
-        yield chunk;
-        abortReceive.abort();
-      }
-    })(),
-  );
+  const slow = abortAfterFirstChunk(driver.send(src, 's2', once), abortReceive);
   const receiveError = await t.throwsAsync(driver.receive(`${pool.name}/copy`, slow, { ...once, signal: abortReceive.signal }));
   t.is((receiveError as ZfsError).code, 'aborted');
   t.deepEqual((await driver.listDatasets(pool.name)).map((d) => d.name), [pool.name, src]);
