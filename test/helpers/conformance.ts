@@ -332,14 +332,13 @@ export class Platform {
 
 /**
  * Known gaps, by driver (reported to the owners of that driver):
- * - fs 'owners': the fs manifest records mode and mtime but no uid/gid, so a
- *   received file belongs to the receiving process (root here), not to the
- *   source file's owner.
+ * - 'owners': received files do not keep their uid/gid. None at the moment
+ *   (fs keeps them since its manifest format 2).
  * - 'rename': renameDataset missing or a stub (a resync, which moves the old
  *   destination aside, cannot run). None at the moment.
  */
 export type Gap = 'owners' | 'rename';
-export const GAPS: Record<DriverName, ReadonlySet<Gap>> = { fs: new Set(['owners']), zfs: new Set(), btrfs: new Set() };
+export const GAPS: Record<DriverName, ReadonlySet<Gap>> = { fs: new Set(), zfs: new Set(), btrfs: new Set() };
 
 export interface DriverFixture {
   kind: DriverName;

@@ -1,6 +1,7 @@
 /**
  * Does the live tree still match a manifest? Stat first (paths, types,
- * modes, sizes, mtimes, symlink targets); a file's content is read and
+ * modes, owners, sizes, mtimes, symlink targets, which names are one file);
+ * a file's content is read and
  * hashed only when its stat cache cannot vouch for it (new inode or ctime
  * with the same size and mtime, e.g. after a copy that kept the mtime).
  */
@@ -8,8 +9,8 @@ import { closeSync, openSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { CHUNK_SIZE, blockName } from './block-store.js';
 import { Breather, mode, readFull, sameMtime } from './files.js';
-import { cacheMatches, type Entry, type Manifest } from './manifest.js';
-import { scanTree, type LiveNode } from './scan.js';
+import { cacheMatches, sameOwner, type Entry, type Manifest } from './manifest.js';
+import { linkPrimaries, scanTree, type LiveNode } from './scan.js';
 
 function contentMatches(file: string, entry: Entry, buf: Buffer): boolean {
   const fd = openSync(file, 'r');
@@ -44,6 +45,8 @@ export async function differenceFrom(scanned: LiveNode[] | null, liveDir: string
   const entries = exclude.size ? manifest.entries.filter((e) => e.path === '' || !exclude.has(topName(e.path))) : manifest.entries;
   let buf: Buffer | null = null;
   const breather = new Breather();
+  // Hard links are recorded from format 2 on; a format 1 manifest does not know them.
+  const primaries = manifest.format >= 2 ? linkPrimaries(live) : null;
   for (let i = 0; i < Math.max(live.length, entries.length); i++) {
     const node = live[i];
     const e = entries[i];
@@ -51,6 +54,10 @@ export async function differenceFrom(scanned: LiveNode[] | null, liveDir: string
     if (!e || node.path !== e.path) return `${(!e || node.path < e.path ? node : e).path} was added or deleted`;
     const where = e.path || 'the root directory';
     if (node.type !== e.type) return `${where} changed type`;
+    if (!sameOwner(e, node.stat)) return `${where} changed owner`;
+    if (primaries && e.type === 'file' && (primaries.get(e.path) ?? e.path) !== (e.link ?? e.path)) {
+      return e.link === undefined ? `${where} became a hard link of ${primaries.get(e.path)}` : `${where} is no longer a hard link of ${e.link}`;
+    }
     if (e.type === 'symlink') {
       if (readlinkSync(path.join(liveDir, e.path)) !== e.target) return `${where} points elsewhere`;
       continue;

@@ -7,7 +7,7 @@
  * a staged file that is gone was already renamed into place, a missing
  * path was already removed, and so on.
  */
-import { chmodSync, closeSync, existsSync, fdatasyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fdatasyncSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Catalog } from './catalog.js';
 import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, withWritableParent, writeJsonAtomic } from './files.js';
@@ -151,6 +151,8 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
     () => {
       for (const m of j.plan.meta) {
         step();
+        // Owner before mode: a change of owner clears the set-user-ID and set-group-ID bits.
+        if (m.uid !== undefined) lchownSync(live(m.path), m.uid, m.gid!);
         if (m.type === 'file') chmodSync(live(m.path), m.mode);
         setMtime(live(m.path), m.mtimeNs, m.type === 'symlink');
       }
@@ -159,7 +161,9 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
       for (const d of j.plan.dirs) {
         step();
         const st = lstatSync(live(d.path));
-        if (modeBits(st.mode) !== d.mode) chmodSync(live(d.path), d.mode);
+        const chown = d.uid !== undefined && (st.uid !== d.uid || st.gid !== d.gid);
+        if (chown) lchownSync(live(d.path), d.uid!, d.gid!);
+        if (chown || modeBits(st.mode) !== d.mode) chmodSync(live(d.path), d.mode);
         if (!sameMtime(st.mtimeMs, d.mtimeNs)) setMtime(live(d.path), d.mtimeNs, false);
       }
       if (j.parentDir) {
@@ -242,7 +246,8 @@ function receivedManifest(catalog: Catalog, j: Journal, known?: Manifest): Manif
   const entries = received.map((e) => {
     if (e.type !== 'file') return e;
     const before = baseMap.get(e.path);
-    if (touched && !touched.has(e.path) && before?.cache && sameContent(before, e)) return e.cache === before.cache ? e : { ...e, cache: before.cache };
+    // Another name of a file may have changed with its first (one meta step for all): stat it.
+    if (touched && !touched.has(e.path) && e.link === undefined && before?.cache && sameContent(before, e)) return e.cache === before.cache ? e : { ...e, cache: before.cache };
     const { cache: _stale, ...rest } = e;
     const cache = liveCache(e, j.liveDir);
     return cache ? { ...rest, cache } : rest;

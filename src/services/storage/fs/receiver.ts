@@ -50,7 +50,7 @@ async function expectRecord(reader: StreamReader, type: number): Promise<RawReco
 }
 
 /** The manifest of the stream: whole, or rebuilt from the destination's base and the delta, proven by the digest. */
-function decodeManifest(parts: Buffer[], inc: Incoming): { manifest: Manifest; staged: StagedManifest } {
+function decodeManifest(parts: Buffer[], inc: Incoming, version: number): { manifest: Manifest; staged: StagedManifest } {
   const where = `${inc.target}@${inc.header.snapshot.name}`;
   let json: string;
   try {
@@ -65,6 +65,8 @@ function decodeManifest(parts: Buffer[], inc: Incoming): { manifest: Manifest; s
     throw corrupt(`the manifest for ${where} is not valid JSON.`);
   }
   const { entries: sent, delta, digest, ...fields } = body ?? {};
+  // Owners and hard links came with version 3: an older stream's manifest has neither.
+  if (version < 3 && fields.format !== 1) throw corrupt(`the manifest for ${where} has format ${String(fields.format)}, which a version ${version} stream does not carry.`);
   // A stat cache vouches for a file on this appliance only: one in a stream is never believed.
   const fromStream = (list: unknown): Entry[] => (Array.isArray(list) ? list.map((e: Entry) => (e && typeof e === 'object' ? withoutCache(e) : e)) : (list as Entry[]));
   const entries = sent === undefined ? undefined : fromStream(sent);
@@ -112,7 +114,7 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
     parts.push(Buffer.from(rec.payload));
     rec = await reader.record('manifest part or block');
   }
-  const { manifest, staged } = decodeManifest(parts, inc);
+  const { manifest, staged } = decodeManifest(parts, inc, reader.version);
   if (manifest.id !== inc.header.snapshot.id || manifest.name !== inc.header.snapshot.name || manifest.kind !== inc.header.kind) {
     throw corrupt(`the manifest for ${where} does not belong to the snapshot its header announced.`);
   }

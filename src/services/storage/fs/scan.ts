@@ -27,6 +27,11 @@ export interface LiveStat {
   ino: number;
   mtimeMs: number;
   ctimeMs: number;
+  uid: number;
+  gid: number;
+  /** link count: above 1, other names of the same file may be in the tree (hard links) */
+  nlink: number;
+  dev: number;
 }
 
 export interface LiveNode {
@@ -36,7 +41,33 @@ export interface LiveNode {
 }
 
 function keep(st: Stats): LiveStat {
-  return { mode: st.mode, size: st.size, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+  return { mode: st.mode, size: st.size, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid, nlink: st.nlink, dev: st.dev };
+}
+
+/** The key of the file a node is, when other names of it may be in the tree (hard links); null when it has only one name. */
+export function inodeKey(n: LiveNode): string | null {
+  return n.type === 'file' && n.stat.nlink > 1 ? `${n.stat.dev}:${n.stat.ino}` : null;
+}
+
+/**
+ * For every file of the scan that has other names in it (hard links): its
+ * first name in path order, the one a manifest records the content under.
+ * Files with one name in the tree are not in the map.
+ */
+export function linkPrimaries(nodes: readonly LiveNode[]): Map<string, string> {
+  const first = new Map<string, string>();
+  const out = new Map<string, string>();
+  for (const n of nodes) {
+    const key = inodeKey(n);
+    if (key === null) continue;
+    const p = first.get(key);
+    if (p === undefined) first.set(key, n.path);
+    else {
+      out.set(p, p);
+      out.set(n.path, p);
+    }
+  }
+  return out;
 }
 
 export function liveType(st: Stats): LiveType {

@@ -4,15 +4,19 @@
  * (size, mtime, inode, ctime) match the previous manifest's stat cache is
  * not read again: its block list is reused, which is what makes an
  * incremental snapshot of a large, mostly unchanged tree cheap.
+ *
+ * Every entry records its owner. A file with several names in the tree
+ * (hard links) is read once, under its first name in path order; its
+ * other names repeat that entry with `link` pointing to the first.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readlinkSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { BlockStore, CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { Breather, errorCode, mode, msToNs, readFull, sameMtime } from './files.js';
 import { MANIFEST_FORMAT, byPath, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';
-import { scanTree, type LiveStat } from './scan.js';
+import { linkPrimaries, scanTree, type LiveStat } from './scan.js';
 
 /**
  * A write that lands in the same clock tick as our stat can leave size,
@@ -80,6 +84,42 @@ async function storeFiles(store: BlockStore, liveDir: string, files: { entry: En
 }
 
 /**
+ * The other names of each file with several take what was read under its
+ * first name. When that first name was gone by the time it was read, the
+ * next name becomes the first and is read in its place.
+ */
+async function settleLinks(store: BlockStore, liveDir: string, links: Map<Entry, Entry[]>, vanished: Set<Entry>, startMs: number, what: string, signal?: AbortSignal): Promise<void> {
+  let pending = [...links];
+  while (pending.length) {
+    const again: [Entry, Entry[]][] = [];
+    const toRead: { entry: Entry; stat: LiveStat }[] = [];
+    for (const [first, others] of pending) {
+      if (!vanished.has(first)) {
+        for (const o of others) Object.assign(o, { mode: first.mode, uid: first.uid, gid: first.gid, mtimeNs: first.mtimeNs, size: first.size, blocks: first.blocks, cache: first.cache });
+        continue;
+      }
+      const [next, ...rest] = others;
+      if (!next) continue;
+      const st = lstatSync(path.join(liveDir, next.path), { throwIfNoEntry: false });
+      if (!st?.isFile()) {
+        vanished.add(next);
+        again.push([first, rest]);
+        continue;
+      }
+      // The next name is the file's first name now.
+      const stat: LiveStat = { mode: st.mode, size: st.size, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid, nlink: st.nlink, dev: st.dev };
+      Object.assign(next, { mode: mode(st.mode), uid: st.uid, gid: st.gid, size: st.size, blocks: [], cache: cacheOf(stat, isRacy(stat, startMs)) });
+      delete next.link;
+      for (const o of rest) o.link = next.path;
+      toRead.push({ entry: next, stat });
+      again.push([next, rest]);
+    }
+    for (const v of await storeFiles(store, liveDir, toRead, what, signal)) vanished.add(v);
+    pending = again;
+  }
+}
+
+/**
  * Read the live tree into `store` and describe it. The caller seals the
  * store before it writes and lists the manifest, and discards what was
  * stored when that fails.
@@ -93,29 +133,49 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
   const startMs = Date.now();
   const nodes = await scanTree(liveDir, catalog.childMountNames(dataset));
   if (!nodes) throw new Error(`The files of fs dataset ${dataset} are missing: ${liveDir} does not exist.`);
+  const primaries = linkPrimaries(nodes);
   const entries: Entry[] = [];
   const toRead: { entry: Entry; stat: LiveStat }[] = [];
+  /** the other names of files with several, by their first name's entry: filled in once it is read */
+  const links = new Map<Entry, Entry[]>();
+  const firsts = new Map<string, Entry>();
   for (const node of nodes) {
     const { stat } = node;
     const p = node.path;
+    const owner = { uid: stat.uid, gid: stat.gid };
     if (node.type === 'file') {
+      const primary = primaries.get(p);
+      const first = primary !== undefined && primary !== p ? firsts.get(primary) : undefined;
+      if (first) {
+        // The same file: what its first name says of it (filled in once that is read).
+        const entry: Entry = { path: p, type: 'file', mode: first.mode, mtimeNs: first.mtimeNs, size: first.size, blocks: first.blocks, uid: first.uid, gid: first.gid, link: primary, cache: first.cache };
+        entries.push(entry);
+        links.get(first)!.push(entry);
+        continue;
+      }
       const before = prev.get(p);
+      let entry: Entry;
       if (before?.type === 'file' && cacheMatches(before, stat)) {
         // Same inode, ctime and mtime: same content, and the exact mtime is the one recorded.
-        entries.push({ path: p, type: 'file', mode: mode(stat.mode), mtimeNs: before.mtimeNs, size: before.size, blocks: before.blocks, cache: before.cache });
+        entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: before.mtimeNs, size: before.size, blocks: before.blocks, ...owner, cache: before.cache };
       } else {
-        const entry: Entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: stat.size, blocks: [], cache: cacheOf(stat, isRacy(stat, startMs)) };
-        entries.push(entry);
+        entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: stat.size, blocks: [], ...owner, cache: cacheOf(stat, isRacy(stat, startMs)) };
         toRead.push({ entry, stat });
       }
+      entries.push(entry);
+      if (primary === p) {
+        firsts.set(p, entry);
+        links.set(entry, []);
+      }
     } else if (node.type === 'dir') {
-      entries.push({ path: p, type: 'dir', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0 });
+      entries.push({ path: p, type: 'dir', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, ...owner });
     } else if (node.type === 'symlink') {
-      entries.push({ path: p, type: 'symlink', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, target: readlinkSync(path.join(liveDir, p)) });
+      entries.push({ path: p, type: 'symlink', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, target: readlinkSync(path.join(liveDir, p)), ...owner });
     }
     // sockets, fifos and devices are not part of a snapshot
   }
   const vanished = await storeFiles(store, liveDir, toRead, `${dataset}@${name}`, signal);
+  if (links.size) await settleLinks(store, liveDir, links, vanished, startMs, `${dataset}@${name}`, signal);
   return {
     format: MANIFEST_FORMAT,
     id: randomUUID(),

@@ -10,13 +10,16 @@
  * from the stream instead of being read back from the store. Whatever the
  * order, `finish` builds the rest from the store.
  *
- * Mode and times are set through the open descriptor: for 20,000 small
- * files every path lookup saved counts.
+ * Owner, mode and times are set through the open descriptor: for 20,000
+ * small files every path lookup saved counts. The owner is set only where
+ * it is not already the one a new file gets (this process's). Another name
+ * of a file (a hard link) is staged as a hard link to its first name,
+ * which is always built before it.
  */
-import { chmodSync, closeSync, fchmodSync, ftruncateSync, futimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, mkdirSync, openSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import { BlockStore, CHUNK_SIZE, ZERO_BLOCK } from './block-store.js';
 import { Breather, nsToSeconds, setMtime } from './files.js';
-import { byPath, type Entry, type Manifest } from './manifest.js';
+import { byPath, ownerKept, type Entry, type Manifest } from './manifest.js';
 import type { Plan } from './plan.js';
 
 /** The process's umask, read once: files and directories are created with their final mode when it lets them. */
@@ -32,6 +35,8 @@ interface Item {
   entry: Entry;
   /** where it is built */
   file: string;
+  /** another name of a file: where its first name is built */
+  linkTo?: string;
 }
 
 interface OpenFile {
@@ -48,6 +53,9 @@ export class Stager {
   /** the block the open file needs next and the store does not have yet */
   private awaiting: string | null = null;
   private readonly buf = Buffer.allocUnsafe(CHUNK_SIZE);
+  /** the owner what this stager creates gets (this process's; the group of a set-group-ID staging directory) */
+  private readonly uid: number;
+  private readonly gid: number;
 
   /**
    * `plan.place` names the files to build under `filesDir`; a tree plan
@@ -58,12 +66,27 @@ export class Stager {
   constructor(private readonly plan: Plan, target: Manifest, private readonly filesDir: string, private readonly store: BlockStore, private readonly what: string) {
     if (plan.tree) {
       mkdirSync(filesDir, { recursive: true, mode: 0o700 });
-      this.items = target.entries.filter((e) => e.path !== '').map((entry) => ({ entry, file: `${filesDir}/${entry.path}` }));
+      this.items = target.entries
+        .filter((e) => e.path !== '')
+        .map((entry) => (entry.link === undefined ? { entry, file: `${filesDir}/${entry.path}` } : { entry, file: `${filesDir}/${entry.path}`, linkTo: `${filesDir}/${entry.link}` }));
     } else {
       mkdirSync(filesDir, { recursive: true });
       const byName = plan.place.length ? byPath(target) : new Map<string, Entry>();
-      this.items = plan.place.map((p) => ({ entry: byName.get(p.path)!, file: `${filesDir}/${p.staged}` }));
+      this.items = plan.place.map((p) => {
+        const item: Item = { entry: byName.get(p.path)!, file: `${filesDir}/${p.staged}` };
+        if (p.link !== undefined) item.linkTo = `${filesDir}/${p.link}`;
+        return item;
+      });
     }
+    // Staged directories are created without a set-group-ID bit, so all inherit this directory's rule.
+    const st = statSync(filesDir);
+    this.uid = process.geteuid?.() ?? st.uid;
+    this.gid = st.mode & 0o2000 ? st.gid : (process.getegid?.() ?? st.gid);
+  }
+
+  /** The owner to set on what was just created for `e`, or null when it already has it (or owners are not kept). */
+  private ownerToSet(e: Entry): { uid: number; gid: number } | null {
+    return ownerKept(e) && (e.uid !== this.uid || e.gid !== this.gid) ? { uid: e.uid!, gid: e.gid! } : null;
   }
 
   /** A verified block was just stored: when the open file waits for it, write it from `data` and go on. */
@@ -93,12 +116,17 @@ export class Stager {
       const item = this.items[this.next];
       if (!item) return;
       if (item.entry.type === 'dir') {
-        // Owner rwx while it is filled; a directory mode without them is set at the end.
+        // Owner rwx while it is filled; a directory mode without them, and its owner, are set at the end.
         mkdirSync(item.file, { mode: createMode(item.entry.mode, 0o700).mode });
         this.next++;
       } else if (item.entry.type === 'symlink') {
         symlinkSync(item.entry.target!, item.file);
+        const owner = this.ownerToSet(item.entry);
+        if (owner) lchownSync(item.file, owner.uid, owner.gid);
         setMtime(item.file, item.entry.mtimeNs, true);
+        this.next++;
+      } else if (item.linkTo !== undefined) {
+        linkSync(item.linkTo, item.file);
         this.next++;
       } else {
         this.open = { item, fd: openSync(item.file, 'wx', createMode(item.entry.mode, 0).mode), chunk: 0 };
@@ -143,7 +171,10 @@ export class Stager {
     this.next++;
     try {
       if (entry.blocks!.at(-1) === ZERO_BLOCK) ftruncateSync(f.fd, entry.size);
-      if (!createMode(entry.mode, 0).exact) fchmodSync(f.fd, entry.mode);
+      // Owner before mode: a change of owner clears the set-user-ID and set-group-ID bits.
+      const owner = this.ownerToSet(entry);
+      if (owner) fchownSync(f.fd, owner.uid, owner.gid);
+      if (owner || !createMode(entry.mode, 0).exact) fchmodSync(f.fd, entry.mode);
       const t = nsToSeconds(BigInt(entry.mtimeNs));
       futimesSync(f.fd, t, t);
     } finally {
@@ -170,6 +201,7 @@ export class Stager {
         if (d.path === '') continue;
         signal?.throwIfAborted();
         const dir = `${this.filesDir}/${d.path}`;
+        if (d.uid !== undefined && (d.uid !== this.uid || d.gid !== this.gid)) lchownSync(dir, d.uid, d.gid!);
         if (!createMode(d.mode, 0o700).exact) chmodSync(dir, d.mode);
         setMtime(dir, d.mtimeNs, false);
         await breather.breathe();

@@ -1,5 +1,5 @@
 /**
- * The fs send stream, version 2. Integers are big-endian.
+ * The fs send stream, version 3. Integers are big-endian.
  *
  *   preamble   "SYNCSHFS" u32 version
  *   records    u8 type, u32 length, payload
@@ -22,13 +22,21 @@
  * that nothing in between was altered. The manifest comes before the blocks
  * (version 2) so that the receiver can write each block straight into the
  * file it belongs to while it arrives (stage.ts).
+ *
+ * Version 3 carries manifests of format 2 (owners and hard links, see
+ * manifest.ts); its records are those of version 2. A version 2 stream (an
+ * older sender) is still read: its manifest is of format 1, so its files
+ * arrive without owners and links, as they did then. Other versions are
+ * refused before anything is read.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
 import type { Entry, Manifest, ManifestDelta } from './manifest.js';
 
 export const MAGIC = Buffer.from('SYNCSHFS', 'latin1');
-export const STREAM_VERSION = 2;
+export const STREAM_VERSION = 3;
+/** The oldest version still read. */
+export const OLDEST_STREAM_VERSION = 2;
 
 export const REC = {
   stream: 0x53, // S
@@ -132,6 +140,8 @@ export interface RawRecord {
  */
 export class StreamReader {
   bytes = 0;
+  /** the stream's format version, once the preamble is read */
+  version = 0;
   private readonly hash: Hash = createHash('sha256');
   private readonly it: AsyncIterator<Buffer | string>;
   private chunks: Buffer[] = [];
@@ -207,9 +217,10 @@ export class StreamReader {
       throw new StreamFormatError('This is not a syncsh fs send stream (its first bytes are not "SYNCSHFS").');
     }
     const version = head.readUInt32BE(MAGIC.length);
-    if (version !== STREAM_VERSION) {
-      throw new StreamFormatError(`The stream has format version ${version}, but this syncsh reads version ${STREAM_VERSION} only; run the same syncsh version on both appliances.`);
+    if (version < OLDEST_STREAM_VERSION || version > STREAM_VERSION) {
+      throw new StreamFormatError(`The stream has format version ${version}, but this syncsh reads versions ${OLDEST_STREAM_VERSION} to ${STREAM_VERSION} only; run the same syncsh version on both appliances.`);
     }
+    this.version = version;
   }
 
   async record(expected: string): Promise<RawRecord> {
