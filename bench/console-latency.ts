@@ -12,12 +12,13 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { BIN, syncsh } from './common.js';
 import { ServiceLog } from '../src/services/service-log.js';
+import { freePort } from '../test/helpers/sshd.js';
 
 const N = Number(process.env.BENCH_N) || 15;
 const LINES = Number(process.env.BENCH_LINES) || 200;
@@ -33,17 +34,6 @@ function percentile(values: number[], p: number): number {
 }
 
 const ms = () => Number(process.hrtime.bigint()) / 1e6;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -15,12 +15,11 @@
 import { mkdtemp, rm, writeFile, readFile, appendFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { changeFraction, countFiles, generateTree, printTable, syncsh, timed } from './common.js';
 import { makeNetLink, type Cleanup } from '../test/helpers/netns.js';
-import { startSshd } from '../test/helpers/sshd.js';
+import { freePort, startSshd } from '../test/helpers/sshd.js';
 
 const files = Number(process.env.BENCH_FILES) || 5_000;
 const megabytes = Number(process.env.BENCH_MB) || 512;
@@ -38,17 +37,6 @@ class Teardown implements Cleanup {
   async run(): Promise<void> {
     for (const step of this.steps.splice(0).reverse()) await Promise.resolve(step()).catch((e: Error) => console.error(`teardown: ${e.message}`));
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function must(result: Promise<{ exitCode?: number; stdout: unknown; stderr: unknown }> | ReturnType<typeof syncsh>) {

@@ -7,6 +7,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { findCommand, isRoot, type Cleanup, type NetLink } from './netns.js';
@@ -44,6 +45,18 @@ export async function sshdMissing(): Promise<string | null> {
   if (!isRoot()) return 'sshd tests run as root (sshd must switch users)';
   for (const c of ['sshd', 'ssh-keygen']) if (!(await findCommand(c))) return `${c} is not installed (apt-get install openssh-server)`;
   return null;
+}
+
+/** a TCP port on 127.0.0.1 that nothing listens on right now (for an sshd on loopback) */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export async function startSshd(t: Cleanup, opts: SshdOptions): Promise<Sshd> {

@@ -11,7 +11,7 @@ import { ensureKeyPair } from '../../src/services/peer/keys.js';
 import { assertBuilt, syncsh } from '../helpers/cli.js';
 import { removeAll, writeTree, type TreeSpec } from '../helpers/fs-tree.js';
 import { makeNetLink, type Cleanup, type NetLink } from '../helpers/netns.js';
-import { startSshd, type Sshd } from '../helpers/sshd.js';
+import { freePort, startSshd, type Sshd } from '../helpers/sshd.js';
 
 /** short timeouts so that faults show within seconds */
 export const FAST_ENV = {
@@ -85,19 +85,6 @@ export interface SshPair {
   sshd: Sshd;
   /** `setup network ssh-bind` as A would type it, for B's sshd */
   bindLine: string;
-}
-
-/** a TCP port nothing listens on right now */
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
