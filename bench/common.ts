@@ -53,6 +53,21 @@ export function syncsh(env: NodeJS.ProcessEnv, command: string) {
   return execa('node', [BIN, '-c', command], { env });
 }
 
+/**
+ * A fresh appliance home in `work` whose fs dataset bench/src holds a
+ * generated tree: the env that runs syncsh as it, the source directory and
+ * the generated files (fs-vs-rsync.ts and fs-profile.ts start from this).
+ */
+export async function fsBenchSource(work: string, files: number, megabytes: number) {
+  const env = { ...process.env, SYNCSH_HOME: path.join(work, 'home'), SYNCSH_APPLIANCE_ID: 'bench' };
+  await syncsh(env, 'create folder fs:bench');
+  await syncsh(env, 'create folder fs:bench/src');
+  const src = path.join(env.SYNCSH_HOME, 'fs', 'bench', 'src');
+  console.log(`generating ${files} files, ${megabytes} MiB in ${src} …`);
+  const paths = await generateTree(src, files, megabytes << 20);
+  return { env, src, paths };
+}
+
 export function printTable(title: string, peer: string, rows: { phase: string; ours: number; theirs: number }[]): void {
   console.log(`\n${title}`);
   console.log(`${'phase'.padEnd(28)}${'syncsh (s)'.padStart(12)}${`${peer} (s)`.padStart(22)}${'ratio'.padStart(10)}`);

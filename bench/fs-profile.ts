@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { createFsDriver } from '../src/services/storage/fs/index.js';
-import { BIN, changeFraction, generateTree, syncsh, timed } from './common.js';
+import { BIN, changeFraction, fsBenchSource, syncsh, timed } from './common.js';
 
 const files = Number(process.env.BENCH_FILES) || 20_000;
 const megabytes = Number(process.env.BENCH_MB) || 1024;
@@ -103,14 +103,9 @@ async function timedRun(root: string, marker: string, base: string | null): Prom
 }
 
 const work = await mkdtemp(path.join(process.env.BENCH_DIR || os.tmpdir(), 'syncsh-profile-'));
-const env = { ...process.env, SYNCSH_HOME: path.join(work, 'home'), SYNCSH_APPLIANCE_ID: 'bench' };
 const profiles = path.join(work, 'profiles');
 try {
-  await syncsh(env, 'create folder fs:bench');
-  await syncsh(env, 'create folder fs:bench/src');
-  const src = path.join(env.SYNCSH_HOME, 'fs', 'bench', 'src');
-  console.log(`generating ${files} files, ${megabytes} MiB in ${src} …`);
-  const paths = await generateTree(src, files, megabytes << 20);
+  const { env, paths } = await fsBenchSource(work, files, megabytes);
   if (process.env.BENCH_CALLS) {
     const root = path.join(env.SYNCSH_HOME, 'fs');
     await timedRun(root, 'm1', null);

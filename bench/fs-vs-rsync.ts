@@ -8,19 +8,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { changeFraction, countFiles, generateTree, printTable, syncsh, timed } from './common.js';
+import { changeFraction, countFiles, fsBenchSource, printTable, syncsh, timed } from './common.js';
 
 const files = Number(process.env.BENCH_FILES) || 20_000;
 const megabytes = Number(process.env.BENCH_MB) || 1024;
 
 const work = await mkdtemp(path.join(process.env.BENCH_DIR || os.tmpdir(), 'syncsh-bench-'));
-const env = { ...process.env, SYNCSH_HOME: path.join(work, 'home'), SYNCSH_APPLIANCE_ID: 'bench' };
 try {
-  await syncsh(env, 'create folder fs:bench');
-  await syncsh(env, 'create folder fs:bench/src');
-  const src = path.join(env.SYNCSH_HOME, 'fs', 'bench', 'src');
-  console.log(`generating ${files} files, ${megabytes} MiB in ${src} …`);
-  const paths = await generateTree(src, files, megabytes << 20);
+  const { env, src, paths } = await fsBenchSource(work, files, megabytes);
   await syncsh(env, 'create auto-sync --from-fs fs:bench/src --to-fs fs:bench/dst --keep-src 2 --keep-dst 2 -y');
   const rsyncDst = path.join(work, 'rsync-dst');
   const rsync = () => execa('rsync', ['-a', '--delete', `${src}/`, `${rsyncDst}/`]);
