@@ -4,6 +4,7 @@ import type { Props, ZfsCli } from './cli.js';
 import { isZfsError, ZfsError } from './errors.js';
 import { checkDatasetName, parentOf } from './names.js';
 import { listSnapshots } from './snapshots.js';
+import { RETRY_FOR_MS as MOUNT_RETRY_MS } from './mounts.js';
 
 const DATASET_PROPS = ['type', 'mountpoint', 'mounted', 'used', 'volsize', 'readonly'];
 
@@ -99,7 +100,19 @@ export async function destroyDataset(cli: ZfsCli, name: string, opts: { recursiv
 export async function mount(cli: ZfsCli, name: string): Promise<void> {
   const info = await requireDataset(cli, name);
   if (info.kind === 'volume') throw new ZfsError('refused', `The dataset '${name}' is a volume; volumes are not mounted.`);
-  if (!info.mounted) await cli.zfs(['mount', name]);
+  if (info.mounted) return;
+  // a loaded zfs-fuse answers "busy" for seconds after an unmount (see mounts.ts): retried
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cli.zfs(['mount', name]);
+      return;
+    } catch (error) {
+      if (!isZfsError(error, 'busy') || Date.now() - started > MOUNT_RETRY_MS) throw error;
+      if ((await cli.getProps([name], ['mounted']).catch(() => null))?.get(name)?.mounted === 'yes') return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * attempt)));
+    }
+  }
 }
 
 export async function unmount(cli: ZfsCli, name: string): Promise<void> {

@@ -7,7 +7,7 @@ import type { ZfsCli } from './cli.js';
  * dataset is busy" for a while after an unmount (8 s seen with a few
  * receives and other test files running on two cores).
  */
-const RETRY_FOR_MS = 30_000;
+export const RETRY_FOR_MS = 30_000;
 
 /**
  * Remount the mounted FUSE (zfs-fuse) filesystems at and below `name` after
