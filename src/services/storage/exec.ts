@@ -205,7 +205,8 @@ export function peek(stream: Readable, n: number): Promise<{ head: Buffer; rest:
   });
 }
 
-function commandError(
+/** the CommandError for a failed execa result: its stderr, else the signal that killed it */
+export function commandError(
   file: string,
   args: readonly string[],
   result: { exitCode?: number; stderr?: unknown; code?: string; signal?: string },
@@ -219,7 +220,7 @@ function isMissing(result: { code?: string }): boolean {
 }
 
 /** the caller's own Error reason, else a plain Error named AbortError (the default reason is a DOMException) */
-function abortError(signal: AbortSignal): Error {
+export function abortError(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   if (types.isNativeError(reason) && reason.name !== 'AbortError') return reason;
   const error = new Error('The operation was aborted.', { cause: reason });

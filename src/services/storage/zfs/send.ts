@@ -18,10 +18,9 @@
  * (ZfsCli.settleSends), so a run that gives up a send can drop its marker.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { types } from 'node:util';
 import { execa } from 'execa';
 import type { SendOptions } from '../driver.js';
-import { CommandError } from '../exec.js';
+import { abortError, commandError, type CommandError } from '../exec.js';
 import type { ZfsCli } from './cli.js';
 import { explainZfs } from './errors.js';
 import { checkDatasetName, checkSnapshotName, snapshotPath } from './names.js';
@@ -106,9 +105,7 @@ async function runSend(
   if (out.destroyed) return;
   if (signal?.aborted) return void out.destroy(abortError(signal));
   if (result.failed) {
-    const stderr = typeof result.stderr === 'string' ? result.stderr : '';
-    const error = new CommandError(cli.zfsBin, args, result.exitCode, stderr || (result.signal ? `killed by ${result.signal}` : ''), result.code === 'ENOENT');
-    return void out.destroy(explain(error));
+    return void out.destroy(explain(commandError(cli.zfsBin, args, result)));
   }
   out.end();
 }
@@ -127,13 +124,4 @@ async function releaseSendHolds(cli: ZfsCli, dataset: string, snapshot: string, 
       await cli.zfs(['release', ...(opts.recursive ? ['-r'] : []), tag, snapshotPath(dataset, name)]).catch(() => undefined);
     }
   }
-}
-
-/** the caller's own Error reason, else a plain Error named AbortError (as ../exec.ts does) */
-function abortError(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (types.isNativeError(reason) && reason.name !== 'AbortError') return reason;
-  const error = new Error('The operation was aborted.', { cause: reason });
-  error.name = 'AbortError';
-  return error;
 }
