@@ -61,6 +61,18 @@ export class SimulatedCrash extends Error {
   }
 }
 
+/** One journal step per call, for a commit or a rename: crashes after `faults.crashAfterJournalSteps` of them. */
+export function stepCounter(faults: Faults): () => void {
+  let steps = 0;
+  return () => {
+    steps++;
+    if (faults.crashAfterJournalSteps !== undefined && steps > faults.crashAfterJournalSteps) {
+      if (faults.crash === 'kill') process.kill(process.pid, 'SIGKILL');
+      throw new SimulatedCrash(faults.crashAfterJournalSteps);
+    }
+  };
+}
+
 export function faultsFromEnv(env: NodeJS.ProcessEnv = process.env): Faults {
   const n = Number(env.SYNCSH_FS_CRASH_AFTER_STEPS);
   return Number.isInteger(n) && n >= 0 && env.SYNCSH_FS_CRASH_AFTER_STEPS ? { crashAfterJournalSteps: n, crash: 'kill' } : {};
@@ -105,14 +117,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
   if (!j) return null;
   const progressFile = catalog.layout.journalProgressFile(dataset);
   const start = readJson<{ phase: number }>(progressFile)?.phase ?? 0;
-  let steps = 0;
-  const step = () => {
-    steps++;
-    if (faults.crashAfterJournalSteps !== undefined && steps > faults.crashAfterJournalSteps) {
-      if (faults.crash === 'kill') process.kill(process.pid, 'SIGKILL');
-      throw new SimulatedCrash(faults.crashAfterJournalSteps);
-    }
-  };
+  const step = stepCounter(faults);
   const live = (p: string) => (p ? path.join(j.liveDir, p) : j.liveDir);
   const filesDir = path.join(j.staging, 'files');
 

@@ -24,7 +24,7 @@ import { LockBusyError } from '../../lock.js';
 import type { Catalog, DatasetRecord } from './catalog.js';
 import { errorCode, isEmptyDir, lstatOrNull, mode, readJson, removeTree, syncDir, writeJsonAtomic } from './files.js';
 import { senders } from './gc.js';
-import { SimulatedCrash, type Faults } from './journal.js';
+import { stepCounter, type Faults } from './journal.js';
 import { lockDatasets } from './lock.js';
 import { checkDatasetName, decodeName, isDescendant, parentOf, poolOf } from './names.js';
 
@@ -153,14 +153,7 @@ export function pendingRenameTouching(catalog: Catalog, names: string[]): { inte
 export function finishRename(catalog: Catalog, intent: RenameIntent, faults: Faults = {}): string {
   const { layout } = catalog;
   const { from, to } = intent;
-  let steps = 0;
-  const step = () => {
-    steps++;
-    if (faults.crashAfterJournalSteps !== undefined && steps > faults.crashAfterJournalSteps) {
-      if (faults.crash === 'kill') process.kill(process.pid, 'SIGKILL');
-      throw new SimulatedCrash(faults.crashAfterJournalSteps);
-    }
-  };
+  const step = stepCounter(faults);
 
   // 1. The live tree (children's trees inside it move along).
   step();
