@@ -11,9 +11,10 @@ const USAGE = `usage: syncsh                 interactive shell (commands on stdi
                               run every enabled service on its schedule
        syncsh agent [send|receive] [--home DIR]
                               the peer agent another appliance talks to (over SSH or as a child process)
-       syncsh serve [--listen ADDR:PORT] [--authorized-keys FILE]
+       syncsh serve [--listen ADDR:PORT] [--authorized-keys FILE] [--password-auth yes|no]
                               the operator console over SSH (default 127.0.0.1:2222,
-                              keys from <home>/authorized_keys)
+                              keys from <home>/authorized_keys; passwords only when
+                              --password-auth yes or 'setup console password-auth yes')
 options: --json (print results as JSON), -y (answer yes), --help`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
         'retry-delay': { type: 'string' },
         listen: { type: 'string' },
         'authorized-keys': { type: 'string' },
+        'password-auth': { type: 'string' },
       },
     });
   } catch (error) {
@@ -60,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (mode === 'serve') {
     const { startServe } = await import('./console/serve.js');
-    return startServe({ listen: values.listen, authorizedKeys: values['authorized-keys'] }, process.env);
+    return startServe({ listen: values.listen, authorizedKeys: values['authorized-keys'], passwordAuth: values['password-auth'] }, process.env);
   }
   if (mode) {
     process.stderr.write(`syncsh: unknown mode "${mode}".\n${USAGE}\n`);

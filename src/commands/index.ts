@@ -6,6 +6,7 @@ import { folderFamily } from './folder.js';
 import { generalFamily } from './general.js';
 import { applianceFamily } from './appliance.js';
 import { networkFamily } from './network.js';
+import { consoleFamily } from './console.js';
 
 export const instanceKinds: InstanceKind[] = [
   { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
@@ -14,6 +15,6 @@ export const instanceKinds: InstanceKind[] = [
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily], instanceKinds);
   return compiled;
 }

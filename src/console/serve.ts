@@ -1,6 +1,8 @@
 /**
  * `syncsh serve`: the operator console over SSH. Operators log in with a
- * key listed in the authorized keys file and get the same shell as on the
+ * key listed in the authorized keys file, or with their console password
+ * when password logins are on (`--password-auth yes`, or the setting
+ * `setup console password-auth yes`), and get the same shell as on the
  * appliance (or run one command: `ssh -p 2222 admin@host 'show auto-sync'`).
  * SIGTERM or SIGINT stop it: no new logins, open sessions are ended.
  */
@@ -10,6 +12,7 @@ import { createServices } from '../services/index.js';
 import { AuditLog } from './audit.js';
 import { parseAuthorizedKeys } from './authorized-keys.js';
 import { loadOrCreateHostKey } from './host-key.js';
+import { passwordAuthSetting, PasswordFile } from './passwords.js';
 import { activityLog, recover, stack } from './middleware.js';
 import { consoleApp } from './app.js';
 import { startConsoleServer } from './server.js';
@@ -17,6 +20,15 @@ import { startConsoleServer } from './server.js';
 export interface ServeArgs {
   listen?: string;
   authorizedKeys?: string;
+  /** yes|no: whether passwords are taken, whatever the setting says; absent: the setting decides, read on every attempt */
+  passwordAuth?: string;
+}
+
+/** --password-auth's value: true, false, or undefined for the setting */
+export function parsePasswordAuth(text: string | undefined): boolean | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'yes' || text === 'no') return text === 'yes';
+  throw new Error(`--password-auth takes yes or no, not "${text}".`);
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:2222';
@@ -27,13 +39,27 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, '') || '0.0.0.0', port: Number(m[2]) };
 }
 
+function describePasswords(file: PasswordFile, flag: boolean | undefined, on: boolean): string {
+  const why = flag === undefined ? "the setting; 'setup console password-auth yes|no' changes it" : '--password-auth';
+  if (!on) return `password logins are off (${why})`;
+  let users: number;
+  try {
+    users = file.users().length;
+  } catch (error) {
+    return `password logins are on (${why}), but ${(error as Error).message}`;
+  }
+  return `password logins are on (${why}): ${users ? `${users} user(s)` : "nobody yet: 'setup console password USER' adds one"} in ${file.file}`;
+}
+
 export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promise<number> {
   const say = (line: string) => process.stdout.write(`syncsh serve: ${line}\n`);
   let listen;
   let services;
   let hostKey;
+  let passwordAuth;
   try {
     listen = parseListen(args.listen ?? DEFAULT_LISTEN);
+    passwordAuth = parsePasswordAuth(args.passwordAuth);
     services = createServices(env);
     hostKey = loadOrCreateHostKey(services.home.root);
   } catch (error) {
@@ -42,6 +68,11 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   }
   const authorizedKeys = path.resolve(args.authorizedKeys ?? path.join(services.home.root, 'authorized_keys'));
   const audit = AuditLog.inHome(services.home.logs);
+  const home = services.home;
+  const passwords = {
+    file: PasswordFile.inHome(home),
+    enabled: passwordAuth === undefined ? () => passwordAuthSetting(home.root) : () => passwordAuth,
+  };
 
   // Each session's errors end that session (see recover); one that escapes
   // through an event handler must not end everyone else's.
@@ -56,7 +87,7 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   );
   let server;
   try {
-    server = await startConsoleServer({ hostKey: hostKey.privateKey, authorizedKeys, audit, handler, log: say, version: services.appliance.version }, listen);
+    server = await startConsoleServer({ hostKey: hostKey.privateKey, authorizedKeys, audit, handler, log: say, version: services.appliance.version, passwords }, listen);
   } catch (error) {
     process.stderr.write(`syncsh serve: cannot listen on ${args.listen ?? DEFAULT_LISTEN}: ${(error as Error).message}\n`);
     return 1;
@@ -65,7 +96,8 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   if (hostKey.created) say(`generated the host key ${hostKey.file}`);
   say(`listening on ${host.includes(':') ? `[${host}]` : host}:${port}, host key ${hostKey.type} ${hostKey.fingerprint}`);
   const keys = existsSync(authorizedKeys) ? parseAuthorizedKeys(readFileSync(authorizedKeys, 'utf8')).length : 0;
-  say(keys ? `${keys} key(s) in ${authorizedKeys}` : `nobody can log in yet: add public keys to ${authorizedKeys}`);
+  say(keys ? `${keys} key(s) in ${authorizedKeys}` : `no key can log in yet: add public keys to ${authorizedKeys}`);
+  say(describePasswords(passwords.file, passwordAuth, passwords.enabled()));
   say(`audit log ${audit.file}`);
 
   await new Promise<void>((resolve) => {

@@ -1,6 +1,7 @@
 /**
  * The SSH console server (ssh2): public-key logins against authorized_keys,
- * then per SSH session a pty (recorded), env, window-change, and one shell
+ * and passwords against the console password file when password logins are
+ * on (keyboard-interactive is never offered), then per SSH session a pty (recorded), env, window-change, and one shell
  * or exec request, each run by the handler on its own SshTerminal. Port
  * forwarding, agent and X11 forwarding, and subsystems (sftp) are refused:
  * ssh2 rejects what nobody listens for. An error in a connection or a
@@ -8,9 +9,10 @@
  */
 import type { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
-import type { AuthContext, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
+import type { AuthContext, AuthenticationType, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import { checkAuthorizedKey, fingerprint } from './authorized-keys.js';
 import type { AuditLog } from './audit.js';
+import type { PasswordFile } from './passwords.js';
 import type { ConsoleSession, Handler } from './middleware.js';
 import { sshTerminal, type PtyInfo, type SshTerminal } from '../shell/ssh-terminal.js';
 
@@ -29,6 +31,14 @@ export interface ConsoleServerOptions {
   loginGraceSeconds?: number;
   /** the identification string's software version */
   version?: string;
+  /**
+   * Password logins: the file checked on every attempt, and whether they are
+   * on (asked on every attempt, so a setting changed counts at once).
+   * Absent: keys only.
+   */
+  passwords?: { file: PasswordFile; enabled(): boolean };
+  /** how long a refused password waits for its answer, in ms (a guesser's pace); default 1000 */
+  passwordFailureDelayMs?: number;
 }
 
 export interface ConsoleServer {
@@ -58,6 +68,19 @@ export async function startConsoleServer(opts: ConsoleServerOptions, listen: { h
     }
   };
   const maxTries = opts.maxAuthTries ?? 6;
+  const failureDelay = opts.passwordFailureDelayMs ?? 1000;
+  /** whether passwords are taken now; a setting that cannot be read means no */
+  const passwordsOn = () => {
+    if (!opts.passwords) return false;
+    try {
+      return opts.passwords.enabled();
+    } catch (error) {
+      log(`password logins are off: their setting cannot be read: ${(error as Error).message}`);
+      return false;
+    }
+  };
+  /** the methods offered: a client that may only use a password is told at once when passwords are off */
+  const methods = (): AuthenticationType[] => (passwordsOn() ? ['publickey', 'password'] : ['publickey']);
   const clients = new Set<Connection>();
   let nextConn = 1;
 
@@ -68,6 +91,8 @@ export async function startConsoleServer(opts: ConsoleServerOptions, listen: { h
     const from = `${info.ip}:${info.port}`;
     let user = '';
     let failures = 0;
+    /** the connection closed (an answer to a pending password check goes nowhere) */
+    let gone = false;
     clients.add(client);
     const grace = setTimeout(() => {
       log(`conn ${conn} from ${from}: no login within ${opts.loginGraceSeconds ?? 120} sec, dropped`);
@@ -77,37 +102,62 @@ export async function startConsoleServer(opts: ConsoleServerOptions, listen: { h
 
     client.on('error', (error: Error) => log(`conn ${conn} from ${from}: ${error.message}`));
     client.on('close', () => {
+      gone = true;
       clearTimeout(grace);
       clients.delete(client);
       if (user) audited('logout', { user, from, conn });
     });
 
+    const refuse = (ctx: AuthContext, reason: string) => {
+      failures++;
+      log(`conn ${conn} from ${from}: refused ${JSON.stringify(ctx.username)}: ${reason}`);
+      audited('refused', { user: ctx.username, from, conn }, reason, { method: ctx.method });
+      ctx.reject(methods());
+      if (failures >= maxTries) client.end();
+    };
+    const loggedIn = (ctx: AuthContext, extra: Record<string, string>, how: string) => {
+      user = ctx.username;
+      clearTimeout(grace);
+      audited('login', { user, from, conn }, undefined, { method: ctx.method, ...extra });
+      log(`conn ${conn} from ${from}: ${JSON.stringify(user)} logged in with ${how}`);
+      ctx.accept();
+    };
+
     client.on('authentication', (ctx: AuthContext) => {
+      if (ctx.method === 'password') {
+        if (!passwordsOn()) return refuse(ctx, 'password refused: password logins are off');
+        const { password } = ctx;
+        // the answer comes after the check (scrypt, in the thread pool); a refusal after a delay besides
+        void opts.passwords!.file.check(ctx.username, password).then(
+          async (check) => {
+            if (check.ok) {
+              if (!gone) loggedIn(ctx, {}, 'a password');
+              return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, failureDelay));
+            if (!gone) refuse(ctx, check.reason === 'wrong password' ? 'password refused' : `password refused: ${check.reason}`);
+          },
+          (error: unknown) => {
+            if (!gone) refuse(ctx, `password refused: the check failed: ${(error as Error).message}`);
+          },
+        );
+        return;
+      }
       if (ctx.method !== 'publickey') {
         // 'none' is how a client asks which methods there are
         if (ctx.method !== 'none') failures++;
-        ctx.reject(['publickey']);
+        ctx.reject(methods());
         return;
       }
       const check = checkAuthorizedKey(opts.authorizedKeys, ctx);
-      if (!check.ok) {
-        failures++;
-        log(`conn ${conn} from ${from}: refused ${JSON.stringify(ctx.username)}: ${check.reason}`);
-        audited('refused', { user: ctx.username, from, conn }, check.reason);
-        ctx.reject(['publickey']);
-        if (failures >= maxTries) client.end();
-        return;
-      }
+      if (!check.ok) return refuse(ctx, check.reason);
       if (!ctx.signature) {
         // the client asks whether this key would do; it signs next
         ctx.accept();
         return;
       }
-      user = ctx.username;
-      clearTimeout(grace);
-      audited('login', { user, from, conn }, undefined, { key: fingerprint(check.key.blob) });
-      log(`conn ${conn} from ${from}: ${JSON.stringify(user)} logged in with ${check.key.type} ${fingerprint(check.key.blob)}${check.key.comment ? ` (${check.key.comment})` : ''}`);
-      ctx.accept();
+      const key = fingerprint(check.key.blob);
+      loggedIn(ctx, { key }, `${check.key.type} ${key}${check.key.comment ? ` (${check.key.comment})` : ''}`);
     });
 
     client.on('ready', () => {

@@ -1,7 +1,8 @@
 /**
  * `syncsh serve` as a child process of a test (the built CLI), with an
  * operator key made by ssh-keygen in its authorized_keys, and the options
- * the OpenSSH client needs to reach it without asking anything.
+ * the OpenSSH client needs to reach it without asking anything; for password
+ * logins, ssh fed the password by sshpass.
  */
 import { execa, type ResultPromise } from 'execa';
 import { writeFileSync, readFileSync } from 'node:fs';
@@ -23,17 +24,25 @@ export async function makeKey(dir: string, name: string): Promise<{ file: string
   return { file, publicLine: readFileSync(`${file}.pub`, 'utf8').trim() };
 }
 
+/** null when sshpass is there too (it types the password into ssh's prompt) */
+export async function passwordToolsMissing(): Promise<string | null> {
+  return (await consoleToolsMissing()) ?? ((await missingCommand('sshpass')) ? 'sshpass is not installed (apt-get install sshpass)' : null);
+}
+
 export interface ServeProcess {
   port: number;
   /** everything it printed */
   output(): string;
   /** ssh's arguments up to (not including) the command: options, key, port, user@host */
   sshArgs(key: string, user?: string): string[];
+  /** the same for a password login: no key, no agent, one password prompt (for sshpass) */
+  sshPasswordArgs(user?: string): string[];
 }
 
-export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, authorizedKeys: string): Promise<ServeProcess> {
+/** `extraArgs`: more of serve's options, such as --password-auth yes */
+export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, authorizedKeys: string, extraArgs: string[] = []): Promise<ServeProcess> {
   assertBuilt();
-  const child: ResultPromise = execa('node', [BIN, 'serve', '--listen', '127.0.0.1:0', '--authorized-keys', authorizedKeys], { env, reject: false, all: true, buffer: false });
+  const child: ResultPromise = execa('node', [BIN, 'serve', '--listen', '127.0.0.1:0', '--authorized-keys', authorizedKeys, ...extraArgs], { env, reject: false, all: true, buffer: false });
   let output = '';
   child.all?.on('data', (d: Buffer) => (output += d));
   t.teardown(async () => {
@@ -44,25 +53,38 @@ export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, au
   let port = 0;
   while (!port) {
     const m = /listening on 127\.0\.0\.1:(\d+)/.exec(output);
-    if (m) port = Number(m[1]);
+    // the audit log's line is the last of what it prints when it starts
+    if (m && /syncsh serve: audit log /.test(output)) port = Number(m[1]);
     else if (Date.now() > deadline || child.exitCode !== null) throw new Error(`syncsh serve did not start. It printed:\n${output}`);
     else await new Promise((r) => setTimeout(r, 25));
   }
+  const common = ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'];
   return {
     port,
     output: () => output,
     sshArgs: (key, user = 'alice') => [
-      '-F', '/dev/null',
-      '-o', 'StrictHostKeyChecking=no',
-      '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'LogLevel=ERROR',
+      ...common,
       '-o', 'BatchMode=yes',
       '-o', 'IdentitiesOnly=yes',
       '-i', key,
       '-p', String(port),
       `${user}@127.0.0.1`,
     ],
+    sshPasswordArgs: (user = 'alice') => [
+      ...common,
+      '-o', 'PreferredAuthentications=password',
+      '-o', 'PubkeyAuthentication=no',
+      '-o', 'IdentityAgent=none',
+      '-o', 'NumberOfPasswordPrompts=1',
+      '-p', String(port),
+      `${user}@127.0.0.1`,
+    ],
   };
+}
+
+/** `ssh … command` logging in with `password`, which sshpass types at ssh's prompt (given in its environment, not its arguments) */
+export function sshWithPassword(serve: ServeProcess, user: string, password: string, command: string) {
+  return execa('sshpass', ['-e', 'ssh', ...serve.sshPasswordArgs(user), command], { env: { ...process.env, SSHPASS: password }, reject: false, stdin: 'ignore' });
 }
 
 export function writeAuthorizedKeys(file: string, lines: string[]): void {
