@@ -27,6 +27,7 @@ import type { CreateRequest } from '../../src/services/auto-sync/index.js';
 import { isMarkerOf } from '../../src/services/auto-sync/markers.js';
 import { makeAppliance } from './appliance.js';
 import { btrfsMissing, makeBtrfsVolume } from './btrfs-volume.js';
+import { sha256File as hashFile } from './fs-tree.js';
 import type { SystemCheck } from './system.js';
 import { makeZfsPool, zfsMissing } from './zfs-pool.js';
 
@@ -53,22 +54,6 @@ export interface Node {
   mtime: number;
   sha256?: string;
   target?: string;
-}
-
-async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(4 * MiB);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (!bytesRead) break;
-      hash.update(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest('hex');
 }
 
 /** every entry below `root`, by relative path */
