@@ -3,14 +3,13 @@
  * two appliances over real SSH, beta behind a link that can be cut
  * (_zfs-pair.ts): the four cases of the NexentaStor "Auto-Sync in reverse"
  * document, and disaster recovery followed by the failback of the old master,
- * whose unreplicated changes are kept as a held orphan snapshot. Writes on
+ * whose unreplicated changes are kept as a held orphan (a dataset of its own). Writes on
  * both sides; every file is compared byte for byte through the datasets'
  * mountpoints (as `show folder` gives them).
  *
  * The tests are serial; cases 1 to 3 each make (and tear down, pass or fail)
  * their own pair: two 64 MiB pools, two sshds, a namespace. Case 4 and the
- * failback share one. The failback is marked `failing`: a known product bug on
- * ZFS (see the comment above it).
+ * failback share one.
  */
 import { randomBytes } from 'node:crypto';
 import { gatedTest } from '../helpers/system.js';
@@ -178,22 +177,7 @@ zfsTest.serial('case 4: DR on the non-master with the master cut off (-y): maste
   dr = { p, synced, lost, written };
 });
 
-/*
- * PRODUCT BUG on ZFS (and btrfs): marked `failing` until it is fixed; ava then reports
- * "passed, but was expected to fail", and `.failing` is to be removed.
- * src/services/auto-sync/epochs.ts, keepAndRollBack(): the orphan is kept as a held
- * snapshot of the old master's dataset, made AFTER the last common snapshot, and the
- * dataset is then rolled back to that common snapshot. On ZFS a rollback to an older
- * snapshot must destroy the later ones (`zfs rollback -r`), so the zfs driver refuses
- * ("Rolling 'POOL/docs' back to 'syncsh-…' would destroy the later snapshot
- * 'orphan-…', which is held; release it first."). The old master is then NOT
- * demoted: it stays master at epoch 1, mounted, with the orphan snapshot; each
- * further contact (its runs, the daemon's tick) adds another held orphan-… snapshot
- * and fails the same way, and the new master's runs into it fail with "The
- * destination … was written to since its last received snapshot".
- */
-const knownBug: (title: string, impl: (t: ExecutionContext) => Promise<void>) => void = zfsTest.missing ? zfsTest.serial : (title, impl) => test.serial.failing(title, impl);
-knownBug('failback after case 4: the old master comes back, is demoted on contact, keeps its changes as a held orphan, rolls back, receives', async (t) => {
+zfsTest.serial('failback after case 4: the old master comes back, is demoted on contact, keeps its changes as a held orphan, rolls back, receives', async (t) => {
   if (!dr) {
     t.fail('case 4 did not get as far as the failback');
     return;
@@ -204,7 +188,6 @@ knownBug('failback after case 4: the old master comes back, is demoted on contac
   t.like(config(p, p.a), { role: 'master', epoch: 1 });
   const own = await p.cli(p.a, `run auto-sync :${p.name}`);
   t.not(own.exitCode, 0);
-  // PRODUCT BUG (see above): on ZFS this fails with "Rolling … would destroy the later snapshot 'orphan-…', which is held"
   t.regex(own.stderr, /non-master/);
   t.like(config(p, p.a), { role: 'non-master', epoch: 2, source: { host: 'beta', dataset: `zfs:${p.dsB}` }, destination: { host: 'localhost', dataset: `zfs:${p.dsA}` } });
   const logA = await logOf(p, p.a);
@@ -218,6 +201,9 @@ knownBug('failback after case 4: the old master comes back, is demoted on contac
   const [orphan] = orphans;
   t.regex(orphan.snapshot, new RegExp(`^orphan-${p.name}-\\d{8}T\\d{6}Z$`));
   t.true(orphan.held);
+  // in a dataset of its own next to the copy: a zfs rollback destroys every later snapshot of the copy
+  t.is(orphan.dataset, `${p.poolA.name}/${orphan.snapshot}`);
+  t.false((await p.snapshots(p.a)).includes(orphan.snapshot));
 
   // alpha was rolled back to the last synced state, unmounted, and data now flows into it
   t.false(await p.mounted(p.a));
@@ -239,7 +225,7 @@ knownBug('failback after case 4: the old master comes back, is demoted on contac
   t.true((await p.snapshots(p.a, orphan.dataset)).includes(orphan.snapshot));
   const gone = await p.cli(p.a, `destroy auto-sync :${p.name} orphan ${orphan.snapshot} -y`);
   t.is(gone.exitCode, 0, gone.stderr);
-  t.false((await p.snapshots(p.a, orphan.dataset)).includes(orphan.snapshot));
+  t.is(await (await p.fresh(p.a).storage.usable('zfs')).getDataset(orphan.dataset), null);
   t.regex((await p.cli(p.a, `show auto-sync :${p.name} orphans`)).stdout, /No orphans/);
   // and replication goes on
   writeFiles(await p.dirOf(p.b), { 'after.txt': 'after the orphan went\n' });

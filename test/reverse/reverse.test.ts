@@ -160,8 +160,11 @@ test.serial('case 4 then failback: DR on the non-master; the old master comes ba
   t.is(orphans.length, 1);
   t.regex(orphans[0].snapshot, /^orphan-tank-docs-000-\d{8}T\d{6}Z$/);
   t.regex(String((await p.a.cli(`show auto-sync :${p.name} orphans`)).stdout), /orphan-tank-docs-000-/);
+  // kept in a dataset of its own next to the copy (a rollback must not have to destroy it), held
+  t.is(orphans[0].dataset, `tank/${orphans[0].snapshot}`);
   const fsA = await p.fresh(p.a).storage.usable('fs');
-  t.true((await fsA.listSnapshots('tank/docs')).find((s) => s.name === orphans[0].snapshot)!.held);
+  t.true((await fsA.listSnapshots(orphans[0].dataset)).find((s) => s.name === orphans[0].snapshot)!.held);
+  t.false((await fsA.listSnapshots('tank/docs')).some((s) => s.name === orphans[0].snapshot), 'not on the copy any more');
 
   // alpha was rolled back to the last synced state, and data now flows into it
   t.deepEqual(await filesOf(p, p.a), synced);
@@ -172,9 +175,8 @@ test.serial('case 4 then failback: DR on the non-master; the old master comes ba
   t.false('lost-on-nexenta.txt' in now);
   t.deepEqual(now, await filesOf(p, p.b));
 
-  // the orphan survived the incoming run and its pruning, and holds exactly what alpha had: received into a scratch dataset to look
-  await fsA.receive('tank/orphan-look', fsA.send('tank/docs', orphans[0].snapshot, { recursive: false }), { force: false, recursive: false });
-  const kept = await filesOf(p, p.a, 'tank/orphan-look');
+  // the orphan survived the incoming run and its pruning, and holds exactly what alpha had
+  const kept = await filesOf(p, p.a, orphans[0].dataset);
   t.is(kept['lost-on-nexenta.txt'], 'alpha wrote this after the last sync\n');
   t.is(kept['a.txt'], 'alpha changed this too\n');
   t.deepEqual(Object.keys(kept).sort(), [...Object.keys(synced), 'lost-on-nexenta.txt'].sort());
@@ -182,10 +184,10 @@ test.serial('case 4 then failback: DR on the non-master; the old master comes ba
   // destroying it takes an explicit, confirmed command
   const refused = await p.a.cli(`destroy auto-sync :${p.name} orphan ${orphans[0].snapshot}`);
   t.not(refused.exitCode, 0);
-  t.truthy((await fsA.listSnapshots('tank/docs')).find((s) => s.name === orphans[0].snapshot));
+  t.truthy(await fsA.getDataset(orphans[0].dataset));
   const gone = await p.a.cli(`destroy auto-sync :${p.name} orphan ${orphans[0].snapshot} -y`);
   t.is(gone.exitCode, 0, String(gone.stderr));
-  t.falsy((await fsA.listSnapshots('tank/docs')).find((s) => s.name === orphans[0].snapshot));
+  t.is(await fsA.getDataset(orphans[0].dataset), null);
   t.regex(String((await p.a.cli(`show auto-sync :${p.name} orphans`)).stdout), /No orphans/);
 });
 

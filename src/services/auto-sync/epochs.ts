@@ -24,7 +24,7 @@ import type { Driver, SnapshotInfo } from '../storage/driver.js';
 import type { AutoSyncConfig, Endpoint, Role } from './model.js';
 import { directionOf } from './model.js';
 import { newestCommon } from './markers.js';
-import { isOrphanOf, orphanName } from './orphans.js';
+import { isOrphanOf, keepOrphan } from './orphans.js';
 import type { ServiceStore } from './store.js';
 import type { HandOverEntry, HandOverJournal } from './handover-journal.js';
 
@@ -195,12 +195,11 @@ export async function keepAndRollBack(name: string, loser: Endpoint, winner: End
   const mineCommon = mine.find((s) => s.id === common.id)!;
   const after = writtenAfter(mine, theirs, mineCommon, name);
   const changed = (await here.driver.changedSince(here.dataset, mineCommon.name)) || after.length > 0;
-  if (changed) {
-    const kept = orphanName(name, new Date());
-    await here.driver.createSnapshot(here.dataset, kept, { recursive });
-    await here.driver.holdSnapshot(here.dataset, kept, true);
+  const kept = await keepOrphan(name, here.driver, here.dataset, new Date(), recursive, changed);
+  if (kept.length) {
     const on = loser.host === 'localhost' ? 'here' : `on ${loser.host}`;
-    log.write(`Kept the changes made ${on} since the last successful replication (@${mineCommon.name}) as ${where}${here.dataset}@${kept}${after.length ? ` (and snapshot(s) ${after.map((s) => s.name).join(', ')})` : ''}: see 'show auto-sync :${name} orphans'${loser.host === 'localhost' ? '' : ` on ${loser.host}`}.`);
+    const list = kept.map((o) => `${where}${o.dataset}@${o.snapshot}`).join(', ');
+    log.write(`Kept the changes made ${on} since the last successful replication (@${mineCommon.name}) as ${list}${after.length ? ` (they include snapshot(s) ${after.map((s) => s.name).join(', ')})` : ''}: see 'show auto-sync :${name} orphans'${loser.host === 'localhost' ? '' : ` on ${loser.host}`}.`);
   }
   await here.driver.rollback(here.dataset, mineCommon.name);
   await here.driver.unmount(here.dataset).catch((e: Error) => log.write(`WARNING: could not unmount ${where}${here.dataset}: ${e.message}`));
