@@ -114,3 +114,25 @@ test.serial('an interrupted hand-over waits while the peer is down: the source s
   t.like(p.fresh(p.a).autoSync.config(p.name), { role: 'non-master', epoch: 2 });
   t.true((await (await p.fresh(p.b).storage.usable('fs')).getDataset('tank/docs'))!.mounted);
 });
+
+test.serial('a failback cut short after its orphan snapshot was taken: the retry moves that orphan aside and takes no second one', async (t) => {
+  const { orphanName } = await import('../../src/services/auto-sync/orphans.js');
+  const p = await reversePair(t);
+  await p.fresh(p.a).autoSync.run(p.name);
+  write(p.a.live('tank/docs'), 'unsynced.txt', 'alpha wrote this after the last sync\n');
+  const alphaHad = await filesOf(p, p.a);
+  p.down(p.a);
+  t.is((await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`)).exitCode, 0);
+  p.up(p.a);
+  // as if alpha died right after taking the orphan snapshot, before moving it and rolling back
+  const fsA = await p.fresh(p.a).storage.usable('fs');
+  const taken = orphanName(p.name, new Date(Date.now() - 60_000));
+  await fsA.createSnapshot('tank/docs', taken, { recursive: false });
+  await fsA.holdSnapshot('tank/docs', taken, true);
+
+  t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
+  const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string; dataset: string }[];
+  t.deepEqual(orphans.map((o) => [o.snapshot, o.dataset]), [[taken, `tank/${taken}`]]);
+  t.deepEqual(await filesOf(p, p.a, `tank/${taken}`), alphaHad);
+  t.false((await fsA.listSnapshots('tank/docs')).some((s) => s.name.startsWith('orphan-')));
+});
