@@ -7,7 +7,7 @@ import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
 import { enableReverse, orphans as listOrphans, removeOrphan, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
-import { peerHostOf } from '../services/auto-sync/epochs.js';
+import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
 
 const words = {
@@ -21,7 +21,7 @@ const words = {
   status: 'up or warn, why, and the transfer in flight',
   resync: 'start over with a full sync after a broken chain (the old destination is kept)',
   'reverse-direction': 'swap master and direction with the other appliance (disaster recovery from the non-master)',
-  orphans: 'changes an old master made after the last replication, kept when it was rolled back',
+  orphans: "what this appliance's copy had written after the last replication, kept when it was rolled back",
   orphan: 'one kept orphan snapshot (see show auto-sync :NAME orphans)',
   'resolve-split-brain': 'after split brain: keep one copy as the source; the other keeps its changes as an orphan',
   history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
@@ -395,10 +395,12 @@ const resolve: CommandSpec = {
 
 const showOrphans: CommandSpec = {
   path: 'show auto-sync :auto-sync orphans',
-  help: 'changes kept when this appliance, an old master, was rolled back after a disaster recovery',
+  help: "changes kept when this appliance's copy was rolled back (after a disaster recovery or a split brain), each a dataset of its own",
   async run(ctx, input) {
     const name = input.instance!;
     const list = await listOrphans(ctx.services, name);
+    // the same driver as the copy: shown as the operator names datasets
+    const driver = localEndpoint(ctx.services.autoSync.config(name)).dataset.split(':')[0];
     return {
       kind: 'table',
       columns: [
@@ -407,7 +409,7 @@ const showOrphans: CommandSpec = {
         { key: 'createdAt', header: 'KEPT AT' },
         { key: 'held', header: 'HELD' },
       ],
-      rows: list.map((o) => ({ snapshot: o.snapshot, dataset: o.dataset, createdAt: formatTime(o.createdAt), held: o.held ? 'yes' : 'no' })),
+      rows: list.map((o) => ({ snapshot: o.snapshot, dataset: `${driver}:${o.dataset}`, createdAt: formatTime(o.createdAt), held: o.held ? 'yes' : 'no' })),
       data: list,
       empty: `No orphans of auto-sync:${name} on this appliance.`,
     };
