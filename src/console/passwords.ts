@@ -5,9 +5,9 @@
  * temporary file and renamed, under a lock, so a reader sees the old file or
  * the new one. `syncsh serve` reads it again on every attempt, as it does
  * authorized_keys, and takes passwords only when password logins are on:
- * `--password-auth yes|no`, or else the setting kept in console.json.
+ * `--password-auth yes|no`, or else the setting kept in console.json (read
+ * afresh at every attempt too).
  */
-import Conf from 'conf';
 import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Home } from '../services/home.js';
@@ -161,17 +161,43 @@ function entryUser(line: string): string | null {
 
 // ---- the setting: whether `syncsh serve` takes passwords ----
 
-type ConsoleSettings = { passwordAuth: boolean };
+/** console.json in the home: `{"passwordAuth": true}`; no file means off */
+export const SETTINGS_FILE = 'console.json';
 
-function settings(homeRoot: string): Conf<ConsoleSettings> {
-  return new Conf<ConsoleSettings>({ cwd: homeRoot, configName: 'console', projectName: 'syncsh', defaults: { passwordAuth: false } });
-}
-
-/** the console.json setting (off unless set); read from the file each time */
+/**
+ * The setting, read from the file each time (serve asks at every attempt).
+ * Reading never writes, so a reader cannot undo a change made meanwhile.
+ */
 export function passwordAuthSetting(homeRoot: string): boolean {
-  return settings(homeRoot).get('passwordAuth') === true;
+  const file = path.join(homeRoot, SETTINGS_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new Error(`Cannot read the console settings ${file}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`The console settings ${file} are not JSON: ${(error as Error).message}`);
+  }
+  return (parsed as { passwordAuth?: unknown } | null)?.passwordAuth === true;
 }
 
+/** Writes the setting whole (a temporary file renamed), keeping any other keys of the file. */
 export function setPasswordAuthSetting(homeRoot: string, on: boolean): void {
-  settings(homeRoot).set('passwordAuth', on);
+  const file = path.join(homeRoot, SETTINGS_FILE);
+  let settings: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) settings = parsed as Record<string, unknown>;
+  } catch {
+    // missing or unreadable: written anew
+  }
+  settings.passwordAuth = on;
+  const tmp = `${file}.syncsh-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(settings, null, '\t')}\n`, { mode: 0o644 });
+  renameSync(tmp, file);
 }

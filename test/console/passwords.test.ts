@@ -96,4 +96,8 @@ test('password logins are off unless set; the setting is kept in console.json an
   t.deepEqual(JSON.parse(readFileSync(path.join(home.root, 'console.json'), 'utf8')), { passwordAuth: true });
   writeFileSync(path.join(home.root, 'console.json'), '{"passwordAuth": false}');
   t.false(passwordAuthSetting(home.root), 'changed by another process: seen at once');
+  writeFileSync(path.join(home.root, 'console.json'), '{"passwordAuth": tru');
+  t.throws(() => passwordAuthSetting(home.root), { message: /^The console settings .*console\.json are not JSON: / });
+  setPasswordAuthSetting(home.root, true);
+  t.true(passwordAuthSetting(home.root), 'a broken file is written anew');
 });
