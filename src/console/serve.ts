@@ -39,8 +39,14 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, '') || '0.0.0.0', port: Number(m[2]) };
 }
 
-function describePasswords(file: PasswordFile, flag: boolean | undefined, on: boolean): string {
+function describePasswords(file: PasswordFile, flag: boolean | undefined, enabled: () => boolean): string {
   const why = flag === undefined ? "the setting; 'setup console password-auth yes|no' changes it" : '--password-auth';
+  let on: boolean;
+  try {
+    on = enabled();
+  } catch (error) {
+    return `password logins are off until their setting can be read: ${(error as Error).message}`;
+  }
   if (!on) return `password logins are off (${why})`;
   let users: number;
   try {
@@ -97,7 +103,7 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   say(`listening on ${host.includes(':') ? `[${host}]` : host}:${port}, host key ${hostKey.type} ${hostKey.fingerprint}`);
   const keys = existsSync(authorizedKeys) ? parseAuthorizedKeys(readFileSync(authorizedKeys, 'utf8')).length : 0;
   say(keys ? `${keys} key(s) in ${authorizedKeys}` : `no key can log in yet: add public keys to ${authorizedKeys}`);
-  say(describePasswords(passwords.file, passwordAuth, passwords.enabled()));
+  say(describePasswords(passwords.file, passwordAuth, passwords.enabled));
   say(`audit log ${audit.file}`);
 
   await new Promise<void>((resolve) => {
