@@ -126,7 +126,9 @@ export async function startConsoleServer(opts: ConsoleServerOptions, listen: { h
     client.on('authentication', (ctx: AuthContext) => {
       if (ctx.method === 'password') {
         if (!passwordsOn()) return refuse(ctx, 'password refused: password logins are off');
-        const { password } = ctx;
+        // a client asking to change its password sends both: no password is changed here
+        const password: unknown = ctx.password;
+        if (typeof password !== 'string') return refuse(ctx, 'password refused: a request to change the password is not taken');
         // the answer comes after the check (scrypt, in the thread pool); a refusal after a delay besides
         void opts.passwords!.file.check(ctx.username, password).then(
           async (check) => {
