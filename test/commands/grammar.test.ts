@@ -104,7 +104,7 @@ test(completes, 'show au', 'auto-sync ', ['auto-sync']);
 test(completes, 'show a', null, ['appliance', 'auto-sync']);
 test(completes, 'show auto-sync :v', ':vol-folder-00', [':vol-folder-000', ':vol-folder-001']);
 test(completes, 'show auto-sync :t', ':tank-data-000 ', [':tank-data-000']);
-test(completes, 'setup auto-sync :tank-data-000 ', null, ['disable', 'enable', 'property', 'resync', 'reverse-direction', 'run']);
+test(completes, 'setup auto-sync :tank-data-000 ', null, ['disable', 'enable', 'property', 'resolve-split-brain', 'resync', 'reverse-direction', 'run']);
 test(completes, 'setup auto-sync :tank-data-000 property ke', 'keep_', ['keep_dst', 'keep_src']);
 test(completes, 'show auto-sync :tank-data-000 logtail -', null, ['--json', '-f', '-n', '-y']);
 test(completes, 'create auto-sync --type m', null, ['minute', 'month']);
@@ -120,7 +120,7 @@ test('? lists what may come next, a line of description each', (t) => {
   t.true(after.some((e) => e.word === ':vol-folder-000' && /=>/.test(e.description)));
   t.true(after.some((e) => e.word === '<Enter>'));
   const mid = helpAt(grammar(), 'setup auto-sync :vol-folder-000 ', 32, ctx);
-  t.deepEqual(mid.map((e) => e.word).sort(), ['disable', 'enable', 'property', 'resync', 'reverse-direction', 'run']);
+  t.deepEqual(mid.map((e) => e.word).sort(), ['disable', 'enable', 'property', 'resolve-split-brain', 'resync', 'reverse-direction', 'run']);
   const bad = helpAt(grammar(), 'shwo ', 5, ctx);
   t.regex(bad[0].description, /Unknown command 'shwo'/);
 });
