@@ -55,7 +55,7 @@ export async function differenceFrom(scanned: LiveNode[] | null, liveDir: string
     const where = e.path || 'the root directory';
     if (node.type !== e.type) return `${where} changed type`;
     if (!sameOwner(e, node.stat)) return `${where} changed owner`;
-    if (primaries && e.type === 'file' && (primaries.get(e.path) ?? e.path) !== (e.link ?? e.path)) {
+    if (primaries && e.type === 'file' && (e.link !== undefined || primaries.size) && (primaries.get(e.path) ?? e.path) !== (e.link ?? e.path)) {
       return e.link === undefined ? `${where} became a hard link of ${primaries.get(e.path)}` : `${where} is no longer a hard link of ${e.link}`;
     }
     if (e.type === 'symlink') {

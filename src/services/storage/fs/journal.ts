@@ -11,7 +11,7 @@ import { chmodSync, closeSync, existsSync, fdatasyncSync, lchownSync, lstatSync,
 import path from 'node:path';
 import type { Catalog } from './catalog.js';
 import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, withWritableParent, writeJsonAtomic } from './files.js';
-import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
+import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
 
 export interface Journal {
@@ -252,10 +252,8 @@ function receivedManifest(catalog: Catalog, j: Journal, known?: Manifest): Manif
     if (e.type !== 'file') return e;
     const before = baseMap.get(e.path);
     // Another name of a file may have changed with its first (one meta step for all): stat it.
-    if (touched && !touched.has(e.path) && e.link === undefined && before?.cache && sameContent(before, e)) return e.cache === before.cache ? e : { ...e, cache: before.cache };
-    const { cache: _stale, ...rest } = e;
-    const cache = liveCache(e, j.liveDir);
-    return cache ? { ...rest, cache } : rest;
+    if (touched && !touched.has(e.path) && e.link === undefined && before?.cache && sameContent(before, e)) return e.cache === before.cache ? e : withCache(e, before.cache);
+    return withCache(e, liveCache(e, j.liveDir));
   });
   return { ...(known ?? staged!.fields), entries };
 }
@@ -266,10 +264,7 @@ async function register(catalog: Catalog, j: Journal, known?: Manifest): Promise
     const file = catalog.layout.manifestFile(dataset, j.snapshot.id);
     // The files now match this snapshot: its stat caches become the live files' (a new object: read manifests are shared).
     const manifest = readManifest(file, `${dataset}@${j.snapshot.name}`);
-    const entries = manifest.entries.map(({ cache: _old, ...e }) => {
-      const cache = e.type === 'file' ? liveCache(e, j.liveDir) : undefined;
-      return cache ? { ...e, cache } : e;
-    });
+    const entries = manifest.entries.map((e) => (e.type === 'file' ? withCache(e, liveCache(e, j.liveDir)) : e.cache ? withCache(e, undefined) : e));
     writeManifest(file, { ...manifest, entries });
     await catalog.updateIndex(dataset, (index) => {
       index.head = j.snapshot.id;

@@ -84,13 +84,11 @@ type StoredManifest = Omit<Manifest, 'entries'> & { rows?: Row[]; entries?: Entr
 function toRow(e: Entry): Row {
   const c = e.cache;
   const cache: Row[6] = c ? (c.racy ? [c.ino, c.ctimeMs, c.mtimeMs, 1] : [c.ino, c.ctimeMs, c.mtimeMs]) : 0;
-  const row: Row =
-    e.type === 'file' ? [e.path, 'f', e.mode, e.mtimeNs, e.size, e.blocks!, cache]
-    : e.type === 'symlink' ? [e.path, 'l', e.mode, e.mtimeNs, e.size, e.target!, cache]
-    : [e.path, 'd', e.mode, e.mtimeNs, e.size, 0, cache];
-  if (e.uid !== undefined || e.gid !== undefined || e.link !== undefined) row.push(e.uid ?? null, e.gid ?? null);
-  if (e.link !== undefined) row.push(e.link);
-  return row;
+  const t = e.type === 'file' ? 'f' : e.type === 'symlink' ? 'l' : 'd';
+  const data = e.type === 'file' ? e.blocks! : e.type === 'symlink' ? e.target! : 0;
+  if (e.link !== undefined) return [e.path, t, e.mode, e.mtimeNs, e.size, data, cache, e.uid ?? null, e.gid ?? null, e.link];
+  if (e.uid !== undefined || e.gid !== undefined) return [e.path, t, e.mode, e.mtimeNs, e.size, data, cache, e.uid ?? null, e.gid ?? null];
+  return [e.path, t, e.mode, e.mtimeNs, e.size, data, cache];
 }
 
 function fromRow(r: Row, file: string): Entry {
@@ -187,11 +185,27 @@ export function writeManifest(file: string, manifest: Manifest): void {
   remember(file, identity(statSync(file)), manifest);
 }
 
+/**
+ * A copy of an entry with another stat cache (or none). Built field by
+ * field, always in the same order, so that entries share a few hidden
+ * classes: a copy made by spreading (`{ ...e, cache }`) gets one of its
+ * own, and with 20,000 of those every read of an entry's field was a slow
+ * lookup.
+ */
+export function withCache(e: Entry, cache: StatCache | undefined): Entry {
+  const out: Entry = { path: e.path, type: e.type, mode: e.mode, mtimeNs: e.mtimeNs, size: e.size };
+  if (e.blocks !== undefined) out.blocks = e.blocks;
+  if (e.target !== undefined) out.target = e.target;
+  if (e.uid !== undefined) out.uid = e.uid;
+  if (e.gid !== undefined) out.gid = e.gid;
+  if (e.link !== undefined) out.link = e.link;
+  if (cache) out.cache = cache;
+  return out;
+}
+
 /** An entry as it travels: without this appliance's stat cache. */
 export function withoutCache(e: Entry): Entry {
-  if (!e.cache) return e;
-  const { cache: _cache, ...rest } = e;
-  return rest;
+  return e.cache ? withCache(e, undefined) : e;
 }
 
 const pathMaps = new WeakMap<Manifest, ReadonlyMap<string, Entry>>();
@@ -249,7 +263,10 @@ export function ownerKept(e: Entry): boolean {
 
 /** The same owner, as far as it is kept (see ownerKept). */
 export function sameOwner(e: Entry, st: { uid: number; gid: number }): boolean {
-  return !ownerKept(e) || (st.uid === e.uid && st.gid === e.gid);
+  if (!CAN_CHOWN) return true;
+  const uid = e.uid;
+  // uid and gid are both recorded or both not (checkReceivedManifest)
+  return uid === undefined || (uid === st.uid && e.gid === st.gid);
 }
 
 export function compareByPath(a: { path: string }, b: { path: string }): number {
@@ -268,7 +285,7 @@ export function checkReceivedManifest(value: unknown, where: string): Manifest {
   if (!value || typeof value !== 'object') bad('not an object');
   const m = value as Manifest;
   if (m.format !== 1 && m.format !== MANIFEST_FORMAT) bad(`format ${String(m.format)} is neither 1 nor ${MANIFEST_FORMAT}`);
-  const primaries = new Map<string, Entry>();
+  let links = false;
   if (typeof m.id !== 'string' || !m.id) bad('no snapshot id');
   if (typeof m.name !== 'string' || !m.name) bad('no snapshot name');
   if (m.kind !== 'filesystem' && m.kind !== 'volume') bad(`unknown kind ${String(m.kind)}`);
@@ -292,23 +309,33 @@ export function checkReceivedManifest(value: unknown, where: string): Manifest {
       if (m.format === 1) bad(`an owner for ${JSON.stringify(e.path)} in a format 1 manifest`);
       if (!isId(e.uid) || !isId(e.gid)) bad(`bad owner for ${JSON.stringify(e.path)}`);
     }
-    if (e.link !== undefined && (m.format === 1 || e.type !== 'file')) bad(`a hard link at ${JSON.stringify(e.path)}, which cannot be one`);
+    if (e.link !== undefined) {
+      if (m.format === 1 || e.type !== 'file') bad(`a hard link at ${JSON.stringify(e.path)}, which cannot be one`);
+      links = true;
+    }
     if (e.type === 'dir') {
       dirs.add(e.path);
     } else if (e.type === 'file') {
       const blocks = e.blocks;
       if (!Array.isArray(blocks) || blocks.length !== Math.ceil(e.size / CHUNK_SIZE)) bad(`bad block list for ${JSON.stringify(e.path)}`);
       for (const h of blocks!) if (h !== ZERO_BLOCK && !isBlockHash(h)) bad(`bad block name for ${JSON.stringify(e.path)}`);
-      if (e.link === undefined) primaries.set(e.path, e);
-      else {
-        const first = typeof e.link === 'string' ? primaries.get(e.link) : undefined;
-        if (!first) bad(`${JSON.stringify(e.path)} is a hard link of ${JSON.stringify(e.link)}, which is not an earlier file of the manifest`);
-        if (!sameFile(first!, e)) bad(`${JSON.stringify(e.path)} is a hard link of ${JSON.stringify(e.link)} but does not describe the same file`);
-      }
     } else if (e.type === 'symlink') {
       if (typeof e.target !== 'string' || !e.target || e.target.includes('\0')) bad(`bad symlink target for ${JSON.stringify(e.path)}`);
     } else {
       bad(`unknown entry type ${JSON.stringify((e as Entry).type)}`);
+    }
+  }
+  if (links) {
+    const firsts = new Map<string, Entry>();
+    for (const e of m.entries) {
+      if (e.type !== 'file') continue;
+      if (e.link === undefined) {
+        firsts.set(e.path, e);
+        continue;
+      }
+      const first = typeof e.link === 'string' ? firsts.get(e.link) : undefined;
+      if (!first) bad(`${JSON.stringify(e.path)} is a hard link of ${JSON.stringify(e.link)}, which is not an earlier file of the manifest`);
+      if (!sameFile(first!, e)) bad(`${JSON.stringify(e.path)} is a hard link of ${JSON.stringify(e.link)} but does not describe the same file`);
     }
   }
   return m;
@@ -380,9 +407,10 @@ export function entriesDigest(entries: Entry[]): string {
   const hash = createHash('sha256');
   let text = '';
   for (const e of entries) {
-    text += `${e.path}\0${e.type}\0${e.mode}\0${e.mtimeNs}\0${e.size}\0${e.target ?? ''}\0${e.blocks ? e.blocks.join(',') : ''}`;
-    if (e.uid !== undefined || e.gid !== undefined || e.link !== undefined) text += `\0${e.uid ?? ''}\0${e.gid ?? ''}\0${e.link ?? ''}`;
-    text += '\n';
+    const owned = e.uid !== undefined || e.gid !== undefined || e.link !== undefined;
+    text += owned
+      ? `${e.path}\0${e.type}\0${e.mode}\0${e.mtimeNs}\0${e.size}\0${e.target ?? ''}\0${e.blocks ? e.blocks.join(',') : ''}\0${e.uid ?? ''}\0${e.gid ?? ''}\0${e.link ?? ''}\n`
+      : `${e.path}\0${e.type}\0${e.mode}\0${e.mtimeNs}\0${e.size}\0${e.target ?? ''}\0${e.blocks ? e.blocks.join(',') : ''}\n`;
     // Hashed in pieces of about 64 KiB: one update per entry costs more than the hashing.
     if (text.length >= 65536) {
       hash.update(text);

@@ -74,11 +74,7 @@ function ownerOf(e: Entry): Owner {
   return ownerKept(e) ? { uid: e.uid, gid: e.gid } : {};
 }
 
-/** A target file and its other names (hard links; none for most files). */
-interface Group {
-  first: Entry;
-  others: Entry[];
-}
+const NO_OTHERS: readonly Entry[] = [];
 
 /**
  * Diff the live tree against `target`. A live file counts as already right
@@ -116,27 +112,30 @@ export function planApply(live: LiveNode[] | null, liveDir: string, target: Mani
   };
   const dirs: { e: Entry; node: LiveNode | undefined }[] = [];
   /** the live node of a target path, unless the plan removes it first */
-  const liveOf = (e: Entry) => (e.path !== '' && underAny(removeSet, e.path) ? undefined : liveMap.get(e.path));
-  const groups = fileGroups(target, exclude);
-  const stays = groupsThatStay(groups, liveOf, provablySame, target.format >= 2);
+  const liveOf = (p: string) => (p !== '' && underAny(removeSet, p) ? undefined : liveMap.get(p));
+  // Hard links are recorded from format 2 on: before, each name is judged on its own, as then.
+  const links = target.format >= 2;
+  const others = links ? otherNames(target, exclude) : new Map<string, Entry[]>();
+  /** live files (by inode) that stay as the file of a target entry: no other target file may stay as them */
+  const staying = new Set<string>();
   for (const e of target.entries) {
     if (exclude.size && e.path !== '' && exclude.has(topName(e.path))) continue;
-    const node = liveOf(e);
+    if (e.type === 'file' && e.link !== undefined) continue; // another name of a file: placed or kept with its first name
+    const node = liveOf(e.path);
     if (e.type === 'dir') {
       if (!node) plan.mkdir.push(e.path);
       dirs.push({ e, node });
       continue;
     }
     if (e.type === 'file') {
-      const group = groups.get(e.path);
-      if (!group) continue; // another name of a file: its group is handled with the first name
-      if (!stays.has(group)) {
+      const names = others.size ? others.get(e.path) ?? NO_OTHERS : NO_OTHERS;
+      if (!node || node.type !== 'file' || !provablySame(e, node) || !(links ? keepsNames(node, names, liveOf, staying) : names.length === 0)) {
         const staged = `f${plan.place.length}`;
         plan.place.push({ path: e.path, staged });
-        for (const o of group.others) plan.place.push({ path: o.path, staged: `f${plan.place.length}`, link: staged });
+        for (const o of names) plan.place.push({ path: o.path, staged: `f${plan.place.length}`, link: staged });
         continue;
       }
-      const st = node!.stat;
+      const st = node.stat;
       if (modeBits(st.mode) !== e.mode || !sameOwner(e, st) || !sameMtime(st.mtimeMs, e.mtimeNs)) plan.meta.push({ path: e.path, type: e.type, mode: e.mode, mtimeNs: e.mtimeNs, ...ownerOf(e) });
       continue;
     }
@@ -156,45 +155,33 @@ export function planApply(live: LiveNode[] | null, liveDir: string, target: Mani
   return plan;
 }
 
-/** The target's files by their first name, each with its other names (hard links), children's files left out. */
-function fileGroups(target: Manifest, exclude: ReadonlySet<string>): Map<string, Group> {
-  const groups = new Map<string, Group>();
+/** The other names (hard links) of the target's files with several, by first name; none in child datasets. */
+function otherNames(target: Manifest, exclude: ReadonlySet<string>): Map<string, Entry[]> {
+  const out = new Map<string, Entry[]>();
   for (const e of target.entries) {
-    if (e.type !== 'file' || (exclude.size && exclude.has(topName(e.path)))) continue;
-    if (e.link === undefined) groups.set(e.path, { first: e, others: [] });
-    else groups.get(e.link)?.others.push(e);
+    if (e.link === undefined || (exclude.size && exclude.has(topName(e.path)))) continue;
+    const list = out.get(e.link);
+    if (list) list.push(e);
+    else out.set(e.link, [e]);
   }
-  return groups;
-}
-
-function sameFileAs(node: LiveNode | undefined, key: string): boolean {
-  return node?.type === 'file' && inodeKey(node) === key;
+  return out;
 }
 
 /**
- * The groups whose live file can stay as it is: every name is there and is
- * one live file (the same inode) whose content is proven, and no name of
- * another group that stays is that file too (of groups sharing one live
- * file, the first stays and the others are staged anew). Without links in
- * the target (a format 1 manifest does not record them), each name is
- * judged on its own, as then.
+ * Can the live file `node` (content proven) stay as a target file with
+ * these other names? Only when each of them is that same live file, and no
+ * target file already stays as it (of target files sharing one live file,
+ * the first stays and the others are staged anew). Any other live name it
+ * has is then not one the target keeps: it is replaced or removed.
  */
-function groupsThatStay(groups: Map<string, Group>, liveOf: (e: Entry) => LiveNode | undefined, provablySame: (e: Entry, node: LiveNode) => boolean, links: boolean): Set<Group> {
-  const stays = new Set<Group>();
-  const byInode = new Set<string>();
-  for (const group of groups.values()) {
-    const node = liveOf(group.first);
-    if (node?.type !== 'file' || !provablySame(group.first, node)) continue;
-    const key = links ? inodeKey(node) : null;
-    if (key !== null) {
-      if (byInode.has(key)) continue;
-      if (!group.others.every((o) => sameFileAs(liveOf(o), key))) continue;
-      byInode.add(key);
-    } else if (group.others.length) {
-      continue; // one live name for several target names
-    }
-    stays.add(group);
+function keepsNames(node: LiveNode, names: readonly Entry[], liveOf: (p: string) => LiveNode | undefined, staying: Set<string>): boolean {
+  const key = inodeKey(node);
+  if (key === null) return names.length === 0;
+  if (staying.has(key)) return false;
+  for (const o of names) {
+    const n = liveOf(o.path);
+    if (!n || inodeKey(n) !== key) return false;
   }
-  // Any other live name of a file that stays is not a name of a group that stays: it is replaced or removed.
-  return stays;
+  staying.add(key);
+  return true;
 }

@@ -142,9 +142,8 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
   for (const node of nodes) {
     const { stat } = node;
     const p = node.path;
-    const owner = { uid: stat.uid, gid: stat.gid };
     if (node.type === 'file') {
-      const primary = primaries.get(p);
+      const primary = primaries.size ? primaries.get(p) : undefined;
       const first = primary !== undefined && primary !== p ? firsts.get(primary) : undefined;
       if (first) {
         // The same file: what its first name says of it (filled in once that is read).
@@ -157,9 +156,9 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
       let entry: Entry;
       if (before?.type === 'file' && cacheMatches(before, stat)) {
         // Same inode, ctime and mtime: same content, and the exact mtime is the one recorded.
-        entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: before.mtimeNs, size: before.size, blocks: before.blocks, ...owner, cache: before.cache };
+        entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: before.mtimeNs, size: before.size, blocks: before.blocks, uid: stat.uid, gid: stat.gid, cache: before.cache };
       } else {
-        entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: stat.size, blocks: [], ...owner, cache: cacheOf(stat, isRacy(stat, startMs)) };
+        entry = { path: p, type: 'file', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: stat.size, blocks: [], uid: stat.uid, gid: stat.gid, cache: cacheOf(stat, isRacy(stat, startMs)) };
         toRead.push({ entry, stat });
       }
       entries.push(entry);
@@ -168,9 +167,9 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
         links.set(entry, []);
       }
     } else if (node.type === 'dir') {
-      entries.push({ path: p, type: 'dir', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, ...owner });
+      entries.push({ path: p, type: 'dir', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, uid: stat.uid, gid: stat.gid });
     } else if (node.type === 'symlink') {
-      entries.push({ path: p, type: 'symlink', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, target: readlinkSync(path.join(liveDir, p)), ...owner });
+      entries.push({ path: p, type: 'symlink', mode: mode(stat.mode), mtimeNs: msToNs(stat.mtimeMs), size: 0, target: readlinkSync(path.join(liveDir, p)), uid: stat.uid, gid: stat.gid });
     }
     // sockets, fifos and devices are not part of a snapshot
   }
