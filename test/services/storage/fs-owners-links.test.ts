@@ -27,7 +27,8 @@ async function collect(stream: Readable): Promise<Buffer> {
 
 /**
  * Every entry under root as one line: type, owner, mode, content (or
- * target), and for a file with other names in the tree "= <its first name>".
+ * target), mtime in whole seconds (times travel through a double), and for
+ * a file with other names in the tree "= <its first name>".
  */
 function shape(root: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -45,7 +46,7 @@ function shape(root: string): Record<string, string> {
         out[p] = `symlink ${owner} -> ${readlinkSync(full)}`;
       } else {
         const sha = createHash('sha256').update(readFileSync(full)).digest('hex').slice(0, 12);
-        let line = `file ${owner} ${(st.mode & 0o7777).toString(8)} ${sha} mtime ${Math.round(st.mtimeMs)}`;
+        let line = `file ${owner} ${(st.mode & 0o7777).toString(8)} ${sha} mtime ${Math.floor(st.mtimeMs / 1000)}`;
         if (st.nlink > 1) {
           const first = firstName.get(st.ino);
           if (first === undefined) firstName.set(st.ino, p);
