@@ -263,11 +263,14 @@ sshTest.serial('case 4 then failback: DR on the non-master with the master cut o
   t.false('d/while-cut.txt' in now.files);
   same(t, now, await p.tree(b), 'after the failback run');
 
-  // the orphan survived the incoming run and holds exactly what alpha had: received into a scratch dataset to look
+  // the orphan survived the incoming run and holds exactly what alpha had: received into a scratch dataset to look (its snapshot, not its live files, is the record)
   const again = JSON.parse((await a.cli(`show auto-sync :${name} orphans --json`)).stdout) as { snapshot: string }[];
   t.deepEqual(again.map((o) => o.snapshot), [orphans[0].snapshot]);
   const fsA = await p.fresh(a).storage.usable('fs');
-  await fsA.receive('tank/orphan-look', fsA.send('tank/docs', orphans[0].snapshot, { recursive: false }), { force: false, recursive: false });
+  // kept in a dataset of its own next to the copy, snapshot held
+  t.is(orphans[0].dataset, `tank/${orphans[0].snapshot}`);
+  t.true((await fsA.listSnapshots(orphans[0].dataset)).find((s) => s.name === orphans[0].snapshot)!.held);
+  await fsA.receive('tank/orphan-look', fsA.send(orphans[0].dataset, orphans[0].snapshot, { recursive: false }), { force: false, recursive: false });
   const kept = await p.tree(a, 'tank/orphan-look');
   same(t, kept, atAlpha, 'the orphan = alpha\'s copy as it was when cut off');
   t.is(kept.files['lost-on-nexenta.txt'], 'alpha wrote this after the last sync\n');
