@@ -5,8 +5,8 @@
  * and keeps going when the file is rotated or truncated.
  */
 import { appendFileSync, createReadStream, existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
+import { followFile } from './follow-file.js';
 import { rotateBySize } from './history.js';
 
 export function stamp(date = new Date()): string {
@@ -77,47 +77,15 @@ export class ServiceLog {
   }
 
   /**
-   * Lines appended after the call, as they come. A file that shrinks
-   * (truncated) or is replaced (rotated: another inode) is read again from
-   * its start. Ends when the signal aborts.
+   * Lines appended after the call, as they come (`tail -F`). A file that
+   * shrinks (truncated) is read again from its start; a file that is replaced
+   * (rotated: renamed away, another inode) is read to its end, then the new
+   * one from its start; a log that does not exist yet is followed from its
+   * creation. Woken by a watch on the log's directory; `pollMs` is only the
+   * safety-net poll for filesystems that miss watch events. Ends, releasing
+   * the watch, when the signal aborts.
    */
-  async *follow(signal: AbortSignal, pollMs = 100): AsyncGenerator<string> {
-    let position = existsSync(this.file) ? statSync(this.file).size : 0;
-    let inode = existsSync(this.file) ? statSync(this.file).ino : 0;
-    let rest = '';
-    while (!signal.aborted) {
-      let st;
-      try {
-        st = statSync(this.file);
-      } catch {
-        st = null;
-      }
-      if (st) {
-        if (st.ino !== inode || st.size < position) {
-          inode = st.ino;
-          position = 0;
-          rest = '';
-        }
-        if (st.size > position) {
-          const fd = openSync(this.file, 'r');
-          try {
-            const buf = Buffer.alloc(st.size - position);
-            const got = readSync(fd, buf, 0, buf.length, position);
-            position += got;
-            const parts = (rest + buf.subarray(0, got).toString('utf8')).split('\n');
-            rest = parts.pop() ?? '';
-            for (const line of parts) yield line;
-          } finally {
-            closeSync(fd);
-          }
-          continue;
-        }
-      }
-      try {
-        await sleep(pollMs, undefined, { signal });
-      } catch {
-        return;
-      }
-    }
+  follow(signal: AbortSignal, pollMs = 1000): AsyncGenerator<string> {
+    return followFile(this.file, signal, pollMs);
   }
 }
