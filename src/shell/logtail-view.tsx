@@ -6,7 +6,7 @@
  * live status line, so they stay in the terminal's scrollback like tail's.
  * Without a person at the terminal the session prints plain lines instead.
  */
-import React, { useEffect, useReducer, useState } from 'react';
+import React, { useEffect, useReducer, useRef, useState } from 'react';
 import { Text, render, useApp, useStdout } from './line-editor/ink.js';
 import { useTerminalInput } from './line-editor/use-terminal-input.js';
 import { inputView, outputView } from './line-editor/terminal-streams.js';
@@ -113,10 +113,14 @@ export function LogtailView({ initial, follow, color, title, onTypedAhead }: Log
   }, []);
 
   // raw keys as ink reads them (exitOnCtrlC is off: Ctrl-C arrives as \u0003)
+  const ending = useRef(false);
   useTerminalInput((raw) => {
+    // keys typed after q, until the view is gone, belong to the prompt that comes back
+    if (ending.current) return onTypedAhead?.(raw);
     // typed ahead or pasted, keys come several to a chunk: the first q or Ctrl-C ends the view
     const at = raw.search(/[qQ\u0003]/);
     if (at < 0 || done !== undefined) return;
+    ending.current = true;
     if (at + 1 < raw.length) onTypedAhead?.(raw.slice(at + 1));
     setDone(null);
   });

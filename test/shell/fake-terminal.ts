@@ -26,13 +26,16 @@ export const KEY = {
   ctrlW: '\u0017',
 } as const;
 
-/** enough of a VT100 for ink, inquirer and ansi-escapes */
+/** enough of a VT100 for ink, inquirer, ansi-escapes and blessed (scroll regions, line and character insert/delete) */
 export class Screen {
   /** every line ever shown, the visible screen being the last `rows` */
   lines: string[][] = [[]];
   x = 0;
   y = 0;
   cursorVisible = true;
+  /** the scroll region, rows of the visible screen (DECSTBM); null: the whole screen, scrolling into history */
+  private region: { top: number; bottom: number } | null = null;
+  private saved = { x: 0, y: 0 };
 
   constructor(readonly columns: number, readonly rows: number) {}
 
@@ -46,8 +49,26 @@ export class Screen {
   }
 
   private lineFeed(): void {
+    if (this.region && this.y === this.top + this.region.bottom) return this.scroll(1);
     this.y++;
     this.row();
+  }
+
+  /** the scroll region's lines move up by n (down for n < 0); blank lines come in at the other end */
+  private scroll(n: number, from = this.region?.top ?? 0): void {
+    const top = this.top;
+    const bottom = this.region?.bottom ?? this.rows - 1;
+    this.row(top + bottom);
+    const blank = () => [] as string[];
+    for (let i = 0; i < Math.abs(n); i++) {
+      if (n > 0) {
+        this.lines.splice(top + from, 1);
+        this.lines.splice(top + bottom, 0, blank());
+      } else {
+        this.lines.splice(top + bottom, 1);
+        this.lines.splice(top + from, 0, blank());
+      }
+    }
   }
 
   write(data: string): void {
@@ -59,7 +80,22 @@ export class Screen {
         if (m) {
           this.control(m[1], m[2], m[3]);
           i += m[0].length;
-        } else i += 2; // ESC c and friends: nothing the tests look at
+        } else {
+          const next = data[i + 1];
+          if (next === 'D') this.lineFeed();
+          else if (next === 'E') {
+            this.x = 0;
+            this.lineFeed();
+          } else if (next === 'M') {
+            if (this.y === this.top + (this.region?.top ?? 0)) this.scroll(-1);
+            else this.y = Math.max(this.top, this.y - 1);
+          } else if (next === '7') this.saved = { x: this.x, y: this.y - this.top };
+          else if (next === '8') {
+            this.x = this.saved.x;
+            this.y = this.top + this.saved.y;
+          }
+          i += 2; // and ESC c and friends: nothing the tests look at
+        }
         continue;
       }
       i++;
@@ -85,6 +121,12 @@ export class Screen {
 
   private control(privateMode: string, params: string, final: string): void {
     const n = Number(params.split(';')[0]) || 1;
+    const cells = (edit: (row: string[]) => void) => {
+      const row = this.row();
+      while (row.length < this.x) row.push(' ');
+      edit(row);
+      row.length = Math.min(row.length, this.columns);
+    };
     if (privateMode) {
       if (params === '25') this.cursorVisible = final === 'h';
       return;
@@ -133,6 +175,48 @@ export class Screen {
           clear(this.y, this.x);
           for (let y = this.y + 1; y < this.lines.length; y++) clear(y, 0);
         }
+        break;
+      case 'r': {
+        const [t, b] = params.split(';').map((p) => Number(p) || 0);
+        const top = (t || 1) - 1;
+        const bottom = (b || this.rows) - 1;
+        this.region = top === 0 && bottom === this.rows - 1 ? null : { top, bottom };
+        this.x = 0;
+        this.y = this.top;
+        break;
+      }
+      case 'd':
+        this.y = this.top + n - 1;
+        this.row();
+        break;
+      case 'S':
+        this.scroll(n);
+        break;
+      case 'T':
+        this.scroll(-n);
+        break;
+      case 'L':
+        // insert lines at the cursor's row: the region below it moves down
+        this.scroll(-n, this.y - this.top);
+        break;
+      case 'M':
+        this.scroll(n, this.y - this.top);
+        break;
+      case 'X':
+        cells((row) => row.splice(this.x, n, ...Array<string>(n).fill(' ')));
+        break;
+      case '@':
+        cells((row) => row.splice(this.x, 0, ...Array<string>(n).fill(' ')));
+        break;
+      case 'P':
+        cells((row) => row.splice(this.x, n));
+        break;
+      case 's':
+        this.saved = { x: this.x, y: this.y - this.top };
+        break;
+      case 'u':
+        this.x = this.saved.x;
+        this.y = this.top + this.saved.y;
         break;
       default:
         // colours (m) and the rest change no text

@@ -141,6 +141,20 @@ test.serial('keys typed after q in the same chunk go to the prompt that follows'
   t.is(next, 'exit\r');
 });
 
+test.serial('keys typed after q, before the view is gone, go to the prompt that follows', async (t) => {
+  const f = fakeTerminal();
+  const log = source();
+  const running = followLive(f.term, { initial: ['x [one ]'], follow: log.follow }, new AbortController().signal);
+  await f.waitFor(/q or Ctrl-C to stop/);
+  // q read, then the next keys in chunks of their own while the view is closing
+  f.type('q');
+  await new Promise((r) => setImmediate(r));
+  for (const key of ['e', 'x', 'i', 't', '\r']) f.type(key);
+  await running;
+  const next = await new Promise<string>((resolve) => f.term.input.once('data', (d) => resolve(String(d))));
+  t.is(next, 'exit\r');
+});
+
 test.serial('a follow that fails ends the view with its error', async (t) => {
   const f = fakeTerminal();
   const failing = {
