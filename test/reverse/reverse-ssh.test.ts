@@ -17,6 +17,7 @@ import { netnsMissing } from '../helpers/netns.js';
 import { sshdMissing } from '../helpers/sshd.js';
 import { gatedTest } from '../helpers/system.js';
 import { sshReversePair, type CliResult, type SshAppliance, type SshReversePair, type Tree } from './_ssh-pair.js';
+import { SEED } from './_seed.js';
 
 const sshTest = await gatedTest(['sshd', 'network namespaces'], async () => (await sshdMissing()) ?? (await netnsMissing()));
 
@@ -28,18 +29,6 @@ const FILES = {
 };
 
 /** the seed's lines, as the log holds them */
-const SEED = {
-  fmri: (name: string) => `[Reverse-direction: working with fmri: auto-sync:${name} ]`,
-  alive: '[Reverse-direction: remote appliance: alive ]',
-  down: '[Reverse-direction: remote appliance: down ]',
-  l2rUp: '[Reverse-direction: L2R, master, remote_up. ]',
-  unmounting: '[Reverse-direction: Unmounting master copy of a folder ]',
-  syncing: '[Reverse-direction: Syncing last delta before changing direction ]',
-  mountingRemote: '[Reverse-direction: Mounting folder on remote side ]',
-  dr: '[Reverse-direction: DR scenario. We are non-master and remote is down ]',
-  rereading: '[Rereading configuration. ]',
-  rollingBack: '[Reverse-direction: sync_configuration_with_remote_side() - DR case, rolling back to last synced state ]',
-};
 
 function ok(t: ExecutionContext, r: CliResult, what: string): void {
   t.is(r.exitCode, 0, `${what}: ${r.all}`);

@@ -19,6 +19,7 @@ import { zfsMissing } from '../helpers/zfs-pool.js';
 import { writeFiles, zfsReversePair, type Files, type ZfsPair } from './_zfs-pair.js';
 import { Fixture, type Appliance } from '../peer/_fixture.js';
 import test, { type ExecutionContext } from 'ava';
+import { SEED } from './_seed.js';
 
 const zfsTest = await gatedTest(['sshd', 'network namespaces', 'nsenter', 'ZFS (zfs-fuse)'], async () =>
   (await sshdMissing()) ?? (await netnsMissing()) ?? ((await findCommand('nsenter')) ? null : 'nsenter (util-linux) is not installed') ?? (await zfsMissing()));
@@ -56,14 +57,7 @@ zfsTest.serial('case 1: master, peer up: last delta, roles swap at epoch+1, repl
   t.like(config(p, p.a), { role: 'non-master', epoch: 2, direction: 'remote-to-local', source: { host: 'beta', dataset: `zfs:${p.dsB}` }, destination: { host: 'localhost', dataset: `zfs:${p.dsA}` } });
   t.like(config(p, p.b), { role: 'master', epoch: 2, direction: 'local-to-remote', source: { host: 'localhost', dataset: `zfs:${p.dsB}` }, destination: { host: 'alpha', dataset: `zfs:${p.dsA}` } });
   const log = await logOf(p, p.a);
-  for (const line of [
-    `[Reverse-direction: working with fmri: auto-sync:${p.name} ]`,
-    '[Reverse-direction: remote appliance: alive ]',
-    '[Reverse-direction: L2R, master, remote_up. ]',
-    '[Reverse-direction: Unmounting master copy of a folder ]',
-    '[Reverse-direction: Syncing last delta before changing direction ]',
-    '[Reverse-direction: Mounting folder on remote side ]',
-  ]) t.true(log.includes(line), line);
+  for (const line of [SEED.fmri(p.name), SEED.alive, SEED.l2rUp, SEED.unmounting, SEED.syncing, SEED.mountingRemote]) t.true(log.includes(line), line);
   t.true(log.includes(`Starting incremental zfs send/recv of delta -I ${p.dsA}@syncsh-`), 'the last delta was an incremental zfs send');
   // the old master copy is unmounted, beta's mounted; both hold the late write
   t.false(await p.mounted(p.a), 'alpha: unmounted');
