@@ -12,8 +12,8 @@
 import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { rm, rmdir, writeFile, truncate } from 'node:fs/promises';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { readFile, rm, rmdir, writeFile, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isRoot, missingCommand } from './system.js';
@@ -57,6 +57,54 @@ export async function zfsMissing(): Promise<string | null> {
 
 let usedHere = false;
 
+/*
+ * One test file at a time uses zfs-fuse: it wedges (commands stuck in D state,
+ * pools "busy" for good) when two files' heavy runs overlap. A file takes the
+ * turn with its first pool and gives it back when its last pool is destroyed;
+ * the turn is a lock file naming the process, taken over when that process is gone.
+ */
+const TURN = path.join(tmp, 'syncsh-zfs-turn.lock');
+let poolsHere = 0;
+let turn: Promise<void> | null = null;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function takeTurn(): Promise<void> {
+  for (;;) {
+    try {
+      await writeFile(TURN, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(await readFile(TURN, 'utf8').catch(() => ''));
+    if (holder === process.pid) return;
+    if (!holder || !alive(holder)) await rm(TURN, { force: true });
+    else await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function enterZfs(): Promise<void> {
+  if (poolsHere++ === 0) turn = takeTurn();
+  await turn;
+}
+
+function leaveZfs(): void {
+  if (--poolsHere > 0) return;
+  try {
+    if (Number(readFileSync(TURN, 'utf8')) === process.pid) unlinkSync(TURN);
+  } catch {
+    // not ours, or gone
+  }
+}
+
 export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}): Promise<ZfsPool> {
   const size = opts.size ?? 512 * 1024 * 1024;
   if (size < MIN_SIZE) throw new Error(`A ZFS pool needs at least ${MIN_SIZE} bytes; ${size} was asked.`);
@@ -64,9 +112,17 @@ export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}
   const file = path.join(tmp, `${name}.zpool`);
   const mountpoint = path.join(tmp, `${name}.mnt`);
   let destroyed = false;
+  await enterZfs();
   const destroy = async () => {
     if (destroyed) return;
     destroyed = true;
+    try {
+      await destroyPool();
+    } finally {
+      leaveZfs();
+    }
+  };
+  const destroyPool = async () => {
     // zfs-fuse can call a pool busy for many seconds under load while its FUSE mounts wind
     // down: unmount first, then retry for up to 30 s. A pool that still will not go keeps its
     // vdev file, so that it is not left imported with its storage gone (a ghost pool).
@@ -99,5 +155,9 @@ export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}
 
 // at exit: stop a daemon the tests started, once no pool is left
 process.once('exit', () => {
+  if (poolsHere > 0) {
+    poolsHere = 1;
+    leaveZfs();
+  }
   if (usedHere) stopDaemonIfIdle();
 });
