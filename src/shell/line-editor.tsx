@@ -5,11 +5,12 @@
  * live line as permanent output, then the prompt comes back with the line
  * intact, as in NMC.
  */
-import React, { useEffect, useReducer, useRef, useState } from 'react';
+import React, { useEffect, useRef, useState } from 'react';
 import { StringDecoder } from 'node:string_decoder';
 import { decodeKeys } from './keys.js';
-import { Box, Static, Text, render, useApp, useCursor, useStdout } from './line-editor/ink.js';
+import { Box, Static, Text, render, useApp, useCursor } from './line-editor/ink.js';
 import { useTerminalInput } from './line-editor/use-terminal-input.js';
+import { useResize } from './line-editor/use-resize.js';
 import { initialState, press, type Completion, type EditorServices, type HelpEntry, type LineState } from './line-editor/editing.js';
 import { columns, helpLines, promptRows } from './line-editor/layout.js';
 import { inputView, outputView } from './line-editor/terminal-streams.js';
@@ -48,18 +49,6 @@ interface Ending {
 interface PrintedBlock {
   id: number;
   lines: string[];
-}
-
-/** redraw when the terminal is resized: the rows depend on its width */
-function useResize(): void {
-  const { stdout } = useStdout();
-  const [, redraw] = useReducer((n: number) => n + 1, 0);
-  useEffect(() => {
-    stdout.on('resize', redraw);
-    return () => {
-      stdout.off('resize', redraw);
-    };
-  }, [stdout]);
 }
 
 export function LineEditor({ prompt, history, services, columns: width, color, onDone }: LineEditorProps) {

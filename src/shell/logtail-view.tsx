@@ -6,9 +6,10 @@
  * live status line, so they stay in the terminal's scrollback like tail's.
  * Without a person at the terminal the session prints plain lines instead.
  */
-import React, { useEffect, useReducer, useRef, useState } from 'react';
+import React, { useEffect, useRef, useState } from 'react';
 import { Text, render, useApp, useStdout } from './line-editor/ink.js';
 import { useTerminalInput } from './line-editor/use-terminal-input.js';
+import { useResize } from './line-editor/use-resize.js';
 import { inputView, outputView } from './line-editor/terminal-streams.js';
 import { paint, truncate } from './render.js';
 import type { Terminal } from './terminal.js';
@@ -80,14 +81,7 @@ export function LogtailView({ initial, follow, color, title, onTypedAhead }: Log
   const { stdout, write } = useStdout();
   const [counts, setCounts] = useState<Counts>(() => countOf(initial, { lines: 0, failures: 0, lastAt: null }, null));
   const [done, setDone] = useState<Error | null | undefined>(undefined);
-  const [, redraw] = useReducer((n: number) => n + 1, 0);
-
-  useEffect(() => {
-    stdout.on('resize', redraw);
-    return () => {
-      stdout.off('resize', redraw);
-    };
-  }, [stdout]);
+  useResize();
 
   useEffect(() => {
     if (initial.length) write(`${initial.map((l) => paintLine(l, color)).join('\n')}\n`);
