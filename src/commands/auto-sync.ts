@@ -6,7 +6,7 @@ import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
-import { enableReverse, orphans as listOrphans, removeOrphan, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
+import { enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
 import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
 
@@ -374,7 +374,8 @@ const resolve: CommandSpec = {
   async run(ctx, input) {
     const name = input.instance!;
     const config = ctx.services.autoSync.config(name);
-    if (!config.maintenance?.startsWith('Split brain')) throw new Error(`auto-sync:${name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance})` : ''}; nothing to resolve.`);
+    // before any question: there must be something to resolve
+    checkSplitBrain(config);
     const host = peerHostOf(config);
     const here = ctx.services.appliance.id;
     let winner = input.options.winner as Winner | undefined;

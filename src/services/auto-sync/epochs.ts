@@ -26,7 +26,7 @@ import { directionOf } from './model.js';
 import { newestCommon } from './markers.js';
 import { isOrphanOf, keepOrphan } from './orphans.js';
 import type { ServiceStore } from './store.js';
-import type { HandOverEntry, HandOverJournal } from './handover-journal.js';
+import { HandOverJournal, type HandOverEntry } from './handover-journal.js';
 
 /** what the peer is asked about a service (RemotePeerSide has these) */
 export interface PeerConfigSide {
@@ -55,6 +55,15 @@ export function peerHostOf(config: AutoSyncConfig): string {
 }
 
 export const flip = (role: Role): Role => (role === 'master' ? 'non-master' : 'master');
+
+/** is the service in maintenance for split brain (set by the epoch rule, cleared by resolve-split-brain) */
+export const inSplitBrain = (config: AutoSyncConfig): boolean => Boolean(config.maintenance?.startsWith('Split brain'));
+
+/** mount a copy that is not mounted (a missing one is left alone) */
+export async function mountIfNot(side: { driver: Driver; dataset: string }): Promise<void> {
+  const info = await side.driver.getDataset(side.dataset);
+  if (info && !info.mounted) await side.driver.mount(side.dataset);
+}
 
 /** does this appliance hold the copy that is written to */
 export const holdsSource = (config: AutoSyncConfig): boolean => config.source.host === 'localhost';
@@ -129,8 +138,7 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
   const journaled = deps.journal.get(name);
   if (journaled && journaled.pid !== process.pid) {
     // a hand-over another live process drives decides the roles; one a crash left is settled now
-    const abandoned = deps.journal.abandoned(name);
-    return abandoned ? settleHandOver(abandoned, config, seen.config, deps) : 'same';
+    return HandOverJournal.abandoned(journaled) ? settleHandOver(journaled, config, seen.config, deps) : 'same';
   }
   if (!seen.config) return 'same';
   const theirs = seen.config;
@@ -273,9 +281,7 @@ async function settleHandOver(entry: HandOverEntry, ours: AutoSyncConfig, theirs
     what = `neither appliance had committed it (epoch ${ours.epoch}): undoing it, this appliance stays ${ours.role}`;
   }
   log.write(rd(`interrupted hand-over found (started ${entry.startedAt} by process ${entry.pid}); ${what}`));
-  const source = await deps.side(inForce.source);
-  const info = await source.driver.getDataset(source.dataset);
-  if (info && !info.mounted) await source.driver.mount(source.dataset);
+  await mountIfNot(await deps.side(inForce.source));
   deps.journal.clear(name);
   log.write(rd(`Mounted ${inForce.source.host === 'localhost' ? 'here' : `on ${inForce.source.host}`}: ${inForce.source.dataset} is the source again; auto-sync:${name} is ${inForce.role} here at epoch ${inForce.epoch}`));
   return outcome;

@@ -48,16 +48,14 @@ export class HandOverJournal {
     rmSync(this.file(service), { force: true });
   }
 
-  /** an entry left by a process that is gone (a crash), or null */
-  abandoned(service: string): HandOverEntry | null {
-    const entry = this.get(service);
-    if (!entry) return null;
-    if (entry.pid === process.pid) return null;
+  /** left by a process that is gone (a crash): never this process */
+  static abandoned(entry: HandOverEntry): boolean {
+    if (entry.pid === process.pid) return false;
     try {
       process.kill(entry.pid, 0);
-      return null;
+      return false;
     } catch {
-      return entry;
+      return true;
     }
   }
 }

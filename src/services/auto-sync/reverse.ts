@@ -33,7 +33,8 @@ import { failpoint } from '../failpoints.js';
 import type { AutoSyncConfig, Endpoint } from './model.js';
 import { directionOf } from './model.js';
 import { findProperty } from './properties.js';
-import { checkOnContact, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
+import { HandOverJournal } from './handover-journal.js';
+import { checkOnContact, inSplitBrain, mountIfNot, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
 import { destroyOrphan, listOrphans, type OrphanView } from './orphans.js';
 
 export type ReverseCase = 'source-up' | 'source-down' | 'destination-up' | 'disaster-recovery';
@@ -87,11 +88,11 @@ export async function reverseCase(services: Services, name: string): Promise<{ c
   const up = outcome !== 'unreachable';
   log.write(rd(`remote appliance: ${up ? 'alive' : 'down'}`));
   config = services.autoSync.config(name);
-  if (outcome === 'split-brain' || config.maintenance?.startsWith('Split brain')) throw new Error(config.maintenance!);
+  if (outcome === 'split-brain' || inSplitBrain(config)) throw new Error(config.maintenance!);
   checkReversible(config);
   const pending = deps.journal.get(name);
   if (pending && pending.pid !== process.pid) {
-    throw new Error(deps.journal.abandoned(name)
+    throw new Error(HandOverJournal.abandoned(pending)
       ? `A hand-over of auto-sync:${name} was interrupted (process ${pending.pid}, started ${pending.startedAt}) and is settled on the next contact with ${peerHostOf(config)}, which is down: until then the copy it unmounted stays unmounted. Nothing was changed.`
       : `A hand-over of auto-sync:${name} is in progress (process ${pending.pid}, since ${pending.startedAt}). Nothing was changed.`);
   }
@@ -216,6 +217,11 @@ async function disasterRecovery(services: Services, config: AutoSyncConfig): Pro
 
 export type Winner = 'here' | 'peer';
 
+/** resolve-split-brain has something to resolve, or says why not */
+export function checkSplitBrain(config: AutoSyncConfig): void {
+  if (!inSplitBrain(config)) throw new Error(`auto-sync:${config.name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance})` : ''}; nothing to resolve.`);
+}
+
 /**
  * After split brain (epochs.ts): the operator keeps one copy. The winner's
  * appliance becomes master of a service from its copy at epoch+1; the
@@ -228,7 +234,7 @@ export type Winner = 'here' | 'peer';
 export async function resolveSplitBrain(services: Services, name: string, winner: Winner): Promise<{ config: AutoSyncConfig; message: string }> {
   const deps = contactDeps(services);
   const config = services.autoSync.config(name);
-  if (!config.maintenance?.startsWith('Split brain')) throw new Error(`auto-sync:${name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance})` : ''}; nothing to resolve.`);
+  checkSplitBrain(config);
   const host = peerHostOf(config);
   const peer = services.peers.peerSide(host);
   const theirs = await peer.config(name).catch((error: Error) => {
@@ -254,9 +260,7 @@ export async function resolveSplitBrain(services: Services, name: string, winner
     await second();
     await first();
   }
-  const source = await sideOf(services, keep);
-  const info = await source.driver.getDataset(source.dataset);
-  if (info && !info.mounted) await source.driver.mount(source.dataset);
+  await mountIfNot(await sideOf(services, keep));
   const rolled = common ? `rolled back to @${common.name}` : 'not rolled back (no common snapshot: the next run asks for a resync)';
   log.write(`Split brain resolved: auto-sync:${name} is ${ours.role} here at epoch ${epoch}, ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}; the other copy was ${rolled}`);
   return { config: ours, message: `Split brain resolved for auto-sync:${name}: the copy ${winner === 'here' ? 'here' : `on ${host}`} is the source, master ${ours.role === 'master' ? 'here' : host} (epoch ${epoch}); the other copy was ${rolled}, its changes kept as an orphan ('show auto-sync :${name} orphans' ${winner === 'here' ? `on ${host}` : 'here'}).` };
