@@ -77,8 +77,8 @@ function removeStalePidfile(): void {
   if (!(pid > 0 && signal(pid, 0))) rmSync(PIDFILE, { force: true });
 }
 
-/** true when the process was there to receive it */
-function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
+/** true when the process was there to receive it (signal 0: is it alive) */
+export function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
   try {
     process.kill(pid, sig);
     return true;

@@ -17,7 +17,7 @@ import { readFile, rm, rmdir, writeFile, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isRoot, missingCommand } from './system.js';
-import { createPool, stopDaemonIfIdle } from './zfs-fuse.js';
+import { createPool, signal, stopDaemonIfIdle } from './zfs-fuse.js';
 
 export interface ZfsPool {
   name: string;
@@ -67,15 +67,6 @@ const TURN = path.join(tmp, 'syncsh-zfs-turn.lock');
 let poolsHere = 0;
 let turn: Promise<void> | null = null;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function takeTurn(): Promise<void> {
   for (;;) {
     try {
@@ -86,7 +77,7 @@ async function takeTurn(): Promise<void> {
     }
     const holder = Number(await readFile(TURN, 'utf8').catch(() => ''));
     if (holder === process.pid) return;
-    if (!holder || !alive(holder)) await rm(TURN, { force: true });
+    if (!holder || !signal(holder, 0)) await rm(TURN, { force: true });
     else await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
