@@ -6,10 +6,9 @@
  * snapshot directory, read-only subvolumes, an interrupted rename).
  * The fs driver joins the shared cases once it has renameDataset.
  */
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Driver, DriverName } from '../../../src/services/storage/driver.js';
 import { createBtrfsDriver } from '../../../src/services/storage/btrfs/index.js';
@@ -52,22 +51,6 @@ async function dirOf(driver: Driver, name: string): Promise<string> {
 const zfs = createZfsDriver();
 const btrfs = createBtrfsDriver();
 
-/** does this build's fs driver rename yet? (tried on a throwaway root; a stub that throws does not count) */
-const fsRenames = await (async () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'syncsh-fs-probe-'));
-  try {
-    const driver = createFsDriver(root) as Partial<Renaming> & Driver;
-    await driver.createDataset('tank');
-    await driver.createDataset('tank/a');
-    await driver.renameDataset!('tank/a', 'tank/b');
-    return (await driver.getDataset('tank/b')) !== null;
-  } catch {
-    return false;
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-})();
-
 const FIXTURES: Fixture[] = [
   {
     kind: 'zfs',
@@ -86,20 +69,16 @@ const FIXTURES: Fixture[] = [
     },
   },
 ];
-if (fsRenames) {
-  FIXTURES.push({
-    kind: 'fs',
-    gate: await gatedTest(['the fs driver'], async () => null),
-    async setup(t) {
-      const driver = createFsDriver(tempDir(t)) as Renaming;
-      await driver.createDataset('tank');
-      await driver.createDataset('other');
-      return { driver, at: (leaf) => `tank/${leaf}`, elsewhere: (leaf) => `other/${leaf}`, dir: (name) => dirOf(driver, name) };
-    },
-  });
-} else {
-  test.todo('fs › renameDataset (the fs driver does not rename yet: its renameDataset throws)');
-}
+FIXTURES.push({
+  kind: 'fs',
+  gate: await gatedTest(['the fs driver'], async () => null),
+  async setup(t) {
+    const driver = createFsDriver(tempDir(t)) as Renaming;
+    await driver.createDataset('tank');
+    await driver.createDataset('other');
+    return { driver, at: (leaf) => `tank/${leaf}`, elsewhere: (leaf) => `other/${leaf}`, dir: (name) => dirOf(driver, name) };
+  },
+});
 
 /** a source with files and three snapshots, replicated to `dst` (full s1, incremental s2), s2 held on both */
 async function replicated(bed: Bed) {
