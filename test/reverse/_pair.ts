@@ -90,3 +90,20 @@ export const write = (dir: string, file: string, text: string) => {
   writeFileSync(path.join(dir, file), text);
 };
 
+
+/** `show auto-sync :NAME orphans --json` on an appliance */
+export const orphansOf = async (p: Pair, x: Appliance) => JSON.parse(String((await x.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string; dataset: string; held: boolean }[];
+
+/**
+ * Disaster recovery, then the old master back: alpha replicates, writes
+ * `file` after that, goes down; beta takes over (-y); alpha comes back,
+ * still master at epoch 1 until it meets beta's epoch 2.
+ */
+export async function drThenBack(p: Pair, file: string, text: string): Promise<void> {
+  await p.fresh(p.a).autoSync.run(p.name);
+  write(p.a.live('tank/docs'), file, text);
+  p.down(p.a);
+  const r = await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`);
+  if (r.exitCode !== 0) throw new Error(`DR on beta failed: ${String(r.stderr)}`);
+  p.up(p.a);
+}

@@ -10,7 +10,7 @@
 import test from 'ava';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { filesOf, logOf, reversePair, write, type Pair } from './_pair.js';
+import { drThenBack, filesOf, logOf, orphansOf, reversePair, write, type Pair } from './_pair.js';
 import type { Appliance } from '../peer/_fixture.js';
 
 const STEPS = ['handover.journaled', 'handover.unmounted', 'handover.synced', 'handover.peer-committed', 'handover.committed', 'handover.mounted'] as const;
@@ -118,12 +118,8 @@ test.serial('an interrupted hand-over waits while the peer is down: the source s
 test.serial('a failback cut short after its orphan snapshot was taken: the retry moves that orphan aside and takes no second one', async (t) => {
   const { orphanName } = await import('../../src/services/auto-sync/orphans.js');
   const p = await reversePair(t);
-  await p.fresh(p.a).autoSync.run(p.name);
-  write(p.a.live('tank/docs'), 'unsynced.txt', 'alpha wrote this after the last sync\n');
+  await drThenBack(p, 'unsynced.txt', 'alpha wrote this after the last sync\n');
   const alphaHad = await filesOf(p, p.a);
-  p.down(p.a);
-  t.is((await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`)).exitCode, 0);
-  p.up(p.a);
   // as if alpha died right after taking the orphan snapshot, before moving it and rolling back
   const fsA = await p.fresh(p.a).storage.usable('fs');
   const taken = orphanName(p.name, new Date(Date.now() - 60_000));
@@ -131,7 +127,7 @@ test.serial('a failback cut short after its orphan snapshot was taken: the retry
   await fsA.holdSnapshot('tank/docs', taken, true);
 
   t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
-  const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string; dataset: string }[];
+  const orphans = await orphansOf(p, p.a);
   t.deepEqual(orphans.map((o) => [o.snapshot, o.dataset]), [[taken, `tank/${taken}`]]);
   t.deepEqual(await filesOf(p, p.a, `tank/${taken}`), alphaHad);
   t.false((await fsA.listSnapshots('tank/docs')).some((s) => s.name.startsWith('orphan-')));

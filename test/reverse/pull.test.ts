@@ -7,7 +7,7 @@
  * from beta with alpha down (disaster recovery), then failback.
  */
 import test from 'ava';
-import { filesOf, logOf, reversePair, write } from './_pair.js';
+import { filesOf, logOf, orphansOf, reversePair, write } from './_pair.js';
 
 test.serial('a pull service is reverse-capable: beta master (remote-to-local), alpha non-master holding the source', async (t) => {
   const p = await reversePair(t, undefined, { pull: true });
@@ -79,7 +79,7 @@ test.serial('pull service, disaster recovery on the master (destination) with th
   p.up(p.a);
   t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
   t.like(p.fresh(p.a).autoSync.config(p.name), { role: 'non-master', epoch: 2, direction: 'remote-to-local', source: { host: 'beta' } });
-  const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string; dataset: string }[];
+  const orphans = await orphansOf(p, p.a);
   t.is(orphans.length, 1);
   t.deepEqual(await filesOf(p, p.a, orphans[0].dataset), alphaHad);
   const run = await p.b.cli(`run auto-sync :${p.name}`);

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { filesOf, logOf, reversePair, write } from './_pair.js';
+import { drThenBack, filesOf, logOf, orphansOf, reversePair, write } from './_pair.js';
 import { SEED } from './_seed.js';
 
 test.serial('create --reverse-capable yes copies the config to the peer: master here, non-master there, same epoch', async (t) => {
@@ -199,7 +199,7 @@ test.serial('a crash between the two config writes of a hand-over still leaves e
   t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
   t.is(masters(), 1);
   t.like(p.fresh(p.a).autoSync.config(p.name), { role: 'non-master', epoch: 2 });
-  t.deepEqual(await p.a.cli(`show auto-sync :${p.name} orphans --json`).then((x) => JSON.parse(String(x.stdout))), [], 'nothing was written after the last delta: no orphan');
+  t.deepEqual(await orphansOf(p, p.a), [], 'nothing was written after the last delta: no orphan');
   write(p.b.live('tank/docs'), 'after.txt', 'after\n');
   await p.fresh(p.b).autoSync.run(p.name);
   t.deepEqual(await filesOf(p, p.a), await filesOf(p, p.b));
@@ -209,11 +209,7 @@ test.serial("the daemon's tick demotes an old master that comes back, with no ru
   const { Daemon } = await import('../../src/services/daemon.js');
   const { until } = await import('../peer/_fixture.js');
   const p = await reversePair(t);
-  await p.fresh(p.a).autoSync.run(p.name);
-  write(p.a.live('tank/docs'), 'x.txt', 'unreplicated\n');
-  p.down(p.a);
-  t.is((await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`)).exitCode, 0);
-  p.up(p.a);
+  await drThenBack(p, 'x.txt', 'unreplicated\n');
   const sa = p.fresh(p.a);
   const stop = new AbortController();
   t.teardown(() => stop.abort());
@@ -221,17 +217,12 @@ test.serial("the daemon's tick demotes an old master that comes back, with no ru
   await until('alpha demoted by the tick', () => sa.autoSync.store.get(p.name)?.role === 'non-master', 20_000);
   t.like(sa.autoSync.config(p.name), { epoch: 2, source: { host: 'beta' } });
   t.is(sa.autoSync.store.runState(p.name).inFlight, false);
-  const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as unknown[];
-  t.is(orphans.length, 1);
+  t.is((await orphansOf(p, p.a)).length, 1);
 });
 
 test.serial('after DR, nothing is sent into the old master before it kept its changes, even with force yes; an older config never overwrites a newer one', async (t) => {
   const p = await reversePair(t);
-  await p.fresh(p.a).autoSync.run(p.name);
-  write(p.a.live('tank/docs'), 'lost.txt', 'alpha wrote this after the last sync\n');
-  p.down(p.a);
-  t.is((await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`)).exitCode, 0);
-  p.up(p.a);
+  await drThenBack(p, 'lost.txt', 'alpha wrote this after the last sync\n');
   t.is((await p.b.cli(`setup auto-sync :${p.name} property force yes`)).exitCode, 0);
   const refused = await p.b.cli(`run auto-sync :${p.name}`);
   t.not(refused.exitCode, 0);
@@ -246,8 +237,7 @@ test.serial('after DR, nothing is sent into the old master before it kept its ch
 
   // alpha meets epoch 2, keeps its change as an orphan; then beta's run goes through
   t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
-  const orphans = JSON.parse(String((await p.a.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as unknown[];
-  t.is(orphans.length, 1);
+  t.is((await orphansOf(p, p.a)).length, 1);
   const run = await p.b.cli(`run auto-sync :${p.name}`);
   t.is(run.exitCode, 0, String(run.stderr));
   t.deepEqual(await filesOf(p, p.a), await filesOf(p, p.b));

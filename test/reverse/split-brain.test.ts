@@ -5,7 +5,7 @@
  * is rolled back and receives; nothing is lost. Bad input changes nothing.
  */
 import test from 'ava';
-import { filesOf, logOf, reversePair, write, type Pair } from './_pair.js';
+import { filesOf, logOf, orphansOf, reversePair, write, type Pair } from './_pair.js';
 import { BIN } from '../helpers/cli.js';
 import { openScreen, tmuxAvailable } from '../helpers/tmux.js';
 import { requireSystem } from '../helpers/system.js';
@@ -35,8 +35,6 @@ test.serial('split brain: same epoch, both master, both wrote after the last com
   t.not(r.exitCode, 0, 'no reverse-direction out of split brain');
   t.regex(String(r.stderr), /Split brain/);
 });
-
-const orphansOf = async (p: Pair, x: Pair['a']) => JSON.parse(String((await x.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string; dataset: string }[];
 
 for (const [label, from, winner] of [
   ['keeps the copy here', 'a', 'here'],
