@@ -227,6 +227,11 @@ test.serial('after DR, nothing is sent into the old master before it kept its ch
   const refused = await p.b.cli(`run auto-sync :${p.name}`);
   t.not(refused.exitCode, 0);
   t.regex(String(refused.stderr), /alpha still holds auto-sync:tank-docs-000 as its source at an older epoch .*nothing was sent/);
+  // nor does a hand-over's last delta go into it
+  const handOver = await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`);
+  t.not(handOver.exitCode, 0);
+  t.regex(String(handOver.stderr), /alpha still holds auto-sync:tank-docs-000 as its source at an older epoch .*nothing was sent/);
+  t.like(p.fresh(p.b).autoSync.config(p.name), { role: 'master', epoch: 2 });
   t.is(readFileSync(path.join(p.a.live('tank/docs'), 'lost.txt'), 'utf8'), 'alpha wrote this after the last sync\n');
 
   // alpha's stale view cannot replace beta's newer one

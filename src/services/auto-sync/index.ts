@@ -237,7 +237,7 @@ export class AutoSyncService {
     return next;
   }
 
-  /** `handOver`: the last delta of a reverse-direction driven from the non-master (reverse.ts) */
+  /** `handOver`: the last delta of a reverse-direction hand-over (reverse.ts), run as the master's, after the contact it made */
   run(name: string, opts: RunOptions = {}, handOver = false): Promise<RunResult> {
     this.config(name);
     const contact = this.contactDeps();

@@ -34,7 +34,7 @@ import type { AutoSyncConfig, Endpoint } from './model.js';
 import { directionOf } from './model.js';
 import { findProperty } from './properties.js';
 import { HandOverJournal } from './handover-journal.js';
-import { checkOnContact, inSplitBrain, mountIfNot, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
+import { contactBeforeRun, inSplitBrain, mountIfNot, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
 import { destroyOrphan, listOrphans, type OrphanView } from './orphans.js';
 
 export type ReverseCase = 'source-up' | 'source-down' | 'destination-up' | 'disaster-recovery';
@@ -84,7 +84,8 @@ export async function reverseCase(services: Services, name: string): Promise<{ c
   let config = services.autoSync.config(name);
   if (!config.reverseCapable) throw new Error(`Reverse-direction feature is currently disabled for auto-sync:${name}.`);
   log.write(rd(`working with fmri: auto-sync:${name}`));
-  const outcome = await checkOnContact(name, deps);
+  // a peer behind us that still holds its copy as the source refuses this too: no last delta goes into it
+  const outcome = await contactBeforeRun(name, deps);
   const up = outcome !== 'unreachable';
   log.write(rd(`remote appliance: ${up ? 'alive' : 'down'}`));
   config = services.autoSync.config(name);
@@ -165,8 +166,8 @@ async function handOver(services: Services, config: AutoSyncConfig, c: 'source-u
   let marker: string;
   try {
     log.write(rd('Syncing last delta before changing direction'));
-    // a non-master drives its last delta as the master would
-    const result = await services.autoSync.run(name, {}, config.role !== 'master');
+    // as the master would (a non-master drives it too); reverseCase made the contact already
+    const result = await services.autoSync.run(name, {}, true);
     marker = result.marker;
     failpoint('handover.synced');
     // verify: the destination holds the marker, with its identity, and the (unmounted) source did not move since
