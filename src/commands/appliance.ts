@@ -1,10 +1,11 @@
 /** This appliance: identity and appliance-wide settings. */
 import type { CommandFamily } from './grammar/types.js';
-import { setAlertCommand } from '../services/appliance.js';
+import { setAlertCommand, setApplianceId, validApplianceId } from '../services/appliance.js';
 
 export const applianceFamily: CommandFamily = {
   words: {
     appliance: 'this appliance: id, hostname, version and settings',
+    id: "this appliance's id, as the prompt and its peers show it",
     'alert-command': 'the command run with every alert (service, level, message as arguments; JSON on stdin)',
   },
   commands: [
@@ -35,8 +36,30 @@ export const applianceFamily: CommandFamily = {
       args: { COMMAND: { name: 'COMMAND', help: 'the program and its first arguments', rest: true } },
       async run(ctx, input) {
         const argv = (input.args.COMMAND as string[] | undefined) ?? [];
-        const set = setAlertCommand(ctx.services.home, argv);
+        const set = setAlertCommand(ctx.services.home, argv, ctx.access);
         return { kind: 'message', text: set ? `Alerts will run: ${set.join(' ')}` : 'No alert command: alerts go to the service logs only.', data: { alertCommand: set } };
+      },
+    },
+    {
+      path: 'setup appliance id <ID>',
+      help: "change this appliance's id (refused once it is bound to another appliance)",
+      details: 'Two homes on one machine both start with the host name as their id, and cannot be bound to each other until one has its own. Its peers know an appliance by its id, so the id cannot change while it is bound to any: unbind first.',
+      args: {
+        ID: {
+          name: 'ID',
+          help: '1 to 63 letters, digits, "_", "." or "-", starting with a letter or a digit',
+          parse: (raw) => {
+            if (!validApplianceId(raw)) throw new Error(`"${raw}" is not a valid appliance id: 1 to 63 letters, digits, "_", "." or "-", starting with a letter or a digit.`);
+            return raw;
+          },
+        },
+      },
+      async run(ctx, input) {
+        const { appliance, home, peers } = ctx.services;
+        const was = appliance.id;
+        const bound = [...new Set([...peers.store.outbound(), ...peers.store.inbound()].map((p) => p.id))];
+        const id = setApplianceId(home, appliance, input.args.ID as string, bound);
+        return { kind: 'message', text: id === was ? `The appliance id is ${id} already.` : `The appliance id is now ${id} (was ${was}).`, data: { id, was } };
       },
     },
   ],

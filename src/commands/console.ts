@@ -77,7 +77,7 @@ const setPassword: CommandSpec = {
     const user = input.args.USER as string;
     const passwords = passwordsOf(ctx);
     const file = input.options['password-file'] as string | undefined;
-    const password = await newPassword(ctx, user, file === undefined ? undefined : path.resolve(file));
+    const password = await newPassword(ctx, user, file === undefined ? undefined : ctx.access.readFile(file));
     const replaced = await passwords.set(user, password);
     return {
       kind: 'message',

@@ -67,7 +67,7 @@ const sshBind: CommandSpec = {
       host: input.args.HOST as string,
       port: o.port as number | undefined,
       user: o.user as string | undefined,
-      passwordFile: o['password-file'] as string | undefined,
+      passwordFile: o['password-file'] === undefined ? undefined : ctx.access.readFile(o['password-file'] as string),
       remoteHome: o['remote-home'] as string | undefined,
       remoteSyncsh: o['remote-syncsh'] as string | undefined,
     }, questions(ctx));
@@ -78,9 +78,11 @@ const sshBind: CommandSpec = {
 const localBind: CommandSpec = {
   path: 'setup network local-bind <HOME>',
   help: 'pair with the appliance whose home is HOME on this machine (its agent runs as a child process)',
+  details: 'HOME must already be an appliance home (its appliance.json names the appliance), or an empty or missing directory with --create, which makes a new appliance there. Nothing is written anywhere else.',
   args: { HOME: { ...text('HOME'), help: 'the other appliance\'s SYNCSH_HOME' } },
+  options: [{ name: '--create', help: 'make a new appliance in HOME, which must be empty or missing' }],
   async run(ctx, input) {
-    const result = await ctx.services.peers.bindLocal(input.args.HOME as string);
+    const result = await ctx.services.peers.bindLocal(input.args.HOME as string, { create: Boolean(input.options.create), access: ctx.access });
     return { kind: 'message', text: bound(result), data: { ...result.peer, via: result.via, rebound: result.rebound } };
   },
 };
@@ -170,7 +172,7 @@ const setupAuthorizedKeys: CommandSpec = {
   args: { FILE: { ...text('FILE'), help: 'an absolute path' } },
   async run(ctx, input) {
     const file = (input.args.FILE as string | undefined) ?? null;
-    await ctx.services.peers.store.setAuthorizedKeysFile(file);
+    await ctx.services.peers.store.setAuthorizedKeysFile(file, ctx.access);
     const now = ctx.services.peers.store.authorizedKeysFile();
     return { kind: 'message', text: `Peers' keys will be installed in ${now}.`, data: { authorizedKeys: now } };
   },

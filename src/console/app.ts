@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import type { Services } from '../services/index.js';
+import { consoleAccess, type Access } from '../services/access.js';
 import { ShellSession, type Outcome } from '../shell/session.js';
 import { createDialogs } from '../shell/dialogs.js';
 import { runRepl } from '../shell/repl.js';
@@ -17,8 +18,8 @@ import type { ConsoleSession, Handler } from './middleware.js';
 
 /** a shell session that writes every command to the audit log before running it */
 export class AuditedSession extends ShellSession {
-  constructor(services: Services, term: Terminal, private readonly audit: (command: string) => void) {
-    super(services, term, createDialogs(term));
+  constructor(services: Services, term: Terminal, private readonly audit: (command: string) => void, access: Access) {
+    super(services, term, createDialogs(term), { access });
   }
 
   override async execute(line: string): Promise<Outcome> {
@@ -61,9 +62,11 @@ async function runExec(session: ShellSession, command: string): Promise<number> 
   return outcome.ok ? 0 : outcome.code;
 }
 
-export function consoleApp(services: Services): Handler {
+/** `env` is serve's: where the console policy is (SYNCSH_CONSOLE_POLICY), which no console user can change */
+export function consoleApp(services: Services, env: NodeJS.ProcessEnv = process.env): Handler {
   return async (s: ConsoleSession) => {
-    const session = new AuditedSession(services, s.terminal, (command) => s.audit(command));
+    const access = consoleAccess(services.home.root, env, (r) => s.refused(r.kind, r.target, r.message));
+    const session = new AuditedSession(services, s.terminal, (command) => s.audit(command), access);
     // Ctrl-C outside raw mode (no kernel makes it a SIGINT here) cancels the running command
     s.terminal.onInterrupt = () => {
       session.cancel();

@@ -22,6 +22,8 @@ export interface ConsoleSession {
   closed: AbortSignal;
   /** records a command in the audit log */
   audit(command: string): void;
+  /** records a refused attempt (a program, file or home the console policy does not allow) */
+  refused(what: string, target: string, reason: string): void;
 }
 
 /** runs a session; resolves its exit status */

@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createServices } from '../services/index.js';
+import { loadConsolePolicy } from '../services/access.js';
 import { AuditLog } from './audit.js';
 import { parseAuthorizedKeys } from './authorized-keys.js';
 import { loadOrCreateHostKey } from './host-key.js';
@@ -63,11 +64,13 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   let services;
   let hostKey;
   let passwordAuth;
+  let policy;
   try {
     listen = parseListen(args.listen ?? DEFAULT_LISTEN);
     passwordAuth = parsePasswordAuth(args.passwordAuth);
     services = createServices(env);
     hostKey = loadOrCreateHostKey(services.home.root);
+    policy = loadConsolePolicy(services.home.root, env);
   } catch (error) {
     process.stderr.write(`syncsh serve: ${(error as Error).message}\n`);
     return 2;
@@ -87,7 +90,7 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   process.on('unhandledRejection', escaped);
 
   const handler = stack(
-    consoleApp(services),
+    consoleApp(services, env),
     recover((s, error) => say(`conn ${s.conn}: the session failed: ${error.stack ?? error.message}`)),
     activityLog(say),
   );
@@ -104,6 +107,7 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   const keys = existsSync(authorizedKeys) ? parseAuthorizedKeys(readFileSync(authorizedKeys, 'utf8')).length : 0;
   say(keys ? `${keys} key(s) in ${authorizedKeys}` : `no key can log in yet: add public keys to ${authorizedKeys}`);
   say(describePasswords(passwords.file, passwordAuth, passwords.enabled));
+  say(`console policy (${policy.source}): programs from ${policy.programs.join(', ') || 'nowhere'}; files read in ${policy.read.join(', ') || 'none'}; written in ${policy.write.join(', ') || 'none'}; homes under ${policy.homes.join(', ') || 'none'}`);
   say(`audit log ${audit.file}`);
 
   await new Promise<void>((resolve) => {

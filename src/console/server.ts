@@ -214,6 +214,7 @@ export async function startConsoleServer(opts: ConsoleServerOptions, listen: { h
             terminal: term,
             closed: closed.signal,
             audit: (line) => opts.audit.record('command', { user, from, conn }, line),
+            refused: (what, target, reason) => audited('refused', { user, from, conn }, reason, { what, path: target }),
           };
           opts.handler(consoleSession)
             .catch((error: unknown) => {

@@ -7,6 +7,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Home } from './home.js';
+import { LOCAL_ACCESS, type Access } from './access.js';
 import type { DriverName } from './storage/driver.js';
 
 export interface ApplianceInfo {
@@ -36,11 +37,16 @@ function store(home: Home): Conf<ApplianceFile> {
   return new Conf<ApplianceFile>({ cwd: home.config, configName: 'appliance', projectName: 'syncsh' });
 }
 
+/** the id a new home takes: the host name, made valid */
+export function defaultApplianceId(): string {
+  return os.hostname().toLowerCase().replace(/[^a-z0-9_.-]/g, '-');
+}
+
 export function loadAppliance(home: Home, env: NodeJS.ProcessEnv = process.env): ApplianceInfo {
   const conf = store(home);
   let id = conf.get('id');
   if (!id) {
-    const wanted = env.SYNCSH_APPLIANCE_ID || os.hostname().toLowerCase().replace(/[^a-z0-9_.-]/g, '-');
+    const wanted = env.SYNCSH_APPLIANCE_ID || defaultApplianceId();
     id = validApplianceId(wanted) ? wanted : `appliance-${randomBytes(3).toString('hex')}`;
     conf.set('id', id);
   }
@@ -48,12 +54,32 @@ export function loadAppliance(home: Home, env: NodeJS.ProcessEnv = process.env):
   return { id, hostname: os.hostname(), version: VERSION, defaultDriver: conf.get('defaultDriver'), alertCommand: conf.get('alertCommand') ?? null };
 }
 
-/** Set (or clear, with an empty argv) the command run with every alert. */
-export function setAlertCommand(home: Home, argv: string[]): string[] | null {
+/**
+ * Set (or clear, with an empty argv) the command run with every alert. The
+ * daemon runs it as root: `access` decides whether this session may name
+ * that program (the console: only from the allowed directories).
+ */
+export function setAlertCommand(home: Home, argv: string[], access: Access = LOCAL_ACCESS): string[] | null {
   if (argv.length && !argv[0].startsWith('/')) {
     throw new Error(`The alert command must be given by its absolute path, not "${argv[0]}": it runs from the daemon, whose PATH may differ.`);
   }
-  const value = argv.length ? argv : null;
+  const value = argv.length ? [access.program(argv[0]), ...argv.slice(1)] : null;
   store(home).set('alertCommand', value);
   return value;
+}
+
+/**
+ * Change this appliance's id (two homes on one machine start with the same
+ * one). Refused once it is bound to another appliance, in either direction:
+ * that appliance knows it by its id.
+ */
+export function setApplianceId(home: Home, info: ApplianceInfo, id: string, boundTo: string[]): string {
+  if (!validApplianceId(id)) throw new Error(`"${id}" is not a valid appliance id: 1 to 63 letters, digits, "_", "." or "-", starting with a letter or a digit.`);
+  if (id === info.id) return id;
+  if (boundTo.length) {
+    throw new Error(`The appliance id cannot change while this appliance is bound to ${boundTo.join(', ')}: they know it as ${info.id}. Unbind them first ('setup network ssh-unbind HOST'), change the id, then bind again. Nothing was changed.`);
+  }
+  store(home).set('id', id);
+  info.id = id;
+  return id;
 }

@@ -2,7 +2,7 @@
  * The appliance home: every file syncsh keeps lives under it, so two
  * appliances on one machine are just two homes (SYNCSH_HOME).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 export interface Home {
@@ -43,4 +43,40 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): Home {
     }
   }
   return home;
+}
+
+/**
+ * What a directory is, before anything is written there: an appliance home
+ * (its appliance.json says so, with its id), empty, missing, or something
+ * else (with why it is not a home). Nothing else may become a home.
+ */
+export type HomeKind = { kind: 'home'; id: string } | { kind: 'empty' } | { kind: 'missing' } | { kind: 'other'; why: string };
+
+export function homeKind(dir: string): HomeKind {
+  let stat;
+  try {
+    stat = statSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'other', why: `it cannot be read (${(error as Error).message})` };
+  }
+  if (!stat.isDirectory()) return { kind: 'other', why: 'it is not a directory' };
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch (error) {
+    return { kind: 'other', why: `it cannot be read (${(error as Error).message})` };
+  }
+  if (!entries.length) return { kind: 'empty' };
+  if (!entries.includes('appliance.json')) {
+    const shown = entries.slice(0, 5).join(', ') + (entries.length > 5 ? `, … (${entries.length} entries)` : '');
+    return { kind: 'other', why: `it has no appliance.json and is not empty (it holds ${shown})` };
+  }
+  try {
+    const id = (JSON.parse(readFileSync(path.join(dir, 'appliance.json'), 'utf8')) as { id?: unknown }).id;
+    if (typeof id === 'string' && id) return { kind: 'home', id };
+    return { kind: 'other', why: 'its appliance.json names no appliance id' };
+  } catch (error) {
+    return { kind: 'other', why: `its appliance.json is not an appliance's (${(error as Error).message})` };
+  }
 }

@@ -10,6 +10,7 @@ import { complete, helpAt, type Completion, type HelpEntry } from '../commands/g
 import { DialogCancelled, type Dialogs } from '../commands/dialogs.js';
 import type { CommandContext, GrammarContext, Output } from '../commands/grammar/types.js';
 import type { Services } from '../services/index.js';
+import { LOCAL_ACCESS, type Access } from '../services/access.js';
 import type { Terminal } from './terminal.js';
 import { highlightLog, paint, render } from './render.js';
 
@@ -25,6 +26,8 @@ export interface SessionOptions {
   json?: boolean;
   /** -y for every command */
   yes?: boolean;
+  /** what commands may make the appliance run, read or write (default: anything, as on the local root shell) */
+  access?: Access;
 }
 
 export class ShellSession implements GrammarContext {
@@ -81,6 +84,7 @@ export class ShellSession implements GrammarContext {
       interactive: this.term.interactive,
       yes: Boolean(this.opts.yes || matched.input.options.y),
       signal: abort.signal,
+      access: this.opts.access ?? LOCAL_ACCESS,
       instances: (kind) => this.instances(kind),
       progress: (text) => {
         if (!json) this.print(text.split('\n'));

@@ -4,6 +4,7 @@
  */
 import type { Dialogs } from '../dialogs.js';
 import type { Services } from '../../services/index.js';
+import type { Access } from '../../services/access.js';
 
 /** How a typed value is checked and what may be offered for it. */
 export interface ValueSpec {
@@ -80,6 +81,8 @@ export interface CommandContext extends GrammarContext {
   /** -y: answer yes to confirmations */
   yes: boolean;
   signal: AbortSignal;
+  /** what this session may make the appliance run, read or write (the local shell: anything; the console: what its policy allows) */
+  access: Access;
   /** a progress line while a command works (shown, not part of the result) */
   progress(text: string): void;
 }

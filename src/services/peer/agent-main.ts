@@ -17,6 +17,7 @@ import path from 'node:path';
 import Conf from 'conf';
 import { PassThrough, type Readable } from 'node:stream';
 import { createServices, type Services } from '../index.js';
+import { homeKind } from '../home.js';
 import { validApplianceId } from '../appliance.js';
 import { isDriverName } from '../datasets.js';
 import type { HistoryEntry } from '../history.js';
@@ -74,6 +75,13 @@ export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.
   const agentEnv = { ...env };
   if (values.home) agentEnv.SYNCSH_HOME = path.resolve(values.home);
   delete agentEnv.SYNCSH_APPLIANCE_ID;
+  // A directory that holds something else is never made a home: nothing is written there.
+  const root = path.resolve(agentEnv.SYNCSH_HOME || '/var/lib/syncsh');
+  const found = homeKind(root);
+  if (found.kind === 'other') {
+    process.stdout.write(`${JSON.stringify({ agent: AGENT_TAG, error: { code: 'bad-request', message: `${root} is not an appliance home: ${found.why}. Nothing was written there.` } })}\n`);
+    return 2;
+  }
   const services = createServices(agentEnv);
   const agent = new Agent(services, values.peer ?? null, (env.SSH_CLIENT ?? '').split(' ')[0] || 'local');
   if (sub === 'control') return agent.control();

@@ -6,12 +6,14 @@
  * Connections are opened on first use and shared by everything a process
  * does with that peer; one closes a moment after its last use.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Home } from '../home.js';
-import type { ApplianceInfo } from '../appliance.js';
+import { homeKind, resolveHome, type Home } from '../home.js';
+import { defaultApplianceId, loadAppliance, type ApplianceInfo } from '../appliance.js';
+import { LOCAL_ACCESS, resolvePath, type Access } from '../access.js';
 import type { PeerResolver } from '../auto-sync/index.js';
 import type { PeerSide } from '../auto-sync/run.js';
 import type { Driver, DriverName } from '../storage/driver.js';
@@ -329,18 +331,29 @@ export class PeerService implements PeerResolver {
     return { peer, via, authorizedKeys: accepted.authorizedKeys, rebound };
   }
 
-  /** Bind an appliance on this machine by its home: its agent runs as a child process. */
-  async bindLocal(home: string): Promise<BindResult> {
-    const agent: AgentCommand = { node: process.execPath, script: SYNCSH_SCRIPT, home: path.resolve(home) };
-    if (!existsSync(agent.home)) throw new Error(`There is no appliance home at ${agent.home}.`);
-    if (agent.home === this.home.root) throw new Error('That is this appliance\'s own home.');
+  /**
+   * Bind an appliance on this machine by its home: its agent runs as a child
+   * process. Only a directory that is an appliance home already, or an empty
+   * (or missing) one with `create`, and only what `access` allows: all of it
+   * checked before anything is written there.
+   */
+  async bindLocal(home: string, opts: { create?: boolean; access?: Access } = {}): Promise<BindResult> {
+    const dir = (opts.access ?? LOCAL_ACCESS).home(home);
+    const agent: AgentCommand = { node: process.execPath, script: SYNCSH_SCRIPT, home: resolvePath(dir) };
+    if (agent.home === resolvePath(this.home.root)) throw new Error(`${agent.home} is this appliance's own home: an appliance cannot be bound to itself.`);
+    const found = homeKind(agent.home);
+    const refused = (why: string) => new Error(`${agent.home} is not an appliance home: ${why}. Nothing was written there.`);
+    if (found.kind === 'other') throw refused(`${found.why}; give the home of an appliance (its appliance.json names it), or an empty directory with --create`);
+    if (found.kind !== 'home' && !opts.create) throw refused(`it ${found.kind === 'missing' ? 'does not exist' : 'is empty'}; add --create to make a new appliance there`);
+    if (found.kind === 'home' && found.id === this.appliance.id) throw sameId(agent.home, found.id);
+    if (found.kind !== 'home') this.createHome(agent.home);
     const link = new AgentLink(new LocalTransport(agent), { expectId: null, name: agent.home, hello: { ...this.hello(), purpose: 'bind' }, idleTimeoutMs: this.options.dataIdleTimeoutMs });
     let reply: HelloReply;
     try {
       await link.session();
       if (link.refused) throw link.refused;
       reply = link.reply!;
-      this.refuseSelf(reply.id);
+      if (reply.id === this.appliance.id) throw sameId(agent.home, reply.id);
       await link.call('peer.accept', { transport: 'local' });
     } finally {
       link.close();
@@ -452,6 +465,14 @@ export class PeerService implements PeerResolver {
     return seen!;
   }
 
+  /** a new appliance in an empty home, with an id of its own (the host name is likely this one's) */
+  private createHome(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    const home = resolveHome({ SYNCSH_HOME: dir });
+    const wanted = defaultApplianceId();
+    loadAppliance(home, { SYNCSH_APPLIANCE_ID: wanted === this.appliance.id ? `${wanted.slice(0, 56)}-${randomBytes(3).toString('hex')}` : wanted });
+  }
+
   private refuseSelf(id: string): void {
     if (id === this.appliance.id) throw new Error(`The appliance there is this one (${id}): an appliance cannot be bound to itself.`);
   }
@@ -470,6 +491,11 @@ export class PeerService implements PeerResolver {
     if (entry.timer) clearTimeout(entry.timer);
     entry.link.then((l) => l.close(), () => undefined);
   }
+}
+
+/** two homes on one machine both took the host name as their id */
+function sameId(home: string, id: string): Error {
+  return new Error(`The appliance at ${home} has the same id as this one (${id}): two homes on one machine both took the host name. Give one of them its own id before binding, e.g. 'SYNCSH_HOME=${home} syncsh -c "setup appliance id ${id}-2"' (refused once that appliance is bound to any other). Nothing was changed.`);
 }
 
 function readPassword(file: string): string {

@@ -11,6 +11,7 @@ import Conf from 'conf';
 import os from 'node:os';
 import path from 'node:path';
 import type { Home } from '../home.js';
+import { LOCAL_ACCESS, type Access } from '../access.js';
 import { withLock } from '../lock.js';
 import type { AgentCommand } from './keys.js';
 
@@ -136,12 +137,14 @@ export class PeerStore {
     return this.settings().authorizedKeys ?? path.join(os.homedir(), '.ssh', 'authorized_keys');
   }
 
-  async setAuthorizedKeysFile(file: string | null): Promise<void> {
+  /** where peers' key lines will be written (by the agent, as root): `access` decides whether this session may name that file */
+  async setAuthorizedKeysFile(file: string | null, access: Access = LOCAL_ACCESS): Promise<void> {
     if (file !== null && !path.isAbsolute(file)) throw new Error(`The authorized_keys file must be an absolute path, not "${file}".`);
+    const target = file === null ? null : access.writeFile(file);
     await this.locked('changing the network settings', () => {
       const next = { ...this.settings() };
-      if (file === null) delete next.authorizedKeys;
-      else next.authorizedKeys = file;
+      if (target === null) delete next.authorizedKeys;
+      else next.authorizedKeys = target;
       this.conf.set('settings', next);
     });
   }
