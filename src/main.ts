@@ -69,13 +69,14 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   // Each mode loads only what it needs: the agent and `-c` start fast.
-  const { createServices } = await import('./services/index.js');
+  const { openServices } = await import('./services/index.js');
   const { processTerminal } = await import('./shell/terminal.js');
   const { createDialogs } = await import('./shell/dialogs.js');
   const { ShellSession } = await import('./shell/session.js');
-  const services = createServices(process.env);
+  const services = openServices(process.env);
   if (values.version) {
-    process.stdout.write(`syncsh ${services.appliance.version}\n`);
+    const { VERSION } = await import('./services/appliance.js');
+    process.stdout.write(`syncsh ${VERSION}\n`);
     return 0;
   }
   const term = processTerminal();

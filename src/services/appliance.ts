@@ -2,7 +2,7 @@
  * This appliance's identity: its id (shown in the prompt and to peers; may
  * start with a digit), hostname and version, kept in appliance.json.
  */
-import Conf from 'conf';
+import { ConfigFile } from './config-file.js';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -33,8 +33,8 @@ export function validApplianceId(id: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(id);
 }
 
-function store(home: Home): Conf<ApplianceFile> {
-  return new Conf<ApplianceFile>({ cwd: home.config, configName: 'appliance', projectName: 'syncsh' });
+function store(home: Home): ConfigFile<ApplianceFile> {
+  return new ConfigFile<ApplianceFile>({ cwd: home.config, configName: 'appliance', projectName: 'syncsh' });
 }
 
 /** the id a new home takes: the host name, made valid */

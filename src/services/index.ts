@@ -7,6 +7,7 @@ import type { DriverName } from './storage/driver.js';
 import { AutoSyncService } from './auto-sync/index.js';
 import { FolderService } from './folders.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
+import { ConfigDamagedError } from './config-file.js';
 
 export interface Services {
   home: Home;
@@ -35,4 +36,26 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
   return { home, appliance, storage, autoSync, folders, peers };
+}
+
+/**
+ * The services for a shell: when a configuration file they need to start
+ * (appliance.json) is damaged, a stand-in that says so on every use but the
+ * home's paths, so that
+ * `help` still works and every other command fails with that sentence.
+ */
+export function openServices(env: NodeJS.ProcessEnv = process.env): Services {
+  try {
+    return createServices(env);
+  } catch (error) {
+    if (!(error instanceof ConfigDamagedError)) throw error;
+    const home = resolveHome(env);
+    return new Proxy({} as Services, {
+      get(_target, prop) {
+        if (prop === 'then' || typeof prop === 'symbol') return undefined;
+        if (prop === 'home') return home;
+        throw error;
+      },
+    });
+  }
 }

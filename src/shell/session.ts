@@ -36,7 +36,12 @@ export class ShellSession implements GrammarContext {
   constructor(readonly services: Services, readonly term: Terminal, readonly dialogs: Dialogs, private readonly opts: SessionOptions = {}) {}
 
   get prompt(): string {
-    return `syncsh@${this.services.appliance.id}:/$ `;
+    try {
+      return `syncsh@${this.services.appliance.id}:/$ `;
+    } catch {
+      // a damaged appliance.json: commands say so; the prompt goes on without the id
+      return 'syncsh:/$ ';
+    }
   }
 
   instances(kind: string): { name: string; description: string }[] {

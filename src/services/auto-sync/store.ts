@@ -4,7 +4,7 @@
  * lock around its read-modify-write so two syncsh processes never lose one
  * another's updates.
  */
-import Conf from 'conf';
+import { ConfigFile } from '../config-file.js';
 import path from 'node:path';
 import { withLock } from '../lock.js';
 import type { Home } from '../home.js';
@@ -14,12 +14,12 @@ type ServicesFile = { services: Record<string, AutoSyncConfig> };
 type StateFile = { state: Record<string, RunState> };
 
 export class ServiceStore {
-  private readonly services: Conf<ServicesFile>;
-  private readonly states: Conf<StateFile>;
+  private readonly services: ConfigFile<ServicesFile>;
+  private readonly states: ConfigFile<StateFile>;
   private readonly lockFile: string;
 
   constructor(home: Home) {
-    this.services = new Conf<ServicesFile>({
+    this.services = new ConfigFile<ServicesFile>({
       cwd: home.config,
       configName: 'services',
       projectName: 'syncsh',
@@ -27,7 +27,7 @@ export class ServiceStore {
       schema: { services: { type: 'object', additionalProperties: serviceSchema, default: {} } } as never,
       defaults: { services: {} },
     });
-    this.states = new Conf<StateFile>({
+    this.states = new ConfigFile<StateFile>({
       cwd: home.config,
       configName: 'state',
       projectName: 'syncsh',

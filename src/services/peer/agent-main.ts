@@ -14,7 +14,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import Conf from 'conf';
+import { ConfigFile } from '../config-file.js';
 import { PassThrough, type Readable } from 'node:stream';
 import { createServices, type Services } from '../index.js';
 import { homeKind } from '../home.js';
@@ -250,8 +250,8 @@ class Agent {
     return ![c.source.host, c.destination.host].some((h) => h === this.caller || (inbound && h === inbound.address));
   }
 
-  private peerState(): Conf<{ state: Record<string, RunState> }> {
-    return new Conf({ cwd: this.services.home.config, configName: 'peer-state', projectName: 'syncsh', defaults: { state: {} } });
+  private peerState(): ConfigFile<{ state: Record<string, RunState> }> {
+    return new ConfigFile<{ state: Record<string, RunState> }>({ cwd: this.services.home.config, configName: 'peer-state', projectName: 'syncsh', defaults: { state: {} } });
   }
 
   private getState(service: string): RunState | null {

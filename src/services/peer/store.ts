@@ -7,7 +7,7 @@
  *    they were given; the agent refuses any other;
  *  - settings: where this appliance's authorized_keys file is.
  */
-import Conf from 'conf';
+import { ConfigFile } from '../config-file.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { Home } from '../home.js';
@@ -52,11 +52,11 @@ export interface NetworkSettings {
 type PeersFile = { outbound: Record<string, OutboundPeer>; inbound: Record<string, InboundPeer>; settings: NetworkSettings };
 
 export class PeerStore {
-  private readonly conf: Conf<PeersFile>;
+  private readonly conf: ConfigFile<PeersFile>;
   private readonly lockFile: string;
 
   constructor(home: Home) {
-    this.conf = new Conf<PeersFile>({
+    this.conf = new ConfigFile<PeersFile>({
       cwd: home.config,
       configName: 'peers',
       projectName: 'syncsh',
