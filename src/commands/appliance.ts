@@ -36,7 +36,7 @@ export const applianceFamily: CommandFamily = {
       args: { COMMAND: { name: 'COMMAND', help: 'the program and its first arguments', rest: true } },
       async run(ctx, input) {
         const argv = (input.args.COMMAND as string[] | undefined) ?? [];
-        const set = setAlertCommand(ctx.services.home, argv, ctx.access);
+        const set = setAlertCommand(ctx.services.home, argv, ctx.access, ctx.services.appliance);
         return { kind: 'message', text: set ? `Alerts will run: ${set.join(' ')}` : 'No alert command: alerts go to the service logs only.', data: { alertCommand: set } };
       },
     },

@@ -96,7 +96,7 @@ export function refusal(policy: ConsolePolicy, kind: AccessKind, typed: string, 
   const { noun, key, verb } = WHAT[kind];
   const dirs = policy[key];
   if (dirs.some((d) => isUnder(resolved, d) && (kind !== 'program' || resolved !== d))) return null;
-  const shown = resolved === path.resolve(typed) ? `"${typed}"` : `"${typed}" (which is ${resolved})`;
+  const shown = resolved === typed ? `"${typed}"` : `"${typed}" (which is ${resolved})`;
   const allowed = dirs.length ? `${verb} ${noun} only under ${dirs.join(', ')}` : `${verb} no ${noun.replace(/^an? /, '')} at all`;
   return `Over the console, the appliance may ${allowed} (console policy: ${policy.source}); ${shown} is not there, so nothing was changed. Use the appliance's own shell, or ask its administrator to allow the directory.`;
 }

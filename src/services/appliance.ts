@@ -59,12 +59,14 @@ export function loadAppliance(home: Home, env: NodeJS.ProcessEnv = process.env):
  * daemon runs it as root: `access` decides whether this session may name
  * that program (the console: only from the allowed directories).
  */
-export function setAlertCommand(home: Home, argv: string[], access: Access = LOCAL_ACCESS): string[] | null {
+export function setAlertCommand(home: Home, argv: string[], access: Access = LOCAL_ACCESS, info?: ApplianceInfo): string[] | null {
   if (argv.length && !argv[0].startsWith('/')) {
     throw new Error(`The alert command must be given by its absolute path, not "${argv[0]}": it runs from the daemon, whose PATH may differ.`);
   }
   const value = argv.length ? [access.program(argv[0]), ...argv.slice(1)] : null;
   store(home).set('alertCommand', value);
+  // a long-running process (the console) shows what it just set
+  if (info) info.alertCommand = value;
   return value;
 }
 
