@@ -70,7 +70,7 @@ test('alert-command: /bin/sh, a symlink to it and a .. way out are refused over 
 
   // the appliance's own root shell is not the console: it may set any program, as before
   const r = await local(`setup appliance alert-command /bin/sh -c 'logger alert'`);
-  t.is(r.exitCode, 0, r.stderr);
+  t.is(r.exitCode, 0, String(r.stderr));
   t.deepEqual(JSON.parse(applianceFile(home)).alertCommand, ['/bin/sh', '-c', 'logger alert']);
 });
 
@@ -103,8 +103,8 @@ test('password files and the authorized-keys target: only under the home\'s file
   const inFiles = await ssh(`setup network authorized-keys ${home}/files/peers`);
   t.is(inFiles.exitCode, 0, inFiles.stderr);
   const r = await local('setup network authorized-keys /etc/ssh/syncsh_keys');
-  t.is(r.exitCode, 0, r.stderr);
-  t.regex(r.stdout, /Peers' keys will be installed in \/etc\/ssh\/syncsh_keys\./);
+  t.is(r.exitCode, 0, String(r.stderr));
+  t.regex(String(r.stdout), /Peers' keys will be installed in \/etc\/ssh\/syncsh_keys\./);
   t.false(existsSync('/etc/ssh/syncsh_keys'), 'setting it writes nothing yet');
 });
 
@@ -128,6 +128,6 @@ test('local-bind over the console: only homes under the allowed directory, not t
   t.is(ok.exitCode, 0, ok.stderr);
   t.regex(ok.stdout, /Bound to the appliance near at /);
   const r = await local(`setup network local-bind ${elsewhere.home}`);
-  t.is(r.exitCode, 0, r.stderr);
-  t.regex(r.stdout, /Bound to the appliance far at /);
+  t.is(r.exitCode, 0, String(r.stderr));
+  t.regex(String(r.stdout), /Bound to the appliance far at /);
 });
