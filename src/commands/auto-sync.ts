@@ -127,6 +127,7 @@ const setupProperty: CommandSpec = {
   },
   async run(ctx, input) {
     const key = input.args.KEY as string;
+    if (key === 'from_fs' || key === 'to_fs') ctx.access.dataset(input.args.VALUE as string);
     await ctx.services.autoSync.setProperty(input.instance!, key, input.args.VALUE as string);
     const notShared = await sharePropertyWithPeer(ctx.services, input.instance!, key, input.args.VALUE as string);
     if (notShared) ctx.progress(`Warning: ${notShared}.`);
@@ -271,6 +272,7 @@ const create: CommandSpec = {
       comment: o.comment as string | undefined,
     };
     let full: CreateRequest;
+    for (const name of [req.fromFs, req.toFs]) if (name) ctx.access.dataset(name);
     if (req.fromFs && req.toFs) {
       full = req as CreateRequest;
       const planned = await ctx.services.autoSync.plan(full);
@@ -280,6 +282,7 @@ const create: CommandSpec = {
       const answered = await runWizard(ctx, req);
       if (!answered) return NOTHING_CHANGED;
       full = answered;
+      for (const name of [full.fromFs, full.toFs]) ctx.access.dataset(name);
     }
     let config = await ctx.services.autoSync.create(full);
     if (config.reverseCapable) config = await enableReverse(ctx.services, config.name);

@@ -16,6 +16,7 @@ const createFolder: CommandSpec = {
   args: { DATASET: dataset('the dataset to create') },
   options: [{ name: '--volume-size', help: 'make a volume (zvol or image) of this size instead of a folder', value: size }],
   async run(ctx, input) {
+    ctx.access.dataset(input.args.DATASET as string);
     const f = await ctx.services.folders.create(input.args.DATASET as string, { volumeSize: input.options['volume-size'] as number | undefined });
     return { kind: 'message', text: `Created ${f.kind === 'volume' ? 'volume' : 'folder'} ${f.qualified}${f.mountpoint ? ` at ${f.mountpoint}` : ''}.`, data: f };
   },
@@ -55,6 +56,7 @@ const destroyFolder: CommandSpec = {
   args: { DATASET: dataset('the dataset to destroy') },
   async run(ctx, input) {
     const name = input.args.DATASET as string;
+    ctx.access.dataset(name);
     await ctx.services.folders.list(name); // exists, or a clear error before asking
     if (!(await confirmed(ctx, `Destroy folder '${name}' with all its files, children and snapshots?`, 'This cannot be undone.'))) return NOTHING_CHANGED;
     await ctx.services.folders.destroy(name);
@@ -98,6 +100,7 @@ const destroySnapshot: CommandSpec = {
   async run(ctx, input) {
     const name = input.args.SNAPSHOT as string;
     const force = Boolean(input.options.force);
+    ctx.access.dataset(name);
     const snap = await ctx.services.folders.findSnapshot(name, force);
     if (!(await confirmed(ctx, `Destroy snapshot '${snap.qualified}'?`, 'This cannot be undone.'))) return NOTHING_CHANGED;
     await ctx.services.folders.destroySnapshot(name, force);

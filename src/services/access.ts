@@ -10,7 +10,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
-export type AccessKind = 'program' | 'read' | 'write' | 'home';
+export type AccessKind = 'program' | 'read' | 'write' | 'home' | 'btrfs';
 
 /** the directories the console may name, resolved (absolute, symlinks followed) */
 export interface ConsolePolicy {
@@ -18,6 +18,8 @@ export interface ConsolePolicy {
   read: string[];
   write: string[];
   homes: string[];
+  /** where btrfs datasets (subvolume paths) may be created, received into or destroyed */
+  btrfs: string[];
   /** where it came from: the file, or "the defaults (no …)" */
   source: string;
 }
@@ -25,13 +27,14 @@ export interface ConsolePolicy {
 export const DEFAULT_POLICY_FILE = '/etc/syncsh/console.json';
 
 /** the defaults when there is no policy file; relative entries are under the appliance home */
-export const DEFAULT_POLICY = { programs: ['/etc/syncsh/alert.d'], read: ['files', 'images'], write: ['files', 'images'], homes: [] as string[] };
+export const DEFAULT_POLICY = { programs: ['/etc/syncsh/alert.d'], read: ['files', 'images'], write: ['files', 'images'], homes: [] as string[], btrfs: ['/mnt'] };
 
 const WHAT: Record<AccessKind, { noun: string; key: keyof typeof DEFAULT_POLICY; verb: string }> = {
   program: { noun: 'a program', key: 'programs', verb: 'run' },
   read: { noun: 'a file', key: 'read', verb: 'read' },
   write: { noun: 'a file', key: 'write', verb: 'write' },
   home: { noun: 'an appliance home', key: 'homes', verb: 'use' },
+  btrfs: { noun: 'a btrfs dataset', key: 'btrfs', verb: 'name' },
 };
 
 /** A refusal: a sentence saying why and which directories are allowed; the console audits it. */
@@ -50,6 +53,8 @@ export interface Access {
   readFile(file: string): string;
   writeFile(file: string): string;
   home(dir: string): string;
+  /** a dataset named in a command (`btrfs:/path`: a path on this machine, or a peer's); other drivers' names stay inside their pools */
+  dataset(name: string): void;
 }
 
 /** the local shell: every path as given, made absolute */
@@ -59,6 +64,7 @@ export const LOCAL_ACCESS: Access = {
   readFile: (file) => path.resolve(file),
   writeFile: (file) => path.resolve(file),
   home: (dir) => path.resolve(dir),
+  dataset: () => undefined,
 };
 
 /**
@@ -126,15 +132,16 @@ export function loadConsolePolicy(home: string, env: NodeJS.ProcessEnv = process
     source = `the defaults, as there is no ${file}`;
   }
   const unknown = Object.keys(raw).find((k) => !(k in DEFAULT_POLICY));
-  if (unknown) throw new Error(`The console policy ${file} is not valid: unknown key "${unknown}" (programs, read, write and homes are known).`);
+  if (unknown) throw new Error(`The console policy ${file} is not valid: unknown key "${unknown}" (programs, read, write, homes and btrfs are known).`);
   const policy: ConsolePolicy = {
     programs: entries(raw.programs, 'programs', file, home),
     read: entries(raw.read, 'read', file, home),
     write: entries(raw.write, 'write', file, home),
     homes: entries(raw.homes, 'homes', file, home),
+    btrfs: entries(raw.btrfs, 'btrfs', file, home),
     source,
   };
-  for (const w of [...policy.write, ...policy.homes]) {
+  for (const w of [...policy.write, ...policy.homes, ...policy.btrfs]) {
     const clash = policy.programs.find((p) => isUnder(p, w) || isUnder(w, p)) ?? (isUnder(resolvePath(file), w) ? resolvePath(file) : undefined);
     if (clash) throw new Error(`The console policy ${file} is not valid: the console could write in ${w}, and so change ${clash}; keep programs and the policy out of the writable directories and homes.`);
   }
@@ -163,5 +170,16 @@ export function consoleAccess(home: string, env: NodeJS.ProcessEnv, refused: (r:
     refused(error);
     throw error;
   };
-  return { who: 'console', program: check('program'), readFile: check('read'), writeFile: check('write'), home: check('home') };
+  const btrfs = check('btrfs');
+  return {
+    who: 'console',
+    program: check('program'),
+    readFile: check('read'),
+    writeFile: check('write'),
+    home: check('home'),
+    dataset: (name) => {
+      const m = /^\s*btrfs:(\/[^@]*)/.exec(name);
+      if (m) btrfs(m[1]);
+    },
+  };
 }

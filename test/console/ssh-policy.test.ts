@@ -131,3 +131,21 @@ test('local-bind over the console: only homes under the allowed directory, not t
   t.is(r.exitCode, 0, String(r.stderr));
   t.regex(String(r.stdout), /Bound to the appliance far at /);
 });
+
+test('btrfs datasets, which are paths: only under the allowed directories over the console (default /mnt), whatever the command', async (t) => {
+  const { ssh, refusedLines } = await setup(t);
+  for (const line of [
+    'create folder btrfs:/etc/syncsh/alert.d/x',
+    'destroy folder btrfs:/.snapshots/1/snapshot -y',
+    'destroy snapshot btrfs:/home@1 -y',
+    'create auto-sync --from-fs fs:tank --to-fs btrfs:/etc/syncsh -y',
+  ]) {
+    const r = await ssh(line);
+    t.is(r.exitCode, 1, `${line}: ${r.stderr}`);
+    t.regex(r.stderr, /Over the console, the appliance may name a btrfs dataset only under \/mnt .* is not there, so nothing was changed/, line);
+  }
+  t.is(refusedLines().filter((l) => /what="btrfs"/.test(l)).length, 4);
+  // under /mnt the command goes on to the driver (no btrfs there: its own error, not the policy's)
+  const r = await ssh('create folder btrfs:/mnt/syncsh-test-none/data');
+  t.notRegex(r.stderr, /Over the console/);
+});

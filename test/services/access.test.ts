@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AccessRefused, consoleAccess, LOCAL_ACCESS, loadConsolePolicy, refusal, resolvePath, type AccessKind, type ConsolePolicy } from '../../src/services/access.js';
 
-const policy: ConsolePolicy = { programs: ['/etc/syncsh/alert.d'], read: ['/h/files'], write: ['/h/files', '/h/images'], homes: [], source: 'test' };
+const policy: ConsolePolicy = { programs: ['/etc/syncsh/alert.d'], read: ['/h/files'], write: ['/h/files', '/h/images'], homes: [], btrfs: ['/mnt'], source: 'test' };
 
 const table: [AccessKind, string, boolean][] = [
   ['program', '/etc/syncsh/alert.d/mail', true],
@@ -23,6 +23,9 @@ const table: [AccessKind, string, boolean][] = [
   ['write', '/h/images/vm1.img', true],
   ['write', '/etc/cron.d/x', false],
   ['home', '/h/other', false], // no homes allowed at all
+  ['btrfs', '/mnt/pool/data', true],
+  ['btrfs', '/', false],
+  ['btrfs', '/.snapshots/1/snapshot', false],
 ];
 
 for (const [kind, file, allowed] of table) {
