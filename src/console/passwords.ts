@@ -169,33 +169,35 @@ export const SETTINGS_FILE = 'console.json';
  * Reading never writes, so a reader cannot undo a change made meanwhile.
  */
 export function passwordAuthSetting(homeRoot: string): boolean {
+  return readSettings(homeRoot).passwordAuth === true;
+}
+
+/** the settings file's keys ({} when it is missing); a damaged file is named, never taken as empty */
+function readSettings(homeRoot: string): Record<string, unknown> {
   const file = path.join(homeRoot, SETTINGS_FILE);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new Error(`Cannot read the console settings ${file}: ${(error as Error).message}`);
   }
+  const damaged = (why: string) => new Error(`The console settings ${file} are ${why}. Nothing was changed: repair the file, or remove it to start over (it holds the password-auth setting only; off when there is no file).`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new Error(`The console settings ${file} are not JSON: ${(error as Error).message}`);
+    throw damaged(`not JSON: ${(error as Error).message}`);
   }
-  return (parsed as { passwordAuth?: unknown } | null)?.passwordAuth === true;
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw damaged('not a JSON object');
+  return parsed as Record<string, unknown>;
 }
 
 /** Writes the setting whole (a temporary file renamed), keeping any other keys of the file. */
 export function setPasswordAuthSetting(homeRoot: string, on: boolean): void {
   const file = path.join(homeRoot, SETTINGS_FILE);
-  let settings: Record<string, unknown> = {};
-  try {
-    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) settings = parsed as Record<string, unknown>;
-  } catch {
-    // missing or unreadable: written anew
-  }
+  // a damaged file stops here, as it is: it is not overwritten
+  const settings = readSettings(homeRoot);
   settings.passwordAuth = on;
   const tmp = `${file}.syncsh-${process.pid}`;
   writeFileSync(tmp, `${JSON.stringify(settings, null, '\t')}\n`, { mode: 0o644 });

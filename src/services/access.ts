@@ -2,7 +2,7 @@
  * What a command may make the appliance run, read or write: the local root
  * shell may do anything; the SSH console (syncsh serve) only what the
  * administrator allowed in the console policy, a root-owned file
- * (/etc/syncsh/console.json, or SYNCSH_CONSOLE_POLICY in serve's environment)
+ * (/etc/syncsh/console-policy.json, or SYNCSH_CONSOLE_POLICY in serve's environment)
  * that nothing typed at the console can change. src/console/README.md tells
  * the model; every command whose value names a program, a file or a home
  * asks `ctx.access` before anything is stored or touched.
@@ -24,7 +24,7 @@ export interface ConsolePolicy {
   source: string;
 }
 
-export const DEFAULT_POLICY_FILE = '/etc/syncsh/console.json';
+export const DEFAULT_POLICY_FILE = '/etc/syncsh/console-policy.json';
 
 /** the defaults when there is no policy file; relative entries are under the appliance home */
 export const DEFAULT_POLICY = { programs: ['/etc/syncsh/alert.d'], read: ['files', 'images'], write: ['files', 'images'], homes: [] as string[], btrfs: ['/mnt'] };
@@ -115,7 +115,7 @@ function entries(value: unknown, key: string, file: string, home: string): strin
 
 /**
  * The policy in force for the appliance at `home`: the file (SYNCSH_CONSOLE_POLICY,
- * else /etc/syncsh/console.json), or the defaults when it does not exist. A policy
+ * else /etc/syncsh/console-policy.json), or the defaults when it does not exist. A policy
  * that lets the console write where programs are run from, or write the policy
  * itself, is refused: the console could allow itself anything.
  */

@@ -1,6 +1,6 @@
 /** The console password file: one hashed line per user, private, read again at every check; and the setting. */
 import test, { type ExecutionContext } from 'ava';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeAppliance } from '../helpers/appliance.js';
 import { passwordAuthSetting, passwordProblem, PasswordFile, setPasswordAuthSetting, userNameProblem } from '../../src/console/passwords.js';
@@ -98,6 +98,10 @@ test('password logins are off unless set; the setting is kept in console.json an
   t.false(passwordAuthSetting(home.root), 'changed by another process: seen at once');
   writeFileSync(path.join(home.root, 'console.json'), '{"passwordAuth": tru');
   t.throws(() => passwordAuthSetting(home.root), { message: /^The console settings .*console\.json are not JSON: / });
+  // a damaged file is named and left as it is, not written anew
+  t.throws(() => setPasswordAuthSetting(home.root, false), { message: /are not JSON: .*Nothing was changed: repair the file, or remove it/ });
+  t.is(readFileSync(path.join(home.root, 'console.json'), 'utf8'), '{"passwordAuth": tru');
+  rmSync(path.join(home.root, 'console.json'));
   setPasswordAuthSetting(home.root, true);
-  t.true(passwordAuthSetting(home.root), 'a broken file is written anew');
+  t.true(passwordAuthSetting(home.root), 'once the broken file is removed, the setting is written anew');
 });

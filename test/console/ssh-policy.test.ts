@@ -29,7 +29,7 @@ async function setup(t: ExecutionContext) {
   symlinkSync('/bin/sh', path.join(alertD, 'sh'));
   const homes = path.join(admin, 'homes');
   mkdirSync(homes);
-  const policy = path.join(admin, 'console.json');
+  const policy = path.join(admin, 'console-policy.json');
   writeFileSync(policy, JSON.stringify({ programs: [alertD], homes: [homes] }));
   const served = { ...env, SYNCSH_CONSOLE_POLICY: policy };
   const operator = await makeKey(home, 'operator');

@@ -65,7 +65,7 @@ test('the console access reads the policy file, resolves, refuses through the ca
   mkdirSync(alertD);
   writeFileSync(path.join(alertD, 'notify'), '#!/bin/sh\n', { mode: 0o755 });
   symlinkSync('/bin/sh', path.join(alertD, 'sh'));
-  const file = path.join(dir, 'console.json');
+  const file = path.join(dir, 'console-policy.json');
   writeFileSync(file, JSON.stringify({ programs: [alertD] }));
   const home = path.join(dir, 'home');
   const refused: AccessRefused[] = [];
@@ -84,11 +84,11 @@ test('the console access reads the policy file, resolves, refuses through the ca
 
 test('a policy file that is damaged, names unknown keys, or lets the console write where programs are is refused', (t) => {
   const dir = tempDir(t);
-  const file = path.join(dir, 'console.json');
+  const file = path.join(dir, 'console-policy.json');
   const load = () => loadConsolePolicy(path.join(dir, 'home'), { SYNCSH_CONSOLE_POLICY: file });
   t.regex(load().source, /the defaults, as there is no /);
   writeFileSync(file, '{"programs": [');
-  t.throws(load, { message: /console\.json cannot be read/ });
+  t.throws(load, { message: /console-policy\.json cannot be read/ });
   writeFileSync(file, JSON.stringify({ program: ['/x'] }));
   t.throws(load, { message: /unknown key "program"/ });
   writeFileSync(file, JSON.stringify({ programs: '/x' }));
@@ -96,7 +96,7 @@ test('a policy file that is damaged, names unknown keys, or lets the console wri
   writeFileSync(file, JSON.stringify({ programs: [path.join(dir, 'bin')], write: [dir] }));
   t.throws(load, { message: /the console could write in .* and so change .*bin/ });
   writeFileSync(file, JSON.stringify({ programs: ['/etc/syncsh/alert.d'], homes: [dir] }));
-  t.throws(load, { message: /and so change .*console\.json/ });
+  t.throws(load, { message: /and so change .*console-policy\.json/ });
   // a damaged policy refuses everything at the console, with the reason
   writeFileSync(file, 'nope');
   t.throws(() => consoleAccess(dir, { SYNCSH_CONSOLE_POLICY: file }).readFile(path.join(dir, 'files', 'x')), { instanceOf: AccessRefused, message: /cannot be read.*the console may not name programs, files or homes/ });
