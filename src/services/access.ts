@@ -7,7 +7,7 @@
  * the model; every command whose value names a program, a file or a home
  * asks `ctx.access` before anything is stored or touched.
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { lstatSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
 export type AccessKind = 'program' | 'read' | 'write' | 'home' | 'btrfs';
@@ -71,7 +71,7 @@ export const LOCAL_ACCESS: Access = {
  * The path as the kernel will find it: the realpath of its longest existing
  * prefix (symlinks and `..` resolved), with the rest appended normalised.
  */
-export function resolvePath(file: string, cwd = process.cwd()): string {
+export function resolvePath(file: string, cwd = process.cwd(), depth = 0): string {
   const absolute = path.resolve(cwd, file);
   let prefix = absolute;
   const rest: string[] = [];
@@ -79,6 +79,14 @@ export function resolvePath(file: string, cwd = process.cwd()): string {
     try {
       return path.join(realpathSync(prefix), ...rest);
     } catch {
+      // a dangling symlink is followed too: writing through it would create its target
+      let target: string | null = null;
+      try {
+        if (lstatSync(prefix).isSymbolicLink()) target = readlinkSync(prefix);
+      } catch {
+        /* not there at all */
+      }
+      if (target !== null && depth < 40) return path.join(resolvePath(target, path.dirname(prefix), depth + 1), ...rest);
       const parent = path.dirname(prefix);
       if (parent === prefix) return absolute;
       rest.unshift(path.basename(prefix));

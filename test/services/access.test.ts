@@ -57,6 +57,9 @@ test('paths are resolved before the check: symlinks anywhere in them, .., and a 
   t.is(resolvePath(path.join(dir, 'allowed', 'etc', 'cron.d', 'new-file')), path.join(resolvePath('/etc'), 'cron.d', 'new-file'));
   t.is(resolvePath(path.join(dir, 'allowed', '..', '..', 'x', 'y')), path.join(resolvePath(path.dirname(dir)), 'x', 'y'));
   t.is(resolvePath('relative/file', dir), path.join(resolvePath(dir), 'relative', 'file'));
+  // a dangling symlink: what a write through it would create
+  symlinkSync('/etc/cron.d/not-yet', path.join(dir, 'allowed', 'dangling'));
+  t.is(resolvePath(path.join(dir, 'allowed', 'dangling')), path.join(resolvePath('/etc/cron.d'), 'not-yet'));
 });
 
 test('the console access reads the policy file, resolves, refuses through the callback; the local shell is allowed all', (t) => {
