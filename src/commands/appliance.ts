@@ -33,6 +33,7 @@ export const applianceFamily: CommandFamily = {
     {
       path: 'setup appliance alert-command [<COMMAND>]',
       help: 'set the alert command (an absolute path and its arguments); nothing clears it',
+      details: 'The daemon runs it, as root, with every alert. Over the SSH console the program must lie under a directory the administrator allowed ("programs" in /etc/syncsh/console-policy.json; /etc/syncsh/alert.d by default); the local shell may name any.',
       args: { COMMAND: { name: 'COMMAND', help: 'the program and its first arguments', rest: true } },
       async run(ctx, input) {
         const argv = (input.args.COMMAND as string[] | undefined) ?? [];

@@ -72,7 +72,7 @@ const setPassword: CommandSpec = {
   help: "set or change USER's console password (asked twice, never shown; --password-file for scripts)",
   details: 'The password is asked twice in a dialog that shows nothing of it, or read from --password-file FILE (its one line). Only a scrypt hash with a random salt is kept, in console-passwords in the appliance home (mode 0600). syncsh serve takes passwords only when password logins are on.',
   args: { USER: userName('the user name the operator logs in with (ssh USER@appliance)') },
-  options: [{ name: '--password-file', help: 'read the password from FILE instead of asking (scripts)', value: text('FILE') }],
+  options: [{ name: '--password-file', help: 'read the password from FILE instead of asking (scripts; over the console, FILE under the allowed directories)', value: text('FILE') }],
   async run(ctx, input) {
     const user = input.args.USER as string;
     const passwords = passwordsOf(ctx);

@@ -57,7 +57,7 @@ const sshBind: CommandSpec = {
   options: [
     { name: '--port', help: 'its SSH port (default 22)', value: count('PORT', 1, 65535) },
     { name: '--user', help: 'the user to log in as there (default: this user)', value: text('USER') },
-    { name: '--password-file', help: 'read the password from FILE instead of asking (scripts)', value: text('FILE') },
+    { name: '--password-file', help: 'read the password from FILE instead of asking (scripts; over the console, FILE under the allowed directories)', value: text('FILE') },
     { name: '--remote-home', help: 'the syncsh home of the other appliance (default: its default)', value: text('DIR') },
     { name: '--remote-syncsh', help: 'bin/syncsh.js of the other appliance (default: the same path as here)', value: text('PATH') },
   ],
@@ -169,6 +169,7 @@ const showNetwork: CommandSpec = {
 const setupAuthorizedKeys: CommandSpec = {
   path: 'setup network authorized-keys [<FILE>]',
   help: "where peers' keys are installed on this appliance (sshd's AuthorizedKeysFile); nothing restores ~/.ssh/authorized_keys",
+  details: 'The agent appends a key line to this file, as root, for every appliance that binds to this one. Over the SSH console the file must lie under a directory the administrator allowed ("write" in /etc/syncsh/console-policy.json; the home\'s files/ and images/ by default).',
   args: { FILE: { ...text('FILE'), help: 'an absolute path' } },
   async run(ctx, input) {
     const file = (input.args.FILE as string | undefined) ?? null;

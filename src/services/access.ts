@@ -98,7 +98,7 @@ export function resolvePath(file: string, cwd = process.cwd(), depth = 0): strin
 /** `file` (resolved) is `dir` or lies below it */
 export function isUnder(file: string, dir: string): boolean {
   const rel = path.relative(dir, file);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 /**
@@ -153,6 +153,10 @@ export function loadConsolePolicy(home: string, env: NodeJS.ProcessEnv = process
     const clash = policy.programs.find((p) => isUnder(p, w) || isUnder(w, p)) ?? (isUnder(resolvePath(file), w) ? resolvePath(file) : undefined);
     if (clash) throw new Error(`The console policy ${file} is not valid: the console could write in ${w}, and so change ${clash}; keep programs and the policy out of the writable directories and homes.`);
   }
+  // the home holds the console's own authorized_keys and the configuration: only directories inside it
+  const own = resolvePath(home);
+  const whole = policy.write.find((w) => isUnder(own, w));
+  if (whole) throw new Error(`The console policy ${file} is not valid: the console could write anywhere in ${whole}, which holds this appliance's home (its configuration and the console's own authorized_keys); allow directories inside the home, such as "files".`);
   return policy;
 }
 

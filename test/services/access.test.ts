@@ -16,6 +16,7 @@ const table: [AccessKind, string, boolean][] = [
   ['program', '/etc/syncsh/alert.d', false], // the directory itself is no program
   ['program', '/bin/sh', false],
   ['program', '/etc/syncsh/alert.dx/evil', false], // a prefix of the name is not the directory
+  ['program', '/etc/syncsh/alert.d/..hidden', true], // a name starting with two dots is still below
   ['read', '/h/files/alice.pw', true],
   ['read', '/h/files', true],
   ['read', '/h/ssh/id_ed25519', false],
@@ -100,6 +101,8 @@ test('a policy file that is damaged, names unknown keys, or lets the console wri
   t.throws(load, { message: /the console could write in .* and so change .*bin/ });
   writeFileSync(file, JSON.stringify({ programs: ['/etc/syncsh/alert.d'], homes: [dir] }));
   t.throws(load, { message: /and so change .*console-policy\.json/ });
+  writeFileSync(file, JSON.stringify({ write: ['.'] }));
+  t.throws(load, { message: /could write anywhere in .*home, which holds this appliance's home/ });
   // a damaged policy refuses everything at the console, with the reason
   writeFileSync(file, 'nope');
   t.throws(() => consoleAccess(dir, { SYNCSH_CONSOLE_POLICY: file }).readFile(path.join(dir, 'files', 'x')), { instanceOf: AccessRefused, message: /cannot be read.*the console may not name programs, files or homes/ });
