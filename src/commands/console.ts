@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { CommandContext, CommandFamily, CommandSpec, ValueSpec } from './grammar/types.js';
 import { text, yesNo } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
+import { loadConsolePolicy } from '../services/access.js';
 import { passwordAuthSetting, passwordProblem, PasswordFile, setPasswordAuthSetting, userNameProblem } from '../console/passwords.js';
 
 const words = {
@@ -18,6 +19,17 @@ const words = {
 };
 
 const passwordsOf = (ctx: CommandContext) => PasswordFile.inHome(ctx.services.home);
+
+/** what the console may name (src/services/access.ts), in one line */
+function describePolicy(homeRoot: string): string {
+  try {
+    const p = loadConsolePolicy(homeRoot);
+    const list = (dirs: string[]) => dirs.join(', ') || 'none';
+    return `programs in ${list(p.programs)}; files read in ${list(p.read)}, written in ${list(p.write)}; homes in ${list(p.homes)}; btrfs datasets in ${list(p.btrfs)} (${p.source})`;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
 
 /** a console user name; TAB offers the users that have a password */
 const userName = (help: string): ValueSpec & { help: string } => ({
@@ -131,6 +143,7 @@ const showConsole: CommandSpec = {
       passwordUsers: passwords.users().length,
       authorizedKeys: path.join(home.root, 'authorized_keys'),
       auditLog: path.join(home.logs, 'audit.log'),
+      policy: describePolicy(home.root),
     };
     return {
       kind: 'record',
@@ -140,6 +153,7 @@ const showConsole: CommandSpec = {
         ['password_users', String(data.passwordUsers)],
         ['authorized_keys', `${data.authorizedKeys} (unless serve --authorized-keys)`],
         ['audit_log', data.auditLog],
+        ['console_may_name', data.policy],
       ],
       data,
     };

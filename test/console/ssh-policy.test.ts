@@ -124,6 +124,8 @@ test('local-bind over the console: only homes under the allowed directory, not t
   t.is(refusedLines().filter((l) => /what="home"/.test(l)).length, 3);
   t.deepEqual(elsewhere.services.peers.store.inbound(), []);
 
+  const shown = await ssh('show console --json');
+  t.regex(JSON.parse(shown.stdout).policy, new RegExp(`^programs in .*; homes in ${homes}; btrfs datasets in /mnt \\(`));
   const ok = await ssh(`setup network local-bind ${inside}`);
   t.is(ok.exitCode, 0, ok.stderr);
   t.regex(ok.stdout, /Bound to the appliance near at /);
