@@ -80,3 +80,18 @@ test('appliance.json damaged: help works, commands and the daemon say which file
   t.notRegex(all(daemon), /\n\s+at /);
   t.is(readFileSync(file('appliance.json'), 'utf8'), damaged);
 });
+
+test('peers.json damaged: the network commands name it; services and folders work', async (t) => {
+  const { cli, file } = await withOneService(t);
+  const damaged = '{"outbound": {"beta": ';
+  writeFileSync(file('peers.json'), damaged);
+  for (const needs of ['show network', 'show network ssh-bindings', 'setup network authorized-keys /etc/ssh/keys']) {
+    const r = await cli(needs);
+    t.is(r.exitCode, 1, `${needs}: ${all(r)}`);
+    t.regex(String(r.stderr), new RegExp(`^Error: The configuration file ${file('peers.json')} is damaged: it is not valid JSON`), needs);
+    t.notRegex(all(r), /\n\s+at /);
+  }
+  const r = await cli('show auto-sync');
+  t.is(r.exitCode, 0, all(r));
+  t.is(readFileSync(file('peers.json'), 'utf8'), damaged);
+});
