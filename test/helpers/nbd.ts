@@ -61,7 +61,7 @@ export async function startFileServer(t: Cleanup, files: Record<string, { path: 
 const SERVE = fileURLToPath(new URL('../fixtures/nbd-serve-file.ts', import.meta.url));
 
 /** the fixture process serving `specs` (NAME=FILE[:ro]); resolved once it listens */
-export async function serveInProcess(t: Cleanup, socket: string, specs: string[]): Promise<ResultPromise> {
+export async function serveInProcess(t: Cleanup, socket: string, specs: string[]): Promise<{ child: ResultPromise }> {
   const child = execa('node', ['--import', 'tsx', SERVE, socket, ...specs], { reject: false });
   t.teardown(() => void child.kill('SIGKILL'));
   await new Promise<void>((resolve, reject) => {
@@ -72,7 +72,7 @@ export async function serveInProcess(t: Cleanup, socket: string, specs: string[]
     });
     child.once('exit', (code) => reject(new Error(`the NBD fixture exited (${code}) before listening`)));
   });
-  return child;
+  return { child }; // wrapped: an async function returning the (thenable) child would wait for its exit
 }
 
 // ---- a raw client -------------------------------------------------------
