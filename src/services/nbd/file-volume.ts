@@ -1,6 +1,6 @@
 /**
  * A BlockVolume over a raw image file: positional reads and writes on one
- * FileHandle per connection, fdatasync for FUA and FLUSH (it covers the
+ * file descriptor per connection, fdatasync for FUA and FLUSH (it covers the
  * file, whatever descriptor wrote, so several connections may share a
  * file: NBD_FLAG_CAN_MULTI_CONN).
  *
@@ -12,6 +12,7 @@
  * SEEK_DATA/SEEK_HOLE are out of Node's reach, so BLOCK_STATUS is not
  * offered for these volumes.
  */
+import { read as fsRead, write as fsWrite } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { execa } from 'execa';
 import { VolumeError, type BlockVolume, type VolumeErrorCode, type WriteFlags, type ZeroFlags } from './volume.js';
@@ -31,6 +32,15 @@ function volumeError(error: unknown, what: string): VolumeError {
   const code = (error as NodeJS.ErrnoException).code;
   const mapped: VolumeErrorCode = code === 'ENOSPC' || code === 'EDQUOT' ? 'ENOSPC' : code === 'EROFS' || code === 'EACCES' || code === 'EPERM' ? 'EPERM' : 'EIO';
   return new VolumeError(mapped, `${what}: ${(error as Error).message}`);
+}
+
+// the callback forms on the raw fd: measurably cheaper per request than FileHandle's promise methods
+function pread(fd: number, buf: Buffer, at: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fsRead(fd, buf, at, buf.length - at, position, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function pwrite(fd: number, buf: Buffer, at: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fsWrite(fd, buf, at, buf.length - at, position, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
 export class FileVolume implements BlockVolume {
@@ -65,20 +75,24 @@ export class FileVolume implements BlockVolume {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
+    await this.readInto(offset, buf);
+    return buf;
+  }
+
+  async readInto(offset: number, buf: Buffer): Promise<void> {
     let done = 0;
     try {
-      while (done < length) {
-        const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
-        if (bytesRead === 0) {
+      while (done < buf.length) {
+        const n = await pread(this.fh.fd, buf, done, offset + done);
+        if (n === 0) {
           buf.fill(0, done); // the file shrank under us: what is not there reads as zeroes
           break;
         }
-        done += bytesRead;
+        done += n;
       }
     } catch (error) {
       throw volumeError(error, `reading ${this.path} at ${offset}`);
     }
-    return buf;
   }
 
   async write(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
@@ -86,8 +100,7 @@ export class FileVolume implements BlockVolume {
     try {
       let done = 0;
       while (done < data.length) {
-        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
+        done += await pwrite(this.fh.fd, data, done, offset + done);
       }
       if (flags.fua) await this.fh.datasync();
     } catch (error) {

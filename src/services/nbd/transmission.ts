@@ -15,6 +15,7 @@ import type { Socket } from 'node:net';
 import { VolumeError, type BlockVolume } from './volume.js';
 import { ConnectionClosed, type WireReader } from './wire-reader.js';
 import type { Negotiated } from './handshake.js';
+import { sharedPool, type Lease } from './buffer-pool.js';
 import * as P from './protocol.js';
 
 export interface Request {
@@ -123,7 +124,7 @@ export class Transmission {
         length: head.readUInt32BE(24),
       };
       if (req.type === P.NBD_CMD_DISC) return;
-      let payload: Buffer | null = null;
+      let payload: Lease | null = null;
       if (req.type === P.NBD_CMD_WRITE) {
         if (req.length > P.MAX_PAYLOAD) {
           if (req.length > MAX_SKIP) {
@@ -133,11 +134,12 @@ export class Transmission {
           await this.reader.skip(req.length);
         } else {
           while (this.bytesInFlight > 0 && this.bytesInFlight + req.length > MAX_BYTES_IN_FLIGHT) await this.nextSlot();
-          payload = await this.reader.take(req.length);
+          payload = await this.reader.takeLease(req.length, sharedPool);
         }
       }
       const refused = refusal(req, this.shape);
       if (refused) {
+        payload?.release();
         this.replyError(req, refused, `request refused: ${refused}`);
         continue;
       }
@@ -158,8 +160,8 @@ export class Transmission {
     s?.();
   }
 
-  private start(req: Request, payload: Buffer | null): void {
-    const bytes = payload?.length ?? 0;
+  private start(req: Request, payload: Lease | null): void {
+    const bytes = payload?.buf.length ?? 0;
     this.bytesInFlight += bytes;
     const done: Promise<void> = this.execute(req, payload)
       .catch((error: unknown) => {
@@ -168,6 +170,7 @@ export class Transmission {
         this.replyError(req, code, (error as Error).message);
       })
       .finally(() => {
+        payload?.release(); // the volume is done with it
         this.bytesInFlight -= bytes;
         this.inFlight.delete(done);
         this.wake();
@@ -175,17 +178,27 @@ export class Transmission {
     this.inFlight.add(done);
   }
 
-  private async execute(req: Request, payload: Buffer | null): Promise<void> {
+  private async execute(req: Request, payload: Lease | null): Promise<void> {
     const fua = (req.flags & P.NBD_CMD_FLAG_FUA) !== 0;
     const v = this.volume;
     switch (req.type) {
       case P.NBD_CMD_READ: {
-        const data = await v.read(req.offset, req.length);
-        if (data.length !== req.length) throw new Error(`the volume returned ${data.length} bytes for a read of ${req.length}`);
-        return this.replyRead(req, data);
+        if (!v.readInto) {
+          const data = await v.read(req.offset, req.length);
+          if (data.length !== req.length) throw new Error(`the volume returned ${data.length} bytes for a read of ${req.length}`);
+          return this.replyRead(req, data);
+        }
+        const lease = sharedPool.acquire(req.length);
+        try {
+          await v.readInto(req.offset, lease.buf);
+        } catch (error) {
+          lease.release();
+          throw error;
+        }
+        return this.replyRead(req, lease.buf, lease.release);
       }
       case P.NBD_CMD_WRITE:
-        await v.write(req.offset, payload!, { fua });
+        await v.write(req.offset, payload!.buf, { fua });
         return this.replyOk(req);
       case P.NBD_CMD_FLUSH:
         await v.flush();
@@ -203,8 +216,9 @@ export class Transmission {
 
   // ---- replies ----
 
-  private out(...parts: Buffer[]): void {
-    if (this.socket.destroyed) return;
+  /** `sent`: called once the socket no longer needs the last part (its buffer may be reused) */
+  private out(parts: Buffer[], sent?: () => void): void {
+    if (this.socket.destroyed) return void sent?.();
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -213,7 +227,10 @@ export class Transmission {
         this.socket.uncork();
       });
     }
-    for (const p of parts) this.socket.write(p);
+    for (let i = 0; i < parts.length; i++) {
+      if (i === parts.length - 1 && sent) this.socket.write(parts[i], () => sent());
+      else this.socket.write(parts[i]);
+    }
   }
 
   private simpleHeader(req: Request, errno: number): Buffer {
@@ -235,26 +252,26 @@ export class Transmission {
   }
 
   private replyOk(req: Request): void {
-    this.out(this.simpleHeader(req, 0));
+    this.out([this.simpleHeader(req, 0)]);
   }
 
-  private replyRead(req: Request, data: Buffer): void {
-    if (!this.neg.structured) return this.out(this.simpleHeader(req, 0), data);
+  private replyRead(req: Request, data: Buffer, sent?: () => void): void {
+    if (!this.neg.structured) return this.out([this.simpleHeader(req, 0), data], sent);
     const h = this.chunkHeader(req, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA, 8 + data.length, 8);
     h.writeUInt32BE(Math.floor(req.offset / 2 ** 32), 20);
     h.writeUInt32BE(req.offset >>> 0, 24);
-    this.out(h, data);
+    this.out([h, data], sent);
   }
 
   private replyError(req: Request, code: P.NbdErrorName, message: string): void {
     const errno = P.NBD_ERRNO[code];
     // structured replies carry a message; a READ must get one once they are agreed
-    if (!this.neg.structured || (req.type !== P.NBD_CMD_READ && req.type !== P.NBD_CMD_BLOCK_STATUS)) return this.out(this.simpleHeader(req, errno));
+    if (!this.neg.structured || (req.type !== P.NBD_CMD_READ && req.type !== P.NBD_CMD_BLOCK_STATUS)) return this.out([this.simpleHeader(req, errno)]);
     const msg = Buffer.from(message.slice(0, 1024), 'utf8');
     const h = this.chunkHeader(req, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_ERROR, 6 + msg.length, 6);
     h.writeUInt32BE(errno, 20);
     h.writeUInt16BE(msg.length, 24);
-    this.out(h, msg);
+    this.out([h, msg]);
   }
 
   private async replyBlockStatus(req: Request): Promise<void> {
@@ -274,7 +291,7 @@ export class Transmission {
     const body = Buffer.allocUnsafe(4 + descriptors.length * 4);
     body.writeUInt32BE(this.neg.allocationContext!, 0);
     descriptors.forEach((n, i) => body.writeUInt32BE(n, 4 + i * 4));
-    this.out(this.chunkHeader(req, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_BLOCK_STATUS, body.length), body);
+    this.out([this.chunkHeader(req, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_BLOCK_STATUS, body.length), body]);
   }
 }
 

@@ -55,6 +55,8 @@ export interface BlockVolume {
    */
   readonly canMultiConn?: boolean;
   read(offset: number, length: number): Promise<Buffer>;
+  /** optional: read into the caller's buffer (buf.length bytes), so the server can reuse its buffers */
+  readInto?(offset: number, buf: Buffer): Promise<void>;
   /** acknowledged (resolved) writes are readable at once; durable once flushed, or at once with fua */
   write(offset: number, data: Buffer, flags: WriteFlags): Promise<void>;
   /** every write resolved before this call is durable when it resolves */

@@ -7,6 +7,7 @@
  * make the server buffer without bound.
  */
 import type { Socket } from 'node:net';
+import type { BufferPool, Lease } from './buffer-pool.js';
 
 export class ConnectionClosed extends Error {
   constructor() {
@@ -56,13 +57,25 @@ export class WireReader {
   }
 
   async take(n: number): Promise<Buffer> {
-    if (this.buffered < n) {
-      if (this.ended) throw new ConnectionClosed();
-      this.want = n;
-      if (this.paused) this.resume();
-      await new Promise<void>((resolve, reject) => (this.waiter = { resolve, reject }));
-    }
+    await this.waitFor(n);
     return this.takeNow(n);
+  }
+
+  /** n bytes in a pooled buffer when they must be copied anyway; a view of the received chunk (nothing to give back) when not */
+  async takeLease(n: number, pool: BufferPool): Promise<Lease> {
+    await this.waitFor(n);
+    if (this.chunks[0].length >= n) return { buf: this.takeNow(n), release: () => undefined };
+    const lease = pool.acquire(n);
+    this.takeNow(n, lease.buf);
+    return lease;
+  }
+
+  private async waitFor(n: number): Promise<void> {
+    if (this.buffered >= n) return;
+    if (this.ended) throw new ConnectionClosed();
+    this.want = n;
+    if (this.paused) this.resume();
+    await new Promise<void>((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 
   /** drop n bytes without keeping them (an oversize payload we refuse) */
@@ -74,15 +87,16 @@ export class WireReader {
     }
   }
 
-  private takeNow(n: number): Buffer {
+  private takeNow(n: number, into?: Buffer): Buffer {
     const first = this.chunks[0];
     let out: Buffer;
-    if (first.length >= n) {
+    if (n === 0) return Buffer.alloc(0);
+    if (!into && first.length >= n) {
       out = first.subarray(0, n);
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = into ?? Buffer.allocUnsafe(n);
       let filled = 0;
       while (filled < n) {
         const c = this.chunks[0];
