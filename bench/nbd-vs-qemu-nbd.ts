@@ -8,7 +8,7 @@
  *   npm run bench:nbd         (BENCH_NBD_MIB, BENCH_ROUNDS, BENCH_FIO_S to resize)
  * Goals (issue 11): sequential >= 0.7 of qemu-nbd, random-write IOPS >= 0.5.
  */
-import { mkdtemp, rm, open, truncate } from 'node:fs/promises';
+import { mkdtemp, rm, open, truncate, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -22,7 +22,21 @@ const SERVE = fileURLToPath(new URL('../test/fixtures/nbd-serve-file.ts', import
 
 interface Served {
   uri: string;
+  pid: number;
   stop(): Promise<void>;
+}
+
+/** CPU seconds the server process used so far (all its threads) */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return (Number(stat[11]) + Number(stat[12])) / 100; // USER_HZ
+}
+
+/** the measure's figure and the server's CPU seconds while it ran */
+async function withCpu(s: Served, fn: () => Promise<number>): Promise<[number, number]> {
+  const before = await cpuSeconds(s.pid);
+  const value = await fn();
+  return [value, (await cpuSeconds(s.pid)) - before];
 }
 
 async function untilLine(child: ResultPromise, line: string): Promise<void> {
@@ -40,7 +54,7 @@ async function syncshServer(work: string, image: string): Promise<Served> {
   const sock = path.join(work, 'syncsh', 'nbd.sock');
   const child = execa('node', ['--import', 'tsx', SERVE, sock, `vol=${image}`], { stderr: 'inherit' });
   await untilLine(child, 'listening');
-  return { uri: `nbd+unix:///vol?socket=${sock}`, stop: async () => void (child.kill('SIGTERM'), await child.catch(() => undefined)) };
+  return { uri: `nbd+unix:///vol?socket=${sock}`, pid: child.pid!, stop: async () => void (child.kill('SIGTERM'), await child.catch(() => undefined)) };
 }
 
 async function qemuServer(work: string, image: string): Promise<Served> {
@@ -53,7 +67,7 @@ async function qemuServer(work: string, image: string): Promise<Served> {
     if (i > 200 || child.exitCode !== null) throw new Error(`qemu-nbd did not start: ${probe.stderr}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-  return { uri: `nbd+unix:///vol?socket=${sock}`, stop: async () => void (child.kill('SIGTERM'), await child.catch(() => undefined)) };
+  return { uri: `nbd+unix:///vol?socket=${sock}`, pid: child.pid!, stop: async () => void (child.kill('SIGTERM'), await child.catch(() => undefined)) };
 }
 
 async function freshImage(file: string): Promise<void> {
@@ -86,15 +100,20 @@ try {
   const src = path.join(work, 'random.src');
   console.log(`writing a ${mib} MiB random source file in ${work} …`);
   await execa('dd', ['if=/dev/urandom', `of=${src}`, 'bs=1M', `count=${mib}`, 'status=none']);
-  const results = { syncsh: { w: [] as number[], r: [] as number[], iops: [] as number[] }, qemu: { w: [] as number[], r: [] as number[], iops: [] as number[] } };
+  const empty = () => ({ w: [] as number[], r: [] as number[], iops: [] as number[], wCpu: [] as number[], rCpu: [] as number[] });
+  const results = { syncsh: empty(), qemu: empty() };
   for (let round = 0; round < rounds; round++) {
     for (const who of ['syncsh', 'qemu'] as const) {
       const image = path.join(work, `${who}.img`);
       await freshImage(image);
       const s = who === 'syncsh' ? await syncshServer(work, image) : await qemuServer(work, image);
       try {
-        results[who].w.push(await seqWrite(src, s));
-        results[who].r.push(await seqRead(s));
+        const [w, wCpu] = await withCpu(s, () => seqWrite(src, s));
+        const [r, rCpu] = await withCpu(s, () => seqRead(s));
+        results[who].w.push(w);
+        results[who].r.push(r);
+        results[who].wCpu.push((wCpu * 1024) / mib);
+        results[who].rCpu.push((rCpu * 1024) / mib);
         results[who].iops.push(await randWrite(s));
       } finally {
         await s.stop();
@@ -108,6 +127,10 @@ try {
     { phase: `sequential read ${mib} MiB (MiB/s)`, ours: median(results.syncsh.r), theirs: median(results.qemu.r), goal: 0.7 },
     { phase: '4K random write qd16 (IOPS)', ours: median(results.syncsh.iops), theirs: median(results.qemu.iops), goal: 0.5 },
   ];
+  const cpuRows = [
+    { phase: 'server CPU s per GiB written', ours: median(results.syncsh.wCpu), theirs: median(results.qemu.wCpu) },
+    { phase: 'server CPU s per GiB read', ours: median(results.syncsh.rCpu), theirs: median(results.qemu.rCpu) },
+  ];
   console.log(`\nNBD over a unix socket, raw file on ${work}, median of ${rounds}`);
   console.log(`${'measure'.padEnd(36)}${'syncsh'.padStart(10)}${'qemu-nbd'.padStart(10)}${'ratio'.padStart(8)}${'goal'.padStart(8)}`);
   for (const r of rows) {
@@ -115,6 +138,8 @@ try {
     console.log(`${r.phase.padEnd(36)}${r.ours.toFixed(0).padStart(10)}${r.theirs.toFixed(0).padStart(10)}${ratio.toFixed(2).padStart(8)}${`>=${r.goal}`.padStart(8)}${ratio >= r.goal ? '' : '  MISSED'}`);
   }
   console.log('(ratio = syncsh / qemu-nbd; above 1 means syncsh was faster)');
+  for (const r of cpuRows) console.log(`${r.phase.padEnd(36)}${r.ours.toFixed(2).padStart(10)}${r.theirs.toFixed(2).padStart(10)}${(r.ours / r.theirs).toFixed(2).padStart(8)}`);
+  console.log('(CPU: lower is better; what the figures above cost on a busy machine)');
 } finally {
   await rm(work, { recursive: true, force: true });
 }

@@ -231,3 +231,17 @@ test('clients() and onClientsChanged follow connections; withdraw ends those of 
   t.like(await cb.reply(512), { error: 0, cookie: still });
   t.deepEqual(seen.at(-1), ['b']);
 });
+
+test('NBD_CMD_DISC: requests sent before it are answered, then the server closes', async (t) => {
+  const s = await twoExports(t);
+  const c = await RawClient.connect(t, s.socket);
+  await c.open('vol');
+  const cookies = Array.from({ length: 8 }, (_, i) => c.send(P.NBD_CMD_WRITE, i * 65536, 65536, { payload: Buffer.alloc(65536, 0x61 + i) }));
+  c.send(P.NBD_CMD_DISC, 0, 0);
+  const got: bigint[] = [];
+  for (let i = 0; i < 8; i++) got.push((await c.reply()).cookie);
+  t.deepEqual(got.sort(), [...cookies].sort());
+  await c.closed();
+  const file = await readFile(s.rw);
+  t.true(file.subarray(7 * 65536, 8 * 65536).equals(Buffer.alloc(65536, 0x68)));
+});
