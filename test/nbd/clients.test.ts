@@ -85,7 +85,7 @@ test('fio --ioengine=nbd: random writes at iodepth 16 verified (crc32c)', async 
   const dir = nbdTempDir(t);
   const s = await startFileServer(t, { vol: { path: await makeImage(path.join(dir, 'a.img'), 64 * MiB) } });
   const r = await execa('fio', ['--name=verify', '--ioengine=nbd', `--uri=${s.uri('vol')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=32M',
-    '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--output-format=json'], { reject: false });
+    '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--output-format=json'], { reject: false, cwd: dir });
   t.is(r.exitCode, 0, r.stderr);
   const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
   t.is(job.error, 0);
