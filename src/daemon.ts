@@ -2,14 +2,17 @@
  * `syncsh daemon`: the service layer's Daemon as a process. SIGTERM or
  * SIGINT stop it cleanly (runs in flight are ended; each leaves its
  * destination at its previous snapshot); `--metrics ADDR:PORT` serves
- * Prometheus text (off by default).
+ * Prometheus text (off by default). Volumes are served over NBD on
+ * $SYNCSH_HOME/run/nbd.sock, and on TCP when nbd-listen is set (nbd/service.ts).
  */
 import { createServices } from './services/index.js';
 import { Daemon, DEFAULT_RETRY, DEFAULT_STALL_MS } from './services/daemon.js';
 import { startMetricsServer, type ServiceSample } from './services/metrics.js';
 import { healthOf } from './services/auto-sync/status.js';
 import { stamp } from './services/service-log.js';
+import { NbdService } from './services/nbd/service.js';
 import type { Services } from './services/index.js';
+import { parseHostPort, type HostPort } from './services/host-port.js';
 
 export interface DaemonArgs {
   metrics?: string;
@@ -24,10 +27,10 @@ function seconds(flag: string, value: string | undefined, fallback: number): num
   return n;
 }
 
-function parseListen(text: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
-  if (!m || Number(m[2]) > 65535) throw new Error(`--metrics takes ADDRESS:PORT, such as 127.0.0.1:9109, not "${text}".`);
-  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+function parseListen(text: string): HostPort {
+  const hp = parseHostPort(text);
+  if (!hp) throw new Error(`--metrics takes ADDRESS:PORT, such as 127.0.0.1:9109, not "${text}".`);
+  return hp;
 }
 
 export function samples(services: Services, now = Date.now()): ServiceSample[] {
@@ -63,11 +66,17 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(`${sig}`)));
   const metrics = listen ? await startMetricsServer({ ...listen, collect: () => samples(services) }) : null;
   if (metrics) say(`metrics on http://${listen!.host}:${metrics.port}/metrics`);
+  const nbd = new NbdService(services.home, services.storage, { log: say });
+  try {
+    await nbd.start();
+  } catch (error) {
+    say(`NBD: not serving volumes: ${(error as Error).message}`);
+  }
   const daemon = new Daemon(services, { stallMs: stallSeconds * 1000, retry: { ...DEFAULT_RETRY, baseMs: retryDelay * 1000 }, alertCommand: services.appliance.alertCommand, say });
   try {
     await daemon.run(stop.signal);
   } finally {
-    await metrics?.close();
+    await Promise.all([metrics?.close(), nbd.close()]);
   }
   return 0;
 }

@@ -1,12 +1,15 @@
 /** This appliance: identity and appliance-wide settings. */
 import type { CommandFamily } from './grammar/types.js';
-import { setAlertCommand, setApplianceId, validApplianceId } from '../services/appliance.js';
+import { nbdSettings, setAlertCommand, setApplianceId, setNbdAllow, setNbdListen, validApplianceId } from '../services/appliance.js';
+import { nbdSocketPath } from '../services/nbd/service.js';
 
 export const applianceFamily: CommandFamily = {
   words: {
     appliance: 'this appliance: id, hostname, version and settings',
     id: "this appliance's id, as the prompt and its peers show it",
     'alert-command': 'the command run with every alert (service, level, message as arguments; JSON on stdin)',
+    'nbd-listen': 'the TCP address the NBD server also listens on (the unix socket is always served)',
+    'nbd-allow': 'the address ranges NBD clients may connect from over TCP',
   },
   commands: [
     {
@@ -15,6 +18,8 @@ export const applianceFamily: CommandFamily = {
       async run(ctx) {
         const a = ctx.services.appliance;
         const publicKey = ctx.services.peers.publicKey(); // made once, in the home
+        const nbd = nbdSettings(ctx.services.home); // fresh: a setup in this session shows at once
+        const nbdSocket = nbdSocketPath(ctx.services.home);
         return {
           kind: 'record',
           fields: [
@@ -24,9 +29,12 @@ export const applianceFamily: CommandFamily = {
             ['home', ctx.services.home.root],
             ['default_driver', a.defaultDriver],
             ['alert_command', a.alertCommand ? a.alertCommand.join(' ') : '-'],
+            ['nbd_socket', nbdSocket],
+            ['nbd_listen', nbd.nbdListen ? formatListen(nbd.nbdListen) : 'none'],
+            ['nbd_allow', nbd.nbdAllow.join(' ')],
             ['ssh_public_key', publicKey],
           ],
-          data: { ...a, home: ctx.services.home.root, sshPublicKey: publicKey },
+          data: { ...a, ...nbd, nbdSocket, home: ctx.services.home.root, sshPublicKey: publicKey },
         };
       },
     },
@@ -63,5 +71,33 @@ export const applianceFamily: CommandFamily = {
         return { kind: 'message', text: id === was ? `The appliance id is ${id} already.` : `The appliance id is now ${id} (was ${was}).`, data: { id, was } };
       },
     },
+    {
+      path: 'setup appliance nbd-listen <ADDRESS>',
+      help: 'also serve NBD on TCP at ADDRESS:PORT (none: the unix socket only); the daemon picks it up',
+      args: { ADDRESS: { name: 'ADDRESS:PORT', help: 'an IP address and port, e.g. 0.0.0.0:10809, or none', values: () => ['none'] } },
+      async run(ctx, input) {
+        ctx.access.localOnly('nbd-listen');
+        const set = setNbdListen(ctx.services.home, input.args.ADDRESS as string);
+        return {
+          kind: 'message',
+          text: set ? `NBD clients may connect on ${formatListen(set)} from ${nbdSettings(ctx.services.home).nbdAllow.join(', ')}.` : 'NBD is served on the unix socket only.',
+          data: { nbdListen: set },
+        };
+      },
+    },
+    {
+      path: 'setup appliance nbd-allow <CIDR>',
+      help: 'the address ranges NBD clients may connect from over TCP (others are closed before the handshake)',
+      args: { CIDR: { name: 'CIDR', help: 'one or more ranges, e.g. 192.168.1.0/24 10.0.0.7/32', rest: true } },
+      async run(ctx, input) {
+        ctx.access.localOnly('nbd-allow');
+        const set = setNbdAllow(ctx.services.home, input.args.CIDR as string[]);
+        return { kind: 'message', text: `NBD clients over TCP are allowed from ${set.join(', ')}.`, data: { nbdAllow: set } };
+      },
+    },
   ],
 };
+
+function formatListen(hp: { host: string; port: number }): string {
+  return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}

@@ -39,7 +39,7 @@ const WHAT: Record<AccessKind, { noun: string; key: keyof typeof DEFAULT_POLICY;
 
 /** A refusal: a sentence saying why and which directories are allowed; the console audits it. */
 export class AccessRefused extends Error {
-  constructor(readonly kind: AccessKind, readonly target: string, message: string) {
+  constructor(readonly kind: AccessKind | 'setting', readonly target: string, message: string) {
     super(message);
     this.name = 'AccessRefused';
   }
@@ -55,6 +55,8 @@ export interface Access {
   home(dir: string): string;
   /** a dataset named in a command (`btrfs:/path`: a path on this machine, or a peer's); other drivers' names stay inside their pools */
   dataset(name: string): void;
+  /** a setting only the appliance's own shell may change (what it exposes to the network) */
+  localOnly(setting: string): void;
 }
 
 /** the local shell: every path as given, made absolute */
@@ -65,6 +67,7 @@ export const LOCAL_ACCESS: Access = {
   writeFile: (file) => path.resolve(file),
   home: (dir) => path.resolve(dir),
   dataset: () => undefined,
+  localOnly: () => undefined,
 };
 
 /**
@@ -192,6 +195,11 @@ export function consoleAccess(home: string, env: NodeJS.ProcessEnv, refused: (r:
     dataset: (name) => {
       const m = /^\s*btrfs:(\/[^@]*)/.exec(name);
       if (m) btrfs(m[1]);
+    },
+    localOnly: (setting) => {
+      const error = new AccessRefused('setting', setting, `Over the console, ${setting} cannot be changed: it decides who on the network reaches this appliance's volumes. Use the appliance's own shell. Nothing was changed.`);
+      refused(error);
+      throw error;
     },
   };
 }

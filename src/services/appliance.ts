@@ -4,11 +4,14 @@
  */
 import { ConfigFile } from './config-file.js';
 import os from 'node:os';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Home } from './home.js';
 import { LOCAL_ACCESS, type Access } from './access.js';
 import type { DriverName } from './storage/driver.js';
+import { allowList } from './nbd/server.js';
+import { parseHostPort, type HostPort } from './host-port.js';
 
 export interface ApplianceInfo {
   id: string;
@@ -17,9 +20,16 @@ export interface ApplianceInfo {
   defaultDriver: DriverName;
   /** run with every alert (argv), or null */
   alertCommand: string[] | null;
+  /** where the NBD server also listens on TCP, or null (the unix socket only) */
+  nbdListen: HostPort | null;
+  /** TCP clients allowed to connect (CIDRs) */
+  nbdAllow: string[];
 }
 
-type ApplianceFile = { id: string; defaultDriver: DriverName; alertCommand: string[] | null };
+type ApplianceFile = { id: string; defaultDriver: DriverName; alertCommand: string[] | null; nbdListen: HostPort | null; nbdAllow: string[] };
+
+/** until `setup appliance nbd-allow` says otherwise: this host only */
+export const DEFAULT_NBD_ALLOW = ['127.0.0.1/32', '::1/128'];
 
 export const VERSION: string = (() => {
   try {
@@ -51,7 +61,33 @@ export function loadAppliance(home: Home, env: NodeJS.ProcessEnv = process.env):
     conf.set('id', id);
   }
   if (!conf.get('defaultDriver')) conf.set('defaultDriver', 'fs');
-  return { id, hostname: os.hostname(), version: VERSION, defaultDriver: conf.get('defaultDriver'), alertCommand: conf.get('alertCommand') ?? null };
+  return { id, hostname: os.hostname(), version: VERSION, defaultDriver: conf.get('defaultDriver'), alertCommand: conf.get('alertCommand') ?? null, ...nbdSettings(home) };
+}
+
+/** the NBD settings alone, as the daemon rereads them when appliance.json changes */
+export function nbdSettings(home: Home): { nbdListen: HostPort | null; nbdAllow: string[] } {
+  const conf = store(home);
+  return { nbdListen: conf.get('nbdListen') ?? null, nbdAllow: conf.get('nbdAllow') ?? DEFAULT_NBD_ALLOW };
+}
+
+/** `setup appliance nbd-listen ADDR:PORT | none` */
+export function setNbdListen(home: Home, text: string): HostPort | null {
+  if (text === 'none') {
+    store(home).set('nbdListen', null);
+    return null;
+  }
+  const hp = parseHostPort(text);
+  if (!hp || hp.port === 0 || !net.isIP(hp.host)) throw new Error(`nbd-listen takes an IP address and a port, such as 0.0.0.0:10809, or none; not "${text}".`);
+  store(home).set('nbdListen', hp);
+  return hp;
+}
+
+/** `setup appliance nbd-allow CIDR…`: every range is checked before any is kept */
+export function setNbdAllow(home: Home, cidrs: string[]): string[] {
+  if (!cidrs.length) throw new Error('nbd-allow takes at least one address range, such as 192.168.1.0/24.');
+  allowList(cidrs); // throws naming the bad range
+  store(home).set('nbdAllow', cidrs);
+  return cidrs;
 }
 
 /**

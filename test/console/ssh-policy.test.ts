@@ -151,3 +151,17 @@ test('btrfs datasets, which are paths: only under the allowed directories over t
   const r = await ssh('create folder btrfs:/mnt/syncsh-test-none/data');
   t.notRegex(r.stderr, /Over the console/);
 });
+
+test('what the NBD server exposes to the network (nbd-listen, nbd-allow) is set only from the appliance\'s own shell', async (t) => {
+  const { home, ssh, local, refusedLines } = await setup(t);
+  const before = applianceFile(home);
+  for (const line of ['setup appliance nbd-listen 0.0.0.0:10809', 'setup appliance nbd-allow 0.0.0.0/0']) {
+    const r = await ssh(line);
+    t.is(r.exitCode, 1, `${line}: ${r.stderr}`);
+    t.regex(r.stderr, /Over the console, nbd-(listen|allow) cannot be changed: .* Use the appliance's own shell\. Nothing was changed\./, line);
+  }
+  t.is(applianceFile(home), before, 'appliance.json is byte for byte as it was');
+  t.is(refusedLines().filter((l) => /what="setting" path="nbd-(listen|allow)"/.test(l)).length, 2);
+  const r = await local('setup appliance nbd-allow 10.0.0.0/8');
+  t.is(r.exitCode, 0, String(r.stderr));
+});

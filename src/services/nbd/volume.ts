@@ -49,7 +49,14 @@ export interface BlockVolume {
   /** the block size it prefers (NBD_INFO_BLOCK_SIZE preferred), e.g. the zvol's chunk */
   readonly preferredBlockSize: number;
   readonly readOnly: boolean;
+  /**
+   * optional: a flush on any connection to this volume makes every connection's
+   * completed writes durable (NBD_FLAG_CAN_MULTI_CONN), so clients may open several
+   */
+  readonly canMultiConn?: boolean;
   read(offset: number, length: number): Promise<Buffer>;
+  /** optional: read into the caller's buffer (buf.length bytes), so the server can reuse its buffers */
+  readInto?(offset: number, buf: Buffer): Promise<void>;
   /** acknowledged (resolved) writes are readable at once; durable once flushed, or at once with fua */
   write(offset: number, data: Buffer, flags: WriteFlags): Promise<void>;
   /** every write resolved before this call is durable when it resolves */

@@ -1,0 +1,141 @@
+/**
+ * `syncsh daemon` serves the appliance's volumes over NBD: the unix socket
+ * under the home (0600 in a 0700 directory), a volume created while it runs
+ * exported at once, one destroyed withdrawn (its client disconnected), and
+ * TCP following `setup appliance nbd-listen` / `nbd-allow` without a restart.
+ */
+import path from 'node:path';
+import net from 'node:net';
+import { stat, readFile } from 'node:fs/promises';
+import { execa, type ResultPromise } from 'execa';
+import { gatedTest } from '../helpers/system.js';
+import { makeAppliance } from '../helpers/appliance.js';
+import { BIN, assertBuilt, syncsh } from '../helpers/cli.js';
+import { RawClient, nbdClientsMissing, unixUri } from '../helpers/nbd.js';
+import * as P from '../../src/services/nbd/protocol.js';
+
+const test = await gatedTest(['qemu-utils', 'libnbd-bin'], nbdClientsMissing('nbdinfo', 'qemu-io'));
+const MiB = 1024 * 1024;
+
+/** the daemon's stdout, line by line, with a wait for a line matching */
+function daemonLines(child: ResultPromise) {
+  const lines: string[] = [];
+  const waiters: { re: RegExp; from: number; resolve: (l: string) => void }[] = [];
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      for (const w of [...waiters]) {
+        const hit = lines.slice(w.from).find((l) => w.re.test(l));
+        if (hit) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(hit);
+        }
+      }
+    }
+  });
+  return {
+    lines,
+    /** a line matching re, printed after `from` lines (default: any) */
+    wait(re: RegExp, from = 0, ms = 20_000): Promise<string> {
+      const hit = lines.slice(from).find((l) => re.test(l));
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no daemon line matching ${re} in:\n${lines.join('\n')}`)), ms);
+        waiters.push({ re, from, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      });
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+test('syncsh daemon exports fs volumes on its unix socket and on TCP as nbd-listen / nbd-allow say', async (t) => {
+  assertBuilt();
+  const a = makeAppliance(t);
+  for (const cmd of ['create folder fs:tank', 'create folder fs:tank/vm1 --volume-size 64M']) t.is((await syncsh(['-c', cmd], a.env)).exitCode, 0, cmd);
+  const daemon = execa('node', [BIN, 'daemon'], { env: a.env, reject: false });
+  t.teardown(async () => {
+    daemon.kill('SIGTERM');
+    await daemon;
+  });
+  const out = daemonLines(daemon);
+  const socket = path.join(a.home, 'run', 'nbd.sock');
+  await out.wait(new RegExp(`NBD server listening on ${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+  t.is((await stat(socket)).mode & 0o777, 0o600);
+  t.is((await stat(path.dirname(socket))).mode & 0o777, 0o700);
+
+  const uri = unixUri(socket, 'fs:tank/vm1');
+  const info = JSON.parse((await execa('nbdinfo', ['--json', uri])).stdout).exports[0];
+  t.like(info, { 'export-name': 'fs:tank/vm1', 'export-size': 64 * MiB, block_size_minimum: 512, block_size_preferred: 65536 });
+  const io = await execa('qemu-io', ['-f', 'raw', '-c', 'write -P 0x3c 1M 128k', '-c', 'flush', '-c', 'read -P 0x3c 1M 128k', uri]);
+  t.notRegex(io.stdout, /failed/i);
+  const image = await readFile(path.join(a.home, 'fs', 'tank', 'vm1', 'volume.img'));
+  t.true(image.subarray(MiB, MiB + 128 * 1024).equals(Buffer.alloc(128 * 1024, 0x3c)), 'the write is in the volume image');
+
+  // created while the daemon runs: exported at once
+  t.is((await syncsh(['-c', 'create folder fs:tank/vm2 --volume-size 8M'], a.env)).exitCode, 0);
+  t.is((await execa('nbdinfo', ['--size', unixUri(socket, 'fs:tank/vm2')])).stdout.trim(), String(8 * MiB));
+  const list = (await execa('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${socket}`])).stdout;
+  t.deepEqual(JSON.parse(list).exports.map((e: { 'export-name': string }) => e['export-name']).sort(), ['fs:tank/vm1', 'fs:tank/vm2']);
+
+  // destroyed while a client holds it: withdrawn
+  const held = await RawClient.connect(t, socket);
+  await held.open('fs:tank/vm2');
+  const before = out.lines.length;
+  t.is((await syncsh(['-c', 'destroy folder fs:tank/vm2', '-y'], a.env)).exitCode, 0);
+  await held.closed();
+  await out.wait(/export fs:tank\/vm2 withdrawn: 1 client\(s\) disconnected/, before);
+  t.not((await execa('nbdinfo', ['--size', unixUri(socket, 'fs:tank/vm2')], { reject: false })).exitCode, 0);
+
+  // TCP: only once nbd-listen is set; nbd-allow applies without a restart
+  const port = await freePort();
+  const tcpUri = `nbd://127.0.0.1:${port}/fs:tank/vm1`;
+  let mark = out.lines.length;
+  t.is((await syncsh(['-c', `setup appliance nbd-listen 127.0.0.1:${port}`], a.env)).exitCode, 0);
+  await out.wait(new RegExp(`NBD server listening on 127\\.0\\.0\\.1:${port}$`), mark);
+  t.is((await execa('nbdinfo', ['--size', tcpUri])).stdout.trim(), String(64 * MiB));
+  mark = out.lines.length;
+  t.is((await syncsh(['-c', 'setup appliance nbd-allow 10.9.0.0/16'], a.env)).exitCode, 0);
+  await out.wait(new RegExp(`NBD server listening on 127\\.0\\.0\\.1:${port}$`), mark);
+  const refused = await RawClient.connect(t, { host: '127.0.0.1', port });
+  await refused.closed();
+  await out.wait(/refused NBD client 127\.0\.0\.1:\d+: not in the allow-list \(10\.9\.0\.0\/16\)/, mark);
+  // the unix socket is not affected by TCP settings
+  const unixStill = await RawClient.connect(t, socket);
+  await unixStill.open('fs:tank/vm1');
+  const c = unixStill.send(P.NBD_CMD_READ, MiB, 512);
+  t.like(await unixStill.reply(512), { error: 0, cookie: c });
+
+  mark = out.lines.length;
+  t.is((await syncsh(['-c', 'setup appliance nbd-listen none'], a.env)).exitCode, 0);
+  await out.wait(/NBD TCP listener stopped/, mark);
+  t.not((await execa('nbdinfo', ['--size', tcpUri], { reject: false })).exitCode, 0);
+});
+
+test('bad nbd-listen and nbd-allow values are refused by name and change nothing', async (t) => {
+  assertBuilt();
+  const a = makeAppliance(t);
+  t.is((await syncsh(['-c', 'setup appliance nbd-listen 127.0.0.1:10809'], a.env)).exitCode, 0);
+  for (const bad of ['1.2.3', 'tank:80', '127.0.0.1:99999', '127.0.0.1:0', 'localhost:10809']) {
+    const r = await syncsh(['-c', `setup appliance nbd-listen ${bad}`], a.env);
+    t.not(r.exitCode, 0, bad);
+    t.true(String(r.stderr).includes(`not "${bad}"`), String(r.stderr));
+  }
+  const r = await syncsh(['-c', 'setup appliance nbd-allow 10.0.0.0/8 10.0.0.0/33'], a.env);
+  t.not(r.exitCode, 0);
+  t.regex(String(r.stderr), /"10\.0\.0\.0\/33" is not an address range/);
+  const show = JSON.parse(String((await syncsh(['-c', 'show appliance', '--json'], a.env)).stdout));
+  t.deepEqual(show.nbdListen, { host: '127.0.0.1', port: 10809 });
+  t.deepEqual(show.nbdAllow, ['127.0.0.1/32', '::1/128']);
+  t.is(show.nbdSocket, path.join(a.home, 'run', 'nbd.sock'));
+});
