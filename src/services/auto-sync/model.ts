@@ -30,8 +30,9 @@ export interface AutoSyncConfig {
   destination: Endpoint;
   direction: Direction;
   schedule: ServiceSchedule;
-  keepSrc: number;
-  keepDst: number;
+  /** retention of markers on each side: a count, or a grid as text (retention.ts) */
+  keepSrc: number | string;
+  keepDst: number | string;
   recursive: boolean;
   reverseCapable: boolean;
   /** seconds without a successful sync before status turns warn */
@@ -104,8 +105,8 @@ export const serviceSchema = {
         { type: 'object', required: ['onceAt'], additionalProperties: false, properties: { onceAt: { type: 'string', minLength: 10 } } },
       ],
     },
-    keepSrc: { type: 'integer', minimum: 1 },
-    keepDst: { type: 'integer', minimum: 1 },
+    keepSrc: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
+    keepDst: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
     recursive: { type: 'boolean' },
     reverseCapable: { type: 'boolean' },
     maxDelay: { type: 'integer', minimum: 0 },

@@ -4,6 +4,7 @@
  * parses and validates its own value; read-only keys say why they cannot be set.
  */
 import { SCHEDULE_TYPES, type AutoSyncConfig, type ScheduleType } from './model.js';
+import { parseRetention, RETENTION_HELP, storedRetention } from './retention.js';
 import { describe as describeSchedule, isIntervalSpec, parseScheduleSpec, type ScheduleSpec } from '../schedule.js';
 
 export interface PropertySpec {
@@ -74,12 +75,12 @@ export const PROPERTIES: PropertySpec[] = [
   },
   { key: 'schedule', description: 'when the service runs', get: (c) => describeSchedule(c.schedule) },
   {
-    key: 'keep_src', description: 'markers kept on the source', get: (c) => String(c.keepSrc),
-    set: (c, v) => ({ ...c, keepSrc: parseCount('keep_src', v, 1, 10_000) }),
+    key: 'keep_src', description: `markers kept on the source: ${RETENTION_HELP}`, get: (c) => String(c.keepSrc),
+    set: (c, v) => ({ ...c, keepSrc: storedRetention(parseRetention('keep_src', v)) }),
   },
   {
-    key: 'keep_dst', description: 'markers kept on the destination', get: (c) => String(c.keepDst),
-    set: (c, v) => ({ ...c, keepDst: parseCount('keep_dst', v, 1, 10_000) }),
+    key: 'keep_dst', description: 'markers kept on the destination: a count or a grid, as keep_src', get: (c) => String(c.keepDst),
+    set: (c, v) => ({ ...c, keepDst: storedRetention(parseRetention('keep_dst', v)) }),
   },
   {
     key: 'recursive', description: 'include child datasets', values: ['yes', 'no'], get: (c) => yesNo(c.recursive),

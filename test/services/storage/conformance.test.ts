@@ -424,6 +424,41 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    title: "retention grid: keep_src '1h' and keep_dst 'all 1d' thin each side as show snapshots says; a grid change takes effect at the next run",
+    async run(p) {
+      await p.folder('src');
+      const name = await p.service('src', 'dst', { keepSrc: '1h', keepDst: 'all 1d' });
+      const driver = await p.driver();
+      await p.write('src', { 'first.txt': 'first' });
+      await driver.createSnapshot(p.local('src'), 'by-hand', { recursive: p.recursive });
+      const markers: string[] = [];
+      for (let run = 1; run <= 3; run++) {
+        await p.write('src', { [`f${run}.txt`]: `run ${run}` });
+        markers.push((await p.run(name)).marker);
+      }
+      p.t.deepEqual((await p.markers('src', name)).map((s) => s.name), markers.slice(-1), "1h on the source: only the newest of this hour (all three runs' hour) stays");
+      p.t.deepEqual((await p.markers('dst', name)).map((s) => s.name), markers, 'all 1d on the destination: every marker of the last day stays');
+      p.t.true((await p.snapshots('src')).some((s) => s.name === 'by-hand'), "the operator's snapshot is never pruned");
+      const plans = await p.services.autoSync.retention(name);
+      p.t.is(plans.source.keep, '1h');
+      p.t.deepEqual(plans.source.plan.map((m) => [m.name, m.keep, m.rules]), [[markers[2], true, ['last common', '1h']]]);
+      p.t.true(plans.source.others.includes('by-hand'));
+      p.t.deepEqual(plans.destination.plan.map((m) => [m.name, m.rules]), [[markers[0], ['all 1d']], [markers[1], ['all 1d']], [markers[2], ['last common', 'all 1d']]]);
+
+      await p.services.autoSync.setProperty(name, 'keep_dst', '1h');
+      const dry = await p.services.autoSync.prune(name, { dryRun: true });
+      p.t.deepEqual(dry.destination.plan.map((m) => [m.name, m.keep]), [[markers[0], false], [markers[1], false], [markers[2], true]], 'the dry run says the two older go');
+      p.t.deepEqual(dry.pruned, []);
+      p.t.is((await p.markers('dst', name)).length, 3, 'and the dry run removes nothing');
+      await p.write('src', { 'last.txt': 'last' });
+      const last = await p.run(name);
+      p.t.deepEqual((await p.markers('dst', name)).map((s) => s.name), [last.marker], 'the next run thins the destination by the new grid');
+      p.t.deepEqual((await p.markers('src', name)).map((s) => s.name), [last.marker]);
+      p.t.false((await p.run(name)).full, 'and the next run is incremental from the one kept');
+      await p.expectMirror('src', 'dst');
+    },
+  },
+  {
     title: 'two services from one source to two destinations both stay correct',
     async run(p) {
       await p.folder('src');
