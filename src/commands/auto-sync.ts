@@ -250,7 +250,7 @@ const create: CommandSpec = {
     { name: '--period', help: 'run every N units', value: count('N', 1, 10_000) },
     { name: '--cron', help: 'a five-field cron expression, instead of --type and --period', value: text('EXPR') },
     { name: '--once-at', help: 'run once at this date-time (YYYY-MM-DDTHH:MM)', value: text('TIME') },
-    { name: '--keep-src', help: "markers kept on the source: a count, or a grid such as 'all 1d, 24h 7d 4w 12m' (see help of keep_src)", value: retention },
+    { name: '--keep-src', help: "markers kept on the source: a count, or a grid such as 'all 1d, 24h 7d 4w 12m' (see 'help show auto-sync :NAME snapshots')", value: retention },
     { name: '--keep-dst', help: 'markers kept on the destination: a count or a grid', value: retention },
     { name: '--recursive', help: 'include child datasets', value: yesNo },
     { name: '--reverse-capable', help: 'keep the service on both appliances for reverse-direction', value: yesNo },
