@@ -11,7 +11,7 @@ import { ServiceStore } from './store.js';
 import { nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
-import { findProperty, parseKind, PROPERTIES } from './properties.js';
+import { excludesFor, findProperty, parseKind, PROPERTIES } from './properties.js';
 import { runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
 import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
@@ -161,6 +161,7 @@ export class AutoSyncService {
       keepSrc: storedRetention(parseRetention('keep-src', String(req.keepSrc ?? DEFAULTS.keepSrc))),
       keepDst: storedRetention(parseRetention('keep-dst', String(req.keepDst ?? DEFAULTS.keepDst))),
       recursive: this.recursiveFor(src.ref.driver, req.recursive),
+      ...(req.exclude?.length ? { exclude: excludesFor(src.endpoint.dataset, req.exclude) } : {}),
       reverseCapable: req.reverseCapable ?? false,
       maxDelay: count('max-delay', req.maxDelay, DEFAULTS.maxDelay, 0),
       comment: req.comment ?? '',

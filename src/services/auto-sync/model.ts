@@ -34,6 +34,8 @@ export interface AutoSyncConfig {
   keepSrc: number | string;
   keepDst: number | string;
   recursive: boolean;
+  /** gitignore-style patterns left out of the source's snapshots (fs driver only); absent: none */
+  exclude?: string[];
   reverseCapable: boolean;
   /** seconds without a successful sync before status turns warn */
   maxDelay: number;
@@ -108,6 +110,7 @@ export const serviceSchema = {
     keepSrc: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
     keepDst: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
     recursive: { type: 'boolean' },
+    exclude: { type: 'array', items: { type: 'string', minLength: 1 } },
     reverseCapable: { type: 'boolean' },
     maxDelay: { type: 'integer', minimum: 0 },
     comment: { type: 'string' },

@@ -170,7 +170,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
     }
 
-    marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive });
+    marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive, ...(config.exclude?.length ? { exclude: config.exclude } : {}) });
     const base = common;
     const full = !base;
     const flags = config.recursive ? '-R ' : '';
