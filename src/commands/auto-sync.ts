@@ -11,6 +11,7 @@ import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
 import { RETENTION_HELP } from '../services/auto-sync/retention.js';
 import type { SidePlan } from '../services/auto-sync/prune.js';
+import { isOrphanOf } from '../services/auto-sync/orphans.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -441,12 +442,12 @@ const destroyOrphan: CommandSpec = {
   },
 };
 
-function retentionRows(plans: { source: SidePlan; destination: SidePlan }): Record<string, string>[] {
+function retentionRows(service: string, plans: { source: SidePlan; destination: SidePlan }): Record<string, string>[] {
   const rows: Record<string, string>[] = [];
   for (const [which, p] of [['source', plans.source], ['destination', plans.destination]] as const) {
     const side = `${which} (${p.keep})`;
     for (const m of p.plan) rows.push({ side, snapshot: m.name, created: formatTime(m.createdAt.toISOString()), verdict: m.keep ? `keep: ${m.rules.join(', ')}` : 'prune' });
-    for (const o of p.others) rows.push({ side, snapshot: o, created: '-', verdict: 'keep: not a marker of this service' });
+    for (const o of p.others) rows.push({ side, snapshot: o, created: '-', verdict: isOrphanOf(service, o) ? 'keep: orphan (destroyed only by hand)' : 'keep: not a marker of this service' });
   }
   return rows;
 }
@@ -464,7 +465,7 @@ const showSnapshots: CommandSpec = {
   details: `keep_src and keep_dst are ${RETENTION_HELP}. The last common marker and held markers always stay; snapshots that are not this service's markers are never pruned. The next run prunes what says prune here.`,
   async run(ctx, input) {
     const plans = await ctx.services.autoSync.retention(input.instance!);
-    return { kind: 'table', columns: retentionColumns, rows: retentionRows(plans), data: plans, empty: `auto-sync:${input.instance!} has no snapshots yet.` };
+    return { kind: 'table', columns: retentionColumns, rows: retentionRows(input.instance!, plans), data: plans, empty: `auto-sync:${input.instance!} has no snapshots yet.` };
   },
 };
 
@@ -476,7 +477,7 @@ const runPrune: CommandSpec = {
     const name = input.instance!;
     if (input.options['dry-run']) {
       const plans = await ctx.services.autoSync.retention(name);
-      return { kind: 'table', columns: retentionColumns, rows: retentionRows(plans), data: plans, empty: `auto-sync:${name} has no snapshots yet.` };
+      return { kind: 'table', columns: retentionColumns, rows: retentionRows(input.instance!, plans), data: plans, empty: `auto-sync:${name} has no snapshots yet.` };
     }
     const result = await ctx.services.autoSync.prune(name);
     return { kind: 'message', text: result.pruned.length ? `auto-sync:${name}: pruned ${result.pruned.join(', ')}.` : `auto-sync:${name}: nothing to prune.`, data: result };
