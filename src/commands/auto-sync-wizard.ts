@@ -9,6 +9,7 @@ import { DEFAULTS } from '../services/auto-sync/index.js';
 import { SCHEDULE_TYPES, type ScheduleType } from '../services/auto-sync/model.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { parseCount } from '../services/auto-sync/properties.js';
+import { parseRetention, storedRetention } from '../services/auto-sync/retention.js';
 
 const NONE = '(type a dataset name)';
 
@@ -80,16 +81,16 @@ export async function runWizard(ctx: CommandContext, given: Partial<CreateReques
       validate: (v) => check(() => parseCount('the period', v, 1, 10_000)),
     }));
   }
-  req.keepSrc ??= Number(await dialogs.input('Snapshots to keep on the source', {
+  req.keepSrc ??= storedRetention(parseRetention('keep-src', await dialogs.input('Snapshots to keep on the source', {
     default: String(DEFAULTS.keepSrc),
-    help: 'Marker snapshots kept on the source; the last one in common with the destination is always kept.',
-    validate: (v) => check(() => parseCount('keep-src', v, 1, 10_000)),
-  }));
-  req.keepDst ??= Number(await dialogs.input('Snapshots to keep on the destination', {
+    help: "Marker snapshots kept on the source: a count, or a grid such as 'all 1d, 24h 7d 4w 12m'; the last one in common with the destination is always kept.",
+    validate: (v) => check(() => parseRetention('keep-src', v)),
+  })));
+  req.keepDst ??= storedRetention(parseRetention('keep-dst', await dialogs.input('Snapshots to keep on the destination', {
     default: String(DEFAULTS.keepDst),
-    help: 'Marker snapshots kept on the destination; the last one in common with the source is always kept.',
-    validate: (v) => check(() => parseCount('keep-dst', v, 1, 10_000)),
-  }));
+    help: "Marker snapshots kept on the destination: a count, or a grid such as 'all 1d, 24h 7d 4w 12m'; the last one in common with the source is always kept.",
+    validate: (v) => check(() => parseRetention('keep-dst', v)),
+  })));
 
   while (req.reverseCapable === undefined) {
     const answer = await dialogs.select('Reverse capability', [

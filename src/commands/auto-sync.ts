@@ -1,6 +1,6 @@
 /** The auto-sync family: create, show, setup, run and destroy services. */
 import type { CommandContext, CommandFamily, CommandSpec, Output } from './grammar/types.js';
-import { count, formatBytes, formatTime, scheduleType, text, yesNo } from './values.js';
+import { count, formatBytes, formatTime, retention, scheduleType, text, yesNo } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
@@ -9,6 +9,9 @@ import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js'
 import { enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
 import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
+import { RETENTION_HELP } from '../services/auto-sync/retention.js';
+import type { SidePlan } from '../services/auto-sync/prune.js';
+import { isOrphanOf } from '../services/auto-sync/orphans.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -25,6 +28,8 @@ const words = {
   orphan: 'one kept orphan snapshot (see show auto-sync :NAME orphans)',
   'resolve-split-brain': 'after split brain: keep one copy as the source; the other keeps its changes as an orphan',
   history: 'every attempt: start, end, result, bytes, rate, snapshot, error',
+  snapshots: "each side's snapshots: which retention rule keeps each marker, and which the next run prunes",
+  prune: 'thin the markers of both sides now, as keep_src and keep_dst say (--dry-run: only say what would go)',
   dashboard: 'a live view of every service: state, lag, transfer rates and the log',
 };
 
@@ -246,9 +251,10 @@ const create: CommandSpec = {
     { name: '--period', help: 'run every N units', value: count('N', 1, 10_000) },
     { name: '--cron', help: 'a five-field cron expression, instead of --type and --period', value: text('EXPR') },
     { name: '--once-at', help: 'run once at this date-time (YYYY-MM-DDTHH:MM)', value: text('TIME') },
-    { name: '--keep-src', help: 'markers kept on the source', value: count('N', 1, 10_000) },
-    { name: '--keep-dst', help: 'markers kept on the destination', value: count('N', 1, 10_000) },
+    { name: '--keep-src', help: "markers kept on the source: a count, or a grid such as 'all 1d, 24h 7d 4w 12m' (see 'help show auto-sync :NAME snapshots')", value: retention },
+    { name: '--keep-dst', help: 'markers kept on the destination: a count or a grid', value: retention },
     { name: '--recursive', help: 'include child datasets', value: yesNo },
+    { name: '--exclude', help: "a gitignore-style pattern left out of the snapshots, relative to the dataset (fs only; repeatable): '*.tmp', 'cache/', '/build/**'", value: text('PATTERN'), repeatable: true },
     { name: '--reverse-capable', help: 'keep the service on both appliances for reverse-direction', value: yesNo },
     { name: '--max-delay', help: 'seconds without a sync before status is warn', value: count('SECONDS', 0) },
     { name: '--comment', help: 'free text', value: text('TEXT') },
@@ -264,9 +270,10 @@ const create: CommandSpec = {
       period: o.period as number | undefined,
       cron: o.cron as string | undefined,
       onceAt: o['once-at'] as string | undefined,
-      keepSrc: o['keep-src'] as number | undefined,
-      keepDst: o['keep-dst'] as number | undefined,
+      keepSrc: o['keep-src'] as number | string | undefined,
+      keepDst: o['keep-dst'] as number | string | undefined,
       recursive: o.recursive as boolean | undefined,
+      exclude: o.exclude as string[] | undefined,
       reverseCapable: o['reverse-capable'] as boolean | undefined,
       maxDelay: o['max-delay'] as number | undefined,
       comment: o.comment as string | undefined,
@@ -435,7 +442,49 @@ const destroyOrphan: CommandSpec = {
   },
 };
 
+function retentionRows(service: string, plans: { source: SidePlan; destination: SidePlan }): Record<string, string>[] {
+  const rows: Record<string, string>[] = [];
+  for (const [which, p] of [['source', plans.source], ['destination', plans.destination]] as const) {
+    const side = `${which} (${p.keep})`;
+    for (const m of p.plan) rows.push({ side, snapshot: m.name, created: formatTime(m.createdAt.toISOString()), verdict: m.keep ? `keep: ${m.rules.join(', ')}` : 'prune' });
+    for (const o of p.others) rows.push({ side, snapshot: o, created: '-', verdict: isOrphanOf(service, o) ? 'keep: orphan (destroyed only by hand)' : 'keep: not a marker of this service' });
+  }
+  return rows;
+}
+
+const retentionColumns = [
+  { key: 'side', header: 'SIDE (KEEP)' },
+  { key: 'snapshot', header: 'SNAPSHOT', flexible: true },
+  { key: 'created', header: 'CREATED', drop: 1 },
+  { key: 'verdict', header: 'NEXT PRUNE', flexible: true },
+];
+
+const showSnapshots: CommandSpec = {
+  path: 'show auto-sync :auto-sync snapshots',
+  help: "each side's snapshots: the retention rule that keeps each marker, or prune",
+  details: `keep_src and keep_dst are ${RETENTION_HELP}. The last common marker and held markers always stay; snapshots that are not this service's markers are never pruned. The next run prunes what says prune here.`,
+  async run(ctx, input) {
+    const plans = await ctx.services.autoSync.retention(input.instance!);
+    return { kind: 'table', columns: retentionColumns, rows: retentionRows(input.instance!, plans), data: plans, empty: `auto-sync:${input.instance!} has no snapshots yet.` };
+  },
+};
+
+const runPrune: CommandSpec = {
+  path: 'run auto-sync :auto-sync prune',
+  help: 'thin the markers of both sides now, as keep_src and keep_dst say',
+  options: [{ name: '--dry-run', help: 'only list what would be pruned and which rule keeps the rest' }],
+  async run(ctx, input) {
+    const name = input.instance!;
+    if (input.options['dry-run']) {
+      const plans = await ctx.services.autoSync.retention(name);
+      return { kind: 'table', columns: retentionColumns, rows: retentionRows(input.instance!, plans), data: plans, empty: `auto-sync:${name} has no snapshots yet.` };
+    }
+    const result = await ctx.services.autoSync.prune(name);
+    return { kind: 'message', text: result.pruned.length ? `auto-sync:${name}: pruned ${result.pruned.join(', ')}.` : `auto-sync:${name}: nothing to prune.`, data: result };
+  },
+};
+
 export const autoSyncFamily: CommandFamily = {
   words,
-  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create, reverse, resolve, showOrphans, destroyOrphan],
+  commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create, reverse, resolve, showOrphans, destroyOrphan, showSnapshots, runPrune],
 };

@@ -2,11 +2,15 @@
 import type { ValueSpec } from './grammar/types.js';
 import { parseCount, parseScheduleType, parseYesNo } from '../services/auto-sync/properties.js';
 import { SCHEDULE_TYPES } from '../services/auto-sync/model.js';
+import { parseRetention, storedRetention } from '../services/auto-sync/retention.js';
 
 export const count = (name = 'N', min = 0, max = 1_000_000): ValueSpec => ({
   name,
   parse: (raw, label) => parseCount(label, raw, min, max),
 });
+
+/** a count or a retention grid (retention.ts): a count parses to a number, a grid to its canonical text */
+export const retention: ValueSpec = { name: "N|'GRID'", parse: (raw, label) => storedRetention(parseRetention(label, raw)) };
 
 export const yesNo: ValueSpec = { name: 'yes|no', parse: (raw, label) => parseYesNo(label, raw), values: () => ['yes', 'no'] };
 

@@ -78,6 +78,12 @@ test(rejects, 'create auto-sync --type fortnight', 'bad-value', /one of minute, 
 test(rejects, 'create auto-sync --recursive maybe', 'bad-value', /yes or no, not "maybe"/);
 test(rejects, 'show auto-sync -f', 'unknown-option', /-f does not apply to 'show auto-sync'/);
 test(rejects, 'show auto-sync :vol-folder-000 logtail -n 5 -n 6', 'bad-value', /given twice/);
+test(parses, "create auto-sync --from-fs fs:a/b --to-fs fs:a/c --exclude '*.tmp' --exclude cache/ --keep-dst 'all 1d, 24h 7d'", 'create auto-sync', {
+  options: { 'from-fs': 'fs:a/b', 'to-fs': 'fs:a/c', exclude: ['*.tmp', 'cache/'], 'keep-dst': 'all 1d, 24h 7d' },
+});
+test(parses, 'create auto-sync --from-fs fs:a/b --to-fs fs:a/c --keep-src 5', 'create auto-sync', { options: { 'from-fs': 'fs:a/b', 'to-fs': 'fs:a/c', 'keep-src': 5 } });
+test(rejects, "create auto-sync --from-fs fs:a/b --to-fs fs:a/c --keep-src '24h 2q'", 'bad-value', /--keep-src has an unknown unit in "2q"/);
+test(rejects, 'show auto-sync :vol-folder-000 snapshots --dry-run', 'unknown-option', /--dry-run does not apply/);
 test(rejects, "setup auto-sync :vol-folder-000 property comment 'open", 'unterminated', /quote is not closed/);
 test(rejects, 'create folder fs:t --volume-size lots', 'bad-value', /size such as 512M/);
 test(rejects, 'show', 'incomplete', /Incomplete command 'show': expected auto-sync, folder, snapshot/);

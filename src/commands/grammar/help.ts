@@ -5,7 +5,7 @@ import type { CommandSpec } from './types.js';
 
 export function usage(command: CommandSpec): string {
   const words = command.path.split(/\s+/).map((w) => (w.startsWith(':') ? ':NAME' : w));
-  const opts = (command.options ?? []).map((o) => (o.value ? `[${o.name} ${o.value.name}]` : `[${o.name}]`));
+  const opts = (command.options ?? []).map((o) => (o.value ? `[${o.name} ${o.value.name}]${o.repeatable ? '...' : ''}` : `[${o.name}]`));
   return [...words, ...opts].join(' ');
 }
 

@@ -150,11 +150,12 @@ export function match(grammar: Grammar, line: string, ctx: GrammarContext): Matc
       throw new GrammarError('unknown-option', `The option ${typed} does not apply to '${walk.typed.join(' ')}'${own.length ? `; it takes ${list(own)}` : ''}.`);
     }
     const key = spec.name.replace(/^-+/, '');
-    if (key in options) throw new GrammarError('bad-value', `The option ${spec.name} is given twice.`);
+    if (key in options && !spec.repeatable) throw new GrammarError('bad-value', `The option ${spec.name} is given twice.`);
     if (!spec.value) options[key] = true;
     else {
       try {
-        options[key] = spec.value.parse ? spec.value.parse(raw!, spec.name) : raw;
+        const value = spec.value.parse ? spec.value.parse(raw!, spec.name) : raw;
+        options[key] = spec.repeatable ? [...((options[key] as unknown[] | undefined) ?? []), value] : value;
       } catch (error) {
         throw new GrammarError('bad-value', (error as Error).message);
       }

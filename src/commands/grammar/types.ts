@@ -30,6 +30,8 @@ export interface OptionSpec {
   help: string;
   /** absent for flags */
   value?: ValueSpec;
+  /** may be given several times: the values are collected in a list, in order */
+  repeatable?: boolean;
 }
 
 export interface CommandSpec {

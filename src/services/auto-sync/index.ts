@@ -11,14 +11,16 @@ import { ServiceStore } from './store.js';
 import { nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
-import { findProperty, parseKind, PROPERTIES } from './properties.js';
+import { excludesFor, findProperty, parseKind, PROPERTIES } from './properties.js';
 import { runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
 import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
 import { healthOf, type Health, type HealthReport } from './status.js';
 import path from 'node:path';
 import { readdir } from 'node:fs/promises';
-import { isMarkerOf } from './markers.js';
+import { isMarkerOf, newestCommon } from './markers.js';
+import { applyPrune, listSide, planPrune, type SidePlan } from './prune.js';
+import { parseRetention, storedRetention } from './retention.js';
 import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
 import { HandOverJournal } from './handover-journal.js';
 import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
@@ -44,8 +46,11 @@ export interface CreateRequest {
   cron?: string;
   /** a single run at this date-time, instead of a repeating schedule */
   onceAt?: string;
-  keepSrc?: number;
-  keepDst?: number;
+  /** a count or a grid (retention.ts) */
+  keepSrc?: number | string;
+  keepDst?: number | string;
+  /** gitignore-style patterns left out of the fs driver's snapshots */
+  exclude?: string[];
   recursive?: boolean;
   reverseCapable?: boolean;
   maxDelay?: number;
@@ -153,9 +158,10 @@ export class AutoSyncService {
       destination: dst.endpoint,
       direction,
       schedule: this.scheduleOf(req),
-      keepSrc: count('keep-src', req.keepSrc, DEFAULTS.keepSrc, 1),
-      keepDst: count('keep-dst', req.keepDst, DEFAULTS.keepDst, 1),
+      keepSrc: storedRetention(parseRetention('keep-src', String(req.keepSrc ?? DEFAULTS.keepSrc))),
+      keepDst: storedRetention(parseRetention('keep-dst', String(req.keepDst ?? DEFAULTS.keepDst))),
       recursive: this.recursiveFor(src.ref.driver, req.recursive),
+      ...(req.exclude?.length ? { exclude: excludesFor(src.endpoint.dataset, req.exclude) } : {}),
       reverseCapable: req.reverseCapable ?? false,
       maxDelay: count('max-delay', req.maxDelay, DEFAULTS.maxDelay, 0),
       comment: req.comment ?? '',
@@ -275,6 +281,46 @@ export class AutoSyncService {
     await this.store.remove(name);
     ServiceLog.forService(this.home.logs, name).write(`Destroyed auto-sync:${name}; ${kept} marker snapshot(s) kept`);
     return { keptMarkers: kept };
+  }
+
+  /**
+   * What each side's retention keeps and what the next prune removes
+   * (`show auto-sync :NAME snapshots`); nothing is changed.
+   */
+  async retention(name: string, now = Date.now()): Promise<{ source: SidePlan; destination: SidePlan }> {
+    const config = this.config(name);
+    const [src, dst] = [await this.side(config.source), await this.side(config.destination)];
+    const [srcSnaps, dstSnaps] = [await listSide(src), await listSide(dst)];
+    const common = newestCommon(srcSnaps, dstSnaps);
+    const dstCommon = common ? (dstSnaps.find((s) => s.id === common.id)?.name ?? null) : null;
+    return {
+      source: await planPrune(name, src, config.keepSrc, common?.name ?? null, now, srcSnaps),
+      destination: await planPrune(name, dst, config.keepDst, dstCommon, now, dstSnaps),
+    };
+  }
+
+  /**
+   * `run auto-sync :NAME prune [--dry-run]`: thin both sides now, as a run
+   * would after its transfer; under the run lock, on the master only.
+   */
+  async prune(name: string, opts: { dryRun?: boolean; now?: number } = {}): Promise<{ source: SidePlan; destination: SidePlan; pruned: string[] }> {
+    const config = this.config(name);
+    if (opts.dryRun) return { ...(await this.retention(name, opts.now)), pruned: [] };
+    if (config.role !== 'master') throw new Error(`This appliance is the non-master of auto-sync:${name}: prune it on the master, or look with --dry-run.`);
+    const lock = tryLock(runLockFile(this.home.locks, name), `auto-sync:${name}`, 'a prune');
+    try {
+      const plans = await this.retention(name, opts.now);
+      const log = ServiceLog.forService(this.home.logs, name);
+      const pruned: string[] = [];
+      for (const [endpoint, plan] of [[config.source, plans.source], [config.destination, plans.destination]] as const) {
+        const side = await this.side(endpoint);
+        for (const snap of await applyPrune(side, plan, config.recursive, log)) pruned.push(`${side.host}/${side.dataset.replace(/^\/+/, '')}@${snap}`);
+      }
+      log.write(`Pruned ${pruned.length} marker(s) by hand${pruned.length ? `: ${pruned.join(', ')}` : ''}`);
+      return { ...plans, pruned };
+    } finally {
+      lock.release();
+    }
   }
 
   /** what the epoch rule needs (null without peers) */

@@ -30,9 +30,12 @@ export interface AutoSyncConfig {
   destination: Endpoint;
   direction: Direction;
   schedule: ServiceSchedule;
-  keepSrc: number;
-  keepDst: number;
+  /** retention of markers on each side: a count, or a grid as text (retention.ts) */
+  keepSrc: number | string;
+  keepDst: number | string;
   recursive: boolean;
+  /** gitignore-style patterns left out of the source's snapshots (fs driver only); absent: none */
+  exclude?: string[];
   reverseCapable: boolean;
   /** seconds without a successful sync before status turns warn */
   maxDelay: number;
@@ -104,9 +107,10 @@ export const serviceSchema = {
         { type: 'object', required: ['onceAt'], additionalProperties: false, properties: { onceAt: { type: 'string', minLength: 10 } } },
       ],
     },
-    keepSrc: { type: 'integer', minimum: 1 },
-    keepDst: { type: 'integer', minimum: 1 },
+    keepSrc: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
+    keepDst: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
     recursive: { type: 'boolean' },
+    exclude: { type: 'array', items: { type: 'string', minLength: 1 } },
     reverseCapable: { type: 'boolean' },
     maxDelay: { type: 'integer', minimum: 0 },
     comment: { type: 'string' },

@@ -4,6 +4,38 @@
  * parses and validates its own value; read-only keys say why they cannot be set.
  */
 import { SCHEDULE_TYPES, type AutoSyncConfig, type ScheduleType } from './model.js';
+import { parseRetention, RETENTION_HELP, storedRetention } from './retention.js';
+import { checkExcludes } from '../storage/fs/excludes.js';
+
+/**
+ * The exclude list of a service: patterns apply to the fs driver's file
+ * trees only; zfs and btrfs send whole datasets, so any pattern is refused.
+ */
+export function excludesFor(source: string, patterns: readonly string[]): string[] {
+  const checked = checkExcludes(patterns);
+  const driver = source.slice(0, source.indexOf(':'));
+  if (checked.length && driver !== 'fs') {
+    throw new Error(`A ${driver} service replicates whole datasets: exclude patterns (${checked.join(', ')}) work only with the fs driver.`);
+  }
+  return checked;
+}
+
+/** a list typed as one value: a JSON array, or patterns separated by commas; '' or none for no patterns */
+export function parseList(value: string): string[] {
+  const v = value.trim();
+  if (v === '' || v === 'none') return [];
+  if (v.startsWith('[')) {
+    let list: unknown;
+    try {
+      list = JSON.parse(v);
+    } catch {
+      throw new Error(`The list ${v} is not a JSON array of strings.`);
+    }
+    if (!Array.isArray(list) || list.some((p) => typeof p !== 'string')) throw new Error(`The list ${v} is not a JSON array of strings.`);
+    return list as string[];
+  }
+  return v.split(',').map((p) => p.trim());
+}
 import { describe as describeSchedule, isIntervalSpec, parseScheduleSpec, type ScheduleSpec } from '../schedule.js';
 
 export interface PropertySpec {
@@ -74,12 +106,12 @@ export const PROPERTIES: PropertySpec[] = [
   },
   { key: 'schedule', description: 'when the service runs', get: (c) => describeSchedule(c.schedule) },
   {
-    key: 'keep_src', description: 'markers kept on the source', get: (c) => String(c.keepSrc),
-    set: (c, v) => ({ ...c, keepSrc: parseCount('keep_src', v, 1, 10_000) }),
+    key: 'keep_src', description: `markers kept on the source: ${RETENTION_HELP}`, get: (c) => String(c.keepSrc),
+    set: (c, v) => ({ ...c, keepSrc: storedRetention(parseRetention('keep_src', v)) }),
   },
   {
-    key: 'keep_dst', description: 'markers kept on the destination', get: (c) => String(c.keepDst),
-    set: (c, v) => ({ ...c, keepDst: parseCount('keep_dst', v, 1, 10_000) }),
+    key: 'keep_dst', description: 'markers kept on the destination: a count or a grid, as keep_src', get: (c) => String(c.keepDst),
+    set: (c, v) => ({ ...c, keepDst: storedRetention(parseRetention('keep_dst', v)) }),
   },
   {
     key: 'recursive', description: 'include child datasets', values: ['yes', 'no'], get: (c) => yesNo(c.recursive),
@@ -89,6 +121,15 @@ export const PROPERTIES: PropertySpec[] = [
         throw new Error('A btrfs service cannot be recursive: btrfs send leaves nested subvolumes out. Create one service per subvolume.');
       }
       return { ...c, recursive };
+    },
+  },
+  {
+    key: 'exclude', description: "gitignore-style patterns left out of the snapshots (fs only), relative to the dataset: '*.tmp, cache/, /build/**' or a JSON array; none for no patterns. Newly excluded paths leave the destination at the next run",
+    get: (c) => (c.exclude?.length ? c.exclude.join(', ') : 'none'),
+    set: (c, v) => {
+      const exclude = excludesFor(c.source.dataset, parseList(v));
+      const { exclude: _old, ...rest } = c;
+      return exclude.length ? { ...rest, exclude } : rest;
     },
   },
   {

@@ -14,7 +14,8 @@ import type { Driver, SnapshotInfo } from '../storage/driver.js';
 import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
-import { markerName, markersToPrune, newestCommon } from './markers.js';
+import { markerName, newestCommon } from './markers.js';
+import { applyPrune, planPrune } from './prune.js';
 
 /** one end of a run: where the dataset is and the driver that serves it */
 export interface Side {
@@ -169,7 +170,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
     }
 
-    marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive });
+    marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive, ...(config.exclude?.length ? { exclude: config.exclude } : {}) });
     const base = common;
     const full = !base;
     const flags = config.recursive ? '-R ' : '';
@@ -194,8 +195,8 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     log.write(`${src.dataset}@${marker.name} => ${where(dst)} OK (${seconds(durationMs)} sec)`);
 
     await protectNewCommon(src, dst, marker.name, common?.name ?? null).catch(bestEffort('protect the new common snapshot'));
-    await prune(name, src, config.keepSrc, marker.name, config.recursive, log);
-    await prune(name, dst, config.keepDst, marker.name, config.recursive, log);
+    await prune(name, src, config.keepSrc, marker.name, config.recursive, log, now());
+    await prune(name, dst, config.keepDst, marker.name, config.recursive, log, now());
 
     await store.updateRunState(name, (s) => ({
       ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date(now()).toISOString(),
@@ -284,14 +285,11 @@ async function protectNewCommon(src: Side, dst: Side, marker: string, previous: 
   }
 }
 
-async function prune(service: string, side: Side, keep: number, protect: string, recursive: boolean, log: ServiceLog): Promise<void> {
-  const snapshots = await side.driver.listSnapshots(side.dataset);
-  for (const snap of markersToPrune(service, snapshots, keep, protect)) {
-    try {
-      if (snap.held) await side.driver.holdSnapshot(side.dataset, snap.name, false);
-      await side.driver.destroySnapshot(side.dataset, snap.name, { recursive });
-    } catch (error) {
-      log.write(`WARNING: could not prune ${where(side)}@${snap.name}: ${(error as Error).message}`);
-    }
+/** thin one side's markers as its retention says (prune.ts); the new common marker always stays */
+async function prune(service: string, side: Side, keep: number | string, protect: string, recursive: boolean, log: ServiceLog, now: number): Promise<void> {
+  try {
+    await applyPrune(side, await planPrune(service, side, keep, protect, now), recursive, log);
+  } catch (error) {
+    log.write(`WARNING: could not prune ${where(side)}: ${(error as Error).message}`);
   }
 }

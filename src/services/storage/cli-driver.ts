@@ -49,7 +49,10 @@ export function cliDriver<C>(name: DriverName, cli: C, parts: CliDriverParts<C>)
     renameDataset: (from, to) => parts.renameDataset(cli, from, to),
 
     listSnapshots: (dataset) => parts.listSnapshots(cli, dataset),
-    createSnapshot: (dataset, snapshot, o) => snapshots.createSnapshot(cli, dataset, snapshot, o.recursive),
+    createSnapshot: async (dataset, snapshot, o) => {
+      if (o.exclude?.length) throw new Error(`A ${name} snapshot holds the whole dataset: exclude patterns work only with the fs driver.`);
+      return snapshots.createSnapshot(cli, dataset, snapshot, o.recursive);
+    },
     destroySnapshot: (dataset, snapshot, o) => snapshots.destroySnapshot(cli, dataset, snapshot, o.recursive),
     holdSnapshot: (dataset, snapshot, held) => snapshots.holdSnapshot(cli, dataset, snapshot, held),
     rollback: (dataset, snapshot) => snapshots.rollback(cli, dataset, snapshot),

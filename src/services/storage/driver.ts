@@ -41,6 +41,13 @@ export interface SnapshotInfo {
   held: boolean;
 }
 
+export interface SnapshotOptions {
+  /** include child datasets */
+  recursive: boolean;
+  /** gitignore-style patterns left out of the snapshot, relative to each dataset (fs only: zfs and btrfs refuse them) */
+  exclude?: string[];
+}
+
 export interface SendOptions {
   /** incremental base: a snapshot name present on both sides */
   from?: string;
@@ -89,7 +96,7 @@ export interface Driver {
 
   /** oldest first */
   listSnapshots(dataset: string): Promise<SnapshotInfo[]>;
-  createSnapshot(dataset: string, name: string, opts: { recursive: boolean }): Promise<SnapshotInfo>;
+  createSnapshot(dataset: string, name: string, opts: SnapshotOptions): Promise<SnapshotInfo>;
   destroySnapshot(dataset: string, name: string, opts: { recursive: boolean }): Promise<void>;
   /** protect / unprotect a snapshot from destruction */
   holdSnapshot(dataset: string, name: string, held: boolean): Promise<void>;

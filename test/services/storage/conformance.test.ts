@@ -12,7 +12,7 @@
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
-import { chmod, lchown, link, lstat, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DriverName } from '../../../src/services/storage/driver.js';
 import { gatedTest, type GatedTest } from '../../helpers/system.js';
@@ -421,6 +421,102 @@ const SCENARIOS: Scenario[] = [
       p.t.deepEqual(dst.map((s) => s.id), src.map((s) => s.id));
       p.t.false((await p.run(name)).full, 'and the next run is incremental from it');
       await p.expectMirror('src', 'dst');
+    },
+  },
+  {
+    title: "retention grid: keep_src '1h' and keep_dst 'all 1d' thin each side as show snapshots says; a grid change takes effect at the next run",
+    async run(p) {
+      await p.folder('src');
+      const name = await p.service('src', 'dst', { keepSrc: '1h', keepDst: 'all 1d' });
+      const driver = await p.driver();
+      await p.write('src', { 'first.txt': 'first' });
+      await driver.createSnapshot(p.local('src'), 'by-hand', { recursive: p.recursive });
+      const markers: string[] = [];
+      for (let run = 1; run <= 3; run++) {
+        await p.write('src', { [`f${run}.txt`]: `run ${run}` });
+        markers.push((await p.run(name)).marker);
+      }
+      p.t.deepEqual((await p.markers('src', name)).map((s) => s.name), markers.slice(-1), "1h on the source: only the newest of this hour (all three runs' hour) stays");
+      p.t.deepEqual((await p.markers('dst', name)).map((s) => s.name), markers, 'all 1d on the destination: every marker of the last day stays');
+      p.t.true((await p.snapshots('src')).some((s) => s.name === 'by-hand'), "the operator's snapshot is never pruned");
+      const plans = await p.services.autoSync.retention(name);
+      p.t.is(plans.source.keep, '1h');
+      p.t.deepEqual(plans.source.plan.map((m) => [m.name, m.keep, m.rules]), [[markers[2], true, ['last common', '1h']]]);
+      p.t.true(plans.source.others.includes('by-hand'));
+      p.t.deepEqual(plans.destination.plan.map((m) => [m.name, m.rules]), [[markers[0], ['all 1d']], [markers[1], ['all 1d']], [markers[2], ['last common', 'all 1d']]]);
+
+      await p.services.autoSync.setProperty(name, 'keep_dst', '1h');
+      const dry = await p.services.autoSync.prune(name, { dryRun: true });
+      p.t.deepEqual(dry.destination.plan.map((m) => [m.name, m.keep]), [[markers[0], false], [markers[1], false], [markers[2], true]], 'the dry run says the two older go');
+      p.t.deepEqual(dry.pruned, []);
+      p.t.is((await p.markers('dst', name)).length, 3, 'and the dry run removes nothing');
+      await p.write('src', { 'last.txt': 'last' });
+      const last = await p.run(name);
+      p.t.deepEqual((await p.markers('dst', name)).map((s) => s.name), [last.marker], 'the next run thins the destination by the new grid');
+      p.t.deepEqual((await p.markers('src', name)).map((s) => s.name), [last.marker]);
+      p.t.false((await p.run(name)).full, 'and the next run is incremental from the one kept');
+      await p.expectMirror('src', 'dst');
+    },
+  },
+  {
+    title: 'exclude patterns (nested, negated, anchored): fs leaves them out of snapshots and sends, and a newly excluded path leaves the destination; zfs and btrfs refuse them',
+    async run(p) {
+      await p.folder('src');
+      await p.write('src', {
+        'keep.txt': 'kept',
+        'a.tmp': 'scratch',
+        'docs/readme.md': 'doc',
+        'docs/b.tmp': 'scratch',
+        'docs/keep.tmp': 'kept by !keep.tmp',
+        'docs/cache/y.bin': random(2 * MiB),
+        'cache/x': 'cached',
+        'build/out/z.o': 'object',
+        'sub/build/w.o': 'not under /build',
+        'deep/one/two/secret': 'hidden',
+        'deep/public': 'shown',
+      });
+      const patterns = ['*.tmp', '!keep.tmp', 'cache/', '/build/**', 'deep/**/secret'];
+      if (p.kind !== 'fs') {
+        await p.t.throwsAsync(p.service('src', 'dst', { exclude: patterns }), { message: new RegExp(`A ${p.kind} service replicates whole datasets: exclude patterns \\(\\*\\.tmp, !keep\\.tmp, cache/, /build/\\*\\*, deep/\\*\\*/secret\\) work only with the fs driver\\.`) });
+        p.t.deepEqual(p.services.autoSync.names(), [], 'and no service is created');
+        const name = await p.service('src', 'dst');
+        await p.t.throwsAsync(p.services.autoSync.setProperty(name, 'exclude', '*.tmp'), { message: /replicates whole datasets: exclude patterns \(\*\.tmp\) work only with the fs driver/ });
+        await p.t.throwsAsync((await p.driver()).createSnapshot(p.local('src'), 'ex', { recursive: false, exclude: ['*.tmp'] }), { message: /holds the whole dataset: exclude patterns work only with the fs driver/ });
+        p.t.is(p.services.autoSync.getProperty(name, 'exclude')[0].value, 'none');
+        return;
+      }
+      const name = await p.service('src', 'dst', { exclude: patterns });
+      const first = await p.run(name);
+      p.t.true(first.bytes < MiB, `the excluded 2 MiB file is not sent (${first.bytes} bytes)`);
+      const files = async (leaf: string) => [...(await p.tree(leaf)).keys()].filter(Boolean).sort();
+      const shown = ['build', 'deep', 'deep/one', 'deep/one/two', 'deep/public', 'docs', 'docs/keep.tmp', 'docs/readme.md', 'keep.txt', 'sub', 'sub/build', 'sub/build/w.o'];
+      p.t.deepEqual(await files('dst'), shown);
+      const dir = await p.dir('src');
+      await writeFile(path.join(dir, 'a.tmp'), 'scratch, changed');
+      p.t.false(await (await p.driver()).changedSince(p.local('src'), first.marker), 'a change to an excluded file is not a change of the snapshot');
+      await writeFile(path.join(dir, 'keep.txt'), 'kept, changed');
+      p.t.true(await (await p.driver()).changedSince(p.local('src'), first.marker));
+
+      await p.services.autoSync.setProperty(name, 'exclude', '*.tmp, !keep.tmp, /docs/, /build/**');
+      p.t.is(p.services.autoSync.getProperty(name, 'exclude')[0].value, '*.tmp, !keep.tmp, /docs/, /build/**');
+      await p.run(name);
+      p.t.deepEqual(await files('dst'), ['build', 'cache', 'cache/x', 'deep', 'deep/one', 'deep/one/two', 'deep/one/two/secret', 'deep/public', 'keep.txt', 'sub', 'sub/build', 'sub/build/w.o'], 'docs/ newly excluded leaves the destination; cache/ and the secret, no longer excluded, arrive');
+      p.t.is(await readFile(path.join(await p.dir('dst'), 'keep.txt'), 'utf8'), 'kept, changed');
+      p.t.true(existsSync(path.join(dir, 'docs', 'readme.md')), 'the source keeps its excluded files');
+
+      for (const [bad, message] of [
+        ['*', /"\*" would leave everything out/],
+        ['../etc', /must not name "\.\."/],
+        ['#tmp', /starts with #/],
+        ['a.tmp,,b', /must not be empty/],
+        ['["a", 1]', /not a JSON array of strings/],
+      ] as const) {
+        await p.t.throwsAsync(p.services.autoSync.setProperty(name, 'exclude', bad), { message }, bad);
+      }
+      p.t.is(p.services.autoSync.getProperty(name, 'exclude')[0].value, '*.tmp, !keep.tmp, /docs/, /build/**', 'a refused list changes nothing');
+      await p.services.autoSync.setProperty(name, 'exclude', 'none');
+      await p.run(name);
+      await p.expectMirror('src', 'dst', 'with no patterns the whole tree is sent again');
     },
   },
   {

@@ -11,6 +11,7 @@ import { CHUNK_SIZE, blockName } from './block-store.js';
 import { Breather, mode, readFull, sameMtime } from './files.js';
 import { cacheMatches, sameOwner, type Entry, type Manifest } from './manifest.js';
 import { linkPrimaries, scanTree, type LiveNode } from './scan.js';
+import type { ExcludeMatcher } from './excludes.js';
 
 function contentMatches(file: string, entry: Entry, buf: Buffer): boolean {
   const fd = openSync(file, 'r');
@@ -33,8 +34,8 @@ function topName(p: string): string {
 }
 
 /** The first difference between the live tree and the manifest, as a short phrase, or null when they match. */
-export async function firstDifference(liveDir: string, manifest: Manifest, exclude: ReadonlySet<string>): Promise<string | null> {
-  return differenceFrom(await scanTree(liveDir, exclude), liveDir, manifest, exclude);
+export async function firstDifference(liveDir: string, manifest: Manifest, exclude: ReadonlySet<string>, skip: ExcludeMatcher | null = null): Promise<string | null> {
+  return differenceFrom(await scanTree(liveDir, exclude, skip), liveDir, manifest, exclude);
 }
 
 /** firstDifference for a tree already scanned (scanTree's result for liveDir). */

@@ -15,11 +15,12 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type {
-  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
+  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo,
 } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import { Catalog, type DatasetRecord, type SnapshotRecord } from './catalog.js';
 import { firstDifference } from './compare.js';
+import { checkExcludes, excludeMatcher } from './excludes.js';
 import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
 import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from './gc.js';
 import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
@@ -226,7 +227,7 @@ class FsDriver implements Driver {
     for (const n of names) if (hasJournal(this.catalog, n)) await runJournal(this.catalog, n);
   }
 
-  async createSnapshot(dataset: string, name: string, opts: { recursive: boolean }): Promise<SnapshotInfo> {
+  async createSnapshot(dataset: string, name: string, opts: SnapshotOptions): Promise<SnapshotInfo> {
     checkDatasetName(dataset);
     checkSnapshotName(dataset, name);
     this.catalog.require(dataset);
@@ -240,7 +241,7 @@ class FsDriver implements Driver {
         const store = new BlockStore(this.layout.blocksDir(n));
         const swept = markUnswept(this.catalog, n);
         try {
-          const manifest = await takeSnapshot(this.catalog, n, name, store);
+          const manifest = await takeSnapshot(this.catalog, n, name, store, undefined, checkExcludes(opts.exclude ?? []));
           // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
           store.seal();
           writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
@@ -353,7 +354,8 @@ class FsDriver implements Driver {
     this.catalog.require(dataset);
     const snap = this.catalog.requireSnapshot(dataset, name);
     const manifest = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${name}`);
-    return (await firstDifference(this.catalog.liveDir(dataset), manifest, this.catalog.childMountNames(dataset))) !== null;
+    // What the snapshot left out by its patterns is not a change of the live tree.
+    return (await firstDifference(this.catalog.liveDir(dataset), manifest, this.catalog.childMountNames(dataset), excludeMatcher(manifest.exclude))) !== null;
   }
 
   // ---- replication -------------------------------------------------------

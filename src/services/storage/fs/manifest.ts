@@ -67,6 +67,8 @@ export interface Manifest {
   kind: 'filesystem' | 'volume';
   volsize?: number;
   chunkSize: number;
+  /** the exclude patterns the snapshot was taken with (kept on the source only: a copy holds the tree as sent) */
+  exclude?: string[];
   entries: Entry[];
 }
 

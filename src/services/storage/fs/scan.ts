@@ -12,6 +12,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { errorCode } from './files.js';
+import type { ExcludeMatcher } from './excludes.js';
 
 export type LiveType = 'file' | 'dir' | 'symlink' | 'other';
 
@@ -74,8 +75,12 @@ export function liveType(st: Stats): LiveType {
   return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
 }
 
-/** The tree under `root` (root itself as path ''), or null when root does not exist. */
-export async function scanTree(root: string, exclude: ReadonlySet<string> = new Set()): Promise<LiveNode[] | null> {
+/**
+ * The tree under `root` (root itself as path ''), or null when root does not
+ * exist. `skip` leaves out what the dataset's exclude patterns name (and
+ * everything under an excluded directory).
+ */
+export async function scanTree(root: string, exclude: ReadonlySet<string> = new Set(), skip: ExcludeMatcher | null = null): Promise<LiveNode[] | null> {
   let rootStat: Stats;
   try {
     rootStat = lstatSync(root);
@@ -103,6 +108,7 @@ export async function scanTree(root: string, exclude: ReadonlySet<string> = new 
       const st = lstatSync(`${root}/${childRel}`, { throwIfNoEntry: false });
       if (!st) continue; // deleted while we walked
       const type = liveType(st);
+      if (skip?.(childRel, type === 'dir')) continue;
       out.push({ path: childRel, type, stat: keep(st) });
       if (type === 'dir') pending.push(childRel);
       if (++sinceYield >= 4096) {

@@ -114,7 +114,8 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
       if (add(jsonRecord(REC.dataset, dsHeader))) yield flush();
 
       // The manifest first: the receiver plans with it and builds each file as its blocks arrive.
-      const { entries, ...fields } = manifest;
+      // The source's exclude patterns stay with it: the copy holds the tree as sent.
+      const { entries, exclude: _excluded, ...fields } = manifest;
       const digest = entriesDigest(entries);
       const body: StreamManifest = base ? { ...fields, delta: diffManifests(base, manifest), digest } : { ...fields, entries: entries.map(withoutCache), digest };
       const packed = gzipSync(JSON.stringify(body), { level: constants.Z_BEST_SPEED });

@@ -17,6 +17,7 @@ import type { Catalog } from './catalog.js';
 import { Breather, errorCode, mode, msToNs, readFull, sameMtime } from './files.js';
 import { MANIFEST_FORMAT, byPath, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';
 import { linkPrimaries, scanTree, type LiveStat } from './scan.js';
+import { excludeMatcher } from './excludes.js';
 
 /**
  * A write that lands in the same clock tick as our stat can leave size,
@@ -124,14 +125,14 @@ async function settleLinks(store: BlockStore, liveDir: string, links: Map<Entry,
  * store before it writes and lists the manifest, and discards what was
  * stored when that fails.
  */
-export async function takeSnapshot(catalog: Catalog, dataset: string, name: string, store: BlockStore, signal?: AbortSignal): Promise<Manifest> {
+export async function takeSnapshot(catalog: Catalog, dataset: string, name: string, store: BlockStore, signal?: AbortSignal, exclude: readonly string[] = []): Promise<Manifest> {
   const rec = catalog.require(dataset);
   const liveDir = catalog.liveDir(dataset);
   const index = catalog.index(dataset);
   const prevId = index.head && index.snapshots.some((s) => s.id === index.head) ? index.head : index.snapshots.at(-1)?.id;
   const prev = prevId ? byPath(readManifest(catalog.layout.manifestFile(dataset, prevId), `${dataset} (${prevId})`)) : new Map<string, Entry>();
   const startMs = Date.now();
-  const nodes = await scanTree(liveDir, catalog.childMountNames(dataset));
+  const nodes = await scanTree(liveDir, catalog.childMountNames(dataset), excludeMatcher(exclude));
   if (!nodes) throw new Error(`The files of fs dataset ${dataset} are missing: ${liveDir} does not exist.`);
   const primaries = linkPrimaries(nodes);
   const entries: Entry[] = [];
@@ -184,6 +185,7 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
     kind: rec.kind,
     ...(rec.kind === 'volume' ? { volsize: rec.volsize } : {}),
     chunkSize: CHUNK_SIZE,
+    ...(exclude.length ? { exclude: [...exclude] } : {}),
     entries: vanished.size ? entries.filter((e) => !vanished.has(e)) : entries,
   };
 }
