@@ -6,9 +6,10 @@ import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
-import { enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
+import { checkBothWays, enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
 import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
+import { endpointLabel } from '../services/auto-sync/naming.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -32,8 +33,8 @@ function row(v: ServiceView): Record<string, string> {
   const c = v.config;
   return {
     name: c.name,
-    source: c.source.host === 'localhost' ? c.source.dataset : `${c.source.host}:${c.source.dataset}`,
-    destination: c.destination.host === 'localhost' ? c.destination.dataset : `${c.destination.host}:${c.destination.dataset}`,
+    source: endpointLabel(c.source),
+    destination: endpointLabel(c.destination),
     direction: c.direction,
     schedule: describeSchedule(c.schedule),
     role: c.role,
@@ -274,16 +275,18 @@ const create: CommandSpec = {
     if (req.fromFs && req.toFs) {
       full = req as CreateRequest;
       const planned = await ctx.services.autoSync.plan(full);
-      if (!ctx.yes && ctx.interactive && !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${planned.source.dataset} => ${planned.destination.dataset}, ${describeSchedule(planned.schedule)})?`, { default: true }))) return NOTHING_CHANGED;
+      if (!ctx.yes && ctx.interactive && !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${endpointLabel(planned.source)} => ${endpointLabel(planned.destination)}, ${describeSchedule(planned.schedule)})?`, { default: true }))) return NOTHING_CHANGED;
     } else {
       if (!ctx.interactive) throw new Error("'create auto-sync' needs --from-fs and --to-fs when there is no terminal to ask on.");
       const answered = await runWizard(ctx, req);
       if (!answered) return NOTHING_CHANGED;
       full = answered;
     }
+    // both appliances must reach each other before anything is created (enableReverse checks it again)
+    if (full.reverseCapable) await checkBothWays(ctx.services, peerHostOf(await ctx.services.autoSync.plan(full)));
     let config = await ctx.services.autoSync.create(full);
     if (config.reverseCapable) config = await enableReverse(ctx.services, config.name);
-    return { kind: 'message', text: `Created auto-sync:${config.name}: ${config.source.dataset} => ${config.destination.dataset}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
+    return { kind: 'message', text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
   },
 };
 

@@ -112,12 +112,34 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   ]);
 }
 
-/** the peer's copy of the service, or null when it cannot be reached (or has none) */
+/**
+ * The peer answered, or this appliance knows it would, but the two are not
+ * bound both ways (or the key, host key or protocol is refused): it is not
+ * down, so nothing may treat it as down (disaster recovery).
+ */
+export class PeerRefused extends Error {
+  constructor(readonly host: string, readonly code: string, cause: string) {
+    super(code === 'not-bound'
+      ? `This appliance cannot ask ${host} whether it is up: ${cause} Until both appliances are bound to each other, ${host} does not count as down.`
+      : code === 'unbound'
+        ? `${host} does not know this appliance: ${cause.replace(/^The appliance \S+ refused this one: /, '')} It is up, so it does not count as down.`
+        : `${host} is up but refused this appliance: ${cause} It does not count as down.`);
+    this.name = 'PeerRefused';
+  }
+}
+
+/** PeerError codes (src/services/peer/transport.ts) that say the peer is there, only not willing or not bound */
+const NOT_DOWN = new Set(['not-bound', 'unbound', 'identity', 'host-key', 'auth', 'no-key', 'protocol']);
+
+/** the peer's copy of the service, or null when it cannot be reached (or has none); throws PeerRefused when it is not down */
 export async function peerConfig(deps: ContactDeps, config: AutoSyncConfig): Promise<{ reachable: boolean; config: AutoSyncConfig | null }> {
+  const host = peerHostOf(config);
   try {
-    const c = await withTimeout(deps.peer(peerHostOf(config)).config(config.name), deps.timeoutMs ?? 15_000, peerHostOf(config));
+    const c = await withTimeout(deps.peer(host).config(config.name), deps.timeoutMs ?? 15_000, host);
     return { reachable: true, config: c };
-  } catch {
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && NOT_DOWN.has(code)) throw new PeerRefused(host, code, (error as Error).message);
     return { reachable: false, config: null };
   }
 }
@@ -126,8 +148,9 @@ export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 's
 
 /**
  * The epoch rule, on contact with the peer. Returns what happened; throws
- * only when preserving or rolling back fails (then nothing was adopted and
- * the next contact tries again).
+ * when preserving or rolling back fails (then nothing was adopted and the
+ * next contact tries again), and PeerRefused when the peer is not down but
+ * will not talk (not bound both ways, refused key).
  */
 export async function checkOnContact(name: string, deps: ContactDeps): Promise<ContactOutcome> {
   const config = deps.store.get(name);
@@ -291,9 +314,19 @@ async function settleHandOver(entry: HandOverEntry, ours: AutoSyncConfig, theirs
  * The epoch rule before a run: as checkOnContact, and a peer that is behind
  * and still holds its copy as the source refuses the run (nothing is sent
  * into a copy with writes that are not kept yet), whatever `force` says.
+ * A peer that refuses this appliance counts as unreachable for a run (which
+ * then fails on that refusal), unless `refusedThrows` (reverse-direction:
+ * a refusing peer is no disaster).
  */
-export async function contactBeforeRun(name: string, deps: ContactDeps): Promise<ContactOutcome> {
-  const outcome = await checkOnContact(name, deps);
+export async function contactBeforeRun(name: string, deps: ContactDeps, opts: { refusedThrows?: boolean } = {}): Promise<ContactOutcome> {
+  let outcome: ContactOutcome;
+  try {
+    outcome = await checkOnContact(name, deps);
+  } catch (error) {
+    // a run goes on to fail on the refusal itself, recorded in both trails
+    if (error instanceof PeerRefused && !opts.refusedThrows) return 'unreachable';
+    throw error;
+  }
   if (outcome === 'peer-behind') {
     const host = peerHostOf(deps.store.get(name)!);
     throw new Error(`${host} still holds auto-sync:${name} as its source at an older epoch (it was away when this appliance took over): nothing was sent. It becomes the destination, keeping what it wrote as an orphan, at its next contact: its daemon does it within a minute, or run 'run auto-sync :${name}' on ${host}.`);

@@ -8,7 +8,7 @@ import { ServiceLog } from '../service-log.js';
 import type { Home } from '../home.js';
 import type { Storage } from '../storage/registry.js';
 import { ServiceStore } from './store.js';
-import { nextInstanceName } from './naming.js';
+import { endpointLabel, nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { findProperty, parseKind, PROPERTIES } from './properties.js';
@@ -25,7 +25,7 @@ import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, type
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
 export interface PeerResolver {
-  /** null when `host` (an appliance id or address) is bound, else a few words saying why not */
+  /** null when `host` (an appliance id or address) is bound, else why not and how to bind it */
   checkBound(host: string): string | null;
   /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
   side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
@@ -104,8 +104,8 @@ export class AutoSyncService {
   parseEndpoint(which: 'source' | 'destination', host: string | undefined, dataset: string): { endpoint: Endpoint; ref: DatasetRef } {
     const h = (host ?? 'localhost').trim() || 'localhost';
     if (h !== 'localhost') {
-      const why = this.peers ? this.peers.checkBound(h) : 'no appliance is bound to this one';
-      if (why) throw new Error(`The ${which} host "${h}" is not a bound appliance (${why}): bind it first with 'setup network ssh-bind ${h}', or use localhost.`);
+      const why = this.peers ? this.peers.checkBound(h) : `no appliance is bound to this one: bind it with 'setup network ssh-bind ${h}'`;
+      if (why) throw new Error(`The ${which} host "${h}" is not a bound appliance (${why}), or use localhost.`);
     }
     const ref = parseDataset(dataset, this.defaultDriver);
     return { endpoint: { host: h, dataset: formatDataset(ref) }, ref };
@@ -210,7 +210,7 @@ export class AutoSyncService {
   async create(req: CreateRequest): Promise<AutoSyncConfig> {
     const planned = await this.plan(req);
     const config = await this.store.add((existing) => ({ ...planned, name: nextInstanceName(parseDataset(planned.source.dataset), Object.keys(existing)) }));
-    ServiceLog.forService(this.home.logs, config.name).write(`Created auto-sync:${config.name}: ${config.source.host}/${config.source.dataset} => ${config.destination.host}/${config.destination.dataset}, ${describeSchedule(config.schedule)}`);
+    ServiceLog.forService(this.home.logs, config.name).write(`Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}`);
     return config;
   }
 

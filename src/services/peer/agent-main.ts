@@ -144,6 +144,8 @@ class Agent {
         return this.accept(p);
       case 'peer.forget':
         return this.forget();
+      case 'peer.reach':
+        return this.reachBack();
       case 'driver':
         return this.driverCall(p);
       case 'config.get':
@@ -203,6 +205,20 @@ class Agent {
     const removedKeyLines = peer ? await this.peers.forgetInbound(peer) : 0;
     this.state = 'refused';
     return { removedKeyLines };
+  }
+
+  /** can this appliance reach the caller back: bound to it, and its agent answers (a reverse-capable service needs both ways) */
+  private async reachBack(): Promise<{ ok: boolean; reason: string | null }> {
+    const caller = this.caller!;
+    if (!this.peers.store.find(caller)) return { ok: false, reason: `${this.me} is not bound to ${caller} (${caller} is bound to ${this.me}, not the other way round)` };
+    try {
+      await this.peers.ping(caller);
+      return { ok: true, reason: null };
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    } finally {
+      this.peers.close();
+    }
   }
 
   private async driverCall(p: Record<string, unknown>): Promise<unknown> {

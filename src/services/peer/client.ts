@@ -52,6 +52,8 @@ export interface LinkOptions {
   hello: Hello;
   /** data channels give up after this long without a byte */
   idleTimeoutMs: number;
+  /** how to bind the peer again, quoted (PeerStore.bindHint): named in a refusal */
+  rebind?: string;
 }
 
 /**
@@ -83,7 +85,7 @@ export class AgentLink {
         this.reply = (await session.request('hello', this.opts.hello)) as HelloReply;
       } catch (error) {
         if (error instanceof RemoteError && error.code === 'unbound') {
-          this.refused = new PeerError('unbound', `The appliance ${this.opts.name} refused this one: ${error.remoteMessage} Bind it again with 'setup network ssh-bind'.`);
+          this.refused = new PeerError('unbound', `The appliance ${this.opts.name} refused this one: ${error.remoteMessage} Bind it again with ${this.opts.rebind ?? "'setup network ssh-bind' or 'setup network local-bind'"}.`);
           return session;
         }
         session.close();
@@ -397,6 +399,11 @@ export class RemotePeerSide implements PeerSide {
 
   putConfig(config: AutoSyncConfig): Promise<void> {
     return this.with((link) => link.call('config.put', { config }));
+  }
+
+  /** can the peer reach this appliance back (bound to it, and its agent answers)? asked before a service is kept on both */
+  reachBack(): Promise<{ ok: boolean; reason: string | null }> {
+    return this.with((link) => link.call('peer.reach'));
   }
 
   /** the peer's role and epoch for a service, or null when it has none */
