@@ -37,22 +37,22 @@ function row(v: ServiceView): Record<string, string> {
     destination: endpointLabel(c.destination),
     direction: c.direction,
     schedule: describeSchedule(c.schedule),
-    role: c.role,
-    state: v.state,
+    role: v.receivedFrom ? 'received' : c.role,
+    state: v.receivedFrom ? `received from ${v.receivedFrom}` : v.state,
     lastRun: formatTime(v.run.lastRunAt),
     status: v.status,
   };
 }
 
 function json(v: ServiceView) {
-  return { ...v.config, state: v.state, status: v.status, run: v.run, runningSince: v.runningSince };
+  return { ...v.config, state: v.state, status: v.status, run: v.run, runningSince: v.runningSince, receivedFrom: v.receivedFrom };
 }
 
 const showAll: CommandSpec = {
   path: 'show auto-sync',
-  help: 'list auto-sync services',
+  help: 'list auto-sync services, and those of other appliances received here (read-only)',
   async run(ctx) {
-    const views = ctx.services.autoSync.list();
+    const views = [...ctx.services.autoSync.list(), ...ctx.services.autoSync.received()];
     return {
       kind: 'table',
       columns: [
@@ -81,6 +81,7 @@ const showOne: CommandSpec = {
     const props = ctx.services.autoSync.getProperty(v.config.name);
     const fields: [string, string][] = [
       ['service', `auto-sync:${v.config.name}`],
+      ...(v.receivedFrom ? [['received_from', `${v.receivedFrom} (it runs the service; read-only here)`] as [string, string]] : []),
       ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance})` : '')],
       ['status', v.status],
       ...props.filter((p) => !['name', 'maintenance'].includes(p.key)).map((p) => [p.key, p.value] as [string, string]),
@@ -223,13 +224,19 @@ const disable: CommandSpec = {
 
 const destroy: CommandSpec = {
   path: 'destroy auto-sync :auto-sync',
-  help: 'remove a service (its snapshots and data stay)',
+  help: 'remove a service, on both appliances when it is reverse-capable (its snapshots and data stay)',
   async run(ctx, input) {
     const service = input.instance!;
-    ctx.services.autoSync.config(service);
-    if (!(await confirmed(ctx, `Destroy auto-sync service 'auto-sync:${service}'?`, 'The service stops and its configuration is removed. Replicated data and marker snapshots are kept on both sides.'))) return NOTHING_CHANGED;
-    const { keptMarkers } = await ctx.services.autoSync.destroy(service);
-    return { kind: 'message', text: `Destroyed auto-sync:${service}; ${keptMarkers} marker snapshot(s) kept.`, data: { name: service, keptMarkers } };
+    const c = ctx.services.autoSync.config(service);
+    const other = c.reverseCapable && c.direction !== 'local-to-local' ? peerHostOf(c) : null;
+    const question = other ? `Destroy auto-sync service 'auto-sync:${service}' here and its copy on ${other}?` : `Destroy auto-sync service 'auto-sync:${service}'?`;
+    const help = other
+      ? `The service stops and its configuration is removed here and on ${other}, which keeps a copy (reverse-capable); if ${other} is down, its copy goes at its next contact and cannot bring the service back. Replicated data and marker snapshots are kept on both sides.`
+      : 'The service stops and its configuration is removed. Replicated data and marker snapshots are kept on both sides.';
+    if (!(await confirmed(ctx, question, help))) return NOTHING_CHANGED;
+    const { keptMarkers, peer } = await ctx.services.autoSync.destroy(service);
+    const there = !peer || !other ? '' : peer.removed ? ` Its copy on ${peer.host} was removed too.` : '';
+    return { kind: 'message', text: `Destroyed auto-sync:${service}; ${keptMarkers} marker snapshot(s) kept.${there}${peer?.note ? ` ${peer.note}` : ''}`, data: { name: service, keptMarkers, peer } };
   },
 };
 

@@ -27,11 +27,14 @@ import { newestCommon } from './markers.js';
 import { isOrphanOf, keepOrphan } from './orphans.js';
 import type { ServiceStore } from './store.js';
 import { HandOverJournal, type HandOverEntry } from './handover-journal.js';
+import { buries, type Tombstone } from './tombstones.js';
 
 /** what the peer is asked about a service (RemotePeerSide has these) */
 export interface PeerConfigSide {
   config(service: string): Promise<AutoSyncConfig | null>;
   putConfig(config: AutoSyncConfig): Promise<void>;
+  /** the peer's tombstone of a service it destroyed (tombstones.ts), or null */
+  tombstone?(service: string): Promise<Tombstone | null>;
 }
 
 export interface ContactDeps {
@@ -44,6 +47,8 @@ export interface ContactDeps {
   journal: HandOverJournal;
   /** how long a peer may take to answer before it counts as down */
   timeoutMs?: number;
+  /** remove this appliance's copy of a service the peer destroyed (its markers released, its data kept) */
+  forget?(name: string, why: string): Promise<void>;
 }
 
 /** a reverse-direction log line (ServiceLog brackets every line, as NMC does) */
@@ -144,7 +149,7 @@ export async function peerConfig(deps: ContactDeps, config: AutoSyncConfig): Pro
   }
 }
 
-export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain' | 'peer-behind';
+export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain' | 'peer-behind' | 'destroyed';
 
 /**
  * The epoch rule, on contact with the peer. Returns what happened; throws
@@ -163,7 +168,13 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
     // a hand-over another live process drives decides the roles; one a crash left is settled now
     return HandOverJournal.abandoned(journaled) ? settleHandOver(journaled, config, seen.config, deps) : 'same';
   }
-  if (!seen.config) return 'same';
+  if (!seen.config) {
+    // the peer destroyed the service (destroy auto-sync there, while this one was away): it goes here too
+    const tomb = await deps.peer(host).tombstone?.(name).catch(() => null);
+    if (!tomb || !buries(tomb, config) || !deps.forget) return 'same';
+    await deps.forget(name, `auto-sync:${name} was destroyed on ${host} at ${tomb.destroyedAt} (epoch ${tomb.epoch}, ours ${config.epoch}); this copy goes too`);
+    return 'destroyed';
+  }
   const theirs = seen.config;
   const log = deps.log(name);
   if (theirs.epoch > config.epoch) {
@@ -319,6 +330,8 @@ async function settleHandOver(entry: HandOverEntry, ours: AutoSyncConfig, theirs
  * a refusing peer is no disaster).
  */
 export async function contactBeforeRun(name: string, deps: ContactDeps, opts: { refusedThrows?: boolean } = {}): Promise<ContactOutcome> {
+  const before = deps.store.get(name);
+  const host = before && before.direction !== 'local-to-local' ? peerHostOf(before) : 'the other appliance';
   let outcome: ContactOutcome;
   try {
     outcome = await checkOnContact(name, deps);
@@ -327,8 +340,8 @@ export async function contactBeforeRun(name: string, deps: ContactDeps, opts: { 
     if (error instanceof PeerRefused && !opts.refusedThrows) return 'unreachable';
     throw error;
   }
+  if (outcome === 'destroyed') throw new Error(`auto-sync:${name} was destroyed on ${host}: its copy on this appliance was removed too (data and snapshots kept). Nothing was run.`);
   if (outcome === 'peer-behind') {
-    const host = peerHostOf(deps.store.get(name)!);
     throw new Error(`${host} still holds auto-sync:${name} as its source at an older epoch (it was away when this appliance took over): nothing was sent. It becomes the destination, keeping what it wrote as an orphan, at its next contact: its daemon does it within a minute, or run 'run auto-sync :${name}' on ${host}.`);
   }
   return outcome;

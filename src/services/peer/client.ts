@@ -8,6 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
+import type { Tombstone } from '../auto-sync/tombstones.js';
 import type {
   CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
 } from '../storage/driver.js';
@@ -399,6 +400,25 @@ export class RemotePeerSide implements PeerSide {
 
   putConfig(config: AutoSyncConfig): Promise<void> {
     return this.with((link) => link.call('config.put', { config }));
+  }
+
+  /** the peer's tombstone of a service it destroyed, or null */
+  tombstone(service: string): Promise<Tombstone | null> {
+    return this.with((link) => link.call('config.tombstone', { service }));
+  }
+
+  /**
+   * This appliance destroyed a service: the peer removes its copy (when the
+   * tombstone buries it) and its record of it as incoming. `kept` says why
+   * a copy stayed.
+   */
+  removeConfig(service: string, tombstone: Tombstone | null): Promise<{ removed: boolean; kept: string | null }> {
+    return this.with((link) => link.call('config.remove', { service, tombstone }));
+  }
+
+  /** register a service of this appliance that replicates into the peer, which lists it as received (incoming.ts) */
+  putIncoming(config: AutoSyncConfig): Promise<void> {
+    return this.with((link) => link.call('incoming.put', { config }));
   }
 
   /** can the peer reach this appliance back (bound to it, and its agent answers)? asked before a service is kept on both */
