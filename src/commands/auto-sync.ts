@@ -6,12 +6,13 @@ import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
 import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
-import { enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
+import { checkBothWays, enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
 import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
 import { NoTerminalError } from './dialogs.js';
 import { RETENTION_HELP } from '../services/auto-sync/retention.js';
 import type { SidePlan } from '../services/auto-sync/prune.js';
 import { isOrphanOf } from '../services/auto-sync/orphans.js';
+import { endpointLabel } from '../services/auto-sync/naming.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -37,26 +38,26 @@ function row(v: ServiceView): Record<string, string> {
   const c = v.config;
   return {
     name: c.name,
-    source: c.source.host === 'localhost' ? c.source.dataset : `${c.source.host}:${c.source.dataset}`,
-    destination: c.destination.host === 'localhost' ? c.destination.dataset : `${c.destination.host}:${c.destination.dataset}`,
+    source: endpointLabel(c.source),
+    destination: endpointLabel(c.destination),
     direction: c.direction,
     schedule: describeSchedule(c.schedule),
-    role: c.role,
-    state: v.state,
+    role: v.receivedFrom ? 'received' : c.role,
+    state: v.receivedFrom ? `received from ${v.receivedFrom}` : v.state,
     lastRun: formatTime(v.run.lastRunAt),
     status: v.status,
   };
 }
 
 function json(v: ServiceView) {
-  return { ...v.config, state: v.state, status: v.status, run: v.run, runningSince: v.runningSince };
+  return { ...v.config, state: v.state, status: v.status, run: v.run, runningSince: v.runningSince, receivedFrom: v.receivedFrom };
 }
 
 const showAll: CommandSpec = {
   path: 'show auto-sync',
-  help: 'list auto-sync services',
+  help: 'list auto-sync services, and those of other appliances received here (read-only)',
   async run(ctx) {
-    const views = ctx.services.autoSync.list();
+    const views = [...ctx.services.autoSync.list(), ...ctx.services.autoSync.received()];
     return {
       kind: 'table',
       columns: [
@@ -85,6 +86,7 @@ const showOne: CommandSpec = {
     const props = ctx.services.autoSync.getProperty(v.config.name);
     const fields: [string, string][] = [
       ['service', `auto-sync:${v.config.name}`],
+      ...(v.receivedFrom ? [['received_from', `${v.receivedFrom} (it runs the service; read-only here)`] as [string, string]] : []),
       ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance})` : '')],
       ['status', v.status],
       ...props.filter((p) => !['name', 'maintenance'].includes(p.key)).map((p) => [p.key, p.value] as [string, string]),
@@ -228,13 +230,19 @@ const disable: CommandSpec = {
 
 const destroy: CommandSpec = {
   path: 'destroy auto-sync :auto-sync',
-  help: 'remove a service (its snapshots and data stay)',
+  help: 'remove a service, on both appliances when it is reverse-capable (its snapshots and data stay)',
   async run(ctx, input) {
     const service = input.instance!;
-    ctx.services.autoSync.config(service);
-    if (!(await confirmed(ctx, `Destroy auto-sync service 'auto-sync:${service}'?`, 'The service stops and its configuration is removed. Replicated data and marker snapshots are kept on both sides.'))) return NOTHING_CHANGED;
-    const { keptMarkers } = await ctx.services.autoSync.destroy(service);
-    return { kind: 'message', text: `Destroyed auto-sync:${service}; ${keptMarkers} marker snapshot(s) kept.`, data: { name: service, keptMarkers } };
+    const c = ctx.services.autoSync.config(service);
+    const other = c.reverseCapable && c.direction !== 'local-to-local' ? peerHostOf(c) : null;
+    const question = other ? `Destroy auto-sync service 'auto-sync:${service}' here and its copy on ${other}?` : `Destroy auto-sync service 'auto-sync:${service}'?`;
+    const help = other
+      ? `The service stops and its configuration is removed here and on ${other}, which keeps a copy (reverse-capable); if ${other} is down, its copy goes at its next contact and cannot bring the service back. Replicated data and marker snapshots are kept on both sides.`
+      : 'The service stops and its configuration is removed. Replicated data and marker snapshots are kept on both sides.';
+    if (!(await confirmed(ctx, question, help))) return NOTHING_CHANGED;
+    const { keptMarkers, peer } = await ctx.services.autoSync.destroy(service);
+    const there = !peer || !other ? '' : peer.removed ? ` Its copy on ${peer.host} was removed too.` : '';
+    return { kind: 'message', text: `Destroyed auto-sync:${service}; ${keptMarkers} marker snapshot(s) kept.${there}${peer?.note ? ` ${peer.note}` : ''}`, data: { name: service, keptMarkers, peer } };
   },
 };
 
@@ -283,7 +291,7 @@ const create: CommandSpec = {
     if (req.fromFs && req.toFs) {
       full = req as CreateRequest;
       const planned = await ctx.services.autoSync.plan(full);
-      if (!ctx.yes && ctx.interactive && !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${planned.source.dataset} => ${planned.destination.dataset}, ${describeSchedule(planned.schedule)})?`, { default: true }))) return NOTHING_CHANGED;
+      if (!ctx.yes && ctx.interactive && !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${endpointLabel(planned.source)} => ${endpointLabel(planned.destination)}, ${describeSchedule(planned.schedule)})?`, { default: true }))) return NOTHING_CHANGED;
     } else {
       if (!ctx.interactive) throw new Error("'create auto-sync' needs --from-fs and --to-fs when there is no terminal to ask on.");
       const answered = await runWizard(ctx, req);
@@ -291,9 +299,11 @@ const create: CommandSpec = {
       full = answered;
       for (const name of [full.fromFs, full.toFs]) ctx.access.dataset(name);
     }
+    // both appliances must reach each other before anything is created (enableReverse checks it again)
+    if (full.reverseCapable) await checkBothWays(ctx.services, peerHostOf(await ctx.services.autoSync.plan(full)));
     let config = await ctx.services.autoSync.create(full);
     if (config.reverseCapable) config = await enableReverse(ctx.services, config.name);
-    return { kind: 'message', text: `Created auto-sync:${config.name}: ${config.source.dataset} => ${config.destination.dataset}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
+    return { kind: 'message', text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
   },
 };
 

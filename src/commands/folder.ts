@@ -83,7 +83,7 @@ const showSnapshots: CommandSpec = {
         name: s.qualified,
         created: formatTime(s.createdAt.toISOString()),
         size: s.size === undefined ? '-' : formatBytes(s.size),
-        service: s.service ? `auto-sync:${s.service}` : '-',
+        service: s.service ? `auto-sync:${s.service}` : s.foreign ? `foreign (${s.foreign}: no such service here)` : '-',
         held: s.held ? 'yes' : 'no',
       })),
       data: snaps,

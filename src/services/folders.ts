@@ -13,8 +13,14 @@ export interface FolderView extends DatasetInfo {
 export interface SnapshotView extends SnapshotInfo {
   driver: DriverName;
   qualified: string;
-  /** the auto-sync service whose marker this is, if any */
+  /** the auto-sync service of this appliance whose marker this is, if any */
   service: string | null;
+  /**
+   * a marker of a service that is not this appliance's on this dataset (a
+   * pool the machine shares with another appliance home, a service since
+   * destroyed): that service's name, else null
+   */
+  foreign: string | null;
 }
 
 export class FolderService {
@@ -63,14 +69,30 @@ export class FolderService {
 
   async snapshots(dataset?: string): Promise<SnapshotView[]> {
     const folders = await this.list(dataset);
+    const owner = this.markerOwner();
     const out: SnapshotView[] = [];
     for (const f of folders) {
       const driver = await this.storage.driver(f.driver);
-      for (const s of await driver.listSnapshots(f.name)) {
-        out.push({ ...s, driver: f.driver, qualified: `${f.qualified}@${s.name}`, service: markerService(s.name) });
-      }
+      for (const s of await driver.listSnapshots(f.name)) out.push({ ...s, driver: f.driver, qualified: `${f.qualified}@${s.name}`, ...owner(f.qualified, s.name) });
     }
     return out;
+  }
+
+  /**
+   * Whose marker a snapshot of a dataset is: a service of this appliance (or
+   * one received here) with a copy on that dataset, or else foreign.
+   */
+  private markerOwner(): (qualified: string, snapshot: string) => { service: string | null; foreign: string | null } {
+    const copies = new Map<string, string[]>();
+    for (const v of [...this.autoSync.list(), ...this.autoSync.received()]) {
+      copies.set(v.config.name, [v.config.source, v.config.destination].filter((e) => e.host === 'localhost').map((e) => e.dataset));
+    }
+    return (qualified, snapshot) => {
+      const service = markerService(snapshot);
+      if (!service) return { service: null, foreign: null };
+      const mine = (copies.get(service) ?? []).some((d) => qualified === d || qualified.startsWith(`${d}/`));
+      return mine ? { service, foreign: null } : { service: null, foreign: service };
+    };
   }
 
   /** `fs:tank/data@name` -> the snapshot, checked to exist and (unless forced) not to be a service's last common one */
@@ -91,7 +113,7 @@ export class FolderService {
         }
       }
     }
-    return { ...snap, driver: ref.driver, qualified: `${formatDataset(ref)}@${name}`, service: markerService(name) };
+    return { ...snap, driver: ref.driver, qualified: `${formatDataset(ref)}@${name}`, ...this.markerOwner()(formatDataset(ref), name) };
   }
 
   async destroySnapshot(qualified: string, force = false): Promise<void> {

@@ -12,6 +12,7 @@ import type { CommandContext, GrammarContext, Output } from '../commands/grammar
 import type { Services } from '../services/index.js';
 import { LOCAL_ACCESS, type Access } from '../services/access.js';
 import type { Terminal } from './terminal.js';
+import { endpointLabel } from '../services/auto-sync/naming.js';
 import { highlightLog, paint, render } from './render.js';
 
 export interface Outcome {
@@ -46,9 +47,10 @@ export class ShellSession implements GrammarContext {
 
   instances(kind: string): { name: string; description: string }[] {
     if (kind !== 'auto-sync') return [];
-    return this.services.autoSync.list().map((v) => ({
+    // services received from other appliances too: they have read-only views (show, history, status)
+    return [...this.services.autoSync.list(), ...this.services.autoSync.received()].map((v) => ({
       name: v.config.name,
-      description: `${v.config.source.dataset} => ${v.config.destination.dataset} (${v.state})`,
+      description: `${endpointLabel(v.config.source)} => ${endpointLabel(v.config.destination)} (${v.receivedFrom ? `received from ${v.receivedFrom}` : v.state})`,
     }));
   }
 

@@ -2,7 +2,9 @@
  * Two appliances on one machine, bound both ways with local-bind (each can
  * reach the other), and a reverse-capable service alpha:tank/docs =>
  * beta:tank/docs: created on alpha (local-to-remote, alpha master), or with
- * `pull` on beta (remote-to-local, beta master). `down(x)` makes x unreachable from its partner (its
+ * `pull` on beta (remote-to-local, beta master); `to` names beta's copy
+ * (default tank/docs); `oneWay` binds alpha to beta only and leaves the
+ * service plain (it cannot be made reverse-capable so). `down(x)` makes x unreachable from its partner (its
  * agent script is pointed at nothing) and `up(x)` undoes it.
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -20,21 +22,24 @@ export interface Pair {
   name: string;
 }
 
-export async function reversePair(t: { teardown(fn: () => unknown): void }, files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' }, opts: { pull?: boolean } = {}): Promise<Pair> {
+export async function reversePair(t: { teardown(fn: () => unknown): void }, files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' }, opts: { pull?: boolean; to?: string; oneWay?: boolean } = {}): Promise<Pair> {
   const f = new Fixture();
   t.teardown(() => f.close());
   const a = makeAppliance(f, 'alpha');
   const b = makeAppliance(f, 'beta');
   await folderWith(a, 'tank', {});
   await folderWith(b, 'tank', {});
-  for (const [x, y] of [[a, b], [b, a]] as const) {
+  // oneWay: beta is bound to alpha's agent only the other way round (alpha reaches beta, beta not alpha)
+  for (const [x, y] of (opts.oneWay ? [[a, b]] : [[a, b], [b, a]]) as [Appliance, Appliance][]) {
     const r = await x.cli(`setup network local-bind ${y.home}`);
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
   }
   await folderWith(a, 'tank/docs', files);
+  const to = opts.to ?? 'tank/docs';
+  const capable = opts.oneWay ? 'no' : 'yes';
   const r = opts.pull
-    ? await b.cli('create auto-sync --from-host alpha --from-fs fs:tank/docs --to-fs fs:tank/docs --recursive no --reverse-capable yes -y')
-    : await a.cli('create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:tank/docs --recursive no --reverse-capable yes -y');
+    ? await b.cli(`create auto-sync --from-host alpha --from-fs fs:tank/docs --to-fs fs:${to} --recursive no --reverse-capable ${capable} -y`)
+    : await a.cli(`create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:${to} --recursive no --reverse-capable ${capable} -y`);
   if (r.exitCode !== 0) throw new Error(String(r.stderr));
   const name = /auto-sync:(\S+?):/.exec(String(r.stdout))![1];
   const opened: Services[] = [];

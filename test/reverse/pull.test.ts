@@ -69,7 +69,7 @@ test.serial('pull service, disaster recovery on the master (destination) with th
   t.is(r.exitCode, 0, String(r.stderr));
   const out = String(r.stdout) + String(r.stderr);
   t.regex(out, /IMPORTANT! You are about to reverse direction of 'auto-sync:tank-docs-000' from the destination appliance/);
-  t.regex(out, /WILL BE KEPT on the source appliance, as an orphan snapshot of fs:tank\/docs on alpha/);
+  t.regex(out, /WILL BE KEPT on the source appliance, as an orphan snapshot of alpha:fs:tank\/docs \(kept in fs:tank\/orphan-tank-docs-000-DATE\)/);
   t.true((await logOf(p, p.b)).includes('[Reverse-direction: DR scenario. We are the destination (master, R2L) and remote is down ]'));
   t.like(p.fresh(p.b).autoSync.config(p.name), { role: 'master', epoch: 2, direction: 'local-to-remote', destination: { host: 'alpha' } });
   t.deepEqual(await filesOf(p, p.b), synced);

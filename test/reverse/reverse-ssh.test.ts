@@ -266,3 +266,23 @@ sshTest.serial('case 4 then failback: DR on the non-master with the master cut o
   t.is(kept.files['d/while-cut.txt'], 'alpha wrote this while cut off\n');
   t.is(kept.files['a.txt'], 'alpha changed this too\n');
 });
+
+sshTest.serial('issue 10 item 2: the master up but refusing beta (its key removed there) is no disaster; with the cable really cut, it is', async (t) => {
+  const p = await sshReversePair(t, FILES);
+  const { a, b, name } = p;
+  ok(t, await a.cli(`run auto-sync :${name}`), 'first run');
+  // alpha's sshd no longer accepts beta's key: alpha is up, and refuses it
+  writeFileSync(a.sshd.authorizedKeys, '', { mode: 0o600 });
+  const refused = await b.cli(`setup auto-sync :${name} reverse-direction -y`);
+  t.not(refused.exitCode, 0, refused.all);
+  t.regex(refused.stderr, /alpha is up but refused this appliance: .*did not accept this appliance's key.* It does not count as down\. Nothing was changed: reverse-direction takes over from alpha only when it cannot be reached\./s);
+  t.notRegex(refused.all, /IMPORTANT!|Reversed direction/);
+  t.like(await shown(t, p, b), { role: 'non-master', epoch: 1 });
+  t.false((await logOf(p, b)).includes(SEED.down), 'not logged as down');
+
+  await p.down(a);
+  const dr = await b.cli(`setup auto-sync :${name} reverse-direction -y`);
+  ok(t, dr, 'DR on beta with the cable cut');
+  t.regex(dr.stdout, /Reversed direction for 1 auto-sync instance/);
+  t.like(await shown(t, p, b), { role: 'master', epoch: 2 });
+});

@@ -27,11 +27,14 @@ import { newestCommon } from './markers.js';
 import { isOrphanOf, keepOrphan } from './orphans.js';
 import type { ServiceStore } from './store.js';
 import { HandOverJournal, type HandOverEntry } from './handover-journal.js';
+import { buries, type Tombstone } from './tombstones.js';
 
 /** what the peer is asked about a service (RemotePeerSide has these) */
 export interface PeerConfigSide {
   config(service: string): Promise<AutoSyncConfig | null>;
   putConfig(config: AutoSyncConfig): Promise<void>;
+  /** the peer's tombstone of a service it destroyed (tombstones.ts), or null */
+  tombstone?(service: string): Promise<Tombstone | null>;
 }
 
 export interface ContactDeps {
@@ -44,6 +47,8 @@ export interface ContactDeps {
   journal: HandOverJournal;
   /** how long a peer may take to answer before it counts as down */
   timeoutMs?: number;
+  /** remove this appliance's copy of a service the peer destroyed (its markers released, its data kept) */
+  forget?(name: string, why: string): Promise<void>;
 }
 
 /** a reverse-direction log line (ServiceLog brackets every line, as NMC does) */
@@ -112,22 +117,45 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   ]);
 }
 
-/** the peer's copy of the service, or null when it cannot be reached (or has none) */
+/**
+ * The peer answered, or this appliance knows it would, but the two are not
+ * bound both ways (or the key, host key or protocol is refused): it is not
+ * down, so nothing may treat it as down (disaster recovery).
+ */
+export class PeerRefused extends Error {
+  constructor(readonly host: string, readonly code: string, cause: string) {
+    super(code === 'not-bound'
+      ? `This appliance cannot ask ${host} whether it is up: ${cause} Until both appliances are bound to each other, ${host} does not count as down.`
+      : code === 'unbound'
+        ? `${host} does not know this appliance: ${cause.replace(/^The appliance \S+ refused this one: /, '')} It is up, so it does not count as down.`
+        : `${host} is up but refused this appliance: ${cause} It does not count as down.`);
+    this.name = 'PeerRefused';
+  }
+}
+
+/** PeerError codes (src/services/peer/transport.ts) that say the peer is there, only not willing or not bound */
+const NOT_DOWN = new Set(['not-bound', 'unbound', 'identity', 'host-key', 'auth', 'no-key', 'protocol']);
+
+/** the peer's copy of the service, or null when it cannot be reached (or has none); throws PeerRefused when it is not down */
 export async function peerConfig(deps: ContactDeps, config: AutoSyncConfig): Promise<{ reachable: boolean; config: AutoSyncConfig | null }> {
+  const host = peerHostOf(config);
   try {
-    const c = await withTimeout(deps.peer(peerHostOf(config)).config(config.name), deps.timeoutMs ?? 15_000, peerHostOf(config));
+    const c = await withTimeout(deps.peer(host).config(config.name), deps.timeoutMs ?? 15_000, host);
     return { reachable: true, config: c };
-  } catch {
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && NOT_DOWN.has(code)) throw new PeerRefused(host, code, (error as Error).message);
     return { reachable: false, config: null };
   }
 }
 
-export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain' | 'peer-behind';
+export type ContactOutcome = 'unreachable' | 'same' | 'demoted' | 'adopted' | 'split-brain' | 'peer-behind' | 'destroyed';
 
 /**
  * The epoch rule, on contact with the peer. Returns what happened; throws
- * only when preserving or rolling back fails (then nothing was adopted and
- * the next contact tries again).
+ * when preserving or rolling back fails (then nothing was adopted and the
+ * next contact tries again), and PeerRefused when the peer is not down but
+ * will not talk (not bound both ways, refused key).
  */
 export async function checkOnContact(name: string, deps: ContactDeps): Promise<ContactOutcome> {
   const config = deps.store.get(name);
@@ -140,7 +168,13 @@ export async function checkOnContact(name: string, deps: ContactDeps): Promise<C
     // a hand-over another live process drives decides the roles; one a crash left is settled now
     return HandOverJournal.abandoned(journaled) ? settleHandOver(journaled, config, seen.config, deps) : 'same';
   }
-  if (!seen.config) return 'same';
+  if (!seen.config) {
+    // the peer destroyed the service (destroy auto-sync there, while this one was away): it goes here too
+    const tomb = await deps.peer(host).tombstone?.(name).catch(() => null);
+    if (!tomb || !buries(tomb, config) || !deps.forget) return 'same';
+    await deps.forget(name, `auto-sync:${name} was destroyed on ${host} at ${tomb.destroyedAt} (epoch ${tomb.epoch}, ours ${config.epoch}); this copy goes too`);
+    return 'destroyed';
+  }
   const theirs = seen.config;
   const log = deps.log(name);
   if (theirs.epoch > config.epoch) {
@@ -291,11 +325,23 @@ async function settleHandOver(entry: HandOverEntry, ours: AutoSyncConfig, theirs
  * The epoch rule before a run: as checkOnContact, and a peer that is behind
  * and still holds its copy as the source refuses the run (nothing is sent
  * into a copy with writes that are not kept yet), whatever `force` says.
+ * A peer that refuses this appliance counts as unreachable for a run (which
+ * then fails on that refusal), unless `refusedThrows` (reverse-direction:
+ * a refusing peer is no disaster).
  */
-export async function contactBeforeRun(name: string, deps: ContactDeps): Promise<ContactOutcome> {
-  const outcome = await checkOnContact(name, deps);
+export async function contactBeforeRun(name: string, deps: ContactDeps, opts: { refusedThrows?: boolean } = {}): Promise<ContactOutcome> {
+  const before = deps.store.get(name);
+  const host = before && before.direction !== 'local-to-local' ? peerHostOf(before) : 'the other appliance';
+  let outcome: ContactOutcome;
+  try {
+    outcome = await checkOnContact(name, deps);
+  } catch (error) {
+    // a run goes on to fail on the refusal itself, recorded in both trails
+    if (error instanceof PeerRefused && !opts.refusedThrows) return 'unreachable';
+    throw error;
+  }
+  if (outcome === 'destroyed') throw new Error(`auto-sync:${name} was destroyed on ${host}: its copy on this appliance was removed too (data and snapshots kept). Nothing was run.`);
   if (outcome === 'peer-behind') {
-    const host = peerHostOf(deps.store.get(name)!);
     throw new Error(`${host} still holds auto-sync:${name} as its source at an older epoch (it was away when this appliance took over): nothing was sent. It becomes the destination, keeping what it wrote as an orphan, at its next contact: its daemon does it within a minute, or run 'run auto-sync :${name}' on ${host}.`);
   }
   return outcome;

@@ -8,7 +8,7 @@ import { ServiceLog } from '../service-log.js';
 import type { Home } from '../home.js';
 import type { Storage } from '../storage/registry.js';
 import { ServiceStore } from './store.js';
-import { nextInstanceName } from './naming.js';
+import { endpointLabel, nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { excludesFor, findProperty, parseKind, PROPERTIES } from './properties.js';
@@ -23,16 +23,21 @@ import { applyPrune, listSide, planPrune, type SidePlan } from './prune.js';
 import { parseRetention, storedRetention } from './retention.js';
 import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
 import { HandOverJournal } from './handover-journal.js';
-import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
+import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, localEndpoint, peerHostOf, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
+import { TombstoneStore, tombstoneOf, type Tombstone } from './tombstones.js';
+import { IncomingStore } from './incoming.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
 export interface PeerResolver {
-  /** null when `host` (an appliance id or address) is bound, else a few words saying why not */
+  /** null when `host` (an appliance id or address) is bound, else why not and how to bind it */
   checkBound(host: string): string | null;
   /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
   side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
-  /** the peer's copy of a service's config (reverse-direction, epochs.ts) */
-  peerSide?(host: string): PeerConfigSide;
+  /** the peer's copy of a service's config (reverse-direction, epochs.ts), its tombstones and its incoming services */
+  peerSide?(host: string): PeerConfigSide & {
+    removeConfig(service: string, tombstone: Tombstone | null): Promise<{ removed: boolean; kept: string | null }>;
+    putIncoming(config: AutoSyncConfig): Promise<void>;
+  };
 }
 
 export interface CreateRequest {
@@ -64,12 +69,24 @@ export interface ServiceView {
   status: Health;
   /** the run in progress, if any */
   runningSince: string | null;
+  /** a service of another appliance received here (incoming.ts): that appliance, else null (or absent) */
+  receivedFrom?: string | null;
+}
+
+/** what destroy did on the other appliance */
+export interface DestroyedOnPeer {
+  host: string;
+  removed: boolean;
+  /** why its copy stays, or that it is removed at the next contact */
+  note: string | null;
 }
 
 export const DEFAULTS = { type: 'hour' as ScheduleType, period: 1, keepSrc: 3, keepDst: 3, maxDelay: 0 };
 
 export class AutoSyncService {
   readonly store: ServiceStore;
+  readonly tombstones: TombstoneStore;
+  readonly incoming: IncomingStore;
 
   constructor(
     private readonly home: Home,
@@ -79,6 +96,8 @@ export class AutoSyncService {
     private readonly peers: PeerResolver | null = null,
   ) {
     this.store = new ServiceStore(home);
+    this.tombstones = new TombstoneStore(home);
+    this.incoming = new IncomingStore(home);
   }
 
   names(): string[] {
@@ -86,18 +105,35 @@ export class AutoSyncService {
   }
 
   log(name: string): ServiceLog {
-    this.config(name);
+    this.lookup(name);
     return ServiceLog.forService(this.home.logs, name);
   }
 
+  /** a service of this appliance; one only received here is read-only, and says so */
   config(name: string): AutoSyncConfig {
     const config = this.store.get(name);
-    if (!config) throw new Error(`No auto-sync service named :${name}.`);
-    return config;
+    if (config) return config;
+    const received = this.incoming.get(name);
+    if (received) throw new Error(`auto-sync:${name} is received from ${received.source.host}, which runs it: it is read-only here ('show auto-sync :${name}', its 'history' and 'status' work). Change it on ${received.source.host}.`);
+    throw new Error(`No auto-sync service named :${name}.`);
+  }
+
+  /** a service of this appliance, or one received here (for the read-only views) */
+  private lookup(name: string): AutoSyncConfig {
+    const received = this.store.get(name) ? null : this.incoming.get(name);
+    return received ?? this.config(name);
   }
 
   view(name: string): ServiceView {
-    return this.viewOf(this.config(name));
+    const config = this.lookup(name);
+    const view = this.viewOf(config);
+    return this.store.get(name) ? view : { ...view, receivedFrom: config.source.host };
+  }
+
+  /** services of other appliances that replicate into this one (incoming.ts), that have no namesake here */
+  received(): ServiceView[] {
+    const states = this.store.runStates();
+    return this.incoming.list().filter((c) => !this.store.get(c.name)).map((c) => ({ ...this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }), receivedFrom: c.source.host }));
   }
 
   list(): ServiceView[] {
@@ -109,8 +145,8 @@ export class AutoSyncService {
   parseEndpoint(which: 'source' | 'destination', host: string | undefined, dataset: string): { endpoint: Endpoint; ref: DatasetRef } {
     const h = (host ?? 'localhost').trim() || 'localhost';
     if (h !== 'localhost') {
-      const why = this.peers ? this.peers.checkBound(h) : 'no appliance is bound to this one';
-      if (why) throw new Error(`The ${which} host "${h}" is not a bound appliance (${why}): bind it first with 'setup network ssh-bind ${h}', or use localhost.`);
+      const why = this.peers ? this.peers.checkBound(h) : `no appliance is bound to this one: bind it with 'setup network ssh-bind ${h}'`;
+      if (why) throw new Error(`The ${which} host "${h}" is not a bound appliance (${why}), or use localhost.`);
     }
     const ref = parseDataset(dataset, this.defaultDriver);
     return { endpoint: { host: h, dataset: formatDataset(ref) }, ref };
@@ -216,12 +252,18 @@ export class AutoSyncService {
   async create(req: CreateRequest): Promise<AutoSyncConfig> {
     const planned = await this.plan(req);
     const config = await this.store.add((existing) => ({ ...planned, name: nextInstanceName(parseDataset(planned.source.dataset), Object.keys(existing)) }));
-    ServiceLog.forService(this.home.logs, config.name).write(`Created auto-sync:${config.name}: ${config.source.host}/${config.source.dataset} => ${config.destination.host}/${config.destination.dataset}, ${describeSchedule(config.schedule)}`);
+    const log = ServiceLog.forService(this.home.logs, config.name);
+    log.write(`Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}`);
+    // the destination appliance lists it as received (a reverse-capable one gets the whole config instead)
+    if (config.direction === 'local-to-remote' && !config.reverseCapable && this.peers?.peerSide) {
+      await withTimeout(this.peers.peerSide(config.destination.host).putIncoming(config), contactTimeoutMs(), config.destination.host)
+        .catch((error: Error) => log.write(`WARNING: ${config.destination.host} was not told of auto-sync:${config.name} (${error.message}); it does not list it as received`));
+    }
     return config;
   }
 
   getProperty(name: string, key?: string): { key: string; value: string; description: string; editable: boolean }[] {
-    const config = this.config(name);
+    const config = this.lookup(name);
     const specs = key ? [findProperty(key)] : PROPERTIES;
     return specs.map((p) => ({ key: p.key, value: p.get(config), description: p.description, editable: Boolean(p.set) }));
   }
@@ -259,13 +301,61 @@ export class AutoSyncService {
     }, opts);
   }
 
-  /** Forget the service; its markers and data stay, released so they can be destroyed by hand. */
-  async destroy(name: string): Promise<{ keptMarkers: number }> {
+  /**
+   * Forget the service; its markers and data stay, released so they can be
+   * destroyed by hand. A reverse-capable one goes on the other appliance
+   * too: a tombstone (tombstones.ts) is written first, so that the other
+   * copy, if it cannot be removed now, goes at the next contact and never
+   * brings the service back. The destination of a plain one forgets it as
+   * received.
+   */
+  async destroy(name: string): Promise<{ keptMarkers: number; peer: DestroyedOnPeer | null }> {
     const config = this.config(name);
     const owner = this.runOwner(name);
     if (owner) throw new Error(`auto-sync:${name} is running (process ${owner.pid} since ${owner.since}); wait for it to end or disable it first.`);
+    const host = config.direction === 'local-to-local' ? null : peerHostOf(config);
+    const tomb = host && config.reverseCapable ? tombstoneOf(config, host) : null;
+    if (tomb) await this.tombstones.put(tomb);
+    const kept = await this.releaseMarkers(name, [config.source, config.destination]);
+    await this.store.remove(name);
+    const log = ServiceLog.forService(this.home.logs, name);
+    log.write(`Destroyed auto-sync:${name}; ${kept} marker snapshot(s) kept`);
+    const told = tomb || config.direction === 'local-to-remote';
+    const peer = host && told ? await this.destroyOnPeer(name, host, tomb) : null;
+    if (peer?.note) log.write(`${peer.removed ? '' : 'WARNING: '}${peer.note}`);
+    return { keptMarkers: kept, peer };
+  }
+
+  private async destroyOnPeer(name: string, host: string, tomb: Tombstone | null): Promise<DestroyedOnPeer> {
+    try {
+      if (!this.peers?.peerSide) throw new Error('no appliance is bound to this one');
+      const r = await withTimeout(this.peers.peerSide(host).removeConfig(name, tomb), contactTimeoutMs(), host);
+      if (tomb && !r.kept) await this.tombstones.put({ ...tomb, peerDone: true });
+      return { host, removed: r.removed, note: r.kept ? `${host} kept its copy: ${r.kept}.` : null };
+    } catch (error) {
+      const why = (error as Error).message;
+      return {
+        host, removed: false,
+        note: tomb
+          ? `${host} cannot be reached (${why}): its copy of auto-sync:${name} is removed at its next contact with this appliance, and cannot bring the service back.`
+          : `${host} cannot be reached (${why}): it still lists auto-sync:${name} as received.`,
+      };
+    }
+  }
+
+  /** this appliance's copy goes (the other appliance destroyed the service): markers released, data kept */
+  async forgetCopy(name: string, why: string): Promise<void> {
+    const config = this.store.get(name);
+    if (!config) return;
+    const kept = await this.releaseMarkers(name, [localEndpoint(config)]);
+    await this.store.remove(name);
+    ServiceLog.forService(this.home.logs, name).write(`Destroyed auto-sync:${name}: ${why}; ${kept} marker snapshot(s) kept`);
+  }
+
+  /** release the holds on a service's markers on these endpoints; a side that cannot be reached keeps its markers held */
+  private async releaseMarkers(name: string, endpoints: Endpoint[]): Promise<number> {
     let kept = 0;
-    for (const endpoint of [config.source, config.destination]) {
+    for (const endpoint of endpoints) {
       try {
         const side = await this.side(endpoint);
         if (!(await side.driver.getDataset(side.dataset))) continue;
@@ -278,9 +368,7 @@ export class AutoSyncService {
         /* a side we cannot reach keeps its markers held */
       }
     }
-    await this.store.remove(name);
-    ServiceLog.forService(this.home.logs, name).write(`Destroyed auto-sync:${name}; ${kept} marker snapshot(s) kept`);
-    return { keptMarkers: kept };
+    return kept;
   }
 
   /**
@@ -334,6 +422,7 @@ export class AutoSyncService {
       peer: (host) => peers.peerSide!(host),
       journal: new HandOverJournal(path.join(this.home.root, 'handovers')),
       timeoutMs: contactTimeoutMs(),
+      forget: (n, why) => this.forgetCopy(n, why),
     };
   }
 
@@ -361,7 +450,7 @@ export class AutoSyncService {
 
   /** both trails of a service, newest first */
   histories(name: string, limit = 50): HistoryEntry[] {
-    this.config(name);
+    this.lookup(name);
     const all = [...this.history(name, 'send').list(limit), ...this.history(name, 'receive').list(limit)];
     return all.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || a.direction.localeCompare(b.direction)).slice(0, limit * 2);
   }
@@ -412,6 +501,6 @@ export class AutoSyncService {
     const owner = this.runOwner(config.name);
     const state: ServiceState = config.maintenance ? 'maintenance' : owner ? 'running' : config.enabled ? 'online' : 'disabled';
     const status = healthOf(config, run, Date.now()).health;
-    return { config, state, run, status, runningSince: owner?.since ?? null };
+    return { config, state, run, status, runningSince: owner?.since ?? null, receivedFrom: null };
   }
 }

@@ -9,3 +9,8 @@ export function nextInstanceName(source: DatasetRef, taken: Iterable<string>): s
     if (!used.has(name)) return name;
   }
 }
+
+/** an endpoint as `show auto-sync` prints it: the dataset here, HOST:DATASET on another appliance */
+export function endpointLabel(e: { host: string; dataset: string }): string {
+  return e.host === 'localhost' ? e.dataset : `${e.host}:${e.dataset}`;
+}

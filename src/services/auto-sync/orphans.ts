@@ -38,6 +38,13 @@ export function orphanDataset(dataset: string, orphan: string): string | null {
   return parent ? `${parent}/${orphan}` : null;
 }
 
+/** where the orphans of a driver-qualified copy go, for messages: `fs:tank/orphan-SERVICE-DATE`, or a held snapshot of a top-level copy */
+export function orphanPlace(qualified: string, service: string): string {
+  const colon = qualified.indexOf(':');
+  const at = orphanDataset(qualified.slice(colon + 1), `${PREFIX}${service}-DATE`);
+  return at ? `${qualified.slice(0, colon + 1)}${at}` : `a held snapshot of ${qualified}`;
+}
+
 export interface OrphanView {
   /** the dataset that holds it (its own, or the copy for an orphan kept in place) */
   dataset: string;

@@ -34,8 +34,8 @@ import type { AutoSyncConfig, Endpoint } from './model.js';
 import { directionOf } from './model.js';
 import { findProperty } from './properties.js';
 import { HandOverJournal } from './handover-journal.js';
-import { contactBeforeRun, inSplitBrain, mountIfNot, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
-import { destroyOrphan, listOrphans, type OrphanView } from './orphans.js';
+import { contactBeforeRun, PeerRefused, inSplitBrain, mountIfNot, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
+import { destroyOrphan, listOrphans, orphanPlace, type OrphanView } from './orphans.js';
 
 export type ReverseCase = 'source-up' | 'source-down' | 'destination-up' | 'disaster-recovery';
 
@@ -59,8 +59,29 @@ function checkReversible(config: AutoSyncConfig): void {
 }
 
 /**
+ * A reverse-capable service is kept on both appliances, and each must reach
+ * the other: reverse-direction on either side tells "the other is down"
+ * (disaster recovery) from "it cannot be asked" only so. Asks the peer to
+ * reach this appliance back; throws, saying how to bind back, when it cannot.
+ */
+export async function checkBothWays(services: Services, host: string): Promise<void> {
+  const me = services.appliance.id;
+  let back: { ok: boolean; reason: string | null };
+  try {
+    back = await withTimeout(services.peers.peerSide(host).reachBack(), contactTimeoutMs(), host);
+  } catch (error) {
+    throw new Error(`${host} cannot be reached (${(error as Error).message}): a reverse-capable service needs both appliances up and bound to each other. Nothing was changed.`);
+  }
+  if (back.ok) return;
+  const out = services.peers.store.find(host);
+  const how = out?.transport === 'local' ? `'setup network local-bind ${services.home.root}'` : `'setup network ssh-bind ADDRESS' (ADDRESS: this appliance's address as ${host} reaches it)`;
+  throw new Error(`${host} cannot reach this appliance (${me}) back: ${back.reason}. A reverse-capable service is kept on both appliances, and each must reach the other, so that reverse-direction on one tells the other being down from it not being bound. Bind back on ${host} with ${how}, then run this again. Nothing was changed.`);
+}
+
+/**
  * Turn reverse capability on: the config is copied to the peer, non-master
- * there and master here, at the same epoch. The peer must be up.
+ * there and master here, at the same epoch. The peer must be up, and reach
+ * this appliance back.
  */
 export async function enableReverse(services: Services, name: string): Promise<AutoSyncConfig> {
   const config = services.autoSync.config(name);
@@ -68,6 +89,7 @@ export async function enableReverse(services: Services, name: string): Promise<A
   if (config.role !== 'master') throw new Error(`auto-sync:${name} is non-master here: enable reverse-direction on its master.`);
   const host = peerHostOf(config);
   const next: AutoSyncConfig = { ...config, reverseCapable: true };
+  await checkBothWays(services, host);
   const peer = services.peers.peerSide(host);
   const theirs = await peer.config(name);
   if (theirs && theirs.epoch > config.epoch) throw new Error(`${host} already holds auto-sync:${name} at a newer epoch (${theirs.epoch}); run the service here once so that it takes that view.`);
@@ -85,7 +107,10 @@ export async function reverseCase(services: Services, name: string): Promise<{ c
   if (!config.reverseCapable) throw new Error(`Reverse-direction feature is currently disabled for auto-sync:${name}.`);
   log.write(rd(`working with fmri: auto-sync:${name}`));
   // a peer behind us that still holds its copy as the source refuses this too: no last delta goes into it
-  const outcome = await contactBeforeRun(name, deps);
+  const outcome = await contactBeforeRun(name, deps, { refusedThrows: true }).catch((error: Error) => {
+    if (error instanceof PeerRefused) log.write(rd(`remote appliance: refused this one (${error.message})`));
+    throw error instanceof PeerRefused ? new Error(`${error.message} Nothing was changed: reverse-direction takes over from ${error.host} only when it cannot be reached.`) : error;
+  });
   const up = outcome !== 'unreachable';
   log.write(rd(`remote appliance: ${up ? 'alive' : 'down'}`));
   config = services.autoSync.config(name);
@@ -136,14 +161,17 @@ export async function reverseDirection(services: Services, name: string, confirm
       return handOver(services, config, c);
     }
     case 'disaster-recovery': {
-      const where = `${localEndpoint(config).dataset} on ${host}`;
+      // the copy that becomes the orphan is the other appliance's, named as 'show auto-sync orphans' names it there
+      const theirs = remoteEndpoint(config).dataset;
+      const where = `${host}:${theirs} (kept in ${orphanPlace(theirs, name)})`;
       const seed = config.role === 'non-master';
       const from = seed ? 'non-master appliance' : 'the destination appliance (this one runs the service, which pulls from the other)';
       const other = seed ? 'master appliance' : `source appliance ${host}`;
       const keptOn = seed ? 'master' : 'source appliance';
       const becomes = seed ? 'non-master' : 'the destination';
       const warning = `IMPORTANT! You are about to reverse direction of 'auto-sync:${name}' from ${from}. If ${other} is up and running well, please run this command from there. If you have disaster recovery scenario, note that changes made on the ${other} since the last successful replication are NOT here: they WILL BE KEPT on the ${keptOn}, as an orphan snapshot of ${where}, when it comes back and becomes ${becomes} ('show auto-sync :${name} orphans' there). BE SURE YOU AWARE OF CONSEQUENCES`;
-      if (!(await confirm(`Proceed reversing 'auto-sync:${name}'?`, warning, warning))) return null;
+      const help = `Yes makes this appliance master of auto-sync:${name} at epoch ${config.epoch + 1} and ${localEndpoint(config).dataset} the source; no changes nothing.`;
+      if (!(await confirm(`Proceed reversing 'auto-sync:${name}'?`, help, warning))) return null;
       return disasterRecovery(services, config);
     }
   }

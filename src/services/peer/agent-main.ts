@@ -22,6 +22,8 @@ import { validApplianceId } from '../appliance.js';
 import { isDriverName } from '../datasets.js';
 import type { HistoryEntry } from '../history.js';
 import type { AutoSyncConfig, RunState } from '../auto-sync/model.js';
+import { buries, type Tombstone } from '../auto-sync/tombstones.js';
+import { fromPeerView } from '../auto-sync/epochs.js';
 import { withLock } from '../lock.js';
 import type { Driver } from '../storage/driver.js';
 import { authorizedKeysLine, checkPublicKey, installAuthorizedKey, publicKeyFingerprint } from './keys.js';
@@ -152,12 +154,20 @@ class Agent {
         return this.accept(p);
       case 'peer.forget':
         return this.forget();
+      case 'peer.reach':
+        return this.reachBack();
       case 'driver':
         return this.driverCall(p);
       case 'config.get':
         return this.services.autoSync.store.get(serviceOf(p)) ?? null;
       case 'config.put':
         return this.putConfig(p.config as AutoSyncConfig);
+      case 'config.tombstone':
+        return this.services.autoSync.tombstones.get(serviceOf(p));
+      case 'config.remove':
+        return this.removeConfig(serviceOf(p), (p.tombstone ?? null) as Tombstone | null);
+      case 'incoming.put':
+        return this.putIncoming(p.config as AutoSyncConfig);
       case 'service.role': {
         const c = this.services.autoSync.store.get(serviceOf(p));
         return c ? { role: c.role, epoch: c.epoch } : null;
@@ -213,6 +223,20 @@ class Agent {
     return { removedKeyLines };
   }
 
+  /** can this appliance reach the caller back: bound to it, and its agent answers (a reverse-capable service needs both ways) */
+  private async reachBack(): Promise<{ ok: boolean; reason: string | null }> {
+    const caller = this.caller!;
+    if (!this.peers.store.find(caller)) return { ok: false, reason: `${this.me} is not bound to ${caller} (${caller} is bound to ${this.me}, not the other way round)` };
+    try {
+      await this.peers.ping(caller);
+      return { ok: true, reason: null };
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    } finally {
+      this.peers.close();
+    }
+  }
+
   private async driverCall(p: Record<string, unknown>): Promise<unknown> {
     const { driver, method, args } = p as { driver: unknown; method: unknown; args: unknown };
     if (typeof driver !== 'string' || !isDriverName(driver)) throw new AgentError('bad-request', `Unknown driver "${String(driver)}".`);
@@ -232,8 +256,40 @@ class Agent {
       if (config.epoch < mine.epoch) throw new AgentError('failed', `${this.me} holds auto-sync:${config.name} at epoch ${mine.epoch}, newer than ${config.epoch}: the configuration was not replaced.`);
       return config;
     };
+    // a service destroyed here does not come back from the other appliance's older copy
+    const tomb = this.services.autoSync.tombstones.get(config.name);
+    if (buries(tomb, config)) throw new AgentError('failed', `auto-sync:${config.name} was destroyed on ${this.me} at ${tomb!.destroyedAt} (epoch ${tomb!.epoch}, this copy ${config.epoch}): it is not created again.`);
     if (store.get(config.name)) await store.update(config.name, newer);
     else await store.add(() => config);
+    // kept in services.json from now on (reverse-capable), not as a received one
+    await this.services.autoSync.incoming.remove(config.name, this.caller!);
+    return null;
+  }
+
+  /** the caller destroyed a service: its copy here goes if the tombstone buries it, its incoming record goes */
+  private async removeConfig(service: string, tomb: Tombstone | null): Promise<{ removed: boolean; kept: string | null }> {
+    const mine = this.services.autoSync.store.get(service);
+    let removed = await this.services.autoSync.incoming.remove(service, this.caller!);
+    let kept: string | null = null;
+    if (tomb && mine && [mine.source.host, mine.destination.host].includes(this.caller!)) {
+      if (buries({ ...tomb, service }, mine)) {
+        await this.services.autoSync.forgetCopy(service, `auto-sync:${service} was destroyed on ${this.caller}; this copy goes too`);
+        removed = true;
+      } else {
+        kept = mine.createdAt !== tomb.createdAt
+          ? `the auto-sync:${service} on ${this.me} is another service of that name (created ${mine.createdAt})`
+          : `${this.me} holds auto-sync:${service} at epoch ${mine.epoch}, not older than the destroyed one's (${tomb.epoch - 1}): it took over since, and its view is the newer one`;
+      }
+    }
+    return { removed, kept };
+  }
+
+  private async putIncoming(config: AutoSyncConfig): Promise<null> {
+    if (!config || !validServiceName(config.name) || !config.source || !config.destination) throw new AgentError('bad-request', 'A service configuration with a valid name is needed.');
+    // this appliance's view: the caller holds the source and runs it, the copy is here
+    const ours = { ...fromPeerView(config, this.caller!), enabled: true, maintenance: null };
+    if (ours.destination.host !== 'localhost' || ours.source.host !== this.caller) throw new AgentError('bad-request', `auto-sync:${config.name} does not replicate from ${this.caller} into ${this.me}.`);
+    await this.services.autoSync.incoming.put(ours);
     return null;
   }
 

@@ -8,6 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
+import type { Tombstone } from '../auto-sync/tombstones.js';
 import type {
   CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
 } from '../storage/driver.js';
@@ -52,6 +53,8 @@ export interface LinkOptions {
   hello: Hello;
   /** data channels give up after this long without a byte */
   idleTimeoutMs: number;
+  /** how to bind the peer again, quoted (PeerStore.bindHint): named in a refusal */
+  rebind?: string;
 }
 
 /**
@@ -83,7 +86,7 @@ export class AgentLink {
         this.reply = (await session.request('hello', this.opts.hello)) as HelloReply;
       } catch (error) {
         if (error instanceof RemoteError && error.code === 'unbound') {
-          this.refused = new PeerError('unbound', `The appliance ${this.opts.name} refused this one: ${error.remoteMessage} Bind it again with 'setup network ssh-bind'.`);
+          this.refused = new PeerError('unbound', `The appliance ${this.opts.name} refused this one: ${error.remoteMessage} Bind it again with ${this.opts.rebind ?? "'setup network ssh-bind' or 'setup network local-bind'"}.`);
           return session;
         }
         session.close();
@@ -397,6 +400,30 @@ export class RemotePeerSide implements PeerSide {
 
   putConfig(config: AutoSyncConfig): Promise<void> {
     return this.with((link) => link.call('config.put', { config }));
+  }
+
+  /** the peer's tombstone of a service it destroyed, or null */
+  tombstone(service: string): Promise<Tombstone | null> {
+    return this.with((link) => link.call('config.tombstone', { service }));
+  }
+
+  /**
+   * This appliance destroyed a service: the peer removes its copy (when the
+   * tombstone buries it) and its record of it as incoming. `kept` says why
+   * a copy stayed.
+   */
+  removeConfig(service: string, tombstone: Tombstone | null): Promise<{ removed: boolean; kept: string | null }> {
+    return this.with((link) => link.call('config.remove', { service, tombstone }));
+  }
+
+  /** register a service of this appliance that replicates into the peer, which lists it as received (incoming.ts) */
+  putIncoming(config: AutoSyncConfig): Promise<void> {
+    return this.with((link) => link.call('incoming.put', { config }));
+  }
+
+  /** can the peer reach this appliance back (bound to it, and its agent answers)? asked before a service is kept on both */
+  reachBack(): Promise<{ ok: boolean; reason: string | null }> {
+    return this.with((link) => link.call('peer.reach'));
   }
 
   /** the peer's role and epoch for a service, or null when it has none */

@@ -136,7 +136,7 @@ export class PeerService implements PeerResolver {
   // ---- PeerResolver --------------------------------------------------------
 
   checkBound(host: string): string | null {
-    return this.store.find(host) ? null : this.store.whyNot(host);
+    return this.store.find(host) ? null : `${this.store.whyNot(host)}: bind it with ${this.store.bindHint(host)}`;
   }
 
   async side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }> {
@@ -152,7 +152,7 @@ export class PeerService implements PeerResolver {
 
   private require(host: string): OutboundPeer {
     const peer = this.store.find(host);
-    if (!peer) throw new PeerError('not-bound', `The appliance "${host}" is not bound to this one (${this.store.whyNot(host)}): bind it with 'setup network ssh-bind ${host}'.`);
+    if (!peer) throw new PeerError('not-bound', `The appliance "${host}" is not bound to this one (${this.store.whyNot(host)}): bind it with ${this.store.bindHint(host)}.`);
     return peer;
   }
 
@@ -221,7 +221,7 @@ export class PeerService implements PeerResolver {
 
   private async open(peer: OutboundPeer): Promise<AgentLink> {
     const transport = await this.connect(peer);
-    return new AgentLink(transport, { expectId: peer.id, name: peer.id, hello: this.hello(), idleTimeoutMs: this.options.dataIdleTimeoutMs });
+    return new AgentLink(transport, { expectId: peer.id, name: peer.id, hello: this.hello(), idleTimeoutMs: this.options.dataIdleTimeoutMs, rebind: this.store.bindHint(peer.id) });
   }
 
   private target(peer: OutboundPeer): SshTarget {
@@ -412,6 +412,17 @@ export class PeerService implements PeerResolver {
     return removed;
   }
 
+  /** reach a bound peer's agent now; throws why not (unbound, refused, down) */
+  async ping(host: string): Promise<void> {
+    const peer = this.require(host);
+    const link = await this.acquire(peer);
+    try {
+      await link.call('ping');
+    } finally {
+      this.release(peer.id, link);
+    }
+  }
+
   /** every binding, outbound ones probed for reachability now (in parallel) */
   async bindings(opts: { probe?: boolean } = {}): Promise<BindingView[]> {
     const probe = opts.probe ?? true;
@@ -420,13 +431,8 @@ export class PeerService implements PeerResolver {
       let reason: string | null = null;
       if (probe) {
         try {
-          const link = await this.acquire(p);
-          try {
-            await link.call('ping');
-            reachable = true;
-          } finally {
-            this.release(p.id, link);
-          }
+          await this.ping(p.id);
+          reachable = true;
         } catch (error) {
           reachable = false;
           reason = (error as Error).message;

@@ -92,13 +92,29 @@ export class PeerStore {
     return byAddress.length === 1 ? byAddress[0] : null;
   }
 
-  /** why `host` does not name one bound peer (several at one address, or none) */
+  /** an appliance bound to this one (it reaches this one) by id or address */
+  findInbound(host: string): InboundPeer | null {
+    return this.inboundPeer(host) ?? this.inbound().find((p) => p.address === host) ?? null;
+  }
+
+  /** why `host` does not name one bound peer (several at one address, bound the other way only, or none) */
   whyNot(host: string): string {
     const all = this.outbound();
     const same = all.filter((p) => p.address === host);
     if (same.length > 1) return `${same.length} appliances are bound at ${host} (${same.map((p) => `${p.id} on port ${p.port}`).join(', ')}); name one by its id`;
+    const inbound = this.findInbound(host);
+    if (inbound) return `${inbound.id} is bound to this one, but this one is not bound to ${inbound.id}: a binding goes one way, and this appliance cannot reach ${inbound.id} until it binds back`;
     if (!all.length) return 'no appliance is bound to this one';
     return `the bound appliances are ${all.map((p) => `${p.id} (${p.address}${p.transport === 'ssh' ? `:${p.port}` : ''})`).join(', ')}`;
+  }
+
+  /** how to bind `host` from this appliance, quoted as a command: local-bind for one on this machine, else ssh-bind */
+  bindHint(host: string): string {
+    const out = this.find(host);
+    if (out) return out.transport === 'local' ? `'setup network local-bind ${out.agent.home}'` : `'setup network ssh-bind ${out.address}${out.port === 22 ? '' : ` --port ${out.port}`}'`;
+    const inbound = this.findInbound(host);
+    if (inbound?.transport === 'local') return `'setup network local-bind DIR' (DIR: the home of ${inbound.id} on this machine)`;
+    return `'setup network ssh-bind ${inbound?.address ?? host}'`;
   }
 
   async putOutbound(peer: OutboundPeer): Promise<void> {
