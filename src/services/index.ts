@@ -6,6 +6,7 @@ import { DRIVER_NAMES, isDriverName } from './datasets.js';
 import type { DriverName } from './storage/driver.js';
 import { AutoSyncService } from './auto-sync/index.js';
 import { FolderService } from './folders.js';
+import { ZvolService } from './zvols.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 
 export interface Services {
@@ -16,6 +17,8 @@ export interface Services {
   folders: FolderService;
   /** bound appliances and how to reach them (src/services/peer) */
   peers: PeerService;
+  /** block volumes served over NBD */
+  zvols: ZvolService;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -34,5 +37,6 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const peers = new PeerService(home, appliance, peerOptionsFromEnv(env));
   const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
-  return { home, appliance, storage, autoSync, folders, peers };
+  const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
+  return { home, appliance, storage, autoSync, folders, peers, zvols };
 }

@@ -10,6 +10,7 @@
  * id, which is how the run finds the newest common snapshot.
  */
 import type { Readable } from 'node:stream';
+import type { BlockVolume } from '../nbd/volume.js';
 
 export type DriverName = 'fs' | 'zfs' | 'btrfs';
 
@@ -73,6 +74,20 @@ export interface CreateDatasetOptions {
   volumeSize?: number;
   /** create missing parents */
   parents?: boolean;
+  /** with volumeSize: a zvol (fs: 64 KiB chunks and a dirty-chunk map) of this block size */
+  zvol?: { blockSize: number };
+}
+
+/** What `show zvol` reports of a zvol (drivers that have them). */
+export interface VolumeStats {
+  size: number;
+  blockSize: number;
+  /** bytes the live image takes on disk (holes cost nothing) */
+  used: number;
+  /** bytes written since the last snapshot (whole chunks, as the dirty map knows them) */
+  written: number;
+  /** chunks referenced by the snapshots over the distinct chunks stored (1 = no sharing) */
+  dedupRatio: number;
 }
 
 export interface Driver {
@@ -109,5 +124,12 @@ export interface Driver {
   recover(dataset: string): Promise<string[]>;
 
   mount(dataset: string): Promise<void>;
+  /** zvols (optional: drivers without them leave these out) */
+  isZvol?(dataset: string): Promise<boolean>;
+  volumeStats?(dataset: string): Promise<VolumeStats>;
+  /** grow a zvol (never shrink) */
+  resizeVolume?(dataset: string, size: number): Promise<void>;
+  /** open a zvol for one NBD connection */
+  openVolume?(dataset: string, opts?: { readOnly?: boolean }): Promise<BlockVolume>;
   unmount(dataset: string): Promise<void>;
 }

@@ -15,7 +15,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type {
-  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
+  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats,
 } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import { Catalog, type DatasetRecord, type SnapshotRecord } from './catalog.js';
@@ -34,6 +34,11 @@ import { finishRename, pendingRenameTouching, renameDataset, renameNames } from 
 import { scanTree } from './scan.js';
 import { sendStream } from './sender.js';
 import { takeSnapshot } from './snapshot.js';
+import { ZVOL_CHUNK } from './block-store.js';
+import { writeCleanMap } from './dirty-map.js';
+import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, growZvol, isZvol, patchPlan, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
+import { refuseServed, withWritesPaused, ZvolVolume } from './zvol-writer.js';
+import type { BlockVolume } from '../../nbd/volume.js';
 
 export interface FsDriverOptions {
   /** test hook: crash a commit part-way (see journal.ts); also SYNCSH_FS_CRASH_AFTER_STEPS */
@@ -104,6 +109,7 @@ class FsDriver implements Driver {
     if (volumeSize !== undefined && (!Number.isSafeInteger(volumeSize) || volumeSize <= 0)) {
       throw new Error(`The volume size must be a positive whole number of bytes: ${String(volumeSize)}.`);
     }
+    if (opts.zvol) checkZvolGeometry(name, volumeSize, opts.zvol.blockSize);
     if (this.catalog.record(name)) throw new Error(`The fs dataset ${name} already exists.`);
     const parent = parentOf(name);
     if (parent && !this.catalog.record(parent)) {
@@ -134,12 +140,15 @@ class FsDriver implements Driver {
         await fh.truncate(volumeSize);
         await fh.close();
       }
+      const zvol = opts.zvol && volumeSize !== undefined ? { blockSize: opts.zvol.blockSize, chunkSize: ZVOL_CHUNK } : undefined;
+      if (zvol) writeCleanMap(dirtyMapFile(this.layout, name), ZVOL_CHUNK, chunksOf(volumeSize!), EMPTY_BASE);
       this.catalog.writeIndex(name, { head: null, nextSeq: 1, snapshots: [] });
       const rec: DatasetRecord = {
         format: 1,
         name,
         kind: volumeSize !== undefined ? 'volume' : 'filesystem',
         ...(volumeSize !== undefined ? { volsize: volumeSize } : {}),
+        ...(zvol ? { zvol } : {}),
         createdAt: new Date().toISOString(),
       };
       this.catalog.register(rec); // the dataset exists from here
@@ -162,6 +171,7 @@ class FsDriver implements Driver {
     }
     const all = [name, ...children];
     this.refuseHeld(all, `destroying ${name}`);
+    for (const n of all) refuseServed(this.catalog, n, `destroying ${n}`);
     const lock = lockDatasets(this.layout, all, 'a dataset destruction');
     try {
       this.refuseHeld(all, `destroying ${name}`);
@@ -240,14 +250,21 @@ class FsDriver implements Driver {
         const store = new BlockStore(this.layout.blocksDir(n));
         const swept = markUnswept(this.catalog, n);
         try {
-          const manifest = await takeSnapshot(this.catalog, n, name, store);
-          // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
-          store.seal();
-          writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
-          await this.catalog.updateIndex(n, (index) => {
-            index.snapshots.push({ name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
-            index.head = manifest.id;
-          });
+          const zvol = isZvol(this.catalog.record(n));
+          const take = async () => {
+            const manifest = zvol ? await takeZvolSnapshot(this.catalog, n, name, store) : await takeSnapshot(this.catalog, n, name, store);
+            // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
+            store.seal();
+            writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
+            await this.catalog.updateIndex(n, (index) => {
+              index.snapshots.push({ name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
+              index.head = manifest.id;
+            });
+            // Listed: the chunks written so far are in it; the map starts again from it.
+            if (zvol) resetDirtyMap(this.catalog, n, manifest.id);
+          };
+          // A served zvol's writes stop for the length of it: every acknowledged write is in, none after.
+          await (zvol ? withWritesPaused(this.catalog, n, take) : take());
           swept();
         } catch (error) {
           store.discardNew(); // the blocks stored for the failed snapshot (an orphan manifest waits for the sweep)
@@ -315,9 +332,11 @@ class FsDriver implements Driver {
     checkSnapshotName(dataset, name);
     this.catalog.require(dataset);
     this.catalog.requireSnapshot(dataset, name);
+    refuseServed(this.catalog, dataset, `rolling it back`);
     const lock = lockDatasets(this.layout, [dataset], 'a rollback');
     try {
       await this.settle([dataset]);
+      refuseServed(this.catalog, dataset, `rolling it back`);
       const snap = this.catalog.requireSnapshot(dataset, name);
       const index = this.catalog.index(dataset);
       const target = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${name}`);
@@ -325,7 +344,7 @@ class FsDriver implements Driver {
       const caches = head ? [readManifest(this.layout.manifestFile(dataset, head), `${dataset} (${head})`)] : [];
       const liveDir = this.catalog.liveDir(dataset);
       const exclude = this.catalog.childMountNames(dataset);
-      const plan = planApply(await scanTree(liveDir, exclude), liveDir, target, caches, exclude);
+      const plan = patchPlan(this.catalog, dataset, planApply(await scanTree(liveDir, exclude), liveDir, target, caches, exclude), target);
       const staging = path.join(this.layout.stagingRoot(dataset), randomUUID());
       const store = new BlockStore(this.layout.blocksDir(dataset));
       try {
@@ -353,6 +372,8 @@ class FsDriver implements Driver {
     this.catalog.require(dataset);
     const snap = this.catalog.requireSnapshot(dataset, name);
     const manifest = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${name}`);
+    const quick = zvolDifference(this.catalog, dataset, manifest);
+    if (quick !== undefined) return quick !== null;
     return (await firstDifference(this.catalog.liveDir(dataset), manifest, this.catalog.childMountNames(dataset))) !== null;
   }
 
@@ -439,6 +460,35 @@ class FsDriver implements Driver {
     const freed = describeFreed(sweep(this.catalog, name), name);
     if (freed) lines.push(freed);
     return lines;
+  }
+
+  // ---- zvols -------------------------------------------------------------
+
+  async isZvol(dataset: string): Promise<boolean> {
+    checkDatasetName(dataset);
+    return isZvol(this.catalog.record(dataset));
+  }
+
+  async volumeStats(dataset: string): Promise<VolumeStats> {
+    checkDatasetName(dataset);
+    return zvolStats(this.catalog, dataset);
+  }
+
+  async resizeVolume(dataset: string, size: number): Promise<void> {
+    checkDatasetName(dataset);
+    const lock = lockDatasets(this.layout, [dataset], 'a resize');
+    try {
+      await this.settle([dataset]);
+      refuseServed(this.catalog, dataset, 'resizing it');
+      growZvol(this.catalog, dataset, size);
+    } finally {
+      lock.release();
+    }
+  }
+
+  async openVolume(dataset: string, opts: { readOnly?: boolean } = {}): Promise<BlockVolume> {
+    checkDatasetName(dataset);
+    return ZvolVolume.open(this.catalog, dataset, opts.readOnly);
   }
 
   // ---- mounting ----------------------------------------------------------
