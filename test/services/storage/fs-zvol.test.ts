@@ -226,3 +226,25 @@ test('grow keeps the data and the map valid; shrink, bad sizes and a served zvol
   t.false(await a.changedSince('tank/vm1', 's2'));
   t.is(readFileSync(image('a', 'tank/vm1'))[MiB], 9);
 });
+
+test('extents report unwritten zero chunks as holes; writeZeroes punches whole chunks and zeroes the edges', async (t) => {
+  const { a, image, dirty } = await pair(t, 8 * MiB);
+  const v = await a.openVolume!('tank/vm1');
+  t.teardown(() => v.close());
+  t.deepEqual(await v.extents!(0, 8 * MiB), [{ length: 8 * MiB, hole: true, zero: true }]);
+  await v.write(MiB, Buffer.alloc(3 * CHUNK, 5), { fua: true });
+  t.deepEqual(await v.extents!(0, 8 * MiB), [
+    { length: MiB, hole: true, zero: true },
+    { length: 3 * CHUNK, hole: false, zero: false },
+    { length: 7 * MiB - 3 * CHUNK, hole: true, zero: true },
+  ]);
+  await v.writeZeroes(MiB + 4096, 2 * CHUNK, { fua: true, noHole: false });
+  const img = readFileSync(image('a', 'tank/vm1'));
+  t.is(img[MiB], 5, 'before the range: kept');
+  t.true(img.subarray(MiB + 4096, MiB + 4096 + 2 * CHUNK).every((b) => b === 0), 'the range reads as zeroes');
+  t.is(img[MiB + 4096 + 2 * CHUNK], 5, 'after the range: kept');
+  t.deepEqual(dirty(), [16, 17, 18]);
+  const ro = await a.openVolume!('tank/vm1', { readOnly: true });
+  await t.throwsAsync(ro.write(0, Buffer.alloc(512), { fua: false }), { message: 'The export is read-only.' });
+  await ro.close();
+});

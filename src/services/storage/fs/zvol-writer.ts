@@ -334,17 +334,17 @@ export class ZvolVolume implements BlockVolume {
     if (write && this.readOnly) throw new VolumeError('EPERM', 'The export is read-only.');
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number): Promise<Buffer> {
     this.check(false);
     return this.z.read(offset, length);
   }
 
-  write(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
+  async write(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
     this.check(true);
     return this.z.write(offset, data, flags);
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     this.check(false);
     return this.z.flush();
   }
@@ -355,7 +355,7 @@ export class ZvolVolume implements BlockVolume {
     if (flags.fua) await this.z.flush();
   }
 
-  writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+  async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     this.check(true);
     return this.z.writeZeroes(offset, length, flags);
   }
