@@ -242,7 +242,7 @@ export function patchPlan(catalog: Catalog, name: string, plan: Plan, target: Ma
   };
 }
 
-/** Commit a patch (idempotent: each chunk is written whole from the store, again after a crash). */
+/** Commit a patch (idempotent: each chunk is written whole from the store, again after a crash of the process). */
 export function applyPatch(layout: Layout, name: string, liveDir: string, patch: NonNullable<Plan['patch']>): void {
   const store = new BlockStore(layout.blocksDir(name));
   const fd = openSync(path.join(liveDir, patch.path), 'r+');
@@ -258,7 +258,7 @@ export function applyPatch(layout: Layout, name: string, liveDir: string, patch:
     }
     // grown on the other side: the new end reads as zeroes
     if (fstatSync(fd).size !== patch.size) ftruncateSync(fd, patch.size);
-    fdatasyncSync(fd);
+    // Not synced, like staged files (README, Limits): a sync here also paid for every unflushed page of the image (after a full receive, all of it).
   } finally {
     closeSync(fd);
     store.close();
