@@ -7,6 +7,7 @@ import type { DriverName } from './storage/driver.js';
 import { AutoSyncService } from './auto-sync/index.js';
 import { FolderService } from './folders.js';
 import { ZvolService } from './zvols.js';
+import { ZvolImages } from './zvol-images.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 
 export interface Services {
@@ -19,6 +20,8 @@ export interface Services {
   peers: PeerService;
   /** block volumes served over NBD */
   zvols: ZvolService;
+  /** zvol images: export with a sha256, create a zvol from one (seeding) */
+  zvolImages: ZvolImages;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -38,5 +41,6 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
   const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
-  return { home, appliance, storage, autoSync, folders, peers, zvols };
+  const zvolImages = new ZvolImages(home, storage, zvols);
+  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages };
 }

@@ -162,3 +162,22 @@ test('auto-sync of a zvol to a peer bound with local-bind: full, then an increme
   t.log(`incremental after one 4 KiB write: ${bytes} bytes`);
   t.like(JSON.parse(await ok(b, 'show zvol fs:tank/vm1 --json')), { size: 1024 * MiB });
 });
+
+test('export-image and create --from-image through the CLI, the sha256 printed by one checked by the other', async (t) => {
+  t.timeout(8 * 60_000);
+  const a = appliance(t);
+  await ok(a, 'create folder fs:tank');
+  await ok(a, 'create zvol fs:tank/vm1 --size 16M');
+  const fs = await a.services.storage.usable('fs');
+  const vol = await fs.openVolume!('tank/vm1');
+  await vol.write(4 * MiB, randomBytes(MiB), { fua: true });
+  await vol.close();
+  const out = await ok(a, 'setup zvol fs:tank/vm1 export-image vm1.img.gz --compress gzip');
+  const hex = /sha256 ([0-9a-f]{64})/.exec(out)?.[1];
+  t.truthy(hex, out);
+  t.is(await fails(a, 'setup zvol fs:tank/vm1 export-image x.img --compress xz'), 'Error: The value of --compress is gzip (the only compression), not "xz".');
+  t.is(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz --size 16M --sha256 ' + hex), 'Error: create zvol --from-image takes its size from the image: leave out --size.');
+  t.regex(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz'), /needs the image's checksum: add --sha256 HEX/);
+  t.regex(await ok(a, `create zvol fs:tank/seed --from-image vm1.img.gz --sha256 ${hex}`), /Created zvol fs:tank\/seed \(16M\) from vm1\.img\.gz \(sha256 verified; 16 of 256 chunks hold data\)/);
+  t.is(sha(image(a, 'tank/seed')), sha(image(a, 'tank/vm1')));
+});

@@ -129,6 +129,8 @@ export interface Driver {
   volumeStats?(dataset: string): Promise<VolumeStats>;
   /** grow a zvol (never shrink) */
   resizeVolume?(dataset: string, size: number): Promise<void>;
+  /** a zvol snapshot's content, in order: each piece's offset and length, data null for zeroes */
+  readVolume?(dataset: string, snapshot: string): AsyncIterable<{ offset: number; length: number; data: Buffer | null }>;
   /** open a zvol for one NBD connection */
   openVolume?(dataset: string, opts?: { readOnly?: boolean }): Promise<BlockVolume>;
   unmount(dataset: string): Promise<void>;

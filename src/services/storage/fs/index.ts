@@ -36,7 +36,7 @@ import { sendStream } from './sender.js';
 import { takeSnapshot } from './snapshot.js';
 import { ZVOL_CHUNK } from './block-store.js';
 import { writeCleanMap } from './dirty-map.js';
-import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, growZvol, isZvol, patchPlan, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
+import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, growZvol, isZvol, patchPlan, readZvolSnapshot, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
 import { refuseServed, withWritesPaused, ZvolVolume } from './zvol-writer.js';
 import type { BlockVolume } from '../../nbd/volume.js';
 
@@ -484,6 +484,12 @@ class FsDriver implements Driver {
     } finally {
       lock.release();
     }
+  }
+
+  readVolume(dataset: string, snapshot: string): AsyncIterable<{ offset: number; length: number; data: Buffer | null }> {
+    checkDatasetName(dataset);
+    checkSnapshotName(dataset, snapshot);
+    return readZvolSnapshot(this.catalog, dataset, snapshot);
   }
 
   async openVolume(dataset: string, opts: { readOnly?: boolean } = {}): Promise<BlockVolume> {

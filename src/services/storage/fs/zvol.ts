@@ -330,3 +330,26 @@ export function zvolStats(catalog: Catalog, name: string): { size: number; block
   const written = dirty ? dirty.reduce((n, c) => n + Math.min(ZVOL_CHUNK, rec.volsize - c * ZVOL_CHUNK), 0) : rec.volsize;
   return { size: rec.volsize, blockSize: rec.zvol.blockSize, used: st ? st.blocks * 512 : 0, written, dedupRatio };
 }
+
+/** A zvol snapshot's content from the store, chunk by chunk; zero runs as one piece without data. */
+export async function* readZvolSnapshot(catalog: Catalog, name: string, snapshot: string): AsyncGenerator<{ offset: number; length: number; data: Buffer | null }> {
+  const rec = catalog.require(name);
+  if (!isZvol(rec)) throw new Error(`The fs dataset ${name} is not a zvol.`);
+  const snap = catalog.requireSnapshot(name, snapshot);
+  const manifest = manifestOf(catalog, name, snap.id);
+  const entry = manifest.entries.find((e) => e.path === VOLUME_FILE)!;
+  const store = new BlockStore(catalog.layout.blocksDir(name));
+  const breather = new Breather();
+  try {
+    let at = 0;
+    for (const h of entry.blocks!) {
+      const zeros = zeroRun(h);
+      const length = zeros ? Math.min(zeros * ZVOL_CHUNK, entry.size - at) : Math.min(ZVOL_CHUNK, entry.size - at);
+      yield { offset: at, length, data: zeros ? null : store.read(h, `${name}@${snapshot}`) };
+      at += length;
+      await breather.breathe();
+    }
+  } finally {
+    store.close();
+  }
+}
