@@ -216,6 +216,8 @@ test('grow keeps the data and the map valid; shrink, bad sizes and a served zvol
   await v.write(MiB, Buffer.alloc(4096, 9), { fua: true });
   await t.throwsAsync(a.resizeVolume!('tank/vm1', 2 * MiB), { message: /is served over NBD by process \d+ \(this one\); disconnect its clients/ });
   await t.throwsAsync(a.destroyDataset('tank/vm1', { recursive: true }), { message: /is served over NBD by process/ });
+  await t.throwsAsync(a.renameDataset('tank/vm1', 'tank/vm2'), { message: /is served over NBD by process/ });
+  await t.throwsAsync(a.unmount('tank/vm1'), { message: /is served over NBD by process/ });
   await v.close();
   await a.createSnapshot('tank/vm1', 's1', { recursive: false });
   await t.throwsAsync(a.resizeVolume!('tank/vm1', MiB), { message: 'The zvol fs:tank/vm1 is 1052672 bytes; it can only grow, not shrink to 1048576 bytes.' });

@@ -183,7 +183,9 @@ class FsDriver implements Driver {
   }
 
   /** See rename.ts: the live tree and the metadata of the dataset and its children move, journaled. */
-  renameDataset(from: string, to: string): Promise<void> {
+  async renameDataset(from: string, to: string): Promise<void> {
+    checkDatasetName(from);
+    for (const n of [from, ...this.catalog.descendants(from)]) refuseServed(this.catalog, n, `renaming ${n}`);
     return renameDataset({ catalog: this.catalog, faults: this.faults, settle: (names) => this.settle(names) }, from, to);
   }
 
@@ -526,6 +528,7 @@ class FsDriver implements Driver {
     if (!this.catalog.mounted(dataset)) return;
     const mounted = this.catalog.descendants(dataset).filter((c) => this.catalog.mounted(c));
     if (mounted.length) throw new Error(`The fs dataset ${dataset} has mounted child datasets (${mounted.join(', ')}); unmount them first.`);
+    refuseServed(this.catalog, dataset, 'unmounting it');
     const lock = lockDatasets(this.layout, [dataset], 'an unmount');
     try {
       await this.settle([dataset]);
