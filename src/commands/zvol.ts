@@ -49,7 +49,7 @@ const createZvol: CommandSpec = {
       ctx.progress(`Checking the sha256 of ${image} …`);
       const r = await ctx.services.zvolImages.createFromImage(input.args.DATASET as string, image, sha256, { blockSize: input.options['block-size'] as number | undefined });
       const z = await ctx.services.zvols.one(r.zvol);
-      return { kind: 'message', text: `Created zvol ${z.name} (${formatBytes(z.size)}) from ${image} (sha256 verified; ${r.stored} of ${r.chunks} chunks hold data); attach it at ${z.nbd}`, data: { ...z, image: r } };
+      return { kind: 'message', text: `Created zvol ${z.name} (${formatBytes(z.size)}) from ${image} (sha256 verified; ${r.stored} of ${r.chunks} chunks hold data${r.seed ? `; it is the snapshot @${r.seed} of the exported zvol, so the first auto-sync from that zvol sends only what changed since` : ''}); attach it at ${z.nbd}`, data: { ...z, image: r } };
     }
     if (sha256 !== undefined) throw new Error('--sha256 goes with --from-image.');
     if (size === undefined) throw new Error('create zvol needs its size: add --size, e.g. --size 10G.');

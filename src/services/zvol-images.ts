@@ -20,7 +20,8 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Home } from './home.js';
 import type { Storage } from './storage/registry.js';
 import { formatDataset, parseDataset } from './datasets.js';
-import { writeJsonAtomic } from './storage/fs/files.js';
+import { writeFileAtomic, writeJsonAtomic } from './storage/fs/files.js';
+import { rename } from 'node:fs/promises';
 import type { ZvolService } from './zvols.js';
 
 const CHUNK = 64 << 10;
@@ -35,6 +36,11 @@ export interface ExportRecord {
   snapshotId: string;
   size: number;
   createdAt: string;
+}
+
+/** shipped beside an exported image: the snapshot it is (identity and chunk names) */
+export function seedFile(image: string): string {
+  return `${image}.seed.json`;
 }
 
 export function imagesDir(home: Home): string {
@@ -173,10 +179,12 @@ export class ZvolImages {
           await fh.close();
         }
       }
-      const { rename } = await import('node:fs/promises');
+      // The seed beside it: the snapshot's identity and chunk names, so the copy made from the image can be that snapshot.
+      if (driver.volumeSeed) writeFileAtomic(seedFile(target), await driver.volumeSeed(ref.name, snapshot));
       await rename(tmp, target);
     } catch (error) {
       rmSync(tmp, { force: true });
+      rmSync(seedFile(target), { force: true });
       throw error;
     }
     const record: ExportRecord = {
@@ -193,7 +201,7 @@ export class ZvolImages {
    * image written into it (zero chunks stay holes). The image is read again
    * for that and checked again: changed meanwhile, the zvol is removed.
    */
-  async createFromImage(dataset: string, file: string, sha256: string, opts: { blockSize?: number } = {}): Promise<{ zvol: string; size: number; sha256: string; chunks: number; stored: number }> {
+  async createFromImage(dataset: string, file: string, sha256: string, opts: { blockSize?: number } = {}): Promise<{ zvol: string; size: number; sha256: string; chunks: number; stored: number; seed: string | null }> {
     const want = sha256.trim().toLowerCase();
     if (!SHA256.test(want)) throw new Error(`The --sha256 value must be 64 hexadecimal digits, not "${sha256}".`);
     const ref = parseDataset(dataset);
@@ -232,7 +240,14 @@ export class ZvolImages {
         await vol.close();
       }
       if (hash.digest('hex') !== want || at !== first.size) throw new Error(`The image ${file} changed while it was read; nothing was created.`);
-      return { zvol: qualified, size: first.size, sha256: want, chunks: count, stored };
+      // Exported by syncsh: the copy becomes the exported snapshot, so the first auto-sync from it sends only what changed since.
+      let seed: string | null = null;
+      const seedPath = seedFile(source);
+      if (existsSync(seedPath) && driver.adoptVolumeSeed) {
+        imagePath(this.home, path.relative(imagesDir(this.home), seedPath), true); // inside the images directory, as the image
+        seed = (await driver.adoptVolumeSeed(ref.name, readFileSync(seedPath, 'utf8'))).name;
+      }
+      return { zvol: qualified, size: first.size, sha256: want, chunks: count, stored, seed };
     } catch (error) {
       await driver.destroyDataset(ref.name, { recursive: true }).catch(() => undefined);
       throw error;

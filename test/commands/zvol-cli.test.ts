@@ -9,7 +9,7 @@
  */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
 import { writeNbdClients } from '../../src/services/zvol-clients.js';
@@ -178,6 +178,47 @@ test('export-image and create --from-image through the CLI, the sha256 printed b
   t.is(await fails(a, 'setup zvol fs:tank/vm1 export-image x.img --compress xz'), 'Error: The value of --compress is gzip (the only compression), not "xz".');
   t.is(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz --size 16M --sha256 ' + hex), 'Error: create zvol --from-image takes its size from the image: leave out --size.');
   t.regex(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz'), /needs the image's checksum: add --sha256 HEX/);
-  t.regex(await ok(a, `create zvol fs:tank/seed --from-image vm1.img.gz --sha256 ${hex}`), /Created zvol fs:tank\/seed \(16M\) from vm1\.img\.gz \(sha256 verified; 16 of 256 chunks hold data\)/);
+  t.regex(await ok(a, `create zvol fs:tank/seed --from-image vm1.img.gz --sha256 ${hex}`), /Created zvol fs:tank\/seed \(16M\) from vm1\.img\.gz \(sha256 verified; 16 of 256 chunks hold data; it is the snapshot @export-\d+T\d+Z of the exported zvol/);
   t.is(sha(image(a, 'tank/seed')), sha(image(a, 'tank/vm1')));
+});
+
+test('a seeded copy on a peer: the first auto-sync sends only the chunks written since the export; a seed that lies is refused', async (t) => {
+  t.timeout(8 * 60_000);
+  const f = new Fixture();
+  t.teardown(() => f.close());
+  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
+  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs' });
+  await ok(a, 'create folder fs:tank');
+  await ok(b, 'create folder fs:tank');
+  await ok(a, `setup network local-bind ${b.home}`);
+  await ok(a, 'create zvol fs:tank/vm1 --size 256M');
+  const fs = await a.services.storage.usable('fs');
+  let vol = await fs.openVolume!('tank/vm1');
+  await vol.write(0, randomBytes(32 * MiB), { fua: true });
+  await vol.close();
+  const hex = /sha256 ([0-9a-f]{64})/.exec(await ok(a, 'setup zvol fs:tank/vm1 export-image vm1.img'))![1];
+  // shipped to the other site
+  const aImages = path.join(a.home, 'images');
+  const bImages = path.join(b.home, 'images');
+  mkdirSync(bImages, { recursive: true });
+  for (const name of ['vm1.img', 'vm1.img.seed.json']) copyFileSync(path.join(aImages, name), path.join(bImages, name));
+  t.regex(await ok(b, `create zvol fs:tank/vm1 --from-image vm1.img --sha256 ${hex}`), /it is the snapshot @export-/);
+  vol = await fs.openVolume!('tank/vm1');
+  await vol.write(200 * MiB, randomBytes(4096), { fua: true }); // written since the export
+  await vol.close();
+  await ok(a, 'create auto-sync --from-fs fs:tank/vm1 --to-host beta --to-fs fs:tank/vm1 -y');
+  const run = await ok(a, 'run auto-sync :tank-vm1-000');
+  t.notRegex(run, /full sync/);
+  const state = JSON.stringify(JSON.parse(await ok(a, 'show auto-sync :tank-vm1-000 --json')));
+  const bytes = Number(/"lastBytes":(\d+)/.exec(state)?.[1]);
+  t.true(bytes < 2 * 64 * 1024, `the first sync to the seed sent ${bytes} bytes, not the 32 MiB`);
+  t.is(sha(image(b, 'tank/vm1')), sha(image(a, 'tank/vm1')));
+
+  // A seed whose chunk names are not the image's: refused, nothing left behind.
+  const seed = JSON.parse(readFileSync(path.join(bImages, 'vm1.img.seed.json'), 'utf8'));
+  const file = seed.entries.find((e: { path: string }) => e.path === 'volume.img');
+  file.blocks[0] = 'e'.repeat(64);
+  writeFileSync(path.join(bImages, 'vm1.img.seed.json'), JSON.stringify(seed));
+  t.regex(await fails(b, `create zvol fs:tank/other --from-image vm1.img --sha256 ${hex}`), /The zvol fs:tank\/other is not the snapshot @export-\S+ its seed describes: 1 of 4096 chunks differ \(the first at byte 0\)\./);
+  t.regex(await fails(b, 'show zvol fs:tank/other'), /does not exist/);
 });

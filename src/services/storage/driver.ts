@@ -131,6 +131,13 @@ export interface Driver {
   resizeVolume?(dataset: string, size: number): Promise<void>;
   /** a zvol snapshot's content, in order: each piece's offset and length, data null for zeroes */
   readVolume?(dataset: string, snapshot: string): AsyncIterable<{ offset: number; length: number; data: Buffer | null }>;
+  /** a zvol snapshot's identity and block list, as text shipped beside an exported image (a seed) */
+  volumeSeed?(dataset: string, snapshot: string): Promise<string>;
+  /**
+   * A zvol just written from an image becomes that snapshot (same name and
+   * id), once its chunks are proven to be the seed's; refused otherwise.
+   */
+  adoptVolumeSeed?(dataset: string, seed: string): Promise<SnapshotInfo>;
   /** open a zvol for one NBD connection */
   openVolume?(dataset: string, opts?: { readOnly?: boolean }): Promise<BlockVolume>;
   unmount(dataset: string): Promise<void>;

@@ -25,7 +25,7 @@ import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from 
 import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
 import { Layout, VOLUME_FILE } from './layout.js';
 import { lockDatasets, staleLockOwner } from './lock.js';
-import { readManifest, referencedBytes, writeManifest } from './manifest.js';
+import { checkReceivedManifest, readManifest, referencedBytes, withoutCache, writeManifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, isDescendant, parentOf, poolOf } from './names.js';
 import { planApply } from './plan.js';
 import { stageFiles } from './stage.js';
@@ -36,7 +36,7 @@ import { sendStream } from './sender.js';
 import { takeSnapshot } from './snapshot.js';
 import { ZVOL_CHUNK } from './block-store.js';
 import { writeCleanMap } from './dirty-map.js';
-import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, growZvol, isZvol, patchPlan, readZvolSnapshot, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
+import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, differingChunks, growZvol, isZvol, patchPlan, readZvolSnapshot, volumeBlocks, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
 import { refuseServed, withWritesPaused, ZvolVolume } from './zvol-writer.js';
 import type { BlockVolume } from '../../nbd/volume.js';
 
@@ -492,6 +492,61 @@ class FsDriver implements Driver {
     checkDatasetName(dataset);
     checkSnapshotName(dataset, snapshot);
     return readZvolSnapshot(this.catalog, dataset, snapshot);
+  }
+
+  async volumeSeed(dataset: string, snapshot: string): Promise<string> {
+    checkDatasetName(dataset);
+    checkSnapshotName(dataset, snapshot);
+    if (!isZvol(this.catalog.record(dataset))) throw new Error(`The fs dataset ${dataset} is not a zvol.`);
+    const snap = this.catalog.requireSnapshot(dataset, snapshot);
+    const m = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${snapshot}`);
+    return JSON.stringify({ ...m, entries: m.entries.map(withoutCache) });
+  }
+
+  async adoptVolumeSeed(dataset: string, seed: string): Promise<SnapshotInfo> {
+    checkDatasetName(dataset);
+    const rec = this.catalog.require(dataset);
+    if (!isZvol(rec)) throw new Error(`The fs dataset ${dataset} is not a zvol.`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(seed);
+    } catch (error) {
+      throw new Error(`The seed of ${dataset} is not JSON: ${(error as Error).message}.`);
+    }
+    const manifest = checkReceivedManifest(parsed, `the seed of ${dataset}`);
+    const entry = manifest.entries.find((e) => e.path === VOLUME_FILE);
+    if (manifest.kind !== 'volume' || manifest.chunkSize !== ZVOL_CHUNK || entry?.size !== rec.volsize) {
+      throw new Error(`The seed of ${dataset} describes ${manifest.kind === 'volume' ? `a ${entry?.size ?? 0}-byte volume` : 'a filesystem'}, not this ${rec.volsize}-byte zvol.`);
+    }
+    checkSnapshotName(dataset, manifest.name);
+    const lock = lockDatasets(this.layout, [dataset], 'adopting a seed');
+    const store = new BlockStore(this.layout.blocksDir(dataset));
+    try {
+      await this.settle([dataset]);
+      if (this.catalog.index(dataset).snapshots.length) throw new Error(`The zvol fs:${dataset} already has snapshots; a seed is adopted only by a zvol just created from its image.`);
+      const swept = markUnswept(this.catalog, dataset);
+      const read = await withWritesPaused(this.catalog, dataset, () => takeZvolSnapshot(this.catalog, dataset, manifest.name, store));
+      const want = volumeBlocks(manifest, chunksOf(rec.volsize));
+      const got = read.entries.find((e) => e.path === VOLUME_FILE)!.blocks!;
+      const differ = differingChunks(got, want, chunksOf(rec.volsize));
+      if (differ.length) {
+        store.discardNew();
+        swept();
+        throw new Error(`The zvol fs:${dataset} is not the snapshot @${manifest.name} its seed describes: ${differ.length} of ${chunksOf(rec.volsize)} chunks differ (the first at byte ${differ[0] * ZVOL_CHUNK}).`);
+      }
+      store.seal();
+      writeManifest(this.layout.manifestFile(dataset, manifest.id), manifest);
+      await this.catalog.updateIndex(dataset, (index) => {
+        index.snapshots.push({ name: manifest.name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
+        index.head = manifest.id;
+      });
+      resetDirtyMap(this.catalog, dataset, manifest.id);
+      swept();
+    } finally {
+      store.close();
+      lock.release();
+    }
+    return this.snapshotInfo(dataset, this.catalog.snapshot(dataset, manifest.name)!);
   }
 
   async openVolume(dataset: string, opts: { readOnly?: boolean } = {}): Promise<BlockVolume> {
