@@ -65,6 +65,7 @@ function socketPath(catalog: Catalog, name: string): string {
 }
 
 const live = new Map<string, LiveZvol>();
+const PAUSE_TIMEOUT_MS = 30_000;
 
 export class LiveZvol {
   private users = 0;
@@ -400,10 +401,13 @@ function pauseRemote(s: Serving, name: string): Promise<net.Socket> {
       reject(new Error(`Cannot pause the writes of zvol fs:${name} for a consistent snapshot: process ${s.pid}, which serves it, ${why}.`));
     };
     conn.once('error', (e) => fail(`does not answer on ${s.socket} (${e.message})`));
+    // A writer that cannot drain its writes within this is stuck; the snapshot is not taken.
+    conn.setTimeout(PAUSE_TIMEOUT_MS, () => fail(`did not stop its writes within ${PAUSE_TIMEOUT_MS / 1000} s`));
     conn.on('data', (d) => {
       got += d.toString();
       if (got.includes('paused\n')) {
         conn.removeAllListeners('data');
+        conn.setTimeout(0);
         resolve(conn);
       } else if (got.includes('\n')) fail(`answered ${JSON.stringify(got.trim())}`);
     });
