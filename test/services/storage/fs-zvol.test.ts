@@ -250,3 +250,41 @@ test('extents report unwritten zero chunks as holes; writeZeroes punches whole c
   await t.throwsAsync(ro.write(0, Buffer.alloc(512), { fua: false }), { message: 'The export is read-only.' });
   await ro.close();
 });
+
+test('an incremental zvol receive stopped after any step of its commit is finished by recover (the patch is idempotent)', async (t) => {
+  const { dir, a, image } = await pair(t, 16 * MiB);
+  const v = await a.openVolume!('tank/vm1');
+  await v.write(0, randomBytes(2 * MiB), { fua: true });
+  await v.close();
+  await a.createSnapshot('tank/vm1', 's1', { recursive: false });
+  const full = await collect(a.send('tank/vm1', 's1', { recursive: false }));
+  const v2 = await a.openVolume!('tank/vm1');
+  await v2.write(MiB, randomBytes(3 * CHUNK), { fua: true });
+  await v2.write(9 * MiB, randomBytes(4096), { fua: true });
+  await v2.close();
+  await a.createSnapshot('tank/vm1', 's2', { recursive: false });
+  const delta = await collect(a.send('tank/vm1', 's2', { from: 's1', recursive: false }));
+  let crashes = 0;
+  for (let steps = 0; ; steps++) {
+    const root = path.join(dir, `crash-${steps}`);
+    const ok = createFsDriver(root);
+    await ok.createDataset('tank');
+    await ok.receive('tank/vm1', Readable.from([full]), { force: false, recursive: false });
+    const crashing = createFsDriver(root, { faults: { crashAfterJournalSteps: steps } });
+    const done = await crashing.receive('tank/vm1', Readable.from([delta]), { force: false, recursive: false }).then(
+      () => true,
+      (error: Error) => {
+        if (!/Simulated crash/.test(error.message)) throw error;
+        return false;
+      },
+    );
+    if (!done) {
+      crashes++;
+      t.true((await ok.recover('tank/vm1')).some((l) => /Finished an interrupted commit/.test(l)));
+    }
+    t.is(sha(image(`crash-${steps}`, 'tank/vm1')), sha(image('a', 'tank/vm1')), `crashed after ${steps} step(s)`);
+    t.false(await ok.changedSince('tank/vm1', 's2'));
+    if (done) break;
+  }
+  t.true(crashes >= 3, `the commit has ${crashes} steps to crash after`);
+});
