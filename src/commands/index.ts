@@ -7,6 +7,7 @@ import { generalFamily } from './general.js';
 import { applianceFamily } from './appliance.js';
 import { networkFamily } from './network.js';
 import { consoleFamily } from './console.js';
+import { zvolFamily } from './zvol.js';
 
 export const instanceKinds: InstanceKind[] = [
   { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
@@ -15,6 +16,6 @@ export const instanceKinds: InstanceKind[] = [
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily], instanceKinds);
   return compiled;
 }

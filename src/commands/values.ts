@@ -29,6 +29,23 @@ export function parseSize(raw: string, label: string): number {
 }
 export const size: ValueSpec = { name: 'SIZE', parse: parseSize };
 
+const UNITS = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 } as const;
+
+/** A size in bytes with an optional unit (512, 64K, 10G, 1T); each bad form gets its own sentence. */
+export function parseBytes(raw: string, label: string): number {
+  const text = raw.trim();
+  if (/^-/.test(text)) throw new Error(`The value of ${label} must be a positive size such as 10G, not "${raw}".`);
+  const m = /^(\d+(?:\.\d+)?)([A-Za-z]*)$/.exec(text);
+  if (!m) throw new Error(`The value of ${label} must be a size such as 10G or 64K, not "${raw}".`);
+  const unit = m[2].toUpperCase().replace(/I?B$/, '');
+  if (!(unit in UNITS)) throw new Error(`The value of ${label} has an unknown unit "${m[2]}" in "${raw}": use K, M, G, T or P (powers of 1024), or none for bytes.`);
+  const bytes = Number(m[1]) * UNITS[unit as keyof typeof UNITS];
+  if (bytes === 0) throw new Error(`The value of ${label} must be more than 0 bytes, not "${raw}".`);
+  if (!Number.isSafeInteger(bytes)) throw new Error(`The value of ${label} must be a whole number of bytes no larger than 8P, not "${raw}".`);
+  return bytes;
+}
+export const bytes: ValueSpec = { name: 'SIZE', parse: parseBytes };
+
 export function formatBytes(bytes: number): string {
   const units = ['B', 'K', 'M', 'G', 'T'];
   let v = bytes;

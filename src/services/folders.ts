@@ -58,13 +58,19 @@ export class FolderService {
     const qualified = formatDataset(ref);
     const driver = await this.storage.usable(ref.driver);
     if (!(await driver.getDataset(ref.name))) throw new Error(`The folder ${qualified} does not exist.`);
+    const service = this.usedBy(qualified);
+    if (service) throw new Error(`The folder ${qualified} is used by auto-sync:${service}; destroy that service first.`);
+    await driver.destroyDataset(ref.name, { recursive: true });
+  }
+
+  /** the auto-sync service with this dataset (or one inside it) as a local end, if any */
+  usedBy(qualified: string): string | null {
     for (const s of this.autoSync.list()) {
       for (const end of [s.config.source, s.config.destination]) {
-        const inUse = end.host === 'localhost' && (end.dataset === qualified || end.dataset.startsWith(`${qualified}/`));
-        if (inUse) throw new Error(`The folder ${qualified} is used by auto-sync:${s.config.name}; destroy that service first.`);
+        if (end.host === 'localhost' && (end.dataset === qualified || end.dataset.startsWith(`${qualified}/`))) return s.config.name;
       }
     }
-    await driver.destroyDataset(ref.name, { recursive: true });
+    return null;
   }
 
   async snapshots(dataset?: string): Promise<SnapshotView[]> {

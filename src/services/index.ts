@@ -6,6 +6,8 @@ import { DRIVER_NAMES, isDriverName } from './datasets.js';
 import type { DriverName } from './storage/driver.js';
 import { AutoSyncService } from './auto-sync/index.js';
 import { FolderService } from './folders.js';
+import { ZvolService } from './zvols.js';
+import { ZvolImages } from './zvol-images.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 import { ConfigDamagedError } from './config-file.js';
 
@@ -17,6 +19,10 @@ export interface Services {
   folders: FolderService;
   /** bound appliances and how to reach them (src/services/peer) */
   peers: PeerService;
+  /** block volumes served over NBD */
+  zvols: ZvolService;
+  /** zvol images: export with a sha256, create a zvol from one (seeding) */
+  zvolImages: ZvolImages;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -35,7 +41,9 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const peers = new PeerService(home, appliance, peerOptionsFromEnv(env));
   const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
-  return { home, appliance, storage, autoSync, folders, peers };
+  const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
+  const zvolImages = new ZvolImages(home, storage, zvols);
+  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages };
 }
 
 /**

@@ -178,7 +178,7 @@ export class AutoSyncService {
         throw new Error(`The destination ${dst.endpoint.dataset} already receives auto-sync:${other.name}; two services must not write to one dataset.`);
       }
     }
-    await this.checkDestination(dst.endpoint, dst.ref);
+    await this.checkDestination(dst.endpoint, dst.ref, src.endpoint);
     const direction = directionOf(src.endpoint, dst.endpoint);
     if (req.reverseCapable && direction === 'local-to-local') {
       throw new Error('Reverse capability needs a service between two appliances; this one is local-to-local.');
@@ -215,7 +215,7 @@ export class AutoSyncService {
    * (its parent must) or be an empty dataset with no snapshots. Anything
    * else would be overwritten, so it is refused here, before a service exists.
    */
-  private async checkDestination(endpoint: Endpoint, ref: DatasetRef): Promise<void> {
+  private async checkDestination(endpoint: Endpoint, ref: DatasetRef, source: Endpoint): Promise<void> {
     const { driver } = await this.side(endpoint);
     const existing = await driver.getDataset(ref.name);
     if (!existing) {
@@ -227,6 +227,12 @@ export class AutoSyncService {
     }
     const snapshots = await driver.listSnapshots(ref.name);
     const files = existing.mountpoint ? (await readdir(existing.mountpoint).catch(() => [])).length : 0;
+    // A seed (a zvol made from an image exported by the source): it holds one of the source's snapshots, so the first run is incremental from it.
+    if (existing.kind === 'volume' && snapshots.length) {
+      const src = await this.side(source);
+      const ids = new Set((await src.driver.listSnapshots(src.dataset)).map((s) => s.id));
+      if (snapshots.every((s) => ids.has(s.id))) return;
+    }
     if (snapshots.length || files) {
       throw new Error(`The destination ${endpoint.dataset} already holds data (${snapshots.length} snapshot(s), ${files} entries): the first sync would overwrite it. Choose a new dataset, or empty it first.`);
     }

@@ -10,6 +10,7 @@
  * id, which is how the run finds the newest common snapshot.
  */
 import type { Readable } from 'node:stream';
+import type { BlockVolume } from '../nbd/volume.js';
 
 export type DriverName = 'fs' | 'zfs' | 'btrfs';
 
@@ -80,6 +81,20 @@ export interface CreateDatasetOptions {
   volumeSize?: number;
   /** create missing parents */
   parents?: boolean;
+  /** with volumeSize: a zvol (fs: 64 KiB chunks and a dirty-chunk map) of this block size */
+  zvol?: { blockSize: number };
+}
+
+/** What `show zvol` reports of a zvol (drivers that have them). */
+export interface VolumeStats {
+  size: number;
+  blockSize: number;
+  /** bytes the live image takes on disk (holes cost nothing) */
+  used: number;
+  /** bytes written since the last snapshot (whole chunks, as the dirty map knows them) */
+  written: number;
+  /** chunks referenced by the snapshots over the distinct chunks stored (1 = no sharing) */
+  dedupRatio: number;
 }
 
 export interface Driver {
@@ -116,5 +131,21 @@ export interface Driver {
   recover(dataset: string): Promise<string[]>;
 
   mount(dataset: string): Promise<void>;
+  /** zvols (optional: drivers without them leave these out) */
+  isZvol?(dataset: string): Promise<boolean>;
+  volumeStats?(dataset: string): Promise<VolumeStats>;
+  /** grow a zvol (never shrink) */
+  resizeVolume?(dataset: string, size: number): Promise<void>;
+  /** a zvol snapshot's content, in order: each piece's offset and length, data null for zeroes */
+  readVolume?(dataset: string, snapshot: string): AsyncIterable<{ offset: number; length: number; data: Buffer | null }>;
+  /** a zvol snapshot's identity and block list, as text shipped beside an exported image (a seed) */
+  volumeSeed?(dataset: string, snapshot: string): Promise<string>;
+  /**
+   * A zvol just written from an image becomes that snapshot (same name and
+   * id), once its chunks are proven to be the seed's; refused otherwise.
+   */
+  adoptVolumeSeed?(dataset: string, seed: string): Promise<SnapshotInfo>;
+  /** open a zvol for one NBD connection */
+  openVolume?(dataset: string, opts?: { readOnly?: boolean }): Promise<BlockVolume>;
   unmount(dataset: string): Promise<void>;
 }

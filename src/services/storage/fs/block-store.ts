@@ -26,6 +26,8 @@ import { errorCode, writeFileAtomic } from './files.js';
 import { encodePackIndex, forgetPackIndex, readPackIndex, type PackEntry } from './pack-index.js';
 
 export const CHUNK_SIZE = 1 << 20;
+/** A zvol's chunk (snapshots, transfer, dedupe): a 4 KiB write costs 64 KiB, not 1 MiB. */
+export const ZVOL_CHUNK = 64 << 10;
 /** Stands for an all-zero chunk (its length follows from the file size). */
 export const ZERO_BLOCK = '0';
 /** A writer seals its pack and starts another past this size, so a rewrite by garbage collection stays small. */

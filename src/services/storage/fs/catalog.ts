@@ -6,6 +6,7 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { Layout } from './layout.js';
+import type { ZvolRecord } from './zvol.js';
 import { readJson, writeJsonAtomic } from './files.js';
 import { withIndexLock } from './lock.js';
 import { decodeName, isDescendant, parentOf } from './names.js';
@@ -15,6 +16,8 @@ export interface DatasetRecord {
   name: string;
   kind: 'filesystem' | 'volume';
   volsize?: number;
+  /** a zvol (64 KiB chunks, dirty map): see zvol.ts */
+  zvol?: ZvolRecord;
   createdAt: string;
 }
 

@@ -7,21 +7,26 @@
  */
 import { closeSync, openSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { CHUNK_SIZE, blockName } from './block-store.js';
+import { CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js';
+import { forEachRun, zeroRun } from './block-list.js';
 import { Breather, mode, readFull, sameMtime } from './files.js';
 import { cacheMatches, sameOwner, type Entry, type Manifest } from './manifest.js';
 import { linkPrimaries, scanTree, type LiveNode } from './scan.js';
 import type { ExcludeMatcher } from './excludes.js';
 
-function contentMatches(file: string, entry: Entry, buf: Buffer): boolean {
+function contentMatches(file: string, entry: Entry, buf: Buffer, chunk: number): boolean {
   const fd = openSync(file, 'r');
   try {
-    const blocks = entry.blocks!;
-    for (let i = 0; i < blocks.length; i++) {
-      const n = readFull(fd, buf, i * CHUNK_SIZE);
-      const expected = i === blocks.length - 1 ? entry.size - i * CHUNK_SIZE : CHUNK_SIZE;
-      if (n !== expected || blockName(buf.subarray(0, n)) !== blocks[i]) return false;
-    }
+    const chunks = Math.ceil(entry.size / chunk);
+    let same = true;
+    forEachRun(entry.blocks!, (first, count, name) => {
+      for (let i = first; same && i < first + count; i++) {
+        const n = readFull(fd, buf.subarray(0, chunk), i * chunk);
+        const expected = i === chunks - 1 ? entry.size - i * chunk : chunk;
+        if (n !== expected || blockName(buf.subarray(0, n)) !== (zeroRun(name) ? ZERO_BLOCK : name)) same = false;
+      }
+    });
+    if (!same) return false;
     return readFull(fd, buf.subarray(0, 1), entry.size) === 0;
   } finally {
     closeSync(fd);
@@ -69,7 +74,7 @@ export async function differenceFrom(scanned: LiveNode[] | null, liveDir: string
     if (!sameMtime(node.stat.mtimeMs, e.mtimeNs)) return `${where} changed mtime`;
     if (cacheMatches(e, node.stat)) continue;
     buf ??= Buffer.allocUnsafe(CHUNK_SIZE);
-    if (!contentMatches(path.join(liveDir, e.path), e, buf)) return `${where} changed content`;
+    if (!contentMatches(path.join(liveDir, e.path), e, buf, manifest.chunkSize)) return `${where} changed content`;
     await breather.breathe();
   }
   return null;

@@ -15,7 +15,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type {
-  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo,
+  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo, VolumeStats,
 } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import { Catalog, type DatasetRecord, type SnapshotRecord } from './catalog.js';
@@ -26,7 +26,7 @@ import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from 
 import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
 import { Layout, VOLUME_FILE } from './layout.js';
 import { lockDatasets, staleLockOwner } from './lock.js';
-import { readManifest, referencedBytes, writeManifest } from './manifest.js';
+import { checkReceivedManifest, readManifest, referencedBytes, withoutCache, writeManifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, isDescendant, parentOf, poolOf } from './names.js';
 import { planApply } from './plan.js';
 import { stageFiles } from './stage.js';
@@ -35,6 +35,11 @@ import { finishRename, pendingRenameTouching, renameDataset, renameNames } from 
 import { scanTree } from './scan.js';
 import { sendStream } from './sender.js';
 import { takeSnapshot } from './snapshot.js';
+import { ZVOL_CHUNK } from './block-store.js';
+import { writeCleanMap } from './dirty-map.js';
+import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, differingChunks, growZvol, isZvol, patchPlan, readZvolSnapshot, volumeBlocks, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
+import { refuseServed, withWritesPaused, ZvolVolume } from './zvol-writer.js';
+import type { BlockVolume } from '../../nbd/volume.js';
 
 export interface FsDriverOptions {
   /** test hook: crash a commit part-way (see journal.ts); also SYNCSH_FS_CRASH_AFTER_STEPS */
@@ -105,6 +110,7 @@ class FsDriver implements Driver {
     if (volumeSize !== undefined && (!Number.isSafeInteger(volumeSize) || volumeSize <= 0)) {
       throw new Error(`The volume size must be a positive whole number of bytes: ${String(volumeSize)}.`);
     }
+    if (opts.zvol) checkZvolGeometry(name, volumeSize, opts.zvol.blockSize);
     if (this.catalog.record(name)) throw new Error(`The fs dataset ${name} already exists.`);
     const parent = parentOf(name);
     if (parent && !this.catalog.record(parent)) {
@@ -135,12 +141,15 @@ class FsDriver implements Driver {
         await fh.truncate(volumeSize);
         await fh.close();
       }
+      const zvol = opts.zvol && volumeSize !== undefined ? { blockSize: opts.zvol.blockSize, chunkSize: ZVOL_CHUNK } : undefined;
+      if (zvol) writeCleanMap(dirtyMapFile(this.layout, name), ZVOL_CHUNK, chunksOf(volumeSize!), EMPTY_BASE);
       this.catalog.writeIndex(name, { head: null, nextSeq: 1, snapshots: [] });
       const rec: DatasetRecord = {
         format: 1,
         name,
         kind: volumeSize !== undefined ? 'volume' : 'filesystem',
         ...(volumeSize !== undefined ? { volsize: volumeSize } : {}),
+        ...(zvol ? { zvol } : {}),
         createdAt: new Date().toISOString(),
       };
       this.catalog.register(rec); // the dataset exists from here
@@ -163,6 +172,7 @@ class FsDriver implements Driver {
     }
     const all = [name, ...children];
     this.refuseHeld(all, `destroying ${name}`);
+    for (const n of all) refuseServed(this.catalog, n, `destroying ${n}`);
     const lock = lockDatasets(this.layout, all, 'a dataset destruction');
     try {
       this.refuseHeld(all, `destroying ${name}`);
@@ -174,7 +184,9 @@ class FsDriver implements Driver {
   }
 
   /** See rename.ts: the live tree and the metadata of the dataset and its children move, journaled. */
-  renameDataset(from: string, to: string): Promise<void> {
+  async renameDataset(from: string, to: string): Promise<void> {
+    checkDatasetName(from);
+    for (const n of [from, ...this.catalog.descendants(from)]) refuseServed(this.catalog, n, `renaming ${n}`);
     return renameDataset({ catalog: this.catalog, faults: this.faults, settle: (names) => this.settle(names) }, from, to);
   }
 
@@ -241,14 +253,21 @@ class FsDriver implements Driver {
         const store = new BlockStore(this.layout.blocksDir(n));
         const swept = markUnswept(this.catalog, n);
         try {
-          const manifest = await takeSnapshot(this.catalog, n, name, store, undefined, checkExcludes(opts.exclude ?? []));
-          // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
-          store.seal();
-          writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
-          await this.catalog.updateIndex(n, (index) => {
-            index.snapshots.push({ name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
-            index.head = manifest.id;
-          });
+          const zvol = isZvol(this.catalog.record(n));
+          const take = async () => {
+            const manifest = zvol ? await takeZvolSnapshot(this.catalog, n, name, store) : await takeSnapshot(this.catalog, n, name, store, undefined, checkExcludes(opts.exclude ?? []));
+            // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
+            store.seal();
+            writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
+            await this.catalog.updateIndex(n, (index) => {
+              index.snapshots.push({ name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
+              index.head = manifest.id;
+            });
+            // Listed: the chunks written so far are in it; the map starts again from it.
+            if (zvol) resetDirtyMap(this.catalog, n, manifest.id);
+          };
+          // A served zvol's writes stop for the length of it: every acknowledged write is in, none after.
+          await (zvol ? withWritesPaused(this.catalog, n, take) : take());
           swept();
         } catch (error) {
           store.discardNew(); // the blocks stored for the failed snapshot (an orphan manifest waits for the sweep)
@@ -316,9 +335,11 @@ class FsDriver implements Driver {
     checkSnapshotName(dataset, name);
     this.catalog.require(dataset);
     this.catalog.requireSnapshot(dataset, name);
+    refuseServed(this.catalog, dataset, `rolling it back`);
     const lock = lockDatasets(this.layout, [dataset], 'a rollback');
     try {
       await this.settle([dataset]);
+      refuseServed(this.catalog, dataset, `rolling it back`);
       const snap = this.catalog.requireSnapshot(dataset, name);
       const index = this.catalog.index(dataset);
       const target = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${name}`);
@@ -326,7 +347,7 @@ class FsDriver implements Driver {
       const caches = head ? [readManifest(this.layout.manifestFile(dataset, head), `${dataset} (${head})`)] : [];
       const liveDir = this.catalog.liveDir(dataset);
       const exclude = this.catalog.childMountNames(dataset);
-      const plan = planApply(await scanTree(liveDir, exclude), liveDir, target, caches, exclude);
+      const plan = patchPlan(this.catalog, dataset, planApply(await scanTree(liveDir, exclude), liveDir, target, caches, exclude), target);
       const staging = path.join(this.layout.stagingRoot(dataset), randomUUID());
       const store = new BlockStore(this.layout.blocksDir(dataset));
       try {
@@ -354,6 +375,8 @@ class FsDriver implements Driver {
     this.catalog.require(dataset);
     const snap = this.catalog.requireSnapshot(dataset, name);
     const manifest = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${name}`);
+    const quick = zvolDifference(this.catalog, dataset, manifest);
+    if (quick !== undefined) return quick !== null;
     // What the snapshot left out by its patterns is not a change of the live tree.
     return (await firstDifference(this.catalog.liveDir(dataset), manifest, this.catalog.childMountNames(dataset), excludeMatcher(manifest.exclude))) !== null;
   }
@@ -443,6 +466,96 @@ class FsDriver implements Driver {
     return lines;
   }
 
+  // ---- zvols -------------------------------------------------------------
+
+  async isZvol(dataset: string): Promise<boolean> {
+    checkDatasetName(dataset);
+    return isZvol(this.catalog.record(dataset));
+  }
+
+  async volumeStats(dataset: string): Promise<VolumeStats> {
+    checkDatasetName(dataset);
+    return zvolStats(this.catalog, dataset);
+  }
+
+  async resizeVolume(dataset: string, size: number): Promise<void> {
+    checkDatasetName(dataset);
+    const lock = lockDatasets(this.layout, [dataset], 'a resize');
+    try {
+      await this.settle([dataset]);
+      refuseServed(this.catalog, dataset, 'resizing it');
+      growZvol(this.catalog, dataset, size);
+    } finally {
+      lock.release();
+    }
+  }
+
+  readVolume(dataset: string, snapshot: string): AsyncIterable<{ offset: number; length: number; data: Buffer | null }> {
+    checkDatasetName(dataset);
+    checkSnapshotName(dataset, snapshot);
+    return readZvolSnapshot(this.catalog, dataset, snapshot);
+  }
+
+  async volumeSeed(dataset: string, snapshot: string): Promise<string> {
+    checkDatasetName(dataset);
+    checkSnapshotName(dataset, snapshot);
+    if (!isZvol(this.catalog.record(dataset))) throw new Error(`The fs dataset ${dataset} is not a zvol.`);
+    const snap = this.catalog.requireSnapshot(dataset, snapshot);
+    const m = readManifest(this.layout.manifestFile(dataset, snap.id), `${dataset}@${snapshot}`);
+    return JSON.stringify({ ...m, entries: m.entries.map(withoutCache) });
+  }
+
+  async adoptVolumeSeed(dataset: string, seed: string): Promise<SnapshotInfo> {
+    checkDatasetName(dataset);
+    const rec = this.catalog.require(dataset);
+    if (!isZvol(rec)) throw new Error(`The fs dataset ${dataset} is not a zvol.`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(seed);
+    } catch (error) {
+      throw new Error(`The seed of ${dataset} is not JSON: ${(error as Error).message}.`);
+    }
+    const manifest = checkReceivedManifest(parsed, `the seed of ${dataset}`);
+    const entry = manifest.entries.find((e) => e.path === VOLUME_FILE);
+    if (manifest.kind !== 'volume' || manifest.chunkSize !== ZVOL_CHUNK || entry?.size !== rec.volsize) {
+      throw new Error(`The seed of ${dataset} describes ${manifest.kind === 'volume' ? `a ${entry?.size ?? 0}-byte volume` : 'a filesystem'}, not this ${rec.volsize}-byte zvol.`);
+    }
+    checkSnapshotName(dataset, manifest.name);
+    const lock = lockDatasets(this.layout, [dataset], 'adopting a seed');
+    const store = new BlockStore(this.layout.blocksDir(dataset));
+    try {
+      await this.settle([dataset]);
+      if (this.catalog.index(dataset).snapshots.length) throw new Error(`The zvol fs:${dataset} already has snapshots; a seed is adopted only by a zvol just created from its image.`);
+      const swept = markUnswept(this.catalog, dataset);
+      const read = await withWritesPaused(this.catalog, dataset, () => takeZvolSnapshot(this.catalog, dataset, manifest.name, store));
+      const want = volumeBlocks(manifest, chunksOf(rec.volsize));
+      const got = read.entries.find((e) => e.path === VOLUME_FILE)!.blocks!;
+      const differ = differingChunks(got, want, chunksOf(rec.volsize));
+      if (differ.length) {
+        store.discardNew();
+        swept();
+        throw new Error(`The zvol fs:${dataset} is not the snapshot @${manifest.name} its seed describes: ${differ.length} of ${chunksOf(rec.volsize)} chunks differ (the first at byte ${differ[0] * ZVOL_CHUNK}).`);
+      }
+      store.seal();
+      writeManifest(this.layout.manifestFile(dataset, manifest.id), manifest);
+      await this.catalog.updateIndex(dataset, (index) => {
+        index.snapshots.push({ name: manifest.name, id: manifest.id, createdAt: manifest.createdAt, seq: index.nextSeq++, held: false, referenced: referencedBytes(manifest) });
+        index.head = manifest.id;
+      });
+      resetDirtyMap(this.catalog, dataset, manifest.id);
+      swept();
+    } finally {
+      store.close();
+      lock.release();
+    }
+    return this.snapshotInfo(dataset, this.catalog.snapshot(dataset, manifest.name)!);
+  }
+
+  async openVolume(dataset: string, opts: { readOnly?: boolean } = {}): Promise<BlockVolume> {
+    checkDatasetName(dataset);
+    return ZvolVolume.open(this.catalog, dataset, opts.readOnly);
+  }
+
   // ---- mounting ----------------------------------------------------------
 
   async mount(dataset: string): Promise<void> {
@@ -472,6 +585,7 @@ class FsDriver implements Driver {
     if (!this.catalog.mounted(dataset)) return;
     const mounted = this.catalog.descendants(dataset).filter((c) => this.catalog.mounted(c));
     if (mounted.length) throw new Error(`The fs dataset ${dataset} has mounted child datasets (${mounted.join(', ')}); unmount them first.`);
+    refuseServed(this.catalog, dataset, 'unmounting it');
     const lock = lockDatasets(this.layout, [dataset], 'an unmount');
     try {
       await this.settle([dataset]);

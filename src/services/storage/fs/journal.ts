@@ -13,6 +13,7 @@ import type { Catalog } from './catalog.js';
 import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, withWritableParent, writeJsonAtomic } from './files.js';
 import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
+import { applyPatch, resetDirtyMap, type ZvolRecord } from './zvol.js';
 
 export interface Journal {
   format: 1;
@@ -24,7 +25,7 @@ export interface Journal {
   snapshot: { name: string; id: string; createdAt: string };
   plan: Plan;
   /** receive into a dataset that did not exist: registered in the register phase */
-  create?: { kind: 'filesystem' | 'volume'; volsize?: number };
+  create?: { kind: 'filesystem' | 'volume'; volsize?: number; zvol?: ZvolRecord };
   /** the directory holding a newly created dataset root, whose mtime that creation changed */
   parentDir?: { path: string; mtimeNs: string };
   /** receive of a volume: its (possibly new) size */
@@ -140,6 +141,10 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
       if (j.plan.tree) {
         step();
         placeTree(filesDir, j.liveDir);
+      }
+      if (j.plan.patch) {
+        step();
+        applyPatch(catalog.layout, dataset, j.liveDir, j.plan.patch);
       }
       for (const { path: p, staged } of j.plan.place) {
         step();
@@ -269,10 +274,11 @@ async function register(catalog: Catalog, j: Journal, known?: Manifest): Promise
     await catalog.updateIndex(dataset, (index) => {
       index.head = j.snapshot.id;
     });
+    resetDirtyMap(catalog, dataset, j.snapshot.id); // the image is that snapshot now
     return;
   }
   if (j.create && !catalog.record(dataset)) {
-    catalog.register({ format: 1, name: dataset, kind: j.create.kind, ...(j.create.volsize !== undefined ? { volsize: j.create.volsize } : {}), createdAt: new Date().toISOString() });
+    catalog.register({ format: 1, name: dataset, kind: j.create.kind, ...(j.create.volsize !== undefined ? { volsize: j.create.volsize } : {}), ...(j.create.zvol ? { zvol: j.create.zvol } : {}), createdAt: new Date().toISOString() });
   } else if (j.volsize !== undefined) {
     const rec = catalog.require(dataset);
     if (rec.volsize !== j.volsize) catalog.register({ ...rec, volsize: j.volsize });
@@ -292,4 +298,5 @@ async function register(catalog: Catalog, j: Journal, known?: Manifest): Promise
     }
     index.head = j.snapshot.id;
   });
+  resetDirtyMap(catalog, dataset, j.snapshot.id); // the image is that snapshot now
 }

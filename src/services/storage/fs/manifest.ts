@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { CHUNK_SIZE, ZERO_BLOCK, isBlockHash } from './block-store.js';
+import { CHUNK_SIZE, ZERO_BLOCK, ZVOL_CHUNK, isBlockHash } from './block-store.js';
+import { chunkCount, isZeroRun, zeroRun } from './block-list.js';
 import { errorCode, writeFileAtomic } from './files.js';
 import { isSafeRelativePath } from './names.js';
 import type { LiveStat } from './scan.js';
@@ -41,7 +42,7 @@ export interface Entry {
   /** ns since the epoch, as a decimal string (too big for a JSON number) */
   mtimeNs: string;
   size: number;
-  /** files: one name per CHUNK_SIZE chunk, a sha256 or ZERO_BLOCK */
+  /** files: one name per chunk (the manifest's chunkSize), a sha256 or ZERO_BLOCK */
   blocks?: string[];
   /** symlinks */
   target?: string;
@@ -251,7 +252,7 @@ export function referencedBytes(manifest: Manifest): number {
 /** Every stored block the manifest refers to, in the order its files use them (with repeats; a hard link's once). */
 export function blocksOf(manifest: Manifest): string[] {
   const out: string[] = [];
-  for (const e of manifest.entries) if (e.blocks && e.link === undefined) for (const h of e.blocks) if (h !== ZERO_BLOCK) out.push(h);
+  for (const e of manifest.entries) if (e.blocks && e.link === undefined) for (const h of e.blocks) if (!zeroRun(h)) out.push(h);
   return out;
 }
 
@@ -291,7 +292,7 @@ export function checkReceivedManifest(value: unknown, where: string): Manifest {
   if (typeof m.id !== 'string' || !m.id) bad('no snapshot id');
   if (typeof m.name !== 'string' || !m.name) bad('no snapshot name');
   if (m.kind !== 'filesystem' && m.kind !== 'volume') bad(`unknown kind ${String(m.kind)}`);
-  if (m.chunkSize !== CHUNK_SIZE) bad(`chunk size ${String(m.chunkSize)} is not ${CHUNK_SIZE}`);
+  if (m.chunkSize !== CHUNK_SIZE && !(m.kind === 'volume' && m.chunkSize === ZVOL_CHUNK)) bad(`chunk size ${String(m.chunkSize)} is not ${CHUNK_SIZE}${m.kind === 'volume' ? ` or ${ZVOL_CHUNK}` : ''}`);
   if (!Array.isArray(m.entries) || m.entries.length === 0) bad('no entries');
   const dirs = new Set<string>();
   let previous: string | null = null;
@@ -319,8 +320,10 @@ export function checkReceivedManifest(value: unknown, where: string): Manifest {
       dirs.add(e.path);
     } else if (e.type === 'file') {
       const blocks = e.blocks;
-      if (!Array.isArray(blocks) || blocks.length !== Math.ceil(e.size / CHUNK_SIZE)) bad(`bad block list for ${JSON.stringify(e.path)}`);
-      for (const h of blocks!) if (h !== ZERO_BLOCK && !isBlockHash(h)) bad(`bad block name for ${JSON.stringify(e.path)}`);
+      const runs = m.chunkSize === ZVOL_CHUNK; // zvols write runs of zero chunks as one name (block-list.ts)
+      if (!Array.isArray(blocks) || blocks.some((h) => typeof h !== 'string')) bad(`bad block list for ${JSON.stringify(e.path)}`);
+      for (const h of blocks!) if (h !== ZERO_BLOCK && !isBlockHash(h) && !(runs && isZeroRun(h))) bad(`bad block name for ${JSON.stringify(e.path)}`);
+      if (chunkCount(blocks!) !== Math.ceil(e.size / m.chunkSize)) bad(`bad block list for ${JSON.stringify(e.path)}`);
     } else if (e.type === 'symlink') {
       if (typeof e.target !== 'string' || !e.target || e.target.includes('\0')) bad(`bad symlink target for ${JSON.stringify(e.path)}`);
     } else {

@@ -45,6 +45,11 @@ export interface Plan {
    * instead of one per file (a full receive of 20,000 files).
    */
   tree?: true;
+  /**
+   * A zvol's image, patched in place instead of rebuilt (zvol.ts): the
+   * chunks to write, each [index, block name], from the store.
+   */
+  patch?: { path: string; size: number; chunks: [number, string][] };
 }
 
 function depth(p: string): number {

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { BlockStore } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { differenceFrom } from './compare.js';
+import { zvolDifference } from './zvol.js';
+import { refuseServed } from './zvol-writer.js';
 import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
 import type { StagedManifest } from './journal.js';
 import { readManifest, type Manifest } from './manifest.js';
@@ -69,6 +71,7 @@ export function checkStreamHeader(sh: StreamHeader, dataset: string): string[] {
 export async function preflight(catalog: Catalog, target: string, h: DatasetHeader, force: boolean, targets: string[]): Promise<Incoming> {
   const { layout } = catalog;
   if (h.kind !== 'filesystem' && h.kind !== 'volume') throw corrupt(`unknown dataset kind ${JSON.stringify(h.kind)}.`);
+  if (h.blockSize !== undefined && (!Number.isSafeInteger(h.blockSize) || h.blockSize < 512 || h.blockSize > 65536 || (h.blockSize & (h.blockSize - 1)) !== 0)) throw corrupt(`bad zvol block size ${JSON.stringify(h.blockSize)}.`);
   if (!h.snapshot || typeof h.snapshot.id !== 'string' || !h.snapshot.id) throw corrupt('a dataset header has no snapshot id.');
   checkSnapshotName(target, h.snapshot.name);
   const incoming = (create: boolean, baseManifest: Manifest | null, madeMeta: boolean, live: LiveNode[] | null = null): Incoming => {
@@ -102,6 +105,7 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
   }
 
   if (rec.kind !== h.kind) throw new Error(`The destination ${target} is a ${rec.kind}, but the stream carries a ${h.kind}.`);
+  refuseServed(catalog, target, 'receiving into it');
   const { snapshots } = catalog.index(target);
   const same = snapshots.find((s) => s.id === h.snapshot.id);
   if (same) throw new Error(`The destination ${target} already has this snapshot: @${same.name} (id ${same.id}).`);
@@ -132,7 +136,9 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
   }
   const baseManifest = readManifest(layout.manifestFile(target, base.id), `${target}@${base.name}`);
   const live = await scanTree(liveDir, exclude);
-  const difference = await differenceFrom(live, liveDir, baseManifest, exclude);
+  // A zvol's dirty map says which chunks to compare; anything it cannot vouch for is compared whole.
+  const quick = zvolDifference(catalog, target, baseManifest);
+  const difference = quick !== undefined ? quick : await differenceFrom(live, liveDir, baseManifest, exclude);
   if (difference && !force) {
     throw new Error(`The destination ${target} was changed since its snapshot @${base.name}, the base of this stream (${difference}); nothing was changed. Receive with force to roll those changes back.`);
   }

@@ -19,7 +19,8 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import type { ReceiveOptions, ReceiveResult, SnapshotInfo } from '../driver.js';
-import { CHUNK_SIZE, sha256 } from './block-store.js';
+import { CHUNK_SIZE, ZVOL_CHUNK, sha256 } from './block-store.js';
+import { patchPlan } from './zvol.js';
 import type { Catalog, SnapshotRecord } from './catalog.js';
 import { Breather, removeTree, writeFileSynced } from './files.js';
 import { markUnswept } from './gc.js';
@@ -97,7 +98,7 @@ async function planFor(catalog: Catalog, inc: Incoming, targets: string[]): Prom
   for (const t of targets) if (parentOf(t) === inc.target) exclude.add(t.slice(inc.target.length + 1));
   // The tree as checked before the transfer: a change made since is kept, like one made just after.
   const live = inc.live ?? (await scanTree(liveDir, exclude));
-  return { liveDir, plan: planApply(live, liveDir, inc.manifest!, inc.baseManifest ? [inc.baseManifest] : [], exclude) };
+  return { liveDir, plan: patchPlan(catalog, inc.target, planApply(live, liveDir, inc.manifest!, inc.baseManifest ? [inc.baseManifest] : [], exclude), inc.manifest!) };
 }
 
 /**
@@ -185,7 +186,7 @@ function prepare(inc: Incoming, all: Incoming[]): Journal {
     snapshot: { name: h.snapshot.name, id: h.snapshot.id, createdAt: typeof h.snapshot.createdAt === 'string' ? h.snapshot.createdAt : new Date().toISOString() },
     plan,
     ...(parentDir ? { parentDir } : {}),
-    ...(inc.create ? { create: { kind: h.kind, ...(h.volsize !== undefined ? { volsize: h.volsize } : {}) } } : {}),
+    ...(inc.create ? { create: { kind: h.kind, ...(h.volsize !== undefined ? { volsize: h.volsize } : {}), ...(inc.manifest?.chunkSize === ZVOL_CHUNK ? { zvol: { blockSize: h.blockSize ?? ZVOL_CHUNK, chunkSize: ZVOL_CHUNK } } : {}) } } : {}),
     ...(h.kind === 'volume' && h.volsize !== undefined ? { volsize: h.volsize } : {}),
     ...(inc.baseManifest ? { baseId: inc.baseManifest.id } : {}),
   };

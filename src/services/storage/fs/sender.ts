@@ -107,6 +107,7 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
         rel: part.rel,
         kind: manifest.kind,
         ...(manifest.volsize !== undefined ? { volsize: manifest.volsize } : {}),
+        ...(catalog.record(part.name)?.zvol ? { blockSize: catalog.record(part.name)!.zvol!.blockSize } : {}),
         snapshot: { name: part.snap.name, id: part.snap.id, createdAt: part.snap.createdAt },
         base: part.base ? { name: part.base.name, id: part.base.id } : null,
         entries: manifest.entries.length,

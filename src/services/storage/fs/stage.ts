@@ -17,7 +17,8 @@
  * which is always built before it.
  */
 import { chmodSync, closeSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, mkdirSync, openSync, statSync, symlinkSync, writeSync } from 'node:fs';
-import { BlockStore, CHUNK_SIZE, ZERO_BLOCK } from './block-store.js';
+import { BlockStore, CHUNK_SIZE } from './block-store.js';
+import { zeroRun } from './block-list.js';
 import { Breather, nsToSeconds, setMtime } from './files.js';
 import { byPath, ownerKept, type Entry, type Manifest } from './manifest.js';
 import type { Plan } from './plan.js';
@@ -44,6 +45,8 @@ interface OpenFile {
   fd: number;
   /** the next chunk to write */
   chunk: number;
+  /** the next name of its block list (runs of zero chunks are one name) */
+  name: number;
 }
 
 export class Stager {
@@ -53,6 +56,8 @@ export class Stager {
   /** the block the open file needs next and the store does not have yet */
   private awaiting: string | null = null;
   private readonly buf = Buffer.allocUnsafe(CHUNK_SIZE);
+  /** the target's chunk size (1 MiB, 64 KiB for a zvol) */
+  private readonly chunk: number;
   /** the owner what this stager creates gets (this process's; the group of a set-group-ID staging directory) */
   private readonly uid: number;
   private readonly gid: number;
@@ -64,6 +69,7 @@ export class Stager {
    * commit, after the move).
    */
   constructor(private readonly plan: Plan, target: Manifest, private readonly filesDir: string, private readonly store: BlockStore, private readonly what: string) {
+    this.chunk = target.chunkSize;
     if (plan.tree) {
       mkdirSync(filesDir, { recursive: true, mode: 0o700 });
       this.items = target.entries
@@ -129,7 +135,7 @@ export class Stager {
         linkSync(item.linkTo, item.file);
         this.next++;
       } else {
-        this.open = { item, fd: openSync(item.file, 'wx', createMode(item.entry.mode, 0).mode), chunk: 0 };
+        this.open = { item, fd: openSync(item.file, 'wx', createMode(item.entry.mode, 0).mode), chunk: 0, name: 0 };
       }
     }
   }
@@ -137,10 +143,12 @@ export class Stager {
   /** Write the open file's chunks the store has; false when it waits for one. */
   private continueFile(f: OpenFile): boolean {
     const blocks = f.item.entry.blocks!;
-    while (f.chunk < blocks.length) {
-      const h = blocks[f.chunk];
-      if (h === ZERO_BLOCK) {
-        f.chunk++;
+    while (f.name < blocks.length) {
+      const h = blocks[f.name];
+      const zeros = zeroRun(h);
+      if (zeros) {
+        f.chunk += zeros;
+        f.name++;
         continue;
       }
       if (!this.store.has(h)) {
@@ -156,13 +164,14 @@ export class Stager {
 
   private writeChunk(f: OpenFile, data: Buffer): void {
     const { entry } = f.item;
-    const at = f.chunk * CHUNK_SIZE;
-    if (data.length !== Math.min(CHUNK_SIZE, entry.size - at)) {
-      throw new Error(`The block ${entry.blocks![f.chunk]} of ${this.what} (${entry.path}) has the wrong length; the block store is damaged.`);
+    const at = f.chunk * this.chunk;
+    if (data.length !== Math.min(this.chunk, entry.size - at)) {
+      throw new Error(`The block ${entry.blocks![f.name]} of ${this.what} (${entry.path}) has the wrong length; the block store is damaged.`);
     }
     let off = 0;
     while (off < data.length) off += writeSync(f.fd, data, off, data.length - off, at + off);
     f.chunk++;
+    f.name++;
   }
 
   private closeFile(f: OpenFile): void {
@@ -170,7 +179,8 @@ export class Stager {
     this.open = null;
     this.next++;
     try {
-      if (entry.blocks!.at(-1) === ZERO_BLOCK) ftruncateSync(f.fd, entry.size);
+      const last = entry.blocks!.at(-1);
+      if (last !== undefined && zeroRun(last)) ftruncateSync(f.fd, entry.size);
       // Owner before mode: a change of owner clears the set-user-ID and set-group-ID bits.
       const owner = this.ownerToSet(entry);
       if (owner) fchownSync(f.fd, owner.uid, owner.gid);

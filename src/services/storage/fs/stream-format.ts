@@ -69,6 +69,8 @@ export interface DatasetHeader {
   rel: string;
   kind: 'filesystem' | 'volume';
   volsize?: number;
+  /** a zvol's block size (its manifest has 64 KiB chunks) */
+  blockSize?: number;
   snapshot: { name: string; id: string; createdAt: string };
   base: { name: string; id: string } | null;
   entries: number;
