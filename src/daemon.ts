@@ -11,6 +11,8 @@ import { startMetricsServer, type ServiceSample } from './services/metrics.js';
 import { healthOf } from './services/auto-sync/status.js';
 import { stamp } from './services/service-log.js';
 import { NbdService } from './services/nbd/service.js';
+import { zvolExports } from './services/zvol-exports.js';
+import { writeNbdClients } from './services/zvol-clients.js';
 import type { Services } from './services/index.js';
 import { parseHostPort, type HostPort } from './services/host-port.js';
 
@@ -66,7 +68,7 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(`${sig}`)));
   const metrics = listen ? await startMetricsServer({ ...listen, collect: () => samples(services) }) : null;
   if (metrics) say(`metrics on http://${listen!.host}:${metrics.port}/metrics`);
-  const nbd = new NbdService(services.home, services.storage, { log: say });
+  const nbd = new NbdService(services.home, zvolExports(services), { log: say, onClientsChanged: (clients) => writeNbdClients(services.home, clients) });
   try {
     await nbd.start();
   } catch (error) {

@@ -59,10 +59,19 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-test('syncsh daemon exports fs volumes on its unix socket and on TCP as nbd-listen / nbd-allow say', async (t) => {
+/** polls `probe` (a command's answer) until it gives something, for at most 20 s */
+async function waitFor<T>(probe: () => Promise<T | null | false>): Promise<T> {
+  for (const started = Date.now(); Date.now() - started < 20_000; ) {
+    const got = await probe();
+    if (got) return got;
+  }
+  throw new Error('timed out waiting for the daemon to publish its NBD clients');
+}
+
+test('syncsh daemon exports zvols on its unix socket and on TCP as nbd-listen / nbd-allow say; show zvol names the clients, destroy waits for them', async (t) => {
   assertBuilt();
   const a = makeAppliance(t);
-  for (const cmd of ['create folder fs:tank', 'create folder fs:tank/vm1 --volume-size 64M']) t.is((await syncsh(['-c', cmd], a.env)).exitCode, 0, cmd);
+  for (const cmd of ['create folder fs:tank', 'create zvol fs:tank/vm1 --size 64M']) t.is((await syncsh(['-c', cmd], a.env)).exitCode, 0, cmd);
   const daemon = execa('node', [BIN, 'daemon'], { env: a.env, reject: false });
   t.teardown(async () => {
     daemon.kill('SIGTERM');
@@ -75,26 +84,41 @@ test('syncsh daemon exports fs volumes on its unix socket and on TCP as nbd-list
   t.is((await stat(path.dirname(socket))).mode & 0o777, 0o700);
 
   const uri = unixUri(socket, 'fs:tank/vm1');
+  t.is(JSON.parse(String((await syncsh(['--json', '-c', 'show zvol fs:tank/vm1'], a.env)).stdout)).nbd, uri, 'show zvol gives the URI the daemon serves');
   const info = JSON.parse((await execa('nbdinfo', ['--json', uri])).stdout).exports[0];
   t.like(info, { 'export-name': 'fs:tank/vm1', 'export-size': 64 * MiB, block_size_minimum: 512, block_size_preferred: 65536 });
-  const io = await execa('qemu-io', ['-f', 'raw', '-c', 'write -P 0x3c 1M 128k', '-c', 'flush', '-c', 'read -P 0x3c 1M 128k', uri]);
+  const io = await execa('qemu-io', ['-f', 'raw', '-c', 'write -P 0x3c 1M 128k', '-c', 'flush', uri]);
   t.notRegex(io.stdout, /failed/i);
-  const image = await readFile(path.join(a.home, 'fs', 'tank', 'vm1', 'volume.img'));
-  t.true(image.subarray(MiB, MiB + 128 * 1024).equals(Buffer.alloc(128 * 1024, 0x3c)), 'the write is in the volume image');
+  // a snapshot taken from another process (the CLI) while the daemon serves it holds the flushed write
+  t.is((await syncsh(['-c', 'create auto-sync --from-fs fs:tank/vm1 --to-fs fs:tank/copy1 -y'], a.env)).exitCode, 0);
+  const run = await syncsh(['-c', 'run auto-sync :tank-vm1-000'], a.env);
+  t.is(run.exitCode, 0, String(run.stderr));
+  const copy = await readFile(path.join(a.home, 'fs', 'tank', 'copy1', 'volume.img'));
+  t.true(copy.subarray(MiB, MiB + 128 * 1024).equals(Buffer.alloc(128 * 1024, 0x3c)), 'the write reached the replica');
+  const back = await execa('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x3c 1M 128k', uri]);
+  t.notRegex(back.stdout, /failed|mismatch/i, 'a new connection reads the write back');
 
   // created while the daemon runs: exported at once
-  t.is((await syncsh(['-c', 'create folder fs:tank/vm2 --volume-size 8M'], a.env)).exitCode, 0);
+  t.is((await syncsh(['-c', 'create zvol fs:tank/vm2 --size 8M'], a.env)).exitCode, 0);
   t.is((await execa('nbdinfo', ['--size', unixUri(socket, 'fs:tank/vm2')])).stdout.trim(), String(8 * MiB));
   const list = (await execa('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${socket}`])).stdout;
-  t.deepEqual(JSON.parse(list).exports.map((e: { 'export-name': string }) => e['export-name']).sort(), ['fs:tank/vm1', 'fs:tank/vm2']);
+  t.deepEqual(JSON.parse(list).exports.map((e: { 'export-name': string }) => e['export-name']).sort(), ['fs:tank/copy1', 'fs:tank/vm1', 'fs:tank/vm2']);
 
-  // destroyed while a client holds it: withdrawn
+  // a client attached: show zvol names it, destroy is refused naming it; once it is gone, destroy goes ahead and the export with it
   const held = await RawClient.connect(t, socket);
   await held.open('fs:tank/vm2');
-  const before = out.lines.length;
-  t.is((await syncsh(['-c', 'destroy folder fs:tank/vm2', '-y'], a.env)).exitCode, 0);
+  const shown = await waitFor(async () => {
+    const z = JSON.parse(String((await syncsh(['--json', '-c', 'show zvol fs:tank/vm2'], a.env)).stdout));
+    return z.clients.length === 1 ? z : null;
+  });
+  t.is(typeof shown.clients[0].client, 'string');
+  const refusedDestroy = await syncsh(['-c', 'destroy zvol fs:tank/vm2 -y'], a.env);
+  t.is(refusedDestroy.exitCode, 1);
+  t.regex(String(refusedDestroy.stderr), /The zvol fs:tank\/vm2 has 1 NBD client\(s\) connected .*disconnect them first/);
+  held.socket.end();
   await held.closed();
-  await out.wait(/export fs:tank\/vm2 withdrawn: 1 client\(s\) disconnected/, before);
+  await waitFor(async () => JSON.parse(String((await syncsh(['--json', '-c', 'show zvol fs:tank/vm2'], a.env)).stdout)).clients.length === 0);
+  t.is((await syncsh(['-c', 'destroy zvol fs:tank/vm2 -y'], a.env)).exitCode, 0);
   t.not((await execa('nbdinfo', ['--size', unixUri(socket, 'fs:tank/vm2')], { reject: false })).exitCode, 0);
 
   // TCP: only once nbd-listen is set; nbd-allow applies without a restart

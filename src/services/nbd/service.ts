@@ -9,10 +9,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Home } from '../home.js';
-import type { Storage } from '../storage/registry.js';
 import { nbdSettings } from '../appliance.js';
 import { NbdServer, type NbdClientInfo } from './server.js';
-import { applianceExports, goneExports } from './exports.js';
+import { goneExports } from './exports.js';
 import type { ExportSource } from './volume.js';
 
 export function nbdSocketPath(home: Home): string {
@@ -25,15 +24,14 @@ export function nbdUri(home: Home, name: string): string {
 }
 
 export interface NbdServiceOptions {
-  /** what is exported; default: the appliance's volumes (exports.ts) */
-  exports?: ExportSource;
   log?(line: string): void;
+  /** the clients of both servers, whenever one comes or goes (the daemon publishes them for `show zvol`) */
+  onClientsChanged?(clients: NbdClientInfo[]): void;
   /** how often exports held by clients are checked for withdrawal (ms) */
   pollMs?: number;
 }
 
 export class NbdService {
-  readonly exports: ExportSource;
   private unix: NbdServer | null = null;
   private tcp: NbdServer | null = null;
   private tcpKey = 'none';
@@ -44,18 +42,21 @@ export class NbdService {
 
   constructor(
     private readonly home: Home,
-    storage: Storage,
+    /** what is exported: the appliance's zvols (zvol-exports.ts), or fixed files in tests */
+    readonly exports: ExportSource,
     private readonly opts: NbdServiceOptions = {},
-  ) {
-    this.exports = opts.exports ?? applianceExports(storage, home.fsRoot);
-  }
+  ) {}
+
+  private clientsChanged = (): void => {
+    this.opts.onClientsChanged?.(this.clients());
+  };
 
   private log(line: string): void {
     this.opts.log?.(line);
   }
 
   async start(): Promise<void> {
-    this.unix = new NbdServer({ exports: this.exports, unixSocket: nbdSocketPath(this.home), log: (l) => this.log(l) });
+    this.unix = new NbdServer({ exports: this.exports, unixSocket: nbdSocketPath(this.home), log: (l) => this.log(l), onClientsChanged: this.clientsChanged });
     await this.unix.start();
     await this.reload();
     try {
@@ -110,7 +111,7 @@ export class NbdService {
       this.log('NBD TCP listener stopped');
     }
     if (!nbdListen) return;
-    const server = new NbdServer({ exports: this.exports, tcp: { ...nbdListen, allow: nbdAllow }, log: (l) => this.log(l) });
+    const server = new NbdServer({ exports: this.exports, tcp: { ...nbdListen, allow: nbdAllow }, log: (l) => this.log(l), onClientsChanged: this.clientsChanged });
     try {
       await server.start();
       this.tcp = server;
