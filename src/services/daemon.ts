@@ -52,12 +52,15 @@ export class StallError extends Error {
 /** when a service should run next: a retry after failures, else its schedule */
 export function dueAt(config: AutoSyncConfig, run: RunState, now: number, retry: RetryPolicy): number | null {
   const last = run.lastRunAt ? Date.parse(run.lastRunAt) : null;
+  // A cron service that never ran counts its matches from its creation (see nextRun).
+  const created = Date.parse(config.createdAt);
+  const since = Number.isNaN(created) ? null : created;
   if (run.lastResult === 'failure' && last !== null && run.consecutiveFailures <= retry.attempts) {
     const backoff = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.max(0, run.consecutiveFailures - 1));
-    const scheduled = nextRun(config.schedule, now, last);
+    const scheduled = nextRun(config.schedule, now, last, since);
     return Math.min(last + backoff, scheduled ?? Infinity);
   }
-  return nextRun(config.schedule, now, last);
+  return nextRun(config.schedule, now, last, since);
 }
 
 function eligible(config: AutoSyncConfig): boolean {

@@ -64,6 +64,30 @@ test('a schedule of every minute runs once a minute, driven by the clock', async
   t.true(sends(services, name).every((e) => e.result === 'success'));
 });
 
+/** a ManualClock whose sleepers wake a few ms after their deadline, as real timers do */
+class LateClock extends ManualClock {
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return super.sleep(ms + 4, signal);
+  }
+}
+
+test('a cron service runs at its first match and every match, with no manual run first', async (t) => {
+  const { services } = await appliance(t);
+  const { name } = await services.autoSync.create({ fromFs: 'fs:tank/data', toFs: 'fs:tank/copy', cron: '*/1 * * * *' });
+  await services.autoSync.store.update(name, (c) => ({ ...c, createdAt: new Date(T0 + 5_000).toISOString() }));
+  const clock = new LateClock(T0 + 5_000);
+  startDaemon(t, services, { clock });
+  await until('the daemon asleep', () => clock.pending > 0);
+  t.is(sends(services, name).length, 0, 'nothing before the first match');
+  await clock.advance(55_010); // 12:01:00.010: the timer fired late
+  await until('the run at the first match', () => sends(services, name).length === 1);
+  await until('the daemon asleep again', () => clock.pending > 0);
+  await clock.advance(60_000); // 12:02:00
+  await until('the run at the next match', () => sends(services, name).length === 2);
+  const starts = sends(services, name).map((e) => e.startedAt.slice(0, 19)).reverse();
+  t.deepEqual(starts, ['2026-11-21T12:01:00', '2026-11-21T12:02:00']);
+});
+
 test('failures are retried with backoff, recorded in the history, and alerted once', async (t) => {
   const { services, home } = await appliance(t);
   const { name } = await services.autoSync.create({ fromFs: 'fs:tank/data', toFs: 'fs:tank/copy', type: 'hour', period: 1 });
