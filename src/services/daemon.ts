@@ -44,7 +44,7 @@ export const DEFAULT_STALL_MS = 10 * 60_000;
 
 export class StallError extends Error {
   constructor(seconds: number) {
-    super(`The transfer made no progress for ${seconds} seconds and was ended; it will be retried.`);
+    super(`Stalled: no progress for ${seconds} second${seconds === 1 ? '' : 's'}; the transfer was ended and will be retried.`);
     this.name = 'StallError';
   }
 }

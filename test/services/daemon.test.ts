@@ -187,10 +187,15 @@ test('a stalled transfer is ended, logged and retried; the destination stays as 
   const stall = stallingDriver(real, 64 << 10);
   services.storage.use(stall.driver);
   const clock = new ManualClock(Date.now() + 2 * 3_600_000);
-  startDaemon(t, services, { clock, stallMs: 400, retry: { attempts: 3, baseMs: 5_000, maxMs: 5_000 } });
+  startDaemon(t, services, { clock, stallMs: 1_000, retry: { attempts: 3, baseMs: 5_000, maxMs: 5_000 } });
   await until('the stall', () => services.autoSync.log(name).tail(20).some((l) => l.includes('STALLED')));
   await until('the failure to be recorded', () => services.autoSync.store.runState(name).lastResult === 'failure');
-  t.regex(services.autoSync.store.runState(name).lastError!, /made no progress for 0 seconds|aborted|no progress/);
+  // The trail, the state and the FAILURE line give the stall as the reason, not "The operation was aborted".
+  const why = /^Stalled: no progress for 1 second; the transfer was ended and will be retried\.$/;
+  t.regex(services.autoSync.store.runState(name).lastError!, why);
+  t.regex(sends(services, name)[0].error!, why);
+  const failure = services.autoSync.log(name).tail(20).find((l) => l.includes('FAILURE'));
+  t.regex(failure ?? '', /FAILURE: .*: Stalled: no progress for 1 second/);
   const dst = (await services.folders.list('fs:tank/copy'))[0].mountpoint!;
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v1');
   stall.release();

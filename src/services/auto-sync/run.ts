@@ -207,8 +207,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
     log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
     return { marker: marker.name, full, bytes, durationMs };
-  } catch (error) {
-    const message = (error as Error).message;
+  } catch (caught) {
+    const error = whyEnded(caught, opts.signal);
+    const message = error.message;
     const durationMs = now() - started;
     if (marker && !delivered) {
       // The marker never reached the destination: drop it so it is not mistaken for a synced state.
@@ -228,6 +229,15 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   } finally {
     rmSync(deps.progressFile, { force: true });
   }
+}
+
+/**
+ * An aborted run fails with the abort's reason (a stall, the daemon stopping),
+ * not with the bare "The operation was aborted" of whatever stream noticed it.
+ */
+function whyEnded(error: unknown, signal?: AbortSignal): Error {
+  if (signal?.aborted && signal.reason instanceof Error && !(error instanceof BrokenChainError)) return signal.reason;
+  return error as Error;
 }
 
 /** writes the progress file at most a few times a second: other processes read it (status, dashboard) */
