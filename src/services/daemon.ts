@@ -191,11 +191,7 @@ export class Daemon {
     const store = this.services.autoSync.store;
     const states = store.runStates();
     for (const config of store.list()) {
-      if (states[config.name]?.inFlight && !this.services.autoSync.view(config.name).runningSince) {
-        const message = 'The run was interrupted: its process ended before the run did. It is retried.';
-        await store.updateRunState(config.name, (s) => ({ ...s, inFlight: false, lastResult: 'failure', lastError: message, failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1 }));
-        ServiceLog.forService(this.services.home.logs, config.name).write(`FAILURE: auto-sync:${config.name}: ${message}`);
-      }
+      if (states[config.name]?.inFlight) await this.services.autoSync.recoverInterrupted(config.name, this.clock.now());
       if (config.destination.host !== 'localhost') continue;
       try {
         const ref = parseDataset(config.destination.dataset);

@@ -1,7 +1,8 @@
 /**
  * The daemon as a process: SIGTERM mid-transfer stops it cleanly with the
  * destination at its previous snapshot; kill -9 mid-transfer, then a
- * restart, recovers and the retried run succeeds with nothing corrupted.
+ * restart, recovers and the retried run succeeds with nothing corrupted; a
+ * `syncsh run` killed with kill -9 (no daemon) is on record after the next run.
  */
 import test from 'ava';
 import { existsSync } from 'node:fs';
@@ -88,7 +89,27 @@ test('kill -9 mid-transfer, restart: recovered, the retried run succeeds, nothin
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v2');
   t.is(await sha(path.join(dst, 'big.bin')), await sha(path.join(src, 'big.bin')));
   const log = await readFile(path.join(home, 'log', 'auto-sync-tank-data-000.log'), 'utf8');
-  t.regex(log, /The run was interrupted: its process ended before the run did/);
+  t.regex(log, /was interrupted \(process ended\)/);
   const history = JSON.parse(await run('show auto-sync :tank-data-000 history --json'));
   t.true(history.some((e: { result: string }) => e.result === 'success'));
+});
+
+test('kill -9 of a run outside the daemon: the next run records it as interrupted, then succeeds', async (t) => {
+  const { src, dst, progress, run, home, env } = await prepared(t);
+  const child = execa('node', [BIN, '-c', 'run auto-sync :tank-data-000'], { env, reject: false });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  await until('the transfer to start', () => existsSync(progress));
+  child.kill('SIGKILL');
+  await child;
+  await run('run auto-sync :tank-data-000');
+  const history = JSON.parse(await run('show auto-sync :tank-data-000 history --json')) as { direction: string; result: string; error: string | null }[];
+  const sends = history.filter((e) => e.direction === 'send').map((e) => [e.result, e.error?.replace(/:.*/, '') ?? null]);
+  t.deepEqual(sends, [['success', null], ['failure', 'interrupted (process ended)'], ['success', null]]);
+  const state = JSON.parse(await run('show auto-sync :tank-data-000 --json')).run;
+  t.false(state.inFlight);
+  t.is(state.failures, 1);
+  t.is(await sha(path.join(dst, 'big.bin')), await sha(path.join(src, 'big.bin')));
+  t.regex(await readFile(path.join(home, 'log', 'auto-sync-tank-data-000.log'), 'utf8'), /FAILURE: auto-sync:tank-data-000: the run started .* was interrupted \(process ended\)/);
 });

@@ -12,7 +12,7 @@ import { nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { findProperty, parseKind, PROPERTIES } from './properties.js';
-import { runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
+import { recordInterrupted, runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
 import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
 import { healthOf, type Health, type HealthReport } from './status.js';
@@ -237,6 +237,22 @@ export class AutoSyncService {
     return next;
   }
 
+  /** A run marked in flight whose process is gone is recorded as failed (interrupted); false when there is none or a run holds the service. */
+  async recoverInterrupted(name: string, now = Date.now()): Promise<boolean> {
+    let lock;
+    try {
+      lock = tryLock(runLockFile(this.home.locks, name), `auto-sync:${name}`, 'recording an interrupted run');
+    } catch (error) {
+      if (error instanceof LockBusyError) return false;
+      throw error;
+    }
+    try {
+      return await recordInterrupted(name, { store: this.store, log: ServiceLog.forService(this.home.logs, name), sendHistory: this.history(name, 'send') }, now);
+    } finally {
+      lock.release();
+    }
+  }
+
   /** `handOver`: the last delta of a reverse-direction hand-over (reverse.ts), run as the master's, after the contact it made */
   run(name: string, opts: RunOptions = {}, handOver = false): Promise<RunResult> {
     this.config(name);
@@ -303,6 +319,7 @@ export class AutoSyncService {
       throw error;
     }
     try {
+      await recordInterrupted(name, { store: this.store, log: ServiceLog.forService(this.home.logs, name), sendHistory: this.history(name, 'send') });
       return await checkOnContact(name, deps);
     } finally {
       lock.release();

@@ -87,9 +87,29 @@ export function runLockFile(lockDir: string, service: string): string {
 const where = (side: Side) => `${side.host}/${side.dataset.replace(/^\/+/, '')}`;
 const seconds = (ms: number) => Math.round(ms / 1000);
 
+export const INTERRUPTED = 'interrupted (process ended): the run\'s process ended before the run did; it is retried.';
+
+/**
+ * Called holding the service lock: a run still marked in flight then belongs
+ * to a process that is gone (kill -9, a crash, a power cut). Record it as
+ * failed, in the state, the send trail and the log, once. True when it did.
+ */
+export async function recordInterrupted(name: string, deps: Pick<RunDeps, 'store' | 'log' | 'sendHistory'>, now = Date.now()): Promise<boolean> {
+  const state = deps.store.runState(name);
+  const config = deps.store.get(name);
+  if (!state.inFlight || !config) return false;
+  await deps.store.updateRunState(name, (s) => ({ ...s, inFlight: false, lastResult: 'failure', lastError: INTERRUPTED, failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1 }));
+  const startedAt = state.lastRunAt ?? new Date(now).toISOString();
+  const peer = config.source.host === 'localhost' ? config.destination.host : config.source.host;
+  deps.sendHistory.append({ direction: 'send', service: name, peer, startedAt, endedAt: new Date(now).toISOString(), result: 'failure', bytes: state.lastBytes, rateBytesPerSec: 0, snapshot: null, error: INTERRUPTED });
+  deps.log.write(`FAILURE: auto-sync:${name}: the run started ${startedAt} was ${INTERRUPTED}`);
+  return true;
+}
+
 export async function runService(name: string, deps: RunDeps, opts: RunOptions = {}): Promise<RunResult> {
   const lock = tryLock(runLockFile(deps.lockDir, name), `auto-sync:${name}`, 'a run');
   try {
+    await recordInterrupted(name, deps, (opts.now ?? Date.now)());
     return await runLocked(name, deps, opts);
   } finally {
     lock.release();
