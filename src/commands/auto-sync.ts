@@ -80,7 +80,7 @@ const showOne: CommandSpec = {
     const props = ctx.services.autoSync.getProperty(v.config.name);
     const fields: [string, string][] = [
       ['service', `auto-sync:${v.config.name}`],
-      ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance})` : '')],
+      ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance.reason})` : '')],
       ['status', v.status],
       ...props.filter((p) => !['name', 'maintenance'].includes(p.key)).map((p) => [p.key, p.value] as [string, string]),
       ['last_run', formatTime(v.run.lastRunAt)],

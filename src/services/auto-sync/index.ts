@@ -21,6 +21,7 @@ import { readdir } from 'node:fs/promises';
 import { isMarkerOf } from './markers.js';
 import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
 import { HandOverJournal } from './handover-journal.js';
+import { describeMaintenance } from './maintenance.js';
 import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
@@ -231,8 +232,11 @@ export class AutoSyncService {
 
   async setEnabled(name: string, enabled: boolean): Promise<AutoSyncConfig> {
     const before = this.config(name);
+    if (enabled && before.maintenance?.kind === 'split-brain') {
+      throw new Error(`auto-sync:${name} is in maintenance for split brain, which enable does not clear: ${describeMaintenance(before.maintenance)}`);
+    }
     const next = await this.store.update(name, (c) => ({ ...c, enabled, maintenance: enabled ? null : c.maintenance }));
-    const cleared = enabled && before.maintenance ? ` (maintenance cleared: ${before.maintenance})` : '';
+    const cleared = enabled && before.maintenance ? ` (maintenance cleared: ${before.maintenance.reason})` : '';
     this.log(name).write(`${enabled ? 'Enabled' : 'Disabled'} auto-sync:${name}${cleared}`);
     return next;
   }

@@ -5,6 +5,7 @@
  */
 import { SCHEDULE_TYPES, type AutoSyncConfig, type ScheduleType } from './model.js';
 import { describe as describeSchedule, isIntervalSpec, parseScheduleSpec, type ScheduleSpec } from '../schedule.js';
+import { describeMaintenance } from './maintenance.js';
 
 export interface PropertySpec {
   key: string;
@@ -111,7 +112,7 @@ export const PROPERTIES: PropertySpec[] = [
   { key: 'autosync_role', description: 'master runs the schedule; non-master waits', get: (c) => c.role },
   { key: 'epoch', description: 'role generation; the higher epoch wins', get: (c) => String(c.epoch) },
   { key: 'enabled', description: 'runs on its schedule', get: (c) => yesNo(c.enabled) },
-  { key: 'maintenance', description: 'why the service is in maintenance', get: (c) => c.maintenance ?? '' },
+  { key: 'maintenance', description: 'why the service is in maintenance', get: (c) => (c.maintenance ? describeMaintenance(c.maintenance) : '') },
   { key: 'created', description: 'when the service was created', get: (c) => c.createdAt },
 ];
 

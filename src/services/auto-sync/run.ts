@@ -15,6 +15,7 @@ import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
 import { markerName, markersToPrune, newestCommon } from './markers.js';
+import { describeMaintenance, maintenance } from './maintenance.js';
 
 /** one end of a run: where the dataset is and the driver that serves it */
 export interface Side {
@@ -74,7 +75,7 @@ export interface RunResult {
 }
 
 export class BrokenChainError extends Error {
-  constructor(service: string, reason: string) {
+  constructor(service: string, readonly reason: string) {
     super(`${reason} Nothing was sent. Run 'setup auto-sync :${service} resync' to start over with a full sync.`);
     this.name = 'BrokenChainError';
   }
@@ -125,7 +126,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     throw new Error(`This appliance is the non-master of auto-sync:${name}: it runs on the master (${config.source.host === 'localhost' ? config.destination.host : config.source.host}).`);
   }
   if (config.maintenance && !opts.resync) {
-    throw new Error(`auto-sync:${name} is in maintenance: ${config.maintenance} Run 'setup auto-sync :${name} enable' once the cause is fixed.`);
+    throw new Error(`auto-sync:${name} is in maintenance: ${describeMaintenance(config.maintenance)}`);
   }
   const now = opts.now ?? Date.now;
   const started = now();
@@ -241,7 +242,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     }));
     await trail('failure', sent, marker?.name ?? null, message).catch(() => undefined);
     if (error instanceof BrokenChainError) {
-      await store.update(name, (c) => ({ ...c, maintenance: 'Broken chain: no snapshot in common between source and destination.' }));
+      await store.update(name, (c) => ({ ...c, maintenance: maintenance('broken-chain', name, `Broken chain: ${error.reason}`) }));
       log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
     }
     log.write(`FAILURE: ${route}: ${message} (${seconds(durationMs)} sec)`);

@@ -365,7 +365,8 @@ const SCENARIOS: Scenario[] = [
       });
       const view = p.services.autoSync.view(name);
       p.t.is(view.state, 'maintenance');
-      p.t.regex(view.config.maintenance ?? '', /Broken chain/);
+      p.t.regex(view.config.maintenance?.reason ?? '', /Broken chain/);
+      p.t.is(view.config.maintenance?.kind, 'broken-chain');
       p.t.true(p.services.autoSync.log(name).tail(20).some((l) => l.includes(`ALERT: auto-sync:${name} put in maintenance`)));
       await p.t.throwsAsync(p.run(name), { message: new RegExp(`auto-sync:${name} is in maintenance`) }, 'no run while in maintenance');
       await p.expectTree('dst', before.tree, 'the destination was not touched');
