@@ -162,6 +162,8 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   let marker: SnapshotInfo | null = null;
   /** the destination holds the new marker: from here on it is the common snapshot and must never be dropped */
   let delivered = false;
+  /** what the run was doing, for the sentence a full disk gets */
+  let phase: Phase = 'check';
   const bestEffort = (what: string) => (error: Error) => log.write(`WARNING: could not ${what}: ${error.message}`);
   try {
     if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
@@ -190,6 +192,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
     }
 
+    phase = 'snapshot';
     marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive });
     const base = common;
     const full = !base;
@@ -198,6 +201,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
+    phase = 'receive';
     const bytes = await transfer(src, dst, marker.name, common?.name, config, {
       ...opts,
       onProgress: (n) => {
@@ -206,6 +210,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
         opts.onProgress?.(n);
       },
     });
+    phase = 'verify';
     const received = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker!.name);
     if (!received || received.id !== marker.id) {
       throw new Error(`The destination ${config.destination.dataset} does not hold ${marker.name} after the receive (expected id ${marker.id}).`);
@@ -229,7 +234,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
     return { marker: marker.name, full, bytes, durationMs };
   } catch (caught) {
-    const error = whyEnded(caught, opts.signal);
+    const error = explainFull(whyEnded(caught, opts.signal), phase, phase === 'snapshot' ? config.source : config.destination, delivered);
     const message = error.message;
     const durationMs = now() - started;
     if (marker && !delivered) {
@@ -250,6 +255,20 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   } finally {
     rmSync(deps.progressFile, { force: true });
   }
+}
+
+type Phase = 'check' | 'snapshot' | 'receive' | 'verify';
+const PHASE_TEXT: Record<Phase, string> = { check: 'checking the datasets', snapshot: 'taking the source snapshot', receive: 'receiving', verify: 'checking the received snapshot' };
+
+/**
+ * A full disk says where and when, and what it left, not a bare
+ * "ENOSPC: no space left on device, write" (from a peer, "On HOST: …").
+ */
+function explainFull(error: Error, phase: Phase, where: AutoSyncConfig['source'], delivered: boolean): Error {
+  if (delivered || !/\bENOSPC\b|\bEDQUOT\b|no space left on device/i.test(error.message)) return error;
+  const host = where.host === 'localhost' ? '' : ` on ${where.host}`;
+  const left = phase === 'snapshot' ? 'no snapshot was kept and the destination was not touched' : 'the destination stays at its previous snapshot';
+  return new Error(`No space left for ${where.dataset}${host} while ${PHASE_TEXT[phase]}: nothing was changed (${left}). Free space there, then run again.`);
 }
 
 /**
