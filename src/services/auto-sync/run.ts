@@ -16,6 +16,7 @@ import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
 import { markerName, markersToPrune, newestCommon } from './markers.js';
 import { describeMaintenance, maintenance } from './maintenance.js';
+import { planRun, type RunFacts } from './plan.js';
 
 /** one end of a run: where the dataset is and the driver that serves it */
 export interface Side {
@@ -173,23 +174,49 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
       dstInfo = await dst.driver.getDataset(dst.dataset);
     }
-    let dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
+    const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
     const srcSnaps = await src.driver.listSnapshots(src.dataset);
-    let common = newestCommon(srcSnaps, dstSnaps);
-    if (!common && dstSnaps.length > 0 && !opts.resync) {
-      throw new BrokenChainError(name, `The destination ${config.destination.dataset} has ${dstSnaps.length} snapshot(s) but none in common with the source ${config.source.dataset}.`);
-    }
-    if (!common && dstInfo && opts.resync) {
-      // Start over, but never by destroying: the old destination is kept under a new name.
-      const aside = `${dst.dataset}-resync-${new Date(now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
-      await dst.driver.renameDataset(dst.dataset, aside);
-      log.write(`Resync: the previous destination ${where(dst)} is kept as ${aside}; starting a full sync`);
-      dstInfo = null;
-      dstSnaps = [];
-      common = null;
-    }
-    if (dstInfo && common && (await dst.driver.changedSince(dst.dataset, dstSnaps.find((s) => s.id === common.id)!.name)) && !config.force) {
-      throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
+    const found = newestCommon(srcSnaps, dstSnaps);
+    const plan = planRun({
+      source: config.source.dataset,
+      destination: config.destination.dataset,
+      srcSnapshots: srcSnaps,
+      dstExists: Boolean(dstInfo),
+      dstSnapshots: dstSnaps,
+      everSynced: state.lastMarker !== null,
+      resync: Boolean(opts.resync),
+      force: config.force,
+      dstChanged: Boolean(dstInfo && found && (await dst.driver.changedSince(dst.dataset, dstSnaps.find((s) => s.id === found.id)!.name))),
+      brokenChildren: config.recursive && dstInfo && found ? await brokenChildren(src, dst, found.name) : [],
+    });
+    const stampNow = new Date(now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+    let common: SnapshotInfo | null = null;
+    switch (plan.kind) {
+      case 'broken-chain':
+        throw new BrokenChainError(name, plan.reason);
+      case 'refused':
+        throw new Error(plan.reason);
+      case 'resync-aside': {
+        // Start over, but never by destroying: the old destination is kept under a new name.
+        const aside = `${dst.dataset}-resync-${stampNow}`;
+        await dst.driver.renameDataset(dst.dataset, aside);
+        log.write(`Resync: the previous destination ${where(dst)} is kept as ${aside}; starting a full sync`);
+        break;
+      }
+      case 'resync-children':
+        // Only the broken children start over (kept aside, never destroyed); the rest stays incremental.
+        for (const child of plan.children) {
+          const aside = `${dst.dataset}/${child}-resync-${stampNow}`;
+          await dst.driver.renameDataset(`${dst.dataset}/${child}`, aside);
+          log.write(`Resync: the child ${where(dst)}/${child} is kept as ${aside}; it is sent in full, the rest incrementally`);
+        }
+        common = plan.base;
+        break;
+      case 'incremental':
+        common = plan.base;
+        break;
+      case 'full':
+        break;
     }
 
     phase = 'snapshot';
@@ -324,6 +351,22 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** children of a recursive service that lack the common snapshot on one side (a new child on the source is not broken) */
+async function brokenChildren(src: Side, dst: Side, common: string): Promise<RunFacts['brokenChildren']> {
+  const broken: RunFacts['brokenChildren'] = [];
+  const has = async (side: Side, dataset: string) => (await side.driver.listSnapshots(dataset)).some((s) => s.name === common);
+  const dstNames = new Set((await dst.driver.listDatasets(dst.dataset)).map((d) => d.name));
+  for (const { name } of await src.driver.listDatasets(src.dataset)) {
+    if (!name.startsWith(`${src.dataset}/`)) continue;
+    const child = name.slice(src.dataset.length + 1);
+    const there = `${dst.dataset}/${child}`;
+    if (!dstNames.has(there)) continue;
+    if (!(await has(src, name))) broken.push({ child, missingOn: 'source' });
+    else if (!(await has(dst, there))) broken.push({ child, missingOn: 'destination' });
+  }
+  return broken;
 }
 
 /** hold the new common marker on both sides and release the previous one */
