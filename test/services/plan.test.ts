@@ -24,7 +24,7 @@ test('planRun decides every case from the facts', (t) => {
   ];
   for (const [label, facts, kind, reason] of rows) {
     const plan = planRun({ ...base, ...facts });
-    t.is(plan.kind, kind, label);
+    t.is(plan.kind as string, kind, label);
     if (reason) t.regex('reason' in plan ? plan.reason : '', reason, label);
   }
   const plan = planRun({ ...base, brokenChildren: [{ child: '2', missingOn: 'source' }], resync: true });

@@ -52,7 +52,7 @@ export function planRun(f: RunFacts): RunPlan {
   }
   if (f.brokenChildren.length > 0) {
     const children = f.brokenChildren.map((b) => b.child);
-    if (f.resync) return { kind: 'resync-children', base: common, children };
+    if (f.resync && !(f.dstChanged && !f.force)) return { kind: 'resync-children', base: common, children };
     const list = f.brokenChildren.map((b) => `${b.child} (missing on the ${b.missingOn})`).join(', ');
     return { kind: 'broken-chain', reason: `The chain of ${children.length === 1 ? 'the child' : 'the children'} ${list} is broken: ${children.length === 1 ? 'it lacks' : 'they lack'} the common snapshot @${common.name}, the rest of ${f.source} is intact.` };
   }

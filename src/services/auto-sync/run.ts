@@ -203,15 +203,19 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
         log.write(`Resync: the previous destination ${where(dst)} is kept as ${aside}; starting a full sync`);
         break;
       }
-      case 'resync-children':
-        // Only the broken children start over (kept aside, never destroyed); the rest stays incremental.
+      case 'resync-children': {
+        // Only the broken children start over, kept aside beside the destination (never destroyed); the rest stays incremental.
         for (const child of plan.children) {
-          const aside = `${dst.dataset}/${child}-resync-${stampNow}`;
+          const aside = `${dst.dataset}-resync-${stampNow}-${child.replaceAll('/', '-')}`;
           await dst.driver.renameDataset(`${dst.dataset}/${child}`, aside);
           log.write(`Resync: the child ${where(dst)}/${child} is kept as ${aside}; it is sent in full, the rest incrementally`);
         }
+        // Moving a child out removes its mount point directory from the parent (zfs): that is the only change, ours.
+        const base = dstSnaps.find((s) => s.id === plan.base.id)!.name;
+        if (await dst.driver.changedSince(dst.dataset, base)) await dst.driver.rollback(dst.dataset, base);
         common = plan.base;
         break;
+      }
       case 'incremental':
         common = plan.base;
         break;
