@@ -192,16 +192,19 @@ export class Daemon {
     const states = store.runStates();
     for (const config of store.list()) {
       if (states[config.name]?.inFlight) await this.services.autoSync.recoverInterrupted(config.name, this.clock.now());
-      if (config.destination.host !== 'localhost') continue;
-      try {
-        const ref = parseDataset(config.destination.dataset);
-        const driver = await this.services.storage.usable(ref.driver);
-        if (!(await driver.getDataset(ref.name))) continue;
-        const done = await driver.recover(ref.name);
-        const log = ServiceLog.forService(this.services.home.logs, config.name);
-        for (const line of done) log.write(`Recovered after a crash: ${line}`);
-      } catch (error) {
-        this.say(`auto-sync:${config.name}: recovery failed: ${(error as Error).message}`);
+      // both ends that are here: a run cut short leaves a half receive on the destination, a half snapshot on the source
+      for (const end of [config.source, config.destination]) {
+        if (end.host !== 'localhost') continue;
+        try {
+          const ref = parseDataset(end.dataset);
+          const driver = await this.services.storage.usable(ref.driver);
+          if (!(await driver.getDataset(ref.name))) continue;
+          const done = await driver.recover(ref.name);
+          const log = ServiceLog.forService(this.services.home.logs, config.name);
+          for (const line of done) log.write(`Recovered after a crash: ${line}`);
+        } catch (error) {
+          this.say(`auto-sync:${config.name}: recovery of ${end.dataset} failed: ${(error as Error).message}`);
+        }
       }
     }
   }

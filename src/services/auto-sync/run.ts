@@ -168,6 +168,13 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   const bestEffort = (what: string) => (error: Error) => log.write(`WARNING: could not ${what}: ${error.message}`);
   try {
     if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
+    // A snapshot cut short on the source (kill -9, a crash) left blocks no snapshot lists: reclaim them there too.
+    // Best effort: another service may be snapshotting the same source right now, and this run must not fail for that.
+    try {
+      for (const line of await src.driver.recover(src.dataset)) log.write(`Recovered ${where(src)}: ${line}`);
+    } catch (error) {
+      log.write(`WARNING: could not recover ${where(src)} before the run: ${(error as Error).message}`);
+    }
     let dstInfo = await dst.driver.getDataset(dst.dataset);
     if (dstInfo) {
       // A receive cut short earlier (crash, lost link) must not block this one: finish or clean it first.

@@ -34,6 +34,7 @@ import { finishRename, pendingRenameTouching, renameDataset, renameNames } from 
 import { scanTree } from './scan.js';
 import { sendStream } from './sender.js';
 import { takeSnapshot } from './snapshot.js';
+import { failpoint } from '../../failpoints.js';
 
 export interface FsDriverOptions {
   /** test hook: crash a commit part-way (see journal.ts); also SYNCSH_FS_CRASH_AFTER_STEPS */
@@ -241,6 +242,7 @@ class FsDriver implements Driver {
         const swept = markUnswept(this.catalog, n);
         try {
           const manifest = await takeSnapshot(this.catalog, n, name, store);
+          failpoint('fs.snapshot.blocks-stored');
           // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
           store.seal();
           writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
