@@ -232,6 +232,8 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
 
     phase = 'snapshot';
     marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive });
+    // Replicated all the same (the files are whole), but nobody is told "OK" about a moment that never was.
+    if (marker.notPointInTime) log.write(`WARNING: ${src.dataset}@${marker.name} is not point-in-time: ${marker.notPointInTime}`);
     const base = common;
     const full = !base;
     const flags = config.recursive ? '-R ' : '';
@@ -269,7 +271,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const recorded = store.runState(name);
     for (const side of [src, dst]) await side.peer?.recordState(name, recorded).catch(bestEffort(`record the state on ${side.host}`));
     if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
-    log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
+    log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)${marker.notPointInTime ? ', but the snapshot is not point-in-time (see the WARNING above)' : ''}`);
     return { marker: marker.name, full, bytes, durationMs };
   } catch (caught) {
     const error = explainFull(whyEnded(caught, opts.signal), phase, phase === 'snapshot' ? config.source : config.destination, delivered);
