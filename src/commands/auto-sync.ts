@@ -87,7 +87,7 @@ const showOne: CommandSpec = {
     const fields: [string, string][] = [
       ['service', `auto-sync:${v.config.name}`],
       ...(v.receivedFrom ? [['received_from', `${v.receivedFrom} (it runs the service; read-only here)`] as [string, string]] : []),
-      ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance})` : '')],
+      ['state', v.state + (v.config.maintenance ? ` (${v.config.maintenance.reason})` : '')],
       ['status', v.status],
       ...props.filter((p) => !['name', 'maintenance'].includes(p.key)).map((p) => [p.key, p.value] as [string, string]),
       ['last_run', formatTime(v.run.lastRunAt)],

@@ -44,7 +44,7 @@ export const DEFAULT_STALL_MS = 10 * 60_000;
 
 export class StallError extends Error {
   constructor(seconds: number) {
-    super(`The transfer made no progress for ${seconds} seconds and was ended; it will be retried.`);
+    super(`Stalled: no progress for ${seconds} second${seconds === 1 ? '' : 's'}; the transfer was ended and will be retried.`);
     this.name = 'StallError';
   }
 }
@@ -52,12 +52,15 @@ export class StallError extends Error {
 /** when a service should run next: a retry after failures, else its schedule */
 export function dueAt(config: AutoSyncConfig, run: RunState, now: number, retry: RetryPolicy): number | null {
   const last = run.lastRunAt ? Date.parse(run.lastRunAt) : null;
+  // A cron service that never ran counts its matches from its creation (see nextRun).
+  const created = Date.parse(config.createdAt);
+  const since = Number.isNaN(created) ? null : created;
   if (run.lastResult === 'failure' && last !== null && run.consecutiveFailures <= retry.attempts) {
     const backoff = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.max(0, run.consecutiveFailures - 1));
-    const scheduled = nextRun(config.schedule, now, last);
+    const scheduled = nextRun(config.schedule, now, last, since);
     return Math.min(last + backoff, scheduled ?? Infinity);
   }
-  return nextRun(config.schedule, now, last);
+  return nextRun(config.schedule, now, last, since);
 }
 
 function eligible(config: AutoSyncConfig): boolean {
@@ -188,21 +191,20 @@ export class Daemon {
     const store = this.services.autoSync.store;
     const states = store.runStates();
     for (const config of store.list()) {
-      if (states[config.name]?.inFlight && !this.services.autoSync.view(config.name).runningSince) {
-        const message = 'The run was interrupted: its process ended before the run did. It is retried.';
-        await store.updateRunState(config.name, (s) => ({ ...s, inFlight: false, lastResult: 'failure', lastError: message, failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1 }));
-        ServiceLog.forService(this.services.home.logs, config.name).write(`FAILURE: auto-sync:${config.name}: ${message}`);
-      }
-      if (config.destination.host !== 'localhost') continue;
-      try {
-        const ref = parseDataset(config.destination.dataset);
-        const driver = await this.services.storage.usable(ref.driver);
-        if (!(await driver.getDataset(ref.name))) continue;
-        const done = await driver.recover(ref.name);
-        const log = ServiceLog.forService(this.services.home.logs, config.name);
-        for (const line of done) log.write(`Recovered after a crash: ${line}`);
-      } catch (error) {
-        this.say(`auto-sync:${config.name}: recovery failed: ${(error as Error).message}`);
+      if (states[config.name]?.inFlight) await this.services.autoSync.recoverInterrupted(config.name, this.clock.now());
+      // both ends that are here: a run cut short leaves a half receive on the destination, a half snapshot on the source
+      for (const end of [config.source, config.destination]) {
+        if (end.host !== 'localhost') continue;
+        try {
+          const ref = parseDataset(end.dataset);
+          const driver = await this.services.storage.usable(ref.driver);
+          if (!(await driver.getDataset(ref.name))) continue;
+          const done = await driver.recover(ref.name);
+          const log = ServiceLog.forService(this.services.home.logs, config.name);
+          for (const line of done) log.write(`Recovered after a crash: ${line}`);
+        } catch (error) {
+          this.say(`auto-sync:${config.name}: recovery of ${end.dataset} failed: ${(error as Error).message}`);
+        }
       }
     }
   }

@@ -1,9 +1,18 @@
 /**
- * Cross-process locks as files created with O_EXCL that name their owner.
- * A lock whose owner process is gone (crash, kill -9) is stale and is taken
- * over, so a crash never blocks later runs.
+ * Cross-process locks as files that name their owner. A lock whose owner
+ * process is gone (crash, kill -9) is stale and is taken over, so a crash
+ * never blocks later runs.
+ *
+ * A lock appears whole or not at all: the owner is written to a private
+ * file first, then hard-linked to the lock's name (link fails with EEXIST
+ * when the lock is held). A full disk fails the first step, so it leaves no
+ * empty lock and no open descriptor. Taking over a stale lock is serialised
+ * by a second, short-lived lock (`FILE.takeover`): under it the owner is read
+ * again and the file removed only if it still names that dead owner, so of
+ * several processes that found the same stale lock, one removes it and they
+ * race fairly for the new one.
  */
-import { openSync, writeSync, closeSync, readFileSync, unlinkSync, renameSync } from 'node:fs';
+import { openSync, writeSync, closeSync, readFileSync, unlinkSync, linkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -43,37 +52,73 @@ function alive(owner: LockOwner): boolean {
   }
 }
 
+const sameOwner = (a: LockOwner | null, b: LockOwner | null) => JSON.stringify(a) === JSON.stringify(b);
+let serial = 0;
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** Create `file` holding `owner`, whole, or throw EEXIST; nothing is left behind on any error. */
+function createWhole(file: string, owner: LockOwner): void {
+  const draft = `${file}.${process.pid}.${++serial}.new`;
+  try {
+    const fd = openSync(draft, 'wx', 0o644);
+    try {
+      writeSync(fd, JSON.stringify(owner));
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(draft, file);
+  } finally {
+    rmSync(draft, { force: true });
+  }
+}
+
+/** Remove `file` if it still names the dead `stale` owner; false when another process is doing so. */
+function removeStale(file: string, stale: LockOwner | null): boolean {
+  const guard = `${file}.takeover`;
+  const me: LockOwner = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), purpose: 'taking over a stale lock' };
+  try {
+    createWhole(guard, me);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    // A guard whose owner died in the few instructions it is held for: clear it.
+    const holder = readOwner(guard);
+    if (!holder || !alive(holder)) rmSync(guard, { force: true });
+    return false;
+  }
+  try {
+    if (sameOwner(readOwner(file), stale)) rmSync(file, { force: true });
+    return true;
+  } finally {
+    unlinkSync(guard);
+  }
+}
+
 /** Take the lock once; throws LockBusyError when a live owner holds it. */
 export function tryLock(file: string, what: string, purpose: string): Lock {
   const me: LockOwner = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), purpose };
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 20; attempt++) {
     try {
-      const fd = openSync(file, 'wx', 0o644);
-      writeSync(fd, JSON.stringify(me));
-      closeSync(fd);
-      let released = false;
-      return {
-        release() {
-          if (released) return;
-          released = true;
-          const owner = readOwner(file);
-          if (owner && owner.pid === me.pid && owner.since === me.since) unlinkSync(file);
-        },
-      };
+      createWhole(file, me);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw new Error(`${what} could not be locked: the file system holding ${file} is full (${code}); nothing was changed.`);
+      }
+      if (code !== 'EEXIST') throw error;
       const owner = readOwner(file);
       if (owner && alive(owner)) throw new LockBusyError(what, owner);
-      // Stale (owner gone) or half-written: move it aside atomically so that
-      // only one of several racing processes removes it.
-      try {
-        const aside = `${file}.stale.${process.pid}`;
-        renameSync(file, aside);
-        unlinkSync(aside);
-      } catch {
-        /* someone else took it over first; try again */
-      }
+      // Stale (owner gone) or unreadable (a lock written by an older version that crashed mid-write).
+      if (!removeStale(file, owner)) pause(1); // another process is removing it: let it finish
+      continue;
     }
+    let released = false;
+    return {
+      release() {
+        if (released) return;
+        released = true;
+        if (sameOwner(readOwner(file), me)) unlinkSync(file);
+      },
+    };
   }
   const owner = readOwner(file);
   throw new LockBusyError(what, owner ?? { pid: 0, host: '?', since: '?', purpose: 'unknown' });

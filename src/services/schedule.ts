@@ -133,14 +133,16 @@ function alignedAfter(spec: IntervalSpec, at: number): number {
  * - Interval: with no last run, at once (`after`). Otherwise the unit
  *   boundary of the last run plus the period: every 10 minutes after a run at
  *   12:03:40 is 12:13:00; every day after a run at 10:00 is the next midnight.
- * - Cron: with no last run, the first match at or after `after`. Otherwise the
- *   first match after the last run.
+ * - Cron: the first match after the last run or, with no last run, after
+ *   `since` (when the service was created) or else at or after `after`. Never
+ *   from `after` alone once a schedule is known: a loop that wakes a few ms
+ *   after a match would then compute the match after it, for ever.
  * - Once: the time itself, or null when the last run was at or after it.
  *
  * A run that fell due while nothing was running (daemon down, machine
  * asleep) is not skipped: the result is `after`, i.e. run now, once.
  */
-export function nextRun(spec: ScheduleSpec, after: number, lastRunAt?: number | null): number | null {
+export function nextRun(spec: ScheduleSpec, after: number, lastRunAt?: number | null, since?: number | null): number | null {
   const last = lastRunAt ?? null;
   if (isOnceSpec(spec)) {
     const at = onceAtMs(spec);
@@ -150,7 +152,7 @@ export function nextRun(spec: ScheduleSpec, after: number, lastRunAt?: number | 
   if (isCronSpec(spec)) {
     const cron = compileCron(spec.cron);
     // croner returns the first match strictly after the date given.
-    const from = last ?? after - 1;
+    const from = last ?? since ?? after - 1;
     const next = cron.nextRun(new Date(from));
     if (!next) return null;
     return Math.max(next.getTime(), after);

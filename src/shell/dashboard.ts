@@ -21,6 +21,7 @@ import type { Progress } from '../services/auto-sync/run.js';
 import type { HistoryEntry } from '../services/history.js';
 import type { Services } from '../services/index.js';
 import { fitWidths, renderTable, truncate } from './render.js';
+import { toneOf } from './log-tone.js';
 import type { Column } from '../commands/grammar/types.js';
 import type { Terminal, TerminalInput } from './terminal.js';
 
@@ -401,8 +402,7 @@ export function startDashboard(services: Services, term: Terminal, opts: Dashboa
   };
 
   const logLine = (line: string) => {
-    // as the logtail view's toneOf (not imported: that would load ink for `-c` too)
-    const tone = /\[(FAILURE|ALERT|STALLED|ERROR)\b/.test(line) ? 'red' : /\[WARNING\b/.test(line) ? 'yellow' : null;
+    const tone = { failure: 'red', warning: 'yellow', plain: null }[toneOf(line)];
     logPane.log(tone ? tag(esc(line), tone) : esc(line));
     render();
   };

@@ -14,24 +14,9 @@ import { inputView, outputView } from './line-editor/terminal-streams.js';
 import { paint, truncate } from './render.js';
 import type { Terminal } from './terminal.js';
 
-export type Tone = 'failure' | 'warning' | 'plain';
+import { paintLine, toneOf } from './log-tone.js';
 
-/** how a log line should stand out: failures (FAILURE, ALERT, STALLED, ERROR) and warnings */
-export function toneOf(line: string): Tone {
-  if (/\[(FAILURE|ALERT|STALLED|ERROR)\b/.test(line)) return 'failure';
-  if (/\[WARNING\b/.test(line)) return 'warning';
-  return 'plain';
-}
-
-const ESC = '\u001b[';
-
-export function paintLine(line: string, color: boolean): string {
-  if (!color) return line;
-  const tone = toneOf(line);
-  if (tone === 'failure') return `${ESC}1;31m${line}${ESC}22;39m`;
-  if (tone === 'warning') return `${ESC}33m${line}${ESC}39m`;
-  return line;
-}
+export { paintLine, toneOf, type Tone } from './log-tone.js';
 
 /** what the view follows: a follow Output's two parts */
 export interface FollowedLog {

@@ -82,7 +82,5 @@ export function render(output: Output, style: Style): string[] {
   }
 }
 
-/** Lines of a log: failures stand out. */
-export function highlightLog(line: string, color: boolean): string {
-  return /\[(FAILURE|ALERT|ERROR)/.test(line) ? paint.red(line, color) : line;
-}
+/** Lines of a log stand out as in every other view of a log (log-tone.ts). */
+export { paintLine as highlightLog } from './log-tone.js';

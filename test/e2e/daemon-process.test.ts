@@ -1,11 +1,12 @@
 /**
  * The daemon as a process: SIGTERM mid-transfer stops it cleanly with the
  * destination at its previous snapshot; kill -9 mid-transfer, then a
- * restart, recovers and the retried run succeeds with nothing corrupted.
+ * restart, recovers and the retried run succeeds with nothing corrupted; a
+ * `syncsh run` killed with kill -9 (no daemon) is on record after the next run.
  */
 import test from 'ava';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { randomBytes, createHash } from 'node:crypto';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -88,7 +89,61 @@ test('kill -9 mid-transfer, restart: recovered, the retried run succeeds, nothin
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v2');
   t.is(await sha(path.join(dst, 'big.bin')), await sha(path.join(src, 'big.bin')));
   const log = await readFile(path.join(home, 'log', 'auto-sync-tank-data-000.log'), 'utf8');
-  t.regex(log, /The run was interrupted: its process ended before the run did/);
+  t.regex(log, /was interrupted \(process ended\)/);
   const history = JSON.parse(await run('show auto-sync :tank-data-000 history --json'));
   t.true(history.some((e: { result: string }) => e.result === 'success'));
+});
+
+test('kill -9 of a run outside the daemon: the next run records it as interrupted, then succeeds', async (t) => {
+  const { src, dst, progress, run, home, env } = await prepared(t);
+  const child = execa('node', [BIN, '-c', 'run auto-sync :tank-data-000'], { env, reject: false });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  await until('the transfer to start', () => existsSync(progress));
+  child.kill('SIGKILL');
+  await child;
+  await run('run auto-sync :tank-data-000');
+  const history = JSON.parse(await run('show auto-sync :tank-data-000 history --json')) as { direction: string; result: string; error: string | null }[];
+  const sends = history.filter((e) => e.direction === 'send').map((e) => [e.result, e.error?.replace(/:.*/, '') ?? null]);
+  t.deepEqual(sends, [['success', null], ['failure', 'interrupted (process ended)'], ['success', null]]);
+  const state = JSON.parse(await run('show auto-sync :tank-data-000 --json')).run;
+  t.false(state.inFlight);
+  t.is(state.failures, 1);
+  t.is(await sha(path.join(dst, 'big.bin')), await sha(path.join(src, 'big.bin')));
+  t.regex(await readFile(path.join(home, 'log', 'auto-sync-tank-data-000.log'), 'utf8'), /FAILURE: auto-sync:tank-data-000: the run started .* was interrupted \(process ended\)/);
+});
+
+/** bytes in a directory tree */
+async function du(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+test('kill -9 during the source snapshot, three times: the next run reclaims the packs it left on the source', async (t) => {
+  const a = makeAppliance(t);
+  const run = async (cmd: string, env: NodeJS.ProcessEnv = a.env) => syncsh(['-c', cmd], env);
+  t.is((await run('create folder fs:tank')).exitCode, 0);
+  t.is((await run('create folder fs:tank/data')).exitCode, 0);
+  const src = path.join(a.home, 'fs', 'tank', 'data');
+  const blocks = path.join(a.home, 'fs', '.syncsh', 'tank', 'datasets', 'tank+data', 'blocks');
+  await writeFile(path.join(src, 'one.bin'), randomBytes(4 << 20));
+  t.is((await run('create auto-sync --from-fs fs:tank/data --to-fs fs:tank/copy --type day --period 1 -y')).exitCode, 0);
+  t.is((await run('run auto-sync :tank-data-000')).exitCode, 0);
+  const steady = await du(blocks);
+  await writeFile(path.join(src, 'two.bin'), randomBytes(4 << 20));
+  for (let i = 0; i < 3; i++) {
+    const killed = await run('run auto-sync :tank-data-000', { ...a.env, SYNCSH_FAILPOINTS: 'fs.snapshot.blocks-stored' });
+    t.is(killed.signal, 'SIGKILL', `kill ${i + 1} happened during the snapshot`);
+  }
+  t.true((await du(blocks)) >= steady + (4 << 20), 'the last killed snapshot left its packs on the source');
+  const next = await run('run auto-sync :tank-data-000');
+  t.is(next.exitCode, 0, String(next.stderr));
+  // one snapshot's worth of new blocks, not four
+  t.true((await du(blocks)) < steady + (5 << 20), `the source's block store is back to its steady level (${await du(blocks)} bytes, steady ${steady} + 4 MiB)`);
+  const log = await readFile(path.join(a.home, 'log', 'auto-sync-tank-data-000.log'), 'utf8');
+  t.regex(log, /Recovered localhost\/tank\/data: /);
 });

@@ -21,19 +21,27 @@ async function splitBrain(t: import('ava').ExecutionContext): Promise<Pair> {
   write(p.a.live('tank/docs'), 'a-side.txt', 'alpha wrote this\n');
   write(p.b.live('tank/docs'), 'b-side.txt', 'beta wrote this\n');
   t.not((await p.a.cli(`run auto-sync :${p.name}`)).exitCode, 0);
-  t.regex(p.fresh(p.b).autoSync.config(p.name).maintenance ?? '', /^Split brain/);
+  t.regex(p.fresh(p.b).autoSync.config(p.name).maintenance?.reason ?? '', /^Split brain/);
   return p;
 }
 
 test.serial('split brain: same epoch, both master, both wrote after the last common snapshot: maintenance on both, nothing rolled back', async (t) => {
   const p = await splitBrain(t);
-  t.regex(p.fresh(p.a).autoSync.config(p.name).maintenance ?? '', /Split brain: both appliances are master.*resolve-split-brain/);
+  t.like(p.fresh(p.a).autoSync.config(p.name).maintenance, { kind: 'split-brain', fix: `setup auto-sync :${p.name} resolve-split-brain` });
+  t.regex(p.fresh(p.a).autoSync.config(p.name).maintenance?.reason ?? '', /^Split brain: both appliances are master/);
   t.is((await filesOf(p, p.a))['a-side.txt'], 'alpha wrote this\n');
   t.is((await filesOf(p, p.b))['b-side.txt'], 'beta wrote this\n');
   t.true((await logOf(p, p.a)).includes('ALERT: auto-sync:tank-docs-000 put in maintenance: Split brain'));
   const r = await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`);
   t.not(r.exitCode, 0, 'no reverse-direction out of split brain');
   t.regex(String(r.stderr), /Split brain/);
+  // enable does not clear a split brain, on either side: the refusal names resolve-split-brain
+  for (const side of [p.a, p.b]) {
+    const e = await side.cli(`setup auto-sync :${p.name} enable`);
+    t.not(e.exitCode, 0);
+    t.regex(String(e.stderr), new RegExp(`split brain, which enable does not clear: .*Run 'setup auto-sync :${p.name} resolve-split-brain'`));
+    t.is(p.fresh(side).autoSync.config(p.name).maintenance?.kind, 'split-brain');
+  }
 });
 
 for (const [label, from, winner] of [

@@ -123,8 +123,13 @@ test('a destination with no common snapshot puts the service in maintenance, nev
   await t.throwsAsync(services.autoSync.run(name), { message: /none in common with the source fs:tank\/data\. Nothing was sent\. Run 'setup auto-sync :tank-data-000 resync'/ });
   const view = services.autoSync.view(name);
   t.is(view.state, 'maintenance');
-  t.regex(view.config.maintenance!, /Broken chain/);
-  await t.throwsAsync(services.autoSync.run(name), { message: /is in maintenance/ });
+  t.like(view.config.maintenance, { kind: 'broken-chain', fix: `setup auto-sync :${name} resync` });
+  t.regex(view.config.maintenance!.reason, /^Broken chain: /);
+  // The refusal and the status name the command that fixes a broken chain, not enable.
+  const refusal = await t.throwsAsync(services.autoSync.run(name), { message: /is in maintenance/ });
+  t.regex(refusal!.message, new RegExp(`Run 'setup auto-sync :${name} resync' to start over`));
+  t.notRegex(refusal!.message, /enable/);
+  t.regex(services.autoSync.status(name).message, new RegExp(`^Maintenance: Broken chain: .*Run 'setup auto-sync :${name} resync'`));
   t.regex(services.autoSync.log(name).tail(5).join('\n'), /\[ALERT: auto-sync:tank-data-000 put in maintenance/);
 
   // resync: a full sync, and the old destination kept under a new name, snapshots and all

@@ -64,6 +64,30 @@ test('a schedule of every minute runs once a minute, driven by the clock', async
   t.true(sends(services, name).every((e) => e.result === 'success'));
 });
 
+/** a ManualClock whose sleepers wake a few ms after their deadline, as real timers do */
+class LateClock extends ManualClock {
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return super.sleep(ms + 4, signal);
+  }
+}
+
+test('a cron service runs at its first match and every match, with no manual run first', async (t) => {
+  const { services } = await appliance(t);
+  const { name } = await services.autoSync.create({ fromFs: 'fs:tank/data', toFs: 'fs:tank/copy', cron: '*/1 * * * *' });
+  await services.autoSync.store.update(name, (c) => ({ ...c, createdAt: new Date(T0 + 5_000).toISOString() }));
+  const clock = new LateClock(T0 + 5_000);
+  startDaemon(t, services, { clock });
+  await until('the daemon asleep', () => clock.pending > 0);
+  t.is(sends(services, name).length, 0, 'nothing before the first match');
+  await clock.advance(55_010); // 12:01:00.010: the timer fired late
+  await until('the run at the first match', () => sends(services, name).length === 1);
+  await until('the daemon asleep again', () => clock.pending > 0);
+  await clock.advance(60_000); // 12:02:00
+  await until('the run at the next match', () => sends(services, name).length === 2);
+  const starts = sends(services, name).map((e) => e.startedAt.slice(0, 19)).reverse();
+  t.deepEqual(starts, ['2026-11-21T12:01:00', '2026-11-21T12:02:00']);
+});
+
 test('failures are retried with backoff, recorded in the history, and alerted once', async (t) => {
   const { services, home } = await appliance(t);
   const { name } = await services.autoSync.create({ fromFs: 'fs:tank/data', toFs: 'fs:tank/copy', type: 'hour', period: 1 });
@@ -163,10 +187,15 @@ test('a stalled transfer is ended, logged and retried; the destination stays as 
   const stall = stallingDriver(real, 64 << 10);
   services.storage.use(stall.driver);
   const clock = new ManualClock(Date.now() + 2 * 3_600_000);
-  startDaemon(t, services, { clock, stallMs: 400, retry: { attempts: 3, baseMs: 5_000, maxMs: 5_000 } });
+  startDaemon(t, services, { clock, stallMs: 1_000, retry: { attempts: 3, baseMs: 5_000, maxMs: 5_000 } });
   await until('the stall', () => services.autoSync.log(name).tail(20).some((l) => l.includes('STALLED')));
   await until('the failure to be recorded', () => services.autoSync.store.runState(name).lastResult === 'failure');
-  t.regex(services.autoSync.store.runState(name).lastError!, /made no progress for 0 seconds|aborted|no progress/);
+  // The trail, the state and the FAILURE line give the stall as the reason, not "The operation was aborted".
+  const why = /^Stalled: no progress for 1 second; the transfer was ended and will be retried\.$/;
+  t.regex(services.autoSync.store.runState(name).lastError!, why);
+  t.regex(sends(services, name)[0].error!, why);
+  const failure = services.autoSync.log(name).tail(20).find((l) => l.includes('FAILURE'));
+  t.regex(failure ?? '', /FAILURE: .*: Stalled: no progress for 1 second/);
   const dst = (await services.folders.list('fs:tank/copy'))[0].mountpoint!;
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v1');
   stall.release();

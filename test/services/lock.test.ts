@@ -1,9 +1,12 @@
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { lock, tryLock, withLock, LockBusyError } from '../../src/services/lock.js';
+import { assertBuilt } from '../helpers/cli.js';
+import { requireSystem } from '../helpers/system.js';
+import { smallFs, smallFsMissing, fill } from '../helpers/small-fs.js';
 
 const tmp = (t: { teardown(fn: () => void): void }) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'syncsh-lock-'));
@@ -45,4 +48,50 @@ test('waiting takes the lock once it is released; withLock serialises', async (t
     inside--;
   })));
   t.is(max, 1);
+});
+
+/** a pid that no process has any more */
+async function deadPid(): Promise<number> {
+  const { stdout } = await execa('node', ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(stdout);
+}
+
+test('a stale lock is taken over by exactly one of several processes that find it at the same instant', async (t) => {
+  assertBuilt();
+  const dir = tmp(t);
+  const trials = 60;
+  const dead = await deadPid();
+  for (let i = 0; i < trials; i++) writeFileSync(path.join(dir, `${i}.lock`), JSON.stringify({ pid: dead, host: os.hostname(), since: 'then', purpose: 'a run' }));
+  // Each contender tries trial i's lock at the same wall-clock instant as the others, and keeps what it gets until all are done.
+  const start = Date.now() + 1500;
+  const contender = `
+    import { tryLock } from ${JSON.stringify(new URL('../../dist/services/lock.js', import.meta.url).href)};
+    const held = [];
+    for (let i = 0; i < ${trials}; i++) {
+      const at = ${start} + i * 25;
+      while (Date.now() < at);
+      try { held.push(tryLock(${JSON.stringify(dir)} + '/' + i + '.lock', 'x', 'a run')); console.log('got ' + i); }
+      catch (error) { if (error.name !== 'LockBusyError') console.log('error ' + i + ' ' + error.message); }
+    }
+    await new Promise((r) => setTimeout(r, ${trials * 25 + 1000}));`;
+  const runs = await Promise.all(Array.from({ length: 6 }, () => execa('node', ['--input-type=module', '-e', contender])));
+  const got = runs.flatMap((r) => r.stdout.split('\n').filter(Boolean));
+  t.deepEqual(got.filter((l) => l.startsWith('error')), []);
+  const winners = Array.from({ length: trials }, (_, i) => got.filter((l) => l === `got ${i}`).length);
+  t.deepEqual(winners, Array.from({ length: trials }, () => 1), 'one holder per lock');
+});
+
+test('on a full disk the lock fails with a sentence, leaves no file and no open descriptor', async (t) => {
+  if (!(await requireSystem(t, ['tmpfs'], smallFsMissing))) return;
+  const dir = await smallFs(t, '64k');
+  fill(path.join(dir, 'filler'));
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  for (let i = 0; i < 20; i++) {
+    t.throws(() => tryLock(path.join(dir, 'run.lock'), 'auto-sync:x', 'a run'), {
+      message: `auto-sync:x could not be locked: the file system holding ${dir}/run.lock is full (ENOSPC); nothing was changed.`,
+    });
+  }
+  t.is(fds(), before, 'every descriptor closed');
+  t.deepEqual(readdirSync(dir), ['filler'], 'no empty lock and no draft left');
 });

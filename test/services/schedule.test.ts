@@ -85,6 +85,15 @@ test('cron: the first match at or after `after`, or after the last run; missed m
   t.is(nextRun({ cron: '0 0 30 2 *' }, NOW), null);
 });
 
+test('cron with no last run counts from the creation: a loop waking just after a match still runs it', (t) => {
+  const spec = { cron: '*/1 * * * *' };
+  const created = at('2026-11-21T12:00:05');
+  const woke = at('2026-11-21T12:01:00.004'); // a timer fires a few ms late
+  t.is(nextRun(spec, woke, null, created), woke, 'the 12:01 match is due now');
+  t.is(iso(nextRun(spec, at('2026-11-21T12:00:30'), null, created)), '2026-11-21T12:01');
+  t.is(iso(nextRun(spec, woke, null)), '2026-11-21T12:02', 'without the creation time the match is lost (the old behaviour)');
+});
+
 test('once-at: parsed from ISO date-times, stored in UTC, described in local time', (t) => {
   t.deepEqual(parseScheduleSpec('2026-11-21T13:00', NOW), { onceAt: '2026-11-21T13:00:00.000Z' });
   t.deepEqual(parseScheduleSpec('2026-11-21 13:00:30', NOW), { onceAt: '2026-11-21T13:00:30.000Z' });

@@ -28,6 +28,7 @@ import { isOrphanOf, keepOrphan } from './orphans.js';
 import type { ServiceStore } from './store.js';
 import { HandOverJournal, type HandOverEntry } from './handover-journal.js';
 import { buries, type Tombstone } from './tombstones.js';
+import { describeMaintenance, maintenance } from './maintenance.js';
 
 /** what the peer is asked about a service (RemotePeerSide has these) */
 export interface PeerConfigSide {
@@ -62,7 +63,7 @@ export function peerHostOf(config: AutoSyncConfig): string {
 export const flip = (role: Role): Role => (role === 'master' ? 'non-master' : 'master');
 
 /** is the service in maintenance for split brain (set by the epoch rule, cleared by resolve-split-brain) */
-export const inSplitBrain = (config: AutoSyncConfig): boolean => Boolean(config.maintenance?.startsWith('Split brain'));
+export const inSplitBrain = (config: AutoSyncConfig): boolean => config.maintenance?.kind === 'split-brain';
 
 /** mount a copy that is not mounted (a missing one is left alone) */
 export async function mountIfNot(side: { driver: Driver; dataset: string }): Promise<void> {
@@ -266,10 +267,10 @@ async function splitBrain(name: string, ours: AutoSyncConfig, theirs: AutoSyncCo
     return writtenAfter(snaps, others, local, name).length > 0 || (await side.driver.changedSince(side.dataset, local.name));
   };
   if (!(await wrote(here, mine, other)) || !(await wrote(there, other, mine))) return false;
-  const reason = `Split brain: both appliances are master of auto-sync:${name} at epoch ${ours.epoch} and both wrote after the last common snapshot${common ? ` @${common.name}` : ''}. Nothing was rolled back. Pick the copy to keep with 'setup auto-sync :${name} resolve-split-brain'.`;
+  const reason = maintenance('split-brain', name, `Split brain: both appliances are master of auto-sync:${name} at epoch ${ours.epoch} and both wrote after the last common snapshot${common ? ` @${common.name}` : ''}. Nothing was rolled back.`);
   await deps.store.update(name, (c) => ({ ...c, maintenance: reason }));
   await deps.peer(peerHostOf(ours)).putConfig({ ...theirs, maintenance: reason }).catch(() => undefined);
-  log.write(`ALERT: auto-sync:${name} put in maintenance: ${reason}`);
+  log.write(`ALERT: auto-sync:${name} put in maintenance: ${describeMaintenance(reason)}`);
   return true;
 }
 

@@ -12,7 +12,7 @@ import { endpointLabel, nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { excludesFor, findProperty, parseKind, PROPERTIES } from './properties.js';
-import { runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
+import { recordInterrupted, runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
 import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
 import { healthOf, type Health, type HealthReport } from './status.js';
@@ -26,6 +26,7 @@ import { HandOverJournal } from './handover-journal.js';
 import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, localEndpoint, peerHostOf, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
 import { TombstoneStore, tombstoneOf, type Tombstone } from './tombstones.js';
 import { IncomingStore } from './incoming.js';
+import { describeMaintenance } from './maintenance.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
 export interface PeerResolver {
@@ -285,10 +286,29 @@ export class AutoSyncService {
 
   async setEnabled(name: string, enabled: boolean): Promise<AutoSyncConfig> {
     const before = this.config(name);
+    if (enabled && before.maintenance?.kind === 'split-brain') {
+      throw new Error(`auto-sync:${name} is in maintenance for split brain, which enable does not clear: ${describeMaintenance(before.maintenance)}`);
+    }
     const next = await this.store.update(name, (c) => ({ ...c, enabled, maintenance: enabled ? null : c.maintenance }));
-    const cleared = enabled && before.maintenance ? ` (maintenance cleared: ${before.maintenance})` : '';
+    const cleared = enabled && before.maintenance ? ` (maintenance cleared: ${before.maintenance.reason})` : '';
     this.log(name).write(`${enabled ? 'Enabled' : 'Disabled'} auto-sync:${name}${cleared}`);
     return next;
+  }
+
+  /** A run marked in flight whose process is gone is recorded as failed (interrupted); false when there is none or a run holds the service. */
+  async recoverInterrupted(name: string, now = Date.now()): Promise<boolean> {
+    let lock;
+    try {
+      lock = tryLock(runLockFile(this.home.locks, name), `auto-sync:${name}`, 'recording an interrupted run');
+    } catch (error) {
+      if (error instanceof LockBusyError) return false;
+      throw error;
+    }
+    try {
+      return await recordInterrupted(name, { store: this.store, log: ServiceLog.forService(this.home.logs, name), sendHistory: this.history(name, 'send') }, now);
+    } finally {
+      lock.release();
+    }
   }
 
   /** `handOver`: the last delta of a reverse-direction hand-over (reverse.ts), run as the master's, after the contact it made */
@@ -444,6 +464,7 @@ export class AutoSyncService {
       throw error;
     }
     try {
+      await recordInterrupted(name, { store: this.store, log: ServiceLog.forService(this.home.logs, name), sendHistory: this.history(name, 'send') });
       return await checkOnContact(name, deps);
     } finally {
       lock.release();

@@ -2,6 +2,8 @@
  * What an auto-sync service is: its configuration (kept in services.json and,
  * once reverse capability is on, on both appliances) and its run state.
  */
+import { MAINTENANCE_KINDS, type Maintenance } from './maintenance.js';
+
 export const SCHEDULE_TYPES = ['minute', 'hour', 'day', 'week', 'month'] as const;
 export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
 
@@ -45,8 +47,8 @@ export interface AutoSyncConfig {
   enabled: boolean;
   role: Role;
   epoch: number;
-  /** set when the service is in maintenance: why */
-  maintenance: string | null;
+  /** set when the service is in maintenance: why, and the command that fixes it */
+  maintenance: Maintenance | null;
   createdAt: string;
 }
 
@@ -118,7 +120,14 @@ export const serviceSchema = {
     enabled: { type: 'boolean' },
     role: { enum: ['master', 'non-master'] },
     epoch: { type: 'integer', minimum: 0 },
-    maintenance: { type: ['string', 'null'] },
+    maintenance: {
+      oneOf: [
+        { type: 'null' },
+        // as versions before { kind, reason, fix } wrote it; the store upgrades it on read
+        { type: 'string' },
+        { type: 'object', required: ['kind', 'reason', 'fix'], properties: { kind: { enum: [...MAINTENANCE_KINDS] }, reason: { type: 'string' }, fix: { type: 'string' } } },
+      ],
+    },
     createdAt: { type: 'string' },
   },
 } as const;

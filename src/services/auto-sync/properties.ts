@@ -37,6 +37,7 @@ export function parseList(value: string): string[] {
   return v.split(',').map((p) => p.trim());
 }
 import { describe as describeSchedule, isIntervalSpec, parseScheduleSpec, type ScheduleSpec } from '../schedule.js';
+import { describeMaintenance } from './maintenance.js';
 
 export interface PropertySpec {
   key: string;
@@ -152,7 +153,7 @@ export const PROPERTIES: PropertySpec[] = [
   { key: 'autosync_role', description: 'master runs the schedule; non-master waits', get: (c) => c.role },
   { key: 'epoch', description: 'role generation; the higher epoch wins', get: (c) => String(c.epoch) },
   { key: 'enabled', description: 'runs on its schedule', get: (c) => yesNo(c.enabled) },
-  { key: 'maintenance', description: 'why the service is in maintenance', get: (c) => c.maintenance ?? '' },
+  { key: 'maintenance', description: 'why the service is in maintenance', get: (c) => (c.maintenance ? describeMaintenance(c.maintenance) : '') },
   { key: 'created', description: 'when the service was created', get: (c) => c.createdAt },
 ];
 

@@ -36,6 +36,7 @@ import { findProperty } from './properties.js';
 import { HandOverJournal } from './handover-journal.js';
 import { contactBeforeRun, PeerRefused, inSplitBrain, mountIfNot, contactTimeoutMs, withTimeout, flip, holdsSource, keepAndRollBack, localEndpoint, peerHostOf, rd, remoteEndpoint, shortDirection, toPeerView, type ContactDeps } from './epochs.js';
 import { destroyOrphan, listOrphans, orphanPlace, type OrphanView } from './orphans.js';
+import { describeMaintenance } from './maintenance.js';
 
 export type ReverseCase = 'source-up' | 'source-down' | 'destination-up' | 'disaster-recovery';
 
@@ -114,7 +115,7 @@ export async function reverseCase(services: Services, name: string): Promise<{ c
   const up = outcome !== 'unreachable';
   log.write(rd(`remote appliance: ${up ? 'alive' : 'down'}`));
   config = services.autoSync.config(name);
-  if (outcome === 'split-brain' || inSplitBrain(config)) throw new Error(config.maintenance!);
+  if (outcome === 'split-brain' || inSplitBrain(config)) throw new Error(describeMaintenance(config.maintenance!));
   checkReversible(config);
   const pending = deps.journal.get(name);
   if (pending && pending.pid !== process.pid) {
@@ -248,7 +249,7 @@ export type Winner = 'here' | 'peer';
 
 /** resolve-split-brain has something to resolve, or says why not */
 export function checkSplitBrain(config: AutoSyncConfig): void {
-  if (!inSplitBrain(config)) throw new Error(`auto-sync:${config.name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance})` : ''}; nothing to resolve.`);
+  if (!inSplitBrain(config)) throw new Error(`auto-sync:${config.name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance.reason})` : ''}; nothing to resolve.`);
 }
 
 /**

@@ -16,6 +16,8 @@ import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
 import { markerName, newestCommon } from './markers.js';
 import { applyPrune, planPrune } from './prune.js';
+import { describeMaintenance, maintenance } from './maintenance.js';
+import { planRun, type RunFacts } from './plan.js';
 
 /** one end of a run: where the dataset is and the driver that serves it */
 export interface Side {
@@ -75,7 +77,7 @@ export interface RunResult {
 }
 
 export class BrokenChainError extends Error {
-  constructor(service: string, reason: string) {
+  constructor(service: string, readonly reason: string) {
     super(`${reason} Nothing was sent. Run 'setup auto-sync :${service} resync' to start over with a full sync.`);
     this.name = 'BrokenChainError';
   }
@@ -88,9 +90,29 @@ export function runLockFile(lockDir: string, service: string): string {
 const where = (side: Side) => `${side.host}/${side.dataset.replace(/^\/+/, '')}`;
 const seconds = (ms: number) => Math.round(ms / 1000);
 
+export const INTERRUPTED = 'interrupted (process ended): the run\'s process ended before the run did; it is retried.';
+
+/**
+ * Called holding the service lock: a run still marked in flight then belongs
+ * to a process that is gone (kill -9, a crash, a power cut). Record it as
+ * failed, in the state, the send trail and the log, once. True when it did.
+ */
+export async function recordInterrupted(name: string, deps: Pick<RunDeps, 'store' | 'log' | 'sendHistory'>, now = Date.now()): Promise<boolean> {
+  const state = deps.store.runState(name);
+  const config = deps.store.get(name);
+  if (!state.inFlight || !config) return false;
+  await deps.store.updateRunState(name, (s) => ({ ...s, inFlight: false, lastResult: 'failure', lastError: INTERRUPTED, failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1 }));
+  const startedAt = state.lastRunAt ?? new Date(now).toISOString();
+  const peer = config.source.host === 'localhost' ? config.destination.host : config.source.host;
+  deps.sendHistory.append({ direction: 'send', service: name, peer, startedAt, endedAt: new Date(now).toISOString(), result: 'failure', bytes: state.lastBytes, rateBytesPerSec: 0, snapshot: null, error: INTERRUPTED });
+  deps.log.write(`FAILURE: auto-sync:${name}: the run started ${startedAt} was ${INTERRUPTED}`);
+  return true;
+}
+
 export async function runService(name: string, deps: RunDeps, opts: RunOptions = {}): Promise<RunResult> {
   const lock = tryLock(runLockFile(deps.lockDir, name), `auto-sync:${name}`, 'a run');
   try {
+    await recordInterrupted(name, deps, (opts.now ?? Date.now)());
     return await runLocked(name, deps, opts);
   } finally {
     lock.release();
@@ -106,7 +128,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     throw new Error(`This appliance is the non-master of auto-sync:${name}: it runs on the master (${config.source.host === 'localhost' ? config.destination.host : config.source.host}).`);
   }
   if (config.maintenance && !opts.resync) {
-    throw new Error(`auto-sync:${name} is in maintenance: ${config.maintenance} Run 'setup auto-sync :${name} enable' once the cause is fixed.`);
+    throw new Error(`auto-sync:${name} is in maintenance: ${describeMaintenance(config.maintenance)}`);
   }
   const now = opts.now ?? Date.now;
   const started = now();
@@ -142,35 +164,77 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   let marker: SnapshotInfo | null = null;
   /** the destination holds the new marker: from here on it is the common snapshot and must never be dropped */
   let delivered = false;
+  /** what the run was doing, for the sentence a full disk gets */
+  let phase: Phase = 'check';
   const bestEffort = (what: string) => (error: Error) => log.write(`WARNING: could not ${what}: ${error.message}`);
   try {
     if (!(await src.driver.getDataset(src.dataset))) throw new Error(`The source dataset ${config.source.dataset} does not exist.`);
+    // A snapshot cut short on the source (kill -9, a crash) left blocks no snapshot lists: reclaim them there too.
+    // Best effort: another service may be snapshotting the same source right now, and this run must not fail for that.
+    try {
+      for (const line of await src.driver.recover(src.dataset)) log.write(`Recovered ${where(src)}: ${line}`);
+    } catch (error) {
+      log.write(`WARNING: could not recover ${where(src)} before the run: ${(error as Error).message}`);
+    }
     let dstInfo = await dst.driver.getDataset(dst.dataset);
     if (dstInfo) {
       // A receive cut short earlier (crash, lost link) must not block this one: finish or clean it first.
       for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
       dstInfo = await dst.driver.getDataset(dst.dataset);
     }
-    let dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
+    const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
     const srcSnaps = await src.driver.listSnapshots(src.dataset);
-    let common = newestCommon(srcSnaps, dstSnaps);
-    if (!common && dstSnaps.length > 0 && !opts.resync) {
-      throw new BrokenChainError(name, `The destination ${config.destination.dataset} has ${dstSnaps.length} snapshot(s) but none in common with the source ${config.source.dataset}.`);
-    }
-    if (!common && dstInfo && opts.resync) {
-      // Start over, but never by destroying: the old destination is kept under a new name.
-      const aside = `${dst.dataset}-resync-${new Date(now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
-      await dst.driver.renameDataset(dst.dataset, aside);
-      log.write(`Resync: the previous destination ${where(dst)} is kept as ${aside}; starting a full sync`);
-      dstInfo = null;
-      dstSnaps = [];
-      common = null;
-    }
-    if (dstInfo && common && (await dst.driver.changedSince(dst.dataset, dstSnaps.find((s) => s.id === common.id)!.name)) && !config.force) {
-      throw new Error(`The destination ${config.destination.dataset} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.`);
+    const found = newestCommon(srcSnaps, dstSnaps);
+    const plan = planRun({
+      source: config.source.dataset,
+      destination: config.destination.dataset,
+      srcSnapshots: srcSnaps,
+      dstExists: Boolean(dstInfo),
+      dstSnapshots: dstSnaps,
+      everSynced: state.lastMarker !== null,
+      resync: Boolean(opts.resync),
+      force: config.force,
+      dstChanged: Boolean(dstInfo && found && (await dst.driver.changedSince(dst.dataset, dstSnaps.find((s) => s.id === found.id)!.name))),
+      brokenChildren: config.recursive && dstInfo && found ? await brokenChildren(src, dst, found.name) : [],
+    });
+    const stampNow = new Date(now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+    let common: SnapshotInfo | null = null;
+    switch (plan.kind) {
+      case 'broken-chain':
+        throw new BrokenChainError(name, plan.reason);
+      case 'refused':
+        throw new Error(plan.reason);
+      case 'resync-aside': {
+        // Start over, but never by destroying: the old destination is kept under a new name.
+        const aside = `${dst.dataset}-resync-${stampNow}`;
+        await dst.driver.renameDataset(dst.dataset, aside);
+        log.write(`Resync: the previous destination ${where(dst)} is kept as ${aside}; starting a full sync`);
+        break;
+      }
+      case 'resync-children': {
+        // Only the broken children start over, kept aside beside the destination (never destroyed); the rest stays incremental.
+        for (const child of plan.children) {
+          const aside = `${dst.dataset}-resync-${stampNow}-${child.replaceAll('/', '-')}`;
+          await dst.driver.renameDataset(`${dst.dataset}/${child}`, aside);
+          log.write(`Resync: the child ${where(dst)}/${child} is kept as ${aside}; it is sent in full, the rest incrementally`);
+        }
+        // Moving a child out removes its mount point directory from the parent (zfs): that is the only change, ours.
+        const base = dstSnaps.find((s) => s.id === plan.base.id)!.name;
+        if (await dst.driver.changedSince(dst.dataset, base)) await dst.driver.rollback(dst.dataset, base);
+        common = plan.base;
+        break;
+      }
+      case 'incremental':
+        common = plan.base;
+        break;
+      case 'full':
+        break;
     }
 
+    phase = 'snapshot';
     marker = await src.driver.createSnapshot(src.dataset, markerName(name, state.sequence), { recursive: config.recursive, ...(config.exclude?.length ? { exclude: config.exclude } : {}) });
+    // Replicated all the same (the files are whole), but nobody is told "OK" about a moment that never was.
+    if (marker.notPointInTime) log.write(`WARNING: ${src.dataset}@${marker.name} is not point-in-time: ${marker.notPointInTime}`);
     const base = common;
     const full = !base;
     const flags = config.recursive ? '-R ' : '';
@@ -178,6 +242,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
+    phase = 'receive';
     const bytes = await transfer(src, dst, marker.name, common?.name, config, {
       ...opts,
       onProgress: (n) => {
@@ -186,6 +251,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
         opts.onProgress?.(n);
       },
     });
+    phase = 'verify';
     const received = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker!.name);
     if (!received || received.id !== marker.id) {
       throw new Error(`The destination ${config.destination.dataset} does not hold ${marker.name} after the receive (expected id ${marker.id}).`);
@@ -206,10 +272,11 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const recorded = store.runState(name);
     for (const side of [src, dst]) await side.peer?.recordState(name, recorded).catch(bestEffort(`record the state on ${side.host}`));
     if (opts.resync && config.maintenance) await store.update(name, (c) => ({ ...c, maintenance: null }));
-    log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)`);
+    log.write(`SUCCESS: ${route} OK (${seconds(durationMs)} sec)${marker.notPointInTime ? ', but the snapshot is not point-in-time (see the WARNING above)' : ''}`);
     return { marker: marker.name, full, bytes, durationMs };
-  } catch (error) {
-    const message = (error as Error).message;
+  } catch (caught) {
+    const error = explainFull(whyEnded(caught, opts.signal), phase, phase === 'snapshot' ? config.source : config.destination, delivered);
+    const message = error.message;
     const durationMs = now() - started;
     if (marker && !delivered) {
       // The marker never reached the destination: drop it so it is not mistaken for a synced state.
@@ -221,7 +288,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     }));
     await trail('failure', sent, marker?.name ?? null, message).catch(() => undefined);
     if (error instanceof BrokenChainError) {
-      await store.update(name, (c) => ({ ...c, maintenance: 'Broken chain: no snapshot in common between source and destination.' }));
+      await store.update(name, (c) => ({ ...c, maintenance: maintenance('broken-chain', name, `Broken chain: ${error.reason}`) }));
       log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
     }
     log.write(`FAILURE: ${route}: ${message} (${seconds(durationMs)} sec)`);
@@ -229,6 +296,29 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
   } finally {
     rmSync(deps.progressFile, { force: true });
   }
+}
+
+type Phase = 'check' | 'snapshot' | 'receive' | 'verify';
+const PHASE_TEXT: Record<Phase, string> = { check: 'checking the datasets', snapshot: 'taking the source snapshot', receive: 'receiving', verify: 'checking the received snapshot' };
+
+/**
+ * A full disk says where and when, and what it left, not a bare
+ * "ENOSPC: no space left on device, write" (from a peer, "On HOST: …").
+ */
+function explainFull(error: Error, phase: Phase, where: AutoSyncConfig['source'], delivered: boolean): Error {
+  if (delivered || !/\bENOSPC\b|\bEDQUOT\b|no space left on device/i.test(error.message)) return error;
+  const host = where.host === 'localhost' ? '' : ` on ${where.host}`;
+  const left = phase === 'snapshot' ? 'no snapshot was kept and the destination was not touched' : 'the destination stays at its previous snapshot';
+  return new Error(`No space left for ${where.dataset}${host} while ${PHASE_TEXT[phase]}: nothing was changed (${left}). Free space there, then run again.`);
+}
+
+/**
+ * An aborted run fails with the abort's reason (a stall, the daemon stopping),
+ * not with the bare "The operation was aborted" of whatever stream noticed it.
+ */
+function whyEnded(error: unknown, signal?: AbortSignal): Error {
+  if (signal?.aborted && signal.reason instanceof Error && !(error instanceof BrokenChainError)) return signal.reason;
+  return error as Error;
 }
 
 /** writes the progress file at most a few times a second: other processes read it (status, dashboard) */
@@ -275,6 +365,22 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** children of a recursive service that lack the common snapshot on one side (a new child on the source is not broken) */
+async function brokenChildren(src: Side, dst: Side, common: string): Promise<RunFacts['brokenChildren']> {
+  const broken: RunFacts['brokenChildren'] = [];
+  const has = async (side: Side, dataset: string) => (await side.driver.listSnapshots(dataset)).some((s) => s.name === common);
+  const dstNames = new Set((await dst.driver.listDatasets(dst.dataset)).map((d) => d.name));
+  for (const { name } of await src.driver.listDatasets(src.dataset)) {
+    if (!name.startsWith(`${src.dataset}/`)) continue;
+    const child = name.slice(src.dataset.length + 1);
+    const there = `${dst.dataset}/${child}`;
+    if (!dstNames.has(there)) continue;
+    if (!(await has(src, name))) broken.push({ child, missingOn: 'source' });
+    else if (!(await has(dst, there))) broken.push({ child, missingOn: 'destination' });
+  }
+  return broken;
 }
 
 /** hold the new common marker on both sides and release the previous one */

@@ -4,6 +4,7 @@
  */
 import type { AutoSyncConfig, RunState } from './model.js';
 import { stamp } from '../service-log.js';
+import { describeMaintenance } from './maintenance.js';
 
 export type Health = 'up' | 'warn' | 'maintenance' | 'failure' | 'never';
 
@@ -20,7 +21,7 @@ export function healthOf(config: AutoSyncConfig, run: RunState, now: number): He
   const lagSeconds = last === null ? null : Math.max(0, Math.round((now - last) / 1000));
   const since = last === null ? Date.parse(config.createdAt) : last;
   const late = config.maxDelay > 0 && (now - since) / 1000 > config.maxDelay;
-  if (config.maintenance) return { health: 'maintenance', message: `Maintenance: ${config.maintenance}`, lagSeconds };
+  if (config.maintenance) return { health: 'maintenance', message: `Maintenance: ${describeMaintenance(config.maintenance)}`, lagSeconds };
   if (run.lastResult === 'failure') {
     const tries = run.consecutiveFailures > 1 ? ` (${run.consecutiveFailures} failures in a row)` : '';
     return { health: 'failure', message: `Last run failed${tries}: ${run.lastError ?? 'unknown error'}`, lagSeconds };

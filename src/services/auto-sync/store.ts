@@ -9,6 +9,7 @@ import path from 'node:path';
 import { withLock } from '../lock.js';
 import type { Home } from '../home.js';
 import { EMPTY_RUN_STATE, serviceSchema, type AutoSyncConfig, type RunState } from './model.js';
+import { upgradeMaintenance } from './maintenance.js';
 
 type ServicesFile = { services: Record<string, AutoSyncConfig> };
 type StateFile = { state: Record<string, RunState> };
@@ -37,11 +38,17 @@ export class ServiceStore {
   }
 
   list(): AutoSyncConfig[] {
-    return Object.values(this.services.get('services')).sort((a, b) => a.name.localeCompare(b.name));
+    return Object.values(this.all()).sort((a, b) => a.name.localeCompare(b.name));
   }
 
   get(name: string): AutoSyncConfig | undefined {
-    return this.services.get('services')[name];
+    return this.all()[name];
+  }
+
+  /** every configuration, as this version reads it (older files upgraded in memory) */
+  private all(): Record<string, AutoSyncConfig> {
+    const raw = this.services.get('services');
+    return Object.fromEntries(Object.entries(raw).map(([name, c]) => [name, { ...c, maintenance: upgradeMaintenance(c.maintenance as never, name) }]));
   }
 
   names(): string[] {
@@ -73,7 +80,7 @@ export class ServiceStore {
 
   async update(name: string, change: (config: AutoSyncConfig) => AutoSyncConfig): Promise<AutoSyncConfig> {
     return this.locked(`changing auto-sync:${name}`, () => {
-      const all = this.services.get('services');
+      const all = this.all();
       const current = all[name];
       if (!current) throw new Error(`No auto-sync service named :${name}.`);
       const next = change(current);

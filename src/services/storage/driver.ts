@@ -40,6 +40,8 @@ export interface SnapshotInfo {
   size?: number;
   /** protected against destruction (zfs hold, fs/btrfs pin) */
   held: boolean;
+  /** set by createSnapshot when it could not capture one instant (fs: the tree kept changing under the scan): why */
+  notPointInTime?: string;
 }
 
 export interface SnapshotOptions {

@@ -6,6 +6,7 @@
 import test from 'ava';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { createHash, randomBytes } from 'node:crypto';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
 import { BlockStore } from '../../../src/services/storage/fs/block-store.js';
@@ -370,4 +371,26 @@ test('a reader whose pack was rewritten meanwhile (a sender during a collection)
   t.true(reader.read(ha, 'test').equals(a));
   t.throws(() => reader.read(hb, 'test'), { message: new RegExp(`The block ${hb} of test is missing from the block store`) });
   reader.close();
+});
+
+test('a tree that changes under the scan is noticed: taken again, and reported as not point-in-time when it keeps changing', async (t) => {
+  const { driver, live } = setup(t);
+  await driver.createDataset('tank');
+  await driver.createDataset('tank/data');
+  const dir = live('tank/data');
+  mkdirSync(path.join(dir, 'busy'));
+  for (let i = 0; i < 2000; i++) writeFileSync(path.join(dir, `f${String(i).padStart(4, '0')}.txt`), `file ${i}`);
+  const still = await driver.createSnapshot('tank/data', 'still', { recursive: false });
+  t.is(still.notPointInTime, undefined, 'a tree nothing changes is captured as one instant');
+  // Another process keeps adding and removing entries, as a tree being deleted or filled does.
+  const churn = execa('node', ['-e', `const fs = require('node:fs'); const d = ${JSON.stringify(path.join(dir, 'busy'))}; process.stdout.write('go\\n'); for (let i = 0;; i++) { fs.writeFileSync(d + '/t' + i, 'x'); fs.rmSync(d + '/t' + i); }`]);
+  t.teardown(() => {
+    churn.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve) => churn.stdout!.once('data', () => resolve()));
+  const moving = await driver.createSnapshot('tank/data', 'moving', { recursive: false });
+  churn.kill('SIGKILL');
+  await churn.catch(() => undefined);
+  t.regex(moving.notPointInTime ?? '', /^the tree changed while the snapshot was taken, 3 times in a row: tank\/data \(busy/);
+  t.is((await driver.listSnapshots('tank/data')).length, 2, 'the snapshot is still taken');
 });

@@ -26,7 +26,7 @@ import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from 
 import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
 import { Layout, VOLUME_FILE } from './layout.js';
 import { lockDatasets, staleLockOwner } from './lock.js';
-import { checkReceivedManifest, readManifest, referencedBytes, withoutCache, writeManifest } from './manifest.js';
+import { checkReceivedManifest, readManifest, referencedBytes, withoutCache, writeManifest, type Manifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, isDescendant, parentOf, poolOf } from './names.js';
 import { planApply } from './plan.js';
 import { stageFiles } from './stage.js';
@@ -40,6 +40,10 @@ import { writeCleanMap } from './dirty-map.js';
 import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, differingChunks, growZvol, isZvol, patchPlan, readZvolSnapshot, volumeBlocks, resetDirtyMap, takeZvolSnapshot, zvolDifference, zvolStats } from './zvol.js';
 import { refuseServed, withWritesPaused, ZvolVolume } from './zvol-writer.js';
 import type { BlockVolume } from '../../nbd/volume.js';
+import { failpoint } from '../../failpoints.js';
+
+/** scans of a tree that keeps changing before its snapshot is taken as it is and reported as not point-in-time */
+const SNAPSHOT_ATTEMPTS = 3;
 
 export interface FsDriverOptions {
   /** test hook: crash a commit part-way (see journal.ts); also SYNCSH_FS_CRASH_AFTER_STEPS */
@@ -246,16 +250,33 @@ class FsDriver implements Driver {
     const all = opts.recursive ? [dataset, ...this.catalog.descendants(dataset)] : [dataset];
     const lock = lockDatasets(this.layout, all, 'a snapshot');
     const made: string[] = [];
+    /** datasets whose tree kept changing under every scan: their snapshot is not point-in-time */
+    const unsteady = new Map<string, string[]>();
     try {
       await this.settle(all);
       for (const n of all) if (this.catalog.snapshot(n, name)) throw new Error(`The snapshot ${n}@${name} already exists.`);
       for (const n of all) {
-        const store = new BlockStore(this.layout.blocksDir(n));
+        let store = new BlockStore(this.layout.blocksDir(n));
         const swept = markUnswept(this.catalog, n);
         try {
           const zvol = isZvol(this.catalog.record(n));
+          const excluded = checkExcludes(opts.exclude ?? []);
           const take = async () => {
-            const manifest = zvol ? await takeZvolSnapshot(this.catalog, n, name, store) : await takeSnapshot(this.catalog, n, name, store, undefined, checkExcludes(opts.exclude ?? []));
+            let manifest: Manifest;
+            if (zvol) manifest = await takeZvolSnapshot(this.catalog, n, name, store);
+            else {
+              let changed: string[];
+              ({ manifest, changed } = await takeSnapshot(this.catalog, n, name, store, undefined, excluded));
+              // The tree changed under the scan: take it again (unchanged files are not read twice), a few times.
+              for (let attempt = 1; changed.length && attempt < SNAPSHOT_ATTEMPTS; attempt++) {
+                store.discardNew();
+                store.close();
+                store = new BlockStore(this.layout.blocksDir(n));
+                ({ manifest, changed } = await takeSnapshot(this.catalog, n, name, store, undefined, excluded));
+              }
+              if (changed.length) unsteady.set(n, changed);
+            }
+            failpoint('fs.snapshot.blocks-stored');
             // Blocks, then the manifest naming them, then the listing: a crash leaves only unlisted leftovers.
             store.seal();
             writeManifest(this.layout.manifestFile(n, manifest.id), manifest);
@@ -284,7 +305,10 @@ class FsDriver implements Driver {
     } finally {
       lock.release();
     }
-    return this.snapshotInfo(dataset, this.catalog.snapshot(dataset, name)!);
+    const info = this.snapshotInfo(dataset, this.catalog.snapshot(dataset, name)!);
+    if (!unsteady.size) return info;
+    const where = [...unsteady].map(([n, paths]) => `${n} (${paths.join(', ')})`).join('; ');
+    return { ...info, notPointInTime: `the tree changed while the snapshot was taken, ${SNAPSHOT_ATTEMPTS} times in a row: ${where}` };
   }
 
   /** Unlist a snapshot, then free what only it used (order matters for senders, see gc.ts). */

@@ -6,6 +6,12 @@
 
 const COMPONENT = /^[A-Za-z0-9_.:-]+$/;
 const MAX_COMPONENT = 200;
+/**
+ * The whole name, as the metadata keeps it in one file name (encodeName) with
+ * suffixes of up to ~40 characters (`.index.lock.takeover.PID.N.new`), under
+ * the 255-byte limit of a file name.
+ */
+export const MAX_DATASET_NAME = 200;
 
 /** The metadata area lives at `<root>/.syncsh`, so no pool may take that name. */
 export const RESERVED_POOL = '.syncsh';
@@ -27,6 +33,9 @@ export function checkDatasetName(name: string): string[] {
       throw new Error(`The dataset name must not contain ${badCharacter(part)}: ${name} (letters, digits, "_", ".", ":" and "-" only).`);
     }
     if (part.length > MAX_COMPONENT) throw new Error(`The dataset name has a component longer than ${MAX_COMPONENT} characters: ${name}.`);
+  }
+  if (name.length > MAX_DATASET_NAME) {
+    throw new Error(`The dataset name ${name} is ${name.length} characters long; the fs driver allows at most ${MAX_DATASET_NAME} in all, "/" included, because its metadata keeps the whole name as one file name.`);
   }
   if (parts[0] === RESERVED_POOL) throw new Error(`The pool name ${RESERVED_POOL} is reserved for the fs driver's metadata: ${name}.`);
   return parts;

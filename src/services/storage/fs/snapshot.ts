@@ -8,6 +8,14 @@
  * Every entry records its owner. A file with several names in the tree
  * (hard links) is read once, under its first name in path order; its
  * other names repeat that entry with `link` pointing to the first.
+ *
+ * What a snapshot guarantees (the fs driver has no copy-on-write to freeze
+ * the tree): each file is as read at one moment, and a tree that nothing
+ * changes while the snapshot is taken is captured exactly. A tree that
+ * changes during the snapshot is noticed (`changedUnderScan`: a file that
+ * vanished or changed while it was read, a directory whose entries changed
+ * since the walk); the driver then takes it again, and reports the snapshot
+ * as not point-in-time when the tree keeps changing (see index.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readlinkSync } from 'node:fs';
@@ -16,7 +24,7 @@ import { BlockStore, CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js'
 import type { Catalog } from './catalog.js';
 import { Breather, errorCode, mode, msToNs, readFull, sameMtime } from './files.js';
 import { MANIFEST_FORMAT, byPath, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';
-import { linkPrimaries, scanTree, type LiveStat } from './scan.js';
+import { linkPrimaries, scanTree, type LiveNode, type LiveStat } from './scan.js';
 import { excludeMatcher } from './excludes.js';
 
 /**
@@ -35,7 +43,7 @@ function isRacy(st: LiveStat, startMs: number): boolean {
  * memory); each entry gets its block list, size as read and exact mtime.
  * Returns the entries of files that were gone by the time we got to them.
  */
-async function storeFiles(store: BlockStore, liveDir: string, files: { entry: Entry; stat: LiveStat }[], what: string, signal?: AbortSignal): Promise<Set<Entry>> {
+async function storeFiles(store: BlockStore, liveDir: string, files: { entry: Entry; stat: LiveStat }[], what: string, signal?: AbortSignal, changed?: string[]): Promise<Set<Entry>> {
   const buf = Buffer.allocUnsafe(CHUNK_SIZE);
   const breather = new Breather();
   const vanished = new Set<Entry>();
@@ -75,7 +83,10 @@ async function storeFiles(store: BlockStore, liveDir: string, files: { entry: En
       entry.size = size;
       entry.mtimeNs = mtimeNs;
       // Changed while we read it: the content is what we read, but the stat is not to be trusted.
-      if (size !== stat.size || !sameMtime(stat.mtimeMs, mtimeNs)) entry.cache!.racy = true;
+      if (size !== stat.size || !sameMtime(stat.mtimeMs, mtimeNs)) {
+        entry.cache!.racy = true;
+        changed?.push(entry.path);
+      }
     } finally {
       closeSync(fd);
     }
@@ -121,11 +132,29 @@ async function settleLinks(store: BlockStore, liveDir: string, links: Map<Entry,
 }
 
 /**
- * Read the live tree into `store` and describe it. The caller seals the
+ * The paths that changed between the walk and the end of the reads: files
+ * that vanished or changed while read, and directories whose entries or
+ * metadata changed since the walk (an entry added, removed or renamed
+ * changes its directory's mtime and ctime). At most `limit` of them.
+ */
+export function changedUnderScan(liveDir: string, nodes: LiveNode[], vanished: Set<Entry>, changedWhileRead: string[], limit = 10): string[] {
+  const out = [...[...vanished].map((e) => e.path), ...changedWhileRead];
+  for (const node of nodes) {
+    if (out.length >= limit) break;
+    if (node.type !== 'dir') continue;
+    const now = lstatSync(path.join(liveDir, node.path), { throwIfNoEntry: false });
+    if (!now || now.mtimeMs !== node.stat.mtimeMs || now.ctimeMs !== node.stat.ctimeMs) out.push(node.path === '' ? '.' : node.path);
+  }
+  return out.slice(0, limit);
+}
+
+/**
+ * Read the live tree into `store` and describe it, with what changed under
+ * the scan (empty: the tree held still). The caller seals the
  * store before it writes and lists the manifest, and discards what was
  * stored when that fails.
  */
-export async function takeSnapshot(catalog: Catalog, dataset: string, name: string, store: BlockStore, signal?: AbortSignal, exclude: readonly string[] = []): Promise<Manifest> {
+export async function takeSnapshot(catalog: Catalog, dataset: string, name: string, store: BlockStore, signal?: AbortSignal, exclude: readonly string[] = []): Promise<{ manifest: Manifest; changed: string[] }> {
   const rec = catalog.require(dataset);
   const liveDir = catalog.liveDir(dataset);
   const index = catalog.index(dataset);
@@ -174,9 +203,11 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
     }
     // sockets, fifos and devices are not part of a snapshot
   }
-  const vanished = await storeFiles(store, liveDir, toRead, `${dataset}@${name}`, signal);
+  const changedWhileRead: string[] = [];
+  const vanished = await storeFiles(store, liveDir, toRead, `${dataset}@${name}`, signal, changedWhileRead);
   if (links.size) await settleLinks(store, liveDir, links, vanished, startMs, `${dataset}@${name}`, signal);
-  return {
+  const changed = changedUnderScan(liveDir, nodes, vanished, changedWhileRead);
+  const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     id: randomUUID(),
     name,
@@ -188,4 +219,5 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
     ...(exclude.length ? { exclude: [...exclude] } : {}),
     entries: vanished.size ? entries.filter((e) => !vanished.has(e)) : entries,
   };
+  return { manifest, changed };
 }
