@@ -10,7 +10,7 @@
  * console) reads or writes any other file. The sha256 is of the raw image,
  * compressed or not, so `sha256sum` of a `dd` image is the one to give.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
@@ -141,7 +141,8 @@ export class ZvolImages {
     const ref = parseDataset(z.name);
     const driver = await this.storage.usable(ref.driver);
     if (!driver.readVolume) throw new Error(`The ${ref.driver} driver cannot export zvol images.`);
-    const snapshot = `export-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+    // two exports in one second are two snapshots: the stamp orders them, the suffix keeps them apart
+    const snapshot = `export-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
     const snap = await driver.createSnapshot(ref.name, snapshot, { recursive: false });
     await driver.holdSnapshot(ref.name, snapshot, true); // the seed's base: kept until the operator releases it
     const hash = createHash('sha256');
