@@ -7,7 +7,7 @@
  * writes (the CLI's snapshot pauses our writes through the control
  * socket), and to a peer bound with local-bind.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -135,8 +135,8 @@ test('auto-sync of a zvol this process is writing: the CLI pauses the writes for
   t.like(JSON.parse(await ok(a, 'show zvol fs:tank/copy --json')), { size: 256 * MiB, written: 0 });
 });
 
-test('auto-sync of a zvol to a peer bound with local-bind: full, then an incremental of one chunk', async (t) => {
-  t.timeout(8 * 60_000); // many CLI processes, on a machine shared by five
+/** alpha bound to beta with local-bind, each with the fs pool tank */
+async function boundPair(t: ExecutionContext) {
   const f = new Fixture();
   t.teardown(() => f.close());
   const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
@@ -144,6 +144,12 @@ test('auto-sync of a zvol to a peer bound with local-bind: full, then an increme
   await ok(a, 'create folder fs:tank');
   await ok(b, 'create folder fs:tank');
   await ok(a, `setup network local-bind ${b.home}`);
+  return { a, b };
+}
+
+test('auto-sync of a zvol to a peer bound with local-bind: full, then an incremental of one chunk', async (t) => {
+  t.timeout(8 * 60_000); // many CLI processes, on a machine shared by five
+  const { a, b } = await boundPair(t);
   await ok(a, 'create zvol fs:tank/vm1 --size 1G');
   const fs = await a.services.storage.usable('fs');
   const vol = await fs.openVolume!('tank/vm1');
@@ -184,13 +190,7 @@ test('export-image and create --from-image through the CLI, the sha256 printed b
 
 test('a seeded copy on a peer: the first auto-sync sends only the chunks written since the export; a seed that lies is refused', async (t) => {
   t.timeout(8 * 60_000);
-  const f = new Fixture();
-  t.teardown(() => f.close());
-  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
-  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs' });
-  await ok(a, 'create folder fs:tank');
-  await ok(b, 'create folder fs:tank');
-  await ok(a, `setup network local-bind ${b.home}`);
+  const { a, b } = await boundPair(t);
   await ok(a, 'create zvol fs:tank/vm1 --size 256M');
   const fs = await a.services.storage.usable('fs');
   let vol = await fs.openVolume!('tank/vm1');

@@ -31,9 +31,3 @@ export function newestCommon(source: SnapshotInfo[], destination: SnapshotInfo[]
   for (let i = source.length - 1; i >= 0; i--) if (ids.has(source[i].id)) return source[i];
   return null;
 }
-
-/** markers of `service` beyond the newest `keep`, never `protect` (the last common one) */
-export function markersToPrune(service: string, snapshots: SnapshotInfo[], keep: number, protect: string | null): SnapshotInfo[] {
-  const markers = snapshots.filter((s) => isMarkerOf(service, s.name));
-  return markers.slice(0, Math.max(0, markers.length - keep)).filter((s) => s.name !== protect);
-}
