@@ -1,5 +1,5 @@
 /** The auto-sync family: create, show, setup, run and destroy services. */
-import type { CommandContext, CommandFamily, CommandSpec, Output } from './grammar/types.js';
+import type { CommandContext, CommandFamily, CommandSpec, InstanceKind, Output } from './grammar/types.js';
 import { count, formatBytes, formatTime, retention, scheduleType, text, yesNo } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { runWizard } from './auto-sync-wizard.js';
@@ -494,7 +494,19 @@ const runPrune: CommandSpec = {
   },
 };
 
+/** `:NAME` of an auto-sync service: this appliance's, and those received from others (they have read-only views: show, history, status) */
+const autoSyncInstances: InstanceKind = {
+  kind: 'auto-sync',
+  help: 'an auto-sync service instance',
+  list: (ctx) =>
+    [...ctx.services.autoSync.list(), ...ctx.services.autoSync.received()].map((v) => ({
+      name: v.config.name,
+      description: `${endpointLabel(v.config.source)} => ${endpointLabel(v.config.destination)} (${v.receivedFrom ? `received from ${v.receivedFrom}` : v.state})`,
+    })),
+};
+
 export const autoSyncFamily: CommandFamily = {
   words,
+  instances: [autoSyncInstances],
   commands: [status, history, resync, dashboard, showAll, showOne, showProperty, setupProperty, logtail, logAll, setupRun, runCmd, enable, disable, destroy, create, reverse, resolve, showOrphans, destroyOrphan, showSnapshots, runPrune],
 };

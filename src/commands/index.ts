@@ -1,6 +1,9 @@
-/** The one command table: every family, compiled into the tree that parsing, completion and help share. */
+/**
+ * The one command table: every family, compiled into the tree that parsing,
+ * completion and help share. A family brings its own instance kinds (its
+ * `instances`), so adding one is a line here and nothing in the shell.
+ */
 import { compile, type Grammar } from './grammar/compile.js';
-import type { GrammarContext, InstanceKind } from './grammar/types.js';
 import { autoSyncFamily } from './auto-sync.js';
 import { folderFamily } from './folder.js';
 import { generalFamily } from './general.js';
@@ -9,13 +12,9 @@ import { networkFamily } from './network.js';
 import { consoleFamily } from './console.js';
 import { zvolFamily } from './zvol.js';
 
-export const instanceKinds: InstanceKind[] = [
-  { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
-];
-
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily]);
   return compiled;
 }

@@ -12,7 +12,6 @@ import type { CommandContext, GrammarContext, Output } from '../commands/grammar
 import type { Services } from '../services/index.js';
 import { LOCAL_ACCESS, type Access } from '../services/access.js';
 import type { Terminal } from './terminal.js';
-import { endpointLabel } from '../services/auto-sync/naming.js';
 import { highlightLog, paint, render } from './render.js';
 
 export interface Outcome {
@@ -43,15 +42,6 @@ export class ShellSession implements GrammarContext {
       // a damaged appliance.json: commands say so; the prompt goes on without the id
       return 'syncsh:/$ ';
     }
-  }
-
-  instances(kind: string): { name: string; description: string }[] {
-    if (kind !== 'auto-sync') return [];
-    // services received from other appliances too: they have read-only views (show, history, status)
-    return [...this.services.autoSync.list(), ...this.services.autoSync.received()].map((v) => ({
-      name: v.config.name,
-      description: `${endpointLabel(v.config.source)} => ${endpointLabel(v.config.destination)} (${v.receivedFrom ? `received from ${v.receivedFrom}` : v.state})`,
-    }));
   }
 
   complete(line: string, cursor: number): Completion {
@@ -92,7 +82,6 @@ export class ShellSession implements GrammarContext {
       yes: Boolean(this.opts.yes || matched.input.options.y),
       signal: abort.signal,
       access: this.opts.access ?? LOCAL_ACCESS,
-      instances: (kind) => this.instances(kind),
       progress: (text) => {
         if (!json) this.print(text.split('\n'));
       },

@@ -4,14 +4,22 @@ import { match, GrammarError, type GrammarErrorKind } from '../../src/commands/g
 import { complete, helpAt } from '../../src/commands/grammar/complete.js';
 import { helpText, usage } from '../../src/commands/grammar/help.js';
 import { tokenize } from '../../src/commands/grammar/tokenize.js';
-import type { GrammarContext } from '../../src/commands/grammar/types.js';
+import type { CommandFamily, GrammarContext } from '../../src/commands/grammar/types.js';
+import { compile } from '../../src/commands/grammar/compile.js';
+import type { Services } from '../../src/services/index.js';
 
+/** the services as far as the grammar reads them: three auto-sync services to list as instances */
+const service = (name: string, from: string, to: string) => ({
+  config: { name, source: { host: 'localhost', dataset: from }, destination: { host: 'localhost', dataset: to } },
+  state: 'online',
+});
 const ctx: GrammarContext = {
-  instances: (kind) => (kind === 'auto-sync' ? [
-    { name: 'vol-folder-000', description: 'fs:vol/folder => fs:backup/folder' },
-    { name: 'vol-folder-001', description: 'fs:vol/folder => fs:backup/other' },
-    { name: 'tank-data-000', description: 'fs:tank/data => fs:tank/copy' },
-  ] : []),
+  services: {
+    autoSync: {
+      list: () => [service('vol-folder-000', 'fs:vol/folder', 'fs:backup/folder'), service('vol-folder-001', 'fs:vol/folder', 'fs:backup/other'), service('tank-data-000', 'fs:tank/data', 'fs:tank/copy')],
+      received: () => [],
+    },
+  } as unknown as Services,
 };
 
 const parses = test.macro({
@@ -142,4 +150,22 @@ test('every command has help, usage and a help page', (t) => {
   t.regex(helpText(grammar(), []).join('\n'), /verb object \[:instance\]/);
   t.regex(helpText(grammar(), ['create', 'auto-sync']).join('\n'), /--from-fs DATASET +source dataset/);
   t.throws(() => helpText(grammar(), ['auto-snc']), { message: /Did you mean 'help auto-sync'\?/ });
+});
+
+test('a family brings its own instance kind: parsing, TAB and ? list its instances from the services', (t) => {
+  const volumes = ['vm1', 'vm2'];
+  const family: CommandFamily = {
+    words: { show: 'display', mirror: 'a live mirror' },
+    instances: [{ kind: 'mirror', help: 'a mirror', list: (c) => (c.services as unknown as { mirrors: string[] }).mirrors.map((name) => ({ name, description: `mirror ${name}` })) }],
+    commands: [{ path: 'show mirror :mirror', help: 'one mirror', run: async () => ({ kind: 'none' }) }],
+  };
+  const g = compile([family]);
+  const c: GrammarContext = { services: { mirrors: volumes } as unknown as Services };
+  t.is(match(g, 'show mirror :vm2', c).input.instance, 'vm2');
+  t.deepEqual(complete(g, 'show mirror :v', 14, c).choices, [':vm1', ':vm2']);
+  t.true(helpAt(g, 'show mirror ', 12, c).some((e) => e.word === ':vm1' && e.description === 'mirror vm1'));
+  t.throws(() => match(g, 'show mirror :vm3', c), { message: /vm3/ });
+  // a kind no family declares, or one declared twice, is a mistake in the table
+  t.throws(() => compile([{ ...family, instances: [] }]), { message: 'Unknown instance kind :mirror in "show mirror :mirror".' });
+  t.throws(() => compile([family, { words: {}, commands: [], instances: family.instances }]), { message: 'Two families declare the instance kind :mirror.' });
 });

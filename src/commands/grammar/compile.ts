@@ -45,10 +45,14 @@ function sameToken(a: NodeToken, b: NodeToken): boolean {
   return false;
 }
 
-export function compile(families: CommandFamily[], instanceKinds: InstanceKind[]): Grammar {
+export function compile(families: CommandFamily[]): Grammar {
   const words: Record<string, string> = {};
   for (const f of families) for (const [w, h] of Object.entries(f.words)) words[w] ??= h;
-  const kinds = Object.fromEntries(instanceKinds.map((k) => [k.kind, k]));
+  const kinds: Record<string, InstanceKind> = {};
+  for (const k of families.flatMap((f) => f.instances ?? [])) {
+    if (kinds[k.kind]) throw new Error(`Two families declare the instance kind :${k.kind}.`);
+    kinds[k.kind] = k;
+  }
   const root: Node = { token: null, children: [], path: [] };
   const options = new Map<string, OptionSpec>();
   const commands = families.flatMap((f) => f.commands);

@@ -50,22 +50,31 @@ export interface CommandSpec {
   run(ctx: CommandContext, input: CommandInput): Promise<Output>;
 }
 
-/** A family of commands and the help of the words it introduces. */
+/** A family of commands, the help of the words it introduces, and the kinds of instance (`:name`) its paths name. */
 export interface CommandFamily {
   words: Record<string, string>;
   commands: CommandSpec[];
+  /** the `:kind`s this family declares; a path of any family may name them */
+  instances?: InstanceKind[];
+}
+
+/** An instance of one kind, as completion and `?` offer it. */
+export interface Instance {
+  name: string;
+  description: string;
 }
 
 export interface InstanceKind {
   /** the word after ':' in paths, e.g. 'auto-sync' */
   kind: string;
   help: string;
-  list(ctx: GrammarContext): { name: string; description: string }[];
+  /** the instances that exist now, read from the services (parsing checks a typed name against them, TAB offers them) */
+  list(ctx: GrammarContext): Instance[];
 }
 
-/** What the grammar needs to know of the live system (instance names). */
+/** What the grammar may read of the live system: the services, for the instance kinds' lists. */
 export interface GrammarContext {
-  instances(kind: string): { name: string; description: string }[];
+  services: Services;
 }
 
 export interface CommandInput {
