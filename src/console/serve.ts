@@ -4,9 +4,16 @@
  * when password logins are on (`--password-auth yes`, or the setting
  * `setup console password-auth yes`), and get the same shell as on the
  * appliance (or run one command: `ssh -p 2222 admin@host 'show auto-sync'`).
- * SIGTERM or SIGINT stop it: no new logins, open sessions are ended.
+ * SIGTERM or SIGINT stop it: no new logins, each open session is told and
+ * ended, status 0.
+ *
+ * Many sessions share this process, so nothing process-wide changes once it
+ * listens: whatever touches the process (the handlers for escaped errors,
+ * failpoints, loading ink and blessed, which read or edit the environment
+ * and install handlers as they load) happens here, before the first login.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { createServices } from '../services/index.js';
 import { loadConsolePolicy } from '../services/access.js';
@@ -14,9 +21,11 @@ import { AuditLog } from './audit.js';
 import { parseAuthorizedKeys } from './authorized-keys.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { passwordAuthSetting, PasswordFile } from './passwords.js';
-import { activityLog, recover, stack } from './middleware.js';
+import { activityLog, recover, stack, type Middleware } from './middleware.js';
 import { consoleApp } from './app.js';
 import { startConsoleServer } from './server.js';
+import { Isolation } from './isolation.js';
+import { failpointsEndTheSession } from '../services/failpoints.js';
 
 export interface ServeArgs {
   listen?: string;
@@ -83,21 +92,32 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
     enabled: passwordAuth === undefined ? () => passwordAuthSetting(home.root) : () => passwordAuth,
   };
 
-  // Each session's errors end that session (see recover); one that escapes
-  // through an event handler must not end everyone else's.
-  const escaped = (error: unknown) => process.stderr.write(`syncsh serve: an error escaped its session: ${(error as Error)?.stack ?? String(error)}\n`);
-  process.on('uncaughtException', escaped);
-  process.on('unhandledRejection', escaped);
+  // Start-up: everything that touches the process happens now, before the first session.
+  failpointsEndTheSession();
+  // loaded while the server starts listening; no session runs before they are (see waitFor)
+  const loaded = preloadViews();
+  loaded.catch(() => undefined);
+  // An error that escapes a session ends that session (isolation.ts); one outside every session is the server's own: it stops, status 70.
+  const isolation = new Isolation();
+  let broken: Error | null = null;
+  let stopNow: (why: string) => void = () => undefined;
+  const uninstall = isolation.install((error) => {
+    process.stderr.write(`syncsh serve: an error outside any session: ${error.stack ?? error.message}\n`);
+    broken ??= error;
+    stopNow('an internal error');
+  });
 
   const handler = stack(
     consoleApp(services, env),
     recover((s, error) => say(`conn ${s.conn}: the session failed: ${error.stack ?? error.message}`)),
     activityLog(say),
+    waitFor(loaded),
   );
   let server;
   try {
-    server = await startConsoleServer({ hostKey: hostKey.privateKey, authorizedKeys, audit, handler, log: say, version: services.appliance.version, passwords }, listen);
+    server = await startConsoleServer({ hostKey: hostKey.privateKey, authorizedKeys, audit, handler, log: say, version: services.appliance.version, passwords, isolation }, listen);
   } catch (error) {
+    uninstall();
     process.stderr.write(`syncsh serve: cannot listen on ${args.listen ?? DEFAULT_LISTEN}: ${(error as Error).message}\n`);
     return 1;
   }
@@ -110,19 +130,49 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   say(`console policy (${policy.source}): programs from ${policy.programs.join(', ') || 'nowhere'}; files read in ${policy.read.join(', ') || 'none'}; written in ${policy.write.join(', ') || 'none'}; homes under ${policy.homes.join(', ') || 'none'}`);
   say(`audit log ${audit.file}`);
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      say(`${signal}: stopping`);
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      resolve();
+  // the signal handlers stay to the end: with none, signal-exit (held since start-up) would end the process at a second signal, before the sessions are told
+  const why = await new Promise<string>((resolve) => {
+    let stopping = false;
+    const stop = (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      say(`${reason}: stopping`);
+      resolve(reason);
     };
-    const onTerm = () => stop('SIGTERM');
-    const onInt = () => stop('SIGINT');
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onInt);
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    stopNow = stop;
+    if (broken) stop('an internal error');
   });
-  // sessions are ended; a client that does not answer is not waited for long
-  await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
-  return 0;
+  // each session is told and ended; a client that does not answer is not waited for long
+  await Promise.race([server.close(`the console is stopping (${why})`), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+  uninstall();
+  say('stopped');
+  return broken ? 70 : 0;
+}
+
+/** a session starts once start-up is over */
+function waitFor(startUp: Promise<void>): Middleware {
+  return (next) => async (session) => {
+    await startUp;
+    return next(session);
+  };
+}
+
+/**
+ * ink and blessed, loaded at start-up: ink reads (and its loader edits) the
+ * environment as it loads; blessed is made to install no process handlers
+ * (shell/blessed.ts). signal-exit (inquirer's dialogs use v4, ink v3) patches
+ * process.emit and adds signal listeners while any prompt is open, and undoes
+ * it when the last one closes: it is held from now on, so that a session's
+ * prompt only joins its list.
+ */
+async function preloadViews(): Promise<void> {
+  await import('../shell/line-editor/ink.js');
+  await import('../shell/blessed.js');
+  for (const user of ['@inquirer/core', 'ink']) {
+    const onExit = createRequire(import.meta.resolve(user))('signal-exit') as ((cb: () => void) => void) | { onExit(cb: () => void): void };
+    if (typeof onExit === 'function') onExit(() => undefined);
+    else onExit.onExit(() => undefined);
+  }
 }

@@ -12,7 +12,7 @@
  * terminal, or with --json, the figures are printed once.
  */
 import { PassThrough, Writable } from 'node:stream';
-import { createRequire } from 'node:module';
+import { blessed, contrib as loadedContrib, type Blessed } from './blessed.js';
 import type { Widgets } from 'blessed';
 import { healthOf, type Health } from '../services/auto-sync/status.js';
 import type { ServiceView } from '../services/auto-sync/index.js';
@@ -244,7 +244,6 @@ interface Contrib {
   log(options: object): ContribLog;
 }
 
-type Blessed = typeof import('blessed');
 
 export interface DashboardOptions {
   /** ends the dashboard (the command was cancelled) */
@@ -341,9 +340,7 @@ function layout(blessed: Blessed, contrib: Contrib, screen: Widgets.Screen, colo
 }
 
 export function startDashboard(services: Services, term: Terminal, opts: DashboardOptions): DashboardHandle {
-  const require = createRequire(import.meta.url);
-  const blessed = require('blessed') as Blessed;
-  const contrib = require('blessed-contrib') as Contrib;
+  const contrib = loadedContrib as Contrib;
   const gather = opts.gather ?? ((now: number) => gatherDashboard(services, now));
   const color = term.color;
   const tag = (text: string, c: string) => (color ? `{${c}-fg}${text}{/${c}-fg}` : text);

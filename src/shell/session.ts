@@ -11,6 +11,7 @@ import { DialogCancelled, type Dialogs } from '../commands/dialogs.js';
 import type { CommandContext, GrammarContext, Output } from '../commands/grammar/types.js';
 import type { Services } from '../services/index.js';
 import { LOCAL_ACCESS, type Access } from '../services/access.js';
+import { isFailpointReached } from '../services/failpoints.js';
 import type { Terminal } from './terminal.js';
 import { highlightLog, paint, render } from './render.js';
 
@@ -92,6 +93,8 @@ export class ShellSession implements GrammarContext {
       await this.show(output, json, abort.signal);
       return { ok: true, exit: false, code: 0 };
     } catch (error) {
+      // a crash point reached in a console session ends the session, as it would end a process
+      if (isFailpointReached(error)) throw error;
       if (error instanceof DialogCancelled) {
         this.print([error.message]);
         return { ok: false, exit: false, code: 1 };

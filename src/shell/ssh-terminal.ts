@@ -89,8 +89,20 @@ class ChannelOutput extends Writable implements TerminalOutput {
   }
 }
 
-export function sshTerminal(channel: SessionChannel, opts: { pty: PtyInfo | null; env?: Record<string, string> }): SshTerminal {
+export interface SshTerminalOptions {
+  pty: PtyInfo | null;
+  env?: Record<string, string>;
+  /**
+   * Wraps the listeners this puts on the channel. The channel's events come
+   * from its socket, outside the session: the console runs them in the
+   * session's scope, so that an error thrown by a reader ends that session only.
+   */
+  guard?<A extends unknown[]>(listener: (...args: A) => void): (...args: A) => void;
+}
+
+export function sshTerminal(channel: SessionChannel, opts: SshTerminalOptions): SshTerminal {
   const { pty } = opts;
+  const guard = opts.guard ?? (<A extends unknown[]>(listener: (...args: A) => void) => listener);
   const env = opts.env ?? {};
   let cols = pty?.cols || 80;
   let rows = pty?.rows || 24;
@@ -122,14 +134,14 @@ export function sshTerminal(channel: SessionChannel, opts: { pty: PtyInfo | null
   // with a pty the client shows one stream; ordering across two SSH streams is not kept
   const errors = pty ? output : new ChannelOutput(channel.stderr, false, false, size);
 
-  const onData = (chunk: Buffer) => {
+  const onData = guard((chunk: Buffer) => {
     let data = chunk;
     if (pty && !input.isRaw && intr !== 0xff && data.includes(intr)) {
       data = Buffer.from(data.filter((b) => b !== intr));
       term.onInterrupt?.();
     }
     if (data.length && !input.write(data)) channel.pause();
-  };
+  });
   channel.on('data', onData);
   input.on('drain', () => channel.resume());
   const endInput = () => {
@@ -145,7 +157,7 @@ export function sshTerminal(channel: SessionChannel, opts: { pty: PtyInfo | null
     }
     endInput();
   };
-  channel.once('end', hangUp);
+  channel.once('end', guard(hangUp));
 
   const term: SshTerminal = {
     input,

@@ -37,6 +37,8 @@ export interface ServeProcess {
   sshArgs(key: string, user?: string): string[];
   /** the same for a password login: no key, no agent, one password prompt (for sshpass) */
   sshPasswordArgs(user?: string): string[];
+  /** sends `signal` and resolves serve's exit status */
+  stop(signal?: NodeJS.Signals): Promise<number | undefined>;
 }
 
 /** `extraArgs`: more of serve's options, such as --password-auth yes */
@@ -49,7 +51,8 @@ export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, au
     child.kill('SIGTERM');
     await child;
   });
-  const deadline = Date.now() + 15_000;
+  // a start-up on a busy machine (2 cores shared by many test processes) can take 20 s
+  const deadline = Date.now() + 60_000;
   let port = 0;
   while (!port) {
     const m = /listening on 127\.0\.0\.1:(\d+)/.exec(output);
@@ -62,6 +65,10 @@ export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, au
   return {
     port,
     output: () => output,
+    async stop(signal = 'SIGTERM') {
+      child.kill(signal);
+      return (await child).exitCode;
+    },
     sshArgs: (key, user = 'alice') => [
       ...common,
       '-o', 'BatchMode=yes',

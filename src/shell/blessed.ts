@@ -1,0 +1,50 @@
+/**
+ * blessed and blessed-contrib, loaded without their process-wide handlers.
+ * blessed's first screen (and program) installs handlers on the process:
+ * uncaughtException (destroy every screen, print, exit 1), SIGTERM, SIGINT
+ * and SIGQUIT (exit 0) and exit. In `syncsh serve` one dashboard must not
+ * decide how the process ends for every other session, so the two `bind`s
+ * here keep blessed's bookkeeping of its instances and install nothing. The
+ * handler names blessed's destroy removes are set to functions that were
+ * never added, so its removal is a no-op. Import blessed through this module
+ * only; serve loads it at start-up.
+ */
+import { createRequire } from 'node:module';
+
+export type Blessed = typeof import('blessed');
+
+interface Bookkeeping {
+  global: unknown;
+  total: number;
+  instances: { index?: number }[];
+  _bound?: boolean;
+  bind(instance: unknown): void;
+  [handler: string]: unknown;
+}
+
+const require = createRequire(import.meta.url);
+const blessed = require('blessed') as Blessed;
+const contrib = require('blessed-contrib') as unknown;
+
+const never = () => undefined;
+
+/** bind that records the instance as blessed's does, and leaves the process alone */
+function quietBind(owner: Bookkeeping, handlers: string[]): void {
+  owner.bind = (instance: unknown) => {
+    const item = instance as { index?: number };
+    owner.global ??= item;
+    if (!owner.instances.includes(item)) {
+      owner.instances.push(item);
+      item.index = owner.total;
+      owner.total++;
+    }
+    for (const name of handlers) owner[name] ??= never;
+    owner._bound = true;
+  };
+}
+
+const { Screen, Program } = blessed as unknown as { Screen: Bookkeeping; Program: Bookkeeping };
+quietBind(Screen, ['_exceptionHandler', '_sigtermHandler', '_sigintHandler', '_sigquitHandler', '_exitHandler']);
+quietBind(Program, ['_exitHandler']);
+
+export { blessed, contrib };
