@@ -13,6 +13,7 @@ import { RETENTION_HELP } from '../services/auto-sync/retention.js';
 import type { SidePlan } from '../services/auto-sync/prune.js';
 import { isOrphanOf } from '../services/auto-sync/orphans.js';
 import { endpointLabel } from '../services/auto-sync/naming.js';
+import { dashboardSource } from '../services/auto-sync/dashboard-data.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -161,8 +162,8 @@ const dashboard: CommandSpec = {
   path: 'show auto-sync dashboard',
   help: 'a live view of every service: state, lag, transfer rates and the log (q to quit)',
   details: 'Up and down select a service, r runs it now, q or Ctrl-C quits. Without a terminal, or with --json, it prints the figures once.',
-  async run() {
-    return { kind: 'dashboard' };
+  async run(ctx) {
+    return { kind: 'dashboard', ...dashboardSource(ctx.services.autoSync) };
   },
 };
 

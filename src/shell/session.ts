@@ -113,7 +113,7 @@ export class ShellSession implements GrammarContext {
     }
     if (output.kind === 'dashboard') {
       const { showDashboard } = await import('./dashboard.js');
-      return showDashboard(this.services, this.term, { json, signal, print: (lines) => this.print(lines), record: (line) => this.recordAction(line) });
+      return showDashboard(output, this.term, { json, signal, print: (lines) => this.print(lines), record: (line) => this.recordAction(line) });
     }
     if (output.kind === 'follow') {
       const color = this.term.color && !json;

@@ -5,6 +5,7 @@
 import type { Dialogs } from '../dialogs.js';
 import type { Services } from '../../services/index.js';
 import type { Access } from '../../services/access.js';
+import type { DashboardSource } from '../../services/auto-sync/dashboard-data.js';
 
 /** How a typed value is checked and what may be offered for it. */
 export interface ValueSpec {
@@ -117,7 +118,7 @@ export type Output =
   | { kind: 'message'; text: string; data?: unknown }
   /** a live view: initial lines, then lines as they come until cancelled */
   | { kind: 'follow'; initial: string[]; follow(signal: AbortSignal): AsyncIterable<string> }
-  /** the live dashboard of every service (the shell gathers and redraws it) */
-  | { kind: 'dashboard' }
+  /** the live dashboard of every service: the figures at a time, a run now, a log; the shell redraws it */
+  | ({ kind: 'dashboard' } & DashboardSource)
   | { kind: 'exit' }
   | { kind: 'none' };
