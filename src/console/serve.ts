@@ -169,7 +169,7 @@ function waitFor(startUp: Promise<void>): Middleware {
  */
 async function preloadViews(): Promise<void> {
   await import('../shell/line-editor/ink.js');
-  await import('../shell/blessed.js');
+  (await import('../shell/blessed.js')).keepOffTheProcess();
   for (const user of ['@inquirer/core', 'ink']) {
     const onExit = createRequire(import.meta.resolve(user))('signal-exit') as ((cb: () => void) => void) | { onExit(cb: () => void): void };
     if (typeof onExit === 'function') onExit(() => undefined);

@@ -1,13 +1,14 @@
 /**
- * blessed and blessed-contrib, loaded without their process-wide handlers.
- * blessed's first screen (and program) installs handlers on the process:
- * uncaughtException (destroy every screen, print, exit 1), SIGTERM, SIGINT
- * and SIGQUIT (exit 0) and exit. In `syncsh serve` one dashboard must not
- * decide how the process ends for every other session, so the two `bind`s
- * here keep blessed's bookkeeping of its instances and install nothing. The
- * handler names blessed's destroy removes are set to functions that were
- * never added, so its removal is a no-op. Import blessed through this module
- * only; serve loads it at start-up.
+ * blessed and blessed-contrib, for the dashboard. blessed's first screen
+ * (and program) installs handlers on the process: uncaughtException (destroy
+ * every screen, print, exit 1), SIGTERM, SIGINT and SIGQUIT (exit 0) and
+ * exit. On the appliance's own terminal that is what restores it when the
+ * shell is killed; in `syncsh serve` one dashboard must not decide how the
+ * process ends for every other session, so serve calls keepOffTheProcess at
+ * start-up: blessed's two `bind`s then keep its bookkeeping of instances and
+ * install nothing. The handler names blessed's destroy removes are set to
+ * functions that were never added, so its removal is a no-op. Import
+ * blessed through this module only.
  */
 import { createRequire } from 'node:module';
 
@@ -43,8 +44,11 @@ function quietBind(owner: Bookkeeping, handlers: string[]): void {
   };
 }
 
-const { Screen, Program } = blessed as unknown as { Screen: Bookkeeping; Program: Bookkeeping };
-quietBind(Screen, ['_exceptionHandler', '_sigtermHandler', '_sigintHandler', '_sigquitHandler', '_exitHandler']);
-quietBind(Program, ['_exitHandler']);
+/** from now on no blessed screen touches the process; call once, at start-up, before any screen */
+export function keepOffTheProcess(): void {
+  const { Screen, Program } = blessed as unknown as { Screen: Bookkeeping; Program: Bookkeeping };
+  quietBind(Screen, ['_exceptionHandler', '_sigtermHandler', '_sigintHandler', '_sigquitHandler', '_exitHandler']);
+  quietBind(Program, ['_exitHandler']);
+}
 
 export { blessed, contrib };

@@ -19,6 +19,7 @@ import { figuresOnce, fitTable, formatDuration, keepSelected, lagBar, lagLines, 
 import type { DashboardScreen } from '../../src/shell/dashboard-screen.js';
 import type { DashboardData, DashboardSource } from '../../src/services/auto-sync/dashboard-data.js';
 import { startDashboard } from '../../src/shell/dashboard-controller.js';
+import { keepOffTheProcess } from '../../src/shell/blessed.js';
 import { makeAppliance } from '../helpers/appliance.js';
 import { fakeTerminal, KEY } from './fake-terminal.js';
 
@@ -352,6 +353,8 @@ test.serial('the live screen: services, lag, rates and the log; select, run now,
   const listenersBefore = term.input.listenerCount('data');
   const processEvents = ['uncaughtException', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'exit'] as const;
   const processListeners = () => processEvents.map((e) => `${e}:${process.listenerCount(e)}`);
+  // as serve does at start-up: one session's screen must not install handlers for the whole process
+  keepOffTheProcess();
   const handlersBefore = processListeners();
   const recorded: string[] = [];
   const dashboard = startDashboard(dashboardSource(services.autoSync), term, { signal: new AbortController().signal, refreshSeconds: 0.2, record: (l) => recorded.push(l) });
@@ -361,7 +364,6 @@ test.serial('the live screen: services, lag, rates and the log; select, run now,
   t.regex(screen, /log of :tank-a-000[\s\S]*\[SUCCESS: localhost\/tank\/a => localhost\/tank\/a-copy OK/);
   t.regex(screen, /↑\/↓ select +r run now +q quit +\d\d:\d\d:\d\d *$/);
   t.true(f.raw.mode);
-  // blessed's first screen used to install these for the whole process (a console serves many sessions)
   t.deepEqual(processListeners(), handlersBefore, 'no handler on the process while the screen is up');
 
   f.type(KEY.down);
