@@ -84,7 +84,8 @@ function exec(client: InstanceType<typeof Client>, command: string): Promise<{ c
   });
 }
 
-async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 5000): Promise<string> {
+// generous: on a busy machine the first dialog loads inquirer for seconds
+async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(read())) {
     if (Date.now() > deadline) throw new Error(`Never saw ${pattern} in:\n${read()}`);
