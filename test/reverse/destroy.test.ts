@@ -6,7 +6,7 @@
  * reverse-direction (or a stale config put) from the other side.
  */
 import test from 'ava';
-import { toPeerView } from '../../src/services/auto-sync/epochs.js';
+import { toPeerView } from '../../src/services/auto-sync/endpoints.js';
 import { ServiceLog } from '../../src/services/service-log.js';
 import { filesOf, reversePair } from './_pair.js';
 
