@@ -6,5 +6,5 @@
  */
 export function failpoint(name: string, env: NodeJS.ProcessEnv = process.env): void {
   const set = env.SYNCSH_FAILPOINTS;
-  if (set && set.split(',').includes(name)) process.kill(process.pid, 'SIGKILL');
+  if (set?.split(',').includes(name)) process.kill(process.pid, 'SIGKILL');
 }
