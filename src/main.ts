@@ -20,7 +20,7 @@ options: --json (print results as JSON), -y (answer yes), --help`;
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'agent') {
     // its own arguments (--home, --peer) and a stdout that carries only the protocol
-    const { runAgent } = await import('./services/peer/agent-main.js');
+    const { runAgent } = await import('./agent.js');
     return runAgent(argv.slice(1), process.env);
   }
   let parsed;

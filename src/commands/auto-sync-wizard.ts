@@ -4,12 +4,8 @@
  * confirm. Answers given as options are not asked again.
  */
 import type { CommandContext } from './grammar/types.js';
-import type { CreateRequest } from '../services/auto-sync/index.js';
-import { DEFAULTS } from '../services/auto-sync/index.js';
-import { SCHEDULE_TYPES, type ScheduleType } from '../services/auto-sync/model.js';
+import { DEFAULTS, parseCount, parseRetention, SCHEDULE_TYPES, storedRetention, type CreateRequest, type ScheduleType } from '../services/auto-sync/index.js';
 import { describe as describeSchedule } from '../services/schedule.js';
-import { parseCount } from '../services/auto-sync/properties.js';
-import { parseRetention, storedRetention } from '../services/auto-sync/retention.js';
 
 const NONE = '(type a dataset name)';
 

@@ -4,15 +4,8 @@ import { count, formatBytes, formatTime, retention, scheduleType, text, yesNo } 
 import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
-import { EDITABLE_KEYS, PROPERTIES } from '../services/auto-sync/properties.js';
-import type { CreateRequest, ServiceView } from '../services/auto-sync/index.js';
-import { checkBothWays, enableReverse, orphans as listOrphans, removeOrphan, checkSplitBrain, resolveSplitBrain, reverseDirection, sharePropertyWithPeer, type Winner } from '../services/auto-sync/reverse.js';
-import { localEndpoint, peerHostOf } from '../services/auto-sync/epochs.js';
+import { EDITABLE_KEYS, endpointLabel, isOrphanOf, localEndpoint, peerHostOf, PROPERTIES, RETENTION_HELP, type CreateRequest, type ServiceView, type SidePlan, type Winner } from '../services/auto-sync/index.js';
 import { NoTerminalError } from './dialogs.js';
-import { RETENTION_HELP } from '../services/auto-sync/retention.js';
-import type { SidePlan } from '../services/auto-sync/prune.js';
-import { isOrphanOf } from '../services/auto-sync/orphans.js';
-import { endpointLabel } from '../services/auto-sync/naming.js';
 import { dashboardSource } from '../services/auto-sync/dashboard-data.js';
 
 const words = {
@@ -137,7 +130,7 @@ const setupProperty: CommandSpec = {
     const key = input.args.KEY as string;
     if (key === 'from_fs' || key === 'to_fs') ctx.access.dataset(input.args.VALUE as string);
     await ctx.services.autoSync.setProperty(input.instance!, key, input.args.VALUE as string);
-    const notShared = await sharePropertyWithPeer(ctx.services, input.instance!, key, input.args.VALUE as string);
+    const notShared = await ctx.services.reverse.shareProperty(input.instance!, key, input.args.VALUE as string);
     if (notShared) ctx.progress(`Warning: ${notShared}.`);
     return propertyTable(ctx.services.autoSync.getProperty(input.instance!, key));
   },
@@ -301,9 +294,9 @@ const create: CommandSpec = {
       for (const name of [full.fromFs, full.toFs]) ctx.access.dataset(name);
     }
     // both appliances must reach each other before anything is created (enableReverse checks it again)
-    if (full.reverseCapable) await checkBothWays(ctx.services, peerHostOf(await ctx.services.autoSync.plan(full)));
+    if (full.reverseCapable) await ctx.services.reverse.checkBothWays(peerHostOf(await ctx.services.autoSync.plan(full)));
     let config = await ctx.services.autoSync.create(full);
-    if (config.reverseCapable) config = await enableReverse(ctx.services, config.name);
+    if (config.reverseCapable) config = await ctx.services.reverse.enable(config.name);
     return { kind: 'message', text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
   },
 };
@@ -370,10 +363,10 @@ const reverse: CommandSpec = {
     if (!c.reverseCapable) {
       ctx.progress('Reverse-direction feature is currently disabled');
       if (!(await confirmed(ctx, "Do you want enable 'reverse-direction' feature?", 'The service configuration is copied to the other appliance, where it is non-master; this one stays master.'))) return NOTHING_CHANGED;
-      const next = await enableReverse(ctx.services, name);
+      const next = await ctx.services.reverse.enable(name);
       return { kind: 'message', text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${peerHostOf(next)} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`, data: next };
     }
-    const result = await reverseDirection(ctx.services, name, async (question, help, warning) => {
+    const result = await ctx.services.reverse.direction(name, async (question, help, warning) => {
       if (warning) ctx.progress(warning);
       return confirmed(ctx, question, help);
     });
@@ -396,7 +389,7 @@ const resolve: CommandSpec = {
     const name = input.instance!;
     const config = ctx.services.autoSync.config(name);
     // before any question: there must be something to resolve
-    checkSplitBrain(config);
+    ctx.services.reverse.checkSplitBrain(config);
     const host = peerHostOf(config);
     const here = ctx.services.appliance.id;
     let winner = input.options.winner as Winner | undefined;
@@ -410,7 +403,7 @@ const resolve: CommandSpec = {
     const keep = winner === 'here' ? `here (${here})` : `on ${host}`;
     const lose = winner === 'here' ? host : `here (${here})`;
     if (!(await confirmed(ctx, `Keep the copy ${keep} and roll back the one ${winner === 'here' ? `on ${lose}` : lose}?`, 'The changes of the rolled back copy are kept as an orphan snapshot, listed by show auto-sync :NAME orphans, until destroyed by hand.'))) return NOTHING_CHANGED;
-    const result = await resolveSplitBrain(ctx.services, name, winner);
+    const result = await ctx.services.reverse.resolveSplitBrain(name, winner);
     return { kind: 'message', text: result.message, data: result.config };
   },
 };
@@ -420,7 +413,7 @@ const showOrphans: CommandSpec = {
   help: "changes kept when this appliance's copy was rolled back (after a disaster recovery or a split brain), each a dataset of its own",
   async run(ctx, input) {
     const name = input.instance!;
-    const list = await listOrphans(ctx.services, name);
+    const list = await ctx.services.reverse.orphans(name);
     // the same driver as the copy: shown as the operator names datasets
     const driver = localEndpoint(ctx.services.autoSync.config(name)).dataset.split(':')[0];
     return {
@@ -445,10 +438,10 @@ const destroyOrphan: CommandSpec = {
   async run(ctx, input) {
     const name = input.instance!;
     const snapshot = input.args.SNAPSHOT as string;
-    const known = (await listOrphans(ctx.services, name)).find((o) => o.snapshot === snapshot);
+    const known = (await ctx.services.reverse.orphans(name)).find((o) => o.snapshot === snapshot);
     if (!known) throw new Error(`No orphan ${snapshot} of auto-sync:${name} here: see 'show auto-sync :${name} orphans'.`);
     if (!(await confirmed(ctx, `Destroy orphan ${known.dataset}@${snapshot}? The changes it keeps are lost for good.`, 'An orphan holds what this appliance wrote after the last replication before it was rolled back; nothing else has them.'))) return NOTHING_CHANGED;
-    await removeOrphan(ctx.services, name, snapshot);
+    await ctx.services.reverse.removeOrphan(name, snapshot);
     return { kind: 'message', text: `Destroyed orphan ${known.dataset}@${snapshot}.`, data: known };
   },
 };

@@ -9,7 +9,7 @@ import type { CommandContext, CommandFamily, CommandSpec, ValueSpec } from './gr
 import { text, yesNo } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { loadConsolePolicy } from '../services/access.js';
-import { passwordAuthSetting, passwordProblem, PasswordFile, setPasswordAuthSetting, userNameProblem } from '../console/passwords.js';
+import { passwordProblem, userNameProblem } from '../services/console-passwords.js';
 
 const words = {
   console: 'the operator console over SSH (syncsh serve) and its password logins',
@@ -17,8 +17,6 @@ const words = {
   passwords: 'the users that have a console password (never the hashes)',
   'password-auth': 'whether syncsh serve takes passwords (off unless set here or with --password-auth yes)',
 };
-
-const passwordsOf = (ctx: CommandContext) => PasswordFile.inHome(ctx.services.home);
 
 /** what the console may name (src/services/access.ts), in one line */
 function describePolicy(homeRoot: string): string {
@@ -36,7 +34,7 @@ const userName = (help: string): ValueSpec & { help: string } => ({
   ...text('USER', (ctx) => {
     const services = (ctx as Partial<CommandContext>).services;
     try {
-      return services ? PasswordFile.inHome(services.home).users() : [];
+      return services ? services.consolePasswords.users() : [];
     } catch {
       return [];
     }
@@ -67,14 +65,14 @@ async function newPassword(ctx: CommandContext, user: string, file: string | und
   };
   if (file !== undefined) return check(readPasswordFile(file));
   if (!ctx.interactive) throw new Error(`There is no terminal to ask the password of ${user} on: give it with --password-file FILE. Nothing was changed.`);
-  const first = check(await ctx.dialogs.password(`New console password for ${user}:`, { help: `At least 8 characters. Kept only as a scrypt hash in ${passwordsOf(ctx).file}.` }));
+  const first = check(await ctx.dialogs.password(`New console password for ${user}:`, { help: `At least 8 characters. Kept only as a scrypt hash in ${ctx.services.consolePasswords.file}.` }));
   const again = await ctx.dialogs.password(`The same password again:`);
   if (again !== first) throw new Error('The two passwords differ. Nothing was changed.');
   return first;
 }
 
 function whenTaken(ctx: CommandContext): string {
-  return passwordAuthSetting(ctx.services.home.root)
+  return ctx.services.consolePasswords.passwordAuth()
     ? 'syncsh serve takes it now.'
     : "Password logins are off in the settings: syncsh serve takes it once 'setup console password-auth yes' turns them on, or when started with --password-auth yes.";
 }
@@ -87,14 +85,14 @@ const setPassword: CommandSpec = {
   options: [{ name: '--password-file', help: 'read the password from FILE instead of asking (scripts; over the console, FILE under the allowed directories)', value: text('FILE') }],
   async run(ctx, input) {
     const user = input.args.USER as string;
-    const passwords = passwordsOf(ctx);
+    const passwords = ctx.services.consolePasswords;
     const file = input.options['password-file'] as string | undefined;
     const password = await newPassword(ctx, user, file === undefined ? undefined : ctx.access.readFile(file));
     const replaced = await passwords.set(user, password);
     return {
       kind: 'message',
       text: `${replaced ? 'Changed' : 'Set'} the console password of ${user} (a scrypt hash in ${passwords.file}). ${whenTaken(ctx)}`,
-      data: { user, replaced, file: passwords.file, passwordAuth: passwordAuthSetting(ctx.services.home.root) },
+      data: { user, replaced, file: passwords.file, passwordAuth: ctx.services.consolePasswords.passwordAuth() },
     };
   },
 };
@@ -105,7 +103,7 @@ const destroyPassword: CommandSpec = {
   args: { USER: userName('a user that has a console password') },
   async run(ctx, input) {
     const user = input.args.USER as string;
-    const passwords = passwordsOf(ctx);
+    const passwords = ctx.services.consolePasswords;
     if (!passwords.has(user)) {
       const users = passwords.users();
       throw new Error(`${user} has no console password.${users.length ? ` These users have one: ${users.join(', ')}.` : ' Nobody has one.'}`);
@@ -120,7 +118,7 @@ const showPasswords: CommandSpec = {
   path: 'show console passwords',
   help: 'the users that have a console password (the hashes are never shown)',
   async run(ctx) {
-    const users = passwordsOf(ctx).users();
+    const users = ctx.services.consolePasswords.users();
     return {
       kind: 'table',
       columns: [{ key: 'user', header: 'USER' }],
@@ -136,9 +134,9 @@ const showConsole: CommandSpec = {
   help: "the console's files and whether it takes passwords",
   async run(ctx) {
     const home = ctx.services.home;
-    const passwords = passwordsOf(ctx);
+    const passwords = ctx.services.consolePasswords;
     const data = {
-      passwordAuth: passwordAuthSetting(home.root),
+      passwordAuth: passwords.passwordAuth(),
       passwordFile: passwords.file,
       passwordUsers: passwords.users().length,
       authorizedKeys: path.join(home.root, 'authorized_keys'),
@@ -167,8 +165,8 @@ const setPasswordAuth: CommandSpec = {
   args: { ON: { ...yesNo, help: 'yes to take passwords, no for keys only' } },
   async run(ctx, input) {
     const on = input.args.ON as boolean;
-    setPasswordAuthSetting(ctx.services.home.root, on);
-    const users = passwordsOf(ctx).users().length;
+    ctx.services.consolePasswords.setPasswordAuth(on);
+    const users = ctx.services.consolePasswords.users().length;
     const textOut = on
       ? `Password logins are on: syncsh serve takes the passwords of ${users ? `${users} user(s)` : "nobody yet ('setup console password USER' sets one)"}.`
       : 'Password logins are off: syncsh serve takes keys only.';

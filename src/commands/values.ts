@@ -1,8 +1,6 @@
 /** Value kinds shared by command declarations: each parses, checks and offers completions. */
 import type { ValueSpec } from './grammar/types.js';
-import { parseCount, parseScheduleType, parseYesNo } from '../services/auto-sync/properties.js';
-import { SCHEDULE_TYPES } from '../services/auto-sync/model.js';
-import { parseRetention, storedRetention } from '../services/auto-sync/retention.js';
+import { parseCount, parseRetention, parseScheduleType, parseYesNo, SCHEDULE_TYPES, storedRetention } from '../services/auto-sync/index.js';
 
 export const count = (name = 'N', min = 0, max = 1_000_000): ValueSpec => ({
   name,

@@ -13,7 +13,6 @@ import { healthOf } from './auto-sync/status.js';
 import { ServiceLog } from './service-log.js';
 import { LockBusyError } from './lock.js';
 import { parseDataset } from './datasets.js';
-import { contactInBackground } from './auto-sync/reverse.js';
 import type { Services } from './index.js';
 import { EMPTY_RUN_STATE, type AutoSyncConfig, type RunState } from './auto-sync/model.js';
 
@@ -75,6 +74,8 @@ export class Daemon {
   private readonly running = new Map<string, Promise<void>>();
   private readonly alerts: AlertTracker;
   private wake = new AbortController();
+  /** when the epoch rule last looked at each reverse-capable service (contactInBackground) */
+  private readonly lastLook = new Map<string, number>();
   private watcher: FSWatcher | null = null;
 
   constructor(private readonly services: Services, private readonly opts: DaemonOptions = {}) {
@@ -120,8 +121,8 @@ export class Daemon {
     let next = Infinity;
     const states = this.services.autoSync.store.runStates();
     for (const config of this.services.autoSync.store.list()) {
-      // the epoch rule (auto-sync/epochs.ts): a demoted old master learns it here even with no run due
-      if (!this.running.has(config.name)) contactInBackground(this.services, config);
+      // the epoch rule (auto-sync/contact.ts): a demoted old master learns it here even with no run due
+      if (!this.running.has(config.name)) this.contactInBackground(config, now);
       if (!eligible(config) || this.running.has(config.name)) continue;
       const due = dueAt(config, states[config.name] ?? { ...EMPTY_RUN_STATE }, now, this.retry);
       if (due === null) continue;
@@ -136,6 +137,14 @@ export class Daemon {
       this.start(config.name, signal);
     }
     return next;
+  }
+
+  /** the epoch rule for the tick: at most one look per reverse-capable service per `everyMs`, in the background */
+  private contactInBackground(config: AutoSyncConfig, now: number, everyMs = 30_000): void {
+    if (!config.reverseCapable || config.direction === 'local-to-local') return;
+    if (now - (this.lastLook.get(config.name) ?? 0) < everyMs) return;
+    this.lastLook.set(config.name, now);
+    void this.services.autoSync.contact(config.name).catch(() => undefined);
   }
 
   private start(name: string, signal: AbortSignal): void {

@@ -36,5 +36,5 @@ export function isFailpointReached(error: unknown): boolean {
 
 export function failpoint(name: string, env: NodeJS.ProcessEnv = process.env): void {
   const set = env.SYNCSH_FAILPOINTS;
-  if (set && set.split(',').includes(name)) reach(name);
+  if (set?.split(',').includes(name)) reach(name);
 }

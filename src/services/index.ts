@@ -5,17 +5,21 @@ import { Storage } from './storage/registry.js';
 import { DRIVER_NAMES, isDriverName } from './datasets.js';
 import type { DriverName } from './storage/driver.js';
 import { AutoSyncService } from './auto-sync/index.js';
+import { ReverseService } from './auto-sync/reverse.js';
 import { FolderService } from './folders.js';
 import { ZvolService } from './zvols.js';
 import { ZvolImages } from './zvol-images.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 import { ConfigDamagedError } from './config-file.js';
+import { ConsolePasswords } from './console-passwords.js';
 
 export interface Services {
   home: Home;
   appliance: ApplianceInfo;
   storage: Storage;
   autoSync: AutoSyncService;
+  /** reverse-direction, split brain and orphans of services kept on two appliances */
+  reverse: ReverseService;
   folders: FolderService;
   /** bound appliances and how to reach them (src/services/peer) */
   peers: PeerService;
@@ -23,6 +27,8 @@ export interface Services {
   zvols: ZvolService;
   /** zvol images: export with a sha256, create a zvol from one (seeding) */
   zvolImages: ZvolImages;
+  /** the SSH console's operator passwords and whether it takes them */
+  consolePasswords: ConsolePasswords;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -40,10 +46,12 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const storage = new Storage(home, enabledDrivers(env));
   const peers = new PeerService(home, appliance, peerOptionsFromEnv(env));
   const autoSync = new AutoSyncService(home, storage, appliance.defaultDriver, peers);
+  const reverse = new ReverseService({ home, appliance, storage, peers, autoSync });
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
   const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
   const zvolImages = new ZvolImages(home, storage, zvols);
-  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages };
+  const consolePasswords = new ConsolePasswords(home);
+  return { home, appliance, storage, autoSync, reverse, folders, peers, zvols, zvolImages, consolePasswords };
 }
 
 /**

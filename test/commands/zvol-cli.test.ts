@@ -182,7 +182,7 @@ test('export-image and create --from-image through the CLI, the sha256 printed b
   const hex = /sha256 ([0-9a-f]{64})/.exec(out)?.[1];
   t.truthy(hex, out);
   t.is(await fails(a, 'setup zvol fs:tank/vm1 export-image x.img --compress xz'), 'Error: The value of --compress is gzip (the only compression), not "xz".');
-  t.is(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz --size 16M --sha256 ' + hex), 'Error: create zvol --from-image takes its size from the image: leave out --size.');
+  t.is(await fails(a, `create zvol fs:tank/seed --from-image vm1.img.gz --size 16M --sha256 ${hex}`), 'Error: create zvol --from-image takes its size from the image: leave out --size.');
   t.regex(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz'), /needs the image's checksum: add --sha256 HEX/);
   t.regex(await ok(a, `create zvol fs:tank/seed --from-image vm1.img.gz --sha256 ${hex}`), /Created zvol fs:tank\/seed \(16M\) from vm1\.img\.gz \(sha256 verified; 16 of 256 chunks hold data; it is the snapshot @export-\d+T\d+Z-[0-9a-f]{6} of the exported zvol/);
   t.is(sha(image(a, 'tank/seed')), sha(image(a, 'tank/vm1')));

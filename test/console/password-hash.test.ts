@@ -1,6 +1,6 @@
 /** scrypt hashes of console passwords: the format, verification, and entries that cannot be trusted. */
 import test from 'ava';
-import { DEFAULT_PARAMS, hashPassword, parseHash, verifyNothing, verifyPassword } from '../../src/console/password-hash.js';
+import { DEFAULT_PARAMS, hashPassword, parseHash, verifyNothing, verifyPassword } from '../../src/services/password-hash.js';
 
 // cheap parameters keep the tests fast; one test uses the defaults
 const FAST = { N: 1024, r: 8, p: 1 };

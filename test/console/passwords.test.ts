@@ -3,7 +3,7 @@ import test, { type ExecutionContext } from 'ava';
 import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeAppliance } from '../helpers/appliance.js';
-import { passwordAuthSetting, passwordProblem, PasswordFile, setPasswordAuthSetting, userNameProblem } from '../../src/console/passwords.js';
+import { passwordAuthSetting, passwordProblem, PasswordFile, setPasswordAuthSetting, userNameProblem } from '../../src/services/console-passwords.js';
 
 const FAST = { N: 1024, r: 8, p: 1 };
 

@@ -217,8 +217,6 @@ export class Platform {
     readonly recursive: boolean,
     /** makes volumes (zfs-fuse has no zvols) */
     readonly volumes: boolean,
-    /** what the driver is known not to keep yet: left out of the comparisons, logged, and pinned by a test.failing */
-    readonly gaps: ReadonlySet<Gap> = new Set(),
   ) {}
 
   /** driver-local name of a leaf */
@@ -299,14 +297,14 @@ export class Platform {
   /** the destination holds exactly the source's files, byte for byte, with their metadata */
   async expectMirror(from: string, to: string, message = ''): Promise<void> {
     const [want, got] = [await this.tree(from), await this.tree(to)];
-    const diff = diffTrees(want, got, { owners: !this.gaps.has('owners') });
+    const diff = diffTrees(want, got);
     this.t.deepEqual(diff, [], `${this.ds(to)} mirrors ${this.ds(from)}${message ? ` ${message}` : ''}`);
     if (diff.length === 0) this.t.true(want.size > 0 || message.includes('empty'), 'the trees compared are not both empty by accident');
   }
 
   /** a tree captured earlier is still what the leaf holds */
   async expectTree(leaf: string, want: Map<string, Node>, message: string): Promise<void> {
-    this.t.deepEqual(diffTrees(want, await this.tree(leaf), { owners: !this.gaps.has('owners') }), [], message);
+    this.t.deepEqual(diffTrees(want, await this.tree(leaf)), [], message);
   }
 
   /** snapshot names and ids of a leaf, for before / after comparisons */
@@ -314,16 +312,6 @@ export class Platform {
     return (await this.snapshots(leaf)).map((s) => `${s.name}=${s.id}`);
   }
 }
-
-/**
- * Known gaps, by driver (reported to the owners of that driver):
- * - 'owners': received files do not keep their uid/gid. None at the moment
- *   (fs keeps them since its manifest format 2).
- * - 'rename': renameDataset missing or a stub (a resync, which moves the old
- *   destination aside, cannot run). None at the moment.
- */
-export type Gap = 'owners' | 'rename';
-export const GAPS: Record<DriverName, ReadonlySet<Gap>> = { fs: new Set(), zfs: new Set(), btrfs: new Set() };
 
 export interface DriverFixture {
   kind: DriverName;
@@ -342,7 +330,7 @@ export const FIXTURES: Record<DriverName, DriverFixture> = {
     async setup(t) {
       const { services } = makeAppliance(t, 'conformance');
       await services.folders.create('fs:tank');
-      return new Platform(t, 'fs', services, 'tank', true, true, GAPS.fs);
+      return new Platform(t, 'fs', services, 'tank', true, true);
     },
   },
   zfs: {
@@ -353,7 +341,7 @@ export const FIXTURES: Record<DriverName, DriverFixture> = {
       const pool = await makeZfsPool(t, { size: opts.size ?? 512 * MiB });
       t.teardown(() => patientlyDestroyPool(t, pool.name));
       const { services } = makeAppliance(t, 'conformance');
-      return new Platform(t, 'zfs', services, pool.name, true, false, GAPS.zfs);
+      return new Platform(t, 'zfs', services, pool.name, true, false);
     },
   },
   btrfs: {
@@ -363,7 +351,7 @@ export const FIXTURES: Record<DriverName, DriverFixture> = {
     async setup(t, opts = {}) {
       const volume = await makeBtrfsVolume(t, { size: opts.size ?? 384 * MiB });
       const { services } = makeAppliance(t, 'conformance');
-      return new Platform(t, 'btrfs', services, volume.mountpoint, false, true, GAPS.btrfs);
+      return new Platform(t, 'btrfs', services, volume.mountpoint, false, true);
     },
   },
 };

@@ -108,7 +108,7 @@ export async function makeNetLink(t: Cleanup, subnet: number): Promise<NetLink> 
         const dev = prefix.length ? nsIf : hostIf;
         const tc = [...prefix, 'tc', 'qdisc'];
         const [file, ...args] = rate === null ? [...tc, 'del', 'dev', dev, 'root'] : [...tc, 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '32kb', 'latency', '400ms'];
-        await execa(file, args, { reject: rate === null ? false : true });
+        await execa(file, args, { reject: rate !== null });
       }
     },
   };

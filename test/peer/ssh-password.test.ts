@@ -40,25 +40,27 @@ function passwordNowhere(t: import('ava').ExecutionContext, ...homes: string[]) 
   for (const file of homes.flatMap(allFiles)) t.false(readFileSync(file).includes(password), `${file} holds the password`);
 }
 
-passwordTest.serial('setup: a throwaway user with a password, and beta behind an sshd that takes passwords', async (t) => {
-  user = `sst${randomBytes(3).toString('hex')}`;
-  password = `pw-${randomBytes(9).toString('base64url')}`;
-  await execa('useradd', ['-M', '-d', '/nonexistent', '-s', '/bin/sh', user]);
-  // registered first, so it runs last: after the appliances closed their connections (and so the user's sessions)
-  fixture.teardown(() => execa('userdel', ['-f', user], { reject: false }));
-  await execa('chpasswd', { input: `${user}:${password}\n` });
-  uid = Number((await execa('id', ['-u', user])).stdout);
-  const gid = Number((await execa('id', ['-g', user])).stdout);
-  link = await makeNetLink(fixture, 43);
-  sshd = await startSshd(fixture, { netns: link, address: link.nsAddr, port: 2222, passwords: true, owner: { uid, gid } });
-  b = makeAppliance(fixture, 'beta');
-  await b.services.peers.store.setAuthorizedKeysFile(sshd.authorizedKeys);
-  await folderWith(b, 'tank', {});
-  // beta's agent runs as that user: its home is that user's
-  await execa('chown', ['-R', `${uid}:${gid}`, b.home]);
-  chmodSync(b.home, 0o755);
-  t.pass();
-});
+// a throwaway user with a password, and beta behind an sshd that takes passwords, shared by the tests below
+if (!passwordTest.missing) {
+  test.before(async () => {
+    user = `sst${randomBytes(3).toString('hex')}`;
+    password = `pw-${randomBytes(9).toString('base64url')}`;
+    await execa('useradd', ['-M', '-d', '/nonexistent', '-s', '/bin/sh', user]);
+    // registered first, so it runs last: after the appliances closed their connections (and so the user's sessions)
+    fixture.teardown(() => execa('userdel', ['-f', user], { reject: false }));
+    await execa('chpasswd', { input: `${user}:${password}\n` });
+    uid = Number((await execa('id', ['-u', user])).stdout);
+    const gid = Number((await execa('id', ['-g', user])).stdout);
+    link = await makeNetLink(fixture, 43);
+    sshd = await startSshd(fixture, { netns: link, address: link.nsAddr, port: 2222, passwords: true, owner: { uid, gid } });
+    b = makeAppliance(fixture, 'beta');
+    await b.services.peers.store.setAuthorizedKeysFile(sshd.authorizedKeys);
+    await folderWith(b, 'tank', {});
+    // beta's agent runs as that user: its home is that user's
+    await execa('chown', ['-R', `${uid}:${gid}`, b.home]);
+    chmodSync(b.home, 0o755);
+  });
+}
 
 passwordTest.serial('ssh-bind --password-file: a wrong password changes nothing; the right one installs the key; the key alone works afterwards', async (t) => {
   const a = makeAppliance(fixture, 'alpha');

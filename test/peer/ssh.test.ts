@@ -13,7 +13,7 @@ import { gatedTest } from '../helpers/system.js';
 import { netnsMissing } from '../helpers/netns.js';
 import { sshdMissing } from '../helpers/sshd.js';
 import { diffTrees, readTree } from '../helpers/fs-tree.js';
-import { PeerError, SYNCSH_SCRIPT } from '../../src/services/peer/index.js';
+import { type PeerError, SYNCSH_SCRIPT } from '../../src/services/peer/index.js';
 import { keyFiles } from '../../src/services/peer/keys.js';
 import { createServices } from '../../src/services/index.js';
 import { Fixture, folderWith, sshPair, type SshPair } from './_fixture.js';
@@ -40,11 +40,13 @@ async function runFails(t: ExecutionContext, name: string, code: PeerError['code
 const L2R = 'tank-docs-000';
 const R2L = 'tank-src-000';
 
-sshTest.serial('setup: two appliances, B behind sshd in its own namespace', async (t) => {
-  pair = await sshPair(fixture, 41);
-  await folderWith(pair.b, 'tank', {});
-  t.pass();
-});
+// two appliances, B behind sshd in its own namespace, shared by the tests below
+if (!sshTest.missing) {
+  test.before(async () => {
+    pair = await sshPair(fixture, 41);
+    await folderWith(pair.b, 'tank', {});
+  });
+}
 
 sshTest.serial('binding shows the host key and, with no terminal and no -y, refuses and changes nothing', async (t) => {
   const { a, sshd } = pair;

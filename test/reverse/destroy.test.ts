@@ -6,7 +6,7 @@
  * reverse-direction (or a stale config put) from the other side.
  */
 import test from 'ava';
-import { toPeerView } from '../../src/services/auto-sync/epochs.js';
+import { toPeerView } from '../../src/services/auto-sync/endpoints.js';
 import { ServiceLog } from '../../src/services/service-log.js';
 import { filesOf, reversePair } from './_pair.js';
 
@@ -48,7 +48,7 @@ test.serial('the other appliance down: destroy says so; the copy there goes at i
   await t.throwsAsync(p.fresh(p.b).peers.peerSide('alpha').putConfig(toPeerView(stale, 'beta')), { message: /auto-sync:tank-docs-000 was destroyed on alpha .*it is not created again/ });
   // reverse-direction on beta, alpha up: the contact finishes the destroy instead of re-creating the service on alpha
   const rd = await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`);
-  t.not(rd.exitCode, 0);
+  t.not(rd.exitCode, 0, `${rd.stdout}${rd.stderr}`);
   t.regex(String(rd.stderr), /auto-sync:tank-docs-000 was destroyed on alpha: its copy on this appliance was removed too \(data and snapshots kept\)\. Nothing was run\./);
   t.is(p.fresh(p.b).autoSync.store.get(p.name), undefined);
   t.is(p.fresh(p.a).autoSync.store.get(p.name), undefined, 'the service did not come back on alpha');

@@ -236,7 +236,7 @@ test.serial('after DR, nothing is sent into the old master before it kept its ch
 
   // alpha's stale view cannot replace beta's newer one
   const stale = p.fresh(p.a).autoSync.config(p.name);
-  const { toPeerView } = await import('../../src/services/auto-sync/epochs.js');
+  const { toPeerView } = await import('../../src/services/auto-sync/endpoints.js');
   await t.throwsAsync(p.fresh(p.a).peers.peerSide('beta').putConfig(toPeerView(stale, 'alpha')), { message: /holds auto-sync:tank-docs-000 at epoch 2, newer than 1/ });
   t.like(p.fresh(p.b).autoSync.config(p.name), { role: 'master', epoch: 2 });
 

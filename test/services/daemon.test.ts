@@ -53,7 +53,7 @@ test('a schedule of every minute runs once a minute, driven by the clock', async
   startDaemon(t, services, { clock });
   await until('the first run', () => sends(services, name).length === 1);
   await clock.advance(30_000); // 12:00:35: not due (next at 12:01:00)
-  await new Promise((r) => setTimeout(r, 200));
+  await until('the daemon sleeps on: nothing came due', () => clock.pending === 1);
   t.is(sends(services, name).length, 1);
   await clock.advance(25_000); // 12:01:00
   await until('the second run', () => sends(services, name).length === 2);
@@ -103,12 +103,12 @@ test('failures are retried with backoff, recorded in the history, and alerted on
   t.is(first.result, 'failure');
   t.regex(first.error!, /source dataset fs:tank\/data does not exist/);
   await clock.advance(9_000);
-  await new Promise((r) => setTimeout(r, 200));
+  await until('the daemon sleeps on: the retry is not due', () => clock.pending === 1);
   t.is(sends(services, name).length, 1, 'no retry before the backoff');
   await clock.advance(1_000); // +10 s
   await until('the first retry', () => sends(services, name).length === 2);
   await clock.advance(19_000);
-  await new Promise((r) => setTimeout(r, 200));
+  await until('the daemon sleeps on: the second retry is not due', () => clock.pending === 1);
   t.is(sends(services, name).length, 2, 'the second backoff is longer');
   await clock.advance(1_000); // +20 s
   await until('the second retry', () => sends(services, name).length === 3);
@@ -208,13 +208,13 @@ test('a stalled transfer is ended, logged and retried; the destination stays as 
 test('a service created while the daemon runs is picked up without a restart', async (t) => {
   const { services } = await appliance(t);
   const clock = new ManualClock(T0);
-  startDaemon(t, services, { clock });
-  await new Promise((r) => setTimeout(r, 100));
+  const { lines } = startDaemon(t, services, { clock });
+  await until('the daemon to watch its configuration', () => lines.some((l) => l.startsWith('daemon started')));
   const { name } = await services.autoSync.create({ fromFs: 'fs:tank/data', toFs: 'fs:tank/copy', type: 'hour', period: 1 });
   await until('the new service to run', () => sends(services, name).length === 1);
   await services.autoSync.setEnabled(name, false);
   await clock.advance(3_600_000);
-  await new Promise((r) => setTimeout(r, 300));
+  await until('the daemon to sleep again after its tick', () => clock.pending === 1);
   t.is(sends(services, name).length, 1, 'a disabled service does not run');
   await mkdir(path.join(services.home.root, 'unused'), { recursive: true });
 });

@@ -27,19 +27,22 @@ test('follow yields new lines and survives rotation and truncation', async (t) =
   log.write('before');
   const abort = new AbortController();
   const seen: string[] = [];
+  // each line seen settles the wait for it: the test moves on on that signal, not after a pause
+  const waits: (() => void)[] = [];
+  const lineSeen = (n: number) => new Promise<void>((resolve) => (seen.length >= n ? resolve() : (waits[n] = resolve)));
+  // the follow opens the file at its end before the first await, so 'before' is not seen
   const done = (async () => {
     for await (const line of log.follow(abort.signal, 10)) {
       seen.push(line);
+      waits[seen.length]?.();
       if (seen.length === 3) abort.abort();
     }
   })();
-  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  await wait(30);
   log.write('one');
-  await wait(50);
+  await lineSeen(1);
   renameSync(log.file, `${log.file}.1`);
   log.write('two');
-  await wait(50);
+  await lineSeen(2);
   truncateSync(log.file, 0);
   appendFileSync(log.file, 'three\n');
   await done;

@@ -3,7 +3,7 @@
  * appliance's copy was unmounted and at what epoch the hand-over started.
  * It is written before the first step and removed after the last, so a
  * crash at any step leaves it behind; the next contact with the peer
- * (epochs.ts) reads it and either finishes the hand-over (an epoch moved
+ * (contact.ts) reads it and either finishes the hand-over (an epoch moved
  * past it) or undoes it (no epoch moved): the unmounted copy is mounted
  * again and exactly one appliance is master.
  */

@@ -23,10 +23,20 @@ import { applyPrune, listSide, planPrune, type SidePlan } from './prune.js';
 import { parseRetention, storedRetention } from './retention.js';
 import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
 import { HandOverJournal } from './handover-journal.js';
-import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, localEndpoint, peerHostOf, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './epochs.js';
+import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './contact.js';
+import { localEndpoint, peerHostOf } from './endpoints.js';
 import { TombstoneStore, tombstoneOf, type Tombstone } from './tombstones.js';
 import { IncomingStore } from './incoming.js';
 import { describeMaintenance } from './maintenance.js';
+
+// What the commands use besides the services, so that they import from this one module.
+export { EDITABLE_KEYS, PROPERTIES, parseCount, parseScheduleType, parseYesNo } from './properties.js';
+export { RETENTION_HELP, parseRetention, storedRetention } from './retention.js';
+export type { SidePlan } from './prune.js';
+export { isOrphanOf } from './orphans.js';
+export { endpointLabel, localEndpoint, peerHostOf } from './endpoints.js';
+export { SCHEDULE_TYPES, type AutoSyncConfig, type ScheduleType } from './model.js';
+export type { Confirm, ReverseResult, Winner } from './reverse.js';
 
 /** How auto-sync reaches other appliances; src/services/peer implements it. */
 export interface PeerResolver {
@@ -34,7 +44,7 @@ export interface PeerResolver {
   checkBound(host: string): string | null;
   /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
   side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
-  /** the peer's copy of a service's config (reverse-direction, epochs.ts), its tombstones and its incoming services */
+  /** the peer's copy of a service's config (reverse-direction, contact.ts), its tombstones and its incoming services */
   peerSide?(host: string): PeerConfigSide & {
     removeConfig(service: string, tombstone: Tombstone | null): Promise<{ removed: boolean; kept: string | null }>;
     putIncoming(config: AutoSyncConfig): Promise<void>;

@@ -38,6 +38,9 @@ export function maintenanceHint(m: Maintenance): string {
   }
 }
 
+/** is the service in maintenance for split brain (set by the epoch rule, cleared by resolve-split-brain) */
+export const inSplitBrain = (config: { maintenance: Maintenance | null }): boolean => config.maintenance?.kind === 'split-brain';
+
 /** reason and hint, as status and refusals print them */
 export const describeMaintenance = (m: Maintenance): string => `${m.reason} ${maintenanceHint(m)}`;
 

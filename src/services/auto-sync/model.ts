@@ -3,12 +3,14 @@
  * once reverse capability is on, on both appliances) and its run state.
  */
 import { MAINTENANCE_KINDS, type Maintenance } from './maintenance.js';
+import type { Role } from '../roles.js';
 
 export const SCHEDULE_TYPES = ['minute', 'hour', 'day', 'week', 'month'] as const;
 export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
 
 export type Direction = 'local-to-local' | 'local-to-remote' | 'remote-to-local';
-export type Role = 'master' | 'non-master';
+/** one module of roles and epochs serves auto-sync and auto-cdp */
+export type { Role } from '../roles.js';
 
 export interface Endpoint {
   /** 'localhost' or the id / address of a bound appliance */

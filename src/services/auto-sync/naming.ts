@@ -17,7 +17,5 @@ export function nextInstanceName(source: DatasetRef, taken: Iterable<string>): s
   }
 }
 
-/** an endpoint as `show auto-sync` prints it: the dataset here, HOST:DATASET on another appliance */
-export function endpointLabel(e: { host: string; dataset: string }): string {
-  return e.host === 'localhost' ? e.dataset : `${e.host}:${e.dataset}`;
-}
+/** kept here for the imports that name it so (its home is endpoints.ts) */
+export { endpointLabel } from './endpoints.js';

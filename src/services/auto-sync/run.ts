@@ -45,7 +45,7 @@ export interface RunDeps {
   /** where the transfer's progress is published while it runs */
   progressFile: string;
   resolveSide(endpoint: AutoSyncConfig['source']): Promise<Side>;
-  /** the epoch rule on contact with the peer (epochs.ts), before anything else: it may demote this appliance */
+  /** the epoch rule on contact with the peer (contact.ts), before anything else: it may demote this appliance */
   beforeRun?(): Promise<unknown>;
 }
 

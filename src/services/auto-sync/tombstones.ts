@@ -5,7 +5,7 @@
  * creation time (a new service of the same name is another service) and
  * carries the epoch after the destroyed one's: as with any config, the
  * higher epoch wins, so a copy at a lower epoch is removed on contact
- * (epochs.ts) and may not be put back here (the agent's config.put), while
+ * (contact.ts) and may not be put back here (the agent's config.put), while
  * a copy that moved on past it since (a disaster recovery there while this
  * appliance was away) is a newer view and stays.
  */

@@ -4,7 +4,7 @@
  * streams, over any Transport. RemoteDriver is the Driver a run uses for a
  * dataset on another appliance.
  */
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';

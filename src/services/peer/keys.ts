@@ -152,7 +152,7 @@ function writeLines(file: string, lines: string[]): void {
 function lineMatches(line: string, blob: Buffer | null, peerId: string | null): boolean {
   if (line.trim().startsWith('#') || !line.trim()) return false;
   const lb = publicKeyBlob(line);
-  if (blob && lb && lb.equals(blob)) return true;
+  if (blob && lb?.equals(blob)) return true;
   if (peerId && line.trim().endsWith(` ${keyComment(peerId)}`) && line.includes('agent')) return true;
   return false;
 }

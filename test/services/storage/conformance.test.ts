@@ -16,8 +16,7 @@ import { chmod, lchown, link, lstat, readdir, readFile, rename, rm, stat, unlink
 import path from 'node:path';
 import type { DriverName } from '../../../src/services/storage/driver.js';
 import { gatedTest, type GatedTest } from '../../helpers/system.js';
-import test from 'ava';
-import { bigFile, cuttingDriver, diffTrees, FIXTURES, GAPS, hashFile, limiter, MiB, overwrite, random, type Platform, type Scenario, type Tree } from '../../helpers/conformance.js';
+import { bigFile, cuttingDriver, FIXTURES, hashFile, limiter, MiB, overwrite, random, type Platform, type Scenario, type Tree } from '../../helpers/conformance.js';
 
 const T0 = 1_600_000_000; // a fixed mtime, in seconds, far from "now"
 
@@ -364,7 +363,6 @@ const SCENARIOS: Scenario[] = [
       p.t.like(view.config.maintenance, { kind: 'broken-chain', fix: `setup auto-sync :${name} resync` });
       p.t.true(p.services.autoSync.log(name).tail(20).some((l) => l.includes(`ALERT: auto-sync:${name} put in maintenance`)));
       await p.expectTree('dst', before, 'the destination was not touched');
-      if (p.gaps.has('rename')) return p.t.log(`${p.kind}: known gap 'rename': the resync part is left out`);
       p.t.true((await p.services.autoSync.run(name, { resync: true })).full);
       await p.expectMirror('src', 'dst', 'after the resync');
       p.t.is(p.services.autoSync.view(name).state, 'online');
@@ -437,10 +435,6 @@ const SCENARIOS: Scenario[] = [
       p.t.deepEqual(await p.chain('src'), before.src, 'no marker was added or pruned on the source');
 
       // a resync starts over with a full sync, moving the old destination aside, never destroying it
-      if (p.gaps.has('rename')) {
-        p.t.log(`${p.kind}: known gap 'rename': the resync part is left out`);
-        return;
-      }
       const resync = await p.services.autoSync.run(name, { resync: true });
       p.t.true(resync.full);
       p.t.is(p.services.autoSync.view(name).state, 'online', 'a successful resync clears maintenance');
@@ -632,32 +626,6 @@ for (const kind of DRIVERS) {
         await scenario.run(p);
       }),
     );
-  }
-}
-
-// Each known gap, asserted for real: ava reports these as expected failures, and
-// says so loudly once the driver is fixed, so the gap is then removed from GAPS
-// (and a scenario of the table asserts it for every driver: fs's owners gap is now
-// 'owners and hard links', and the owners compared by every expectMirror).
-for (const kind of DRIVERS) {
-  if (gates[kind].missing) continue;
-  if (GAPS[kind].has('owners')) {
-    test.failing(`${kind} › known gap: owners (uid/gid) are kept`, async (t) => {
-      const p = await FIXTURES[kind].setup(t);
-      await mirrored(p);
-      t.deepEqual(diffTrees(await p.tree('src'), await p.tree('dst')), []);
-    });
-  }
-  if (GAPS[kind].has('rename')) {
-    test.failing(`${kind} › known gap: renameDataset moves a dataset with its snapshots`, async (t) => {
-      const p = await FIXTURES[kind].setup(t);
-      await p.folder('a');
-      await p.write('a', { 'f.txt': 'f' });
-      await (await p.driver()).createSnapshot(p.local('a'), 's1', { recursive: false });
-      await (await p.driver()).renameDataset(p.local('a'), p.local('b'));
-      t.deepEqual((await p.snapshots('b')).map((s) => s.name), ['s1']);
-      t.false(await p.exists('a'));
-    });
   }
 }
 

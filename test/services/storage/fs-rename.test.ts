@@ -8,7 +8,7 @@ import test from 'ava';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Driver } from '../../../src/services/storage/driver.js';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';

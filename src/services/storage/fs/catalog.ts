@@ -5,7 +5,7 @@
  * always has one).
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { Layout } from './layout.js';
+import type { Layout } from './layout.js';
 import type { ZvolRecord } from './zvol.js';
 import { readJson, writeJsonAtomic } from './files.js';
 import { withIndexLock } from './lock.js';

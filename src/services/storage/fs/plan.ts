@@ -134,7 +134,7 @@ export function planApply(live: LiveNode[] | null, liveDir: string, target: Mani
     }
     if (e.type === 'file') {
       const names = others.size ? others.get(e.path) ?? NO_OTHERS : NO_OTHERS;
-      if (!node || node.type !== 'file' || !provablySame(e, node) || !(links ? keepsNames(node, names, liveOf, staying) : names.length === 0)) {
+      if (node?.type !== 'file' || !provablySame(e, node) || !(links ? keepsNames(node, names, liveOf, staying) : names.length === 0)) {
         const staged = `f${plan.place.length}`;
         plan.place.push({ path: e.path, staged });
         for (const o of names) plan.place.push({ path: o.path, staged: `f${plan.place.length}`, link: staged });
@@ -144,7 +144,7 @@ export function planApply(live: LiveNode[] | null, liveDir: string, target: Mani
       if (modeBits(st.mode) !== e.mode || !sameOwner(e, st) || !sameMtime(st.mtimeMs, e.mtimeNs)) plan.meta.push({ path: e.path, type: e.type, mode: e.mode, mtimeNs: e.mtimeNs, ...ownerOf(e) });
       continue;
     }
-    if (!node || node.type !== 'symlink' || readlinkSync(path.join(liveDir, e.path)) !== e.target) {
+    if (node?.type !== 'symlink' || readlinkSync(path.join(liveDir, e.path)) !== e.target) {
       plan.place.push({ path: e.path, staged: `f${plan.place.length}` });
       continue;
     }

@@ -119,7 +119,7 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
       throw new Error(`The destination ${target} already has ${snapshots.length} snapshot(s) (newest @${snapshots.at(-1)!.name}); a full stream is only received into a new or empty dataset, never over existing data. Send incrementally from a common snapshot, or destroy ${target} first.`);
     }
     const live = await scanTree(liveDir, exclude);
-    if (live && live.some((n) => n.path !== '')) {
+    if (live?.some((n) => n.path !== '')) {
       throw new Error(`The destination ${target} already has files in ${liveDir}; a full stream is never received over existing data. Move them away or destroy ${target} first.`);
     }
     return incoming(false, null, false, live);

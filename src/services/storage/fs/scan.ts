@@ -9,7 +9,6 @@
  */
 import { lstatSync, readdirSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { errorCode } from './files.js';
 import type { ExcludeMatcher } from './excludes.js';

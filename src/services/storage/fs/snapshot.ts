@@ -20,7 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { BlockStore, CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js';
+import { type BlockStore, CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { Breather, errorCode, mode, msToNs, readFull, sameMtime } from './files.js';
 import { MANIFEST_FORMAT, byPath, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';

@@ -17,7 +17,7 @@
  * which is always built before it.
  */
 import { chmodSync, closeSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, mkdirSync, openSync, statSync, symlinkSync, writeSync } from 'node:fs';
-import { BlockStore, CHUNK_SIZE } from './block-store.js';
+import { type BlockStore, CHUNK_SIZE } from './block-store.js';
 import { zeroRun } from './block-list.js';
 import { Breather, nsToSeconds, setMtime } from './files.js';
 import { byPath, ownerKept, type Entry, type Manifest } from './manifest.js';

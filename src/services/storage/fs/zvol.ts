@@ -19,7 +19,7 @@ import { BlockStore, ZERO_BLOCK, ZVOL_CHUNK, blockName } from './block-store.js'
 import type { Catalog, DatasetRecord } from './catalog.js';
 import { readDirtyMap, setBits, writeCleanMap } from './dirty-map.js';
 import { Breather, mode, msToNs, readFull } from './files.js';
-import { Layout, VOLUME_FILE } from './layout.js';
+import { type Layout, VOLUME_FILE } from './layout.js';
 import { MANIFEST_FORMAT, readManifest, type Entry, type Manifest } from './manifest.js';
 import type { Plan } from './plan.js';
 import { BlockListBuilder, namesAt, patchBlocks, zeroRun } from './block-list.js';

@@ -1,96 +1,53 @@
 /**
- * `syncsh agent`: this appliance's side of the agent protocol (protocol.ts),
- * started by another appliance over SSH (the forced command of its key:
- * SSH_ORIGINAL_COMMAND names the sub-command) or as a child process.
+ * This appliance's side of the agent protocol (protocol.ts): a control
+ * session of JSON lines, or one data channel (a send stream out, a receive
+ * stream in), over whatever pair of streams carries it. `syncsh agent`
+ * (src/agent.ts) runs it on stdin and stdout; tests run it in-process.
  *
- *   syncsh agent [--home DIR] [--peer ID]            the control session
- *   syncsh agent send [--home DIR] [--peer ID]       a send stream on stdout
- *   syncsh agent receive [--home DIR] [--peer ID]    a receive stream on stdin
- *
- * --peer is set by the authorized_keys line: whose key this session came in
- * with. stdout carries nothing but the protocol.
+ * `keyPeer` is whose key the session came in with (the authorized_keys
+ * line's --peer): only that appliance may say hello on it.
  */
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { ConfigFile } from '../config-file.js';
-import { PassThrough, type Readable } from 'node:stream';
-import { createServices, type Services } from '../index.js';
-import { homeKind } from '../home.js';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import type { Services } from '../index.js';
 import { validApplianceId } from '../appliance.js';
 import { isDriverName } from '../datasets.js';
 import type { HistoryEntry } from '../history.js';
 import type { AutoSyncConfig, RunState } from '../auto-sync/model.js';
 import { buries, type Tombstone } from '../auto-sync/tombstones.js';
-import { fromPeerView } from '../auto-sync/epochs.js';
+import { fromPeerView } from '../auto-sync/endpoints.js';
 import { withLock } from '../lock.js';
 import type { Driver } from '../storage/driver.js';
 import { authorizedKeysLine, checkPublicKey, installAuthorizedKey, publicKeyFingerprint } from './keys.js';
 import {
-  AGENT_TAG, DRIVER_METHODS, PROTOCOL_MAX, PROTOCOL_MIN, compatible, splitCommand, validServiceName,
+  AGENT_TAG, DRIVER_METHODS, PROTOCOL_MAX, PROTOCOL_MIN, compatible, validServiceName,
   type DriverMethod, type ErrorCode, type Hello, type HelloReply, type Outcome, type ReceiveHeader, type SendHeader, type WireError,
 } from './protocol.js';
 import type { PeerService } from './index.js';
 
-class AgentError extends Error {
+/** a refusal or failure with the wire code the caller's PeerError is made from */
+export class AgentError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
     super(message);
   }
 }
 
-const wire = (error: unknown): WireError => (error instanceof AgentError ? { code: error.code, message: error.message } : { code: 'failed', message: (error as Error)?.message ?? String(error) });
+export const wire = (error: unknown): WireError => (error instanceof AgentError ? { code: error.code, message: error.message } : { code: 'failed', message: (error as Error)?.message ?? String(error) });
 
-export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  // Nothing but the protocol on stdout: stray console output goes to stderr.
-  console.log = console.error;
-  console.info = console.error;
-  console.warn = console.error;
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { home: { type: 'string' }, peer: { type: 'string' } } });
-  } catch (error) {
-    process.stderr.write(`syncsh agent: ${(error as Error).message}\n`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  // The other appliance went away: nothing is left to tell it (a send reports this itself).
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') process.stderr.write(`syncsh agent: ${error.message}\n`);
-    process.exitCode = 1;
-  });
-  let sub = positionals[0] ?? 'control';
-  // A forced command: what the peer asked to run names the sub-command.
-  if (env.SSH_ORIGINAL_COMMAND !== undefined) {
-    const words = splitCommand(env.SSH_ORIGINAL_COMMAND);
-    const at = words.indexOf('agent');
-    if (at < 0) {
-      process.stdout.write(`${JSON.stringify({ agent: AGENT_TAG, error: { code: 'bad-request', message: `This key only runs the syncsh agent, not "${env.SSH_ORIGINAL_COMMAND.slice(0, 100)}".` } })}\n`);
-      return 2;
-    }
-    sub = ['send', 'receive'].includes(words[at + 1]) ? words[at + 1] : 'control';
-  }
-  if (!['control', 'send', 'receive'].includes(sub)) {
-    process.stderr.write(`syncsh agent: unknown sub-command "${sub}" (control, send or receive).\n`);
-    return 2;
-  }
-  const agentEnv = { ...env };
-  if (values.home) agentEnv.SYNCSH_HOME = path.resolve(values.home);
-  delete agentEnv.SYNCSH_APPLIANCE_ID;
-  // A directory that holds something else is never made a home: nothing is written there.
-  const root = path.resolve(agentEnv.SYNCSH_HOME || '/var/lib/syncsh');
-  const found = homeKind(root);
-  if (found.kind === 'other') {
-    process.stdout.write(`${JSON.stringify({ agent: AGENT_TAG, error: { code: 'bad-request', message: `${root} is not an appliance home: ${found.why}. Nothing was written there.` } })}\n`);
-    return 2;
-  }
-  const services = createServices(agentEnv);
-  const agent = new Agent(services, values.peer ?? null, (env.SSH_CLIENT ?? '').split(' ')[0] || 'local');
-  if (sub === 'control') return agent.control();
-  return agent.data(sub as 'send' | 'receive');
+/** the streams of one agent session; `report` is where a send's outcome goes (its output carries the bytes: stderr) */
+export interface AgentStreams {
+  input: Readable;
+  output: Writable;
+  report?: Writable;
 }
 
-class Agent {
+/** the refusal line the caller reads in place of a protocol (a forced command that asked for something else, a home that is not one) */
+export const refusalLine = (code: ErrorCode, message: string): string => `${JSON.stringify({ agent: AGENT_TAG, error: { code, message } })}\n`;
+
+export class Agent {
   private readonly me: string;
   private readonly peers: PeerService;
   /** who said hello */
@@ -118,8 +75,9 @@ class Agent {
 
   // ---- the control session ---------------------------------------------------
 
-  async control(): Promise<number> {
-    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  /** the control session: one JSON reply line per request line, until the input ends */
+  async control(io: AgentStreams): Promise<number> {
+    const lines = createInterface({ input: io.input, crlfDelay: Infinity });
     for await (const line of lines) {
       if (!line.trim()) continue;
       let id: number | null = null;
@@ -132,7 +90,7 @@ class Agent {
       } catch (error) {
         reply = { error: wire(error instanceof SyntaxError ? new AgentError('bad-request', `Not a JSON request: ${error.message}`) : error) };
       }
-      process.stdout.write(`${JSON.stringify({ id, ...reply })}\n`);
+      io.output.write(`${JSON.stringify({ id, ...reply })}\n`);
     }
     return 0;
   }
@@ -351,12 +309,13 @@ class Agent {
 
   // ---- data channels ---------------------------------------------------------
 
-  async data(sub: 'send' | 'receive'): Promise<number> {
-    // send: the bytes are on stdout, so the outcome goes to stderr; receive: the outcome is stdout's only line.
-    const report = (outcome: Outcome) => (sub === 'send' ? process.stderr : process.stdout).write(`${JSON.stringify(outcome)}\n`);
+  /** one data channel: a header line, then a send stream out or a receive stream in, then the outcome */
+  async data(sub: 'send' | 'receive', io: AgentStreams): Promise<number> {
+    // send: the bytes are on the output, so the outcome goes to the report stream; receive: the outcome is the output's only line.
+    const report = (outcome: Outcome) => (sub === 'send' ? (io.report ?? io.output) : io.output).write(`${JSON.stringify(outcome)}\n`);
     let header: SendHeader & ReceiveHeader;
     try {
-      header = JSON.parse(await readHeaderLine(process.stdin));
+      header = JSON.parse(await readHeaderLine(io.input));
     } catch (error) {
       report({ ok: false, error: { code: 'bad-request', message: `No valid header: ${(error as Error).message}` } });
       return 2;
@@ -370,7 +329,7 @@ class Agent {
     try {
       if (typeof header.driver !== 'string' || !isDriverName(header.driver)) throw new AgentError('bad-request', `Unknown driver "${String(header.driver)}".`);
       const driver = await this.services.storage.usable(header.driver);
-      const result = sub === 'send' ? await this.send(driver, header) : await this.receive(driver, header);
+      const result = sub === 'send' ? await this.send(driver, header, io.output) : await this.receive(driver, header, io.input);
       report({ ok: true, result });
       return 0;
     } catch (error) {
@@ -379,11 +338,10 @@ class Agent {
     }
   }
 
-  private async send(driver: Driver, h: SendHeader): Promise<{ bytes: number }> {
+  private async send(driver: Driver, h: SendHeader, out: Writable): Promise<{ bytes: number }> {
     const abort = new AbortController();
     const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
     const stream = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal });
-    const out = process.stdout;
     const failed = new Promise<never>((_, reject) => {
       out.once('error', (e: Error) => reject(new Error(`The reader went away: ${e.message}`)));
       abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
@@ -410,7 +368,7 @@ class Agent {
     }
   }
 
-  private async receive(driver: Driver, h: ReceiveHeader): Promise<unknown> {
+  private async receive(driver: Driver, h: ReceiveHeader, from: Readable): Promise<unknown> {
     const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
     const input = new PassThrough({ highWaterMark: 1 << 20 });
     let timer: NodeJS.Timeout | null = null;
@@ -419,15 +377,17 @@ class Agent {
       timer = setTimeout(() => input.destroy(new Error(`No data from ${this.caller} for ${Math.round(idleMs / 1000)} s: is the link down?`)), idleMs);
     };
     arm();
-    process.stdin.on('data', arm);
-    process.stdin.on('error', (e) => input.destroy(e));
-    process.stdin.pipe(input);
+    const onError = (e: Error) => input.destroy(e);
+    from.on('data', arm);
+    from.on('error', onError);
+    from.pipe(input);
     try {
       return await driver.receive(h.dataset, input, { force: Boolean(h.force), recursive: Boolean(h.recursive) });
     } finally {
       if (timer) clearTimeout(timer);
-      process.stdin.off('data', arm);
-      process.stdin.unpipe(input);
+      from.off('data', arm);
+      from.off('error', onError);
+      from.unpipe(input);
     }
   }
 }
