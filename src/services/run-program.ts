@@ -37,6 +37,8 @@ export interface RunProgramOptions {
   lines?: number;
   /** how the sentences show the command (default: argv joined) */
   shown?: string;
+  /** added to the environment it inherits */
+  env?: Record<string, string>;
 }
 
 /** after SIGTERM on timeout, how long the program has to exit before SIGKILL */
@@ -86,6 +88,7 @@ export async function runProgram(argv: string[], opts: RunProgramOptions): Promi
       stderr: fileDescriptor(out),
       detached: true,
       reject: false,
+      env: opts.env,
     });
     let timedOut = false;
     const killGroup = (signal: NodeJS.Signals) => {
