@@ -10,6 +10,7 @@ import { ZvolService } from './zvols.js';
 import { ZvolImages } from './zvol-images.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 import { ConfigDamagedError } from './config-file.js';
+import { CdpService } from './cdp/index.js';
 
 export interface Services {
   home: Home;
@@ -23,6 +24,8 @@ export interface Services {
   zvols: ZvolService;
   /** zvol images: export with a sha256, create a zvol from one (seeding) */
   zvolImages: ZvolImages;
+  /** auto-cdp: live mirrors of zvols (src/services/cdp) */
+  cdp: CdpService;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -43,7 +46,8 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const folders = new FolderService(storage, autoSync, appliance.defaultDriver);
   const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
   const zvolImages = new ZvolImages(home, storage, zvols);
-  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages };
+  const cdp = new CdpService(home, appliance, zvols, peers, appliance.defaultDriver);
+  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages, cdp };
 }
 
 /**
