@@ -8,14 +8,16 @@ import { applianceFamily } from './appliance.js';
 import { networkFamily } from './network.js';
 import { consoleFamily } from './console.js';
 import { zvolFamily } from './zvol.js';
+import { cdpFamily } from './cdp.js';
 
 export const instanceKinds: InstanceKind[] = [
   { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
+  { kind: 'auto-cdp', help: 'an auto-cdp mirror', list: (ctx: GrammarContext) => ctx.instances('auto-cdp') },
 ];
 
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily, cdpFamily], instanceKinds);
   return compiled;
 }

@@ -11,6 +11,7 @@ import { ZvolImages } from './zvol-images.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 import { ConfigDamagedError } from './config-file.js';
 import { FencingService } from './fencing.js';
+import { CdpService } from './cdp/index.js';
 
 export interface Services {
   home: Home;
@@ -26,6 +27,8 @@ export interface Services {
   zvolImages: ZvolImages;
   /** fencing policy per peer and the fence runner (auto-cdp's peer loss) */
   fencing: FencingService;
+  /** auto-cdp: live mirrors of zvols (src/services/cdp) */
+  cdp: CdpService;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -47,7 +50,8 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
   const zvolImages = new ZvolImages(home, storage, zvols);
   const fencing = new FencingService(home, peers.store);
-  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages, fencing };
+  const cdp = new CdpService(home, appliance, zvols, peers, appliance.defaultDriver);
+  return { home, appliance, storage, autoSync, folders, peers, zvols, zvolImages, fencing, cdp };
 }
 
 /**

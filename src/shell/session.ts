@@ -46,6 +46,9 @@ export class ShellSession implements GrammarContext {
   }
 
   instances(kind: string): { name: string; description: string }[] {
+    if (kind === 'auto-cdp') {
+      return this.services.cdp.list().map((v) => ({ name: v.config.name, description: `${v.config.zvol} (${v.config.role}, ${v.config.mode})` }));
+    }
     if (kind !== 'auto-sync') return [];
     // services received from other appliances too: they have read-only views (show, history, status)
     return [...this.services.autoSync.list(), ...this.services.autoSync.received()].map((v) => ({

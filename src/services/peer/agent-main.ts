@@ -32,6 +32,7 @@ import {
   type DriverMethod, type ErrorCode, type Hello, type HelloReply, type Outcome, type ReceiveHeader, type SendHeader, type WireError,
 } from './protocol.js';
 import type { PeerService } from './index.js';
+import { cdpAgentCall } from '../cdp/agent.js';
 
 class AgentError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
@@ -178,6 +179,11 @@ class Agent {
         return this.putState(serviceOf(p), p.state as RunState);
       case 'history.append':
         return this.appendHistory(p.entry as HistoryEntry);
+      case 'cdp.attach':
+      case 'cdp.detach':
+      case 'cdp.update':
+      case 'cdp.get':
+        return cdpAgentCall(this.services, this.me, this.caller!, method, p);
       case 'trail.refused':
         throw new AgentError('bad-request', `The appliance ${this.caller} is bound: there is no refusal to record.`);
       default:

@@ -150,6 +150,17 @@ export class PeerService implements PeerResolver {
     return new RemotePeerSide(this.lease(this.require(host)));
   }
 
+  /** one control request to a bound peer's agent (auto-cdp's `cdp.*` methods) */
+  async call<T = unknown>(host: string, method: string, params?: unknown): Promise<T> {
+    const lease = this.lease(this.require(host));
+    const link = await lease.acquire();
+    try {
+      return await link.call<T>(method, params);
+    } finally {
+      lease.release(link);
+    }
+  }
+
   private require(host: string): OutboundPeer {
     const peer = this.store.find(host);
     if (!peer) throw new PeerError('not-bound', `The appliance "${host}" is not bound to this one (${this.store.whyNot(host)}): bind it with ${this.store.bindHint(host)}.`);
