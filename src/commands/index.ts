@@ -9,6 +9,7 @@ import { networkFamily } from './network.js';
 import { consoleFamily } from './console.js';
 import { zvolFamily } from './zvol.js';
 import { cdpFamily } from './cdp.js';
+import { cdpRolesFamily } from './cdp-roles.js';
 
 export const instanceKinds: InstanceKind[] = [
   { kind: 'auto-sync', help: 'an auto-sync service instance', list: (ctx: GrammarContext) => ctx.instances('auto-sync') },
@@ -18,6 +19,6 @@ export const instanceKinds: InstanceKind[] = [
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily, cdpFamily], instanceKinds);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily, cdpFamily, cdpRolesFamily], instanceKinds);
   return compiled;
 }
