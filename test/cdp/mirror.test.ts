@@ -8,6 +8,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { daemonLines } from '../helpers/daemon.js';
@@ -126,4 +127,95 @@ test.serial('the target daemon away: logging, the dirty map grows; back: only th
   t.regex(connected, /connected to beta; 5 dirty chunk\(s\) to send/);
   await da.lines.wait(/beta is level/, from, 60_000);
   t.is(await compare(a, b), '0: Images are identical.');
+});
+
+test.serial('kill -9 of the master daemon mid-write (sync): every acknowledged write is on both copies; restarted, the copies are level again', async (t) => {
+  t.timeout(8 * 60_000);
+  const { a, b } = await pair(t);
+  await ok(a, 'create zvol fs:tank/vm1 --size 64M');
+  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
+  const db = startDaemon(t, b);
+  await db.lines.wait(/NBD/);
+  let da = startDaemon(t, a);
+  await da.lines.wait(/beta is level/, 0, 60_000);
+  // 600 writes of 4 KiB, each at its own offset with its own pattern; qemu-io prints a line once each is acknowledged
+  const N = 600;
+  const cmds = Array.from({ length: N }, (_, i) => ['-c', `write -P ${i % 251} ${i * 64 * 1024 + (i % 16) * 4096} 4k`]).flat();
+  const writer = execa('stdbuf', ['-oL', 'qemu-io', '-f', 'raw', ...cmds, uri(a)], { reject: false });
+  let acked = 0;
+  let buf = '';
+  const killed = new Promise<void>((resolve) => {
+    writer.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      acked = (buf.match(/^wrote 4096\/4096 bytes/gm) ?? []).length;
+      if (acked >= 150) resolve();
+    });
+  });
+  await killed;
+  await da.stop('SIGKILL');
+  await writer;
+  acked = (buf.match(/^wrote 4096\/4096 bytes/gm) ?? []).length;
+  t.true(acked >= 150 && acked < N, `acknowledged ${acked}`);
+  // both images, read straight from their files (the master's daemon is dead; the target's stays up)
+  const img = (x: Appliance) => readFileSync(`${x.live('tank/vm1')}/volume.img`);
+  const [ma, mb] = [img(a), img(b)];
+  const missing: string[] = [];
+  for (let i = 0; i < acked; i++) {
+    const at = i * 64 * 1024 + (i % 16) * 4096;
+    const want = Buffer.alloc(4096, i % 251);
+    if (!ma.subarray(at, at + 4096).equals(want)) missing.push(`master #${i}`);
+    if (!mb.subarray(at, at + 4096).equals(want)) missing.push(`target #${i}`);
+  }
+  t.deepEqual(missing, []);
+  // restarted: the master's maps were durable before each write, so the resync covers whatever was in flight
+  da = startDaemon(t, a);
+  await da.lines.wait(/beta is level/, 0, 60_000);
+  t.is(await compare(a, b), '0: Images are identical.');
+});
+
+test.serial('extend to a third appliance and detach it; verify finds a chunk changed behind the mirror, --repair resyncs it', async (t) => {
+  t.timeout(8 * 60_000);
+  const { a, b } = await pair(t);
+  const f = new Fixture();
+  t.teardown(() => f.close());
+  const g = makeAppliance(f, 'gamma', { SYNCSH_DRIVERS: 'fs' });
+  await ok(g, 'create folder fs:tank');
+  await ok(a, `setup network local-bind ${g.home}`);
+  await ok(a, 'create zvol fs:tank/vm1 --size 32M');
+  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
+  const db = startDaemon(t, b);
+  const dg = startDaemon(t, g);
+  await db.lines.wait(/NBD/);
+  await dg.lines.wait(/NBD/);
+  const da = startDaemon(t, a);
+  await da.lines.wait(/beta is level/, 0, 60_000);
+  await qemuIo(uri(a), 'write -P 0x31 0 2M');
+  t.regex(await ok(a, 'setup auto-cdp :tank-vm1-000 extend gamma'), /now mirrors to beta, gamma; gamma:fs:tank\/vm1 is being synced\./);
+  await da.lines.wait(/gamma is level/, 0, 60_000);
+  await qemuIo(uri(a), 'write -P 0x32 4M 1M');
+  t.is(await compare(a, b), '0: Images are identical.');
+  t.is(await compare(a, g), '0: Images are identical.');
+  t.regex(await ok(a, 'show auto-cdp'), /beta: mirroring, gamma: mirroring/);
+
+  // a chunk of beta's copy changed behind the mirror's back (its image file written directly)
+  const fd = openSync(`${b.live('tank/vm1')}/volume.img`, 'r+');
+  writeSync(fd, Buffer.alloc(512, 0xee), 0, 512, 5 * 64 * 1024 + 100 * 512);
+  closeSync(fd);
+  const found = await ok(a, 'run auto-cdp :tank-vm1-000 verify');
+  t.regex(found, /beta: 512 chunk\(s\) compared, 1 out of sync \(offsets 320K\); 'run auto-cdp :tank-vm1-000 verify --repair' resyncs them/);
+  t.regex(found, /gamma: 512 chunk\(s\) compared, 0 out of sync/);
+  t.regex(await ok(a, 'run auto-cdp :tank-vm1-000 verify --repair --host beta'), /beta: 512 chunk\(s\) compared, 1 out of sync \(offsets 320K\), being resynced/);
+  let s;
+  do s = await status(a);
+  while (!s || s.targets.some((x) => x.dirtyChunks !== 0 || x.state !== 'mirroring'));
+  t.is(await compare(a, b), '0: Images are identical.');
+  t.regex(await ok(a, 'run auto-cdp :tank-vm1-000 verify'), /beta: 512 chunk\(s\) compared, 0 out of sync/);
+
+  t.regex(await ok(a, 'setup auto-cdp :tank-vm1-000 detach gamma -y'), /no longer mirrors to gamma\./);
+  t.regex(await ok(g, 'show auto-cdp'), /No auto-cdp services/);
+  t.truthy(JSON.parse(await ok(g, 'show zvol fs:tank/vm1 --json')));
+  await da.lines.wait(/gamma detached/);
+  t.deepEqual(JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 --json')).config.targets.map((x: { host: string }) => x.host), ['beta']);
+  t.is((await a.cli('setup auto-cdp :tank-vm1-000 detach beta -y')).stderr, "Error: beta is the only target of auto-cdp:tank-vm1-000: destroy the mirror instead ('destroy auto-cdp :tank-vm1-000').");
+  t.is((await a.cli('setup auto-cdp :tank-vm1-000 extend beta')).stderr, 'Error: auto-cdp:tank-vm1-000 already mirrors to beta.');
 });

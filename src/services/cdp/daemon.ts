@@ -22,6 +22,12 @@ import { writeMirrorStatus, type MirrorStatus } from './status.js';
 import type { MirrorStream } from './target-link.js';
 import type { MirrorConfig } from './model.js';
 
+export interface VerifyRequest {
+  name: string;
+  host?: string | null;
+  repair?: boolean;
+}
+
 export interface CdpDaemonOptions {
   log(line: string): void;
   /** how often cdp.json is looked at and lost links are retried */
@@ -57,7 +63,12 @@ export class CdpDaemon {
     socket.once('close', () => this.streams.delete(socket));
     socket.on('error', () => undefined);
     try {
-      const { from } = JSON.parse(await readHeaderLine(socket)) as { from: string };
+      const first = JSON.parse(await readHeaderLine(socket)) as { from?: string; verify?: VerifyRequest };
+      if (first.verify) {
+        await this.answerVerify(socket, first.verify);
+        return;
+      }
+      const from = String(first.from);
       await receiveMirror({
         store: this.services.cdp.store,
         log: this.opts.log,
@@ -71,6 +82,19 @@ export class CdpDaemon {
       this.opts.log(`auto-cdp: a mirror stream failed: ${(error as Error).message}`);
       socket.destroy();
     }
+  }
+
+  /** `run auto-cdp :NAME verify` from this appliance's CLI: the engine compares, the answer is one JSON line */
+  private async answerVerify(socket: net.Socket, req: VerifyRequest): Promise<void> {
+    let reply: unknown;
+    try {
+      const engine = this.engines.get(req.name)?.engine ?? (await this.engineFor(req.name));
+      if (!engine) throw new Error(`auto-cdp:${req.name} is not mirrored by this appliance's daemon (it is not master here).`);
+      reply = { ok: true, result: await engine.verify(req.host ?? undefined, Boolean(req.repair)) };
+    } catch (error) {
+      reply = { ok: false, error: { message: (error as Error).message } };
+    }
+    socket.end(`${JSON.stringify(reply)}\n`);
   }
 
   private async dial(host: string): Promise<MirrorStream> {

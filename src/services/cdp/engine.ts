@@ -15,7 +15,7 @@
  * only chunks whose sha256 differs there), while new writes are sent live.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { BlockVolume, Extent } from '../nbd/volume.js';
 import { LiveDirtyMap } from '../storage/fs/dirty-map.js';
@@ -122,9 +122,12 @@ export class MirrorEngine {
     }
     for (const [host, t] of this.targets) {
       if (wanted.some((w) => w.host === host)) continue;
+      // detached: its map goes with it (extended again later, it starts from a full or compared sync)
       this.targets.delete(host);
       t.link?.close();
       await t.map.close();
+      rmSync(this.mapFile(host), { force: true });
+      this.deps.log(`auto-cdp:${this.name}: ${host} detached`);
     }
   }
 
@@ -376,6 +379,55 @@ export class MirrorEngine {
     }
     // the equal chunks are cleared with the next acknowledgement at or after the request
     return c + count;
+  }
+
+  // ---- verify ----------------------------------------------------------------
+
+  /**
+   * DRBD's online verify: compare the sha256 of every chunk here with the
+   * target's while clients write. Out of sync: a chunk that differs though
+   * its dirty bit is clear and nothing wrote it since the target hashed it.
+   * With repair, those chunks are marked dirty and sent again.
+   */
+  async verify(host: string | undefined, repair: boolean, onProgress?: (host: string, done: number, of: number) => void): Promise<{ host: string; checked: number; outOfSync: number[]; repaired: boolean }[]> {
+    const chosen = [...this.targets.values()].filter((t) => host === undefined || t.host === host);
+    if (host !== undefined && !chosen.length) throw new Error(`auto-cdp:${this.name} has no target on "${host}".`);
+    const out = [];
+    for (const t of chosen) {
+      const link = t.link;
+      if (!link || link.isDown || !this.live(t)) throw new Error(`${t.host} is not connected (${this.targetConfig(t.host)?.paused ? 'paused' : t.lastError ?? 'logging'}): verify needs the target's copy.`);
+      const outOfSync: number[] = [];
+      for (let c = 0; c < this.chunks; c += HASH_BATCH) {
+        const count = Math.min(HASH_BATCH, this.chunks - c);
+        const seq = ++this.seq;
+        const theirs = await link.hashes(seq, c * CHUNK, count);
+        for (let k = 0; k < count; k++) {
+          const chunk = c + k;
+          const release = await this.locks.lock(chunk, chunk);
+          try {
+            if (t.map.isDirty(chunk) || (this.lastWrite.get(chunk) ?? 0) > seq) continue; // known to be on its way, or written since
+            const data = await this.volume.read(chunk * CHUNK, Math.min(CHUNK, this.volume.size - chunk * CHUNK));
+            if (createHash('sha256').update(data).digest().equals(theirs[k])) continue;
+            outOfSync.push(chunk);
+            if (repair) {
+              await t.map.mark(chunk, chunk);
+              t.resync?.add(chunk);
+              t.clearable.delete(chunk);
+            }
+          } finally {
+            release();
+          }
+        }
+        onProgress?.(t.host, c + count, this.chunks);
+      }
+      if (repair && outOfSync.length) {
+        t.behindSince ??= Date.now();
+        void this.pump(t);
+      }
+      this.deps.log(`auto-cdp:${this.name}: verify of ${t.host}: ${outOfSync.length} chunk(s) out of sync of ${this.chunks}${repair && outOfSync.length ? ', resyncing them' : ''}`);
+      out.push({ host: t.host, checked: this.chunks, outOfSync, repaired: repair && outOfSync.length > 0 });
+    }
+    return out;
   }
 
   // ---- status ----------------------------------------------------------------
