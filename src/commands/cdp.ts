@@ -11,6 +11,9 @@ const words = {
   mode: 'sync (a write is acknowledged when every copy has it) or async (shipped in write order, lag shown)',
   pause: 'stop mirroring to a target; its dirty map keeps what it misses',
   resume: 'mirror to a paused target again, sending only the dirty chunks',
+  extend: 'add a target appliance to a mirror',
+  detach: 'remove a target appliance from a mirror',
+  verify: "compare every chunk's hash with the targets' copies",
 };
 
 const mode = { name: 'sync|async', parse: (raw: string, label: string) => parseMode(raw, label), values: () => MIRROR_MODES };
@@ -179,6 +182,51 @@ function pauseResume(paused: boolean): CommandSpec {
   };
 }
 
+const extend: CommandSpec = {
+  path: 'setup auto-cdp :auto-cdp extend <HOST>',
+  help: 'mirror to one more appliance (a third copy); it is synced while the mirror goes on',
+  args: { HOST: { ...text('HOST'), help: 'the appliance to add (bound with ssh-bind or local-bind)' } },
+  options: [
+    { name: '--to-zvol', help: 'the zvol there (default: the same name)', value: text('DATASET') },
+    { name: '--no-full-sync', help: 'it already holds a copy: compare chunk hashes and send only differences' },
+  ],
+  async run(ctx, input) {
+    const toZvol = input.options['to-zvol'] as string | undefined;
+    if (toZvol) ctx.access.dataset(toZvol);
+    const c = await ctx.services.cdp.extend(input.instance!, input.args.HOST as string, { toZvol, noFullSync: Boolean(input.options['no-full-sync']) });
+    const t = c.targets[c.targets.length - 1];
+    return { kind: 'message', text: `auto-cdp:${c.name} now mirrors to ${c.targets.map((x) => x.host).join(', ')}; ${t.host}:${t.zvol} is being synced.`, data: c };
+  },
+};
+
+const detach: CommandSpec = {
+  path: 'setup auto-cdp :auto-cdp detach <HOST>',
+  help: 'stop mirroring to one target (asks first); its zvol stays there with its data',
+  args: { HOST: { ...text('HOST'), help: 'the target appliance' } },
+  async run(ctx, input) {
+    const name = input.instance!;
+    const host = input.args.HOST as string;
+    if (!(await confirmed(ctx, `Stop mirroring auto-cdp:${name} to ${host}?`, 'Its zvol stays there; extending to it again later syncs it again.'))) return NOTHING_CHANGED;
+    const { config, left } = await ctx.services.cdp.detach(name, host);
+    return { kind: 'message', text: `auto-cdp:${name} no longer mirrors to ${host}.${left ? ` Not reached, so its copy stays there: ${left}.` : ''}`, data: config };
+  },
+};
+
+const verify: CommandSpec = {
+  path: 'run auto-cdp :auto-cdp verify',
+  help: "compare the sha256 of every chunk with the targets' copies while clients write; --repair resyncs what differs",
+  options: [
+    { name: '--repair', help: 'send the chunks found out of sync again' },
+    { name: '--host', help: 'verify this target only', value: text('HOST') },
+  ],
+  async run(ctx, input) {
+    ctx.progress(`Verifying auto-cdp:${input.instance!} …`);
+    const results = await ctx.services.cdp.verify(input.instance!, input.options.host as string | undefined, Boolean(input.options.repair));
+    const lines = results.map((r) => `${r.host}: ${r.checked} chunk(s) compared, ${r.outOfSync.length} out of sync${r.outOfSync.length ? ` (offsets ${r.outOfSync.slice(0, 8).map((c) => formatBytes(c * 65536)).join(', ')}${r.outOfSync.length > 8 ? ', …' : ''})${r.repaired ? ', being resynced' : "; 'run auto-cdp :" + input.instance! + " verify --repair' resyncs them"}` : ''}`);
+    return { kind: 'lines', lines, data: results };
+  },
+};
+
 const logtail: CommandSpec = {
   path: 'show auto-cdp :auto-cdp logtail',
   help: 'the last lines of the mirror log; -f follows new lines',
@@ -203,4 +251,4 @@ const logAll: CommandSpec = {
   },
 };
 
-export const cdpFamily: CommandFamily = { words, commands: [showAll, showOne, create, destroy, setupMode, setupProperty, pauseResume(true), pauseResume(false), logtail, logAll] };
+export const cdpFamily: CommandFamily = { words, commands: [showAll, showOne, create, destroy, setupMode, setupProperty, pauseResume(true), pauseResume(false), extend, detach, verify, logtail, logAll] };

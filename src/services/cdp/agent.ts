@@ -3,6 +3,11 @@
  * the master asks this appliance to take a target's part. Everything is
  * checked before anything is written: a refusal changes nothing here.
  */
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import type { Home } from '../home.js';
 import { validServiceName } from '../peer/protocol.js';
 import type { Services } from '../index.js';
 import { mirrorOfZvol, type MirrorConfig } from './model.js';
@@ -69,4 +74,35 @@ export async function cdpAgentCall(services: Services, me: string, caller: strin
     default:
       throw new Error(`Unknown request "${method}".`);
   }
+}
+
+/** where this appliance's daemon takes mirror streams */
+export function cdpSocket(home: Home): string {
+  return path.join(home.root, 'run', 'cdp.sock');
+}
+
+/**
+ * The agent's `mirror` sub-command, once the binding is checked: connect to
+ * this appliance's daemon (the one writer of its zvols), tell it who the
+ * caller is, and pipe both ways until either side ends.
+ */
+export async function pipeMirror(home: Home, caller: string, input: Readable, output: Writable, refuse: (message: string) => void, accepted: () => void): Promise<number> {
+  const socket = net.connect(cdpSocket(home));
+  try {
+    await once(socket, 'connect');
+  } catch (error) {
+    refuse(`The daemon of this appliance is not running (no mirror receiver at ${cdpSocket(home)}: ${(error as Error).message}); start 'syncsh daemon' there.`);
+    return 1;
+  }
+  accepted();
+  socket.write(`${JSON.stringify({ from: caller })}\n`);
+  input.pipe(socket);
+  socket.pipe(output);
+  await new Promise<void>((resolve) => {
+    socket.once('close', () => resolve());
+    input.once('end', () => socket.end());
+    input.once('close', () => socket.end());
+    socket.once('error', () => resolve());
+  });
+  return 0;
 }

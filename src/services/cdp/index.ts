@@ -4,6 +4,8 @@
  * mirror, kept on both appliances (cdp.json). The daemon's mirror engine
  * (engine.ts) reads the same configuration and moves the blocks.
  */
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import type { Home } from '../home.js';
 import type { ApplianceInfo } from '../appliance.js';
@@ -17,6 +19,7 @@ import { ServiceLog } from '../service-log.js';
 import { MirrorStore } from './store.js';
 import { mirrorOfZvol, slaveView, MIRROR_PROPERTIES, type MirrorConfig, type MirrorMode, type MirrorTarget } from './model.js';
 import { readMirrorStatus, type MirrorStatus } from './status.js';
+import { cdpSocket } from './agent.js';
 
 export interface CreateMirror {
   zvol: string;
@@ -186,6 +189,65 @@ export class CdpService {
     await this.store.remove(name);
     this.logLine(name, `Destroyed auto-cdp:${name}; the zvols stay${left.length ? `; the copy on ${left.join(', ')} stays until removed there` : ''}`);
     return { left };
+  }
+
+  /**
+   * another target (DataKeeper's 3rd node): the peer takes its part as at
+   * create; the daemon's engine then syncs it (full, or compared with
+   * --no-full-sync) while the mirror goes on
+   */
+  async extend(name: string, host: string, opts: { toZvol?: string; noFullSync?: boolean } = {}): Promise<MirrorConfig> {
+    const c = this.config(name);
+    if (c.role !== 'master') throw new Error(`auto-cdp:${name} is the slave copy of ${c.master?.host}'s mirror: extend it there.`);
+    if (host === this.appliance.id || host === 'localhost') throw new Error(`auto-cdp mirrors to another appliance: "${host}" is this one.`);
+    const unbound = this.peers.checkBound(host);
+    if (unbound) throw new Error(`Cannot mirror to ${host}: ${unbound}.`);
+    const peer = this.peers.store.find(host)!;
+    if (c.targets.some((t) => t.host === peer.id)) throw new Error(`auto-cdp:${name} already mirrors to ${peer.id}.`);
+    if (c.master === null && c.targets.length >= 8) throw new Error(`auto-cdp:${name} has ${c.targets.length} targets already, the most a mirror has.`);
+    const z = await this.zvols.one(c.zvol);
+    const target: MirrorTarget = { host: peer.id, zvol: this.qualify(opts.toZvol ?? c.zvol), state: 'syncing', reason: null, paused: false, fullSync: opts.noFullSync ? 'compare' : 'all', addedAt: new Date().toISOString() };
+    const next = { ...c, targets: [...c.targets, target] };
+    await this.peers.call(peer.id, 'cdp.attach', { config: slaveView(next, this.appliance.id, target), blockSize: z.blockSize, noFullSync: Boolean(opts.noFullSync) } satisfies AttachRequest);
+    const config = await this.store.update(name, (cur) => ({ ...cur, targets: [...cur.targets.filter((t) => t.host !== peer.id), target] }));
+    this.logLine(name, `Extended to ${peer.id}:${target.zvol}${opts.noFullSync ? ' (no full sync: chunk hashes compared first)' : ''}`);
+    return config;
+  }
+
+  /** stop mirroring to one target: its slave copy goes there (its zvol stays); the last target goes only with destroy */
+  async detach(name: string, host: string): Promise<{ config: MirrorConfig; left: string | null }> {
+    const c = this.config(name);
+    const [t] = this.targetsNamed(c, host);
+    if (c.targets.length === 1) throw new Error(`${t.host} is the only target of auto-cdp:${name}: destroy the mirror instead ('destroy auto-cdp :${name}').`);
+    let left: string | null = null;
+    try {
+      await this.peers.call(t.host, 'cdp.detach', { name, createdAt: c.createdAt });
+    } catch (error) {
+      if (!(error instanceof PeerError)) throw error;
+      left = `${t.host} (${error.message})`;
+    }
+    const config = await this.store.update(name, (cur) => ({ ...cur, targets: cur.targets.filter((x) => x.host !== t.host) }));
+    this.logLine(name, `Detached ${t.host}; its zvol ${t.zvol} stays there`);
+    return { config, left };
+  }
+
+  /** DRBD's online verify, run by the daemon's engine (it holds the zvol); repair resyncs what differs */
+  async verify(name: string, host: string | undefined, repair: boolean): Promise<{ host: string; checked: number; outOfSync: number[]; repaired: boolean }[]> {
+    const c = this.config(name);
+    if (c.role !== 'master') throw new Error(`auto-cdp:${name} is the slave copy of ${c.master?.host}'s mirror: verify it there.`);
+    if (host !== undefined) this.targetsNamed(c, host);
+    const socket = net.connect(cdpSocket(this.home));
+    try {
+      await once(socket, 'connect');
+    } catch (error) {
+      throw new Error(`The daemon of this appliance is not running (${(error as Error).message}): verify runs in the daemon that mirrors auto-cdp:${name}; start 'syncsh daemon'.`);
+    }
+    socket.write(`${JSON.stringify({ verify: { name, host: host ?? null, repair } })}\n`);
+    let text = '';
+    for await (const chunk of socket) text += String(chunk);
+    const reply = JSON.parse(text) as { ok: boolean; result?: Awaited<ReturnType<CdpService['verify']>>; error?: { message: string } };
+    if (!reply.ok) throw new Error(reply.error!.message);
+    return reply.result!;
   }
 
   private logLine(name: string, text: string): void {

@@ -32,7 +32,7 @@ import {
   type DriverMethod, type ErrorCode, type Hello, type HelloReply, type Outcome, type ReceiveHeader, type SendHeader, type WireError,
 } from './protocol.js';
 import type { PeerService } from './index.js';
-import { cdpAgentCall } from '../cdp/agent.js';
+import { cdpAgentCall, pipeMirror } from '../cdp/agent.js';
 
 class AgentError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
@@ -69,10 +69,10 @@ export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.
       process.stdout.write(`${JSON.stringify({ agent: AGENT_TAG, error: { code: 'bad-request', message: `This key only runs the syncsh agent, not "${env.SSH_ORIGINAL_COMMAND.slice(0, 100)}".` } })}\n`);
       return 2;
     }
-    sub = ['send', 'receive'].includes(words[at + 1]) ? words[at + 1] : 'control';
+    sub = ['send', 'receive', 'mirror'].includes(words[at + 1]) ? words[at + 1] : 'control';
   }
-  if (!['control', 'send', 'receive'].includes(sub)) {
-    process.stderr.write(`syncsh agent: unknown sub-command "${sub}" (control, send or receive).\n`);
+  if (!['control', 'send', 'receive', 'mirror'].includes(sub)) {
+    process.stderr.write(`syncsh agent: unknown sub-command "${sub}" (control, send, receive or mirror).\n`);
     return 2;
   }
   const agentEnv = { ...env };
@@ -88,6 +88,7 @@ export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.
   const services = createServices(agentEnv);
   const agent = new Agent(services, values.peer ?? null, (env.SSH_CLIENT ?? '').split(' ')[0] || 'local');
   if (sub === 'control') return agent.control();
+  if (sub === 'mirror') return agent.mirror();
   return agent.data(sub as 'send' | 'receive');
 }
 
@@ -357,6 +358,24 @@ class Agent {
 
   // ---- data channels ---------------------------------------------------------
 
+  /** auto-cdp: the binding checked, the stream goes to this appliance's daemon (its mirror receiver) */
+  async mirror(): Promise<number> {
+    const report = (outcome: Outcome) => process.stdout.write(`${JSON.stringify(outcome)}\n`);
+    let header: Hello;
+    try {
+      header = JSON.parse(await readHeaderLine(process.stdin)) as Hello;
+    } catch (error) {
+      report({ ok: false, error: { code: 'bad-request', message: `No valid header: ${(error as Error).message}` } });
+      return 2;
+    }
+    const refusal = this.check(header, false);
+    if (refusal) {
+      report({ ok: false, error: wire(refusal) });
+      return 2;
+    }
+    return pipeMirror(this.services.home, header.from, process.stdin, process.stdout, (message) => report({ ok: false, error: { code: 'failed', message } }), () => report({ ok: true, result: null }));
+  }
+
   async data(sub: 'send' | 'receive'): Promise<number> {
     // send: the bytes are on stdout, so the outcome goes to stderr; receive: the outcome is stdout's only line.
     const report = (outcome: Outcome) => (sub === 'send' ? process.stderr : process.stdout).write(`${JSON.stringify(outcome)}\n`);
@@ -444,7 +463,7 @@ function serviceOf(p: Record<string, unknown>): string {
 }
 
 /** The first line of a stream; what follows it stays in the stream. */
-function readHeaderLine(input: Readable, max = 1 << 20): Promise<string> {
+export function readHeaderLine(input: Readable, max = 1 << 20): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const done = () => {
