@@ -69,7 +69,8 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(`${sig}`)));
   const metrics = listen ? await startMetricsServer({ ...listen, collect: () => samples(services) }) : null;
   if (metrics) say(`metrics on http://${listen!.host}:${metrics.port}/metrics`);
-  const cdp = new CdpDaemon(services, { log: say });
+  const peerTimeout = Number(env.SYNCSH_CDP_PEER_TIMEOUT_MS);
+  const cdp = new CdpDaemon(services, { log: say, peerTimeoutMs: Number.isFinite(peerTimeout) && peerTimeout > 0 ? peerTimeout : undefined });
   try {
     await cdp.start();
   } catch (error) {

@@ -21,6 +21,8 @@ import { receiveMirror } from './receiver.js';
 import { writeMirrorStatus, type MirrorStatus } from './status.js';
 import type { MirrorStream } from './target-link.js';
 import type { MirrorConfig } from './model.js';
+import { PeerGuard } from './peer-guard.js';
+import { DEFAULT_PEER_TIMEOUT_MS } from './heartbeat.js';
 
 export interface VerifyRequest {
   name: string;
@@ -32,10 +34,12 @@ export interface CdpDaemonOptions {
   log(line: string): void;
   /** how often cdp.json is looked at and lost links are retried */
   intervalMs?: number;
+  /** a target whose link is down this long is lost: its fencing policy decides (SYNCSH_CDP_PEER_TIMEOUT_MS) */
+  peerTimeoutMs?: number;
 }
 
 export class CdpDaemon {
-  private readonly engines = new Map<string, { engine: MirrorEngine; createdAt: string }>();
+  private readonly engines = new Map<string, { engine: MirrorEngine; createdAt: string; guard: PeerGuard }>();
   private readonly starting = new Map<string, Promise<MirrorEngine | null>>();
   private server: net.Server | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -167,7 +171,38 @@ export class CdpDaemon {
             // a damaged cdp.json: go on with the last good view
           }
         });
+        const store = this.services.cdp.store;
+        let started: MirrorEngine | null = null;
+        const guard = new PeerGuard(name, {
+          fencing: this.services.fencing,
+          roles: {
+            state: () => {
+              const c = store.get(name) ?? last;
+              return { role: c.role, epoch: c.epoch };
+            },
+            setState: async (_mirror, next, _why, peer) => {
+              await store.update(name, (c) => {
+                if (next.role === c.role) return { ...c, epoch: next.epoch };
+                // a demotion (003 case 4, or a failed fence): follow the lost peer's copy as master; follow() then stops this engine
+                const t = c.targets.find((x) => x.host === peer) ?? c.targets[0];
+                return { ...c, role: next.role, epoch: next.epoch, master: t ? { host: t.host, zvol: t.zvol } : c.master, targets: next.role === 'slave' ? [] : c.targets };
+              });
+            },
+          },
+          log: (_mirror, line) => {
+            this.opts.log(`auto-cdp:${name}: ${line}`);
+            try {
+              this.services.cdp.log(name).write(line);
+            } catch {
+              // the mirror was destroyed meanwhile
+            }
+          },
+          linkUp: (host) => started?.linkUp(host) ?? false,
+          linkError: (host) => started?.linkError(host) ?? null,
+          peerTimeoutMs: this.opts.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
+        });
         const engine = await MirrorEngine.start({
+          away: (host) => guard.away(host),
           me: this.services.appliance.id,
           mapDir: path.join(this.services.home.root, 'cdp', name),
           config: () => last,
@@ -183,7 +218,9 @@ export class CdpDaemon {
           },
           retryMs: this.opts.intervalMs,
         }, volume);
-        this.engines.set(name, { engine, createdAt: first.createdAt });
+        started = engine;
+        guard.watch(first.targets.map((t) => t.host));
+        this.engines.set(name, { engine, createdAt: first.createdAt, guard });
         this.opts.log(`auto-cdp:${name}: mirroring ${first.zvol} to ${first.targets.map((t) => t.host).join(', ')} (${first.mode})`);
         return engine;
       })().finally(() => this.starting.delete(name));
@@ -197,6 +234,7 @@ export class CdpDaemon {
     if (!e) return;
     this.engines.delete(name);
     this.refreshers.delete(name);
+    await e.guard.close();
     await e.engine.close();
     this.opts.log(`auto-cdp:${name}: stopped`);
   }

@@ -52,6 +52,12 @@ export interface EngineDeps {
   log(line: string): void;
   /** how long after a lost link it is tried again */
   retryMs?: number;
+  /**
+   * a write found this target neither live nor paused: resolve to let it
+   * through (its dirty map keeps it), throw (EIO) to fail it with nothing
+   * changed (the fencing rules, peer-guard.ts); absent: always through
+   */
+  away?(host: string): Promise<void>;
 }
 
 interface Target {
@@ -231,6 +237,8 @@ export class MirrorEngine {
     const waits: Promise<void>[] = [];
     try {
       const all = [...this.targets.values()];
+      const away = this.deps.away;
+      if (away) for (const t of all) if (!this.live(t) && !this.targetConfig(t.host)?.paused) await away(t.host);
       await Promise.all(all.map((t) => t.map.mark(first, last)));
       await local();
       const seq = ++this.seq;
@@ -431,6 +439,17 @@ export class MirrorEngine {
   }
 
   // ---- status ----------------------------------------------------------------
+
+  /** the link to a target is up (the peer guard's heartbeat) */
+  linkUp(host: string): boolean {
+    const t = this.targets.get(host);
+    return Boolean(t?.link && !t.link.isDown);
+  }
+
+  /** why the link to a target is down, when known */
+  linkError(host: string): string | null {
+    return this.targets.get(host)?.lastError ?? null;
+  }
 
   status(now = Date.now()): TargetStatus[] {
     return [...this.targets.values()].map((t) => {

@@ -17,8 +17,8 @@ import { decidePeerLoss, planReturn, type PeerLossOutcome, type ReturnPlan, type
 /** what the doers need of the mirror's configuration (the engine maps it onto cdp.json) */
 export interface MirrorRoles {
   state(mirror: string): RoleState;
-  /** store the new role and epoch durably (and, on a promotion, make this copy the one that orders writes) */
-  setState(mirror: string, next: RoleState, why: string): Promise<void>;
+  /** store the new role and epoch durably (on a promotion this copy orders the writes; on a demotion `peer` is the master to follow) */
+  setState(mirror: string, next: RoleState, why: string, peer?: string): Promise<void>;
 }
 
 export interface PeerLossDeps {
@@ -90,7 +90,7 @@ export class PeerLoss {
     const outcome = decision;
     const changed = outcome.state.role !== state.role || outcome.state.epoch !== state.epoch;
     const reason = outcome.reason.replace(':NAME', `:${mirror}`);
-    if (changed) await this.deps.roles.setState(mirror, outcome.state, `peer ${peer} lost: ${reason}`);
+    if (changed) await this.deps.roles.setState(mirror, outcome.state, `peer ${peer} lost: ${reason}`, peer);
     this.deps.log(mirror, `Peer ${peer} lost (fencing policy ${policy}, this copy ${state.role} at epoch ${state.epoch}): ${reason}`);
     return { write: outcome.write, state: outcome.state, outcome: { ...outcome, reason }, fence };
   }
@@ -125,13 +125,13 @@ export async function meetPeer(mirror: string, peer: string, theirs: RoleState, 
         if (!existing.some((s) => s.name === plan.orphan)) await driver.createSnapshot(dataset, plan.orphan, { recursive: false });
         await driver.holdSnapshot(dataset, plan.orphan, true);
       }
-      await deps.roles.setState(mirror, plan.state, plan.reason);
+      await deps.roles.setState(mirror, plan.state, plan.reason, peer);
       deps.log(mirror, plan.reason);
       await deps.resync(mirror);
       break;
     }
     case 'adopt':
-      await deps.roles.setState(mirror, plan.state, plan.reason);
+      await deps.roles.setState(mirror, plan.state, plan.reason, peer);
       deps.log(mirror, plan.reason);
       if (plan.resync === 'partial') await deps.resync(mirror);
       break;
