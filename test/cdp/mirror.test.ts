@@ -113,6 +113,8 @@ test.serial('the target daemon away: logging, the dirty map grows; back: only th
   await db.lines.wait(/NBD/);
   const da = startDaemon(t, a);
   await da.lines.wait(/beta is level/, 0, 60_000);
+  // 003's master + manual: with the peer lost the master's writes go on (with no fencing policy they fail: test/cdp/fencing.test.ts)
+  await ok(a, 'setup network fencing beta manual');
   await db.stop('SIGKILL');
   // sync with the target gone: the writes succeed here, its map records them (5 chunks)
   await qemuIo(uri(a), 'write -P 0x42 0 64k', 'write -P 0x43 1M 128k', 'write -P 0x44 40M 64k', 'write -P 0x45 50M 4k');
