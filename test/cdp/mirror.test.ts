@@ -221,3 +221,27 @@ test.serial('extend to a third appliance and detach it; verify finds a chunk cha
   t.is((await a.cli('setup auto-cdp :tank-vm1-000 detach beta -y')).stderr, "Error: beta is the only target of auto-cdp:tank-vm1-000: destroy the mirror instead ('destroy auto-cdp :tank-vm1-000').");
   t.is((await a.cli('setup auto-cdp :tank-vm1-000 extend beta')).stderr, 'Error: auto-cdp:tank-vm1-000 already mirrors to beta.');
 });
+
+test.serial('pause and resume while the daemons run: paused, writes only grow the dirty map; resumed, only those chunks are sent', async (t) => {
+  t.timeout(8 * 60_000);
+  const { a, b } = await pair(t);
+  await ok(a, 'create zvol fs:tank/vm1 --size 32M');
+  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode async -y');
+  const db = startDaemon(t, b);
+  await db.lines.wait(/NBD/);
+  const da = startDaemon(t, a);
+  await da.lines.wait(/beta is level/, 0, 60_000);
+  await ok(a, 'setup auto-cdp :tank-vm1-000 pause beta');
+  await da.lines.wait(/paused to beta/);
+  await qemuIo(uri(a), 'write -P 0x61 0 192k', 'write -P 0x62 10M 4k');
+  let s;
+  do s = await status(a);
+  while (s?.targets[0].dirtyChunks !== 4);
+  t.is(s.targets[0].state, 'paused');
+  t.regex(await compare(a, b), /^1: Content mismatch at offset 0!/);
+  const from = da.lines.lines.length;
+  await ok(a, 'setup auto-cdp :tank-vm1-000 resume');
+  t.regex(await da.lines.wait(/connected to beta/, from), /4 dirty chunk\(s\) to send/);
+  await da.lines.wait(/beta is level/, from);
+  t.is(await compare(a, b), '0: Images are identical.');
+});

@@ -85,6 +85,7 @@ export class MirrorEngine {
   private readonly targets = new Map<string, Target>();
   private readonly chunks: number;
   private closed = false;
+  private lastMode: MirrorMode | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly deps: EngineDeps, readonly volume: BlockVolume) {
@@ -144,6 +145,10 @@ export class MirrorEngine {
   /** the config changed, or time to retry lost links */
   async tick(): Promise<void> {
     if (this.closed) return;
+    if (this.lastMode !== this.mode) {
+      if (this.lastMode) this.deps.log(`auto-cdp:${this.name}: mode is now ${this.mode}`);
+      this.lastMode = this.mode;
+    }
     await this.syncTargets();
     for (const t of this.targets.values()) {
       const cfg = this.targetConfig(t.host);
