@@ -44,10 +44,10 @@ export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.
       process.stdout.write(refusalLine('bad-request', `This key only runs the syncsh agent, not "${env.SSH_ORIGINAL_COMMAND.slice(0, 100)}".`));
       return 2;
     }
-    sub = ['send', 'receive'].includes(words[at + 1]) ? words[at + 1] : 'control';
+    sub = ['send', 'receive', 'mirror'].includes(words[at + 1]) ? words[at + 1] : 'control';
   }
-  if (!['control', 'send', 'receive'].includes(sub)) {
-    process.stderr.write(`syncsh agent: unknown sub-command "${sub}" (control, send or receive).\n`);
+  if (!['control', 'send', 'receive', 'mirror'].includes(sub)) {
+    process.stderr.write(`syncsh agent: unknown sub-command "${sub}" (control, send, receive or mirror).\n`);
     return 2;
   }
   const agentEnv = { ...env };
@@ -64,5 +64,6 @@ export async function runAgent(argv: string[], env: NodeJS.ProcessEnv = process.
   const agent = new Agent(services, values.peer ?? null, (env.SSH_CLIENT ?? '').split(' ')[0] || 'local');
   const io = { input: process.stdin, output: process.stdout, report: process.stderr };
   if (sub === 'control') return agent.control(io);
+  if (sub === 'mirror') return agent.mirror(io);
   return agent.data(sub as 'send' | 'receive', io);
 }

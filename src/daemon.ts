@@ -12,6 +12,7 @@ import { healthOf } from './services/auto-sync/status.js';
 import { stamp } from './services/service-log.js';
 import { NbdService } from './services/nbd/service.js';
 import { zvolExports } from './services/zvol-exports.js';
+import { CdpDaemon } from './services/cdp/daemon.js';
 import { writeNbdClients } from './services/zvol-clients.js';
 import type { Services } from './services/index.js';
 import { parseHostPort, type HostPort } from './services/host-port.js';
@@ -68,7 +69,14 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(`${sig}`)));
   const metrics = listen ? await startMetricsServer({ ...listen, collect: () => samples(services) }) : null;
   if (metrics) say(`metrics on http://${listen!.host}:${metrics.port}/metrics`);
-  const nbd = new NbdService(services.home, zvolExports(services), { log: say, onClientsChanged: (clients) => writeNbdClients(services.home, clients) });
+  const peerTimeout = Number(env.SYNCSH_CDP_PEER_TIMEOUT_MS);
+  const cdp = new CdpDaemon(services, { log: say, peerTimeoutMs: Number.isFinite(peerTimeout) && peerTimeout > 0 ? peerTimeout : undefined });
+  try {
+    await cdp.start();
+  } catch (error) {
+    say(`auto-cdp: not mirroring: ${(error as Error).message}`);
+  }
+  const nbd = new NbdService(services.home, zvolExports(services, (name, open) => cdp.exportFor(name, open)), { log: say, onClientsChanged: (clients) => writeNbdClients(services.home, clients) });
   try {
     await nbd.start();
   } catch (error) {
@@ -79,6 +87,7 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
     await daemon.run(stop.signal);
   } finally {
     await Promise.all([metrics?.close(), nbd.close()]);
+    await cdp.close();
   }
   return 0;
 }

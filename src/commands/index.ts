@@ -11,10 +11,12 @@ import { applianceFamily } from './appliance.js';
 import { networkFamily } from './network.js';
 import { consoleFamily } from './console.js';
 import { zvolFamily } from './zvol.js';
+import { cdpFamily } from './cdp.js';
+import { cdpRolesFamily } from './cdp-roles.js';
 
 let compiled: Grammar | null = null;
 
 export function grammar(): Grammar {
-  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily]);
+  compiled ??= compile([generalFamily(grammar), autoSyncFamily, folderFamily, applianceFamily, networkFamily, consoleFamily, zvolFamily, cdpFamily, cdpRolesFamily]);
   return compiled;
 }

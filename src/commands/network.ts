@@ -4,6 +4,7 @@ import { count, formatTime, text } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { NoTerminalError } from './dialogs.js';
 import type { BindQuestions, BindResult } from '../services/peer/index.js';
+import { describePolicy, MAX_FENCE_TIMEOUT_MS, showCommand, type FencePolicy } from '../services/fencing.js';
 
 const words = {
   network: 'how this appliance reaches other appliances',
@@ -12,6 +13,11 @@ const words = {
   'ssh-bindings': 'the bound appliances and whether each can be reached now',
   'local-bind': 'pair with another appliance on this machine (its home), reached as a child process',
   'authorized-keys': 'the authorized_keys file this appliance installs peers\' keys in',
+  fencing: 'what a mirror does with a write when a peer stops answering (003\'s qmirrorcheck)',
+  fence: 'cut the lost peer off with a command; the write goes on only if it exits 0',
+  ignore: 'carry on writing without the lost peer (a slave becomes master)',
+  manual: 'wait for the operator: a slave\'s writes fail until it is switched to master or the peer is back',
+  clear: 'no policy: a write that finds its peer lost fails',
 };
 
 const hostArg = (help: string) => ({
@@ -179,7 +185,102 @@ const setupAuthorizedKeys: CommandSpec = {
   },
 };
 
+/** any peer bound either way, for TAB */
+const fencePeerArg = {
+  ...text('PEER', (ctx) => {
+    const services = (ctx as Partial<CommandContext>).services;
+    return services ? services.fencing.list().map((r) => r.peer) : [];
+  }),
+  help: 'the appliance id (or address) of a bound peer',
+};
+
+const setFencingMessage = (p: FencePolicy & { peer: string }): string => {
+  const what = {
+    fence: 'a mirror that loses it runs the command; a write goes on only if the command exits 0',
+    ignore: 'a mirror that loses it carries on writing (a slave becomes master): make sure a lost peer cannot write too, or a split brain follows',
+    manual: 'a slave that loses it fails writes until it is switched to master or the peer is back; a master carries on',
+  }[p.kind];
+  return `Fencing policy of ${p.peer}: ${describePolicy(p)}; ${what}.`;
+};
+
+const setFence: CommandSpec = {
+  path: 'setup network fencing <PEER> fence',
+  help: "fence PEER with a command when a mirror loses it (qmirrorcheck -t fence): its exit status decides",
+  details: 'The command line is split into a program and its arguments as a shell would read quotes, and run without a shell; it gets SYNCSH_FENCE_PEER and SYNCSH_FENCE_ADDRESS in its environment. The program must be an absolute path to an executable; over the SSH console it must lie under a directory the administrator allowed ("programs" in /etc/syncsh/console-policy.json; /etc/syncsh/alert.d by default). It is stopped, with everything it started, after --timeout seconds, and then counts as failed.',
+  args: { PEER: fencePeerArg },
+  options: [
+    { name: '--command', help: "the fence command, quoted: --command '/etc/syncsh/alert.d/fence-ipmi --host bmc-b'", value: text('CMD') },
+    { name: '--timeout', help: `seconds it may take (default 30; at most ${MAX_FENCE_TIMEOUT_MS / 1000})`, value: count('SECONDS', 1, MAX_FENCE_TIMEOUT_MS / 1000) },
+  ],
+  async run(ctx, input) {
+    const line = input.options.command as string | undefined;
+    if (line === undefined) throw new Error("setup network fencing PEER fence needs --command 'PROGRAM ARGS…' (an absolute path). Nothing was changed.");
+    const seconds = input.options.timeout as number | undefined;
+    const set = await ctx.services.fencing.setFence(input.args.PEER as string, line, { timeoutMs: seconds === undefined ? undefined : seconds * 1000, access: ctx.access });
+    return { kind: 'message', text: setFencingMessage(set), data: set };
+  },
+};
+
+const simpleFencing = (kind: 'ignore' | 'manual', help: string): CommandSpec => ({
+  path: `setup network fencing <PEER> ${kind}`,
+  help,
+  args: { PEER: fencePeerArg },
+  async run(ctx, input) {
+    const set = await ctx.services.fencing.setSimple(input.args.PEER as string, kind);
+    return { kind: 'message', text: setFencingMessage(set), data: set };
+  },
+});
+
+const clearFencing: CommandSpec = {
+  path: 'setup network fencing <PEER> clear',
+  help: 'remove the fencing policy of PEER: a write to a mirror that loses it fails',
+  args: { PEER: fencePeerArg },
+  async run(ctx, input) {
+    const r = await ctx.services.fencing.clear(input.args.PEER as string);
+    return { kind: 'message', text: r.was ? `Fencing policy of ${r.peer} cleared (was ${describePolicy(r.was)}): a write to a mirror that loses it now fails.` : `${r.peer} had no fencing policy; nothing was changed.`, data: r };
+  },
+};
+
+const showFencing: CommandSpec = {
+  path: 'show network fencing',
+  help: 'the fencing policy of every bound peer (none: a write that finds it lost fails)',
+  async run(ctx) {
+    const rows = ctx.services.fencing.list();
+    return {
+      kind: 'table',
+      columns: [
+        { key: 'peer', header: 'APPLIANCE' },
+        { key: 'policy', header: 'POLICY' },
+        { key: 'command', header: 'COMMAND', flexible: true },
+        { key: 'timeout', header: 'TIMEOUT', drop: 1 },
+        { key: 'setAt', header: 'SET', drop: 2 },
+      ],
+      rows: rows.map((r) => ({
+        peer: r.bound === 'unbound' ? `${r.peer} (no longer bound)` : r.peer,
+        policy: r.kind,
+        command: r.command ? showCommand(r.command) : '-',
+        timeout: r.timeoutMs === null ? '-' : `${r.timeoutMs / 1000} sec`,
+        setAt: r.setAt ? formatTime(r.setAt) : '-',
+      })),
+      data: rows,
+      empty: "No appliance is bound to this one, so there is no fencing policy. Bind one with 'setup network ssh-bind HOST'.",
+    };
+  },
+};
+
+const showFencingLog: CommandSpec = {
+  path: 'show network fencing log',
+  help: 'the fencing log: policies set and cleared, every fence command run with its output and outcome',
+  options: [{ name: '-n', help: 'the last N lines (default 50)', value: count('N', 1, 100_000) }],
+  async run(ctx, input) {
+    const lines = await ctx.services.fencing.log.all();
+    const n = (input.options.n as number | undefined) ?? 50;
+    const tail = lines.slice(-n);
+    return { kind: 'lines', lines: tail.length ? tail : ['The fencing log is empty.'], data: tail };
+  },
+};
+
 export const networkFamily: CommandFamily = {
   words,
-  commands: [showBindings, showNetwork, sshBind, localBind, sshUnbind, setupAuthorizedKeys],
+  commands: [showBindings, showNetwork, sshBind, localBind, sshUnbind, setupAuthorizedKeys, showFencing, showFencingLog, setFence, simpleFencing('ignore', 'carry on writing when a mirror loses PEER (qmirrorcheck -t ignore): a slave becomes master'), simpleFencing('manual', "when a mirror loses PEER, a slave's writes fail until it is switched to master or PEER is back (qmirrorcheck -t manual)"), clearFencing],
 };

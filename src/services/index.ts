@@ -12,6 +12,8 @@ import { ZvolImages } from './zvol-images.js';
 import { PeerService, peerOptionsFromEnv } from './peer/index.js';
 import { ConfigDamagedError } from './config-file.js';
 import { ConsolePasswords } from './console-passwords.js';
+import { FencingService } from './fencing.js';
+import { CdpService } from './cdp/index.js';
 
 export interface Services {
   home: Home;
@@ -29,6 +31,10 @@ export interface Services {
   zvolImages: ZvolImages;
   /** the SSH console's operator passwords and whether it takes them */
   consolePasswords: ConsolePasswords;
+  /** fencing policy per peer and the fence runner (auto-cdp's peer loss) */
+  fencing: FencingService;
+  /** auto-cdp: live mirrors of zvols (src/services/cdp) */
+  cdp: CdpService;
 }
 
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
@@ -51,7 +57,9 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
   const zvolImages = new ZvolImages(home, storage, zvols);
   const consolePasswords = new ConsolePasswords(home);
-  return { home, appliance, storage, autoSync, reverse, folders, peers, zvols, zvolImages, consolePasswords };
+    const fencing = new FencingService(home, peers.store);
+  const cdp = new CdpService(home, appliance, zvols, peers, appliance.defaultDriver);
+  return { home, appliance, storage, autoSync, reverse, folders, peers, zvols, zvolImages, consolePasswords, fencing, cdp };
 }
 
 /**

@@ -5,11 +5,17 @@
  * while the daemon runs is listed and opened at once (nothing is cached);
  * one destroyed is gone from the list (the daemon withdraws it).
  */
-import type { ExportSource } from './nbd/volume.js';
+import type { BlockVolume, ExportSource } from './nbd/volume.js';
 import type { Services } from './index.js';
 import { parseDataset } from './datasets.js';
 
-export function zvolExports(services: Pick<Services, 'zvols' | 'storage'>): ExportSource {
+/**
+ * `mirrored`: the export of a zvol in an auto-cdp mirror (cdp/daemon.ts), or
+ * null for a zvol in none; `open` opens the plain zvol.
+ */
+export type MirroredExport = (qualified: string, open: (readOnly: boolean) => Promise<BlockVolume>) => Promise<BlockVolume | null>;
+
+export function zvolExports(services: Pick<Services, 'zvols' | 'storage'>, mirrored?: MirroredExport): ExportSource {
   return {
     async list() {
       return (await services.zvols.list()).map((z) => ({ name: z.name, description: `zvol ${z.name}, ${z.size} bytes${z.properties.description ? `: ${z.properties.description}` : ''}` }));
@@ -24,7 +30,9 @@ export function zvolExports(services: Pick<Services, 'zvols' | 'storage'>): Expo
       if (name !== `${ref.driver}:${ref.name}`) return null; // export names are always qualified
       const driver = await services.storage.usable(ref.driver).catch(() => null);
       if (!driver?.openVolume || !driver.isZvol || !(await driver.getDataset(ref.name)) || !(await driver.isZvol(ref.name))) return null;
-      return driver.openVolume(ref.name, { readOnly: services.zvols.properties(name).readonly });
+      const readOnly = services.zvols.properties(name).readonly;
+      const open = (ro: boolean) => driver.openVolume!(ref.name, { readOnly: ro || readOnly });
+      return (readOnly ? null : await mirrored?.(name, open)) ?? open(false);
     },
   };
 }

@@ -114,8 +114,8 @@ const completes = test.macro({
 
 test(completes, 'sh', 'show ', ['show']);
 test(completes, 'se', 'setup ', ['setup']);
-test(completes, 'show au', 'auto-sync ', ['auto-sync']);
-test(completes, 'show a', null, ['appliance', 'auto-sync']);
+test(completes, 'show au', 'auto-', ['auto-cdp', 'auto-sync']);
+test(completes, 'show a', null, ['appliance', 'auto-cdp', 'auto-sync']);
 test(completes, 'show auto-sync :v', ':vol-folder-00', [':vol-folder-000', ':vol-folder-001']);
 test(completes, 'show auto-sync :t', ':tank-data-000 ', [':tank-data-000']);
 test(completes, 'setup auto-sync :tank-data-000 ', null, ['disable', 'enable', 'property', 'resolve-split-brain', 'resync', 'reverse-direction', 'run']);

@@ -91,7 +91,8 @@ export class PeerRefused extends Error {
 }
 
 /** PeerError codes (src/services/peer/transport.ts) that say the peer is there, only not willing or not bound */
-const NOT_DOWN = new Set(['not-bound', 'unbound', 'identity', 'host-key', 'auth', 'no-key', 'protocol']);
+/** PeerError codes (src/services/peer/transport.ts) that say the peer is there, only not willing or not bound */
+export const NOT_DOWN: ReadonlySet<string> = new Set(['not-bound', 'unbound', 'identity', 'host-key', 'auth', 'no-key', 'protocol']);
 
 /** the peer's copy of the service, or null when it cannot be reached (or has none); throws PeerRefused when it is not down */
 export async function peerConfig(deps: ContactDeps, config: AutoSyncConfig): Promise<{ reachable: boolean; config: AutoSyncConfig | null }> {

@@ -8,5 +8,5 @@
  */
 export { flip, type Role } from '../roles.js';
 export { fromPeerView, holdsSource, localEndpoint, peerHostOf, rehost, remoteEndpoint, shortDirection, toPeerView } from './endpoints.js';
-export { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, keepAndRollBack, mountIfNot, PeerRefused, peerConfig, rd, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './contact.js';
+export { asMasterStore, NOT_DOWN, checkOnContact, contactBeforeRun, contactTimeoutMs, keepAndRollBack, mountIfNot, PeerRefused, peerConfig, rd, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './contact.js';
 export { inSplitBrain } from './maintenance.js';

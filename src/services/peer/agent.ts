@@ -27,6 +27,7 @@ import {
   type DriverMethod, type ErrorCode, type Hello, type HelloReply, type Outcome, type ReceiveHeader, type SendHeader, type WireError,
 } from './protocol.js';
 import type { PeerService } from './index.js';
+import { cdpAgentCall, pipeMirror } from '../cdp/agent.js';
 
 /** a refusal or failure with the wire code the caller's PeerError is made from */
 export class AgentError extends Error {
@@ -136,6 +137,11 @@ export class Agent {
         return this.putState(serviceOf(p), p.state as RunState);
       case 'history.append':
         return this.appendHistory(p.entry as HistoryEntry);
+      case 'cdp.attach':
+      case 'cdp.detach':
+      case 'cdp.update':
+      case 'cdp.get':
+        return cdpAgentCall(this.services, this.me, this.caller!, method, p);
       case 'trail.refused':
         throw new AgentError('bad-request', `The appliance ${this.caller} is bound: there is no refusal to record.`);
       default:
@@ -309,6 +315,24 @@ export class Agent {
 
   // ---- data channels ---------------------------------------------------------
 
+  /** auto-cdp: the binding checked, the stream goes to this appliance's daemon (its mirror receiver) */
+  async mirror(io: AgentStreams): Promise<number> {
+    const report = (outcome: Outcome) => io.output.write(`${JSON.stringify(outcome)}\n`);
+    let header: Hello;
+    try {
+      header = JSON.parse(await readHeaderLine(io.input)) as Hello;
+    } catch (error) {
+      report({ ok: false, error: { code: 'bad-request', message: `No valid header: ${(error as Error).message}` } });
+      return 2;
+    }
+    const refusal = this.check(header, false);
+    if (refusal) {
+      report({ ok: false, error: wire(refusal) });
+      return 2;
+    }
+    return pipeMirror(this.services.home, header.from, io.input, io.output, (message) => report({ ok: false, error: { code: 'failed', message } }), () => report({ ok: true, result: null }));
+  }
+
   /** one data channel: a header line, then a send stream out or a receive stream in, then the outcome */
   async data(sub: 'send' | 'receive', io: AgentStreams): Promise<number> {
     // send: the bytes are on the output, so the outcome goes to the report stream; receive: the outcome is the output's only line.
@@ -398,7 +422,7 @@ function serviceOf(p: Record<string, unknown>): string {
 }
 
 /** The first line of a stream; what follows it stays in the stream. */
-function readHeaderLine(input: Readable, max = 1 << 20): Promise<string> {
+export function readHeaderLine(input: Readable, max = 1 << 20): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const done = () => {

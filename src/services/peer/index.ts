@@ -21,7 +21,7 @@ import { AgentLink, RemoteDriver, RemotePeerSide, type LinkLease } from './clien
 import { ensureKeyPair, readKeyPair, type AgentCommand } from './keys.js';
 import { PROTOCOL_VERSION, type HelloReply } from './protocol.js';
 import { PeerStore, type InboundPeer, type OutboundPeer } from './store.js';
-import { LocalTransport, PeerError, SshTransport, type HostKeySeen, type SshTarget, type Transport } from './transport.js';
+import { LocalTransport, PeerError, SshTransport, type Channel, type HostKeySeen, type SshTarget, type Transport } from './transport.js';
 import { removeAuthorizedKey } from './keys.js';
 
 export { PeerError } from './transport.js';
@@ -148,6 +148,34 @@ export class PeerService implements PeerResolver {
   /** the trail/config/role side of a peer, for callers beyond a run (reverse-direction) */
   peerSide(host: string): RemotePeerSide {
     return new RemotePeerSide(this.lease(this.require(host)));
+  }
+
+  /** one control request to a bound peer's agent (auto-cdp's `cdp.*` methods) */
+  async call<T = unknown>(host: string, method: string, params?: unknown): Promise<T> {
+    const lease = this.lease(this.require(host));
+    const link = await lease.acquire();
+    try {
+      return await link.call<T>(method, params);
+    } finally {
+      lease.release(link);
+    }
+  }
+
+  /**
+   * a data channel to a bound peer's agent with its header sent (auto-cdp's
+   * `mirror` stream); the connection stays open until the channel ends
+   */
+  async channel(host: string, sub: 'mirror'): Promise<Channel> {
+    const lease = this.lease(this.require(host));
+    const link = await lease.acquire();
+    try {
+      const channel = await link.data(sub, this.hello() as never);
+      void channel.done.finally(() => lease.release(link));
+      return channel;
+    } catch (error) {
+      lease.release(link);
+      throw error;
+    }
   }
 
   private require(host: string): OutboundPeer {

@@ -26,7 +26,7 @@ export class PeerError extends Error {
   }
 }
 
-export type SubCommand = 'control' | 'send' | 'receive';
+export type SubCommand = 'control' | 'send' | 'receive' | 'mirror';
 
 export interface ExitStatus {
   code: number | null;

@@ -158,6 +158,42 @@ export class LiveDirtyMap {
     return next;
   }
 
+  /**
+   * Mark chunks clean again (a mirror target holds them durably, cdp/). The
+   * bits go to disk in the same ordered rounds as marks, so a clean written
+   * late never undoes a later mark; a bit still set after a crash only costs
+   * a resend.
+   */
+  clean(chunks: Iterable<number>): Promise<void> {
+    let any = false;
+    for (const c of chunks) {
+      if (!this.isDirty(c)) continue;
+      this.bits[c >> 3] &= ~(1 << (c & 7));
+      this.pending.add(c);
+      any = true;
+    }
+    return any ? this.sync() : Promise.resolve();
+  }
+
+  /** a copy of the bits as they are in memory now (one per chunk) */
+  copyBits(): Buffer {
+    return Buffer.from(this.bits);
+  }
+
+  /** how many chunks are dirty */
+  dirtyCount(): number {
+    let n = 0;
+    for (let i = 0; i < this.bits.length; i++) {
+      // bits past the last chunk (a fresh all-dirty map sets them) do not count
+      let b = i === this.bits.length - 1 && this.chunks % 8 ? this.bits[i] & ((1 << (this.chunks % 8)) - 1) : this.bits[i];
+      while (b) {
+        b &= b - 1;
+        n++;
+      }
+    }
+    return n;
+  }
+
   dirtyChunks(): number[] {
     return setBits(this.bits, this.chunks);
   }

@@ -1,0 +1,86 @@
+/**
+ * auto-cdp through the NBD export, side by side in one run (issue 12's goals):
+ *   - 4 KiB random writes at queue depth 1 (fio --ioengine=nbd): latency p50 / p99
+ *   - sequential 1 MiB writes at queue depth 4: throughput
+ * on an unmirrored zvol, then the same zvol mirrored async, then sync, to a
+ * second appliance on this machine (local-bind, both daemons, loopback).
+ * Goals: async p50 within 10% of unmirrored; sync throughput >= 0.5 of unmirrored.
+ *
+ *   npm run bench:cdp            (BENCH_FIO_S=seconds per fio run, default 8)
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { BIN, syncsh } from './common.js';
+import { daemonLines } from '../test/helpers/daemon.js';
+
+const seconds = Number(process.env.BENCH_FIO_S) || 8;
+const SIZE_MIB = 512;
+
+const work = await mkdtemp(path.join(os.tmpdir(), 'syncsh-bench-cdp-'));
+const env = (id: string) => ({ ...process.env, SYNCSH_HOME: path.join(work, id), SYNCSH_APPLIANCE_ID: id, SYNCSH_DRIVERS: 'fs' });
+const alpha = env('alpha');
+const beta = env('beta');
+const daemons: ResultPromise[] = [];
+
+function start(e: NodeJS.ProcessEnv) {
+  const child = execa('node', [BIN, 'daemon'], { env: e, reject: false });
+  daemons.push(child);
+  return Object.assign(daemonLines(child), { child });
+}
+
+interface Figures { p50: number; p99: number; mibs: number }
+
+async function fio(uri: string): Promise<Figures> {
+  const run = async (args: string[]) => {
+    const r = await execa('fio', ['--name=cdp', '--ioengine=nbd', `--uri=${uri}`, `--size=${SIZE_MIB}M`, '--time_based', `--runtime=${seconds}`, '--output-format=json', ...args], { cwd: work });
+    return JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0].write;
+  };
+  const rand = await run(['--rw=randwrite', '--bs=4k', '--iodepth=1']);
+  const seq = await run(['--rw=write', '--bs=1M', '--iodepth=4']);
+  const pct = rand.clat_ns.percentile as Record<string, number>;
+  return { p50: pct['50.000000'] / 1000, p99: pct['99.000000'] / 1000, mibs: seq.bw / 1024 };
+}
+
+try {
+  for (const e of [alpha, beta]) await syncsh(e, 'create folder fs:tank');
+  await syncsh(alpha, `setup network local-bind ${beta.SYNCSH_HOME}`);
+  await syncsh(alpha, `create zvol fs:tank/vm1 --size ${SIZE_MIB}M`);
+  const uri = `nbd+unix:///fs:tank/vm1?socket=${alpha.SYNCSH_HOME}/run/nbd.sock`;
+  let la = start(alpha);
+  await la.wait(/NBD/);
+  console.log(`unmirrored: fio ${seconds} s × 2 …`);
+  const plain = await fio(uri);
+  la.child.kill('SIGTERM');
+  await la.child;
+  await syncsh(alpha, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode async -y');
+  const lb = start(beta);
+  await lb.wait(/NBD/);
+  la = start(alpha);
+  await la.wait(/beta is level/, 0, 600_000);
+  console.log(`async: fio ${seconds} s × 2 …`);
+  const asyncF = await fio(uri);
+  const from = la.lines.length;
+  await syncsh(alpha, 'setup auto-cdp :tank-vm1-000 mode sync');
+  await la.wait(/mode is now sync/, from);
+  await la.wait(/beta is level/, from, 600_000).catch(() => undefined);
+  console.log(`sync: fio ${seconds} s × 2 …`);
+  const syncF = await fio(uri);
+  const rows: [string, (f: Figures) => number, string][] = [
+    ['4K randwrite qd1 p50 (µs)', (f) => f.p50, ''],
+    ['4K randwrite qd1 p99 (µs)', (f) => f.p99, ''],
+    ['seq write 1M qd4 (MiB/s)', (f) => f.mibs, ''],
+  ];
+  console.log(`\nauto-cdp over loopback (local-bind), ${SIZE_MIB} MiB fs zvol, fio ${seconds} s per figure`);
+  console.log(`${'measure'.padEnd(28)}${'unmirrored'.padStart(12)}${'async'.padStart(10)}${'sync'.padStart(10)}${'async/un'.padStart(10)}${'sync/un'.padStart(10)}`);
+  for (const [name, get] of rows) {
+    const u = get(plain);
+    console.log(`${name.padEnd(28)}${u.toFixed(0).padStart(12)}${get(asyncF).toFixed(0).padStart(10)}${get(syncF).toFixed(0).padStart(10)}${(get(asyncF) / u).toFixed(2).padStart(10)}${(get(syncF) / u).toFixed(2).padStart(10)}`);
+  }
+  console.log('goals: async p50 within 10% of unmirrored (async/un <= 1.10); sync throughput >= 0.5 of unmirrored');
+} finally {
+  for (const d of daemons) d.kill('SIGTERM');
+  await Promise.allSettled(daemons);
+  await rm(work, { recursive: true, force: true });
+}

@@ -1,0 +1,108 @@
+/**
+ * The agent's side of auto-cdp's control methods (`cdp.*`, peer protocol):
+ * the master asks this appliance to take a target's part. Everything is
+ * checked before anything is written: a refusal changes nothing here.
+ */
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import type { Home } from '../home.js';
+import { validServiceName } from '../peer/protocol.js';
+import type { Services } from '../index.js';
+import { mirrorOfZvol, type MirrorConfig } from './model.js';
+import type { AttachRequest } from './index.js';
+
+export const CDP_METHODS = ['cdp.attach', 'cdp.detach', 'cdp.update', 'cdp.get'] as const;
+
+function checkConfig(config: unknown, caller: string): MirrorConfig {
+  const c = config as MirrorConfig;
+  if (!c || typeof c !== 'object' || !validServiceName(c.name) || typeof c.zvol !== 'string' || !Number.isSafeInteger(c.size) || c.size <= 0) {
+    throw new Error('An auto-cdp configuration with a valid name, zvol and size is needed.');
+  }
+  if (c.role !== 'slave' || c.master?.host !== caller) throw new Error(`auto-cdp:${c.name} sent by ${caller} must make this appliance its slave, with ${caller} as master.`);
+  return c;
+}
+
+export async function cdpAgentCall(services: Services, me: string, caller: string, method: string, p: Record<string, unknown>): Promise<unknown> {
+  const store = services.cdp.store;
+  switch (method) {
+    case 'cdp.attach': {
+      const req = p as unknown as AttachRequest;
+      const config = checkConfig(req.config, caller);
+      const mine = store.get(config.name);
+      if (mine && mine.createdAt !== config.createdAt) throw new Error(`${me} already has an auto-cdp service named ${config.name} (${mine.role} of ${mine.zvol}).`);
+      const other = mirrorOfZvol(store.list(), config.zvol);
+      if (other && other.name !== config.name) throw new Error(`The zvol ${config.zvol} is already in auto-cdp:${other.name} (${other.role}); a zvol is in one mirror at most.`);
+      let created = false;
+      const existing = await services.zvols.one(config.zvol).catch((error: Error) => {
+        if (/does not exist/.test(error.message)) return null;
+        throw error;
+      });
+      if (existing) {
+        if (existing.size !== config.size) throw new Error(`The zvol ${config.zvol} is ${existing.size} bytes, the mirrored zvol ${config.master!.zvol} ${config.size}: a target must have the same size.`);
+        if (existing.used > 0 && !req.noFullSync && !mine) {
+          throw new Error(`The zvol ${config.zvol} holds data (${existing.used} bytes used): a full sync would overwrite it. Give --no-full-sync to keep it as the base (only differing chunks are sent), or choose another --to-zvol.`);
+        }
+        const busy = services.folders.usedBy(existing.name);
+        if (busy) throw new Error(`The zvol ${config.zvol} is used by auto-sync:${busy}: a mirror target has one writer, the mirror.`);
+      } else {
+        await services.zvols.create(config.zvol, { size: config.size, blockSize: Number(req.blockSize) || undefined });
+        created = true;
+      }
+      await store.put(config);
+      return { created };
+    }
+    case 'cdp.update': {
+      const config = checkConfig(p.config, caller);
+      const mine = store.get(config.name);
+      if (!mine || mine.createdAt !== config.createdAt) throw new Error(`${me} has no copy of ${caller}'s auto-cdp:${config.name}.`);
+      if (config.epoch < mine.epoch) throw new Error(`${me} holds auto-cdp:${config.name} at epoch ${mine.epoch}, newer than ${config.epoch}: the configuration was not replaced.`);
+      await store.put({ ...config, zvol: mine.zvol });
+      return null;
+    }
+    case 'cdp.detach': {
+      if (!validServiceName(p.name)) throw new Error(`"${String(p.name)}" is not a service name.`);
+      const mine = store.get(p.name);
+      if (!mine || mine.createdAt !== p.createdAt || mine.master?.host !== caller) return { removed: false };
+      return { removed: await store.remove(p.name) };
+    }
+    case 'cdp.get': {
+      if (!validServiceName(p.name)) throw new Error(`"${String(p.name)}" is not a service name.`);
+      return store.get(p.name) ?? null;
+    }
+    default:
+      throw new Error(`Unknown request "${method}".`);
+  }
+}
+
+/** where this appliance's daemon takes mirror streams */
+export function cdpSocket(home: Home): string {
+  return path.join(home.root, 'run', 'cdp.sock');
+}
+
+/**
+ * The agent's `mirror` sub-command, once the binding is checked: connect to
+ * this appliance's daemon (the one writer of its zvols), tell it who the
+ * caller is, and pipe both ways until either side ends.
+ */
+export async function pipeMirror(home: Home, caller: string, input: Readable, output: Writable, refuse: (message: string) => void, accepted: () => void): Promise<number> {
+  const socket = net.connect(cdpSocket(home));
+  try {
+    await once(socket, 'connect');
+  } catch (error) {
+    refuse(`The daemon of this appliance is not running (no mirror receiver at ${cdpSocket(home)}: ${(error as Error).message}); start 'syncsh daemon' there.`);
+    return 1;
+  }
+  accepted();
+  socket.write(`${JSON.stringify({ from: caller })}\n`);
+  input.pipe(socket);
+  socket.pipe(output);
+  await new Promise<void>((resolve) => {
+    socket.once('close', () => resolve());
+    input.once('end', () => socket.end());
+    input.once('close', () => socket.end());
+    socket.once('error', () => resolve());
+  });
+  return 0;
+}

@@ -1,0 +1,491 @@
+/**
+ * The mirror engine of one master mirror (README.md here): it holds the
+ * local zvol open, a persistent dirty map per target, and a link to each
+ * target's receiver.
+ *
+ * A write: its chunks are made durably dirty in every target's map, then it
+ * is applied locally, then (inside the chunk lock, so streams see writes in
+ * the order they took effect) it gets the next seq and is sent to every
+ * target whose link is up. sync: resolved once every such target
+ * acknowledged it durably; async: at once. A target's bit is cleared only
+ * when it acknowledged the chunk's latest content.
+ *
+ * A target whose link comes up gets a resync set, a copy of its dirty map:
+ * those chunks are sent whole (zero runs as one ZERO frame; with compare,
+ * only chunks whose sha256 differs there), while new writes are sent live.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { BlockVolume, Extent } from '../nbd/volume.js';
+import { LiveDirtyMap } from '../storage/fs/dirty-map.js';
+import { FrameType, type Frame, type MirrorHello } from './frames.js';
+import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
+import { RangeLocks } from './range-locks.js';
+import { ResyncSet } from './resync-set.js';
+import { TargetLink, type MirrorStream } from './target-link.js';
+import type { TargetStatus } from './status.js';
+
+export const CHUNK = 64 * 1024;
+/** a target's dirty maps say dirty relative to this base (dirty-map.ts header): anything else is no map */
+const MAP_BASE = 'auto-cdp-target';
+/** async: a target with more than this unacknowledged is sent dirty chunks later instead of every write */
+const ASYNC_WINDOW = 64 * 1024 * 1024;
+/** resync: bytes in flight per target */
+const RESYNC_WINDOW = 16 * 1024 * 1024;
+/** one ZERO frame covers at most this many chunks (1 GiB) */
+const ZERO_RUN = 16384;
+/** chunks per hash comparison request */
+const HASH_BATCH = 256;
+
+export interface EngineDeps {
+  /** this appliance's id (the HELLO's from) */
+  me: string;
+  /** where the targets' dirty maps live */
+  mapDir: string;
+  /** the mirror as configured now (the engine follows mode and pause changes) */
+  config(): MirrorConfig;
+  /** a stream to a target's receiver (through its agent) */
+  dial(host: string): Promise<MirrorStream>;
+  /** the target finished its resync: its copy is known from now on */
+  resynced?(host: string): void;
+  log(line: string): void;
+  /** how long after a lost link it is tried again */
+  retryMs?: number;
+  /**
+   * a write found this target neither live nor paused: resolve to let it
+   * through (its dirty map keeps it), throw (EIO) to fail it with nothing
+   * changed (the fencing rules, peer-guard.ts); absent: always through
+   */
+  away?(host: string): Promise<void>;
+}
+
+interface Target {
+  host: string;
+  map: LiveDirtyMap;
+  link: TargetLink | null;
+  connecting: boolean;
+  resync: ResyncSet | null;
+  /** chunk -> seq of the frame that carries its latest content to this target */
+  clearable: Map<number, number>;
+  /** runs of chunks sent as one ZERO frame, cleared when acknowledged */
+  runs: { first: number; last: number; seq: number }[];
+  lastError: string | null;
+  retryAt: number;
+  pumping: boolean;
+  /** since when it has had something outstanding (lag in seconds), null when level */
+  behindSince: number | null;
+}
+
+export class MirrorEngine {
+  private seq = 0;
+  /** chunk -> seq of its latest local write */
+  private readonly lastWrite = new Map<number, number>();
+  private readonly locks = new RangeLocks();
+  private readonly targets = new Map<string, Target>();
+  private readonly chunks: number;
+  private closed = false;
+  private lastMode: MirrorMode | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  private constructor(private readonly deps: EngineDeps, readonly volume: BlockVolume) {
+    this.chunks = Math.ceil(volume.size / CHUNK);
+  }
+
+  static async start(deps: EngineDeps, volume: BlockVolume): Promise<MirrorEngine> {
+    const e = new MirrorEngine(deps, volume);
+    await e.syncTargets();
+    e.timer = setInterval(() => void e.tick(), Math.min(1000, deps.retryMs ?? 1000));
+    e.timer.unref();
+    void e.tick();
+    return e;
+  }
+
+  get name(): string {
+    return this.deps.config().name;
+  }
+
+  private get mode(): MirrorMode {
+    return this.deps.config().mode;
+  }
+
+  private targetConfig(host: string): MirrorTarget | undefined {
+    return this.deps.config().targets.find((t) => t.host === host);
+  }
+
+  private mapFile(host: string): string {
+    return path.join(this.deps.mapDir, `${host}.dmap`);
+  }
+
+  /** open maps of targets added, close those of targets gone */
+  private async syncTargets(): Promise<void> {
+    mkdirSync(this.deps.mapDir, { recursive: true });
+    const wanted = this.deps.config().targets;
+    for (const t of wanted) {
+      if (this.targets.has(t.host)) continue;
+      // a map missing or of another base is no map: every chunk dirty (the whole copy is sent, or compared)
+      const map = await LiveDirtyMap.open(this.mapFile(t.host), CHUNK, this.chunks, MAP_BASE);
+      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null });
+    }
+    for (const [host, t] of this.targets) {
+      if (wanted.some((w) => w.host === host)) continue;
+      // detached: its map goes with it (extended again later, it starts from a full or compared sync)
+      this.targets.delete(host);
+      t.link?.close();
+      await t.map.close();
+      rmSync(this.mapFile(host), { force: true });
+      this.deps.log(`auto-cdp:${this.name}: ${host} detached`);
+    }
+  }
+
+  private live(t: Target): t is Target & { link: TargetLink } {
+    return Boolean(t.link && !t.link.isDown && !this.targetConfig(t.host)?.paused);
+  }
+
+  /** the config changed, or time to retry lost links */
+  async tick(): Promise<void> {
+    if (this.closed) return;
+    if (this.lastMode !== this.mode) {
+      if (this.lastMode) this.deps.log(`auto-cdp:${this.name}: mode is now ${this.mode}`);
+      this.lastMode = this.mode;
+    }
+    await this.syncTargets();
+    for (const t of this.targets.values()) {
+      const cfg = this.targetConfig(t.host);
+      if (!cfg) continue;
+      if (cfg.paused) {
+        if (t.link) {
+          this.deps.log(`auto-cdp:${this.name}: paused to ${t.host}; its dirty map keeps what it misses`);
+          this.drop(t, null);
+        }
+        continue;
+      }
+      if (!t.link && !t.connecting && Date.now() >= t.retryAt) void this.connect(t);
+    }
+  }
+
+  private hello(t: Target): MirrorHello {
+    const c = this.deps.config();
+    return { name: c.name, createdAt: c.createdAt, epoch: c.epoch, role: 'master', from: this.deps.me, zvol: this.targetConfig(t.host)!.zvol, size: c.size };
+  }
+
+  private async connect(t: Target): Promise<void> {
+    t.connecting = true;
+    try {
+      const stream = await this.deps.dial(t.host);
+      const link = await TargetLink.open(stream, this.hello(t));
+      if (this.closed || !this.targets.has(t.host) || this.targetConfig(t.host)?.paused) {
+        link.close();
+        return;
+      }
+      // From this turn on, every write is sent live; every one before is in the map.
+      t.link = link;
+      t.resync = new ResyncSet(this.chunks, t.map.copyBits());
+      t.clearable.clear();
+      t.runs = [];
+      t.lastError = null;
+      if (t.resync.size) t.behindSince ??= Date.now();
+      link.onAck((seq) => this.acked(t, seq));
+      link.onDown((e) => this.drop(t, e));
+      this.deps.log(`auto-cdp:${this.name}: connected to ${t.host}; ${t.resync.size} dirty chunk(s) to send`);
+      void this.pump(t);
+    } catch (error) {
+      t.lastError = (error as Error).message;
+      t.retryAt = Date.now() + (this.deps.retryMs ?? 1000);
+    } finally {
+      t.connecting = false;
+    }
+  }
+
+  /** the link is gone (or paused): the map keeps everything not acknowledged */
+  private drop(t: Target, error: Error | null): void {
+    const link = t.link;
+    t.link = null;
+    t.resync = null;
+    t.clearable.clear();
+    t.runs = [];
+    if (error) {
+      t.lastError = error.message;
+      t.retryAt = Date.now() + (this.deps.retryMs ?? 1000);
+      if (link) this.deps.log(`auto-cdp:${this.name}: lost ${t.host} (${error.message}); logging changes in its dirty map`);
+    }
+    link?.close();
+  }
+
+  private acked(t: Target, seq: number): void {
+    const clean: number[] = [];
+    for (const [c, s] of t.clearable) {
+      if (s > seq) continue;
+      t.clearable.delete(c);
+      if ((this.lastWrite.get(c) ?? 0) <= s) clean.push(c);
+    }
+    for (let i = 0; i < t.runs.length; ) {
+      const r = t.runs[i];
+      if (r.seq > seq) {
+        i++;
+        continue;
+      }
+      for (let c = r.first; c <= r.last; c++) if ((this.lastWrite.get(c) ?? 0) <= r.seq && !t.clearable.has(c)) clean.push(c);
+      t.runs.splice(i, 1);
+    }
+    if (clean.length) t.map.clean(clean).catch((e: Error) => this.deps.log(`auto-cdp:${this.name}: could not update the dirty map of ${t.host}: ${e.message}`));
+    if (t.link && t.link.unackedBytes === 0 && !t.resync?.size) t.behindSince = null;
+  }
+
+  // ---- writes ----------------------------------------------------------------
+
+  /** apply a write or zeroes locally and on every live target (see the file's comment) */
+  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number): Promise<void> {
+    const first = Math.floor(offset / CHUNK);
+    const last = Math.floor((offset + length - 1) / CHUNK);
+    const release = await this.locks.lock(first, last);
+    const waits: Promise<void>[] = [];
+    try {
+      const all = [...this.targets.values()];
+      const away = this.deps.away;
+      if (away) for (const t of all) if (!this.live(t) && !this.targetConfig(t.host)?.paused) await away(t.host);
+      await Promise.all(all.map((t) => t.map.mark(first, last)));
+      await local();
+      const seq = ++this.seq;
+      for (let c = first; c <= last; c++) this.lastWrite.set(c, seq);
+      const whole = (c: number) => offset <= c * CHUNK && offset + length >= Math.min((c + 1) * CHUNK, this.volume.size);
+      const sync = this.mode === 'sync';
+      for (const t of all) {
+        t.behindSince ??= Date.now();
+        const behind = !sync && t.link !== null && t.link.unackedBytes > ASYNC_WINDOW;
+        if (this.live(t) && !behind) {
+          for (let c = first; c <= last; c++) {
+            if (t.resync?.has(c) && !whole(c)) t.clearable.delete(c);
+            else {
+              t.resync?.delete(c);
+              t.clearable.set(c, seq);
+            }
+          }
+          const p = t.link.send(frameOf(seq), bytes);
+          if (sync) waits.push(p.catch(() => undefined)); // a target lost meanwhile is logging: the map has the write
+          else p.catch(() => undefined);
+        } else {
+          for (let c = first; c <= last; c++) {
+            t.clearable.delete(c);
+            t.resync?.add(c);
+          }
+          if (behind && !t.pumping) void this.pump(t);
+        }
+      }
+    } finally {
+      release();
+    }
+    await Promise.all(waits);
+  }
+
+  // ---- resync ----------------------------------------------------------------
+
+  private async pump(t: Target): Promise<void> {
+    if (t.pumping) return;
+    t.pumping = true;
+    const link = t.link;
+    try {
+      let cursor = 0;
+      const compare = () => this.targetConfig(t.host)?.fullSync === 'compare';
+      while (!this.closed && t.link === link && link && !link.isDown && t.resync && t.resync.size > 0) {
+        const c = t.resync.next(cursor);
+        if (c < 0) break;
+        while (link.unackedBytes > RESYNC_WINDOW && !link.isDown) await this.ackProgress(link);
+        if (link.isDown) break;
+        if (compare()) cursor = await this.compareBatch(t, link, c);
+        else cursor = await this.sendChunks(t, link, c);
+        await link.drained();
+      }
+      if (t.link === link && link && !link.isDown && t.resync?.size === 0) {
+        await this.ackProgress(link, true);
+        if (t.link === link && !link.isDown) {
+          this.deps.log(`auto-cdp:${this.name}: ${t.host} is level (mirroring)`);
+          if (this.targetConfig(t.host)?.fullSync !== 'none') this.deps.resynced?.(t.host);
+        }
+      }
+    } catch (error) {
+      this.deps.log(`auto-cdp:${this.name}: resync to ${t.host} stopped: ${(error as Error).message}`);
+      if (t.link === link) this.drop(t, error as Error);
+    } finally {
+      t.pumping = false;
+    }
+  }
+
+  /** wait until some frame is acknowledged (or all, with `all`) */
+  private async ackProgress(link: TargetLink, all = false): Promise<void> {
+    do {
+      if (link.isDown || link.unackedBytes === 0) return;
+      await link.nextAck();
+    } while (all);
+  }
+
+  private async zeroRun(c: number): Promise<number> {
+    if (!this.volume.extents) return 0;
+    const n = Math.min(ZERO_RUN, this.chunks - c);
+    const ext: Extent[] = await this.volume.extents(c * CHUNK, Math.min(n * CHUNK, this.volume.size - c * CHUNK));
+    let zeroBytes = 0;
+    for (const e of ext) {
+      if (!(e.zero || e.hole)) break;
+      zeroBytes += e.length;
+    }
+    return Math.min(n, Math.floor(zeroBytes / CHUNK) || (zeroBytes >= this.volume.size - c * CHUNK ? 1 : 0));
+  }
+
+  /** send chunk c (or the zero run it starts) whole; returns where to go on */
+  private async sendChunks(t: Target, link: TargetLink, c: number): Promise<number> {
+    const run = await this.zeroRun(c);
+    if (run > 1 || run === 1) {
+      const release = await this.locks.lock(c, c + run - 1);
+      try {
+        const again = await this.zeroRun(c); // under the lock: nothing wrote meanwhile
+        if (again >= run) {
+          const seq = ++this.seq;
+          for (let k = c; k < c + run; k++) t.resync?.delete(k);
+          t.runs.push({ first: c, last: c + run - 1, seq });
+          const length = Math.min(run * CHUNK, this.volume.size - c * CHUNK);
+          link.send({ type: FrameType.ZERO, seq, offset: c * CHUNK, length }, 64).catch(() => undefined);
+          return c + run;
+        }
+      } finally {
+        release();
+      }
+    }
+    const release = await this.locks.lock(c, c);
+    try {
+      if (!t.resync?.delete(c)) return c + 1; // a whole-chunk write took it meanwhile
+      const length = Math.min(CHUNK, this.volume.size - c * CHUNK);
+      const data = await this.volume.read(c * CHUNK, length);
+      const seq = ++this.seq;
+      t.clearable.set(c, seq);
+      link.send({ type: FrameType.WRITE, seq, offset: c * CHUNK, data }, length).catch(() => undefined);
+    } finally {
+      release();
+    }
+    return c + 1;
+  }
+
+  /** --no-full-sync: compare the target's sha256 of a batch of chunks with ours; send only those that differ */
+  private async compareBatch(t: Target, link: TargetLink, c: number): Promise<number> {
+    const count = Math.min(HASH_BATCH, this.chunks - c);
+    const seq = ++this.seq;
+    const theirs = await link.hashes(seq, c * CHUNK, count);
+    for (let k = 0; k < count; k++) {
+      const chunk = c + k;
+      if (!t.resync?.has(chunk)) continue;
+      const release = await this.locks.lock(chunk, chunk);
+      try {
+        const length = Math.min(CHUNK, this.volume.size - chunk * CHUNK);
+        const data = await this.volume.read(chunk * CHUNK, length);
+        if ((this.lastWrite.get(chunk) ?? 0) < seq && createHash('sha256').update(data).digest().equals(theirs[k])) {
+          // the same there, as of every frame before the request: nothing to send
+          t.resync.delete(chunk);
+          t.runs.push({ first: chunk, last: chunk, seq });
+          continue;
+        }
+        if (!t.resync.delete(chunk)) continue;
+        const wseq = ++this.seq;
+        t.clearable.set(chunk, wseq);
+        link.send({ type: FrameType.WRITE, seq: wseq, offset: chunk * CHUNK, data }, length).catch(() => undefined);
+      } finally {
+        release();
+      }
+    }
+    // the equal chunks are cleared with the next acknowledgement at or after the request
+    return c + count;
+  }
+
+  // ---- verify ----------------------------------------------------------------
+
+  /**
+   * DRBD's online verify: compare the sha256 of every chunk here with the
+   * target's while clients write. Out of sync: a chunk that differs though
+   * its dirty bit is clear and nothing wrote it since the target hashed it.
+   * With repair, those chunks are marked dirty and sent again.
+   */
+  async verify(host: string | undefined, repair: boolean, onProgress?: (host: string, done: number, of: number) => void): Promise<{ host: string; checked: number; outOfSync: number[]; repaired: boolean }[]> {
+    const chosen = [...this.targets.values()].filter((t) => host === undefined || t.host === host);
+    if (host !== undefined && !chosen.length) throw new Error(`auto-cdp:${this.name} has no target on "${host}".`);
+    const out = [];
+    for (const t of chosen) {
+      const link = t.link;
+      if (!link || link.isDown || !this.live(t)) throw new Error(`${t.host} is not connected (${this.targetConfig(t.host)?.paused ? 'paused' : t.lastError ?? 'logging'}): verify needs the target's copy.`);
+      const outOfSync: number[] = [];
+      for (let c = 0; c < this.chunks; c += HASH_BATCH) {
+        const count = Math.min(HASH_BATCH, this.chunks - c);
+        const seq = ++this.seq;
+        const theirs = await link.hashes(seq, c * CHUNK, count);
+        for (let k = 0; k < count; k++) {
+          const chunk = c + k;
+          const release = await this.locks.lock(chunk, chunk);
+          try {
+            if (t.map.isDirty(chunk) || (this.lastWrite.get(chunk) ?? 0) > seq) continue; // known to be on its way, or written since
+            const data = await this.volume.read(chunk * CHUNK, Math.min(CHUNK, this.volume.size - chunk * CHUNK));
+            if (createHash('sha256').update(data).digest().equals(theirs[k])) continue;
+            outOfSync.push(chunk);
+            if (repair) {
+              await t.map.mark(chunk, chunk);
+              t.resync?.add(chunk);
+              t.clearable.delete(chunk);
+            }
+          } finally {
+            release();
+          }
+        }
+        onProgress?.(t.host, c + count, this.chunks);
+      }
+      if (repair && outOfSync.length) {
+        t.behindSince ??= Date.now();
+        void this.pump(t);
+      }
+      this.deps.log(`auto-cdp:${this.name}: verify of ${t.host}: ${outOfSync.length} chunk(s) out of sync of ${this.chunks}${repair && outOfSync.length ? ', resyncing them' : ''}`);
+      out.push({ host: t.host, checked: this.chunks, outOfSync, repaired: repair && outOfSync.length > 0 });
+    }
+    return out;
+  }
+
+  // ---- status ----------------------------------------------------------------
+
+  /** the link to a target is up (the peer guard's heartbeat) */
+  linkUp(host: string): boolean {
+    const t = this.targets.get(host);
+    return Boolean(t?.link && !t.link.isDown);
+  }
+
+  /** why the link to a target is down, when known */
+  linkError(host: string): string | null {
+    return this.targets.get(host)?.lastError ?? null;
+  }
+
+  status(now = Date.now()): TargetStatus[] {
+    return [...this.targets.values()].map((t) => {
+      const cfg = this.targetConfig(t.host);
+      const resyncing = t.resync && t.resync.size > 0;
+      const state = cfg?.paused ? 'paused' : !t.link ? 'logging' : resyncing ? 'syncing' : 'mirroring';
+      const unacked = t.link?.unackedBytes ?? 0;
+      const pending = (t.resync?.size ?? 0) * CHUNK;
+      const lagBytes = t.link ? unacked + pending : t.map.dirtyCount() * CHUNK;
+      const outstanding = lagBytes > 0 && t.behindSince !== null;
+      return {
+        host: t.host,
+        dirtyChunks: t.map.dirtyCount(),
+        syncedPercent: resyncing ? t.resync!.percentDone() : null,
+        lagBytes,
+        lagSeconds: outstanding ? (now - t.behindSince!) / 1000 : 0,
+        state,
+        reason: state === 'logging' ? t.lastError : null,
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const t of this.targets.values()) {
+      t.link?.close();
+      await t.map.close();
+    }
+    this.targets.clear();
+    await this.volume.close();
+  }
+}

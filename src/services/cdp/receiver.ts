@@ -1,0 +1,111 @@
+/**
+ * A target's side of a mirror, run by the daemon that owns the target zvol
+ * (one writer per zvol): frames from the master's engine arrive through this
+ * appliance's agent (which checked the binding) on `run/cdp.sock`. Frames
+ * are applied strictly in order; acknowledgements are group commits: once
+ * the writes applied so far are flushed, ACK carries the highest seq, so
+ * an acknowledged frame is durable here.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
+import type { BlockVolume } from '../nbd/volume.js';
+import type { MirrorStore } from './store.js';
+import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
+import type { MirrorConfig } from './model.js';
+
+export const CHUNK = 64 * 1024;
+
+export interface ReceiverDeps {
+  store: MirrorStore;
+  /** open the target zvol for writing (the daemon's own writer of it) */
+  open(zvol: string): Promise<BlockVolume>;
+  log?(line: string): void;
+}
+
+/** why this appliance does not take the master's stream, or null */
+export function refuseHello(h: MirrorHello, caller: string, mine: MirrorConfig | undefined): string | null {
+  if (!mine) return `there is no auto-cdp:${h.name} here`;
+  if (mine.createdAt !== h.createdAt) return `auto-cdp:${h.name} here is another mirror of that name (created ${mine.createdAt})`;
+  if (mine.role !== 'slave') return `auto-cdp:${h.name} is master here (epoch ${mine.epoch}): it takes no writes from ${caller}`;
+  if (mine.master?.host !== caller || h.from !== caller) return `the master of auto-cdp:${h.name} is ${mine.master?.host}, not ${caller}`;
+  if (h.epoch < mine.epoch) return `${caller} is at epoch ${h.epoch}, this copy at ${mine.epoch}: an older master takes no part`;
+  if (h.zvol !== mine.zvol || h.size !== mine.size) return `the target here is ${mine.zvol} (${mine.size} bytes), not ${h.zvol} (${h.size} bytes)`;
+  return null;
+}
+
+export async function receiveMirror(deps: ReceiverDeps, caller: string, input: Readable, output: Writable): Promise<void> {
+  const send = (f: Frame) => {
+    if (!output.destroyed) output.write(Buffer.concat(encode(f)));
+  };
+  const it = frames(input);
+  let vol: BlockVolume | null = null;
+  try {
+    const first = await it.next();
+    if (first.done || first.value.type !== FrameType.HELLO) throw new Error('the stream did not start with HELLO');
+    const hello = first.value.hello;
+    const why = refuseHello(hello, caller, deps.store.get(hello.name));
+    if (why) throw new Error(why);
+    vol = await deps.open(hello.zvol);
+    send({ type: FrameType.WELCOME, epoch: deps.store.get(hello.name)!.epoch });
+    deps.log?.(`auto-cdp:${hello.name}: receiving from ${caller} into ${hello.zvol}`);
+    let applied = 0;
+    let acked = 0;
+    let flushing: Promise<void> | null = null;
+    let failure: Error | null = null;
+    const v = vol;
+    const commit = () => {
+      if (flushing || applied === acked) return;
+      const upTo = applied;
+      flushing = v.flush().then(
+        () => {
+          acked = upTo;
+          send({ type: FrameType.ACK, seq: upTo });
+          flushing = null;
+          commit();
+        },
+        (error: Error) => {
+          failure = error;
+          flushing = null;
+        },
+      );
+    };
+    for (;;) {
+      const next = await it.next();
+      if (next.done) break;
+      if (failure) throw failure;
+      const f = next.value;
+      switch (f.type) {
+        case FrameType.WRITE:
+          await v.write(f.offset, f.data, { fua: false });
+          applied = f.seq;
+          break;
+        case FrameType.ZERO:
+          await v.writeZeroes(f.offset, f.length, { fua: false, noHole: false });
+          applied = f.seq;
+          break;
+        case FrameType.HASH_REQUEST: {
+          const hashes: Buffer[] = [];
+          for (let i = 0; i < f.count; i++) {
+            const at = f.offset + i * CHUNK;
+            const len = Math.min(CHUNK, v.size - at);
+            hashes.push(len > 0 ? createHash('sha256').update(await v.read(at, len)).digest() : Buffer.alloc(32));
+          }
+          send({ type: FrameType.HASHES, seq: f.seq, hashes });
+          applied = f.seq;
+          break;
+        }
+        default:
+          throw new Error(`unexpected frame ${f.type} from the master`);
+      }
+      commit();
+    }
+    while (flushing) await flushing;
+    if (failure) throw failure;
+  } catch (error) {
+    send({ type: FrameType.ERROR, message: (error as Error).message });
+    deps.log?.(`auto-cdp: refused or ended the stream from ${caller}: ${(error as Error).message}`);
+  } finally {
+    output.end();
+    await vol?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * What the daemon's mirror engine reports while it runs a mirror: per
+ * target, sync progress, dirty chunks, lag (bytes and seconds). One file
+ * (`run/cdp-status.json`), written atomically by the daemon and read by
+ * `show auto-cdp`; a file of a daemon that is gone reports nothing.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Home } from '../home.js';
+import { writeJsonAtomic } from '../storage/fs/files.js';
+import { processAlive } from '../storage/fs/lock.js';
+
+export interface TargetStatus {
+  host: string;
+  /** chunks still to send to it (its dirty map) */
+  dirtyChunks: number;
+  /** of the whole zvol, in percent, while syncing */
+  syncedPercent: number | null;
+  /** async: bytes written here and not yet acknowledged there; and how old the oldest is */
+  lagBytes: number;
+  lagSeconds: number;
+  /** the live state the engine sees (mirroring, logging with the reason, …) */
+  state: string;
+  reason: string | null;
+}
+
+export interface MirrorStatus {
+  updatedAt: string;
+  targets: TargetStatus[];
+}
+
+export function statusFile(home: Home): string {
+  return path.join(home.root, 'run', 'cdp-status.json');
+}
+
+export function readMirrorStatus(home: Home): Record<string, MirrorStatus> {
+  try {
+    const f = JSON.parse(readFileSync(statusFile(home), 'utf8')) as { pid: number; mirrors: Record<string, MirrorStatus> };
+    return f.pid && processAlive(f.pid) ? f.mirrors : {};
+  } catch {
+    return {};
+  }
+}
+
+export function writeMirrorStatus(home: Home, mirrors: Record<string, MirrorStatus>): void {
+  writeJsonAtomic(statusFile(home), { pid: process.pid, mirrors });
+}

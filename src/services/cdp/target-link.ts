@@ -1,0 +1,150 @@
+/**
+ * The master's end of one target's stream: frames out in seq order, ACKs
+ * in (cumulative: ACK n covers every frame up to n). A frame's promise
+ * resolves when the target holds it durably and rejects when the link goes
+ * down; the engine then treats the target as away (its dirty map keeps
+ * what it missed).
+ */
+import type { Readable, Writable } from 'node:stream';
+import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
+
+export interface MirrorStream {
+  input: Readable;
+  output: Writable;
+  close(): void;
+}
+
+interface Waiting {
+  seq: number;
+  bytes: number;
+  sentAt: number;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+export class TargetLink {
+  private readonly waiting: Waiting[] = [];
+  private readonly hashWaits = new Map<number, { resolve(h: Buffer[]): void; reject(e: Error): void }>();
+  private downError: Error | null = null;
+  private readonly downListeners: ((e: Error) => void)[] = [];
+  private readonly ackListeners: ((seq: number) => void)[] = [];
+  private ackWaiters: (() => void)[] = [];
+  /** bytes sent and not yet acknowledged */
+  unackedBytes = 0;
+
+  private constructor(private readonly stream: MirrorStream, readonly epoch: number) {}
+
+  /** open: HELLO, wait for WELCOME (or the receiver's refusal, thrown) */
+  static async open(stream: MirrorStream, hello: MirrorHello): Promise<TargetLink> {
+    const it = frames(stream.input);
+    stream.output.write(Buffer.concat(encode({ type: FrameType.HELLO, hello })));
+    const first = await it.next().catch((e: Error) => ({ done: true as const, value: e }));
+    if (first.done || first.value.type !== FrameType.WELCOME) {
+      stream.close();
+      const why = first.done ? (first.value instanceof Error ? first.value.message : 'the stream ended') : first.value.type === FrameType.ERROR ? first.value.message : `frame ${first.value.type}`;
+      throw new Error(`the target refused the mirror stream: ${why}`);
+    }
+    const link = new TargetLink(stream, first.value.epoch);
+    void link.readAcks(it);
+    stream.output.on('error', (e: Error) => link.down(e));
+    return link;
+  }
+
+  get isDown(): boolean {
+    return this.downError !== null;
+  }
+
+  /** the oldest frame not yet acknowledged was sent this long ago (ms), 0 when none */
+  oldestUnackedMs(now = Date.now()): number {
+    return this.waiting.length ? now - this.waiting[0].sentAt : 0;
+  }
+
+  /** every ACK, with its seq (frames and hash requests up to it are durable there) */
+  onAck(listener: (seq: number) => void): void {
+    this.ackListeners.push(listener);
+  }
+
+  /** resolves at the next ACK, or when the link goes down */
+  nextAck(): Promise<void> {
+    if (this.downError) return Promise.resolve();
+    return new Promise((resolve) => this.ackWaiters.push(resolve));
+  }
+
+  onDown(listener: (e: Error) => void): void {
+    if (this.downError) listener(this.downError);
+    else this.downListeners.push(listener);
+  }
+
+  /** send a WRITE or ZERO; resolves once the target holds it durably */
+  send(f: Frame & { seq: number }, bytes: number): Promise<void> {
+    if (this.downError) return Promise.reject(this.downError);
+    const p = new Promise<void>((resolve, reject) => {
+      this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject });
+    });
+    this.unackedBytes += bytes;
+    this.stream.output.write(Buffer.concat(encode(f)));
+    return p;
+  }
+
+  /** sha256 of `count` chunks from `offset` as the target holds them after every frame before this one */
+  hashes(seq: number, offset: number, count: number): Promise<Buffer[]> {
+    if (this.downError) return Promise.reject(this.downError);
+    const p = new Promise<Buffer[]>((resolve, reject) => this.hashWaits.set(seq, { resolve, reject }));
+    this.stream.output.write(Buffer.concat(encode({ type: FrameType.HASH_REQUEST, seq, offset, count })));
+    return p;
+  }
+
+  /** resolves when the stream can take more (backpressure of the pipe to the agent) */
+  async drained(): Promise<void> {
+    if (this.downError || !this.stream.output.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      this.stream.output.once('drain', resolve);
+      this.onDown(() => resolve());
+    });
+  }
+
+  private async readAcks(it: AsyncGenerator<Frame>): Promise<void> {
+    try {
+      for (;;) {
+        const next = await it.next();
+        if (next.done) throw new Error('the target closed the mirror stream');
+        const f = next.value;
+        if (f.type === FrameType.ACK) {
+          while (this.waiting.length && this.waiting[0].seq <= f.seq) {
+            const w = this.waiting.shift()!;
+            this.unackedBytes -= w.bytes;
+            w.resolve();
+          }
+          for (const l of this.ackListeners) l(f.seq);
+          for (const w of this.ackWaiters.splice(0)) w();
+        } else if (f.type === FrameType.HASHES) {
+          const w = this.hashWaits.get(f.seq);
+          this.hashWaits.delete(f.seq);
+          w?.resolve(f.hashes);
+        } else if (f.type === FrameType.ERROR) {
+          throw new Error(`the target ended the mirror stream: ${f.message}`);
+        } else {
+          throw new Error(`unexpected frame ${f.type} from the target`);
+        }
+      }
+    } catch (error) {
+      this.down(error as Error);
+    }
+  }
+
+  private down(error: Error): void {
+    if (this.downError) return;
+    this.downError = error;
+    for (const w of this.waiting.splice(0)) w.reject(error);
+    for (const w of this.hashWaits.values()) w.reject(error);
+    this.hashWaits.clear();
+    this.unackedBytes = 0;
+    for (const w of this.ackWaiters.splice(0)) w();
+    for (const l of this.downListeners.splice(0)) l(error);
+    this.stream.close();
+  }
+
+  close(): void {
+    this.down(new Error('the mirror link was closed'));
+  }
+}
