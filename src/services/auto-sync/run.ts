@@ -10,7 +10,8 @@ import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
 import { tryLock } from '../lock.js';
-import type { Driver, SnapshotInfo } from '../storage/driver.js';
+import type { ChunkAnswer, Driver, SnapshotInfo } from '../storage/driver.js';
+import { countHeld } from '../storage/fs/negotiate.js';
 import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
@@ -243,7 +244,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
     phase = 'receive';
-    const bytes = await transfer(src, dst, marker.name, common?.name, config, {
+    const bytes = await transfer(src, dst, marker.name, common?.name, config, log, {
       ...opts,
       onProgress: (n) => {
         sent = n;
@@ -340,7 +341,20 @@ async function record(side: Side, local: History, entry: HistoryEntry): Promise<
   else local.append(entry);
 }
 
-async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, opts: RunOptions): Promise<number> {
+/**
+ * fs on both sides: the receiver says which of the chunks the send would
+ * carry it holds already (its store, chunks kept from an interrupted
+ * receive), and those are left out (storage/fs/negotiate.ts).
+ */
+async function negotiate(src: Side, dst: Side, snapshot: string, from: string | undefined, recursive: boolean): Promise<{ answer: ChunkAnswer; held: number; offered: number } | null> {
+  if (src.driver.name !== 'fs' || dst.driver.name !== 'fs' || !src.driver.offerChunks || !dst.driver.heldChunks) return null;
+  const offer = await src.driver.offerChunks(src.dataset, snapshot, { from, recursive });
+  const answer = await dst.driver.heldChunks(dst.dataset, offer);
+  return { answer, ...countHeld(answer, offer) };
+}
+
+async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, log: ServiceLog, opts: RunOptions): Promise<number> {
+  const chunks = await negotiate(src, dst, snapshot, from, config.recursive);
   const abort = new AbortController();
   const onAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -352,11 +366,12 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
       done(null, chunk);
     },
   });
-  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal });
+  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, ...(chunks ? { held: chunks.answer } : {}) });
   stream.on('error', (error) => counter.destroy(error));
   stream.pipe(counter);
   try {
     await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal });
+    if (chunks) log.write(`sent ${chunks.offered - chunks.held} of ${chunks.offered} chunks (${(bytes / 1e6).toFixed(1)} MB)${chunks.held ? `; the other ${chunks.held} were on the destination already` : ''}`);
     return bytes;
   } catch (error) {
     abort.abort(error);

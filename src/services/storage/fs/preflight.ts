@@ -12,7 +12,8 @@ import type { Catalog } from './catalog.js';
 import { differenceFrom } from './compare.js';
 import { zvolDifference } from './zvol.js';
 import { refuseServed } from './zvol-writer.js';
-import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
+import { isEmptyDir, lstatOrNull } from './files.js';
+import { tidyUnregistered } from './partial.js';
 import type { StagedManifest } from './journal.js';
 import { readManifest, type Manifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, parentOf } from './names.js';
@@ -97,9 +98,9 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
     if (st && (!st.isDirectory() || !isEmptyDir(mp))) {
       throw new Error(`The destination ${target} does not exist, but its mountpoint ${mp} is already taken by other files; move them away first.`);
     }
-    // Leftovers of an earlier attempt that never registered the dataset.
+    // Leftovers of an earlier attempt that never registered the dataset; the chunks it verified stay (partial.ts).
     const meta = layout.datasetMeta(target);
-    if (existsSync(meta)) removeTree(meta);
+    if (existsSync(meta)) tidyUnregistered(layout, target);
     mkdirSync(meta, { recursive: true });
     return incoming(true, null, true);
   }
