@@ -183,6 +183,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
       dstInfo = await dst.driver.getDataset(dst.dataset);
     }
+    // zfs: a receive cut earlier resumes from its token, or (a zfs without `receive -s`) starts over; the log says which.
+    const resumedBytes = await resumeOrRestart(src, dst, config, log, state.lastResult === 'failure' && state.lastBytes > 0, opts);
+    if (resumedBytes) dstInfo = await dst.driver.getDataset(dst.dataset);
     const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
     const srcSnaps = await src.driver.listSnapshots(src.dataset);
     const found = newestCommon(srcSnaps, dstSnaps);
@@ -244,7 +247,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
     phase = 'receive';
-    const bytes = await transfer(src, dst, marker.name, common?.name, config, log, {
+    const bytes = resumedBytes + await transfer(src, dst, marker.name, common?.name, config, log, {
       ...opts,
       onProgress: (n) => {
         sent = n;
@@ -280,8 +283,13 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const message = error.message;
     const durationMs = now() - started;
     if (marker && !delivered) {
-      // The marker never reached the destination: drop it so it is not mistaken for a synced state.
-      await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
+      if (await resumable(dst)) {
+        // zfs kept the part received: the next run finishes it from the token, which needs this snapshot.
+        log.write(`Kept ${src.dataset}@${marker.name}: the destination kept the part it received, and the next run resumes from it`);
+      } else {
+        // The marker never reached the destination: drop it so it is not mistaken for a synced state.
+        await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
+      }
     }
     await store.updateRunState(name, (s) => ({
       ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs, lastBytes: sent,
@@ -353,8 +361,38 @@ async function negotiate(src: Side, dst: Side, snapshot: string, from: string | 
   return { answer, ...countHeld(answer, offer) };
 }
 
-async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, log: ServiceLog, opts: RunOptions): Promise<number> {
-  const chunks = await negotiate(src, dst, snapshot, from, config.recursive);
+/** zfs on both sides: does the destination hold a cut receive it can resume? */
+async function resumable(dst: Side): Promise<boolean> {
+  if (dst.driver.name !== 'zfs' || !dst.driver.receiveResume) return false;
+  return dst.driver.receiveResume(dst.dataset).then((r) => r.token !== null, () => false);
+}
+
+/**
+ * zfs: finish a receive a cut run left resumable (`zfs send -t TOKEN`, the
+ * snapshot kept on the source for it); a zfs without `receive -s`
+ * (zfs-fuse) restarts from the start, and says so. Returns the bytes sent.
+ */
+async function resumeOrRestart(src: Side, dst: Side, config: AutoSyncConfig, log: ServiceLog, interrupted: boolean, opts: RunOptions): Promise<number> {
+  if (src.driver.name !== 'zfs' || dst.driver.name !== 'zfs' || !dst.driver.receiveResume) return 0;
+  const { supported, token } = await dst.driver.receiveResume(dst.dataset);
+  if (token) {
+    const kept = (await src.driver.listSnapshots(src.dataset)).at(-1);
+    if (!kept) throw new Error(`The destination ${where(dst)} holds a resumable receive, but ${where(src)} has no snapshot to resume it from.`);
+    log.write(`The interrupted receive into ${where(dst)} is resumed from token (${src.dataset}@${kept.name})`);
+    const bytes = await transfer(src, dst, kept.name, undefined, config, log, opts, token);
+    log.write(`resumed from token: ${bytes} more bytes`);
+    return bytes;
+  }
+  if (interrupted) {
+    log.write(supported
+      ? 'The previous transfer was cut and left nothing to resume: sent again from the start'
+      : 'The previous transfer was cut, and this ZFS cannot resume a receive: sent again from the start');
+  }
+  return 0;
+}
+
+async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, log: ServiceLog, opts: RunOptions, resumeToken?: string): Promise<number> {
+  const chunks = resumeToken ? null : await negotiate(src, dst, snapshot, from, config.recursive);
   const abort = new AbortController();
   const onAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -366,7 +404,7 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
       done(null, chunk);
     },
   });
-  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, ...(chunks ? { held: chunks.answer } : {}) });
+  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, ...(chunks ? { held: chunks.answer } : {}), ...(resumeToken ? { resumeToken } : {}) });
   stream.on('error', (error) => counter.destroy(error));
   stream.pipe(counter);
   try {

@@ -281,6 +281,9 @@ export class RemoteDriver implements Driver {
   heldChunks(dataset: string, offer: ChunkOffer): Promise<ChunkAnswer> {
     return this.call('heldChunks', dataset, offer);
   }
+  receiveResume(dataset: string): Promise<{ supported: boolean; token: string | null }> {
+    return this.call('receiveResume', dataset);
+  }
   mount(dataset: string): Promise<void> {
     return this.call('mount', dataset);
   }
@@ -305,7 +308,7 @@ export class RemoteDriver implements Driver {
       const link = await this.lease.acquire();
       try {
         const ch = await link.data('send', {
-          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, ...(opts.held ? { held: opts.held } : {}), idleTimeoutMs: this.idleTimeoutMs,
+          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, ...(opts.held ? { held: opts.held } : {}), ...(opts.resumeToken ? { resume_token: opts.resumeToken } : {}), idleTimeoutMs: this.idleTimeoutMs,
         });
         channel = ch;
         ch.stdin.end();

@@ -77,6 +77,8 @@ export interface SendHeader extends Hello {
   recursive: boolean;
   /** fs: the receiver's answer to the chunk offer: the chunks it holds are not sent */
   held?: ChunkAnswer;
+  /** zfs: send from this resume token (`zfs send -t`) */
+  resume_token?: string;
   /** give up when the reader takes nothing for this long */
   idleTimeoutMs?: number;
 }
@@ -110,6 +112,7 @@ export const DRIVER_METHODS = {
   recover: 1,
   offerChunks: 3,
   heldChunks: 2,
+  receiveResume: 1,
   mount: 1,
   unmount: 1,
 } as const;

@@ -60,6 +60,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** fs: the receiver's answer to offerChunks (the chunks it holds are not sent) */
   held?: ChunkAnswer;
+  /** zfs: finish an interrupted receive from the destination's resume token (`zfs send -t`); the snapshot names are ignored */
+  resumeToken?: string;
 }
 
 /**
@@ -149,6 +151,11 @@ export interface Driver {
   offerChunks?(dataset: string, snapshot: string, opts: { from?: string; recursive: boolean }): Promise<ChunkOffer>;
   /** fs: which of an offer's chunks this side holds already (block store, chunks kept from an interrupted receive) */
   heldChunks?(dataset: string, offer: ChunkOffer): Promise<ChunkAnswer>;
+  /**
+   * zfs: can this side's zfs keep a cut receive resumable (`receive -s`), and
+   * the token a cut receive into `dataset` left, if any (null otherwise)
+   */
+  receiveResume?(dataset: string): Promise<{ supported: boolean; token: string | null }>;
   /** finish or clean what an interrupted receive left behind; returns what it did */
   recover(dataset: string): Promise<string[]>;
 
