@@ -5,7 +5,7 @@
  * which, over the control channel) — at most 55% of the bytes — and the
  * copy is byte-identical.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -38,7 +38,7 @@ function kept(x: Appliance, dataset: string): number {
 }
 
 /** the run after the cut: at most 55% of the bytes, the copy identical, the log says how many chunks went */
-async function resumed(t: Parameters<Parameters<typeof test>[1]>[0], name: string, src: string, dst: string) {
+async function resumed(t: ExecutionContext, name: string, src: string, dst: string) {
   const r = await pair.a.services.autoSync.run(name);
   t.true(r.bytes <= 0.55 * SIZE, `the next run sent ${r.bytes} bytes of ${SIZE}`);
   t.log(`the next run sent ${r.bytes} bytes (${(r.bytes / SIZE).toFixed(3)} of ${SIZE})`);
