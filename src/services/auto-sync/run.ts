@@ -11,7 +11,7 @@ import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
 import { tryLock } from '../lock.js';
 import type { ChunkAnswer, Driver, SnapshotInfo } from '../storage/driver.js';
-import { countHeld } from '../storage/fs/negotiate.js';
+import { countHeld, isSeed } from '../storage/fs/negotiate.js';
 import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
@@ -78,7 +78,7 @@ export interface RunResult {
 }
 
 export class BrokenChainError extends Error {
-  constructor(service: string, readonly reason: string) {
+  constructor(service: string, readonly reason: string, readonly kind: 'broken-chain' | 'not-a-seed' = 'broken-chain') {
     super(`${reason} Nothing was sent. Run 'setup auto-sync :${service} resync' to start over with a full sync.`);
     this.name = 'BrokenChainError';
   }
@@ -247,7 +247,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
     phase = 'receive';
-    const bytes = resumedBytes + await transfer(src, dst, marker.name, common?.name, config, log, {
+    // A zvol with data and no snapshot (a raw image, an older copy): a partial resync if it is a seed of the source.
+    const seed = plan.kind === 'full' && dstInfo?.kind === 'volume' && dstSnaps.length === 0 && ((await dst.driver.volumeStats?.(dst.dataset))?.used ?? 0) > 0;
+    const bytes = resumedBytes + await transfer(src, dst, marker.name, common?.name, config, log, { seed, service: name }, {
       ...opts,
       onProgress: (n) => {
         sent = n;
@@ -297,7 +299,8 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     }));
     await trail('failure', sent, marker?.name ?? null, message).catch(() => undefined);
     if (error instanceof BrokenChainError) {
-      await store.update(name, (c) => ({ ...c, maintenance: maintenance('broken-chain', name, `Broken chain: ${error.reason}`) }));
+      const why = error.kind === 'broken-chain' ? `Broken chain: ${error.reason}` : error.reason;
+      await store.update(name, (c) => ({ ...c, maintenance: maintenance(error.kind, name, why) }));
       log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
     }
     log.write(`FAILURE: ${route}: ${message} (${seconds(durationMs)} sec)`);
@@ -379,7 +382,7 @@ async function resumeOrRestart(src: Side, dst: Side, config: AutoSyncConfig, log
     const kept = (await src.driver.listSnapshots(src.dataset)).at(-1);
     if (!kept) throw new Error(`The destination ${where(dst)} holds a resumable receive, but ${where(src)} has no snapshot to resume it from.`);
     log.write(`The interrupted receive into ${where(dst)} is resumed from token (${src.dataset}@${kept.name})`);
-    const bytes = await transfer(src, dst, kept.name, undefined, config, log, opts, token);
+    const bytes = await transfer(src, dst, kept.name, undefined, config, log, { service: '', resumeToken: token }, opts);
     log.write(`resumed from token: ${bytes} more bytes`);
     return bytes;
   }
@@ -391,8 +394,16 @@ async function resumeOrRestart(src: Side, dst: Side, config: AutoSyncConfig, log
   return 0;
 }
 
-async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, log: ServiceLog, opts: RunOptions, resumeToken?: string): Promise<number> {
+async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, log: ServiceLog, how: { seed?: boolean; service: string; resumeToken?: string }, opts: RunOptions): Promise<number> {
+  const { resumeToken } = how;
   const chunks = resumeToken ? null : await negotiate(src, dst, snapshot, from, config.recursive);
+  if (how.seed && chunks) {
+    const lacking = chunks.offered - chunks.held;
+    if (!isSeed(chunks)) {
+      throw new BrokenChainError(how.service, `The destination ${where(dst)} shares no snapshot with the source and lacks ${lacking} of the ${chunks.offered} chunks it would be sent: it is not a seed of ${where(src)} (more than half of the chunks differ).`, 'not-a-seed');
+    }
+    log.write(`Partial resync: ${where(dst)} shares no snapshot with the source but holds ${chunks.held} of its ${chunks.offered} chunks; only the other ${lacking} are sent`);
+  }
   const abort = new AbortController();
   const onAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });

@@ -10,7 +10,7 @@ import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
 import type { Tombstone } from '../auto-sync/tombstones.js';
 import type {
-  ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
+  ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats,
 } from '../storage/driver.js';
 import type { PeerSide } from '../auto-sync/run.js';
 import { PeerError, type Channel, type SubCommand, type Transport } from './transport.js';
@@ -283,6 +283,9 @@ export class RemoteDriver implements Driver {
   }
   receiveResume(dataset: string): Promise<{ supported: boolean; token: string | null }> {
     return this.call('receiveResume', dataset);
+  }
+  volumeStats(dataset: string): Promise<VolumeStats> {
+    return this.call('volumeStats', dataset);
   }
   mount(dataset: string): Promise<void> {
     return this.call('mount', dataset);

@@ -113,6 +113,7 @@ export const DRIVER_METHODS = {
   offerChunks: 3,
   heldChunks: 2,
   receiveResume: 1,
+  volumeStats: 1,
   mount: 1,
   unmount: 1,
 } as const;

@@ -9,12 +9,19 @@
  * refuses the stream (it checks every needed block): a wrong answer costs a
  * failed run, never data.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
+import path from 'node:path';
 import type { ChunkAnswer, ChunkOffer } from '../driver.js';
-import { BlockStore } from './block-store.js';
+import { BlockStore, ZVOL_CHUNK, sha256 } from './block-store.js';
 import type { Catalog } from './catalog.js';
+import { markUnswept } from './gc.js';
+import { VOLUME_FILE } from './layout.js';
+import { lockDatasets } from './lock.js';
 import { blocksOf, type Manifest } from './manifest.js';
 import { checkDatasetName } from './names.js';
-import { keptPacks } from './partial.js';
+import { SEAL_EVERY, keepPacks, keptPacks } from './partial.js';
+import { isZvol } from './zvol.js';
+import { refuseServed } from './zvol-writer.js';
 
 const HASH_HEX = 64;
 
@@ -62,6 +69,7 @@ export function heldChunks(catalog: Catalog, dataset: string, offer: ChunkOffer)
     const bits = Buffer.alloc(Math.ceil(list.length / 8));
     // A dataset never registered holds only what an interrupted receive kept, and only within the grace.
     if (!catalog.record(target) && !keptPacks(catalog.layout, target).size) return { rel, held: bits.toString('base64') };
+    hashSeed(catalog, target, new Set(list));
     const store = new BlockStore(catalog.layout.blocksDir(target));
     try {
       list.forEach((h, i) => {
@@ -73,6 +81,57 @@ export function heldChunks(catalog: Catalog, dataset: string, offer: ChunkOffer)
     return { rel, held: bits.toString('base64') };
   });
   return { datasets };
+}
+
+/**
+ * A zvol with data but no snapshot (made from a raw image without a seed
+ * file, an older copy): its chunks are hashed, and those the offer wants
+ * are stored as kept chunks (partial.ts), so they are not sent (issue 11's
+ * partial resync). Its live image is not touched.
+ */
+function hashSeed(catalog: Catalog, target: string, wanted: Set<string>): void {
+  const rec = catalog.record(target);
+  if (!isZvol(rec) || catalog.index(target).snapshots.length || !wanted.size) return;
+  const lock = lockDatasets(catalog.layout, [target], 'comparing chunk hashes');
+  const store = new BlockStore(catalog.layout.blocksDir(target));
+  let fd: number | null = null;
+  try {
+    refuseServed(catalog, target, 'comparing its chunks with a source');
+    const swept = markUnswept(catalog, target);
+    fd = openSync(path.join(catalog.liveDir(target), VOLUME_FILE), 'r');
+    const buf = Buffer.alloc(ZVOL_CHUNK);
+    const zero = Buffer.alloc(ZVOL_CHUNK);
+    let unsealed = 0;
+    const keep = () => {
+      const id = store.writingPack();
+      if (id) keepPacks(catalog.layout, target, [id]);
+      store.seal();
+      unsealed = 0;
+    };
+    for (let at = 0; at < rec.volsize; at += ZVOL_CHUNK) {
+      const n = readSync(fd, buf, 0, Math.min(ZVOL_CHUNK, rec.volsize - at), at);
+      const data = buf.subarray(0, n);
+      if (zero.subarray(0, n).equals(data)) continue;
+      const h = sha256(data);
+      if (wanted.has(h) && store.put(h, Buffer.from(data)) && (unsealed += n) >= SEAL_EVERY) keep();
+    }
+    keep();
+    if (!store.newPacks().length) swept();
+  } finally {
+    if (fd !== null) closeSync(fd);
+    store.close();
+    lock.release();
+  }
+}
+
+/**
+ * Is a destination with data but no common snapshot a seed of the source?
+ * Yes when it holds at least half of the chunks the source would send (a
+ * partial resync sends the rest); otherwise it is some other disk, and
+ * nothing is sent over it.
+ */
+export function isSeed(c: { offered: number; held: number }): boolean {
+  return c.held * 2 >= c.offered;
 }
 
 /** Sender: the set of chunks of `list` the answer says the receiver holds (empty without an answer for this dataset). */
