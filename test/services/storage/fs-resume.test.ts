@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
-import { countHeld } from '../../../src/services/storage/fs/negotiate.js';
+import { countHeld, isSeed } from '../../../src/services/storage/fs/negotiate.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
 
 const DRIVER_MODULE = new URL('../../../src/services/storage/fs/index.ts', import.meta.url).href;
@@ -150,4 +150,17 @@ test('a malformed chunk offer, or an answer that does not fit the offer, is refu
   await t.throwsAsync(collect(a.send('tank/src', 's1', { recursive: false, held: { datasets: [{ rel: '', held: 'AAAA' }] } })), {
     message: "The receiver's answer about the chunks of tank/src@s1 covers 24 chunks, but 1 were offered; the snapshot or its base changed since the offer.",
   });
+});
+
+test('a destination without a common snapshot is a seed when it holds at least half of the chunks it would be sent', (t) => {
+  const table: [number, number, boolean][] = [
+    [0, 0, true], // nothing to send: nothing can differ
+    [512, 512, true],
+    [512, 496, true],
+    [512, 256, true],
+    [512, 255, false],
+    [512, 0, false],
+    [1, 0, false],
+  ];
+  for (const [offered, held, seed] of table) t.is(isSeed({ offered, held }), seed, `${held} of ${offered}`);
 });
