@@ -5,7 +5,8 @@
  *   records    u8 type, u32 length, payload
  *     'S' stream header   JSON {snapshot, datasets: [relative names, '' = the sent dataset], createdAt}
  *     per dataset, in that order:
- *       'H' dataset header  JSON {rel, kind, volsize, snapshot {name, id, createdAt}, base {name, id} | null, entries}
+ *       'H' dataset header  JSON {rel, kind, volsize, snapshot {name, id, createdAt}, base {name, id} | null, entries,
+ *                           chunks {offered, held}}
  *       'M' manifest part   a piece (<= 1 MiB) of the gzipped StreamManifest JSON: the whole
  *                           manifest, or for an incremental stream only its changes from the base
  *                           plus a digest of the whole, which the receiver rebuilds and checks
