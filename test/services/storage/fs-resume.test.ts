@@ -63,7 +63,7 @@ test('a full receive killed (SIGKILL) halfway keeps what it verified; the next s
   const child = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
     const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
     await createFsDriver(${JSON.stringify(dstRoot)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
-  `], { reject: false });
+  `], { reject: false, env: { SYNCSH_FS_SEAL_INTERVAL_MS: '0' } }); // seal every 8 MiB, however fast it goes
   const stream = a.send('tank/src', 's1', { recursive: false });
   stream.pipe(child.stdin!);
   child.stdin!.on('error', () => undefined);

@@ -24,7 +24,7 @@ import { patchPlan } from './zvol.js';
 import type { Catalog, SnapshotRecord } from './catalog.js';
 import { Breather, removeTree, writeFileSynced } from './files.js';
 import { markUnswept, sweep } from './gc.js';
-import { SEAL_EVERY, dropPartial, keepPacks, tidyUnregistered } from './partial.js';
+import { SEAL_EVERY, dropPartial, keepPacks, sealIntervalMs, tidyUnregistered } from './partial.js';
 import { SimulatedCrash, runJournal, writeJournal, type Faults, type Journal, type StagedManifest } from './journal.js';
 import { lockDatasets, type Lock } from './lock.js';
 import { applyDelta, blocksOf, checkReceivedManifest, entriesDigest, withoutCache, type Entry, type Manifest } from './manifest.js';
@@ -135,6 +135,8 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
   let blocks = 0;
   let bytes = 0;
   let unsealed = 0;
+  const interval = sealIntervalMs();
+  let sealedAt = Date.now();
   while (rec.type === REC.block) {
     const hash = rec.blockHash!.toString('hex');
     const data = rec.payload;
@@ -142,10 +144,11 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
     if (sha256(data) !== hash) throw corrupt(`block ${blocks} for ${inc.target} does not match its sha256 ${hash}.`);
     if (!arrived.has(hash)) {
       arrived.add(hash);
-      if (store.put(hash, data) && (unsealed += data.length) >= SEAL_EVERY) {
+      if (store.put(hash, data) && (unsealed += data.length) >= SEAL_EVERY && Date.now() - sealedAt >= interval) {
         // Sealed as it goes: a cut keeps what arrived (partial.ts), and the next transfer sends only the rest.
         keepVerified(catalog, inc);
         unsealed = 0;
+        sealedAt = Date.now();
       }
       stager.arrived(hash, data);
     }
