@@ -5,6 +5,7 @@ import { maintenance, maintenanceHint, upgradeMaintenance } from '../../src/serv
 test('each kind of maintenance names the command that fixes it', (t) => {
   const table = [
     ['broken-chain', 'setup auto-sync :a-000 resync'],
+    ['not-a-seed', 'setup auto-sync :a-000 resync'],
     ['split-brain', 'setup auto-sync :a-000 resolve-split-brain'],
     ['other', 'setup auto-sync :a-000 enable'],
   ] as const;

@@ -2,10 +2,12 @@
  * Why a service is in maintenance, as data: the kind of cause decides the
  * command that fixes it, so no code reads it out of the reason's wording.
  *  - a broken chain is fixed by a resync (a full sync beside the old copy);
+ *  - so is a destination zvol that is not a seed of the source (it shares
+ *    no snapshot and holds less than half of the source's chunks);
  *  - split brain by resolve-split-brain (the operator keeps one copy);
  *  - anything else by enable, once the operator fixed the cause.
  */
-export const MAINTENANCE_KINDS = ['broken-chain', 'split-brain', 'other'] as const;
+export const MAINTENANCE_KINDS = ['broken-chain', 'not-a-seed', 'split-brain', 'other'] as const;
 export type MaintenanceKind = (typeof MAINTENANCE_KINDS)[number];
 
 export interface Maintenance {
@@ -18,6 +20,7 @@ export interface Maintenance {
 
 const FIX: Record<MaintenanceKind, string> = {
   'broken-chain': 'resync',
+  'not-a-seed': 'resync',
   'split-brain': 'resolve-split-brain',
   other: 'enable',
 };
@@ -30,6 +33,7 @@ export function maintenance(kind: MaintenanceKind, service: string, reason: stri
 export function maintenanceHint(m: Maintenance): string {
   switch (m.kind) {
     case 'broken-chain':
+    case 'not-a-seed':
       return `Run '${m.fix}' to start over with a full sync; the current destination is kept aside, nothing is destroyed.`;
     case 'split-brain':
       return `Run '${m.fix}' to pick the copy to keep; 'enable' does not clear a split brain.`;

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
 import { tryLock } from '../lock.js';
-import type { Driver, SnapshotInfo } from '../storage/driver.js';
+import type { ChunkAnswer, Driver, SnapshotInfo } from '../storage/driver.js';
+import { countHeld, isSeed } from '../storage/fs/negotiate.js';
 import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
@@ -77,7 +78,7 @@ export interface RunResult {
 }
 
 export class BrokenChainError extends Error {
-  constructor(service: string, readonly reason: string) {
+  constructor(service: string, readonly reason: string, readonly kind: 'broken-chain' | 'not-a-seed' = 'broken-chain') {
     super(`${reason} Nothing was sent. Run 'setup auto-sync :${service} resync' to start over with a full sync.`);
     this.name = 'BrokenChainError';
   }
@@ -182,6 +183,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
       dstInfo = await dst.driver.getDataset(dst.dataset);
     }
+    // zfs: a receive cut earlier resumes from its token, or (a zfs without `receive -s`) starts over; the log says which.
+    const resumedBytes = await resumeOrRestart(src, dst, config, log, state.lastResult === 'failure' && state.lastBytes > 0, opts);
+    if (resumedBytes) dstInfo = await dst.driver.getDataset(dst.dataset);
     const dstSnaps = dstInfo ? await dst.driver.listSnapshots(dst.dataset) : [];
     const srcSnaps = await src.driver.listSnapshots(src.dataset);
     const found = newestCommon(srcSnaps, dstSnaps);
@@ -243,7 +247,9 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
 
     phase = 'receive';
-    const bytes = await transfer(src, dst, marker.name, common?.name, config, {
+    // A zvol with data and no snapshot (a raw image, an older copy): a partial resync if it is a seed of the source.
+    const seed = plan.kind === 'full' && dstInfo?.kind === 'volume' && dstSnaps.length === 0 && ((await dst.driver.volumeStats?.(dst.dataset))?.used ?? 0) > 0;
+    const bytes = resumedBytes + await transfer(src, dst, marker.name, common?.name, config, log, { seed, service: name }, {
       ...opts,
       onProgress: (n) => {
         sent = n;
@@ -279,8 +285,13 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const message = error.message;
     const durationMs = now() - started;
     if (marker && !delivered) {
-      // The marker never reached the destination: drop it so it is not mistaken for a synced state.
-      await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
+      if (await resumable(dst)) {
+        // zfs kept the part received: the next run finishes it from the token, which needs this snapshot.
+        log.write(`Kept ${src.dataset}@${marker.name}: the destination kept the part it received, and the next run resumes from it`);
+      } else {
+        // The marker never reached the destination: drop it so it is not mistaken for a synced state.
+        await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
+      }
     }
     await store.updateRunState(name, (s) => ({
       ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs, lastBytes: sent,
@@ -288,7 +299,8 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     }));
     await trail('failure', sent, marker?.name ?? null, message).catch(() => undefined);
     if (error instanceof BrokenChainError) {
-      await store.update(name, (c) => ({ ...c, maintenance: maintenance('broken-chain', name, `Broken chain: ${error.reason}`) }));
+      const why = error.kind === 'broken-chain' ? `Broken chain: ${error.reason}` : error.reason;
+      await store.update(name, (c) => ({ ...c, maintenance: maintenance(error.kind, name, why) }));
       log.write(`ALERT: auto-sync:${name} put in maintenance: ${message}`);
     }
     log.write(`FAILURE: ${route}: ${message} (${seconds(durationMs)} sec)`);
@@ -340,7 +352,58 @@ async function record(side: Side, local: History, entry: HistoryEntry): Promise<
   else local.append(entry);
 }
 
-async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, opts: RunOptions): Promise<number> {
+/**
+ * fs on both sides: the receiver says which of the chunks the send would
+ * carry it holds already (its store, chunks kept from an interrupted
+ * receive), and those are left out (storage/fs/negotiate.ts).
+ */
+async function negotiate(src: Side, dst: Side, snapshot: string, from: string | undefined, recursive: boolean): Promise<{ answer: ChunkAnswer; held: number; offered: number } | null> {
+  if (src.driver.name !== 'fs' || dst.driver.name !== 'fs' || !src.driver.offerChunks || !dst.driver.heldChunks) return null;
+  const offer = await src.driver.offerChunks(src.dataset, snapshot, { from, recursive });
+  const answer = await dst.driver.heldChunks(dst.dataset, offer);
+  return { answer, ...countHeld(answer, offer) };
+}
+
+/** zfs on both sides: does the destination hold a cut receive it can resume? */
+async function resumable(dst: Side): Promise<boolean> {
+  if (dst.driver.name !== 'zfs' || !dst.driver.receiveResume) return false;
+  return dst.driver.receiveResume(dst.dataset).then((r) => r.token !== null, () => false);
+}
+
+/**
+ * zfs: finish a receive a cut run left resumable (`zfs send -t TOKEN`, the
+ * snapshot kept on the source for it); a zfs without `receive -s`
+ * (zfs-fuse) restarts from the start, and says so. Returns the bytes sent.
+ */
+async function resumeOrRestart(src: Side, dst: Side, config: AutoSyncConfig, log: ServiceLog, interrupted: boolean, opts: RunOptions): Promise<number> {
+  if (src.driver.name !== 'zfs' || dst.driver.name !== 'zfs' || !dst.driver.receiveResume) return 0;
+  const { supported, token } = await dst.driver.receiveResume(dst.dataset);
+  if (token) {
+    const kept = (await src.driver.listSnapshots(src.dataset)).at(-1);
+    if (!kept) throw new Error(`The destination ${where(dst)} holds a resumable receive, but ${where(src)} has no snapshot to resume it from.`);
+    log.write(`The interrupted receive into ${where(dst)} is resumed from token (${src.dataset}@${kept.name})`);
+    const bytes = await transfer(src, dst, kept.name, undefined, config, log, { service: '', resumeToken: token }, opts);
+    log.write(`resumed from token: ${bytes} more bytes`);
+    return bytes;
+  }
+  if (interrupted) {
+    log.write(supported
+      ? 'The previous transfer was cut and left nothing to resume: sent again from the start'
+      : 'The previous transfer was cut, and this ZFS cannot resume a receive: sent again from the start');
+  }
+  return 0;
+}
+
+async function transfer(src: Side, dst: Side, snapshot: string, from: string | undefined, config: AutoSyncConfig, log: ServiceLog, how: { seed?: boolean; service: string; resumeToken?: string }, opts: RunOptions): Promise<number> {
+  const { resumeToken } = how;
+  const chunks = resumeToken ? null : await negotiate(src, dst, snapshot, from, config.recursive);
+  if (how.seed && chunks) {
+    const lacking = chunks.offered - chunks.held;
+    if (!isSeed(chunks)) {
+      throw new BrokenChainError(how.service, `The destination ${where(dst)} shares no snapshot with the source and lacks ${lacking} of the ${chunks.offered} chunks it would be sent: it is not a seed of ${where(src)} (more than half of the chunks differ).`, 'not-a-seed');
+    }
+    log.write(`Partial resync: ${where(dst)} shares no snapshot with the source but holds ${chunks.held} of its ${chunks.offered} chunks; only the other ${lacking} are sent`);
+  }
   const abort = new AbortController();
   const onAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -352,11 +415,12 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
       done(null, chunk);
     },
   });
-  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal });
+  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, ...(chunks ? { held: chunks.answer } : {}), ...(resumeToken ? { resumeToken } : {}) });
   stream.on('error', (error) => counter.destroy(error));
   stream.pipe(counter);
   try {
     await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal });
+    if (chunks) log.write(`sent ${chunks.offered - chunks.held} of ${chunks.offered} chunks (${(bytes / 1e6).toFixed(1)} MB)${chunks.held ? `; the other ${chunks.held} were on the destination already` : ''}`);
     return bytes;
   } catch (error) {
     abort.abort(error);

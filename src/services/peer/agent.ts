@@ -365,7 +365,7 @@ export class Agent {
   private async send(driver: Driver, h: SendHeader, out: Writable): Promise<{ bytes: number }> {
     const abort = new AbortController();
     const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
-    const stream = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal });
+    const stream = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal, ...(h.held ? { held: h.held } : {}), ...(typeof h.resume_token === 'string' ? { resumeToken: h.resume_token } : {}) });
     const failed = new Promise<never>((_, reject) => {
       out.once('error', (e: Error) => reject(new Error(`The reader went away: ${e.message}`)));
       abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });

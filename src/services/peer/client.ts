@@ -10,7 +10,7 @@ import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
 import type { Tombstone } from '../auto-sync/tombstones.js';
 import type {
-  CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
+  ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats,
 } from '../storage/driver.js';
 import type { PeerSide } from '../auto-sync/run.js';
 import { PeerError, type Channel, type SubCommand, type Transport } from './transport.js';
@@ -274,6 +274,19 @@ export class RemoteDriver implements Driver {
   recover(dataset: string): Promise<string[]> {
     return this.call('recover', dataset);
   }
+  /** asked on the control channel before a send: the back-channel of the chunk negotiation (README) */
+  offerChunks(dataset: string, snapshot: string, opts: { from?: string; recursive: boolean }): Promise<ChunkOffer> {
+    return this.call('offerChunks', dataset, snapshot, opts);
+  }
+  heldChunks(dataset: string, offer: ChunkOffer): Promise<ChunkAnswer> {
+    return this.call('heldChunks', dataset, offer);
+  }
+  receiveResume(dataset: string): Promise<{ supported: boolean; token: string | null }> {
+    return this.call('receiveResume', dataset);
+  }
+  volumeStats(dataset: string): Promise<VolumeStats> {
+    return this.call('volumeStats', dataset);
+  }
   mount(dataset: string): Promise<void> {
     return this.call('mount', dataset);
   }
@@ -298,7 +311,7 @@ export class RemoteDriver implements Driver {
       const link = await this.lease.acquire();
       try {
         const ch = await link.data('send', {
-          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, idleTimeoutMs: this.idleTimeoutMs,
+          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, ...(opts.held ? { held: opts.held } : {}), ...(opts.resumeToken ? { resume_token: opts.resumeToken } : {}), idleTimeoutMs: this.idleTimeoutMs,
         });
         channel = ch;
         ch.stdin.end();

@@ -17,6 +17,7 @@
  * outcome is the last JSON line (send: on stderr; receive: on stdout) and
  * the exit status (0 ok, 1 failed, 2 refused).
  */
+import type { ChunkAnswer } from '../storage/driver.js';
 export const PROTOCOL_VERSION = 1;
 /** versions this build's agent answers */
 export const PROTOCOL_MIN = 1;
@@ -74,6 +75,10 @@ export interface SendHeader extends Hello {
   snapshot: string;
   from_snapshot?: string;
   recursive: boolean;
+  /** fs: the receiver's answer to the chunk offer: the chunks it holds are not sent */
+  held?: ChunkAnswer;
+  /** zfs: send from this resume token (`zfs send -t`) */
+  resume_token?: string;
   /** give up when the reader takes nothing for this long */
   idleTimeoutMs?: number;
 }
@@ -105,6 +110,10 @@ export const DRIVER_METHODS = {
   rollback: 2,
   changedSince: 2,
   recover: 1,
+  offerChunks: 3,
+  heldChunks: 2,
+  receiveResume: 1,
+  volumeStats: 1,
   mount: 1,
   unmount: 1,
 } as const;

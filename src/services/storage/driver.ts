@@ -58,6 +58,24 @@ export interface SendOptions {
   recursive: boolean;
   /** abort the stream */
   signal?: AbortSignal;
+  /** fs: the receiver's answer to offerChunks (the chunks it holds are not sent) */
+  held?: ChunkAnswer;
+  /** zfs: finish an interrupted receive from the destination's resume token (`zfs send -t`); the snapshot names are ignored */
+  resumeToken?: string;
+}
+
+/**
+ * fs: the chunks a send would carry beyond its base, per dataset of the
+ * stream (rel: '' for the sent dataset, else the child's relative name), as
+ * 64-hex sha256 names back to back, in the order the stream sends them.
+ */
+export interface ChunkOffer {
+  datasets: { rel: string; chunks: string }[];
+}
+
+/** fs: which offered chunks the receiver holds: per dataset, a base64 bitmap (bit i, most significant first, is chunk i). */
+export interface ChunkAnswer {
+  datasets: { rel: string; held: string }[];
 }
 
 export interface ReceiveOptions {
@@ -129,6 +147,15 @@ export interface Driver {
    * or rejected stream leaves the destination exactly as it was.
    */
   receive(dataset: string, stream: Readable, opts: ReceiveOptions): Promise<ReceiveResult>;
+  /** fs: the chunks `send` would carry (for the receiver to say which it holds: heldChunks) */
+  offerChunks?(dataset: string, snapshot: string, opts: { from?: string; recursive: boolean }): Promise<ChunkOffer>;
+  /** fs: which of an offer's chunks this side holds already (block store, chunks kept from an interrupted receive) */
+  heldChunks?(dataset: string, offer: ChunkOffer): Promise<ChunkAnswer>;
+  /**
+   * zfs: can this side's zfs keep a cut receive resumable (`receive -s`), and
+   * the token a cut receive into `dataset` left, if any (null otherwise)
+   */
+  receiveResume?(dataset: string): Promise<{ supported: boolean; token: string | null }>;
   /** finish or clean what an interrupted receive left behind; returns what it did */
   recover(dataset: string): Promise<string[]>;
 

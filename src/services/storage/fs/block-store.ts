@@ -243,6 +243,16 @@ export class BlockStore {
     pack.sealed = true;
   }
 
+  /** the pack being written, if any */
+  writingPack(): string | null {
+    return this.writing?.id ?? null;
+  }
+
+  /** the packs this instance wrote, sealed or not */
+  newPacks(): string[] {
+    return [...this.packs.values()].filter((p) => p.mine).map((p) => p.id);
+  }
+
   /** Remove every pack this instance wrote, sealed or not (an operation that failed before it was listed). */
   discardNew(): void {
     this.writing = null;

@@ -31,6 +31,7 @@ import { BlockStore } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { blocksOf, forgetManifest, readManifest } from './manifest.js';
 import { processAlive } from './lock.js';
+import { dropPartial, keptPacks } from './partial.js';
 
 interface Pin {
   pid: number;
@@ -151,9 +152,10 @@ function liveBlocks(catalog: Catalog, dataset: string, ids: Iterable<string>): S
  * Free the packs (all of them, or those in `only`) of what `keep` does not
  * use: a pack nothing uses is deleted, a mostly unused one rewritten.
  */
-function collectPacks(store: BlockStore, keep: Set<string>, freed: Freed, only?: Set<string>): void {
+function collectPacks(store: BlockStore, keep: Set<string>, freed: Freed, kept: Set<string>, only?: Set<string>): void {
   for (const pack of store.packInfo()) {
     if (only && !only.has(pack.id)) continue;
+    if (kept.has(pack.id)) continue; // chunks an interrupted receive kept for the next one (partial.ts)
     const live = pack.blocks.filter((b) => keep.has(b.hash));
     const liveBytes = live.reduce((n, b) => n + b.length, 0);
     if (live.length === pack.blocks.length && pack.duplicateBytes === 0) continue;
@@ -193,7 +195,7 @@ export function collectDestroyed(catalog: Catalog, dataset: string, destroyedId:
     const done = markUnswept(catalog, dataset); // a rewrite cut short leaves two copies of some blocks
     try {
       const affected = new Set(store.packInfo().filter((p) => p.blocks.some((b) => unused.has(b.hash))).map((p) => p.id));
-      collectPacks(store, keep, freed, affected);
+      collectPacks(store, keep, freed, keptPacks(catalog.layout, dataset), affected);
       for (const h of unused) {
         const bytes = store.removeLegacy(h);
         if (bytes) {
@@ -225,6 +227,8 @@ export function sweep(catalog: Catalog, dataset: string): Freed {
   const keep = liveBlocks(catalog, dataset, reachable);
   const store = new BlockStore(catalog.layout.blocksDir(dataset));
   const freed: Freed = { blocks: 0, bytes: 0, halfWritten: 0, halfWrittenBytes: 0, manifests: 0 };
+  const kept = keptPacks(catalog.layout, dataset);
+  if (!kept.size) dropPartial(catalog.layout, dataset); // past its grace: those chunks go now
   try {
     store.clearTemp();
     for (const id of store.unsealedPacks()) {
@@ -232,7 +236,7 @@ export function sweep(catalog: Catalog, dataset: string): Freed {
       freed.halfWrittenBytes += statSync(path.join(store.dir, `${id}.pack`), { throwIfNoEntry: false })?.size ?? 0;
       store.dropPack(id);
     }
-    collectPacks(store, keep, freed);
+    collectPacks(store, keep, freed, kept);
     for (const h of [...store.legacyBlocks()]) {
       if (keep.has(h)) continue;
       freed.bytes += store.removeLegacy(h);
@@ -258,6 +262,7 @@ export function sweep(catalog: Catalog, dataset: string): Freed {
     }
   }
   // The blocks of a snapshot destroyed while a sender still reads it were kept: that sweep is still owed.
-  if (![...pinned].some((id) => !listed.includes(id))) rmSync(catalog.layout.unsweptMarker(dataset), { force: true });
+  // So is the one of kept chunks, once their grace has passed.
+  if (!kept.size && ![...pinned].some((id) => !listed.includes(id))) rmSync(catalog.layout.unsweptMarker(dataset), { force: true });
   return freed;
 }

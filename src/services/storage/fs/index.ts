@@ -15,7 +15,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type {
-  CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo, VolumeStats,
+  ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo, VolumeStats,
 } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import { Catalog, type DatasetRecord, type SnapshotRecord } from './catalog.js';
@@ -23,6 +23,7 @@ import { firstDifference } from './compare.js';
 import { checkExcludes, excludeMatcher } from './excludes.js';
 import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
 import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from './gc.js';
+import { tidyUnregistered } from './partial.js';
 import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
 import { Layout, VOLUME_FILE } from './layout.js';
 import { lockDatasets, staleLockOwner } from './lock.js';
@@ -33,7 +34,8 @@ import { stageFiles } from './stage.js';
 import { receiveStream } from './receiver.js';
 import { finishRename, pendingRenameTouching, renameDataset, renameNames } from './rename.js';
 import { scanTree } from './scan.js';
-import { sendStream } from './sender.js';
+import { offerChunks, sendStream } from './sender.js';
+import { heldChunks } from './negotiate.js';
 import { takeSnapshot } from './snapshot.js';
 import { ZVOL_CHUNK } from './block-store.js';
 import { writeCleanMap } from './dirty-map.js';
@@ -407,6 +409,14 @@ class FsDriver implements Driver {
 
   // ---- replication -------------------------------------------------------
 
+  async offerChunks(dataset: string, snapshot: string, opts: { from?: string; recursive: boolean }): Promise<ChunkOffer> {
+    return offerChunks(this.catalog, dataset, snapshot, opts);
+  }
+
+  async heldChunks(dataset: string, offer: ChunkOffer): Promise<ChunkAnswer> {
+    return heldChunks(this.catalog, dataset, offer);
+  }
+
   send(dataset: string, snapshot: string, opts: SendOptions): Readable {
     return sendStream(this.catalog, dataset, snapshot, opts);
   }
@@ -476,8 +486,8 @@ class FsDriver implements Driver {
       lines.push(`Removed the staging area ${s} of an interrupted receive or rollback of ${name}.`);
     }
     if (!this.catalog.record(name)) {
-      removeTree(meta);
-      lines.push(`Removed the leftovers of ${name}, which was never completely created.`);
+      const kept = tidyUnregistered(this.layout, name);
+      lines.push(kept ?? `Removed the leftovers of ${name}, which was never completely created.`);
       return lines;
     }
     if (!this.catalog.mounted(name) && !lstatOrNull(this.layout.mountpoint(name)) && (!parentOf(name) || this.catalog.mounted(parentOf(name)!))) {

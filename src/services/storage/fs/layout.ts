@@ -104,6 +104,11 @@ export class Layout {
     return path.join(this.datasetMeta(name), 'unswept');
   }
 
+  /** the packs an interrupted receive verified and kept for the next one (partial.ts) */
+  partialFile(name: string): string {
+    return path.join(this.datasetMeta(name), 'partial.json');
+  }
+
   destroyingMarker(name: string): string {
     return path.join(this.datasetMeta(name), 'destroying');
   }

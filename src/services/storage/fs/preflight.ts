@@ -5,14 +5,17 @@
  * stream over existing data). Each refusal is a sentence naming both sides.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { BlockStore } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { differenceFrom } from './compare.js';
-import { zvolDifference } from './zvol.js';
+import { isZvol, zvolDifference } from './zvol.js';
+import { VOLUME_FILE } from './layout.js';
+import { isSeed } from './negotiate.js';
 import { refuseServed } from './zvol-writer.js';
-import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
+import { isEmptyDir, lstatOrNull } from './files.js';
+import { tidyUnregistered } from './partial.js';
 import type { StagedManifest } from './journal.js';
 import { readManifest, type Manifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, parentOf } from './names.js';
@@ -97,9 +100,9 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
     if (st && (!st.isDirectory() || !isEmptyDir(mp))) {
       throw new Error(`The destination ${target} does not exist, but its mountpoint ${mp} is already taken by other files; move them away first.`);
     }
-    // Leftovers of an earlier attempt that never registered the dataset.
+    // Leftovers of an earlier attempt that never registered the dataset; the chunks it verified stay (partial.ts).
     const meta = layout.datasetMeta(target);
-    if (existsSync(meta)) removeTree(meta);
+    if (existsSync(meta)) tidyUnregistered(layout, target);
     mkdirSync(meta, { recursive: true });
     return incoming(true, null, true);
   }
@@ -119,6 +122,15 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
       throw new Error(`The destination ${target} already has ${snapshots.length} snapshot(s) (newest @${snapshots.at(-1)!.name}); a full stream is only received into a new or empty dataset, never over existing data. Send incrementally from a common snapshot, or destroy ${target} first.`);
     }
     const live = await scanTree(liveDir, exclude);
+    if (isZvol(rec) && h.kind === 'volume') {
+      // A zvol with data but no snapshot takes a full stream only as a partial resync of a seed (negotiate.ts).
+      if (h.volsize !== rec.volsize) throw new Error(`The destination zvol ${target} has ${rec.volsize} bytes, but the stream's volume has ${h.volsize}; a seed must be of the same size.`);
+      const empty = (lstatSync(path.join(liveDir, VOLUME_FILE), { throwIfNoEntry: false })?.blocks ?? 0) === 0;
+      if (!empty && (!h.chunks || !isSeed(h.chunks))) {
+        throw new Error(`The destination zvol ${target} has data but no snapshot, and ${h.chunks ? `holds only ${h.chunks.held} of the ${h.chunks.offered} chunks of the stream` : 'the stream does not say which of its chunks it holds'}: it is not a seed of this source, and is never overwritten by a full stream. Destroy it, or receive into another dataset.`);
+      }
+      return incoming(false, null, false, live);
+    }
     if (live?.some((n) => n.path !== '')) {
       throw new Error(`The destination ${target} already has files in ${liveDir}; a full stream is never received over existing data. Move them away or destroy ${target} first.`);
     }

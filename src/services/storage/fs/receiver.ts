@@ -23,7 +23,8 @@ import { CHUNK_SIZE, ZVOL_CHUNK, sha256 } from './block-store.js';
 import { patchPlan } from './zvol.js';
 import type { Catalog, SnapshotRecord } from './catalog.js';
 import { Breather, removeTree, writeFileSynced } from './files.js';
-import { markUnswept } from './gc.js';
+import { markUnswept, sweep } from './gc.js';
+import { SEAL_EVERY, dropPartial, keepPacks, sealIntervalMs, tidyUnregistered } from './partial.js';
 import { SimulatedCrash, runJournal, writeJournal, type Faults, type Journal, type StagedManifest } from './journal.js';
 import { lockDatasets, type Lock } from './lock.js';
 import { applyDelta, blocksOf, checkReceivedManifest, entriesDigest, withoutCache, type Entry, type Manifest } from './manifest.js';
@@ -133,6 +134,9 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
   const arrived = new Set<string>();
   let blocks = 0;
   let bytes = 0;
+  let unsealed = 0;
+  const interval = sealIntervalMs();
+  let sealedAt = Date.now();
   while (rec.type === REC.block) {
     const hash = rec.blockHash!.toString('hex');
     const data = rec.payload;
@@ -140,7 +144,12 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
     if (sha256(data) !== hash) throw corrupt(`block ${blocks} for ${inc.target} does not match its sha256 ${hash}.`);
     if (!arrived.has(hash)) {
       arrived.add(hash);
-      store.put(hash, data);
+      if (store.put(hash, data) && (unsealed += data.length) >= SEAL_EVERY && Date.now() - sealedAt >= interval) {
+        // Sealed as it goes: a cut keeps what arrived (partial.ts), and the next transfer sends only the rest.
+        keepVerified(catalog, inc);
+        unsealed = 0;
+        sealedAt = Date.now();
+      }
       stager.arrived(hash, data);
     }
     bytes += data.length;
@@ -154,7 +163,12 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
   if (end.blocks !== blocks || end.blockBytes !== bytes || end.manifestBytes !== manifestBytes) {
     throw corrupt(`the data for ${inc.target} has ${blocks} blocks (${bytes} bytes) and a ${manifestBytes}-byte manifest, but the sender counted ${end.blocks}, ${end.blockBytes} and ${end.manifestBytes}.`);
   }
-  // Blocks of the base are in the store (a listed snapshot's always are); anything else must have arrived or be there.
+  if (reader.version >= 4) {
+    const c = inc.header.chunks;
+    if (!c || !Number.isSafeInteger(c.offered) || !Number.isSafeInteger(c.held) || c.held < 0 || c.held > c.offered) throw corrupt(`the header of ${inc.target} does not say how many chunks it offered and the receiver held.`);
+    if (blocks !== c.offered - c.held) throw corrupt(`${blocks} blocks arrived for ${inc.target}, but its header announced ${c.offered - c.held} (${c.offered} chunks, ${c.held} held here).`);
+  }
+  // Blocks of the base are in the store (a listed snapshot's always are); the held ones were there or kept; anything else must have arrived.
   for (const h of new Set(blocksOf(manifest))) {
     if (!store.has(h)) throw new StreamFormatError(`The stream for ${where} refers to block ${h}, which it does not carry and the destination does not have.`);
   }
@@ -162,6 +176,14 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
   // Private to this receive until its journal names the staging directory: no rename needed.
   writeFileSynced(path.join(inc.staging, 'manifest.json'), JSON.stringify(inc.staged));
   return { blocks, bytes };
+}
+
+/** Seal the blocks stored so far and list their pack as kept for the next receive; false when this receive stored none. */
+function keepVerified(catalog: Catalog, inc: Incoming): boolean {
+  const writing = inc.store.writingPack();
+  if (writing) keepPacks(catalog.layout, inc.target, [writing]);
+  inc.store.seal();
+  return inc.store.newPacks().length > 0;
 }
 
 /** The journal of one verified and staged dataset (not yet written). */
@@ -249,7 +271,11 @@ export async function receiveStream(ctx: ReceiveContext, dataset: string, stream
       committed = true;
     }
     for (const [i, j] of journals.entries()) await commitOne(catalog, j, ctx.faults, incoming[i].manifest!);
-    for (const inc of incoming) inc.swept();
+    for (const inc of incoming) {
+      inc.swept();
+      // Chunks kept from an interrupted transfer: what this one did not use goes now.
+      if (dropPartial(layout, inc.target)) sweep(catalog, inc.target);
+    }
     const top = catalog.snapshot(dataset, sh.snapshot)!;
     return { snapshot: ctx.snapshotInfo(dataset, top), bytes: reader.bytes };
   } catch (error) {
@@ -261,10 +287,11 @@ export async function receiveStream(ctx: ReceiveContext, dataset: string, stream
     for (const inc of incoming) {
       inc.stager?.abort();
       removeTree(inc.staging);
-      inc.store.discardNew();
+      // Every stored block was verified against its hash: kept (unlisted) for the next attempt, which is sent only the rest.
+      const kept = keepVerified(catalog, inc);
       inc.store.close();
-      if (inc.madeMeta && !catalog.record(inc.target)) removeTree(layout.datasetMeta(inc.target));
-      else inc.swept();
+      if (inc.madeMeta && !catalog.record(inc.target)) tidyUnregistered(layout, inc.target);
+      else if (!kept) inc.swept();
     }
     const message = (error as Error).message;
     if (error instanceof StreamFormatError || (error as Error).name === 'AbortError') {

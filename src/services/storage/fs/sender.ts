@@ -7,12 +7,13 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { constants, gzipSync } from 'node:zlib';
-import type { SendOptions } from '../driver.js';
+import type { ChunkOffer, SendOptions } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import type { Catalog, SnapshotRecord } from './catalog.js';
 import { pinSnapshot } from './gc.js';
-import { blocksOf, diffManifests, entriesDigest, readManifest, withoutCache, type Manifest } from './manifest.js';
+import { diffManifests, entriesDigest, readManifest, withoutCache, type Manifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, parentOf } from './names.js';
+import { chunksToSend, heldSet, packChunks } from './negotiate.js';
 import {
   MANIFEST_PART, REC, blockHead, jsonRecord, preamble, recordHead,
   type DatasetEnd, type DatasetHeader, type StreamHeader, type StreamManifest, type Trailer,
@@ -32,7 +33,7 @@ export function sendStream(catalog: Catalog, dataset: string, snapshot: string, 
 }
 
 /** Which datasets and snapshots go into the stream; pins each sent snapshot against garbage collection. */
-function resolveParts(catalog: Catalog, dataset: string, snapshot: string, opts: SendOptions, pins: (() => void)[]): Part[] {
+function resolveParts(catalog: Catalog, dataset: string, snapshot: string, opts: Pick<SendOptions, 'from' | 'recursive'>, pins: (() => void)[]): Part[] {
   checkDatasetName(dataset);
   checkSnapshotName(dataset, snapshot);
   if (opts.from !== undefined) checkSnapshotName(dataset, opts.from);
@@ -63,6 +64,27 @@ function resolveParts(catalog: Catalog, dataset: string, snapshot: string, opts:
     parts.push({ name, rel: top ? '' : name.slice(dataset.length + 1), snap, base });
   }
   return parts;
+}
+
+function manifests(catalog: Catalog, part: Part): { manifest: Manifest; base: Manifest | null } {
+  const manifest = readManifest(catalog.layout.manifestFile(part.name, part.snap.id), `${part.name}@${part.snap.name}`);
+  const base = part.base ? readManifest(catalog.layout.manifestFile(part.name, part.base.id), `${part.name}@${part.base.name}`) : null;
+  return { manifest, base };
+}
+
+/** The chunks a send would carry, per dataset: what the receiver is asked about before the send (negotiate.ts). */
+export function offerChunks(catalog: Catalog, dataset: string, snapshot: string, opts: Pick<SendOptions, 'from' | 'recursive'>): ChunkOffer {
+  const pins: (() => void)[] = [];
+  try {
+    return {
+      datasets: resolveParts(catalog, dataset, snapshot, opts, pins).map((part) => {
+        const { manifest, base } = manifests(catalog, part);
+        return { rel: part.rel, chunks: packChunks(chunksToSend(manifest, base)) };
+      }),
+    };
+  } finally {
+    for (const release of pins) release();
+  }
 }
 
 /** Small records are gathered into chunks of about this size: one stream chunk per tiny block would be slow. */
@@ -100,9 +122,9 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
 
     for (const part of parts) {
       const what = `${part.name}@${part.snap.name}`;
-      const manifest: Manifest = readManifest(catalog.layout.manifestFile(part.name, part.snap.id), what);
-      const base = part.base ? readManifest(catalog.layout.manifestFile(part.name, part.base.id), `${part.name}@${part.base.name}`) : null;
-      const baseBlocks = new Set(base ? blocksOf(base) : []);
+      const { manifest, base } = manifests(catalog, part);
+      const toSend = chunksToSend(manifest, base);
+      const held = heldSet(opts.held, part.rel, toSend, what);
       const dsHeader: DatasetHeader = {
         rel: part.rel,
         kind: manifest.kind,
@@ -111,6 +133,7 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
         snapshot: { name: part.snap.name, id: part.snap.id, createdAt: part.snap.createdAt },
         base: part.base ? { name: part.base.name, id: part.base.id } : null,
         entries: manifest.entries.length,
+        chunks: { offered: toSend.length, held: held.size },
       };
       if (add(jsonRecord(REC.dataset, dsHeader))) yield flush();
 
@@ -126,15 +149,13 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
         if (add(piece)) yield flush();
       }
 
-      // Then the blocks the base lacks, each once, in the order the manifest uses them.
+      // Then the blocks the base lacks and the receiver did not say it holds, each once, in the order the manifest uses them.
       const store = new BlockStore(catalog.layout.blocksDir(part.name));
-      const sent = new Set<string>();
       let dsBlocks = 0;
       let dsBytes = 0;
       try {
-        for (const h of blocksOf(manifest)) {
-          if (baseBlocks.has(h) || sent.has(h)) continue;
-          sent.add(h);
+        for (const h of toSend) {
+          if (held.has(h)) continue;
           opts.signal?.throwIfAborted();
           const data = store.read(h, what);
           add(blockHead(h, data.length));

@@ -1,11 +1,12 @@
 /**
- * The fs send stream, version 3. Integers are big-endian.
+ * The fs send stream, version 4. Integers are big-endian.
  *
  *   preamble   "SYNCSHFS" u32 version
  *   records    u8 type, u32 length, payload
  *     'S' stream header   JSON {snapshot, datasets: [relative names, '' = the sent dataset], createdAt}
  *     per dataset, in that order:
- *       'H' dataset header  JSON {rel, kind, volsize, snapshot {name, id, createdAt}, base {name, id} | null, entries}
+ *       'H' dataset header  JSON {rel, kind, volsize, snapshot {name, id, createdAt}, base {name, id} | null, entries,
+ *                           chunks {offered, held}}
  *       'M' manifest part   a piece (<= 1 MiB) of the gzipped StreamManifest JSON: the whole
  *                           manifest, or for an incremental stream only its changes from the base
  *                           plus a digest of the whole, which the receiver rebuilds and checks
@@ -24,7 +25,12 @@
  * file it belongs to while it arrives (stage.ts).
  *
  * Version 3 carries manifests of format 2 (owners and hard links, see
- * manifest.ts); its records are those of version 2. A version 2 stream (an
+ * manifest.ts); its records are those of version 2. Version 4 (the same
+ * records) follows a chunk negotiation (negotiate.ts): the blocks the
+ * receiver said it holds are left out, and each dataset header says how
+ * many chunks there were beyond the base and how many were held
+ * (`chunks: {offered, held}`), which the receiver checks against the
+ * blocks that arrive. A version 2 stream (an
  * older sender) is still read: its manifest is of format 1, so its files
  * arrive without owners and links, as they did then. Other versions are
  * refused before anything is read.
@@ -34,7 +40,7 @@ import { addAbortSignal, type Readable } from 'node:stream';
 import type { Entry, Manifest, ManifestDelta } from './manifest.js';
 
 export const MAGIC = Buffer.from('SYNCSHFS', 'latin1');
-export const STREAM_VERSION = 3;
+export const STREAM_VERSION = 4;
 /** The oldest version still read. */
 export const OLDEST_STREAM_VERSION = 2;
 
@@ -74,6 +80,8 @@ export interface DatasetHeader {
   snapshot: { name: string; id: string; createdAt: string };
   base: { name: string; id: string } | null;
   entries: number;
+  /** version 4: the chunks beyond the base, and how many of them the receiver said it holds (not sent) */
+  chunks?: { offered: number; held: number };
 }
 
 /** The manifest as carried: its fields, and either all entries or the delta from the base, with the entries' digest. */

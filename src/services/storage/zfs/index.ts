@@ -10,7 +10,7 @@ import type { Driver } from '../driver.js';
 import { probe } from '../exec.js';
 import { ZfsCli } from './cli.js';
 import * as datasets from './datasets.js';
-import { receive } from './receive.js';
+import { receive, resumeToken } from './receive.js';
 import { recover } from './recover.js';
 import { renameDataset } from './rename.js';
 import { send } from './send.js';
@@ -51,7 +51,11 @@ export function createZfsDriver(opts: ZfsDriverOptions = {}): ZfsDriver {
     receive,
     recover,
   });
-  return { ...driver, features: () => cli.features() };
+  return {
+    ...driver,
+    features: () => cli.features(),
+    receiveResume: async (dataset: string) => ({ supported: (await cli.features()).resumable, token: await resumeToken(cli, dataset) }),
+  };
 }
 
 async function unavailableReason(cli: ZfsCli): Promise<string | null> {

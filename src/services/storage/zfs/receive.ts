@@ -39,12 +39,17 @@ export async function receive(cli: ZfsCli, dataset: string, stream: Readable, op
     const existed = await checkDestination(cli, dataset, description, opts);
     const before = existed ? await newestSnapshots(cli, dataset) : null;
     const mountedBefore = existed ? (await mountable(cli, dataset)).mounted : [];
-    const args = ['receive', ...(opts.force ? ['-F'] : []), dataset];
+    const resumable = (await cli.features()).resumable && !opts.recursive && !description.compound;
+    const args = receiveArgs(dataset, opts.force, resumable);
     let bytes: number;
     try {
       fed = true;
       ({ bytes } = await feed(cli.zfsBin, args, rest, opts.signal ? { signal: opts.signal } : {}));
     } catch (error) {
+      // Kept as it is: the next run finishes it from the token instead of sending it all again.
+      if (resumable && (await resumeToken(cli, dataset).catch(() => null))) {
+        throw new ZfsError('aborted', `Receiving into '${dataset}' was cut: ${explainZfs(error).message} The part received is kept (receive_resume_token); the next run resumes from it.`);
+      }
       throw await failed(cli, dataset, before, mountedBefore, error);
     }
     await refreshMounts(cli, dataset);
@@ -56,6 +61,18 @@ export async function receive(cli: ZfsCli, dataset: string, stream: Readable, op
   } finally {
     if (!fed) rest.destroy();
   }
+}
+
+/** `-s` keeps a cut receive resumable where this zfs has it (not for `-R` packages, which `send -t` cannot resume) */
+export function receiveArgs(dataset: string, force: boolean, resumable: boolean): string[] {
+  return ['receive', ...(resumable ? ['-s'] : []), ...(force ? ['-F'] : []), dataset];
+}
+
+/** the token a cut `receive -s` left on `dataset`, or null */
+export async function resumeToken(cli: ZfsCli, dataset: string): Promise<string | null> {
+  if (!(await cli.features()).resumable || !(await cli.exists(dataset))) return null;
+  const token = (await cli.getProps([dataset], ['receive_resume_token'])).get(dataset)?.receive_resume_token;
+  return token && token !== '-' ? token : null;
 }
 
 /**

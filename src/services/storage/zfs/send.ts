@@ -25,10 +25,15 @@ import type { ZfsCli } from './cli.js';
 import { explainZfs } from './errors.js';
 import { checkDatasetName, checkSnapshotName, snapshotPath } from './names.js';
 
+/** what `receive_resume_token` holds: a version, hex digits and dashes */
+const RESUME_TOKEN = /^[0-9]+-[0-9a-f-]+$/;
+
 /** a given-up send that has not exited by then is killed outright */
 const KILL_AFTER_MS = 10_000;
 
 export function sendArgs(dataset: string, snapshot: string, opts: SendOptions, withProperties: boolean): string[] {
+  // The token names the snapshot, the base and the offset already received.
+  if (opts.resumeToken !== undefined) return ['send', '-t', opts.resumeToken];
   return [
     'send',
     ...(opts.recursive ? ['-R'] : withProperties ? ['-p'] : []),
@@ -42,6 +47,7 @@ export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendO
   checkDatasetName(dataset);
   checkSnapshotName(snapshot);
   if (opts.from !== undefined) checkSnapshotName(opts.from);
+  if (opts.resumeToken !== undefined && !RESUME_TOKEN.test(opts.resumeToken)) throw new Error(`${JSON.stringify(opts.resumeToken.slice(0, 40))} is not a zfs resume token.`);
   // feature detection is async but the stream must be returned now: start it once known
   const out = new PassThrough();
   const explain = (error: CommandError) => {
@@ -53,7 +59,7 @@ export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendO
     (features) => {
       if (out.destroyed) return;
       const args = sendArgs(dataset, snapshot, opts, features.sendProperties);
-      const holds = opts.recursive || args.includes('-p');
+      const holds = opts.resumeToken === undefined && (opts.recursive || args.includes('-p'));
       const tracked = cli.trackSend(dataset);
       void runSend(cli, args, out, opts.signal, explain, tracked.ending, holds ? (pid) => releaseSendHolds(cli, dataset, snapshot, opts, pid) : null).finally(tracked.done);
     },
