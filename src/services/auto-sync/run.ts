@@ -6,6 +6,7 @@
  * chain puts the service in maintenance instead of silently starting over.
  */
 import { Transform } from 'node:stream';
+import { withQueryCache } from '../storage/query-cache.js';
 import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
@@ -113,7 +114,7 @@ export async function runService(name: string, deps: RunDeps, opts: RunOptions =
   const lock = tryLock(runLockFile(deps.lockDir, name), `auto-sync:${name}`, 'a run');
   try {
     await recordInterrupted(name, deps, (opts.now ?? Date.now)());
-    return await runLocked(name, deps, opts);
+    return await withQueryCache(() => runLocked(name, deps, opts));
   } finally {
     lock.release();
   }
