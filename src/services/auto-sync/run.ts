@@ -7,6 +7,7 @@
  */
 import { Transform } from 'node:stream';
 import { withQueryCache } from '../storage/query-cache.js';
+import { rateLimiter } from '../wire/rate-limit.js';
 import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
@@ -353,15 +354,20 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
       done(null, chunk);
     },
   });
-  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal });
+  // the codec is applied where the wire is: a peer's driver compresses or decompresses at its channel
+  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, compress: config.compress });
+  const limit = config.rateLimit ? rateLimiter(config.rateLimit) : null;
+  const paced = limit ? stream.pipe(limit) : stream;
   stream.on('error', (error) => counter.destroy(error));
-  stream.pipe(counter);
+  limit?.on('error', (error) => counter.destroy(error));
+  paced.pipe(counter);
   try {
-    await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal });
+    await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal, compress: config.compress });
     return bytes;
   } catch (error) {
     abort.abort(error);
     stream.destroy();
+    limit?.destroy();
     throw error;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);

@@ -10,6 +10,7 @@
  * --peer is set by the authorized_keys line: whose key this session came in
  * with. stdout carries nothing but the protocol.
  */
+import { codecStream, parseCodec } from '../wire/codecs.js';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -382,7 +383,11 @@ class Agent {
   private async send(driver: Driver, h: SendHeader): Promise<{ bytes: number }> {
     const abort = new AbortController();
     const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
-    const stream = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal });
+    const raw = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal });
+    // compressed for the channel when the header names a codec (the caller decompresses)
+    const deflate = h.compress && h.compress !== 'none' ? await codecStream(parseCodec(h.compress), 'compress') : null;
+    if (deflate) raw.on('error', (e: Error) => deflate.destroy(e));
+    const stream = deflate ? raw.pipe(deflate) : raw;
     const out = process.stdout;
     const failed = new Promise<never>((_, reject) => {
       out.once('error', (e: Error) => reject(new Error(`The reader went away: ${e.message}`)));
@@ -403,6 +408,7 @@ class Agent {
       }
       return { bytes };
     } catch (error) {
+      (raw as Readable).destroy();
       (stream as Readable).destroy();
       throw error;
     } finally {
@@ -422,8 +428,11 @@ class Agent {
     process.stdin.on('data', arm);
     process.stdin.on('error', (e) => input.destroy(e));
     process.stdin.pipe(input);
+    // the caller compressed it for the channel when the header names a codec
+    const inflate = h.compress && h.compress !== 'none' ? await codecStream(parseCodec(h.compress), 'decompress') : null;
+    if (inflate) input.on('error', (e: Error) => inflate.destroy(e));
     try {
-      return await driver.receive(h.dataset, input, { force: Boolean(h.force), recursive: Boolean(h.recursive) });
+      return await driver.receive(h.dataset, inflate ? input.pipe(inflate) : input, { force: Boolean(h.force), recursive: Boolean(h.recursive) });
     } finally {
       if (timer) clearTimeout(timer);
       process.stdin.off('data', arm);

@@ -17,6 +17,7 @@
  * outcome is the last JSON line (send: on stderr; receive: on stdout) and
  * the exit status (0 ok, 1 failed, 2 refused).
  */
+import type { Codec } from '../wire/codec-names.js';
 export const PROTOCOL_VERSION = 1;
 /** versions this build's agent answers */
 export const PROTOCOL_MIN = 1;
@@ -74,6 +75,8 @@ export interface SendHeader extends Hello {
   snapshot: string;
   from_snapshot?: string;
   recursive: boolean;
+  /** the codec the stream is compressed with on the channel; absent: none */
+  compress?: Codec;
   /** give up when the reader takes nothing for this long */
   idleTimeoutMs?: number;
 }
@@ -83,6 +86,8 @@ export interface ReceiveHeader extends Hello {
   dataset: string;
   force: boolean;
   recursive: boolean;
+  /** the codec the stream is compressed with on the channel; absent: none */
+  compress?: Codec;
   /** give up when no byte arrives for this long (a dead link) */
   idleTimeoutMs?: number;
 }

@@ -9,6 +9,7 @@
  * fs manifest id): a snapshot received from elsewhere carries the sender's
  * id, which is how the run finds the newest common snapshot.
  */
+import type { Codec } from '../wire/codec-names.js';
 import type { Readable } from 'node:stream';
 import type { BlockVolume } from '../nbd/volume.js';
 
@@ -58,6 +59,8 @@ export interface SendOptions {
   recursive: boolean;
   /** abort the stream */
   signal?: AbortSignal;
+  /** how the stream crosses the wire to a peer (a peer's driver only; local drivers have no wire) */
+  compress?: Codec;
 }
 
 export interface ReceiveOptions {
@@ -69,6 +72,8 @@ export interface ReceiveOptions {
   force: boolean;
   recursive: boolean;
   signal?: AbortSignal;
+  /** how the stream crosses the wire to a peer (a peer's driver only) */
+  compress?: Codec;
 }
 
 export interface ReceiveResult {
