@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -48,7 +48,9 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
   return withCleanup(async (bag) => {
     const home = await mkdtemp(path.join(workDir, 'syncsh-bench-home-'));
     bag.add(() => rm(home, { recursive: true, force: true }));
-    const env = { ...process.env, SYNCSH_HOME: home, SYNCSH_APPLIANCE_ID: 'bench' };
+    // every command the driver spawns, one JSON line each (src/services/storage/exec.ts)
+    const commandLog = path.join(home, 'commands.log');
+    const env = { ...process.env, SYNCSH_HOME: home, SYNCSH_APPLIANCE_ID: 'bench', SYNCSH_COMMAND_LOG: commandLog };
     const c = await setup(bag);
 
     console.log(`generating ${files} files, ${megabytes} MiB in ${c.sourceDir} …`);
@@ -56,7 +58,13 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
     const created = await syncsh(env, `create auto-sync --from-fs ${c.source} --to-fs ${c.destination} --keep-src 2 --keep-dst 2 --recursive no -y`);
     const name = created.stdout.match(/Created auto-sync:(\S+?):/)?.[1];
     if (!name) throw new Error(`no service name in: ${created.stdout}`);
-    const run = () => syncsh(env, `run auto-sync :${name}`);
+    const spawned: string[][][] = [];
+    const run = async () => {
+      await writeFile(commandLog, '');
+      const r = await syncsh(env, `run auto-sync :${name}`);
+      spawned.push((await readFile(commandLog, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]));
+      return r;
+    };
 
     // whoever goes second receives into a pool still busy with the first copy: BENCH_ORDER=bare-first swaps them
     const bareFirst = process.env.BENCH_ORDER === 'bare-first';
@@ -84,6 +92,10 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
         }
       }
       console.log(`both copies match the source: ${want.files} files, ${(want.bytes / MiB).toFixed(0)} MiB`);
+    }
+    for (const [phase, commands] of [['full', spawned[0]], ['incremental', spawned[1]]] as const) {
+      console.log(`commands a ${phase} run spawned: ${commands.length}`);
+      if (process.env.BENCH_COMMANDS === '1') for (const argv of commands) console.log(`  ${argv.join(' ')}`);
     }
     printTable(`${title}: ${files} files, ${megabytes} MiB; then ${changed} files (5%) rewritten; ${bareFirst ? 'bare pipeline' : 'syncsh'} first`, c.peer, [
       { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },

@@ -1,7 +1,7 @@
 /** This appliance: identity and appliance-wide settings. */
 import type { CommandFamily } from './grammar/types.js';
 import { nbdSettings, setAlertCommand, setApplianceId, setNbdAllow, setNbdListen, validApplianceId } from '../services/appliance.js';
-import { nbdSocketPath } from '../services/nbd/service.js';
+import { nbdSocketPath } from '../services/nbd/paths.js';
 
 export const applianceFamily: CommandFamily = {
   words: {

@@ -4,10 +4,17 @@
  * it; says which file is damaged, where, and how to recover; and keeps a
  * last good copy beside it (FILE.last-good, written after each successful
  * write). A damaged file is never overwritten: conf reads before it writes.
+ *
+ * Reads skip conf (and its schema compiler, most of a `syncsh -c` start)
+ * when they can: a file without a schema is plain JSON, and a file that is
+ * byte for byte its last good copy is one conf validated when it wrote or
+ * read it. Any other file (edited by hand, say) is read and validated by conf.
  */
-import Conf, { type Options } from 'conf';
+import type Conf from 'conf';
+import type { Options } from 'conf';
 import { copyFileSync, existsSync, readFileSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { conf as confModule } from './lazy.js';
 
 export class ConfigDamagedError extends Error {
   constructor(readonly file: string, message: string) {
@@ -61,6 +68,8 @@ export class ConfigFile<T extends Record<string, unknown>> {
   }
 
   get<K extends keyof T>(key: K): T[K] {
+    const known = this.readKnownGood();
+    if (known) return (key in known ? known[key] : this.defaultOf(key)) as T[K];
     return this.guard(() => this.open().get(key));
   }
 
@@ -69,9 +78,30 @@ export class ConfigFile<T extends Record<string, unknown>> {
     this.keepGood();
   }
 
+  /** the file's content when it needs no validation (see the top of this file), else null */
+  private readKnownGood(): Partial<T> | null {
+    let parsed: unknown;
+    try {
+      const text = readFileSync(this.file);
+      if (this.options.schema && !text.equals(readFileSync(lastGoodOf(this.file)))) return null;
+      parsed = JSON.parse(text.toString('utf8'));
+    } catch {
+      return null; // missing, unreadable or not JSON: conf says which
+    }
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Partial<T>) : null;
+  }
+
+  /** what conf answers for a key the file does not hold: its default, or the schema's */
+  private defaultOf<K extends keyof T>(key: K): T[K] | undefined {
+    const fromSchema = (this.options.schema as Record<string, { default?: unknown }> | undefined)?.[key as string]?.default;
+    return structuredClone((this.options.defaults?.[key] ?? fromSchema) as T[K] | undefined);
+  }
+
   private open(): Conf<T> {
     if (!this.conf) {
-      this.conf = new Conf<T>(this.options);
+      // The schemas are this program's own, not input: checking them against JSON Schema's
+      // meta-schema on every open was half of a `syncsh -c` start (bench/cli-start.ts).
+      this.conf = new (confModule().default)<T>(this.options.schema ? { ...this.options, ajvOptions: { validateSchema: false, ...this.options.ajvOptions } } : this.options);
       if (!existsSync(lastGoodOf(this.file))) this.keepGood();
     }
     return this.conf;

@@ -8,7 +8,8 @@
  * once-at time when it has no offset) is in the process's local time zone,
  * i.e. TZ. Tests pin TZ=UTC to stay clear of daylight-saving shifts.
  */
-import { Cron } from 'croner';
+import type { Cron } from 'croner';
+import { croner } from './lazy.js';
 import { SCHEDULE_TYPES, type Schedule } from './auto-sync/model.js';
 
 /** every `period` `type`s, e.g. { type: 'minute', period: 10 } */
@@ -33,7 +34,7 @@ function compileCron(expression: string): Cron {
   try {
     // Five fields only: the daemon works to the minute, and a six-field
     // pattern would be read as having a seconds field.
-    return new Cron(expression, { mode: '5-part', paused: true });
+    return new (croner().Cron)(expression, { mode: '5-part', paused: true });
   } catch (error) {
     const reason = (error as Error).message.replace(/^CronPattern:\s*/, '').replace(/\.$/, '');
     throw new Error(`The schedule "${expression}" is not a valid cron expression: ${reason}.`);

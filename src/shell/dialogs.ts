@@ -4,12 +4,13 @@
  * erases the dialog and raises DialogCancelled; with no person at the
  * terminal every dialog raises NoTerminalError.
  */
-import { AbortPromptError, CancelPromptError, ExitPromptError } from '@inquirer/core';
 import { DialogCancelled, NoTerminalError, type Choice, type Dialogs } from '../commands/dialogs.js';
 import { answerLine } from './dialogs/layout.js';
-import { choicePrompt, fieldPrompt } from './dialogs/prompts.js';
 import { holdInput, outputView } from './line-editor/terminal-streams.js';
 import type { Terminal } from './terminal.js';
+
+// The prompts (and @inquirer/core under them) load with the first dialog: a command that asks nothing starts without them.
+const prompts = () => import('./dialogs/prompts.js');
 
 const YES_NO: Choice<'yes' | 'no'>[] = [{ value: 'yes' }, { value: 'no' }];
 
@@ -32,6 +33,7 @@ export function createDialogs(term: Terminal): Dialogs {
     try {
       answer = await run({ input: term.input, output: outputView(term), clearPromptOnDone: true });
     } catch (error) {
+      const { AbortPromptError, CancelPromptError, ExitPromptError } = await import('@inquirer/core');
       if (error instanceof ExitPromptError || error instanceof CancelPromptError || error instanceof AbortPromptError) throw new DialogCancelled();
       throw error;
     } finally {
@@ -49,7 +51,7 @@ export function createDialogs(term: Terminal): Dialogs {
     const initial = Math.max(0, choices.findIndex((c) => c.value === opts.default));
     const index = await ask(
       question,
-      (context) => choicePrompt({ question, labels, descriptions: choices.map((c) => c.description), initial, help: opts.help, ...display }, context),
+      async (context) => (await prompts()).choicePrompt({ question, labels, descriptions: choices.map((c) => c.description), initial, help: opts.help, ...display }, context),
       (i) => labels[i],
     );
     return choices[index].value;
@@ -62,7 +64,7 @@ export function createDialogs(term: Terminal): Dialogs {
       const labels = YES_NO.map((c) => c.value);
       const index = await ask(
         question,
-        (context) => choicePrompt({ question, labels, descriptions: [], initial: opts.default === true ? 0 : 1, help: opts.help, ...display }, context),
+        async (context) => (await prompts()).choicePrompt({ question, labels, descriptions: [], initial: opts.default === true ? 0 : 1, help: opts.help, ...display }, context),
         (i) => (i === 0 ? 'Yes' : 'No'),
       );
       return index === 0;
@@ -71,14 +73,14 @@ export function createDialogs(term: Terminal): Dialogs {
     async input(question, opts = {}) {
       return ask(
         question,
-        (context) => fieldPrompt({ question, default: opts.default, validate: opts.validate, secret: false, help: opts.help, ...display }, context),
+        async (context) => (await prompts()).fieldPrompt({ question, default: opts.default, validate: opts.validate, secret: false, help: opts.help, ...display }, context),
         (value) => value,
       );
     },
 
     async password(question, opts = {}) {
       // the answer line is the question alone: nothing of a password is shown
-      return ask(question, (context) => fieldPrompt({ question, secret: true, help: opts.help, ...display }, context), () => '');
+      return ask(question, async (context) => (await prompts()).fieldPrompt({ question, secret: true, help: opts.help, ...display }, context), () => '');
     },
   };
 }

@@ -8,18 +8,18 @@
  * here). Reverse-capable services are not here: their config is kept in
  * services.json on both appliances.
  */
-import Conf from 'conf';
 import path from 'node:path';
 import type { Home } from '../home.js';
+import { ConfigFile } from '../config-file.js';
 import { withLock } from '../lock.js';
 import type { AutoSyncConfig } from './model.js';
 
 export class IncomingStore {
-  private readonly conf: Conf<{ services: Record<string, AutoSyncConfig> }>;
+  private readonly conf: ConfigFile<{ services: Record<string, AutoSyncConfig> }>;
   private readonly lockFile: string;
 
   constructor(home: Home) {
-    this.conf = new Conf({ cwd: home.config, configName: 'incoming', projectName: 'syncsh', defaults: { services: {} } });
+    this.conf = new ConfigFile({ cwd: home.config, configName: 'incoming', projectName: 'syncsh', defaults: { services: {} } });
     this.lockFile = path.join(home.locks, 'incoming.lock');
   }
 

@@ -2,6 +2,7 @@
  * What an auto-sync service is: its configuration (kept in services.json and,
  * once reverse capability is on, on both appliances) and its run state.
  */
+import { CODECS, type Codec } from '../wire/codec-names.js';
 import { MAINTENANCE_KINDS, type Maintenance } from './maintenance.js';
 import type { Role } from '../roles.js';
 
@@ -40,6 +41,10 @@ export interface AutoSyncConfig {
   recursive: boolean;
   /** gitignore-style patterns left out of the source's snapshots (fs driver only); absent: none */
   exclude?: string[];
+  /** bytes per second a transfer may use; absent or 0: no limit */
+  rateLimit?: number;
+  /** how the bytes cross the wire to a peer (wire/codecs.ts); absent: none */
+  compress?: Codec;
   reverseCapable: boolean;
   /** seconds without a successful sync before status turns warn */
   maxDelay: number;
@@ -115,6 +120,8 @@ export const serviceSchema = {
     keepDst: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
     recursive: { type: 'boolean' },
     exclude: { type: 'array', items: { type: 'string', minLength: 1 } },
+    rateLimit: { type: 'integer', minimum: 0 },
+    compress: { enum: [...CODECS] },
     reverseCapable: { type: 'boolean' },
     maxDelay: { type: 'integer', minimum: 0 },
     comment: { type: 'string' },

@@ -6,6 +6,8 @@
 import { SCHEDULE_TYPES, type AutoSyncConfig, type ScheduleType } from './model.js';
 import { parseRetention, RETENTION_HELP, storedRetention } from './retention.js';
 import { checkExcludes } from '../storage/fs/excludes.js';
+import { formatRate, parseRate } from '../wire/rate-limit.js';
+import { CODECS, parseCodec } from '../wire/codec-names.js';
 
 /**
  * The exclude list of a service: patterns apply to the fs driver's file
@@ -132,6 +134,20 @@ export const PROPERTIES: PropertySpec[] = [
       const { exclude: _old, ...rest } = c;
       return exclude.length ? { ...rest, exclude } : rest;
     },
+  },
+  {
+    key: 'rate_limit', description: 'bytes per second a transfer may use, such as 20M (powers of 1024); 0 for no limit',
+    get: (c) => formatRate(c.rateLimit ?? 0),
+    set: (c, v) => {
+      const rateLimit = parseRate(v, 'rate_limit');
+      const { rateLimit: _old, ...rest } = c;
+      return rateLimit ? { ...rest, rateLimit } : rest;
+    },
+  },
+  {
+    key: 'compress', description: 'how the bytes cross the wire to another appliance: none, gzip, zstd or lz4 (a local-to-local service sends nothing over a wire)', values: CODECS,
+    get: (c) => c.compress ?? 'none',
+    set: (c, v) => ({ ...c, compress: parseCodec(v, 'compress') }),
   },
   {
     key: 'max_delay', description: 'seconds without a sync before status is warn (0: never)', get: (c) => String(c.maxDelay),

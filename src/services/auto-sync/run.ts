@@ -6,6 +6,8 @@
  * chain puts the service in maintenance instead of silently starting over.
  */
 import { Transform } from 'node:stream';
+import { withQueryCache } from '../storage/query-cache.js';
+import { rateLimiter } from '../wire/rate-limit.js';
 import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
@@ -114,7 +116,7 @@ export async function runService(name: string, deps: RunDeps, opts: RunOptions =
   const lock = tryLock(runLockFile(deps.lockDir, name), `auto-sync:${name}`, 'a run');
   try {
     await recordInterrupted(name, deps, (opts.now ?? Date.now)());
-    return await runLocked(name, deps, opts);
+    return await withQueryCache(() => runLocked(name, deps, opts));
   } finally {
     lock.release();
   }
@@ -415,16 +417,21 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
       done(null, chunk);
     },
   });
-  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, ...(chunks ? { held: chunks.answer } : {}), ...(resumeToken ? { resumeToken } : {}) });
+  // the codec is applied where the wire is: a peer's driver compresses or decompresses at its channel
+  const stream = src.driver.send(src.dataset, snapshot, { from, recursive: config.recursive, signal: abort.signal, compress: config.compress, ...(chunks ? { held: chunks.answer } : {}), ...(resumeToken ? { resumeToken } : {}) });
+  const limit = config.rateLimit ? rateLimiter(config.rateLimit) : null;
+  const paced = limit ? stream.pipe(limit) : stream;
   stream.on('error', (error) => counter.destroy(error));
-  stream.pipe(counter);
+  limit?.on('error', (error) => counter.destroy(error));
+  paced.pipe(counter);
   try {
-    await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal });
+    await dst.driver.receive(dst.dataset, counter, { force: config.force, recursive: config.recursive, signal: abort.signal, compress: config.compress });
     if (chunks) log.write(`sent ${chunks.offered - chunks.held} of ${chunks.offered} chunks (${(bytes / 1e6).toFixed(1)} MB)${chunks.held ? `; the other ${chunks.held} were on the destination already` : ''}`);
     return bytes;
   } catch (error) {
     abort.abort(error);
     stream.destroy();
+    limit?.destroy();
     throw error;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);

@@ -11,6 +11,9 @@ import type { Home } from '../home.js';
 import { EMPTY_RUN_STATE, serviceSchema, type AutoSyncConfig, type RunState } from './model.js';
 import { upgradeMaintenance } from './maintenance.js';
 
+/** localeCompare's order, with one collator for the whole sort instead of one per comparison */
+const byName = new Intl.Collator();
+
 type ServicesFile = { services: Record<string, AutoSyncConfig> };
 type StateFile = { state: Record<string, RunState> };
 
@@ -38,7 +41,7 @@ export class ServiceStore {
   }
 
   list(): AutoSyncConfig[] {
-    return Object.values(this.all()).sort((a, b) => a.name.localeCompare(b.name));
+    return Object.values(this.all()).sort((a, b) => byName.compare(a.name, b.name));
   }
 
   get(name: string): AutoSyncConfig | undefined {

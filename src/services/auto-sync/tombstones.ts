@@ -9,9 +9,9 @@
  * a copy that moved on past it since (a disaster recovery there while this
  * appliance was away) is a newer view and stays.
  */
-import Conf from 'conf';
 import path from 'node:path';
 import type { Home } from '../home.js';
+import { ConfigFile } from '../config-file.js';
 import { withLock } from '../lock.js';
 import type { AutoSyncConfig } from './model.js';
 
@@ -35,11 +35,11 @@ export const tombstoneOf = (config: AutoSyncConfig, peer: string, at = new Date(
 export const buries = (t: Tombstone | null | undefined, config: AutoSyncConfig): boolean => Boolean(t && t.service === config.name && t.createdAt === config.createdAt && config.epoch < t.epoch);
 
 export class TombstoneStore {
-  private readonly conf: Conf<{ tombstones: Record<string, Tombstone> }>;
+  private readonly conf: ConfigFile<{ tombstones: Record<string, Tombstone> }>;
   private readonly lockFile: string;
 
   constructor(home: Home) {
-    this.conf = new Conf({ cwd: home.config, configName: 'tombstones', projectName: 'syncsh', defaults: { tombstones: {} } });
+    this.conf = new ConfigFile({ cwd: home.config, configName: 'tombstones', projectName: 'syncsh', defaults: { tombstones: {} } });
     this.lockFile = path.join(home.locks, 'tombstones.lock');
   }
 

@@ -14,14 +14,9 @@ import { NbdServer, type NbdClientInfo } from './server.js';
 import { goneExports } from './exports.js';
 import type { ExportSource } from './volume.js';
 
-export function nbdSocketPath(home: Home): string {
-  return path.join(home.root, 'run', 'nbd.sock');
-}
+import { nbdSocketPath } from './paths.js';
 
-/** the URI a client uses for an export of this appliance, e.g. nbd+unix:///fs:tank/vm1?socket=/var/lib/syncsh/run/nbd.sock */
-export function nbdUri(home: Home, name: string): string {
-  return `nbd+unix:///${name}?socket=${nbdSocketPath(home)}`;
-}
+export { nbdSocketPath, nbdUri } from './paths.js';
 
 export interface NbdServiceOptions {
   log?(line: string): void;

@@ -7,6 +7,7 @@
  * `keyPeer` is whose key the session came in with (the authorized_keys
  * line's --peer): only that appliance may say hello on it.
  */
+import { codecStream, parseCodec } from '../wire/codecs.js';
 import { once } from 'node:events';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -365,7 +366,11 @@ export class Agent {
   private async send(driver: Driver, h: SendHeader, out: Writable): Promise<{ bytes: number }> {
     const abort = new AbortController();
     const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
-    const stream = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal, ...(h.held ? { held: h.held } : {}), ...(typeof h.resume_token === 'string' ? { resumeToken: h.resume_token } : {}) });
+    const raw = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal, ...(h.held ? { held: h.held } : {}), ...(typeof h.resume_token === 'string' ? { resumeToken: h.resume_token } : {}) });
+    // compressed for the channel when the header names a codec (the caller decompresses)
+    const deflate = h.compress && h.compress !== 'none' ? await codecStream(parseCodec(h.compress), 'compress') : null;
+    if (deflate) raw.on('error', (e: Error) => deflate.destroy(e));
+    const stream = deflate ? raw.pipe(deflate) : raw;
     const failed = new Promise<never>((_, reject) => {
       out.once('error', (e: Error) => reject(new Error(`The reader went away: ${e.message}`)));
       abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
@@ -385,6 +390,7 @@ export class Agent {
       }
       return { bytes };
     } catch (error) {
+      (raw as Readable).destroy();
       (stream as Readable).destroy();
       throw error;
     } finally {
@@ -405,8 +411,11 @@ export class Agent {
     from.on('data', arm);
     from.on('error', onError);
     from.pipe(input);
+    // the caller compressed it for the channel when the header names a codec
+    const inflate = h.compress && h.compress !== 'none' ? await codecStream(parseCodec(h.compress), 'decompress') : null;
+    if (inflate) input.on('error', (e: Error) => inflate.destroy(e));
     try {
-      return await driver.receive(h.dataset, input, { force: Boolean(h.force), recursive: Boolean(h.recursive) });
+      return await driver.receive(h.dataset, inflate ? input.pipe(inflate) : input, { force: Boolean(h.force), recursive: Boolean(h.recursive) });
     } finally {
       if (timer) clearTimeout(timer);
       from.off('data', arm);

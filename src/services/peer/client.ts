@@ -4,7 +4,8 @@
  * streams, over any Transport. RemoteDriver is the Driver a run uses for a
  * dataset on another appliance.
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { codecStream, type Codec } from '../wire/codecs.js';
+import { PassThrough, Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
@@ -310,18 +311,23 @@ export class RemoteDriver implements Driver {
     void (async () => {
       const link = await this.lease.acquire();
       try {
+        const codec = wireCodec(opts.compress);
         const ch = await link.data('send', {
-          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, ...(opts.held ? { held: opts.held } : {}), ...(opts.resumeToken ? { resume_token: opts.resumeToken } : {}), idleTimeoutMs: this.idleTimeoutMs,
+          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, ...(opts.held ? { held: opts.held } : {}), ...(opts.resumeToken ? { resume_token: opts.resumeToken } : {}), idleTimeoutMs: this.idleTimeoutMs, ...(codec ? { compress: codec } : {}),
         });
         channel = ch;
         ch.stdin.end();
         if (out.destroyed) ch.close();
         const errors = tail(ch.stderr, 16_000);
+        // the agent compressed it: what comes off the channel is decompressed on its way to `out`
+        const inflate = codec ? await codecStream(codec, 'decompress') : null;
+        const arriving = inflate ? ch.stdout.pipe(inflate) : ch.stdout;
+        inflate?.on('error', (error: Error) => out.destroy(error));
         const ended = new Promise<void>((resolve) => {
-          ch.stdout.once('end', resolve);
-          ch.stdout.once('close', resolve);
+          arriving.once('end', resolve);
+          arriving.once('close', resolve);
         });
-        ch.stdout.pipe(out, { end: false });
+        arriving.pipe(out, { end: false });
         const status = await ch.done;
         await ended; // everything the agent wrote has gone into `out`
         const outcome = lastJson(errors()) as Outcome | null;
@@ -348,8 +354,9 @@ export class RemoteDriver implements Driver {
     const abort = () => ch?.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     try {
+      const codec = wireCodec(opts.compress);
       ch = await link.data('receive', {
-        ...link.opts.hello, driver: this.name, dataset, force: opts.force, recursive: opts.recursive, idleTimeoutMs: this.idleTimeoutMs,
+        ...link.opts.hello, driver: this.name, dataset, force: opts.force, recursive: opts.recursive, idleTimeoutMs: this.idleTimeoutMs, ...(codec ? { compress: codec } : {}),
       });
       const channel = ch;
       const answer = tail(channel.stdout, 64_000);
@@ -360,9 +367,17 @@ export class RemoteDriver implements Driver {
         // the receiver must see the stream cut, not ended
         channel.close();
       });
-      stream.pipe(channel.stdin);
+      // compressed here, decompressed by the agent (the codec is in the header)
+      const deflate = codec ? await codecStream(codec, 'compress') : null;
+      if (deflate) {
+        deflate.on('error', (e: Error) => {
+          sourceError ??= e;
+          channel.close();
+        });
+        stream.pipe(deflate).pipe(channel.stdin);
+      } else stream.pipe(channel.stdin);
       const status = await channel.done;
-      stream.unpipe(channel.stdin);
+      stream.unpipe(deflate ?? channel.stdin);
       const outcome = lastJson(answer()) as Outcome | null;
       if (status.code === 0 && outcome?.ok) {
         const result = outcome.result as ReceiveResult;
@@ -378,6 +393,11 @@ export class RemoteDriver implements Driver {
       this.lease.release(link);
     }
   }
+}
+
+/** the codec a stream crosses the channel with; none is no codec at all (and no header field, for older agents) */
+function wireCodec(codec: Codec | undefined): Exclude<Codec, 'none'> | null {
+  return codec && codec !== 'none' ? codec : null;
 }
 
 /** the trail and state writer of a run's remote side */

@@ -6,12 +6,10 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import ssh2 from 'ssh2';
+import { ssh2 } from '../lazy.js';
 import type { Home } from '../home.js';
 import { withLock } from '../lock.js';
 import { shellQuote } from './protocol.js';
-
-const { utils } = ssh2;
 
 export interface KeyPair {
   privateKeyFile: string;
@@ -32,8 +30,8 @@ export function keyFiles(home: Home): { dir: string; privateKeyFile: string; pub
  */
 export function generateEd25519(comment: string): { private: string; public: string } {
   for (;;) {
-    const pair = utils.generateKeyPairSync('ed25519', { comment });
-    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair;
+    const pair = ssh2().utils.generateKeyPairSync('ed25519', { comment });
+    if (!(ssh2().utils.parseKey(pair.private) instanceof Error) && !(ssh2().utils.parseKey(pair.public) instanceof Error)) return pair;
   }
 }
 
@@ -103,7 +101,7 @@ export function publicKeyBlob(line: string): Buffer | null {
 
 export function checkPublicKey(line: unknown): string {
   if (typeof line !== 'string' || line.includes('\n') || !publicKeyBlob(line)) throw new Error('The public key must be one OpenSSH public key line.');
-  const parsed = utils.parseKey(line);
+  const parsed = ssh2().utils.parseKey(line);
   if (parsed instanceof Error) throw new Error(`The public key is not usable: ${parsed.message}`);
   return line.trim();
 }

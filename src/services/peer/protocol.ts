@@ -18,6 +18,7 @@
  * the exit status (0 ok, 1 failed, 2 refused).
  */
 import type { ChunkAnswer } from '../storage/driver.js';
+import type { Codec } from '../wire/codec-names.js';
 export const PROTOCOL_VERSION = 1;
 /** versions this build's agent answers */
 export const PROTOCOL_MIN = 1;
@@ -79,6 +80,8 @@ export interface SendHeader extends Hello {
   held?: ChunkAnswer;
   /** zfs: send from this resume token (`zfs send -t`) */
   resume_token?: string;
+  /** the codec the stream is compressed with on the channel; absent: none */
+  compress?: Codec;
   /** give up when the reader takes nothing for this long */
   idleTimeoutMs?: number;
 }
@@ -88,6 +91,8 @@ export interface ReceiveHeader extends Hello {
   dataset: string;
   force: boolean;
   recursive: boolean;
+  /** the codec the stream is compressed with on the channel; absent: none */
+  compress?: Codec;
   /** give up when no byte arrives for this long (a dead link) */
   idleTimeoutMs?: number;
 }

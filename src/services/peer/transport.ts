@@ -4,15 +4,12 @@
  * Both give channels with stdin, stdout, stderr and an exit status; what
  * flows on them is the agent protocol (protocol.ts).
  */
-import { execa } from 'execa';
 import type { Readable, Writable } from 'node:stream';
-import ssh2 from 'ssh2';
-import type { ClientChannel, ConnectConfig } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
+import { loadExeca, ssh2 } from '../lazy.js';
 import type { AgentCommand } from './keys.js';
 import { fingerprint, keyType } from './keys.js';
 import { shellQuote } from './protocol.js';
-
-const { Client } = ssh2;
 
 export type PeerErrorCode =
   | 'not-bound' | 'refused' | 'timeout' | 'unreachable' | 'auth' | 'host-key' | 'no-key'
@@ -81,6 +78,7 @@ export class LocalTransport implements Transport {
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SYNCSH_') && k !== 'SSH_ORIGINAL_COMMAND') env[k] = v;
     env.SYNCSH_HOME = this.cmd.home;
     const [file, ...args] = agentArgv(this.cmd, sub);
+    const { execa } = await loadExeca();
     const child = execa(file, args, { env, extendEnv: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, stripFinalNewline: false });
     this.children.add(child);
     child.stdin!.on('error', noop);
@@ -176,7 +174,7 @@ export function describeConnectError(target: SshTarget, error: Error & { code?: 
 /** One SSH connection to a peer; each exec is a channel to its agent. */
 export class SshTransport implements Transport {
   readonly label: string;
-  private client: InstanceType<typeof Client> | null = null;
+  private client: Client | null = null;
   private listeners: ((error: Error | null) => void)[] = [];
   private lastError: Error | null = null;
   closed = false;
@@ -195,7 +193,7 @@ export class SshTransport implements Transport {
 
   private start(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const client = new Client();
+      const client = new (ssh2().Client)();
       this.client = client;
       let ready = false;
       let refusal: PeerError | null = null;

@@ -9,6 +9,7 @@
  * fs manifest id): a snapshot received from elsewhere carries the sender's
  * id, which is how the run finds the newest common snapshot.
  */
+import type { Codec } from '../wire/codec-names.js';
 import type { Readable } from 'node:stream';
 import type { BlockVolume } from '../nbd/volume.js';
 
@@ -60,6 +61,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** fs: the receiver's answer to offerChunks (the chunks it holds are not sent) */
   held?: ChunkAnswer;
+  /** how the stream crosses the wire to a peer (a peer's driver only; local drivers have no wire) */
+  compress?: Codec;
   /** zfs: finish an interrupted receive from the destination's resume token (`zfs send -t`); the snapshot names are ignored */
   resumeToken?: string;
 }
@@ -87,6 +90,8 @@ export interface ReceiveOptions {
   force: boolean;
   recursive: boolean;
   signal?: AbortSignal;
+  /** how the stream crosses the wire to a peer (a peer's driver only) */
+  compress?: Codec;
 }
 
 export interface ReceiveResult {

@@ -3,9 +3,26 @@
  * array (never a shell string), stderr kept for error messages, and stream
  * helpers for `send | receive` pipelines.
  */
+import { appendFileSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { types } from 'node:util';
-import { execa } from 'execa';
+import { execa as spawnCommand } from 'execa';
+import { cachedQuery, commandChanged, isQuery } from './query-cache.js';
+
+/**
+ * Every command a driver starts goes through here. SYNCSH_COMMAND_LOG=FILE
+ * appends each one's argv (a JSON line) to FILE, so a bench or a test can
+ * count what one run costs in processes (issue 13: one listing per side).
+ */
+export const execa = ((file: string, args: readonly string[], options?: object) => {
+  const log = process.env.SYNCSH_COMMAND_LOG;
+  if (log) appendFileSync(log, `${JSON.stringify([file, ...args])}\n`);
+  const query = isQuery(file, args);
+  if (!query) commandChanged();
+  const child = spawnCommand(file, args, options);
+  if (!query) child.then(commandChanged, commandChanged);
+  return child;
+}) as unknown as typeof spawnCommand;
 
 /** A command that exited non-zero (or could not start); `stderr` is what it said. */
 export class CommandError extends Error {
@@ -33,6 +50,11 @@ export interface RunOptions {
 
 /** Run to completion; resolves with stdout, rejects with a CommandError. */
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
+  if (opts.input === undefined && !opts.signal) return cachedQuery('run', file, args, () => runNow(file, args, opts));
+  return runNow(file, args, opts);
+}
+
+async function runNow(file: string, args: readonly string[], opts: RunOptions): Promise<string> {
   const result = await execa(file, args, {
     reject: false,
     stripFinalNewline: true,
@@ -48,13 +70,15 @@ export async function probe(
   file: string,
   args: readonly string[],
 ): Promise<{ ok: boolean; stdout: string; stderr: string; missing: boolean }> {
-  const result = await execa(file, args, { reject: false, stdin: 'ignore' });
-  return {
-    ok: !result.failed,
-    stdout: result.stdout,
-    stderr: result.stderr,
-    missing: isMissing(result),
-  };
+  return cachedQuery('probe', file, args, async () => {
+    const result = await execa(file, args, { reject: false, stdin: 'ignore' });
+    return {
+      ok: !result.failed,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      missing: isMissing(result),
+    };
+  });
 }
 
 export interface StreamFromOptions {

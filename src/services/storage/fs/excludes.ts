@@ -4,7 +4,7 @@
  * the `ignore` package. A directory that is excluded is not walked into,
  * so nothing under it can be included again (as in git).
  */
-import ignore from 'ignore';
+import { ignore } from '../../lazy.js';
 
 /** says whether a path (relative to the dataset, '/'-separated) is left out */
 export type ExcludeMatcher = (rel: string, isDir: boolean) => boolean;

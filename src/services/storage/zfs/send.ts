@@ -18,9 +18,8 @@
  * (ZfsCli.settleSends), so a run that gives up a send can drop its marker.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { execa } from 'execa';
 import type { SendOptions } from '../driver.js';
-import { abortError, commandError, type CommandError } from '../exec.js';
+import { abortError, commandError, execa, type CommandError } from '../exec.js';
 import type { ZfsCli } from './cli.js';
 import { explainZfs } from './errors.js';
 import { checkDatasetName, checkSnapshotName, snapshotPath } from './names.js';

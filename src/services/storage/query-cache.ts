@@ -1,0 +1,57 @@
+/**
+ * One spawn per answer within a run. A run asks `zfs list`, `zfs get` and
+ * `zpool list` the same questions about the same datasets many times (104
+ * commands for one zfs incremental, issue 13); inside `withQueryCache` an
+ * answer is reused while it can still be true: no other command has started
+ * or ended since it was asked (any of them may change what it says), and it
+ * is younger than MAX_AGE_MS. Outside a run nothing is reused.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import path from 'node:path';
+
+export const MAX_AGE_MS = 2_000;
+
+interface Entry {
+  at: number;
+  generation: number;
+  answer: Promise<unknown>;
+}
+
+const scope = new AsyncLocalStorage<Map<string, Entry>>();
+/** moves whenever a command that is not a query starts or ends */
+let generation = 0;
+
+/** the commands whose answers are only read: zfs list/get, zpool list/get */
+export function isQuery(file: string, args: readonly string[]): boolean {
+  const tool = path.basename(file);
+  return (tool === 'zfs' && (args[0] === 'list' || args[0] === 'get')) || (tool === 'zpool' && (args[0] === 'list' || args[0] === 'get'));
+}
+
+/** can an answer asked at `entry.at` in `entry.generation` stand for a new question now */
+export function reusable(entry: Pick<Entry, 'at' | 'generation'>, now: number, current: number): boolean {
+  return entry.generation === current && now >= entry.at && now - entry.at <= MAX_AGE_MS;
+}
+
+/** a command other than a query has started or ended */
+export function commandChanged(): void {
+  generation++;
+}
+
+export function withQueryCache<T>(fn: () => Promise<T>): Promise<T> {
+  return scope.run(new Map(), fn);
+}
+
+/** `ask()` once for this question in this run, while its answer stands (see above) */
+export function cachedQuery<T>(kind: string, file: string, args: readonly string[], ask: () => Promise<T>): Promise<T> {
+  const answers = scope.getStore();
+  if (!answers || !isQuery(file, args)) return ask();
+  const key = JSON.stringify([kind, file, ...args]);
+  const now = Date.now();
+  const known = answers.get(key);
+  if (known && reusable(known, now, generation)) return known.answer as Promise<T>;
+  for (const [k, e] of answers) if (!reusable(e, now, generation)) answers.delete(k);
+  const answer = ask();
+  answers.set(key, { at: now, generation, answer });
+  answer.catch(() => answers.delete(key));
+  return answer;
+}
