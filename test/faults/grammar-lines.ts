@@ -39,7 +39,7 @@ function wordsOf(command: CommandSpec): fc.Arbitrary<string[]> {
     const spec = command.args?.[arg[1]];
     const one = valueOf(spec);
     const many = spec?.rest ? fc.array(one, { minLength: 1, maxLength: 3 }) : one.map((v) => [v]);
-    return part.startsWith('[') ? fc.oneof(fc.constant([]), many) : many;
+    return part.startsWith('[') ? fc.oneof(fc.constant<string[]>([]), many) : many;
   });
   const options = fc.subarray(optionsOf(command), { maxLength: Math.min(4, optionsOf(command).length) }).chain((chosen) =>
     fc.tuple(...chosen.map((o) => (o.value ? valueOf(o.value).map((v) => [o.alias && v.length % 2 ? o.alias : o.name, v]) : fc.constant([o.name])))),
