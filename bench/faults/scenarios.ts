@@ -1,0 +1,7 @@
+/** Every scenario of the campaign, in the order they run. */
+import type { Scenario } from './campaign.js';
+import { killScenario } from './kill.js';
+
+export function allScenarios(): Scenario[] {
+  return [killScenario('local'), killScenario('peer')];
+}
