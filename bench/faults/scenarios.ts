@@ -1,7 +1,8 @@
 /** Every scenario of the campaign, in the order they run. */
 import type { Scenario } from './campaign.js';
 import { killScenario } from './kill.js';
+import { damageScenario } from './damage.js';
 
 export function allScenarios(): Scenario[] {
-  return [killScenario('local'), killScenario('peer')];
+  return [killScenario('local'), killScenario('peer'), damageScenario()];
 }
