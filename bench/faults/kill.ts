@@ -6,7 +6,7 @@
  */
 import type { Fixture } from '../../test/peer/_fixture.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
-import { descendants, destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
+import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
 
 type Target = 'cli' | 'agent' | 'commit';
 
@@ -77,8 +77,9 @@ export function killScenario(kind: 'local' | 'peer'): Scenario {
           const r = await run;
           steps.push(target === 'commit' ? `crash after ${crashAfter} commit steps: ${r.signal ?? `exit ${r.exitCode}`}` : `kill -9 of ${killed || `the ${target} (too late: the run had ended)`} at ${delay} ms: ${r.signal ?? `exit ${r.exitCode}`}`);
           const violations: string[] = [];
+          const pending = commitPending(w);
           const torn = oneOf(await destination(w), [last, expected], 'right after the fault, the destination');
-          if (torn) violations.push(torn);
+          if (torn) violations.push(pending ? `${torn} ${PENDING_COMMIT}` : torn);
           const lingering = await gone([...seen], 10_000);
           if (lingering.length) {
             violations.push(`agent processes ${lingering.join(', ')} outlived the killed run by 10 s`);
