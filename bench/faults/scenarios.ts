@@ -2,7 +2,8 @@
 import type { Scenario } from './campaign.js';
 import { killScenario } from './kill.js';
 import { damageScenario } from './damage.js';
+import { fullDiskScenario } from './full-disk.js';
 
 export function allScenarios(): Scenario[] {
-  return [killScenario('local'), killScenario('peer'), damageScenario()];
+  return [killScenario('local'), killScenario('peer'), damageScenario(), fullDiskScenario()];
 }

@@ -6,7 +6,7 @@
  * of the real CLI with a fault injected.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -30,9 +30,14 @@ export interface World {
   files: string[];
 }
 
-export async function makeWorld(f: Fixture, kind: 'local' | 'peer', extraEnv: NodeJS.ProcessEnv = {}): Promise<World> {
-  const a = makeAppliance(f, 'alpha', extraEnv);
-  const b = kind === 'peer' ? makeAppliance(f, 'beta', extraEnv) : a;
+export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: { extraEnv?: NodeJS.ProcessEnv; peerFsRoot?: string } = {}): Promise<World> {
+  const a = makeAppliance(f, 'alpha', opts.extraEnv);
+  const b = kind === 'peer' ? makeAppliance(f, 'beta', opts.extraEnv) : a;
+  // the peer's fs pools elsewhere (a small file system): its home's fs/ is a link there
+  if (opts.peerFsRoot) {
+    rmSync(path.join(b.home, 'fs'), { recursive: true, force: true });
+    symlinkSync(opts.peerFsRoot, path.join(b.home, 'fs'));
+  }
   await folderWith(a, 'tank', {});
   if (b !== a) await folderWith(b, 'tank', {});
   const srcDir = await folderWith(a, 'tank/docs', {});
@@ -49,11 +54,11 @@ export async function makeWorld(f: Fixture, kind: 'local' | 'peer', extraEnv: No
 }
 
 /** a few random writes: new files (some large), rewrites, appends, deletions, a new directory */
-export async function writeRandomly(w: World, rng: Rng): Promise<string> {
+export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Promise<string> {
   const n = rng.int(1, 6);
   const did: string[] = [];
   for (let i = 0; i < n; i++) {
-    const what = w.files.length < 3 ? 'new' : rng.pick(['new', 'new', 'rewrite', 'append', 'delete'] as const);
+    const what = w.files.length < 3 ? 'new' : w.files.length >= maxFiles ? rng.pick(['rewrite', 'append', 'delete'] as const) : rng.pick(['new', 'new', 'rewrite', 'append', 'delete'] as const);
     if (what === 'new') {
       const rel = `d${rng.int(0, 5)}/f${Date.now().toString(36)}-${rng.int(0, 1e6)}.bin`;
       const size = rng.pick([10, 4096, 70_000, 300_000, 1_500_000]);
