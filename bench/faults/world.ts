@@ -81,6 +81,26 @@ export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Pr
   return `wrote: ${did.join(', ')}`;
 }
 
+/** the state of both sides, for the replay notes of a failed recovery */
+async function describe(w: World): Promise<string> {
+  const out: string[] = [];
+  for (const [side, x, ds] of [['source', w.src, 'tank/docs'], ['destination', w.dst, w.dstDataset]] as const) {
+    const services = createServices(x.env);
+    try {
+      const fs = await services.storage.usable('fs');
+      const snaps = await fs.listSnapshots(ds);
+      const newest = snaps.at(-1);
+      const changed = newest ? await fs.changedSince(ds, newest.name) : null;
+      out.push(`${side} ${ds}: snapshots ${snaps.map((s) => s.name.replace(/^.*?(\d+)[^-]*$/, '$1')).join(',')}; changed since ${newest?.name ?? '-'}: ${changed}`);
+    } catch (error) {
+      out.push(`${side}: ${(error as Error).message}`);
+    } finally {
+      await services.peers.close();
+    }
+  }
+  return out.join('; ');
+}
+
 /** the destination's files as a reader sees them now (mounted for the look if it is not) */
 export async function destination(w: World): Promise<Tree> {
   const services = createServices(w.dst.env);
@@ -209,7 +229,7 @@ export async function recover(w: World, expected: Tree): Promise<{ ms: number; v
   const t0 = Date.now();
   const r = await startRun(w);
   const ms = Date.now() - t0;
-  if (r.exitCode !== 0) return { ms, violations: [`the next run failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim().split('\n').slice(-3).join(' ')}`] };
+  if (r.exitCode !== 0) return { ms, violations: [`the next run failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim().split('\n').slice(-3).join(' ')} [${await describe(w)}]`] };
   const got = await destination(w);
   const d = differs(got, expected);
   const violations = d.length ? [`after the next successful run the destination lacks writes the source had: ${d.slice(0, 4).join('; ')}`] : [];
