@@ -73,10 +73,17 @@ export function linkScenario(): Scenario {
           const at = Math.round(rng.next() * estimate);
           const lasting = rng.int(200, 8000);
           const run = startRun(w);
+          let exited = false;
+          void run.then(() => (exited = true));
           await new Promise((r) => setTimeout(r, at));
           let stopped: number[] = [];
           if (fault === 'cut') await link.down();
-          else signal((stopped = agentsOf(b.home)), 'SIGSTOP');
+          else {
+            // the agents start late in a run (connection, start-up): a stall needs one to hit
+            while (!exited && !agentsOf(b.home).length) await new Promise((r) => setTimeout(r, 5));
+            await new Promise((r) => setTimeout(r, rng.int(0, 1500)));
+            signal((stopped = agentsOf(b.home)), 'SIGSTOP');
+          }
           await new Promise((r) => setTimeout(r, lasting));
           if (fault === 'cut') await link.up();
           else signal(stopped, 'SIGCONT');
