@@ -2,7 +2,9 @@
  * Crash points for tests of crash safety: SYNCSH_FAILPOINTS=name[,name…]
  * makes the process kill itself with SIGKILL when it reaches one of them,
  * as a power cut or `kill -9` would at that step: no finally blocks, no
- * exit handlers, files as they are. Unset, a failpoint is one lookup.
+ * exit handlers, files as they are. `name:error` throws there instead, as a
+ * lost link or a failing disk would: the caller's error paths run. Unset, a
+ * failpoint is one lookup.
  *
  * A process that serves many sessions (`syncsh serve`) must not die for one
  * of them: it says so once at start-up (failpointsEndTheSession), and there a
@@ -36,5 +38,8 @@ export function isFailpointReached(error: unknown): boolean {
 
 export function failpoint(name: string, env: NodeJS.ProcessEnv = process.env): void {
   const set = env.SYNCSH_FAILPOINTS;
-  if (set?.split(',').includes(name)) reach(name);
+  if (!set) return;
+  const points = set.split(',');
+  if (points.includes(name)) reach(name);
+  if (points.includes(`${name}:error`)) throw new Error(`Injected failure at ${name} (SYNCSH_FAILPOINTS).`);
 }

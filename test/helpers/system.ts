@@ -10,7 +10,7 @@
  *
  *   test('x', async (t) => { if (!(await requireSystem(t, ['zfs-fuse'], zfsMissing))) return; ... });
  */
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { access, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
@@ -59,6 +59,8 @@ export interface GatedTest {
  * outside CI, a failing test under CI.
  */
 export async function gatedTest(what: readonly string[], check: SystemCheck): Promise<GatedTest> {
+  // loaded here, not at the top: the checks also serve scripts outside ava (the fault campaign)
+  const { default: test } = await import('ava');
   const missing = await missingReason(what, check);
   if (!missing) {
     const real = (title: string, impl: Impl) => test(title, impl);

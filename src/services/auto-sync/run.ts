@@ -12,6 +12,7 @@ import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
 import { tryLock } from '../lock.js';
+import { failpoint } from '../failpoints.js';
 import type { ChunkAnswer, Driver, SnapshotInfo } from '../storage/driver.js';
 import { countHeld, isSeed } from '../storage/fs/negotiate.js';
 import type { ServiceLog } from '../service-log.js';
@@ -259,6 +260,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
         opts.onProgress?.(n);
       },
     });
+    failpoint('run.received');
     phase = 'verify';
     const received = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker!.name);
     if (!received || received.id !== marker.id) {
@@ -290,7 +292,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       if (await resumable(dst)) {
         // zfs kept the part received: the next run finishes it from the token, which needs this snapshot.
         log.write(`Kept ${src.dataset}@${marker.name}: the destination kept the part it received, and the next run resumes from it`);
-      } else {
+      } else if (!(await mayHold(dst, marker, phase))) {
         // The marker never reached the destination: drop it so it is not mistaken for a synced state.
         await src.driver.destroySnapshot(src.dataset, marker.name, { recursive: config.recursive }).catch(() => undefined);
       }
@@ -319,6 +321,24 @@ const PHASE_TEXT: Record<Phase, string> = { check: 'checking the datasets', snap
  * A full disk says where and when, and what it left, not a bare
  * "ENOSPC: no space left on device, write" (from a peer, "On HOST: …").
  */
+/**
+ * Whether the destination may hold the marker of a failed run: a receive
+ * that completed there before the failure (a link lost while the answer was
+ * on its way) leaves it the newest snapshot on the destination. Dropping it
+ * on the source then would leave the next run no common snapshot but an
+ * older one the destination has moved past: refused as "written to", an
+ * operator needed. Kept unless the destination says it does not have it.
+ */
+async function mayHold(dst: Side, marker: SnapshotInfo, phase: Phase): Promise<boolean> {
+  if (phase === 'snapshot' || phase === 'check') return false;
+  try {
+    if (!(await dst.driver.getDataset(dst.dataset))) return false;
+    return (await dst.driver.listSnapshots(dst.dataset)).some((s) => s.id === marker.id);
+  } catch {
+    return true;
+  }
+}
+
 function explainFull(error: Error, phase: Phase, where: AutoSyncConfig['source'], delivered: boolean): Error {
   if (delivered || !/\bENOSPC\b|\bEDQUOT\b|no space left on device/i.test(error.message)) return error;
   const host = where.host === 'localhost' ? '' : ` on ${where.host}`;

@@ -1,0 +1,62 @@
+/**
+ * Scenario (c): the destination fills up at a random point. The peer's fs
+ * pools sit on a small tmpfs (test/helpers/small-fs.ts); before each run a
+ * filler leaves it a random amount of room, from none to more than the
+ * delta needs, so ENOSPC strikes anywhere in the receive (or not at all).
+ * The run either lands or fails with the destination at its previous
+ * snapshot; once the filler is gone, the next run lands without an operator.
+ */
+import { rmSync, statfsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fill, smallFs, smallFsMissing } from '../../test/helpers/small-fs.js';
+import type { Fixture } from '../../test/peer/_fixture.js';
+import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
+import { destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
+
+const free = (dir: string) => {
+  const s = statfsSync(dir);
+  return s.bavail * s.bsize;
+};
+
+export function fullDiskScenario(): Scenario {
+  return {
+    name: 'full-disk/fs/peer',
+    help: 'the destination (a 96 MiB tmpfs under a local-bind peer) left a random amount of room before a run',
+    missing: async () => smallFsMissing(),
+    async setup(f: Fixture): Promise<ScenarioRun> {
+      const small = await smallFs(f, '96m');
+      const w = await makeWorld(f, 'peer', { peerFsRoot: small });
+      const first = await startRun(w);
+      if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
+      let last: Tree = await destination(w);
+      const filler = path.join(small, 'filler');
+      return {
+        async trial(rng: Rng): Promise<TrialOutcome> {
+          const steps = [await writeRandomly(w, rng, 10)];
+          const expected = await source(w);
+          // room for: nothing, a little, about the delta, plenty
+          fill(filler);
+          rmSync(filler);
+          const room = rng.pick([0, 4096, rng.int(0, 2 << 20), rng.int(0, 12 << 20)]);
+          writeFileSync(filler, Buffer.alloc(Math.max(0, free(small) - room), 1));
+          steps.push(`left ${free(small)} bytes free`);
+          const r = await startRun(w);
+          const said = String(r.stderr).trim().split('\n').at(-1) ?? '';
+          steps.push(r.exitCode === 0 ? 'the run landed' : `the run failed: ${said}`);
+          const violations: string[] = [];
+          const now = await destination(w);
+          const torn = oneOf(now, r.exitCode === 0 ? [expected] : [last], r.exitCode === 0 ? 'after a successful run, the destination' : 'after a run failed for space, the destination');
+          if (torn) violations.push(torn);
+          if (r.exitCode !== 0 && !/No space left/.test(said)) violations.push(`the failure does not say the disk is full: ${said}`);
+          rmSync(filler);
+          const next = await recover(w, expected);
+          violations.push(...next.violations);
+          const recovered = !next.violations.some((v) => v.startsWith('the next run failed'));
+          if (recovered) last = expected;
+          steps.push(recovered ? `space freed; next run OK in ${next.ms} ms` : 'space freed; next run failed');
+          return { steps, violations, recovered, recoveryMs: recovered ? next.ms : null };
+        },
+      };
+    },
+  };
+}

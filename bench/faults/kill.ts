@@ -1,0 +1,102 @@
+/**
+ * Scenario (a): kill -9 at a random instant of a run: of the CLI process
+ * running it, of the peer's agent (the receiving side, to a local-bind peer),
+ * or of the receive mid-commit (after a random number of its journal steps,
+ * SYNCSH_FS_CRASH_AFTER_STEPS, in the local case where the CLI receives).
+ */
+import type { Fixture } from '../../test/peer/_fixture.js';
+import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
+import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
+
+type Target = 'cli' | 'agent' | 'commit';
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function gone(pids: number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  let left = pids.filter(alive);
+  while (left.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = left.filter(alive);
+  }
+  return left;
+}
+
+export function killScenario(kind: 'local' | 'peer'): Scenario {
+  const targets: Target[] = kind === 'local' ? ['cli', 'cli', 'commit'] : ['cli', 'agent'];
+  return {
+    name: `kill-9/fs/${kind}`,
+    help: `kill -9 at a random instant of a run (${targets.join(', ')}), fs driver, ${kind === 'local' ? 'local-to-local' : 'to a local-bind peer'}`,
+    missing: async () => null,
+    async setup(f: Fixture): Promise<ScenarioRun> {
+      const w = await makeWorld(f, kind);
+      const t0 = Date.now();
+      const first = await startRun(w);
+      if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
+      let estimate = Date.now() - t0;
+      let last: Tree = await destination(w);
+      return {
+        async trial(rng: Rng): Promise<TrialOutcome> {
+          const steps = [await writeRandomly(w, rng)];
+          const expected = await source(w);
+          const target = rng.pick(targets);
+          const delay = Math.round(rng.next() * estimate * 1.1);
+          const crashAfter = rng.int(0, 8);
+          const run = startRun(w, target === 'commit' ? { SYNCSH_FS_CRASH_AFTER_STEPS: String(crashAfter) } : {});
+          const started = Date.now();
+          const seen = new Set<number>();
+          let killed = '';
+          if (target !== 'commit') {
+            let exited = false;
+            void run.then(() => (exited = true));
+            while (!exited && Date.now() - started < delay) {
+              for (const d of descendants(run.pid!)) if (/ agent\b/.test(d.cmd)) seen.add(d.pid);
+              await new Promise((r) => setTimeout(r, 2));
+            }
+            if (!exited) {
+              if (target === 'cli') {
+                process.kill(run.pid!, 'SIGKILL');
+                killed = 'the CLI';
+              } else {
+                const agents = descendants(run.pid!).filter((d) => / agent\b/.test(d.cmd));
+                if (agents.length) {
+                  const victim = rng.pick(agents);
+                  process.kill(victim.pid, 'SIGKILL');
+                  killed = `the agent (${victim.cmd.replace(/.*agent/, 'agent').split(' --home')[0]})`;
+                }
+              }
+            }
+          }
+          const r = await run;
+          steps.push(target === 'commit' ? `crash after ${crashAfter} commit steps: ${r.signal ?? `exit ${r.exitCode}`}` : `kill -9 of ${killed || `the ${target} (too late: the run had ended)`} at ${delay} ms: ${r.signal ?? `exit ${r.exitCode}`}`);
+          const violations: string[] = [];
+          const pending = commitPending(w);
+          const torn = oneOf(await destination(w), [last, expected], 'right after the fault, the destination');
+          if (torn) violations.push(pending ? `${torn} ${PENDING_COMMIT}` : torn);
+          // an agent may finish a receive that had fully arrived; one that outlives its run by long is a leak
+          const lingering = await gone([...seen], 30_000);
+          if (lingering.length) {
+            violations.push(`agent processes ${lingering.join(', ')} outlived the killed run by 30 s`);
+            for (const pid of lingering) process.kill(pid, 'SIGKILL');
+          }
+          const next = await recover(w, expected);
+          violations.push(...next.violations);
+          const recovered = !next.violations.some((v) => v.startsWith('the next run failed'));
+          if (recovered) {
+            estimate = Math.round(estimate * 0.7 + next.ms * 0.3);
+            last = expected;
+          }
+          steps.push(recovered ? `next run OK in ${next.ms} ms` : 'next run failed');
+          return { steps, violations, recovered, recoveryMs: recovered ? next.ms : null };
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,242 @@
+/**
+ * What the scenarios share: a service on the fs driver, local (one
+ * appliance, fs:tank/docs => fs:tank/copy) or to a local-bind peer
+ * (alpha:tank/docs => beta:tank/docs); random writes to its source; the
+ * destination as a reader sees it; what a crash may leave behind; and a run
+ * of the real CLI with a fault injected.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { BIN } from '../../test/helpers/cli.js';
+import { diffTrees, readTree, type NodeSummary } from '../../test/helpers/fs-tree.js';
+import { folderWith, makeAppliance, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
+import { createServices } from '../../src/services/index.js';
+import { encodeName } from '../../src/services/storage/fs/names.js';
+import type { Rng } from './campaign.js';
+
+export type Tree = Map<string, NodeSummary>;
+
+export interface World {
+  kind: 'local' | 'peer';
+  src: Appliance;
+  dst: Appliance;
+  name: string;
+  srcDir: string;
+  dstDataset: string;
+  /** the files written so far, relative to the source root */
+  files: string[];
+}
+
+export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: { extraEnv?: NodeJS.ProcessEnv; peerFsRoot?: string } = {}): Promise<World> {
+  const a = makeAppliance(f, 'alpha', opts.extraEnv);
+  const b = kind === 'peer' ? makeAppliance(f, 'beta', opts.extraEnv) : a;
+  // the peer's fs pools elsewhere (a small file system): its home's fs/ is a link there
+  if (opts.peerFsRoot) {
+    rmSync(path.join(b.home, 'fs'), { recursive: true, force: true });
+    symlinkSync(opts.peerFsRoot, path.join(b.home, 'fs'));
+  }
+  await folderWith(a, 'tank', {});
+  if (b !== a) await folderWith(b, 'tank', {});
+  const srcDir = await folderWith(a, 'tank/docs', {});
+  if (b !== a) {
+    const r = await a.cli(`setup network local-bind ${b.home}`);
+    if (r.exitCode !== 0) throw new Error(String(r.stderr));
+  }
+  const dstDataset = kind === 'peer' ? 'tank/docs' : 'tank/copy';
+  const to = kind === 'peer' ? `--to-host beta --to-fs fs:${dstDataset}` : `--to-fs fs:${dstDataset}`;
+  const r = await a.cli(`create auto-sync --from-fs fs:tank/docs ${to} --type hour --period 1 --recursive no --keep-src 3 --keep-dst 3 -y`);
+  if (r.exitCode !== 0) throw new Error(String(r.stderr));
+  const name = /auto-sync:(\S+?):/.exec(String(r.stdout))![1];
+  return { kind, src: a, dst: b, name, srcDir, dstDataset, files: [] };
+}
+
+/** a few random writes: new files (some large), rewrites, appends, deletions, a new directory */
+export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Promise<string> {
+  const n = rng.int(1, 6);
+  const did: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const what = w.files.length < 3 ? 'new' : w.files.length >= maxFiles ? rng.pick(['rewrite', 'append', 'delete'] as const) : rng.pick(['new', 'new', 'rewrite', 'append', 'delete'] as const);
+    if (what === 'new') {
+      const rel = `d${rng.int(0, 5)}/f${Date.now().toString(36)}-${rng.int(0, 1e6)}.bin`;
+      const size = rng.pick([10, 4096, 70_000, 300_000, 1_500_000]);
+      await mkdir(path.join(w.srcDir, path.dirname(rel)), { recursive: true });
+      await writeFile(path.join(w.srcDir, rel), randomBytes(size));
+      w.files.push(rel);
+      did.push(`new ${rel} (${size} B)`);
+    } else {
+      const i = rng.int(0, w.files.length - 1);
+      const rel = w.files[i];
+      const p = path.join(w.srcDir, rel);
+      if (what === 'delete') {
+        await rm(p, { force: true });
+        w.files.splice(i, 1);
+      } else if (what === 'append') await writeFile(p, randomBytes(rng.int(1, 100_000)), { flag: 'a' });
+      else await writeFile(p, randomBytes(rng.int(1, 500_000)));
+      did.push(`${what} ${rel}`);
+    }
+  }
+  return `wrote: ${did.join(', ')}`;
+}
+
+/** the state of both sides, for the replay notes of a failed recovery */
+async function describe(w: World): Promise<string> {
+  const out: string[] = [];
+  for (const [side, x, ds] of [['source', w.src, 'tank/docs'], ['destination', w.dst, w.dstDataset]] as const) {
+    const services = createServices(x.env);
+    try {
+      const fs = await services.storage.usable('fs');
+      const snaps = await fs.listSnapshots(ds);
+      const newest = snaps.at(-1);
+      const changed = newest ? await fs.changedSince(ds, newest.name) : null;
+      out.push(`${side} ${ds}: snapshots ${snaps.map((s) => s.name.replace(/^.*?(\d+)[^-]*$/, '$1')).join(',')}; changed since ${newest?.name ?? '-'}: ${changed}`);
+    } catch (error) {
+      out.push(`${side}: ${(error as Error).message}`);
+    } finally {
+      await services.peers.close();
+    }
+  }
+  return out.join('; ');
+}
+
+/** the destination's files as a reader sees them now (mounted for the look if it is not) */
+export async function destination(w: World): Promise<Tree> {
+  const services = createServices(w.dst.env);
+  try {
+    const fs = await services.storage.usable('fs');
+    const info = await fs.getDataset(w.dstDataset);
+    if (!info) return new Map();
+    if (!info.mounted) await fs.mount(w.dstDataset);
+    try {
+      return await readTree(w.dst.live(w.dstDataset));
+    } finally {
+      if (!info.mounted) await fs.unmount(w.dstDataset);
+    }
+  } finally {
+    await services.peers.close();
+  }
+}
+
+export const source = (w: World) => readTree(w.srcDir);
+
+/** content only: what a snapshot holds (mtimes of directories move as files come and go) */
+export function differs(a: Tree, b: Tree): string[] {
+  const strip = (t: Tree) => new Map([...t].map(([k, v]) => [k, v.type === 'dir' ? { ...v, mtimeNs: 0n } : v]));
+  return diffTrees(strip(a), strip(b));
+}
+
+/** the destination is exactly one of `allowed` (complete snapshots), or a sentence why not */
+export function oneOf(got: Tree, allowed: Tree[], what: string): string | null {
+  if (allowed.some((t) => differs(got, t).length === 0)) return null;
+  const nearest = allowed.map((t) => differs(got, t)).sort((x, y) => x.length - y.length)[0];
+  return `${what} is no complete source snapshot: ${nearest.slice(0, 4).join('; ')}`;
+}
+
+/** the destination has a commit journal a crash left (the driver rolls it forward on its next operation there) */
+export function commitPending(w: World): boolean {
+  const meta = path.join(w.dst.home, 'fs', '.syncsh');
+  const [pool] = w.dstDataset.split('/');
+  return existsSync(path.join(meta, pool, 'datasets', encodeName(w.dstDataset), 'journal.json'));
+}
+
+/** the words a violation of a torn destination with a commit pending ends in (known open, see the README) */
+export const PENDING_COMMIT = '(a crashed commit is pending roll-forward)';
+
+/** files a crash may leave in an fs pool, which the next successful run must have cleared */
+export function leftovers(x: Appliance): string[] {
+  const meta = path.join(x.home, 'fs', '.syncsh');
+  const out: string[] = [];
+  if (!existsSync(meta)) return out;
+  for (const pool of readdirSync(meta)) {
+    const datasets = path.join(meta, pool, 'datasets');
+    if (!existsSync(datasets)) continue;
+    for (const d of readdirSync(datasets)) {
+      const dir = path.join(datasets, d);
+      const staging = path.join(dir, 'staging');
+      if (existsSync(staging) && readdirSync(staging).length) out.push(`${x.id}: ${d}/staging has ${readdirSync(staging).join(', ')}`);
+      if (existsSync(path.join(dir, 'journal.json'))) out.push(`${x.id}: ${d}/journal.json is left`);
+      const pins = path.join(dir, 'pins');
+      if (existsSync(pins) && readdirSync(pins).length) out.push(`${x.id}: ${d}/pins has ${readdirSync(pins).join(', ')}`);
+      const blocks = path.join(dir, 'blocks');
+      if (existsSync(blocks)) {
+        const names = new Set(readdirSync(blocks));
+        for (const n of names) if (n.endsWith('.pack') && !names.has(n.replace(/\.pack$/, '.idx'))) out.push(`${x.id}: ${d}/blocks/${n} has no index`);
+      }
+    }
+  }
+  return out;
+}
+
+/** bytes under the fs pool's metadata (block stores, manifests, stages) */
+export function metaBytes(x: Appliance): number {
+  let total = 0;
+  const walk = (p: string) => {
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(path.join(p, e));
+    else total += st.size;
+  };
+  walk(path.join(x.home, 'fs', '.syncsh'));
+  return total;
+}
+
+/** `syncsh -c "run auto-sync :NAME"` as the source appliance */
+export function startRun(w: World, extraEnv: NodeJS.ProcessEnv = {}): ResultPromise<{ reject: false; env: NodeJS.ProcessEnv; extendEnv: false }> {
+  return execa(process.execPath, [BIN, '-c', `run auto-sync :${w.name}`], { env: { ...w.src.env, ...extraEnv }, extendEnv: false, reject: false });
+}
+
+/** every process below `pid`, with its command line */
+export function descendants(pid: number): { pid: number; cmd: string }[] {
+  const children = new Map<number, number[]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+    } catch {
+      /* gone */
+    }
+  }
+  const out: { pid: number; cmd: string }[] = [];
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      let cmd = '';
+      try {
+        cmd = readFileSync(`/proc/${c}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      } catch {
+        /* gone */
+      }
+      out.push({ pid: c, cmd });
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/**
+ * The next run, as the scheduler would start it, with no operator: its
+ * time, and whether it succeeded; `then` must be what the source had when it began.
+ */
+export async function recover(w: World, expected: Tree): Promise<{ ms: number; violations: string[] }> {
+  const t0 = Date.now();
+  const r = await startRun(w);
+  const ms = Date.now() - t0;
+  if (r.exitCode !== 0) return { ms, violations: [`the next run failed (exit ${r.exitCode ?? r.signal}): ${String(r.stderr).trim().split('\n').slice(-3).join(' ')} [${await describe(w)}]`] };
+  const got = await destination(w);
+  const d = differs(got, expected);
+  const violations = d.length ? [`after the next successful run the destination lacks writes the source had: ${d.slice(0, 4).join('; ')}`] : [];
+  violations.push(...leftovers(w.src), ...(w.dst === w.src ? [] : leftovers(w.dst)));
+  return { ms, violations };
+}
+
+export function removeQuietly(p: string): void {
+  rmSync(p, { recursive: true, force: true });
+}

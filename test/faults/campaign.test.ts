@@ -1,0 +1,56 @@
+/**
+ * The fault campaign in CI (issue 15): a reduced run of every scenario (3
+ * trials each, SYNCSH_FAULT_TRIALS to change), failing on any violation but
+ * the one known open defect, which `a crashed commit is visible` below pins
+ * down on its own (test.failing: it starts failing, loudly, once fixed).
+ */
+import test from 'ava';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { runCampaign, summary, table } from '../../bench/faults/campaign.js';
+import { allScenarios } from '../../bench/faults/scenarios.js';
+import { Fixture } from '../peer/_fixture.js';
+import { commitPending, destination, makeWorld, oneOf, PENDING_COMMIT, recover, source, startRun } from '../../bench/faults/world.js';
+import { write } from '../reverse/_pair.js';
+
+const TRIALS = Number(process.env.SYNCSH_FAULT_TRIALS ?? 3);
+
+test.serial(`reduced campaign: ${TRIALS} trials of every scenario, no violation`, async (t) => {
+  t.timeout(40 * 60_000); // a cap: a few minutes on an idle machine, far more on a shared one
+  const seed = Number(process.env.SYNCSH_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  t.log(`seed ${seed}`);
+  const results = await runCampaign({ trials: TRIALS, seed, scenarios: allScenarios(), log: (l) => t.log(l) });
+  for (const line of table(results)) t.log(line);
+  t.log(summary(results));
+  for (const r of results) {
+    t.falsy(r.skipped, `${r.scenario} was skipped: ${r.skipped}`);
+    t.is(r.trials, TRIALS, `${r.scenario} ran every trial`);
+    t.is(r.recovered, r.trials, `${r.scenario}: every next run succeeded without an operator`);
+    const unknown = r.failures.flatMap((f) => f.violations.filter((v) => !v.endsWith(PENDING_COMMIT)).map((v) => `trial ${f.trial} (seed ${seed}): ${f.steps.join('; ')} => ${v}`));
+    t.deepEqual(unknown, [], r.scenario);
+  }
+});
+
+// Open (found by the campaign): the fs receive applies its commit in place
+// under a journal; killed part-way, the live destination is torn (new
+// directories without their files, files of both snapshots) until the next
+// driver operation on it rolls the journal forward. ZFS and btrfs receives
+// are atomic to readers.
+test.serial.failing('a crashed commit is visible: right after a receive killed mid-commit, the destination is a complete snapshot', async (t) => {
+  const f = new Fixture();
+  t.teardown(() => f.close());
+  const w = await makeWorld(f, 'local');
+  write(w.srcDir, 'd/old.txt', 'old\n');
+  t.is((await startRun(w)).exitCode, 0);
+  const before = await destination(w);
+  // one removal, then six files placed one by one: killed after three steps, the old file is gone and two new ones are there
+  rmSync(path.join(w.srcDir, 'd/old.txt'));
+  for (let i = 0; i < 6; i++) write(w.srcDir, `d/new${i}.txt`, `file ${i}\n`);
+  const expected = await source(w);
+  const r = await startRun(w, { SYNCSH_FS_CRASH_AFTER_STEPS: '3' });
+  t.is(r.signal, 'SIGKILL');
+  t.true(commitPending(w));
+  t.is(oneOf(await destination(w), [before, expected], 'the destination'), null);
+  // (the next run rolls it forward and is exact: this part holds today)
+  t.deepEqual((await recover(w, expected)).violations, []);
+});
