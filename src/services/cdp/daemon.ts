@@ -198,6 +198,7 @@ export class CdpDaemon {
             }
           },
           linkUp: (host) => started?.linkUp(host) ?? false,
+          paused: (host) => Boolean(last.targets.find((t) => t.host === host)?.paused),
           linkError: (host) => started?.linkError(host) ?? null,
           peerTimeoutMs: this.opts.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
         });

@@ -10,6 +10,7 @@
  * blip: the write goes on, the resync sends it.
  */
 import { VolumeError } from '../nbd/volume.js';
+import type { Clock } from '../clock.js';
 import { Heartbeat } from './heartbeat.js';
 import { PeerLoss, type PeerLossDeps } from './peer-loss.js';
 
@@ -18,7 +19,10 @@ export interface PeerGuardDeps extends PeerLossDeps {
   linkUp(host: string): boolean;
   /** why it is down, when known */
   linkError(host: string): string | null;
+  /** paused by the operator: its link is down on purpose, so it counts as answering */
+  paused?(host: string): boolean;
   peerTimeoutMs: number;
+  clock?: Clock;
 }
 
 export class PeerGuard {
@@ -33,8 +37,8 @@ export class PeerGuard {
     let hb = this.beats.get(host);
     if (!hb) {
       hb = new Heartbeat(async () => {
-        if (!this.deps.linkUp(host)) throw new Error(this.deps.linkError(host) ?? 'the mirror link is down');
-      }, { peerTimeoutMs: this.deps.peerTimeoutMs });
+        if (!this.deps.linkUp(host) && !this.deps.paused?.(host)) throw new Error(this.deps.linkError(host) ?? 'the mirror link is down');
+      }, { peerTimeoutMs: this.deps.peerTimeoutMs, clock: this.deps.clock });
       hb.on('lost', (e) => this.deps.log(this.mirror, `Peer ${host} lost: ${e.why ?? 'no answer'} (peer timeout ${this.deps.peerTimeoutMs / 1000} sec)`));
       hb.on('back', () => {
         this.loss.onPeerBack(this.mirror);
