@@ -67,6 +67,18 @@ async function status(a: Appliance): Promise<Shown['status']> {
   return (JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 --json')) as Shown).status;
 }
 
+type TargetFigures = NonNullable<Shown['status']>['targets'][number];
+
+/** the daemon's figures once every target (or the first) satisfies `ok`; fails after 3 minutes naming the last figures */
+async function statusUntil(a: Appliance, ok: (x: TargetFigures) => boolean, every = false): Promise<NonNullable<Shown['status']>> {
+  let last: Shown['status'] = null;
+  for (const start = Date.now(); Date.now() - start < 180_000; ) {
+    last = await status(a);
+    if (last && (every ? last.targets.every(ok) : ok(last.targets[0]))) return last;
+  }
+  throw new Error(`the mirror's figures never got there; last: ${JSON.stringify(last)}`);
+}
+
 test.serial('sync, then async, through both daemons: a real client writes on the master, the copies are equal byte for byte', async (t) => {
   t.timeout(8 * 60_000);
   const { a, b } = await pair(t);
@@ -95,10 +107,7 @@ test.serial('sync, then async, through both daemons: a real client writes on the
   const before = da.lines.lines.length;
   await ok(a, 'setup auto-cdp :tank-vm1-000 mode async');
   await qemuIo(uri(a), 'write -P 0x5a 20M 4M', 'write -P 0x77 63M 1M');
-  for (;;) {
-    const s = await status(a);
-    if (s?.targets[0].lagBytes === 0 && s.targets[0].state === 'mirroring' && s.targets[0].dirtyChunks === 0) break;
-  }
+  await statusUntil(a, (x) => x.lagBytes === 0 && x.state === 'mirroring' && x.dirtyChunks === 0);
   t.is(await compare(a, b), '0: Images are identical.');
   t.false(da.lines.lines.slice(before).some((l) => /lost beta/.test(l)));
   t.regex(await ok(a, 'show auto-cdp'), /tank-vm1-000\s+fs:tank\/vm1\s+master\s+beta:fs:tank\/vm1\s+async\s+beta: mirroring/);
@@ -119,9 +128,7 @@ test.serial('the target daemon away: logging, the dirty map grows; back: only th
   // sync with the target gone: the writes succeed here, its map records them (5 chunks)
   await qemuIo(uri(a), 'write -P 0x42 0 64k', 'write -P 0x43 1M 128k', 'write -P 0x44 40M 64k', 'write -P 0x45 50M 4k');
   await da.lines.wait(/lost beta/);
-  let s;
-  do s = await status(a);
-  while (s?.targets[0].state !== 'logging' || s.targets[0].dirtyChunks !== 5);
+  await statusUntil(a, (x) => x.state === 'logging' && x.dirtyChunks === 5);
   t.regex(await ok(a, 'show auto-cdp'), /beta: logging/);
   const from = da.lines.lines.length;
   db = startDaemon(t, b);
@@ -207,9 +214,7 @@ test.serial('extend to a third appliance and detach it; verify finds a chunk cha
   t.regex(found, /beta: 512 chunk\(s\) compared, 1 out of sync \(offsets 320K\); 'run auto-cdp :tank-vm1-000 verify --repair' resyncs them/);
   t.regex(found, /gamma: 512 chunk\(s\) compared, 0 out of sync/);
   t.regex(await ok(a, 'run auto-cdp :tank-vm1-000 verify --repair --host beta'), /beta: 512 chunk\(s\) compared, 1 out of sync \(offsets 320K\), being resynced/);
-  let s;
-  do s = await status(a);
-  while (!s || s.targets.some((x) => x.dirtyChunks !== 0 || x.state !== 'mirroring'));
+  await statusUntil(a, (x) => x.dirtyChunks === 0 && x.state === 'mirroring', true);
   t.is(await compare(a, b), '0: Images are identical.');
   t.regex(await ok(a, 'run auto-cdp :tank-vm1-000 verify'), /beta: 512 chunk\(s\) compared, 0 out of sync/);
 
@@ -234,9 +239,7 @@ test.serial('pause and resume while the daemons run: paused, writes only grow th
   await ok(a, 'setup auto-cdp :tank-vm1-000 pause beta');
   await da.lines.wait(/paused to beta/);
   await qemuIo(uri(a), 'write -P 0x61 0 192k', 'write -P 0x62 10M 4k');
-  let s;
-  do s = await status(a);
-  while (s?.targets[0].dirtyChunks !== 4);
+  const s = await statusUntil(a, (x) => x.dirtyChunks === 4);
   t.is(s.targets[0].state, 'paused');
   t.regex(await compare(a, b), /^1: Content mismatch at offset 0!/);
   const from = da.lines.lines.length;

@@ -35,6 +35,8 @@ const ASYNC_WINDOW = 64 * 1024 * 1024;
 const RESYNC_WINDOW = 16 * 1024 * 1024;
 /** one ZERO frame covers at most this many chunks (1 GiB) */
 const ZERO_RUN = 16384;
+/** a chunk written this recently stays dirty in the maps (DataKeeper keeps hot blocks dirty): cleaning it would cost a sync at its next write */
+const HOT_MS = 5000;
 /** chunks per hash comparison request */
 const HASH_BATCH = 256;
 
@@ -68,6 +70,8 @@ interface Target {
   resync: ResyncSet | null;
   /** chunk -> seq of the frame that carries its latest content to this target */
   clearable: Map<number, number>;
+  /** acknowledged chunks waiting to be cleared (chunk -> the acknowledged seq), done each tick for those not hot */
+  toClean: Map<number, number>;
   /** runs of chunks sent as one ZERO frame, cleared when acknowledged */
   runs: { first: number; last: number; seq: number }[];
   lastError: string | null;
@@ -81,6 +85,8 @@ export class MirrorEngine {
   private seq = 0;
   /** chunk -> seq of its latest local write */
   private readonly lastWrite = new Map<number, number>();
+  /** chunk -> when it was last written (ms), for HOT_MS */
+  private readonly lastWriteAt = new Map<number, number>();
   private readonly locks = new RangeLocks();
   private readonly targets = new Map<string, Target>();
   private readonly chunks: number;
@@ -125,7 +131,7 @@ export class MirrorEngine {
       if (this.targets.has(t.host)) continue;
       // a map missing or of another base is no map: every chunk dirty (the whole copy is sent, or compared)
       const map = await LiveDirtyMap.open(this.mapFile(t.host), CHUNK, this.chunks, MAP_BASE);
-      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null });
+      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), toClean: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null });
     }
     for (const [host, t] of this.targets) {
       if (wanted.some((w) => w.host === host)) continue;
@@ -150,7 +156,9 @@ export class MirrorEngine {
       this.lastMode = this.mode;
     }
     await this.syncTargets();
+    const now = Date.now();
     for (const t of this.targets.values()) {
+      this.cleanMaps(t, now);
       const cfg = this.targetConfig(t.host);
       if (!cfg) continue;
       if (cfg.paused) {
@@ -228,8 +236,24 @@ export class MirrorEngine {
       for (let c = r.first; c <= r.last; c++) if ((this.lastWrite.get(c) ?? 0) <= r.seq && !t.clearable.has(c)) clean.push(c);
       t.runs.splice(i, 1);
     }
-    if (clean.length) t.map.clean(clean).catch((e: Error) => this.deps.log(`auto-cdp:${this.name}: could not update the dirty map of ${t.host}: ${e.message}`));
+    for (const c of clean) t.toClean.set(c, Math.max(seq, t.toClean.get(c) ?? 0));
+    if (t.toClean.size > 4096) this.cleanMaps(t, Date.now());
     if (t.link && t.link.unackedBytes === 0 && !t.resync?.size) t.behindSince = null;
+  }
+
+  /** clear the acknowledged chunks that were not written since, nor lately */
+  private cleanMaps(t: Target, now: number): void {
+    const clean: number[] = [];
+    for (const [c, seq] of t.toClean) {
+      if ((this.lastWrite.get(c) ?? 0) > seq) {
+        t.toClean.delete(c); // written since: its own acknowledgement clears it
+        continue;
+      }
+      if (now - (this.lastWriteAt.get(c) ?? 0) < HOT_MS) continue;
+      t.toClean.delete(c);
+      clean.push(c);
+    }
+    if (clean.length) t.map.clean(clean).catch((e: Error) => this.deps.log(`auto-cdp:${this.name}: could not update the dirty map of ${t.host}: ${e.message}`));
   }
 
   // ---- writes ----------------------------------------------------------------
@@ -247,7 +271,11 @@ export class MirrorEngine {
       await Promise.all(all.map((t) => t.map.mark(first, last)));
       await local();
       const seq = ++this.seq;
-      for (let c = first; c <= last; c++) this.lastWrite.set(c, seq);
+      const at = Date.now();
+      for (let c = first; c <= last; c++) {
+        this.lastWrite.set(c, seq);
+        this.lastWriteAt.set(c, at);
+      }
       const whole = (c: number) => offset <= c * CHUNK && offset + length >= Math.min((c + 1) * CHUNK, this.volume.size);
       const sync = this.mode === 'sync';
       for (const t of all) {
@@ -418,11 +446,13 @@ export class MirrorEngine {
           const chunk = c + k;
           const release = await this.locks.lock(chunk, chunk);
           try {
-            if (t.map.isDirty(chunk) || (this.lastWrite.get(chunk) ?? 0) > seq) continue; // known to be on its way, or written since
+            // still on its way (to be sent, or sent and not acknowledged), or written since the target hashed it
+            if (t.resync?.has(chunk) || t.clearable.has(chunk) || (this.lastWrite.get(chunk) ?? 0) > seq) continue;
             const data = await this.volume.read(chunk * CHUNK, Math.min(CHUNK, this.volume.size - chunk * CHUNK));
             if (createHash('sha256').update(data).digest().equals(theirs[k])) continue;
             outOfSync.push(chunk);
             if (repair) {
+              t.toClean.delete(chunk);
               await t.map.mark(chunk, chunk);
               t.resync?.add(chunk);
               t.clearable.delete(chunk);

@@ -27,7 +27,8 @@ export function refuseHello(h: MirrorHello, caller: string, mine: MirrorConfig |
   if (!mine) return `there is no auto-cdp:${h.name} here`;
   if (mine.createdAt !== h.createdAt) return `auto-cdp:${h.name} here is another mirror of that name (created ${mine.createdAt})`;
   if (mine.role !== 'slave') return `auto-cdp:${h.name} is master here (epoch ${mine.epoch}): it takes no writes from ${caller}`;
-  if (mine.master?.host !== caller || h.from !== caller) return `the master of auto-cdp:${h.name} is ${mine.master?.host}, not ${caller}`;
+  if (h.from !== caller) return `the stream says it comes from ${h.from}, but it came from ${caller}`;
+  if (mine.master?.host !== caller) return `the master of auto-cdp:${h.name} is ${mine.master?.host}, not ${caller}`;
   if (h.epoch < mine.epoch) return `${caller} is at epoch ${h.epoch}, this copy at ${mine.epoch}: an older master takes no part`;
   if (h.zvol !== mine.zvol || h.size !== mine.size) return `the target here is ${mine.zvol} (${mine.size} bytes), not ${h.zvol} (${h.size} bytes)`;
   return null;

@@ -88,6 +88,8 @@ export class LiveDirtyMap {
   private bits: Buffer;
   /** set in memory, not yet synced */
   private pending = new Set<number>();
+  /** a bit set among the pending ones: the round must sync (cleared bits alone need not) */
+  private pendingSet = false;
   private round: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
 
@@ -123,6 +125,7 @@ export class LiveDirtyMap {
       if (!this.isDirty(c)) {
         this.bits[c >> 3] |= 1 << (c & 7);
         this.pending.add(c);
+        this.pendingSet = true;
         needed = true;
       } else if (this.pending.has(c)) {
         needed = true; // set by a write whose sync has not finished: wait for it too
@@ -137,7 +140,9 @@ export class LiveDirtyMap {
     const start = async (): Promise<void> => {
       this.queued = null;
       const chunks = [...this.pending];
+      const mustSync = this.pendingSet;
       this.pending = new Set();
+      this.pendingSet = false;
       let lo = Infinity;
       let hi = -1;
       for (const c of chunks) {
@@ -146,7 +151,8 @@ export class LiveDirtyMap {
       }
       if (hi >= 0) {
         await this.fh.write(this.bits, lo, hi - lo + 1, HEADER + lo);
-        await this.fh.datasync();
+        // a round of cleared bits only is not synced: a bit still set after a crash costs a resend, never a write
+        if (mustSync) await this.fh.datasync();
       }
     };
     const prev = this.round ?? Promise.resolve();
@@ -205,6 +211,7 @@ export class LiveDirtyMap {
     this.fh = fresh.fh;
     this.bits = fresh.bits;
     this.pending = new Set();
+    this.pendingSet = false;
   }
 
   async close(): Promise<void> {
