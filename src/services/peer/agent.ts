@@ -209,7 +209,9 @@ export class Agent {
     const list = Array.isArray(args) ? args : [];
     if (list.length > DRIVER_METHODS[method as DriverMethod]) throw new AgentError('bad-request', `Too many arguments for ${method}.`);
     const d = method === 'unavailableReason' ? await this.services.storage.driver(driver) : await this.services.storage.usable(driver);
-    const fn = d[method as DriverMethod] as (...a: unknown[]) => Promise<unknown>;
+    const fn = d[method as DriverMethod] as ((...a: unknown[]) => Promise<unknown>) | undefined;
+    // The optional methods (fs chunk negotiation, zfs resume, zvols) exist on some drivers only.
+    if (typeof fn !== 'function') throw new AgentError('bad-request', `The ${driver} driver has no ${method}.`);
     return (await fn.apply(d, list.map((a) => (a === null ? undefined : a)))) ?? null;
   }
 
