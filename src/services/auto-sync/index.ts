@@ -273,8 +273,9 @@ export class AutoSyncService {
   /**
    * The codec a new service uses: the one asked for (refused if this appliance
    * lacks it), else none on this machine and zstd to or from another appliance
-   * where zstd is installed (at level 1 it costs ~0.2 s of CPU per GiB here,
-   * and text crosses at a third of its size).
+   * where zstd is installed: at level 1 it took 0.22 s of CPU for 256 MiB of
+   * random data here (lz4 0.25 s, gzip -1 8.2 s), and text crosses at under
+   * 0.4 of its size (test/services/wire.test.ts).
    */
   private async compressFor(direction: Direction, wanted: string | undefined): Promise<Codec> {
     if (wanted !== undefined) {
