@@ -14,6 +14,7 @@ import { ConfigDamagedError } from './config-file.js';
 import { ConsolePasswords } from './console-passwords.js';
 import { FencingService } from './fencing.js';
 import { CdpService } from './cdp/index.js';
+import { mirrorOfZvol } from './cdp/model.js';
 
 export interface Services {
   home: Home;
@@ -57,8 +58,9 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const zvols = new ZvolService(home, storage, folders, appliance.defaultDriver);
   const zvolImages = new ZvolImages(home, storage, zvols);
   const consolePasswords = new ConsolePasswords(home);
-    const fencing = new FencingService(home, peers.store);
+  const fencing = new FencingService(home, peers.store);
   const cdp = new CdpService(home, appliance, zvols, peers, appliance.defaultDriver);
+  zvols.mirroredBy = (qualified) => mirrorOfZvol(cdp.list().map((v) => v.config), qualified)?.name ?? null;
   return { home, appliance, storage, autoSync, reverse, folders, peers, zvols, zvolImages, consolePasswords, fencing, cdp };
 }
 

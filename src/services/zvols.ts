@@ -52,6 +52,9 @@ export class ZvolService {
     private readonly defaultDriver: DriverName = 'fs',
   ) {}
 
+  /** the auto-cdp mirror of a zvol, if any (set by createServices: the mirrors are made after the zvols) */
+  mirroredBy: (qualified: string) => string | null = () => null;
+
   private get propertiesFile(): string {
     return path.join(this.home.config, 'zvol-properties.json');
   }
@@ -105,6 +108,9 @@ export class ZvolService {
 
   async resize(dataset: string, size: number): Promise<ZvolView> {
     const z = await this.one(dataset);
+    const mirror = this.mirroredBy(z.name);
+    // a mirror's copies have one size: growing one side alone would leave the other short
+    if (mirror) throw new Error(`The zvol ${z.name} is mirrored by auto-cdp:${mirror}, whose copies must keep one size; destroy that mirror, grow both zvols, then create it again.`);
     const driver = await this.storage.usable(z.driver);
     await driver.resizeVolume!(parseDataset(z.name).name, size);
     return this.one(z.name);
@@ -133,6 +139,8 @@ export class ZvolService {
     if (z.clients.length) {
       return `The zvol ${z.name} has ${z.clients.length} NBD client(s) connected (${z.clients.map((c) => `${c.client} since ${c.since}`).join(', ')}); disconnect them first.`;
     }
+    const mirror = this.mirroredBy(z.name);
+    if (mirror) return `The zvol ${z.name} is mirrored by auto-cdp:${mirror}; destroy that mirror first (its zvols stay).`;
     const service = this.folders.usedBy(z.name);
     return service ? `The zvol ${z.name} is used by auto-sync:${service}; destroy that service first.` : null;
   }

@@ -65,6 +65,13 @@ test('create, show, mode, property, pause/resume and destroy a mirror; the peer 
   t.regex(log, /Mode changed from sync to async/);
   t.regex(log, /Resumed mirroring to beta/);
 
+  // a mirrored zvol is neither destroyed nor grown on either side while the mirror stands
+  for (const x of [a, b]) {
+    t.is(await fails(x, 'destroy zvol fs:tank/vm1 -y'), 'Error: The zvol fs:tank/vm1 is mirrored by auto-cdp:tank-vm1-000; destroy that mirror first (its zvols stay).');
+    t.regex(await fails(x, 'setup zvol fs:tank/vm1 size 128M'), /is mirrored by auto-cdp:tank-vm1-000, whose copies must keep one size/);
+    t.like(JSON.parse(await ok(x, 'show zvol fs:tank/vm1 --json')), { size: 64 * MiB });
+  }
+
   t.regex(await ok(a, 'destroy auto-cdp :tank-vm1-000 -y'), /Destroyed auto-cdp:tank-vm1-000; the zvols stay\.$/m);
   t.regex(await ok(a, 'show auto-cdp'), /No auto-cdp services/);
   t.regex(await ok(b, 'show auto-cdp'), /No auto-cdp services/);
