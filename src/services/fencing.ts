@@ -48,6 +48,7 @@ const policySchema = {
     timeoutMs: { type: 'integer', minimum: 1 },
   },
   if: { properties: { kind: { const: 'fence' } } },
+  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, not a thenable
   then: { required: ['command', 'timeoutMs'] },
 };
 

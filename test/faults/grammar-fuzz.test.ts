@@ -15,7 +15,7 @@ import { commandLine, fuzzCtx } from './grammar-lines.js';
 const RUNS = Number(process.env.SYNCSH_FUZZ_RUNS ?? 10_000);
 
 /** what a grammar error must look like to a person: one sentence, no internals */
-export function badMessage(message: string, line = ''): string | null {
+function badMessage(message: string, line = ''): string | null {
   if (!message.trim()) return 'empty';
   if (/\n\s+at\s/.test(message)) return 'a stack trace';
   // the words typed may be quoted back; anything else "undefined" came from inside

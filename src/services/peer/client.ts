@@ -5,7 +5,7 @@
  * dataset on another appliance.
  */
 import { codecStream, type Codec } from '../wire/codecs.js';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';

@@ -5,7 +5,7 @@
  * is refused when it is set, with what to install, not at a run.
  */
 import { createGunzip, createGzip } from 'node:zlib';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { loadExeca } from '../lazy.js';
 
 import type { Codec } from './codec-names.js';
