@@ -30,7 +30,11 @@ function start(e: NodeJS.ProcessEnv) {
   return Object.assign(daemonLines(child), { child });
 }
 
-interface Figures { p50: number; p99: number; mibs: number }
+interface Figures {
+  p50: number;
+  p99: number;
+  mibs: number;
+}
 
 async function fio(uri: string): Promise<Figures> {
   const run = async (args: string[]) => {

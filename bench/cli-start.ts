@@ -63,7 +63,12 @@ try {
     bare.push(await startSeconds(['-e', ''], empty));
   }
   const floor = median(bare);
-  console.log(`\nsyncsh start-up, median of ${runs} (load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+  console.log(
+    `\nsyncsh start-up, median of ${runs} (load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')})`,
+  );
   console.log(`${'measure'.padEnd(36)}${'syncsh (s)'.padStart(12)}${"node -e '' (s)".padStart(16)}${'ratio'.padStart(8)}${'goal (s)'.padStart(10)}`);
   for (const c of cases) {
     const ours = median(times.get(c.measure)!);

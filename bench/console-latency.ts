@@ -55,7 +55,27 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
 const KEX = 'curve25519-sha256';
 
 function sshArgs(port: number, user: string, key: string): string[] {
-  return ['-F', '/dev/null', '-o', `KexAlgorithms=${KEX}`, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key, '-p', String(port), `${user}@127.0.0.1`];
+  return [
+    '-F',
+    '/dev/null',
+    '-o',
+    `KexAlgorithms=${KEX}`,
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-i',
+    key,
+    '-p',
+    String(port),
+    `${user}@127.0.0.1`,
+  ];
 }
 
 /** an ssh client whose output is watched: resolves when `pattern` shows up after `from` */
@@ -101,7 +121,13 @@ async function following(client: ReturnType<typeof watched>, write: (text: strin
     const probe = `probe-${i}-${Math.random().toString(36).slice(2, 8)}`;
     const from = client.length();
     write(probe);
-    const seen = await Promise.race([client.seen(probe, from).then(() => true, () => false), new Promise((r) => setTimeout(() => r(false), 300))]);
+    const seen = await Promise.race([
+      client.seen(probe, from).then(
+        () => true,
+        () => false,
+      ),
+      new Promise((r) => setTimeout(() => r(false), 300)),
+    ]);
     if (seen) return;
   }
   throw new Error(`The follower never showed what was written. It printed:\n${client.output().slice(-2000)}`);

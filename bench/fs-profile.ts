@@ -68,7 +68,11 @@ function summarize(profile: Profile, label: string): void {
     }
   }
   const rows = (m: Map<string, number>, n: number) =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `  ${v.toFixed(0).padStart(7)} ms  ${k}`).join('\n');
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, v]) => `  ${v.toFixed(0).padStart(7)} ms  ${k}`)
+      .join('\n');
   console.log(`\n== ${label}: ${total.toFixed(0)} ms sampled`);
   console.log(`fs driver modules (inclusive):\n${rows(inclusive, 30)}`);
   console.log(`fs driver functions (inclusive), top ${top}:\n${rows(functions, top)}`);

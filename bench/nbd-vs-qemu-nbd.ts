@@ -86,10 +86,9 @@ async function seqRead(s: Served): Promise<number> {
 }
 
 async function randWrite(s: Served): Promise<number> {
-  const r = await execa('fio', [
-    '--name=randwrite', '--ioengine=nbd', `--uri=${s.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16',
-    `--size=${mib}M`, '--time_based', `--runtime=${fioSeconds}`, '--output-format=json',
-  ], { cwd: path.dirname(s.uri.split('socket=')[1]) }); // any state file fio leaves stays in the work dir
+  const r = await execa('fio', ['--name=randwrite', '--ioengine=nbd', `--uri=${s.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', `--size=${mib}M`, '--time_based', `--runtime=${fioSeconds}`, '--output-format=json'], {
+    cwd: path.dirname(s.uri.split('socket=')[1]),
+  }); // any state file fio leaves stays in the work dir
   return JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0].write.iops as number;
 }
 

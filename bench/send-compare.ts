@@ -62,7 +62,12 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
     const run = async () => {
       await writeFile(commandLog, '');
       const r = await syncsh(env, `run auto-sync :${name}`);
-      spawned.push((await readFile(commandLog, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]));
+      spawned.push(
+        (await readFile(commandLog, 'utf8'))
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as string[]),
+      );
       return r;
     };
 
@@ -85,7 +90,10 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
     console.log(incOurs.value.stdout);
     if (process.env.BENCH_VERIFY !== '0') {
       const want = await digest(c.sourceDir);
-      for (const [who, dir] of [['syncsh', await c.syncshDir()], [c.peer, await c.bareDir()]] as const) {
+      for (const [who, dir] of [
+        ['syncsh', await c.syncshDir()],
+        [c.peer, await c.bareDir()],
+      ] as const) {
         const got = await digest(dir);
         if (got.files !== want.files || got.hash !== want.hash) {
           throw new Error(`${who}'s copy differs from the source: ${got.files} files vs ${want.files}`);
@@ -93,7 +101,10 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
       }
       console.log(`both copies match the source: ${want.files} files, ${(want.bytes / MiB).toFixed(0)} MiB`);
     }
-    for (const [phase, commands] of [['full', spawned[0]], ['incremental', spawned[1]]] as const) {
+    for (const [phase, commands] of [
+      ['full', spawned[0]],
+      ['incremental', spawned[1]],
+    ] as const) {
       console.log(`commands a ${phase} run spawned: ${commands.length}`);
       if (process.env.BENCH_COMMANDS === '1') for (const argv of commands) console.log(`  ${argv.join(' ')}`);
     }

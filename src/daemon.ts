@@ -76,7 +76,11 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   } catch (error) {
     say(`auto-cdp: not mirroring: ${(error as Error).message}`);
   }
-  const nbd = new NbdService(services.home, zvolExports(services, (name, open) => cdp.exportFor(name, open)), { log: say, onClientsChanged: (clients) => writeNbdClients(services.home, clients) });
+  const nbd = new NbdService(
+    services.home,
+    zvolExports(services, (name, open) => cdp.exportFor(name, open)),
+    { log: say, onClientsChanged: (clients) => writeNbdClients(services.home, clients) },
+  );
   try {
     await nbd.start();
   } catch (error) {

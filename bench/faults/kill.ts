@@ -75,7 +75,9 @@ export function killScenario(kind: 'local' | 'peer'): Scenario {
             }
           }
           const r = await run;
-          steps.push(target === 'commit' ? `crash after ${crashAfter} commit steps: ${r.signal ?? `exit ${r.exitCode}`}` : `kill -9 of ${killed || `the ${target} (too late: the run had ended)`} at ${delay} ms: ${r.signal ?? `exit ${r.exitCode}`}`);
+          steps.push(
+            target === 'commit' ? `crash after ${crashAfter} commit steps: ${r.signal ?? `exit ${r.exitCode}`}` : `kill -9 of ${killed || `the ${target} (too late: the run had ended)`} at ${delay} ms: ${r.signal ?? `exit ${r.exitCode}`}`,
+          );
           const violations: string[] = [];
           const pending = commitPending(w);
           const torn = oneOf(await destination(w), [last, expected], 'right after the fault, the destination');

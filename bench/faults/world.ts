@@ -84,7 +84,10 @@ export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Pr
 /** the state of both sides, for the replay notes of a failed recovery */
 async function describe(w: World): Promise<string> {
   const out: string[] = [];
-  for (const [side, x, ds] of [['source', w.src, 'tank/docs'], ['destination', w.dst, w.dstDataset]] as const) {
+  for (const [side, x, ds] of [
+    ['source', w.src, 'tank/docs'],
+    ['destination', w.dst, w.dstDataset],
+  ] as const) {
     const services = createServices(x.env);
     try {
       const fs = await services.storage.usable('fs');

@@ -41,7 +41,8 @@ export const applianceFamily: CommandFamily = {
     {
       path: 'setup appliance alert-command [<COMMAND>]',
       help: 'set the alert command (an absolute path and its arguments); nothing clears it',
-      details: 'The daemon runs it, as root, with every alert. Over the SSH console the program must lie under a directory the administrator allowed ("programs" in /etc/syncsh/console-policy.json; /etc/syncsh/alert.d by default); the local shell may name any.',
+      details:
+        'The daemon runs it, as root, with every alert. Over the SSH console the program must lie under a directory the administrator allowed ("programs" in /etc/syncsh/console-policy.json; /etc/syncsh/alert.d by default); the local shell may name any.',
       args: { COMMAND: { name: 'COMMAND', help: 'the program and its first arguments', rest: true } },
       async run(ctx, input) {
         const argv = (input.args.COMMAND as string[] | undefined) ?? [];
@@ -52,7 +53,8 @@ export const applianceFamily: CommandFamily = {
     {
       path: 'setup appliance id <ID>',
       help: "change this appliance's id (refused once it is bound to another appliance)",
-      details: 'Two homes on one machine both start with the host name as their id, and cannot be bound to each other until one has its own. Its peers know an appliance by its id, so the id cannot change while it is bound to any: unbind first.',
+      details:
+        'Two homes on one machine both start with the host name as their id, and cannot be bound to each other until one has its own. Its peers know an appliance by its id, so the id cannot change while it is bound to any: unbind first.',
       args: {
         ID: {
           name: 'ID',

@@ -292,7 +292,12 @@ const create: CommandSpec = {
     if (req.fromFs && req.toFs) {
       full = req as CreateRequest;
       const planned = await ctx.services.autoSync.plan(full);
-      if (!ctx.yes && ctx.interactive && !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${endpointLabel(planned.source)} => ${endpointLabel(planned.destination)}, ${describeSchedule(planned.schedule)})?`, { default: true }))) return NOTHING_CHANGED;
+      if (
+        !ctx.yes &&
+        ctx.interactive &&
+        !(await ctx.dialogs.confirm(`Create auto-sync:${planned.name} (${endpointLabel(planned.source)} => ${endpointLabel(planned.destination)}, ${describeSchedule(planned.schedule)})?`, { default: true }))
+      )
+        return NOTHING_CHANGED;
     } else {
       if (!ctx.interactive) throw new Error("'create auto-sync' needs --from-fs and --to-fs when there is no terminal to ask on.");
       const answered = await runWizard(ctx, req);
@@ -304,7 +309,11 @@ const create: CommandSpec = {
     if (full.reverseCapable) await ctx.services.reverse.checkBothWays(peerHostOf(await ctx.services.autoSync.plan(full)));
     let config = await ctx.services.autoSync.create(full);
     if (config.reverseCapable) config = await ctx.services.reverse.enable(config.name);
-    return { kind: 'message', text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`, data: config };
+    return {
+      kind: 'message',
+      text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`,
+      data: config,
+    };
   },
 };
 
@@ -363,7 +372,8 @@ const history: CommandSpec = {
 const reverse: CommandSpec = {
   path: 'setup auto-sync :auto-sync reverse-direction',
   help: 'change direction: hand the master role to the other appliance, or take it over when it is down (asks first)',
-  details: 'With the other appliance up (asks first): the source is unmounted, the last delta synced, source and destination swap and the master role moves to the other appliance. On the destination with the source appliance down (disaster recovery, after a warning): this copy becomes the source; the old one keeps its unreplicated changes as an orphan when it comes back. From the source with the other appliance down: refused. Without the capability, asks to enable it.',
+  details:
+    'With the other appliance up (asks first): the source is unmounted, the last delta synced, source and destination swap and the master role moves to the other appliance. On the destination with the source appliance down (disaster recovery, after a warning): this copy becomes the source; the old one keeps its unreplicated changes as an orphan when it comes back. From the source with the other appliance down: refused. Without the capability, asks to enable it.',
   async run(ctx, input) {
     const name = input.instance!;
     const c = ctx.services.autoSync.config(name);
@@ -371,7 +381,11 @@ const reverse: CommandSpec = {
       ctx.progress('Reverse-direction feature is currently disabled');
       if (!(await confirmed(ctx, "Do you want enable 'reverse-direction' feature?", 'The service configuration is copied to the other appliance, where it is non-master; this one stays master.'))) return NOTHING_CHANGED;
       const next = await ctx.services.reverse.enable(name);
-      return { kind: 'message', text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${peerHostOf(next)} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`, data: next };
+      return {
+        kind: 'message',
+        text: `Reverse-direction feature is now enabled for auto-sync:${name}: its configuration is kept on ${peerHostOf(next)} too (non-master there). Run 'setup auto-sync :${name} reverse-direction' to change direction.`,
+        data: next,
+      };
     }
     const result = await ctx.services.reverse.direction(name, async (question, help, warning) => {
       if (warning) ctx.progress(warning);
@@ -382,16 +396,21 @@ const reverse: CommandSpec = {
   },
 };
 
-const winnerValue = { name: 'here|peer', values: () => ['here', 'peer'], parse: (raw: string, label: string) => {
-  if (raw !== 'here' && raw !== 'peer') throw new Error(`The value of ${label} must be here (this appliance's copy) or peer (the other appliance's), not "${raw}".`);
-  return raw;
-} };
+const winnerValue = {
+  name: 'here|peer',
+  values: () => ['here', 'peer'],
+  parse: (raw: string, label: string) => {
+    if (raw !== 'here' && raw !== 'peer') throw new Error(`The value of ${label} must be here (this appliance's copy) or peer (the other appliance's), not "${raw}".`);
+    return raw;
+  },
+};
 
 const resolve: CommandSpec = {
   path: 'setup auto-sync :auto-sync resolve-split-brain',
   help: 'after split brain, keep one copy: it becomes the source, the other is rolled back with its changes kept as an orphan (asks first)',
-  details: 'Split brain: both appliances wrote as master at the same epoch, and the service went to maintenance on both. The kept copy becomes the source at the next epoch; what the other wrote since the last common snapshot is kept as a held orphan snapshot there, then it is rolled back and receives. Both appliances must be up.',
-  options: [{ name: '--winner', help: "the copy to keep: here or peer (asked when not given)", value: winnerValue }],
+  details:
+    'Split brain: both appliances wrote as master at the same epoch, and the service went to maintenance on both. The kept copy becomes the source at the next epoch; what the other wrote since the last common snapshot is kept as a held orphan snapshot there, then it is rolled back and receives. Both appliances must be up.',
+  options: [{ name: '--winner', help: 'the copy to keep: here or peer (asked when not given)', value: winnerValue }],
   async run(ctx, input) {
     const name = input.instance!;
     const config = ctx.services.autoSync.config(name);
@@ -402,14 +421,25 @@ const resolve: CommandSpec = {
     let winner = input.options.winner as Winner | undefined;
     if (!winner) {
       if (!ctx.interactive) throw new NoTerminalError(`Which copy of auto-sync:${name} to keep? (--winner here|peer)`);
-      winner = (await ctx.dialogs.select('Copy to keep', [
-        { value: 'here', label: `here (${here})` },
-        { value: 'peer', label: `peer (${host})` },
-      ], { help: `Both copies of auto-sync:${name} changed since the last common snapshot. The kept copy becomes the source; the other keeps what it wrote as an orphan snapshot, then is rolled back and receives from the kept one.` })) as Winner;
+      winner = (await ctx.dialogs.select(
+        'Copy to keep',
+        [
+          { value: 'here', label: `here (${here})` },
+          { value: 'peer', label: `peer (${host})` },
+        ],
+        { help: `Both copies of auto-sync:${name} changed since the last common snapshot. The kept copy becomes the source; the other keeps what it wrote as an orphan snapshot, then is rolled back and receives from the kept one.` },
+      )) as Winner;
     }
     const keep = winner === 'here' ? `here (${here})` : `on ${host}`;
     const lose = winner === 'here' ? host : `here (${here})`;
-    if (!(await confirmed(ctx, `Keep the copy ${keep} and roll back the one ${winner === 'here' ? `on ${lose}` : lose}?`, 'The changes of the rolled back copy are kept as an orphan snapshot, listed by show auto-sync :NAME orphans, until destroyed by hand.'))) return NOTHING_CHANGED;
+    if (
+      !(await confirmed(
+        ctx,
+        `Keep the copy ${keep} and roll back the one ${winner === 'here' ? `on ${lose}` : lose}?`,
+        'The changes of the rolled back copy are kept as an orphan snapshot, listed by show auto-sync :NAME orphans, until destroyed by hand.',
+      ))
+    )
+      return NOTHING_CHANGED;
     const result = await ctx.services.reverse.resolveSplitBrain(name, winner);
     return { kind: 'message', text: result.message, data: result.config };
   },
@@ -447,7 +477,10 @@ const destroyOrphan: CommandSpec = {
     const snapshot = input.args.SNAPSHOT as string;
     const known = (await ctx.services.reverse.orphans(name)).find((o) => o.snapshot === snapshot);
     if (!known) throw new Error(`No orphan ${snapshot} of auto-sync:${name} here: see 'show auto-sync :${name} orphans'.`);
-    if (!(await confirmed(ctx, `Destroy orphan ${known.dataset}@${snapshot}? The changes it keeps are lost for good.`, 'An orphan holds what this appliance wrote after the last replication before it was rolled back; nothing else has them.'))) return NOTHING_CHANGED;
+    if (
+      !(await confirmed(ctx, `Destroy orphan ${known.dataset}@${snapshot}? The changes it keeps are lost for good.`, 'An orphan holds what this appliance wrote after the last replication before it was rolled back; nothing else has them.'))
+    )
+      return NOTHING_CHANGED;
     await ctx.services.reverse.removeOrphan(name, snapshot);
     return { kind: 'message', text: `Destroyed orphan ${known.dataset}@${snapshot}.`, data: known };
   },
@@ -455,7 +488,10 @@ const destroyOrphan: CommandSpec = {
 
 function retentionRows(service: string, plans: { source: SidePlan; destination: SidePlan }): Record<string, string>[] {
   const rows: Record<string, string>[] = [];
-  for (const [which, p] of [['source', plans.source], ['destination', plans.destination]] as const) {
+  for (const [which, p] of [
+    ['source', plans.source],
+    ['destination', plans.destination],
+  ] as const) {
     const side = `${which} (${p.keep})`;
     for (const m of p.plan) rows.push({ side, snapshot: m.name, created: formatTime(m.createdAt.toISOString()), verdict: m.keep ? `keep: ${m.rules.join(', ')}` : 'prune' });
     for (const o of p.others) rows.push({ side, snapshot: o, created: '-', verdict: isOrphanOf(service, o) ? 'keep: orphan (destroyed only by hand)' : 'keep: not a marker of this service' });

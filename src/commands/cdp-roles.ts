@@ -18,7 +18,8 @@ const ONE_HELP = 'switch this copy of a mirror to master or slave (asks first); 
 const switchOne: CommandSpec = {
   path: 'setup auto-cdp :auto-cdp role <ROLE>',
   help: ONE_HELP,
-  details: "A promotion takes an epoch past both copies': the other copy, when it answers, learns it and forwards its writes here; when it does not answer, it meets the newer epoch when it is back, keeps what it wrote meanwhile as an orphan snapshot of its zvol, becomes slave and resyncs.",
+  details:
+    "A promotion takes an epoch past both copies': the other copy, when it answers, learns it and forwards its writes here; when it does not answer, it meets the newer epoch when it is back, keeps what it wrote meanwhile as an orphan snapshot of its zvol, becomes slave and resyncs.",
   args: { ROLE: role },
   async run(ctx, input) {
     const s = switcher(ctx);
@@ -43,7 +44,10 @@ const switchAll: CommandSpec = {
     const plans = await s.prepareAll(target);
     const changing = plans.filter((p) => p.plan.change);
     if (!changing.length) return { kind: 'message', text: `Every mirror is ${target} here already; nothing was changed.`, data: [] };
-    const warnings = changing.map((p) => p.plan.warning).filter(Boolean).join(' ');
+    const warnings = changing
+      .map((p) => p.plan.warning)
+      .filter(Boolean)
+      .join(' ');
     if (!(await confirmed(ctx, `Switch ${changing.map((p) => `auto-cdp:${p.name}`).join(', ')} to ${target} here?`, warnings || undefined))) return NOTHING_CHANGED;
     const results: SwitchResult[] = [];
     for (const p of changing) results.push(await s.apply(p));

@@ -98,7 +98,8 @@ const showOne: CommandSpec = {
 const create: CommandSpec = {
   path: 'create auto-cdp',
   help: 'mirror a zvol to another appliance, live (a dialog, or all by options)',
-  details: 'The other appliance gets the zvol (created if missing, with the same size) and a copy of the service. A target zvol that holds data is refused unless --no-full-sync says it is an older copy or a seed: then only chunks whose hashes differ are sent.',
+  details:
+    'The other appliance gets the zvol (created if missing, with the same size) and a copy of the service. A target zvol that holds data is refused unless --no-full-sync says it is an older copy or a seed: then only chunks whose hashes differ are sent.',
   options: [
     { name: '--zvol', help: 'the zvol to mirror, e.g. fs:tank/vm1', value: text('DATASET') },
     { name: '--to-host', help: 'the appliance to mirror to (bound with ssh-bind or local-bind)', value: text('HOST') },
@@ -117,8 +118,14 @@ const create: CommandSpec = {
         const missing = [!zvol && '--zvol', !toHost && '--to-host', !chosenMode && '--mode'].filter(Boolean).join(', ');
         throw new Error(`'create auto-cdp' needs ${missing} when there is no terminal to ask on.`);
       }
-      zvol ??= await ctx.dialogs.select('Zvol to mirror', (await ctx.services.zvols.list()).map((z) => ({ value: z.name, description: formatBytes(z.size) })));
-      toHost ??= await ctx.dialogs.select('Appliance to mirror to', ctx.services.peers.store.outbound().map((p) => ({ value: p.id, description: p.address })));
+      zvol ??= await ctx.dialogs.select(
+        'Zvol to mirror',
+        (await ctx.services.zvols.list()).map((z) => ({ value: z.name, description: formatBytes(z.size) })),
+      );
+      toHost ??= await ctx.dialogs.select(
+        'Appliance to mirror to',
+        ctx.services.peers.store.outbound().map((p) => ({ value: p.id, description: p.address })),
+      );
       chosenMode ??= await ctx.dialogs.select<MirrorMode>('Mode', [
         { value: 'sync', description: 'a write is acknowledged when both copies have it' },
         { value: 'async', description: 'acknowledged here at once, shipped in write order' },
@@ -129,7 +136,11 @@ const create: CommandSpec = {
     if (!(await confirmed(ctx, `Mirror ${zvol} to ${toHost}${toZvol ? `:${toZvol}` : ''} in ${chosenMode} mode?`))) return NOTHING_CHANGED;
     const c = await ctx.services.cdp.create({ zvol, toHost, toZvol, mode: chosenMode, noFullSync: Boolean(o['no-full-sync']) });
     const t = c.targets[0];
-    return { kind: 'message', text: `Created auto-cdp:${c.name}: ${c.zvol} => ${t.host}:${t.zvol}, ${c.mode}. The daemon mirrors it (${t.fullSync === 'compare' ? 'comparing chunk hashes first' : 'first sending every allocated chunk'}).`, data: c };
+    return {
+      kind: 'message',
+      text: `Created auto-cdp:${c.name}: ${c.zvol} => ${t.host}:${t.zvol}, ${c.mode}. The daemon mirrors it (${t.fullSync === 'compare' ? 'comparing chunk hashes first' : 'first sending every allocated chunk'}).`,
+      data: c,
+    };
   },
 };
 
@@ -222,7 +233,17 @@ const verify: CommandSpec = {
   async run(ctx, input) {
     ctx.progress(`Verifying auto-cdp:${input.instance!} …`);
     const results = await ctx.services.cdp.verify(input.instance!, input.options.host as string | undefined, Boolean(input.options.repair));
-    const lines = results.map((r) => `${r.host}: ${r.checked} chunk(s) compared, ${r.outOfSync.length} out of sync${r.outOfSync.length ? ` (offsets ${r.outOfSync.slice(0, 8).map((c) => formatBytes(c * 65536)).join(', ')}${r.outOfSync.length > 8 ? ', …' : ''})${r.repaired ? ', being resynced' : "; 'run auto-cdp :" + input.instance! + " verify --repair' resyncs them"}` : ''}`);
+    const lines = results.map(
+      (r) =>
+        `${r.host}: ${r.checked} chunk(s) compared, ${r.outOfSync.length} out of sync${
+          r.outOfSync.length
+            ? ` (offsets ${r.outOfSync
+                .slice(0, 8)
+                .map((c) => formatBytes(c * 65536))
+                .join(', ')}${r.outOfSync.length > 8 ? ', …' : ''})${r.repaired ? ', being resynced' : "; 'run auto-cdp :" + input.instance! + " verify --repair' resyncs them"}`
+            : ''
+        }`,
+    );
     return { kind: 'lines', lines, data: results };
   },
 };

@@ -80,7 +80,8 @@ function whenTaken(ctx: CommandContext): string {
 const setPassword: CommandSpec = {
   path: 'setup console password <USER>',
   help: "set or change USER's console password (asked twice, never shown; --password-file for scripts)",
-  details: 'The password is asked twice in a dialog that shows nothing of it, or read from --password-file FILE (its one line). Only a scrypt hash with a random salt is kept, in console-passwords in the appliance home (mode 0600). syncsh serve takes passwords only when password logins are on.',
+  details:
+    'The password is asked twice in a dialog that shows nothing of it, or read from --password-file FILE (its one line). Only a scrypt hash with a random salt is kept, in console-passwords in the appliance home (mode 0600). syncsh serve takes passwords only when password logins are on.',
   args: { USER: userName('the user name the operator logs in with (ssh USER@appliance)') },
   options: [{ name: '--password-file', help: 'read the password from FILE instead of asking (scripts; over the console, FILE under the allowed directories)', value: text('FILE') }],
   async run(ctx, input) {
@@ -167,9 +168,7 @@ const setPasswordAuth: CommandSpec = {
     const on = input.args.ON as boolean;
     ctx.services.consolePasswords.setPasswordAuth(on);
     const users = ctx.services.consolePasswords.users().length;
-    const textOut = on
-      ? `Password logins are on: syncsh serve takes the passwords of ${users ? `${users} user(s)` : "nobody yet ('setup console password USER' sets one)"}.`
-      : 'Password logins are off: syncsh serve takes keys only.';
+    const textOut = on ? `Password logins are on: syncsh serve takes the passwords of ${users ? `${users} user(s)` : "nobody yet ('setup console password USER' sets one)"}.` : 'Password logins are off: syncsh serve takes keys only.';
     return { kind: 'message', text: textOut, data: { passwordAuth: on } };
   },
 };

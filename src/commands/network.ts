@@ -8,15 +8,15 @@ import { describePolicy, MAX_FENCE_TIMEOUT_MS, showCommand, type FencePolicy } f
 
 const words = {
   network: 'how this appliance reaches other appliances',
-  'ssh-bind': 'pair with another appliance over SSH: trust its host key, install this appliance\'s key there',
+  'ssh-bind': "pair with another appliance over SSH: trust its host key, install this appliance's key there",
   'ssh-unbind': 'undo a pairing on both sides',
   'ssh-bindings': 'the bound appliances and whether each can be reached now',
   'local-bind': 'pair with another appliance on this machine (its home), reached as a child process',
-  'authorized-keys': 'the authorized_keys file this appliance installs peers\' keys in',
-  fencing: 'what a mirror does with a write when a peer stops answering (003\'s qmirrorcheck)',
+  'authorized-keys': "the authorized_keys file this appliance installs peers' keys in",
+  fencing: "what a mirror does with a write when a peer stops answering (003's qmirrorcheck)",
   fence: 'cut the lost peer off with a command; the write goes on only if it exits 0',
   ignore: 'carry on writing without the lost peer (a slave becomes master)',
-  manual: 'wait for the operator: a slave\'s writes fail until it is switched to master or the peer is back',
+  manual: "wait for the operator: a slave's writes fail until it is switched to master or the peer is back",
   clear: 'no policy: a write that finds its peer lost fails',
 };
 
@@ -42,7 +42,7 @@ function questions(ctx: CommandContext): BindQuestions {
     },
     async password(prompt) {
       if (!ctx.interactive) return null;
-      return ctx.dialogs.password(`${prompt}:`, { help: 'Used once to install this appliance\'s key there; never stored.' });
+      return ctx.dialogs.password(`${prompt}:`, { help: "Used once to install this appliance's key there; never stored." });
     },
   };
 }
@@ -50,7 +50,7 @@ function questions(ctx: CommandContext): BindQuestions {
 function bound(result: BindResult): string {
   const p = result.peer;
   const where = p.transport === 'ssh' ? `${p.user}@${p.address}:${p.port}` : `${p.agent.home} (child process)`;
-  const how = result.via === 'password' ? ', logged in once with the password' : result.via === 'key' ? ', logged in with this appliance\'s key' : '';
+  const how = result.via === 'password' ? ', logged in once with the password' : result.via === 'key' ? ", logged in with this appliance's key" : '';
   const key = result.authorizedKeys ? `; this appliance's key is installed in ${result.authorizedKeys} there, restricted to the syncsh agent` : '';
   return `${result.rebound ? 'Bound again' : 'Bound'} to the appliance ${p.id} at ${where}${how}${key}. Use it with --to-host ${p.id} or --from-host ${p.id}.`;
 }
@@ -58,7 +58,8 @@ function bound(result: BindResult): string {
 const sshBind: CommandSpec = {
   path: 'setup network ssh-bind <HOST>',
   help: 'pair with the appliance at HOST over SSH (asks to trust its host key; the password is asked once if its key is not accepted)',
-  details: 'Shows the host key fingerprint and asks to trust it (-y answers yes), logs in with this appliance\'s key or else the password (asked, never echoed nor stored; --password-file for scripts), installs this appliance\'s public key there restricted to the syncsh agent, and records the pairing on both appliances.',
+  details:
+    "Shows the host key fingerprint and asks to trust it (-y answers yes), logs in with this appliance's key or else the password (asked, never echoed nor stored; --password-file for scripts), installs this appliance's public key there restricted to the syncsh agent, and records the pairing on both appliances.",
   args: { HOST: { ...text('HOST'), help: 'host name or address of the other appliance' } },
   options: [
     { name: '--port', help: 'its SSH port (default 22)', value: count('PORT', 1, 65535) },
@@ -69,14 +70,17 @@ const sshBind: CommandSpec = {
   ],
   async run(ctx, input) {
     const o = input.options;
-    const result = await ctx.services.peers.bind({
-      host: input.args.HOST as string,
-      port: o.port as number | undefined,
-      user: o.user as string | undefined,
-      passwordFile: o['password-file'] === undefined ? undefined : ctx.access.readFile(o['password-file'] as string),
-      remoteHome: o['remote-home'] as string | undefined,
-      remoteSyncsh: o['remote-syncsh'] as string | undefined,
-    }, questions(ctx));
+    const result = await ctx.services.peers.bind(
+      {
+        host: input.args.HOST as string,
+        port: o.port as number | undefined,
+        user: o.user as string | undefined,
+        passwordFile: o['password-file'] === undefined ? undefined : ctx.access.readFile(o['password-file'] as string),
+        remoteHome: o['remote-home'] as string | undefined,
+        remoteSyncsh: o['remote-syncsh'] as string | undefined,
+      },
+      questions(ctx),
+    );
     return { kind: 'message', text: bound(result), data: { ...result.peer, via: result.via, authorizedKeys: result.authorizedKeys, rebound: result.rebound } };
   },
 };
@@ -85,7 +89,7 @@ const localBind: CommandSpec = {
   path: 'setup network local-bind <HOME>',
   help: 'pair with the appliance whose home is HOME on this machine (its agent runs as a child process)',
   details: 'HOME must already be an appliance home (its appliance.json names the appliance), or an empty or missing directory with --create, which makes a new appliance there. Nothing is written anywhere else.',
-  args: { HOME: { ...text('HOME'), help: 'the other appliance\'s SYNCSH_HOME' } },
+  args: { HOME: { ...text('HOME'), help: "the other appliance's SYNCSH_HOME" } },
   options: [{ name: '--create', help: 'make a new appliance in HOME, which must be empty or missing' }],
   async run(ctx, input) {
     const result = await ctx.services.peers.bindLocal(input.args.HOME as string, { create: Boolean(input.options.create), access: ctx.access });
@@ -106,13 +110,14 @@ const sshUnbind: CommandSpec = {
     const id = outbound?.id ?? inbound!.id;
     const using = ctx.services.autoSync.list().filter((v) => [v.config.source.host, v.config.destination.host].some((h) => h === host || h === id || (outbound && h === outbound.address)));
     const warn = using.length ? ` auto-sync:${using.map((v) => v.config.name).join(', auto-sync:')} use${using.length === 1 ? 's' : ''} it and will fail until it is bound again.` : '';
-    if (!(await confirmed(ctx, `Unbind the appliance ${id}?`, `Both appliances forget the pairing and ${outbound ? 'this appliance\'s key is removed there' : `${id}'s key is removed here`}.${warn}`))) return NOTHING_CHANGED;
+    if (!(await confirmed(ctx, `Unbind the appliance ${id}?`, `Both appliances forget the pairing and ${outbound ? "this appliance's key is removed there" : `${id}'s key is removed here`}.${warn}`))) return NOTHING_CHANGED;
     const r = await ctx.services.peers.unbind(host, { force: Boolean(input.options.force) });
-    const textOut = r.direction === 'outbound'
-      ? r.peerForgot
-        ? `Unbound ${r.id}: it forgot this appliance and removed its key; forgotten here too.`
-        : `Forgot ${r.id} here only: it could not be reached (${r.reason}); its record of this appliance and the key line stay there.`
-      : `Unbound ${r.id}: its key line was removed from this appliance's authorized_keys and it is forgotten here.`;
+    const textOut =
+      r.direction === 'outbound'
+        ? r.peerForgot
+          ? `Unbound ${r.id}: it forgot this appliance and removed its key; forgotten here too.`
+          : `Forgot ${r.id} here only: it could not be reached (${r.reason}); its record of this appliance and the key line stay there.`
+        : `Unbound ${r.id}: its key line was removed from this appliance's authorized_keys and it is forgotten here.`;
     return { kind: 'message', text: textOut, data: r };
   },
 };
@@ -175,7 +180,8 @@ const showNetwork: CommandSpec = {
 const setupAuthorizedKeys: CommandSpec = {
   path: 'setup network authorized-keys [<FILE>]',
   help: "where peers' keys are installed on this appliance (sshd's AuthorizedKeysFile); nothing restores ~/.ssh/authorized_keys",
-  details: 'The agent appends a key line to this file, as root, for every appliance that binds to this one. Over the SSH console the file must lie under a directory the administrator allowed ("write" in /etc/syncsh/console-policy.json; the home\'s files/ and images/ by default).',
+  details:
+    'The agent appends a key line to this file, as root, for every appliance that binds to this one. Over the SSH console the file must lie under a directory the administrator allowed ("write" in /etc/syncsh/console-policy.json; the home\'s files/ and images/ by default).',
   args: { FILE: { ...text('FILE'), help: 'an absolute path' } },
   async run(ctx, input) {
     const file = (input.args.FILE as string | undefined) ?? null;
@@ -205,8 +211,9 @@ const setFencingMessage = (p: FencePolicy & { peer: string }): string => {
 
 const setFence: CommandSpec = {
   path: 'setup network fencing <PEER> fence',
-  help: "fence PEER with a command when a mirror loses it (qmirrorcheck -t fence): its exit status decides",
-  details: 'The command line is split into a program and its arguments as a shell would read quotes, and run without a shell; it gets SYNCSH_FENCE_PEER and SYNCSH_FENCE_ADDRESS in its environment. The program must be an absolute path to an executable; over the SSH console it must lie under a directory the administrator allowed ("programs" in /etc/syncsh/console-policy.json; /etc/syncsh/alert.d by default). It is stopped, with everything it started, after --timeout seconds, and then counts as failed.',
+  help: 'fence PEER with a command when a mirror loses it (qmirrorcheck -t fence): its exit status decides',
+  details:
+    'The command line is split into a program and its arguments as a shell would read quotes, and run without a shell; it gets SYNCSH_FENCE_PEER and SYNCSH_FENCE_ADDRESS in its environment. The program must be an absolute path to an executable; over the SSH console it must lie under a directory the administrator allowed ("programs" in /etc/syncsh/console-policy.json; /etc/syncsh/alert.d by default). It is stopped, with everything it started, after --timeout seconds, and then counts as failed.',
   args: { PEER: fencePeerArg },
   options: [
     { name: '--command', help: "the fence command, quoted: --command '/etc/syncsh/alert.d/fence-ipmi --host bmc-b'", value: text('CMD') },
@@ -282,5 +289,18 @@ const showFencingLog: CommandSpec = {
 
 export const networkFamily: CommandFamily = {
   words,
-  commands: [showBindings, showNetwork, sshBind, localBind, sshUnbind, setupAuthorizedKeys, showFencing, showFencingLog, setFence, simpleFencing('ignore', 'carry on writing when a mirror loses PEER (qmirrorcheck -t ignore): a slave becomes master'), simpleFencing('manual', "when a mirror loses PEER, a slave's writes fail until it is switched to master or PEER is back (qmirrorcheck -t manual)"), clearFencing],
+  commands: [
+    showBindings,
+    showNetwork,
+    sshBind,
+    localBind,
+    sshUnbind,
+    setupAuthorizedKeys,
+    showFencing,
+    showFencingLog,
+    setFence,
+    simpleFencing('ignore', 'carry on writing when a mirror loses PEER (qmirrorcheck -t ignore): a slave becomes master'),
+    simpleFencing('manual', "when a mirror loses PEER, a slave's writes fail until it is switched to master or PEER is back (qmirrorcheck -t manual)"),
+    clearFencing,
+  ],
 };

@@ -36,8 +36,8 @@ const createZvol: CommandSpec = {
   options: [
     { name: '--size', help: 'its size, e.g. 10G', value: bytes },
     { name: '--block-size', help: 'its block size: 512 to 64K, a power of two (default 64K)', value: bytes },
-    { name: '--from-image', help: 'seed it from a raw image (gzip or not) in $SYNCSH_HOME/images; its size is the image\'s', value: text('FILE') },
-    { name: '--sha256', help: 'with --from-image: the image\'s sha256, checked before anything is created', value: text('HEX') },
+    { name: '--from-image', help: "seed it from a raw image (gzip or not) in $SYNCSH_HOME/images; its size is the image's", value: text('FILE') },
+    { name: '--sha256', help: "with --from-image: the image's sha256, checked before anything is created", value: text('HEX') },
   ],
   async run(ctx, input) {
     const size = input.options.size as number | undefined;
@@ -49,7 +49,11 @@ const createZvol: CommandSpec = {
       ctx.progress(`Checking the sha256 of ${image} …`);
       const r = await ctx.services.zvolImages.createFromImage(input.args.DATASET as string, image, sha256, { blockSize: input.options['block-size'] as number | undefined });
       const z = await ctx.services.zvols.one(r.zvol);
-      return { kind: 'message', text: `Created zvol ${z.name} (${formatBytes(z.size)}) from ${image} (sha256 verified; ${r.stored} of ${r.chunks} chunks hold data${r.seed ? `; it is the snapshot @${r.seed} of the exported zvol, so the first auto-sync from that zvol sends only what changed since` : ''}); attach it at ${z.nbd}`, data: { ...z, image: r } };
+      return {
+        kind: 'message',
+        text: `Created zvol ${z.name} (${formatBytes(z.size)}) from ${image} (sha256 verified; ${r.stored} of ${r.chunks} chunks hold data${r.seed ? `; it is the snapshot @${r.seed} of the exported zvol, so the first auto-sync from that zvol sends only what changed since` : ''}); attach it at ${z.nbd}`,
+        data: { ...z, image: r },
+      };
     }
     if (sha256 !== undefined) throw new Error('--sha256 goes with --from-image.');
     if (size === undefined) throw new Error('create zvol needs its size: add --size, e.g. --size 10G.');
@@ -122,13 +126,23 @@ const setupProperty: CommandSpec = {
 
 const exportImage: CommandSpec = {
   path: 'setup zvol <DATASET> export-image <FILE>',
-  help: "snapshot a zvol and write that snapshot as a raw image into $SYNCSH_HOME/images, with its sha256",
+  help: 'snapshot a zvol and write that snapshot as a raw image into $SYNCSH_HOME/images, with its sha256',
   details: 'The snapshot is held, so it stays as the base of the seed. Give the printed sha256 to create zvol --from-image on the other appliance.',
   args: { DATASET: dataset('the zvol'), FILE: { ...text('FILE'), help: 'the image name in $SYNCSH_HOME/images, e.g. vm1.img or vm1.img.gz' } },
-  options: [{ name: '--compress', help: 'gzip the image', value: { name: 'gzip', values: () => ['gzip'], parse: (raw, label) => {
-    if (raw !== 'gzip') throw new Error(`The value of ${label} is gzip (the only compression), not "${raw}".`);
-    return raw;
-  } } }],
+  options: [
+    {
+      name: '--compress',
+      help: 'gzip the image',
+      value: {
+        name: 'gzip',
+        values: () => ['gzip'],
+        parse: (raw, label) => {
+          if (raw !== 'gzip') throw new Error(`The value of ${label} is gzip (the only compression), not "${raw}".`);
+          return raw;
+        },
+      },
+    },
+  ],
   async run(ctx, input) {
     ctx.progress('Writing the image …');
     const r = await ctx.services.zvolImages.exportImage(input.args.DATASET as string, input.args.FILE as string, { compress: input.options.compress as 'gzip' | undefined });

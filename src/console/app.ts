@@ -18,7 +18,12 @@ import type { ConsoleSession, Handler } from './middleware.js';
 
 /** a shell session that writes every command to the audit log before running it */
 export class AuditedSession extends ShellSession {
-  constructor(services: Services, term: Terminal, private readonly audit: (command: string) => void, access: Access) {
+  constructor(
+    services: Services,
+    term: Terminal,
+    private readonly audit: (command: string) => void,
+    access: Access,
+  ) {
     super(services, term, createDialogs(term), { access });
   }
 

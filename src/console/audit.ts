@@ -22,7 +22,11 @@ export interface AuditWho {
 }
 
 export class AuditLog {
-  constructor(readonly file: string, private readonly maxBytes = 10 << 20, private readonly keep = 5) {
+  constructor(
+    readonly file: string,
+    private readonly maxBytes = 10 << 20,
+    private readonly keep = 5,
+  ) {
     mkdirSync(path.dirname(file), { recursive: true });
   }
 

@@ -29,9 +29,7 @@ export interface KeyOffer {
   hashAlgo?: string;
 }
 
-export type KeyCheck =
-  | { ok: true; key: AuthorizedKey }
-  | { ok: false; reason: string };
+export type KeyCheck = { ok: true; key: AuthorizedKey } | { ok: false; reason: string };
 
 const KEY_TYPE = /^(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$/;
 

@@ -127,7 +127,9 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   const keys = existsSync(authorizedKeys) ? parseAuthorizedKeys(readFileSync(authorizedKeys, 'utf8')).length : 0;
   say(keys ? `${keys} key(s) in ${authorizedKeys}` : `no key can log in yet: add public keys to ${authorizedKeys}`);
   say(describePasswords(passwords.file, passwordAuth, passwords.enabled));
-  say(`console policy (${policy.source}): programs from ${policy.programs.join(', ') || 'nowhere'}; files read in ${policy.read.join(', ') || 'none'}; written in ${policy.write.join(', ') || 'none'}; homes under ${policy.homes.join(', ') || 'none'}`);
+  say(
+    `console policy (${policy.source}): programs from ${policy.programs.join(', ') || 'nowhere'}; files read in ${policy.read.join(', ') || 'none'}; written in ${policy.write.join(', ') || 'none'}; homes under ${policy.homes.join(', ') || 'none'}`,
+  );
   say(`audit log ${audit.file}`);
 
   // the signal handlers stay to the end: with none, signal-exit (held since start-up) would end the process at a second signal, before the sessions are told

@@ -74,16 +74,25 @@ export async function startConsoleServer(opts: ConsoleServerOptions, listen: { h
     const guard = <A extends unknown[]>(fn: (...args: A) => void) => isolation.guard(scope, fn);
     let user = '';
     clients.add(client);
-    client.on('error', guard((error: Error) => log(`conn ${conn} from ${from}: ${error.message}`)));
-    client.on('close', guard(() => {
-      clients.delete(client);
-      if (user) audited('logout', { user, from, conn });
-    }));
+    client.on(
+      'error',
+      guard((error: Error) => log(`conn ${conn} from ${from}: ${error.message}`)),
+    );
+    client.on(
+      'close',
+      guard(() => {
+        clients.delete(client);
+        if (user) audited('logout', { user, from, conn });
+      }),
+    );
     isolation.run(scope, () => {
       applyAuthPolicy(opts, { log, audited, guard }, client, { conn, from }, (name) => {
         user = name;
       });
-      client.on('ready', guard(() => acceptSessions({ handler: opts.handler, audit: opts.audit, isolation, log, audited, open }, client, { conn, from, user })));
+      client.on(
+        'ready',
+        guard(() => acceptSessions({ handler: opts.handler, audit: opts.audit, isolation, log, audited, open }, client, { conn, from, user })),
+      );
     });
   });
 

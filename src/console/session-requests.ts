@@ -70,28 +70,40 @@ function onSession(ctx: SessionRequestContext, session: Session, info: Connectio
   const env: Record<string, string> = {};
   let terminal: SshTerminal | null = null;
 
-  session.on('pty', guard((accept, _reject, info: PseudoTtyInfo) => {
-    pty = ptyInfo(info);
-    accept?.();
-  }));
-  session.on('env', guard((accept, reject, info: { key: string; val: string }) => {
-    // as sshd's AcceptEnv: the locale and NO_COLOR, nothing else
-    if (!ACCEPTED_ENV.test(info.key) || info.val.length > 256) return reject?.();
-    env[info.key] = info.val;
-    accept?.();
-  }));
-  session.on('window-change', guard((accept, _reject, info: { cols: number; rows: number }) => {
-    if (pty) {
-      pty.cols = info.cols;
-      pty.rows = info.rows;
-    }
-    terminal?.resize(info.cols, info.rows);
-    accept?.();
-  }));
-  session.on('signal', guard((accept, _reject, info: { name: string }) => {
-    if (info.name === 'INT') terminal?.onInterrupt?.();
-    accept?.();
-  }));
+  session.on(
+    'pty',
+    guard((accept, _reject, info: PseudoTtyInfo) => {
+      pty = ptyInfo(info);
+      accept?.();
+    }),
+  );
+  session.on(
+    'env',
+    guard((accept, reject, info: { key: string; val: string }) => {
+      // as sshd's AcceptEnv: the locale and NO_COLOR, nothing else
+      if (!ACCEPTED_ENV.test(info.key) || info.val.length > 256) return reject?.();
+      env[info.key] = info.val;
+      accept?.();
+    }),
+  );
+  session.on(
+    'window-change',
+    guard((accept, _reject, info: { cols: number; rows: number }) => {
+      if (pty) {
+        pty.cols = info.cols;
+        pty.rows = info.rows;
+      }
+      terminal?.resize(info.cols, info.rows);
+      accept?.();
+    }),
+  );
+  session.on(
+    'signal',
+    guard((accept, _reject, info: { name: string }) => {
+      if (info.name === 'INT') terminal?.onInterrupt?.();
+      accept?.();
+    }),
+  );
 
   const run = (channel: ServerChannel, command: string | null) => {
     if (terminal) return;
@@ -106,11 +118,13 @@ function onSession(ctx: SessionRequestContext, session: Session, info: Connectio
       ctx.open.delete(open);
       if (message) term.errors.write(`${message}\n`);
       const flushed = (stream: NodeJS.WritableStream) => new Promise<void>((resolve) => stream.write('', () => resolve()));
-      void Promise.all([flushed(term.output), flushed(term.errors)]).then(guard(() => {
-        if (closed.signal.aborted) return;
-        channel.exit(code);
-        channel.end();
-      }));
+      void Promise.all([flushed(term.output), flushed(term.errors)]).then(
+        guard(() => {
+          if (closed.signal.aborted) return;
+          channel.exit(code);
+          channel.end();
+        }),
+      );
       // the client has the status once it closes its side too
       sent = new Promise<void>((resolve) => closed.signal.addEventListener('abort', () => resolve(), { once: true }));
       return sent;
@@ -118,12 +132,18 @@ function onSession(ctx: SessionRequestContext, session: Session, info: Connectio
     const open: OpenSession = { end: (message, code) => finish(code, message) };
     ctx.open.add(open);
     started(open.end);
-    channel.on('error', guard((error: Error) => ctx.log(`conn ${conn}: channel: ${error.message}`)));
-    channel.once('close', guard(() => {
-      ctx.open.delete(open);
-      term.close();
-      closed.abort();
-    }));
+    channel.on(
+      'error',
+      guard((error: Error) => ctx.log(`conn ${conn}: channel: ${error.message}`)),
+    );
+    channel.once(
+      'close',
+      guard(() => {
+        ctx.open.delete(open);
+        term.close();
+        closed.abort();
+      }),
+    );
     const consoleSession: ConsoleSession = {
       conn,
       user,
@@ -146,6 +166,12 @@ function onSession(ctx: SessionRequestContext, session: Session, info: Connectio
     );
   };
 
-  session.on('shell', guard((accept) => run(accept(), null)));
-  session.on('exec', guard((accept, _reject, info: { command: string }) => run(accept(), info.command)));
+  session.on(
+    'shell',
+    guard((accept) => run(accept(), null)),
+  );
+  session.on(
+    'exec',
+    guard((accept, _reject, info: { command: string }) => run(accept(), info.command)),
+  );
 }

@@ -39,7 +39,11 @@ const WHAT: Record<AccessKind, { noun: string; key: keyof typeof DEFAULT_POLICY;
 
 /** A refusal: a sentence saying why and which directories are allowed; the console audits it. */
 export class AccessRefused extends Error {
-  constructor(readonly kind: AccessKind | 'setting', readonly target: string, message: string) {
+  constructor(
+    readonly kind: AccessKind | 'setting',
+    readonly target: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'AccessRefused';
   }
@@ -159,7 +163,10 @@ export function loadConsolePolicy(home: string, env: NodeJS.ProcessEnv = process
   // the home holds the console's own authorized_keys and the configuration: only directories inside it
   const own = resolvePath(home);
   const whole = policy.write.find((w) => isUnder(own, w));
-  if (whole) throw new Error(`The console policy ${file} is not valid: the console could write anywhere in ${whole}, which holds this appliance's home (its configuration and the console's own authorized_keys); allow directories inside the home, such as "files".`);
+  if (whole)
+    throw new Error(
+      `The console policy ${file} is not valid: the console could write anywhere in ${whole}, which holds this appliance's home (its configuration and the console's own authorized_keys); allow directories inside the home, such as "files".`,
+    );
   return policy;
 }
 
@@ -169,22 +176,24 @@ export function loadConsolePolicy(home: string, env: NodeJS.ProcessEnv = process
  * before throwing it.
  */
 export function consoleAccess(home: string, env: NodeJS.ProcessEnv, refused: (r: AccessRefused) => void = () => undefined): Access {
-  const check = (kind: AccessKind) => (typed: string): string => {
-    let error: AccessRefused;
-    let resolved = typed;
-    try {
-      const policy = loadConsolePolicy(home, env);
-      resolved = kind === 'program' && !path.isAbsolute(typed) ? typed : resolvePath(typed);
-      const why = path.isAbsolute(resolved) ? refusal(policy, kind, typed, resolved) : `Over the console, a program must be given by its absolute path, not "${typed}". Nothing was changed.`;
-      if (why === null) return resolved;
-      error = new AccessRefused(kind, resolved, why);
-    } catch (e) {
-      if (e instanceof AccessRefused) throw e;
-      error = new AccessRefused(kind, resolved, `${(e as Error).message} Until it is fixed, the console may not name programs, files or homes: nothing was changed.`);
-    }
-    refused(error);
-    throw error;
-  };
+  const check =
+    (kind: AccessKind) =>
+    (typed: string): string => {
+      let error: AccessRefused;
+      let resolved = typed;
+      try {
+        const policy = loadConsolePolicy(home, env);
+        resolved = kind === 'program' && !path.isAbsolute(typed) ? typed : resolvePath(typed);
+        const why = path.isAbsolute(resolved) ? refusal(policy, kind, typed, resolved) : `Over the console, a program must be given by its absolute path, not "${typed}". Nothing was changed.`;
+        if (why === null) return resolved;
+        error = new AccessRefused(kind, resolved, why);
+      } catch (e) {
+        if (e instanceof AccessRefused) throw e;
+        error = new AccessRefused(kind, resolved, `${(e as Error).message} Until it is fixed, the console may not name programs, files or homes: nothing was changed.`);
+      }
+      refused(error);
+      throw error;
+    };
   const btrfs = check('btrfs');
   return {
     who: 'console',

@@ -49,7 +49,10 @@ function store(home: Home): ConfigFile<ApplianceFile> {
 
 /** the id a new home takes: the host name, made valid */
 export function defaultApplianceId(): string {
-  return os.hostname().toLowerCase().replace(/[^a-z0-9_.-]/g, '-');
+  return os
+    .hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]/g, '-');
 }
 
 export function loadAppliance(home: Home, env: NodeJS.ProcessEnv = process.env): ApplianceInfo {
@@ -115,7 +118,9 @@ export function setApplianceId(home: Home, info: ApplianceInfo, id: string, boun
   if (!validApplianceId(id)) throw new Error(`"${id}" is not a valid appliance id: 1 to 63 letters, digits, "_", "." or "-", starting with a letter or a digit.`);
   if (id === info.id) return id;
   if (boundTo.length) {
-    throw new Error(`The appliance id cannot change while this appliance is bound to ${boundTo.join(', ')}: they know it as ${info.id}. Unbind them first ('setup network ssh-unbind HOST'), change the id, then bind again. Nothing was changed.`);
+    throw new Error(
+      `The appliance id cannot change while this appliance is bound to ${boundTo.join(', ')}: they know it as ${info.id}. Unbind them first ('setup network ssh-unbind HOST'), change the id, then bind again. Nothing was changed.`,
+    );
   }
   store(home).set('id', id);
   info.id = id;

@@ -17,7 +17,10 @@ import path from 'node:path';
 import { conf as confModule } from './lazy.js';
 
 export class ConfigDamagedError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'ConfigDamagedError';
   }

@@ -60,7 +60,10 @@ function entries(text: string): Entry[] {
 }
 
 export class PasswordFile {
-  constructor(readonly file: string, private readonly lockFile = `${file}.lock`) {}
+  constructor(
+    readonly file: string,
+    private readonly lockFile = `${file}.lock`,
+  ) {}
 
   static inHome(home: Home): PasswordFile {
     return new PasswordFile(path.join(home.root, PASSWORDS_FILE), path.join(home.locks, `${PASSWORDS_FILE}.lock`));

@@ -78,7 +78,10 @@ export class Daemon {
   private readonly lastLook = new Map<string, number>();
   private watcher: FSWatcher | null = null;
 
-  constructor(private readonly services: Services, private readonly opts: DaemonOptions = {}) {
+  constructor(
+    private readonly services: Services,
+    private readonly opts: DaemonOptions = {},
+  ) {
     this.clock = opts.clock ?? systemClock;
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
@@ -153,9 +156,12 @@ export class Daemon {
     signal.addEventListener('abort', onStop, { once: true });
     let lastProgressAt = Date.now();
     // Real time, not the clock's: a stall is the transfer's, not the schedule's.
-    const watchdog = setInterval(() => {
-      if (Date.now() - lastProgressAt > this.stallMs) abort.abort(new StallError(Math.round(this.stallMs / 1000)));
-    }, Math.max(50, Math.min(5_000, this.stallMs / 4)));
+    const watchdog = setInterval(
+      () => {
+        if (Date.now() - lastProgressAt > this.stallMs) abort.abort(new StallError(Math.round(this.stallMs / 1000)));
+      },
+      Math.max(50, Math.min(5_000, this.stallMs / 4)),
+    );
     watchdog.unref();
     const log = ServiceLog.forService(this.services.home.logs, name);
     const done = this.services.autoSync

@@ -58,5 +58,10 @@ export function formatDataset(ref: DatasetRef): string {
 
 /** `tank/data` -> `tank-data`, `/mnt/pool/data` -> `mnt-pool-data`: the stem of instance names. */
 export function datasetStem(ref: DatasetRef): string {
-  return ref.name.replace(/^\/+/, '').replace(/[/:.]+/g, '-').replace(/[^A-Za-z0-9_-]/g, '') || 'root';
+  return (
+    ref.name
+      .replace(/^\/+/, '')
+      .replace(/[/:.]+/g, '-')
+      .replace(/[^A-Za-z0-9_-]/g, '') || 'root'
+  );
 }

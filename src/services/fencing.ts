@@ -23,10 +23,7 @@ import { runProgram, type ProgramResult } from './run-program.js';
 import { ServiceLog } from './service-log.js';
 import type { PeerStore } from './peer/store.js';
 
-export type FencePolicy =
-  | { kind: 'fence'; command: string[]; timeoutMs: number; setAt: string }
-  | { kind: 'ignore'; setAt: string }
-  | { kind: 'manual'; setAt: string };
+export type FencePolicy = { kind: 'fence'; command: string[]; timeoutMs: number; setAt: string } | { kind: 'ignore'; setAt: string } | { kind: 'manual'; setAt: string };
 
 /** what a peer's policy is, `none` when nothing is set */
 export type FenceKind = FencePolicy['kind'] | 'none';
@@ -67,7 +64,7 @@ export function splitCommand(line: string): string[] {
   }
   if (quote) throw new Error(`The fence command ${JSON.stringify(line)} has an unclosed ${quote === '"' ? 'double' : 'single'} quote. Nothing was changed.`);
   const argv = parseArgsStringToArgv(line);
-  if (!argv.length) throw new Error('The fence command is empty: give the program (an absolute path) and its arguments, e.g. --command \'/etc/syncsh/alert.d/fence-ipmi --host bmc-b\'. Nothing was changed.');
+  if (!argv.length) throw new Error("The fence command is empty: give the program (an absolute path) and its arguments, e.g. --command '/etc/syncsh/alert.d/fence-ipmi --host bmc-b'. Nothing was changed.");
   return argv;
 }
 
@@ -117,7 +114,10 @@ export class FencingService {
   /** the fencing log: every set, clear and fence run with its output and outcome */
   readonly log: ServiceLog;
 
-  constructor(home: Home, private readonly peers: PeerStore) {
+  constructor(
+    home: Home,
+    private readonly peers: PeerStore,
+  ) {
     this.conf = new ConfigFile<FencingFile>({
       cwd: home.config,
       configName: 'fencing',
@@ -217,9 +217,7 @@ export class FencingService {
       env: { SYNCSH_FENCE_PEER: peer, SYNCSH_FENCE_ADDRESS: address },
     });
     const durationMs = Date.now() - started;
-    const message = result.ok
-      ? `${peer} was fenced: ${showCommand(policy.command)} exited with code 0 in ${(durationMs / 1000).toFixed(1)} sec${result.output ? ` (${result.output})` : ''}.`
-      : `${peer} was NOT fenced: ${result.error}`;
+    const message = result.ok ? `${peer} was fenced: ${showCommand(policy.command)} exited with code 0 in ${(durationMs / 1000).toFixed(1)} sec${result.output ? ` (${result.output})` : ''}.` : `${peer} was NOT fenced: ${result.error}`;
     this.log.write(`Fence of ${peer}: ${result.ok ? 'SUCCESS' : 'FAILED'}: ${message}`);
     return { peer, ok: result.ok, command: policy.command, durationMs, message, result };
   }

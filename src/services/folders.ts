@@ -24,7 +24,11 @@ export interface SnapshotView extends SnapshotInfo {
 }
 
 export class FolderService {
-  constructor(private readonly storage: Storage, private readonly autoSync: AutoSyncService, private readonly defaultDriver: DriverName = 'fs') {}
+  constructor(
+    private readonly storage: Storage,
+    private readonly autoSync: AutoSyncService,
+    private readonly defaultDriver: DriverName = 'fs',
+  ) {}
 
   async create(dataset: string, opts: { volumeSize?: number } = {}): Promise<FolderView> {
     const ref = parseDataset(dataset, this.defaultDriver);
@@ -91,7 +95,10 @@ export class FolderService {
   private markerOwner(): (qualified: string, snapshot: string) => { service: string | null; foreign: string | null } {
     const copies = new Map<string, string[]>();
     for (const v of [...this.autoSync.list(), ...this.autoSync.received()]) {
-      copies.set(v.config.name, [v.config.source, v.config.destination].filter((e) => e.host === 'localhost').map((e) => e.dataset));
+      copies.set(
+        v.config.name,
+        [v.config.source, v.config.destination].filter((e) => e.host === 'localhost').map((e) => e.dataset),
+      );
     }
     return (qualified, snapshot) => {
       const service = markerService(snapshot);
@@ -115,7 +122,9 @@ export class FolderService {
       for (const view of this.autoSync.list()) {
         const ends = [view.config.source, view.config.destination].filter((e) => e.host === 'localhost').map((e) => e.dataset);
         if (ends.includes(formatDataset(ref)) && view.run.lastMarker === name) {
-          throw new Error(`The snapshot ${formatDataset(ref)}@${name} is the last one auto-sync:${view.config.name} has in common with its other side; destroying it breaks the chain and forces a full resync. Add --force to destroy it anyway.`);
+          throw new Error(
+            `The snapshot ${formatDataset(ref)}@${name} is the last one auto-sync:${view.config.name} has in common with its other side; destroying it breaks the chain and forces a full resync. Add --force to destroy it anyway.`,
+          );
         }
       }
     }

@@ -41,7 +41,9 @@ export interface Services {
 /** SYNCSH_DRIVERS=fs,zfs limits the drivers an appliance uses (default: all three) */
 export function enabledDrivers(env: NodeJS.ProcessEnv): DriverName[] {
   if (!env.SYNCSH_DRIVERS) return [...DRIVER_NAMES];
-  const names = env.SYNCSH_DRIVERS.split(',').map((n) => n.trim()).filter(Boolean);
+  const names = env.SYNCSH_DRIVERS.split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
   const bad = names.find((n) => !isDriverName(n));
   if (bad) throw new Error(`SYNCSH_DRIVERS names an unknown driver "${bad}": use fs, zfs or btrfs, comma-separated.`);
   return names as DriverName[];
@@ -60,7 +62,11 @@ export function createServices(env: NodeJS.ProcessEnv = process.env): Services {
   const consolePasswords = new ConsolePasswords(home);
   const fencing = new FencingService(home, peers.store);
   const cdp = new CdpService(home, appliance, zvols, peers, appliance.defaultDriver);
-  zvols.mirroredBy = (qualified) => mirrorOfZvol(cdp.list().map((v) => v.config), qualified)?.name ?? null;
+  zvols.mirroredBy = (qualified) =>
+    mirrorOfZvol(
+      cdp.list().map((v) => v.config),
+      qualified,
+    )?.name ?? null;
   return { home, appliance, storage, autoSync, reverse, folders, peers, zvols, zvolImages, consolePasswords, fencing, cdp };
 }
 

@@ -24,7 +24,10 @@ export interface LockOwner {
 }
 
 export class LockBusyError extends Error {
-  constructor(readonly what: string, readonly owner: LockOwner) {
+  constructor(
+    readonly what: string,
+    readonly owner: LockOwner,
+  ) {
     super(`${what} is busy: ${owner.purpose} by process ${owner.pid} since ${owner.since}.`);
     this.name = 'LockBusyError';
   }

@@ -60,7 +60,12 @@ function lastLines(file: string, count: number): string {
   } catch {
     return '';
   }
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-count).join(' | ');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-count)
+    .join(' | ');
   return lines.length > QUOTE_CHARS ? `…${lines.slice(-QUOTE_CHARS)}` : lines;
 }
 

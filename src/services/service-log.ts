@@ -24,7 +24,10 @@ export interface LogLimits {
 export const DEFAULT_LOG_LIMITS: LogLimits = { maxBytes: 10 << 20, keep: 5 };
 
 export class ServiceLog {
-  constructor(readonly file: string, private readonly limits: LogLimits = DEFAULT_LOG_LIMITS) {}
+  constructor(
+    readonly file: string,
+    private readonly limits: LogLimits = DEFAULT_LOG_LIMITS,
+  ) {}
 
   static forService(logDir: string, name: string, limits?: LogLimits): ServiceLog {
     return new ServiceLog(path.join(logDir, `auto-sync-${name}.log`), limits);

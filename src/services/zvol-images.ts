@@ -142,7 +142,10 @@ export class ZvolImages {
     const driver = await this.storage.usable(ref.driver);
     if (!driver.readVolume) throw new Error(`The ${ref.driver} driver cannot export zvol images.`);
     // two exports in one second are two snapshots: the stamp orders them, the suffix keeps them apart
-    const snapshot = `export-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+    const snapshot = `export-${new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
     const snap = await driver.createSnapshot(ref.name, snapshot, { recursive: false });
     await driver.holdSnapshot(ref.name, snapshot, true); // the seed's base: kept until the operator releases it
     const hash = createHash('sha256');
@@ -189,8 +192,14 @@ export class ZvolImages {
       throw error;
     }
     const record: ExportRecord = {
-      zvol: z.name, file: target, sha256: hash.digest('hex'), compress: opts.compress ?? null,
-      snapshot, snapshotId: snap.id, size: z.size, createdAt: new Date().toISOString(),
+      zvol: z.name,
+      file: target,
+      sha256: hash.digest('hex'),
+      compress: opts.compress ?? null,
+      snapshot,
+      snapshotId: snap.id,
+      size: z.size,
+      createdAt: new Date().toISOString(),
     };
     writeJsonAtomic(this.recordsFile, [...this.exports(), record]);
     return record;

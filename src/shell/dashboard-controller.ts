@@ -88,7 +88,10 @@ export function startDashboard(source: DashboardSource, term: Terminal, opts: Da
   };
 
   const draw = () => {
-    const next = keepSelected(data.services.map((s) => s.name), selected);
+    const next = keepSelected(
+      data.services.map((s) => s.name),
+      selected,
+    );
     if (next !== selected) {
       selected = next;
       follow(selected);
@@ -106,7 +109,11 @@ export function startDashboard(source: DashboardSource, term: Terminal, opts: Da
   };
 
   const move = (delta: number) => {
-    const next = moveSelected(data.services.map((s) => s.name), selected, delta);
+    const next = moveSelected(
+      data.services.map((s) => s.name),
+      selected,
+      delta,
+    );
     if (next !== selected) {
       selected = next;
       follow(selected);
@@ -135,8 +142,14 @@ export function startDashboard(source: DashboardSource, term: Terminal, opts: Da
     refresh();
   };
 
-  screen.onKey(['up', 'k'], guard(() => move(-1)));
-  screen.onKey(['down', 'j'], guard(() => move(1)));
+  screen.onKey(
+    ['up', 'k'],
+    guard(() => move(-1)),
+  );
+  screen.onKey(
+    ['down', 'j'],
+    guard(() => move(1)),
+  );
   screen.onKey(['r'], guard(runSelected));
   screen.onKey(['q', 'Q', 'C-c', 'escape'], () => quit());
   screen.onResize(guard(draw));

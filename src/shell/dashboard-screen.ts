@@ -111,15 +111,34 @@ function layout(b: Blessed, contrib: Contrib, screen: Widgets.Screen, color: boo
   const border = (color ? { type: 'line', fg: 'cyan' } : { type: 'line' }) as unknown as Widgets.Border;
   // contrib widgets set themselves up when attached: append them, do not give them a parent
   const table = contrib.table({
-    top: 0, left: 0, width: '100%', height: '35%', label: ' auto-sync services ', border,
-    keys: false, interactive: true, columnSpacing: 2, columnWidth: [12],
-    fg: color ? 'white' : 'default', selectedFg: color ? 'black' : 'default', selectedBg: color ? 'cyan' : 'default',
+    top: 0,
+    left: 0,
+    width: '100%',
+    height: '35%',
+    label: ' auto-sync services ',
+    border,
+    keys: false,
+    interactive: true,
+    columnSpacing: 2,
+    columnWidth: [12],
+    fg: color ? 'white' : 'default',
+    selectedFg: color ? 'black' : 'default',
+    selectedBg: color ? 'cyan' : 'default',
   });
   // without colour the selected row is shown in reverse video
   if (!color) table.rows.style = { ...table.rows.style, selected: { inverse: true }, item: {} };
   const chart = contrib.line({
-    top: '35%', left: 0, width: '60%', height: '35%', label: ' transfer rate ', border,
-    showLegend: false, minY: 0, numYLabels: 4, xPadding: 3, xLabelPadding: 3,
+    top: '35%',
+    left: 0,
+    width: '60%',
+    height: '35%',
+    label: ' transfer rate ',
+    border,
+    showLegend: false,
+    minY: 0,
+    numYLabels: 4,
+    xPadding: 3,
+    xLabelPadding: 3,
     style: { line: color ? 'yellow' : 'white', text: color ? 'green' : 'white', baseline: color ? 'black' : 'white' },
   });
   const lag = b.box({ top: '35%', left: '60%', width: '40%', height: '35%', label: ' lag / max-delay ', border, tags: true });
@@ -186,7 +205,10 @@ export function openDashboardScreen(term: Terminal, fail: (error: Error) => void
       const index = data.services.findIndex((s) => s.name === selected);
 
       // contrib's table pads by the untruncated length: hand it cells that fit
-      const fitted = fitTable(data.services.map((r) => tableRecord(r, now)), Math.max(20, Number(table.width) - 3));
+      const fitted = fitTable(
+        data.services.map((r) => tableRecord(r, now)),
+        Math.max(20, Number(table.width) - 3),
+      );
       table.options.columnWidth = fitted.widths;
       table.setData({ headers: fitted.headers, data: fitted.rows.length ? fitted.rows : [["no services yet: 'create auto-sync'"]] });
       // the rows are drawn one column in from the header: line the header up with them

@@ -11,11 +11,7 @@ import { figuresOnce } from './dashboard-figures.js';
 import { startDashboard } from './dashboard-controller.js';
 import type { Terminal } from './terminal.js';
 
-export async function showDashboard(
-  source: DashboardSource,
-  term: Terminal,
-  opts: { json: boolean; signal: AbortSignal; print(lines: string[]): void; record?(line: string): void },
-): Promise<void> {
+export async function showDashboard(source: DashboardSource, term: Terminal, opts: { json: boolean; signal: AbortSignal; print(lines: string[]): void; record?(line: string): void }): Promise<void> {
   if (!term.interactive || opts.json) {
     const data = source.sample(Date.now());
     opts.print(opts.json ? [JSON.stringify(data, null, 2)] : figuresOnce(data, term.columns()));

@@ -48,7 +48,10 @@ export function createDialogs(term: Terminal): Dialogs {
   async function select<T extends string>(question: string, choices: Choice<T>[], opts: { help?: string; default?: T } = {}): Promise<T> {
     if (!choices.length) throw new Error(`"${question}" has nothing to choose from.`);
     const labels = choices.map((c) => c.label ?? c.value);
-    const initial = Math.max(0, choices.findIndex((c) => c.value === opts.default));
+    const initial = Math.max(
+      0,
+      choices.findIndex((c) => c.value === opts.default),
+    );
     const index = await ask(
       question,
       async (context) => (await prompts()).choicePrompt({ question, labels, descriptions: choices.map((c) => c.description), initial, help: opts.help, ...display }, context),
@@ -80,7 +83,11 @@ export function createDialogs(term: Terminal): Dialogs {
 
     async password(question, opts = {}) {
       // the answer line is the question alone: nothing of a password is shown
-      return ask(question, async (context) => (await prompts()).fieldPrompt({ question, secret: true, help: opts.help, ...display }, context), () => '');
+      return ask(
+        question,
+        async (context) => (await prompts()).fieldPrompt({ question, secret: true, help: opts.help, ...display }, context),
+        () => '',
+      );
     },
   };
 }

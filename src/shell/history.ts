@@ -9,7 +9,9 @@ import { dirname } from 'node:path';
 
 function readLines(file: string): string[] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
   } catch {
     return [];
   }
@@ -21,7 +23,10 @@ export class History {
   private fileLines: number;
   private file: string | null;
 
-  constructor(file: string | null, private readonly max = 1000) {
+  constructor(
+    file: string | null,
+    private readonly max = 1000,
+  ) {
     this.file = file;
     const stored = file ? readLines(file) : [];
     this.fileLines = stored.length;

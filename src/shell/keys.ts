@@ -5,23 +5,7 @@
  * that keys left over after Enter can be handed to whoever reads next.
  */
 
-export type NamedKey =
-  | 'enter'
-  | 'tab'
-  | 'backspace'
-  | 'delete'
-  | 'left'
-  | 'right'
-  | 'up'
-  | 'down'
-  | 'home'
-  | 'end'
-  | 'word-left'
-  | 'word-right'
-  | 'kill-word-before'
-  | 'escape'
-  | `ctrl-${Lowercase<CtrlLetter>}`
-  | 'unknown';
+export type NamedKey = 'enter' | 'tab' | 'backspace' | 'delete' | 'left' | 'right' | 'up' | 'down' | 'home' | 'end' | 'word-left' | 'word-right' | 'kill-word-before' | 'escape' | `ctrl-${Lowercase<CtrlLetter>}` | 'unknown';
 
 type CtrlLetter = 'A' | 'B' | 'C' | 'D' | 'E' | 'F' | 'G' | 'K' | 'L' | 'N' | 'O' | 'P' | 'Q' | 'R' | 'S' | 'T' | 'U' | 'V' | 'W' | 'X' | 'Y' | 'Z';
 
@@ -31,14 +15,32 @@ const ESC = '\u001b';
 
 /** escape sequences (CSI and SS3) by what follows ESC */
 const SEQUENCES: Record<string, NamedKey> = {
-  '[A': 'up', '[B': 'down', '[C': 'right', '[D': 'left',
-  OA: 'up', OB: 'down', OC: 'right', OD: 'left',
-  '[H': 'home', '[F': 'end', OH: 'home', OF: 'end',
-  '[1~': 'home', '[7~': 'home', '[4~': 'end', '[8~': 'end',
+  '[A': 'up',
+  '[B': 'down',
+  '[C': 'right',
+  '[D': 'left',
+  OA: 'up',
+  OB: 'down',
+  OC: 'right',
+  OD: 'left',
+  '[H': 'home',
+  '[F': 'end',
+  OH: 'home',
+  OF: 'end',
+  '[1~': 'home',
+  '[7~': 'home',
+  '[4~': 'end',
+  '[8~': 'end',
   '[3~': 'delete',
   // Ctrl/Alt + arrows move by words (xterm modifier 5 = Ctrl, 3 = Alt)
-  '[1;5C': 'word-right', '[1;5D': 'word-left', '[1;3C': 'word-right', '[1;3D': 'word-left',
-  b: 'word-left', f: 'word-right', '\u007f': 'kill-word-before', '\b': 'kill-word-before',
+  '[1;5C': 'word-right',
+  '[1;5D': 'word-left',
+  '[1;3C': 'word-right',
+  '[1;3D': 'word-left',
+  b: 'word-left',
+  f: 'word-right',
+  '\u007f': 'kill-word-before',
+  '\b': 'kill-word-before',
 };
 
 /** ESC [ params final, ESC O final, or ESC and one character (Alt+key) */

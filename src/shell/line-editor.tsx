@@ -83,7 +83,10 @@ export function LineEditor({ prompt, history, services, columns: width, color, o
     const keys = decodeKeys(raw);
     for (const [i, key] of keys.entries()) {
       if (ended.current) {
-        typedAhead.current += keys.slice(i).map((k) => k.raw).join('');
+        typedAhead.current += keys
+          .slice(i)
+          .map((k) => k.raw)
+          .join('');
         break;
       }
       const step = press(current.current, key, services);

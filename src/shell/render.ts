@@ -37,7 +37,10 @@ export function fitWidths(columns: Column[], rows: Record<string, string>[], wid
     }
   };
   shrink((i) => Boolean(columns[i].flexible), 16);
-  const droppable = columns.map((c, i) => ({ i, drop: c.drop ?? 0 })).filter((c) => c.drop > 0).sort((a, b) => b.drop - a.drop);
+  const droppable = columns
+    .map((c, i) => ({ i, drop: c.drop ?? 0 }))
+    .filter((c) => c.drop > 0)
+    .sort((a, b) => b.drop - a.drop);
   for (const { i } of droppable) {
     if (total() <= width) break;
     widths[i] = 0;
@@ -54,8 +57,18 @@ export function renderTable(columns: Column[], rows: Record<string, string>[], s
     const t = truncate(text, w);
     return c.align === 'right' ? t.padStart(w) : t.padEnd(w);
   };
-  const line = (get: (c: Column) => string) => shown.map(({ c, w }) => cell(c, get(c), w)).join('  ').trimEnd();
-  return [paint.bold(line((c) => c.header), style.color), ...rows.map((r) => line((c) => r[c.key] ?? ''))];
+  const line = (get: (c: Column) => string) =>
+    shown
+      .map(({ c, w }) => cell(c, get(c), w))
+      .join('  ')
+      .trimEnd();
+  return [
+    paint.bold(
+      line((c) => c.header),
+      style.color,
+    ),
+    ...rows.map((r) => line((c) => r[c.key] ?? '')),
+  ];
 }
 
 export function renderRecord(fields: [string, string][], style: Style): string[] {

@@ -34,7 +34,12 @@ export interface SessionOptions {
 export class ShellSession implements GrammarContext {
   private running: AbortController | null = null;
 
-  constructor(readonly services: Services, readonly term: Terminal, readonly dialogs: Dialogs, private readonly opts: SessionOptions = {}) {}
+  constructor(
+    readonly services: Services,
+    readonly term: Terminal,
+    readonly dialogs: Dialogs,
+    private readonly opts: SessionOptions = {},
+  ) {}
 
   get prompt(): string {
     try {

@@ -60,7 +60,12 @@ class ChannelOutput extends Writable implements TerminalOutput {
   private afterCr = false;
   closed = false;
 
-  constructor(private readonly target: Writable, private readonly crlf: boolean, readonly isTTY: boolean, private readonly size: () => { cols: number; rows: number }) {
+  constructor(
+    private readonly target: Writable,
+    private readonly crlf: boolean,
+    readonly isTTY: boolean,
+    private readonly size: () => { cols: number; rows: number },
+  ) {
     super({ decodeStrings: true });
   }
 

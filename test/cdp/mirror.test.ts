@@ -61,7 +61,10 @@ async function compare(a: Appliance, b: Appliance): Promise<string> {
   return `${r.exitCode}: ${r.stdout}${r.stderr}`.trim();
 }
 
-interface Shown { config: { targets: { paused: boolean }[] }; status: { targets: { state: string; lagBytes: number; dirtyChunks: number }[] } | null }
+interface Shown {
+  config: { targets: { paused: boolean }[] };
+  status: { targets: { state: string; lagBytes: number; dirtyChunks: number }[] } | null;
+}
 
 async function status(a: Appliance): Promise<Shown['status']> {
   return (JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 --json')) as Shown).status;
@@ -222,7 +225,10 @@ test.serial('extend to a third appliance and detach it; verify finds a chunk cha
   t.regex(await ok(g, 'show auto-cdp'), /No auto-cdp services/);
   t.truthy(JSON.parse(await ok(g, 'show zvol fs:tank/vm1 --json')));
   await da.lines.wait(/gamma detached/);
-  t.deepEqual(JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 --json')).config.targets.map((x: { host: string }) => x.host), ['beta']);
+  t.deepEqual(
+    JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 --json')).config.targets.map((x: { host: string }) => x.host),
+    ['beta'],
+  );
   t.is((await a.cli('setup auto-cdp :tank-vm1-000 detach beta -y')).stderr, "Error: beta is the only target of auto-cdp:tank-vm1-000: destroy the mirror instead ('destroy auto-cdp :tank-vm1-000').");
   t.is((await a.cli('setup auto-cdp :tank-vm1-000 extend beta')).stderr, 'Error: auto-cdp:tank-vm1-000 already mirrors to beta.');
 });

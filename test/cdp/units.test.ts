@@ -40,16 +40,22 @@ test('frames round-trip, split anywhere', async (t) => {
 test('a cut stream and an oversize frame are errors, not short reads', async (t) => {
   const cut = new PassThrough();
   cut.end(Buffer.concat(encode({ type: FrameType.WRITE, seq: 1, offset: 0, data: Buffer.alloc(100) })).subarray(0, 50));
-  await t.throwsAsync(async () => {
-    for await (const _ of frames(cut)) void _;
-  }, { message: /cut in the middle of a frame \(50 bytes left over\)/ });
+  await t.throwsAsync(
+    async () => {
+      for await (const _ of frames(cut)) void _;
+    },
+    { message: /cut in the middle of a frame \(50 bytes left over\)/ },
+  );
   const big = new PassThrough();
   const h = Buffer.alloc(5);
   h.writeUInt32BE(MAX_FRAME + 1);
   big.end(h);
-  await t.throwsAsync(async () => {
-    for await (const _ of frames(big)) void _;
-  }, { message: `A mirror frame of ${MAX_FRAME + 1} bytes is not allowed (at most ${MAX_FRAME}).` });
+  await t.throwsAsync(
+    async () => {
+      for await (const _ of frames(big)) void _;
+    },
+    { message: `A mirror frame of ${MAX_FRAME + 1} bytes is not allowed (at most ${MAX_FRAME}).` },
+  );
 });
 
 test('resync set: counts only real chunks, finds the next wrapping round, progress', (t) => {
@@ -83,8 +89,17 @@ test('range locks: an overlapping holder waits, a disjoint one does not', async 
 });
 
 const mine = (over: Partial<MirrorConfig> = {}): MirrorConfig => ({
-  name: 'tank-vm1-000', zvol: 'fs:tank/vm1', size: 1 << 26, mode: 'sync', role: 'slave', epoch: 3,
-  master: { host: 'alpha', zvol: 'fs:tank/vm1' }, targets: [], description: '', createdAt: hello.createdAt, ...over,
+  name: 'tank-vm1-000',
+  zvol: 'fs:tank/vm1',
+  size: 1 << 26,
+  mode: 'sync',
+  role: 'slave',
+  epoch: 3,
+  master: { host: 'alpha', zvol: 'fs:tank/vm1' },
+  targets: [],
+  description: '',
+  createdAt: hello.createdAt,
+  ...over,
 });
 
 const cases: [string, MirrorHello, MirrorConfig | undefined, RegExp | null][] = [

@@ -98,8 +98,14 @@ test('bad input: each a specific sentence naming the value, nothing changed on e
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode fast -y'), 'Error: The value of --mode is sync or async, not "fast".');
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta -y'), "Error: 'create auto-cdp' needs --mode when there is no terminal to ask on.");
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host alpha --mode sync -y'), 'Error: auto-cdp mirrors to another appliance: "alpha" is this one.');
-  t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --to-zvol fs:tank/small --mode sync -y'), 'Error: On beta: The zvol fs:tank/small is 33554432 bytes, the mirrored zvol fs:tank/vm1 67108864: a target must have the same size.');
-  t.regex(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --to-zvol fs:tank/full --mode sync -y'), /^Error: On beta: The zvol fs:tank\/full holds data \(\d+ bytes used\): a full sync would overwrite it\. Give --no-full-sync to keep it as the base \(only differing chunks are sent\), or choose another --to-zvol\.$/);
+  t.is(
+    await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --to-zvol fs:tank/small --mode sync -y'),
+    'Error: On beta: The zvol fs:tank/small is 33554432 bytes, the mirrored zvol fs:tank/vm1 67108864: a target must have the same size.',
+  );
+  t.regex(
+    await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --to-zvol fs:tank/full --mode sync -y'),
+    /^Error: On beta: The zvol fs:tank\/full holds data \(\d+ bytes used\): a full sync would overwrite it\. Give --no-full-sync to keep it as the base \(only differing chunks are sent\), or choose another --to-zvol\.$/,
+  );
   t.is(await ok(a, 'show zvol --json'), zvolsA);
   t.is(await ok(b, 'show zvol --json'), zvolsB);
   t.regex(await ok(a, 'show auto-cdp'), /No auto-cdp services/);
@@ -108,11 +114,14 @@ test('bad input: each a specific sentence naming the value, nothing changed on e
   // a target with data is taken with --no-full-sync (its hashes are compared first)
   t.regex(await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --to-zvol fs:tank/full --mode async --no-full-sync -y'), /comparing chunk hashes first/);
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y'), 'Error: The zvol fs:tank/vm1 is already mirrored by auto-cdp:tank-vm1-000 (master); a zvol is in one mirror at most.');
-  t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm2 --to-host beta --to-zvol fs:tank/full --mode sync --no-full-sync -y'), 'Error: On beta: The zvol fs:tank/full is already in auto-cdp:tank-vm1-000 (slave); a zvol is in one mirror at most.');
+  t.is(
+    await fails(a, 'create auto-cdp --zvol fs:tank/vm2 --to-host beta --to-zvol fs:tank/full --mode sync --no-full-sync -y'),
+    'Error: On beta: The zvol fs:tank/full is already in auto-cdp:tank-vm1-000 (slave); a zvol is in one mirror at most.',
+  );
   t.is(await fails(a, 'show auto-cdp :tank-vm9-000'), "Error: No auto-cdp service named ':tank-vm9-000'. Did you mean ':tank-vm1-000'?");
   t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 mode async'), 'Error: auto-cdp:tank-vm1-000 is already in async mode.');
   t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 pause gamma'), 'Error: auto-cdp:tank-vm1-000 has no target on "gamma" (its targets: beta).');
-  t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 property colour red'), "Error: An auto-cdp service has no property \"colour\": use description (and 'setup auto-cdp :tank-vm1-000 mode sync|async' for the mode).");
+  t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 property colour red'), 'Error: An auto-cdp service has no property "colour": use description (and \'setup auto-cdp :tank-vm1-000 mode sync|async\' for the mode).');
   t.is(await fails(b, 'destroy auto-cdp :tank-vm1-000 -y'), "Error: auto-cdp:tank-vm1-000 is the slave copy of alpha's mirror: destroy it there (the copy here goes with it).");
   t.is(await fails(b, 'setup auto-cdp :tank-vm1-000 mode sync'), "Error: auto-cdp:tank-vm1-000 is the slave copy of alpha's mirror: change its mode there.");
   t.is(JSON.parse(await ok(b, 'show auto-cdp :tank-vm1-000 --json')).config.mode, 'async');

@@ -29,8 +29,10 @@ test('role switches never make two masters while the peer answers; a promotion b
   await ok(a, 'create zvol fs:tank/vm1 --size 16M');
   await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
 
-  t.is(await fails(b, 'setup auto-cdp :tank-vm1-000 role master -y'),
-    "Error: alpha is master of auto-cdp:tank-vm1-000 and answers: switching this copy to master would make two masters. Switch alpha's copy to slave first ('setup auto-cdp :tank-vm1-000 role slave' there). Nothing was changed.");
+  t.is(
+    await fails(b, 'setup auto-cdp :tank-vm1-000 role master -y'),
+    "Error: alpha is master of auto-cdp:tank-vm1-000 and answers: switching this copy to master would make two masters. Switch alpha's copy to slave first ('setup auto-cdp :tank-vm1-000 role slave' there). Nothing was changed.",
+  );
   t.like(await copy(b), { role: 'slave', epoch: 1 });
   t.regex(await ok(a, 'setup auto-cdp :tank-vm1-000 role master -y'), /is master here already \(epoch 1\); nothing was changed/);
   t.regex(await fails(a, 'setup auto-cdp :tank-vm1-000 role slave'), /Switch auto-cdp:tank-vm1-000 to slave here\?/, 'no terminal and no -y: refused');

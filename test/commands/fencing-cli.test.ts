@@ -28,8 +28,10 @@ test('fencing policies per bound peer: fence with a command, ignore, manual, cle
   const fence = path.join(a.home, 'fence-b');
   writeFileSync(fence, '#!/bin/sh\nexit 0\n');
   chmodSync(fence, 0o755);
-  t.is((await ok(a, `setup network fencing beta fence --command '${fence} --host "bmc b"' --timeout 5`)).trim(),
-    `Fencing policy of beta: fence with ${fence} --host 'bmc b' (timeout 5 sec); a mirror that loses it runs the command; a write goes on only if the command exits 0.`);
+  t.is(
+    (await ok(a, `setup network fencing beta fence --command '${fence} --host "bmc b"' --timeout 5`)).trim(),
+    `Fencing policy of beta: fence with ${fence} --host 'bmc b' (timeout 5 sec); a mirror that loses it runs the command; a write goes on only if the command exits 0.`,
+  );
   t.like(JSON.parse(await ok(a, 'show network fencing --json'))[0], { peer: 'beta', bound: 'outbound', kind: 'fence', command: [fence, '--host', 'bmc b'], timeoutMs: 5000 });
 
   const file = path.join(a.home, 'fencing.json');

@@ -43,9 +43,28 @@ test(parses, 'show auto-sync :vol-folder-000 logtail -f -n 50', 'show auto-sync 
 test(parses, 'show auto-sync :vol-folder-000 logtail --lines=5', 'show auto-sync :auto-sync logtail', { instance: 'vol-folder-000', options: { n: 5 } });
 test(parses, 'show auto-sync :vol-folder-000 log', 'show auto-sync :auto-sync log', { instance: 'vol-folder-000' });
 test(parses, 'create auto-sync', 'create auto-sync');
-test(parses, 'create auto-sync --from-fs fs:vol/folder --to-fs fs:backup/folder --type minute --period 10 --keep-src 5 --keep-dst 7 --recursive no --reverse-capable no --max-delay 600 --comment "a b" --from-host localhost --to-host localhost -y', 'create auto-sync', {
-  options: { 'from-fs': 'fs:vol/folder', 'to-fs': 'fs:backup/folder', type: 'minute', period: 10, 'keep-src': 5, 'keep-dst': 7, recursive: false, 'reverse-capable': false, 'max-delay': 600, comment: 'a b', 'from-host': 'localhost', 'to-host': 'localhost', y: true },
-});
+test(
+  parses,
+  'create auto-sync --from-fs fs:vol/folder --to-fs fs:backup/folder --type minute --period 10 --keep-src 5 --keep-dst 7 --recursive no --reverse-capable no --max-delay 600 --comment "a b" --from-host localhost --to-host localhost -y',
+  'create auto-sync',
+  {
+    options: {
+      'from-fs': 'fs:vol/folder',
+      'to-fs': 'fs:backup/folder',
+      type: 'minute',
+      period: 10,
+      'keep-src': 5,
+      'keep-dst': 7,
+      recursive: false,
+      'reverse-capable': false,
+      'max-delay': 600,
+      comment: 'a b',
+      'from-host': 'localhost',
+      'to-host': 'localhost',
+      y: true,
+    },
+  },
+);
 test(parses, 'setup auto-sync :vol-folder-000 enable', 'setup auto-sync :auto-sync enable', { instance: 'vol-folder-000' });
 test(parses, 'setup auto-sync :vol-folder-000 disable', 'setup auto-sync :auto-sync disable', { instance: 'vol-folder-000' });
 test(parses, 'setup auto-sync :vol-folder-000 run', 'setup auto-sync :auto-sync run', { instance: 'vol-folder-000' });
@@ -98,8 +117,14 @@ test(rejects, 'show', 'incomplete', /Incomplete command 'show': expected auto-sy
 
 test('tokenize keeps quotes, escapes and positions', (t) => {
   const { tokens, trailingSpace } = tokenize(`setup "a b" c\\ d 'e' `);
-  t.deepEqual(tokens.map((x) => x.text), ['setup', 'a b', 'c d', 'e']);
-  t.deepEqual(tokens.map((x) => x.start), [0, 6, 12, 17]);
+  t.deepEqual(
+    tokens.map((x) => x.text),
+    ['setup', 'a b', 'c d', 'e'],
+  );
+  t.deepEqual(
+    tokens.map((x) => x.start),
+    [0, 6, 12, 17],
+  );
   t.true(trailingSpace);
 });
 

@@ -52,7 +52,10 @@ test('create, show, setup and destroy a zvol; the JSON has the NBD URI', async (
   t.like(JSON.parse(await ok(a, 'show zvol fs:tank/vm1 --json')), { size: 20 * 1024 * MiB, properties: { readonly: true, description: 'the build VM' } });
   t.regex(await ok(a, 'destroy zvol fs:tank/vm1 -y'), /Destroyed zvol fs:tank\/vm1\./);
   t.regex(await ok(a, 'show zvol'), /No zvols/);
-  t.deepEqual(JSON.parse(await ok(a, 'show folder --json')).map((f: { qualified: string }) => f.qualified), ['fs:tank']);
+  t.deepEqual(
+    JSON.parse(await ok(a, 'show folder --json')).map((f: { qualified: string }) => f.qualified),
+    ['fs:tank'],
+  );
 });
 
 test('bad input: each a specific sentence naming the value, and nothing changed', async (t) => {
@@ -184,7 +187,10 @@ test('export-image and create --from-image through the CLI, the sha256 printed b
   t.is(await fails(a, 'setup zvol fs:tank/vm1 export-image x.img --compress xz'), 'Error: The value of --compress is gzip (the only compression), not "xz".');
   t.is(await fails(a, `create zvol fs:tank/seed --from-image vm1.img.gz --size 16M --sha256 ${hex}`), 'Error: create zvol --from-image takes its size from the image: leave out --size.');
   t.regex(await fails(a, 'create zvol fs:tank/seed --from-image vm1.img.gz'), /needs the image's checksum: add --sha256 HEX/);
-  t.regex(await ok(a, `create zvol fs:tank/seed --from-image vm1.img.gz --sha256 ${hex}`), /Created zvol fs:tank\/seed \(16M\) from vm1\.img\.gz \(sha256 verified; 16 of 256 chunks hold data; it is the snapshot @export-\d+T\d+Z-[0-9a-f]{6} of the exported zvol/);
+  t.regex(
+    await ok(a, `create zvol fs:tank/seed --from-image vm1.img.gz --sha256 ${hex}`),
+    /Created zvol fs:tank\/seed \(16M\) from vm1\.img\.gz \(sha256 verified; 16 of 256 chunks hold data; it is the snapshot @export-\d+T\d+Z-[0-9a-f]{6} of the exported zvol/,
+  );
   t.is(sha(image(a, 'tank/seed')), sha(image(a, 'tank/vm1')));
 });
 

@@ -88,7 +88,10 @@ test('an image of another disk: the run stops before sending anything, maintenan
   await ok(a, 'create auto-sync --from-fs fs:tank/vm1 --to-fs fs:tank/copy -y');
 
   const refusal = await fails(a, 'run auto-sync :tank-vm1-000');
-  t.regex(refusal, /The destination localhost\/tank\/copy shares no snapshot with the source and lacks 512 of the 512 chunks it would be sent: it is not a seed of localhost\/tank\/vm1 \(more than half of the chunks differ\)\. Nothing was sent\. Run 'setup auto-sync :tank-vm1-000 resync'/);
+  t.regex(
+    refusal,
+    /The destination localhost\/tank\/copy shares no snapshot with the source and lacks 512 of the 512 chunks it would be sent: it is not a seed of localhost\/tank\/vm1 \(more than half of the chunks differ\)\. Nothing was sent\. Run 'setup auto-sync :tank-vm1-000 resync'/,
+  );
   const json = JSON.stringify(await state(a, 'tank-vm1-000'));
   t.regex(json, /"kind":"not-a-seed"/);
   t.regex(json, /"lastBytes":0\b/);

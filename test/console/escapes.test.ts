@@ -39,7 +39,25 @@ test('an error escaping one session ends that session only; the others and the s
     });
     void child.then(() => reject(new Error(`the fixture ended before it listened:\n${output}`)));
   });
-  const args = (user: string) => ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', operator.file, '-p', String(port), `${user}@127.0.0.1`];
+  const args = (user: string) => [
+    '-F',
+    '/dev/null',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-i',
+    operator.file,
+    '-p',
+    String(port),
+    `${user}@127.0.0.1`,
+  ];
 
   // bob follows the log all along: his session must outlive every other's failure
   const bob = execa('ssh', [...args('bob'), 'show auto-sync :tank-data-000 logtail -f'], { reject: false, stdin: 'ignore' });

@@ -20,8 +20,15 @@ const test = await gatedTest(['ssh', 'ssh-keygen', 'tmux'], consoleToolsMissing)
 test('fence commands over the console: only allowed programs, refusals audited and nothing changed; the local shell takes any executable', async (t) => {
   const { home, env, services } = makeAppliance(t, 'node1');
   const beta: OutboundPeer = {
-    id: 'beta', transport: 'ssh', address: '10.0.0.2', port: 22, user: 'root', fingerprint: 'SHA256:x', hostKeyType: 'ssh-ed25519',
-    agent: { node: process.execPath, script: '/x/bin/syncsh.js', home: '/var/lib/syncsh' }, boundAt: new Date().toISOString(),
+    id: 'beta',
+    transport: 'ssh',
+    address: '10.0.0.2',
+    port: 22,
+    user: 'root',
+    fingerprint: 'SHA256:x',
+    hostKeyType: 'ssh-ed25519',
+    agent: { node: process.execPath, script: '/x/bin/syncsh.js', home: '/var/lib/syncsh' },
+    boundAt: new Date().toISOString(),
   };
   await services.peers.store.putOutbound(beta);
   const admin = mkdtempSync(path.join(os.tmpdir(), 'syncsh-policy-'));
@@ -43,10 +50,18 @@ test('fence commands over the console: only allowed programs, refusals audited a
   for (const program of ['/bin/sh', path.join(alertD, 'sh'), `${alertD}/../../../../../bin/sh`]) {
     const r = await ssh(`setup network fencing beta fence --command '${program} -c "touch /tmp/pwned"'`);
     t.is(r.exitCode, 1, r.stderr);
-    t.regex(r.stderr, new RegExp(`Error: Over the console, the appliance may run a program only under ${alertD} \\(console policy: ${policy}\\); "${program.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"( \\(which is [^)]*\\))? is not there, so nothing was changed`), program);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `Error: Over the console, the appliance may run a program only under ${alertD} \\(console policy: ${policy}\\); "${program.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"( \\(which is [^)]*\\))? is not there, so nothing was changed`,
+      ),
+      program,
+    );
   }
   t.deepEqual(kept(), {}, 'no policy was kept');
-  const refused = readFileSync(path.join(home, 'log', 'audit.log'), 'utf8').split('\n').filter((l) => / refused user="alice" .*what="program"/.test(l));
+  const refused = readFileSync(path.join(home, 'log', 'audit.log'), 'utf8')
+    .split('\n')
+    .filter((l) => / refused user="alice" .*what="program"/.test(l));
   t.is(refused.length, 3, refused.join('\n'));
 
   const allowed = await ssh(`setup network fencing beta fence --command '${alertD}/fence-ipmi --host bmc-b'`);

@@ -69,23 +69,8 @@ export async function startServe(t: ExecutionContext, env: NodeJS.ProcessEnv, au
       child.kill(signal);
       return (await child).exitCode;
     },
-    sshArgs: (key, user = 'alice') => [
-      ...common,
-      '-o', 'BatchMode=yes',
-      '-o', 'IdentitiesOnly=yes',
-      '-i', key,
-      '-p', String(port),
-      `${user}@127.0.0.1`,
-    ],
-    sshPasswordArgs: (user = 'alice') => [
-      ...common,
-      '-o', 'PreferredAuthentications=password',
-      '-o', 'PubkeyAuthentication=no',
-      '-o', 'IdentityAgent=none',
-      '-o', 'NumberOfPasswordPrompts=1',
-      '-p', String(port),
-      `${user}@127.0.0.1`,
-    ],
+    sshArgs: (key, user = 'alice') => [...common, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key, '-p', String(port), `${user}@127.0.0.1`],
+    sshPasswordArgs: (user = 'alice') => [...common, '-o', 'PreferredAuthentications=password', '-o', 'PubkeyAuthentication=no', '-o', 'IdentityAgent=none', '-o', 'NumberOfPasswordPrompts=1', '-p', String(port), `${user}@127.0.0.1`],
   };
 }
 

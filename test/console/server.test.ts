@@ -39,17 +39,23 @@ async function console_(t: ExecutionContext, opts: ConsoleOptions = {}) {
   writeFileSync(authorizedKeys, `# operators\n${operator.public}\n`, { mode: 0o600 });
   const audit = AuditLog.inHome(services.home.logs);
   const logged: string[] = [];
-  const handler = stack((opts.wrap ?? ((app) => app))(consoleApp(services)), recover((s, e) => logged.push(`conn ${s.conn}: ${e.message}`)));
+  const handler = stack(
+    (opts.wrap ?? ((app) => app))(consoleApp(services)),
+    recover((s, e) => logged.push(`conn ${s.conn}: ${e.message}`)),
+  );
   const passwords = PasswordFile.inHome(services.home);
-  const server = await startConsoleServer({
-    hostKey: loadOrCreateHostKey(home).privateKey,
-    authorizedKeys,
-    audit,
-    handler,
-    log: (l) => logged.push(l),
-    passwords: opts.passwordAuth ? { file: passwords, enabled: opts.passwordAuth } : undefined,
-    passwordFailureDelayMs: opts.passwordFailureDelayMs,
-  }, { host: '127.0.0.1', port: 0 });
+  const server = await startConsoleServer(
+    {
+      hostKey: loadOrCreateHostKey(home).privateKey,
+      authorizedKeys,
+      audit,
+      handler,
+      log: (l) => logged.push(l),
+      passwords: opts.passwordAuth ? { file: passwords, enabled: opts.passwordAuth } : undefined,
+      passwordFailureDelayMs: opts.passwordFailureDelayMs,
+    },
+    { host: '127.0.0.1', port: 0 },
+  );
   t.teardown(() => server.close());
   return { home, services, operator, audit, logged, server, passwords, port: server.address().port };
 }
@@ -172,10 +178,12 @@ test('the shell on a pty: prompt, a command, resize, Ctrl-C, exit with status 0'
 });
 
 test('an error in one session ends that session only', async (t) => {
-  const { operator, port, logged } = await console_(t, { wrap: (app) => async (s) => {
-    if (s.command === 'boom') throw new Error('the handler broke');
-    return app(s);
-  } });
+  const { operator, port, logged } = await console_(t, {
+    wrap: (app) => async (s) => {
+      if (s.command === 'boom') throw new Error('the handler broke');
+      return app(s);
+    },
+  });
   const client = await connect(t, port, operator.private);
   const other = await connect(t, port, operator.private);
   const [broken, fine] = await Promise.all([exec(client, 'boom'), exec(other, 'show auto-sync')]);
@@ -188,13 +196,15 @@ test('an error in one session ends that session only', async (t) => {
 
 test('a session whose client goes away in the middle of a dialog, a logtail or the dashboard ends too', async (t) => {
   const ended: string[] = [];
-  const { operator, port, services } = await console_(t, { wrap: (app) => async (s) => {
-    try {
-      return await app(s);
-    } finally {
-      ended.push(s.user);
-    }
-  } });
+  const { operator, port, services } = await console_(t, {
+    wrap: (app) => async (s) => {
+      try {
+        return await app(s);
+      } finally {
+        ended.push(s.user);
+      }
+    },
+  });
   await services.folders.create('fs:tank');
   await services.folders.create('fs:tank/a');
   await services.autoSync.create({ fromFs: 'fs:tank/a', toFs: 'fs:tank/b' });
@@ -301,10 +311,12 @@ test('six wrong passwords on one connection drop it, as wrong keys do', async (t
   const { port, audit, passwords } = await console_(t, { passwordAuth: () => true, passwordFailureDelayMs: 20 });
   await passwords.set('alice', 'alice-secret-1', FAST);
   let tries = 0;
-  const error = await t.throwsAsync(connectWith(t, port, {
-    username: 'alice',
-    authHandler: (_left, _partial, next) => next(tries++ < 10 ? { type: 'password', username: 'alice', password: `guess-${tries}` } : (false as never)),
-  }));
+  const error = await t.throwsAsync(
+    connectWith(t, port, {
+      username: 'alice',
+      authHandler: (_left, _partial, next) => next(tries++ < 10 ? { type: 'password', username: 'alice', password: `guess-${tries}` } : (false as never)),
+    }),
+  );
   t.regex(error!.message, /closed the connection before a login/);
   t.is(readFileSync(audit.file, 'utf8').match(/"password refused"/g)?.length, 6);
   t.true(tries <= 7, `${tries} attempts were answered`);

@@ -41,7 +41,9 @@ async function setup(t: ExecutionContext, serveArgs: string[]) {
 
 /** no file of the appliance home holds any of `secrets` */
 function clearTextNowhere(t: ExecutionContext, home: string, ...secrets: string[]) {
-  const files = readdirSync(home, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  const files = readdirSync(home, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.join(e.parentPath, e.name));
   t.true(files.includes(path.join(home, 'console-passwords')));
   for (const file of files) {
     const content = readFileSync(file);

@@ -39,7 +39,10 @@ async function setup(t: ExecutionContext) {
   const ssh = (command: string) => execa('ssh', [...serve.sshArgs(operator.file, 'alice'), command], { reject: false, stdin: 'ignore' });
   const local = (command: string) => syncsh(['-c', command], env);
   const audit = () => readFileSync(path.join(home, 'log', 'audit.log'), 'utf8');
-  const refusedLines = () => audit().split('\n').filter((l) => / refused user="alice" /.test(l));
+  const refusedLines = () =>
+    audit()
+      .split('\n')
+      .filter((l) => / refused user="alice" /.test(l));
   return { home, env, services, admin, alertD, homes, policy, serve, ssh, local, audit, refusedLines };
 }
 
@@ -74,7 +77,7 @@ test('alert-command: /bin/sh, a symlink to it and a .. way out are refused over 
   t.deepEqual(JSON.parse(applianceFile(home)).alertCommand, ['/bin/sh', '-c', 'logger alert']);
 });
 
-test('password files and the authorized-keys target: only under the home\'s files/ over the console; the local shell as before', async (t) => {
+test("password files and the authorized-keys target: only under the home's files/ over the console; the local shell as before", async (t) => {
   const { home, ssh, local, refusedLines } = await setup(t);
   const passwords = path.join(home, 'console-passwords');
 
@@ -136,12 +139,7 @@ test('local-bind over the console: only homes under the allowed directory, not t
 
 test('btrfs datasets, which are paths: only under the allowed directories over the console (default /mnt), whatever the command', async (t) => {
   const { ssh, refusedLines } = await setup(t);
-  for (const line of [
-    'create folder btrfs:/etc/syncsh/alert.d/x',
-    'destroy folder btrfs:/.snapshots/1/snapshot -y',
-    'destroy snapshot btrfs:/home@1 -y',
-    'create auto-sync --from-fs fs:tank --to-fs btrfs:/etc/syncsh -y',
-  ]) {
+  for (const line of ['create folder btrfs:/etc/syncsh/alert.d/x', 'destroy folder btrfs:/.snapshots/1/snapshot -y', 'destroy snapshot btrfs:/home@1 -y', 'create auto-sync --from-fs fs:tank --to-fs btrfs:/etc/syncsh -y']) {
     const r = await ssh(line);
     t.is(r.exitCode, 1, `${line}: ${r.stderr}`);
     t.regex(r.stderr, /Over the console, the appliance may name a btrfs dataset only under \/mnt .* is not there, so nothing was changed/, line);
@@ -152,7 +150,7 @@ test('btrfs datasets, which are paths: only under the allowed directories over t
   t.notRegex(r.stderr, /Over the console/);
 });
 
-test('what the NBD server exposes to the network (nbd-listen, nbd-allow) is set only from the appliance\'s own shell', async (t) => {
+test("what the NBD server exposes to the network (nbd-listen, nbd-allow) is set only from the appliance's own shell", async (t) => {
   const { home, ssh, local, refusedLines } = await setup(t);
   const before = applianceFile(home);
   for (const line of ['setup appliance nbd-listen 0.0.0.0:10809', 'setup appliance nbd-allow 0.0.0.0/0']) {

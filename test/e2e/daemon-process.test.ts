@@ -21,7 +21,10 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 
   }
 }
 
-const sha = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
+const sha = async (file: string) =>
+  createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 
 async function prepared(t: Parameters<typeof makeAppliance>[0]) {
   const a = makeAppliance(t);
@@ -80,10 +83,14 @@ test('kill -9 mid-transfer, restart: recovered, the retried run succeeds, nothin
   await first;
   t.true(JSON.parse(await run('show auto-sync :tank-data-000 --json')).run.inFlight);
   const second = daemon();
-  await until('the retried run to succeed', async () => {
-    const s = JSON.parse(await run('show auto-sync :tank-data-000 --json'));
-    return s.run.lastResult === 'success' && s.run.sequence >= 3;
-  }, 90_000);
+  await until(
+    'the retried run to succeed',
+    async () => {
+      const s = JSON.parse(await run('show auto-sync :tank-data-000 --json'));
+      return s.run.lastResult === 'success' && s.run.sequence >= 3;
+    },
+    90_000,
+  );
   second.kill('SIGTERM');
   await second;
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v2');
@@ -106,7 +113,11 @@ test('kill -9 of a run outside the daemon: the next run records it as interrupte
   await run('run auto-sync :tank-data-000');
   const history = JSON.parse(await run('show auto-sync :tank-data-000 history --json')) as { direction: string; result: string; error: string | null }[];
   const sends = history.filter((e) => e.direction === 'send').map((e) => [e.result, e.error?.replace(/:.*/, '') ?? null]);
-  t.deepEqual(sends, [['success', null], ['failure', 'interrupted (process ended)'], ['success', null]]);
+  t.deepEqual(sends, [
+    ['success', null],
+    ['failure', 'interrupted (process ended)'],
+    ['success', null],
+  ]);
   const state = JSON.parse(await run('show auto-sync :tank-data-000 --json')).run;
   t.false(state.inFlight);
   t.is(state.failures, 1);

@@ -1,6 +1,6 @@
 /**
- * The fault campaign in CI (issue 15): a reduced run of every scenario (3
- * trials each, SYNCSH_FAULT_TRIALS to change), failing on any violation but
+ * The fault campaign in CI (issue 15): a reduced run of every scenario (1
+ * trial each, SYNCSH_FAULT_TRIALS to change), failing on any violation but
  * the one known open defect, which `a crashed commit is visible` below pins
  * down on its own (test.failing: it starts failing, loudly, once fixed).
  */
@@ -13,10 +13,10 @@ import { Fixture } from '../peer/_fixture.js';
 import { commitPending, destination, makeWorld, oneOf, PENDING_COMMIT, recover, source, startRun } from '../../bench/faults/world.js';
 import { write } from '../reverse/_pair.js';
 
-const TRIALS = Number(process.env.SYNCSH_FAULT_TRIALS ?? 3);
+const TRIALS = Number(process.env.SYNCSH_FAULT_TRIALS ?? 1);
 
 test.serial(`reduced campaign: ${TRIALS} trials of every scenario, no violation`, async (t) => {
-  t.timeout(40 * 60_000); // a cap: a few minutes on an idle machine, far more on a shared one
+  t.timeout(15 * 60_000); // a cap: about 3 min for one trial of each scenario on a loaded machine
   const seed = Number(process.env.SYNCSH_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed}`);
   const results = await runCampaign({ trials: TRIALS, seed, scenarios: allScenarios(), log: (l) => t.log(l) });

@@ -19,7 +19,10 @@ function badMessage(message: string, line = ''): string | null {
   if (!message.trim()) return 'empty';
   if (/\n\s+at\s/.test(message)) return 'a stack trace';
   // the words typed may be quoted back; anything else "undefined" came from inside
-  const own = line.split(/[\s'"\\=]+/).filter((w) => w.length > 2).reduce((m, w) => m.split(w).join(''), message);
+  const own = line
+    .split(/[\s'"\\=]+/)
+    .filter((w) => w.length > 2)
+    .reduce((m, w) => m.split(w).join(''), message);
   if (/\b(undefined|null|NaN|\[object Object\])\b/.test(own)) return 'an internal value';
   if (/^(TypeError|RangeError|ReferenceError|SyntaxError|Error):/.test(message)) return 'a bare exception';
   if (!/[.?!)]$/.test(message.trim())) return 'not a sentence';

@@ -28,7 +28,44 @@ export const fuzzCtx: GrammarContext = {
 const garbage = fc.oneof(
   fc.string({ maxLength: 12 }),
   fc.string({ unit: 'grapheme', maxLength: 8 }),
-  fc.constantFrom('', '-', '--', '---', '=', '--=', ':', '::', '?', '"', "'", '\\', '"unclosed', "'x", '\t', '\u0000', '\u001b[A', '@', 'fs:', 'fs:/', 'zfs:', 'btrfs:', '..', '../..', '-1', '0', '1e309', 'NaN', '99999999999999999999', '0x10', '1G', '-5M', 'yes', 'no', 'all', '*'),
+  fc.constantFrom(
+    '',
+    '-',
+    '--',
+    '---',
+    '=',
+    '--=',
+    ':',
+    '::',
+    '?',
+    '"',
+    "'",
+    '\\',
+    '"unclosed',
+    "'x",
+    '\t',
+    '\u0000',
+    '\u001b[A',
+    '@',
+    'fs:',
+    'fs:/',
+    'zfs:',
+    'btrfs:',
+    '..',
+    '../..',
+    '-1',
+    '0',
+    '1e309',
+    'NaN',
+    '99999999999999999999',
+    '0x10',
+    '1G',
+    '-5M',
+    'yes',
+    'no',
+    'all',
+    '*',
+  ),
   fc.integer().map(String),
   fc.string({ minLength: 200, maxLength: 400 }),
 );
@@ -49,9 +86,9 @@ function wordsOf(command: CommandSpec): fc.Arbitrary<string[]> {
     const many = spec?.rest ? fc.array(one, { minLength: 1, maxLength: 3 }) : one.map((v) => [v]);
     return part.startsWith('[') ? fc.oneof(fc.constant<string[]>([]), many) : many;
   });
-  const options = fc.subarray(optionsOf(command), { maxLength: Math.min(4, optionsOf(command).length) }).chain((chosen) =>
-    fc.tuple(...chosen.map((o) => (o.value ? valueOf(o.value).map((v) => [o.alias && v.length % 2 ? o.alias : o.name, v]) : fc.constant([o.name])))),
-  );
+  const options = fc
+    .subarray(optionsOf(command), { maxLength: Math.min(4, optionsOf(command).length) })
+    .chain((chosen) => fc.tuple(...chosen.map((o) => (o.value ? valueOf(o.value).map((v) => [o.alias && v.length % 2 ? o.alias : o.name, v]) : fc.constant([o.name])))));
   return fc.tuple(fc.tuple(...parts), options).map(([p, o]) => [...p.flat(), ...o.flat()]);
 }
 
@@ -61,7 +98,8 @@ const mutations: Mutation[] = [
   (w, r) => w.filter((_, i) => i !== r % Math.max(1, w.length)),
   (w, r) => w.flatMap((x, i) => (i === r % Math.max(1, w.length) ? [x, x] : [x])),
   (w, r) => {
-    const i = r % Math.max(1, w.length), j = (r >> 3) % Math.max(1, w.length);
+    const i = r % Math.max(1, w.length),
+      j = (r >> 3) % Math.max(1, w.length);
     const c = [...w];
     [c[i], c[j]] = [c[j], c[i]];
     return c;
@@ -78,9 +116,7 @@ const join = (words: string[], raw: boolean) => words.map((w) => (raw ? w : quot
 /** a generated, possibly mutated, command line */
 export function commandLine(): fc.Arbitrary<string> {
   const commands = grammar().commands;
-  return fc
-    .tuple(fc.constantFrom(...commands).chain(wordsOf), fc.integer({ min: 0, max: mutations.length - 1 }), fc.nat(), garbage, fc.boolean())
-    .map(([words, m, r, junk, raw]) => join(mutations[m](words, r, junk), raw));
+  return fc.tuple(fc.constantFrom(...commands).chain(wordsOf), fc.integer({ min: 0, max: mutations.length - 1 }), fc.nat(), garbage, fc.boolean()).map(([words, m, r, junk, raw]) => join(mutations[m](words, r, junk), raw));
 }
 
 /** a line the real shell may run in its throwaway home: no path outside `sandbox`, no NUL, one line */

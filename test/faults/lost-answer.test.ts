@@ -30,6 +30,9 @@ test('a run that fails after the destination received its marker: the next run g
   t.teardown(() => services.peers.close());
   const fs = await services.storage.usable('fs');
   const dstNewest = (await fs.listSnapshots('tank/copy')).at(-1)!;
-  t.true((await fs.listSnapshots('tank/docs')).some((s) => s.id === dstNewest.id), 'the source keeps the marker the destination holds');
+  t.true(
+    (await fs.listSnapshots('tank/docs')).some((s) => s.id === dstNewest.id),
+    'the source keeps the marker the destination holds',
+  );
   t.deepEqual((await recover(w, expected)).violations, []);
 });

@@ -65,7 +65,11 @@ test(`${LINES} fuzzed lines through one real shell session: each runs or gets a 
 
   const seed = Number(process.env.SYNCSH_FUZZ_SEED ?? Date.now() % 1_000_000);
   t.log(`seed ${seed} (SYNCSH_FUZZ_SEED=${seed} replays it)`);
-  const lines = fc.sample(commandLine(), { seed, numRuns: LINES * 3 }).map((l) => safeLine(l, sandbox)).filter((l) => !leftOut(l)).slice(0, LINES);
+  const lines = fc
+    .sample(commandLine(), { seed, numRuns: LINES * 3 })
+    .map((l) => safeLine(l, sandbox))
+    .filter((l) => !leftOut(l))
+    .slice(0, LINES);
   t.is(lines.length, LINES);
 
   const shell = execa(process.execPath, [BIN], { env, extendEnv: false, cwd: sandbox, reject: false, stdin: 'pipe', ...user });

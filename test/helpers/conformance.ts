@@ -35,12 +35,7 @@ export const MiB = 1 << 20;
 
 // ---- trees -----------------------------------------------------------------
 
-export type Entry =
-  | string
-  | Buffer
-  | { content: string | Buffer; mode?: number; uid?: number; gid?: number; mtime?: number }
-  | { symlink: string }
-  | { dir: true; mode?: number; mtime?: number };
+export type Entry = string | Buffer | { content: string | Buffer; mode?: number; uid?: number; gid?: number; mtime?: number } | { symlink: string } | { dir: true; mode?: number; mtime?: number };
 export type Tree = Record<string, Entry>;
 
 /** what is compared of each entry: the bytes, and the metadata a replication must keep */
@@ -261,7 +256,10 @@ export class Platform {
   /** every dataset under the root, as leaves */
   async leaves(): Promise<string[]> {
     const all = await (await this.driver()).listDatasets(this.root);
-    return all.map((d) => d.name).filter((n) => n.startsWith(`${this.root}/`)).map((n) => n.slice(this.root.length + 1));
+    return all
+      .map((d) => d.name)
+      .filter((n) => n.startsWith(`${this.root}/`))
+      .map((n) => n.slice(this.root.length + 1));
   }
 
   async exists(leaf: string): Promise<boolean> {

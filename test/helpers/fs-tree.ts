@@ -36,14 +36,7 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'syncsh-
   return dir;
 }
 
-export type TreeSpec = Record<
-  string,
-  | string
-  | Buffer
-  | { content: string | Buffer; mode?: number; mtime?: number }
-  | { symlink: string; mtime?: number }
-  | { dir: true; mode?: number; mtime?: number }
->;
+export type TreeSpec = Record<string, string | Buffer | { content: string | Buffer; mode?: number; mtime?: number } | { symlink: string; mtime?: number } | { dir: true; mode?: number; mtime?: number }>;
 
 /** Write `spec` under `root` (paths relative, parents made as needed); mtime in seconds. */
 export async function writeTree(root: string, spec: TreeSpec): Promise<void> {

@@ -19,10 +19,12 @@ import { missingCommand } from './system.js';
 import type { Cleanup } from './netns.js';
 
 /** a SystemCheck for the given client programs */
-export const nbdClientsMissing = (...commands: string[]) => async () => {
-  const missing = await missingCommand(...commands);
-  return missing ? `${missing} is not installed (Debian packages qemu-utils, libnbd-bin, fio)` : null;
-};
+export const nbdClientsMissing =
+  (...commands: string[]) =>
+  async () => {
+    const missing = await missingCommand(...commands);
+    return missing ? `${missing} is not installed (Debian packages qemu-utils, libnbd-bin, fio)` : null;
+  };
 
 export function nbdTempDir(t: Cleanup, prefix = 'syncsh-nbd-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -91,7 +91,12 @@ export async function makeNetLink(t: Cleanup, subnet: number): Promise<NetLink> 
   await ip('netns', 'exec', ns, 'ip', 'link', 'set', nsIf, 'up');
   await ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
   return {
-    ns, hostIf, nsIf, hostAddr, nsAddr, exec,
+    ns,
+    hostIf,
+    nsIf,
+    hostAddr,
+    nsAddr,
+    exec,
     down: async () => void (await ip('link', 'set', hostIf, 'down')),
     up: async () => {
       await ip('link', 'set', hostIf, 'up');

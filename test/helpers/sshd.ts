@@ -75,26 +75,29 @@ export async function startSshd(t: Cleanup, opts: SshdOptions): Promise<Sshd> {
   }
   const hostKey = path.join(dir, 'host_ed25519');
   const config = path.join(dir, 'sshd_config');
-  writeFileSync(config, [
-    `ListenAddress ${opts.address}:${opts.port}`,
-    `HostKey ${hostKey}`,
-    `PidFile ${path.join(dir, 'sshd.pid')}`,
-    `AuthorizedKeysFile ${authorizedKeys}`,
-    'StrictModes no',
-    `PermitRootLogin ${opts.passwords ? 'yes' : 'prohibit-password'}`,
-    `PasswordAuthentication ${opts.passwords ? 'yes' : 'no'}`,
-    'KbdInteractiveAuthentication no',
-    'PubkeyAuthentication yes',
-    'UsePAM no',
-    'PermitUserEnvironment no',
-    // a client gone without a word (a cut link) is noticed within a few seconds
-    'ClientAliveInterval 1',
-    'ClientAliveCountMax 3',
-    'MaxSessions 32',
-    'MaxStartups 64',
-    'LogLevel VERBOSE',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    config,
+    [
+      `ListenAddress ${opts.address}:${opts.port}`,
+      `HostKey ${hostKey}`,
+      `PidFile ${path.join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${authorizedKeys}`,
+      'StrictModes no',
+      `PermitRootLogin ${opts.passwords ? 'yes' : 'prohibit-password'}`,
+      `PasswordAuthentication ${opts.passwords ? 'yes' : 'no'}`,
+      'KbdInteractiveAuthentication no',
+      'PubkeyAuthentication yes',
+      'UsePAM no',
+      'PermitUserEnvironment no',
+      // a client gone without a word (a cut link) is noticed within a few seconds
+      'ClientAliveInterval 1',
+      'ClientAliveCountMax 3',
+      'MaxSessions 32',
+      'MaxStartups 64',
+      'LogLevel VERBOSE',
+      '',
+    ].join('\n'),
+  );
 
   let proc: ResultPromise | null = null;
   let logText = '';

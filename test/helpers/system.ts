@@ -86,9 +86,7 @@ export async function missingCommand(...commands: string[]): Promise<string | nu
 }
 
 export async function findCommand(command: string): Promise<string | null> {
-  const candidates = command.includes('/')
-    ? [command]
-    : [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin'].filter(Boolean).map((dir) => path.join(dir, command));
+  const candidates = command.includes('/') ? [command] : [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin'].filter(Boolean).map((dir) => path.join(dir, command));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);

@@ -20,26 +20,67 @@ test('nbdinfo: size, block size constraints, flags and --list', async (t) => {
   const e = info.exports[0];
   t.is(info.protocol, 'newstyle-fixed');
   t.true(info.TLS === false && info.structured === true);
-  t.like(e, { 'export-name': 'fs:tank/vm1', 'export-size': 64 * MiB, block_size_minimum: 512, block_size_preferred: 4096, block_size_maximum: 32 * MiB, is_read_only: false, can_flush: true, can_fua: true, can_trim: true, can_zero: true, can_multi_conn: true });
+  t.like(e, {
+    'export-name': 'fs:tank/vm1',
+    'export-size': 64 * MiB,
+    block_size_minimum: 512,
+    block_size_preferred: 4096,
+    block_size_maximum: 32 * MiB,
+    is_read_only: false,
+    can_flush: true,
+    can_fua: true,
+    can_trim: true,
+    can_zero: true,
+    can_multi_conn: true,
+  });
   const ro = JSON.parse((await execa('nbdinfo', ['--json', s.uri('ro')])).stdout).exports[0];
   t.is(ro.is_read_only, true);
   const list = JSON.parse((await execa('nbdinfo', ['--json', '--list', `nbd+unix:///?socket=${s.socket}`])).stdout);
   t.deepEqual(list.exports.map((x: { 'export-name': string }) => x['export-name']).sort(), ['fs:tank/vm1', 'ro']);
   const missing = await execa('nbdinfo', [s.uri('nope')], { reject: false });
   t.not(missing.exitCode, 0);
-  t.regex(missing.stderr, /No such file or directory for export: nope/, "NBD_REP_ERR_UNKNOWN, as libnbd words it");
+  t.regex(missing.stderr, /No such file or directory for export: nope/, 'NBD_REP_ERR_UNKNOWN, as libnbd words it');
 });
 
 test('qemu-io: write -P / read -P, aio, flush, discard, write -z', async (t) => {
   const dir = nbdTempDir(t);
   const image = await makeImage(path.join(dir, 'a.img'), 16 * MiB);
   const s = await startFileServer(t, { vol: { path: image } });
-  const r = await execa('qemu-io', ['-f', 'raw',
-    '-c', 'write -P 0xab 0 1M', '-c', 'write -f -P 0x11 1M 64k', // -f: FUA
-    '-c', 'aio_write -P 0xcd 2M 512k', '-c', 'aio_write -P 0xce 3M 4k', '-c', 'aio_flush',
-    '-c', 'read -P 0xab 0 1M', '-c', 'read -P 0x11 1M 64k', '-c', 'read -P 0xcd 2M 512k', '-c', 'read -P 0xce 3M 4k',
-    '-c', 'flush', '-c', 'write -z 8M 2M', '-c', 'read -P 0 8M 2M', '-c', 'write -P 0x22 10M 4k', '-c', 'discard 4M 4M', '-c', 'read -P 0x22 10M 4k',
-    s.uri('vol')]);
+  const r = await execa('qemu-io', [
+    '-f',
+    'raw',
+    '-c',
+    'write -P 0xab 0 1M',
+    '-c',
+    'write -f -P 0x11 1M 64k', // -f: FUA
+    '-c',
+    'aio_write -P 0xcd 2M 512k',
+    '-c',
+    'aio_write -P 0xce 3M 4k',
+    '-c',
+    'aio_flush',
+    '-c',
+    'read -P 0xab 0 1M',
+    '-c',
+    'read -P 0x11 1M 64k',
+    '-c',
+    'read -P 0xcd 2M 512k',
+    '-c',
+    'read -P 0xce 3M 4k',
+    '-c',
+    'flush',
+    '-c',
+    'write -z 8M 2M',
+    '-c',
+    'read -P 0 8M 2M',
+    '-c',
+    'write -P 0x22 10M 4k',
+    '-c',
+    'discard 4M 4M',
+    '-c',
+    'read -P 0x22 10M 4k',
+    s.uri('vol'),
+  ]);
   t.notRegex(r.stdout + r.stderr, /Pattern verification failed|error|failed/i, r.stdout);
   t.is(r.stdout.match(/^read /gm)?.length, 6);
   const file = await readFile(image);
@@ -84,8 +125,11 @@ test('nbdcopy to and from the export, several connections (multi-conn)', async (
 test('fio --ioengine=nbd: random writes at iodepth 16 verified (crc32c)', async (t) => {
   const dir = nbdTempDir(t);
   const s = await startFileServer(t, { vol: { path: await makeImage(path.join(dir, 'a.img'), 64 * MiB) } });
-  const r = await execa('fio', ['--name=verify', '--ioengine=nbd', `--uri=${s.uri('vol')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=32M',
-    '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--output-format=json'], { reject: false, cwd: dir });
+  const r = await execa(
+    'fio',
+    ['--name=verify', '--ioengine=nbd', `--uri=${s.uri('vol')}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=32M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--output-format=json'],
+    { reject: false, cwd: dir },
+  );
   t.is(r.exitCode, 0, r.stderr);
   const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
   t.is(job.error, 0);

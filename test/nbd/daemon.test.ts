@@ -69,7 +69,12 @@ test('syncsh daemon exports zvols on its unix socket and on TCP as nbd-listen / 
   t.is((await syncsh(['-c', 'create zvol fs:tank/vm2 --size 8M'], a.env)).exitCode, 0);
   t.is((await execa('nbdinfo', ['--size', unixUri(socket, 'fs:tank/vm2')])).stdout.trim(), String(8 * MiB));
   const list = (await execa('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${socket}`])).stdout;
-  t.deepEqual(JSON.parse(list).exports.map((e: { 'export-name': string }) => e['export-name']).sort(), ['fs:tank/copy1', 'fs:tank/vm1', 'fs:tank/vm2']);
+  t.deepEqual(
+    JSON.parse(list)
+      .exports.map((e: { 'export-name': string }) => e['export-name'])
+      .sort(),
+    ['fs:tank/copy1', 'fs:tank/vm1', 'fs:tank/vm2'],
+  );
 
   // a client attached: show zvol names it, destroy is refused naming it; once it is gone, destroy goes ahead and the export with it
   const held = await RawClient.connect(t, socket);

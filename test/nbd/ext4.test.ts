@@ -94,7 +94,10 @@ test('nbdfuse + losetup + mkfs.ext4 + mount: files written, unmounted, fsck.ext4
   await makeExt4(t, d, files);
   await d.mount(true);
   for (const f of files) t.true((await readFile(path.join(d.mnt, 'sub', f.name))).equals(f.data), f.name);
-  t.true(s.server.clients().some((c) => c.export === 'disk'), 'nbdfuse is a listed client');
+  t.true(
+    s.server.clients().some((c) => c.export === 'disk'),
+    'nbdfuse is a listed client',
+  );
 });
 
 test('ext4 on a zvol served over NBD, replicated by auto-sync while attached: the replica is a clean ext4 with the same files', async (t) => {

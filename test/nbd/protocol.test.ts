@@ -62,7 +62,10 @@ test('garbage in the handshake drops that client with a log line; another client
   await bad.greet();
   bad.socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
   await bad.closed();
-  t.true(s.logs.some((l) => /handshake error: the client sent 0x[0-9a-f]+ where an option \(IHAVEOPT\) belongs/.test(l)), s.logs.join('\n'));
+  t.true(
+    s.logs.some((l) => /handshake error: the client sent 0x[0-9a-f]+ where an option \(IHAVEOPT\) belongs/.test(l)),
+    s.logs.join('\n'),
+  );
   const c = good.send(P.NBD_CMD_WRITE, 0, 512, { payload: Buffer.alloc(512, 7) });
   t.deepEqual(await good.reply(), { error: 0, cookie: c, data: Buffer.alloc(0) });
 });
@@ -90,7 +93,13 @@ test('unknown options and STARTTLS get NBD_REP_ERR_UNSUP, and the haggling goes 
   t.is(unknown.type, P.NBD_REP_ERR_UNKNOWN);
   t.regex(unknown.data.toString(), /no export named "nope"/);
   const list = await c.option(P.NBD_OPT_LIST);
-  t.deepEqual(list.filter((r) => r.type === P.NBD_REP_SERVER).map((r) => r.data.subarray(4, 4 + r.data.readUInt32BE(0)).toString()).sort(), ['ro', 'vol']);
+  t.deepEqual(
+    list
+      .filter((r) => r.type === P.NBD_REP_SERVER)
+      .map((r) => r.data.subarray(4, 4 + r.data.readUInt32BE(0)).toString())
+      .sort(),
+    ['ro', 'vol'],
+  );
   const info = await c.option(P.NBD_OPT_INFO, RawClient.goData('vol', [P.NBD_INFO_BLOCK_SIZE]));
   const bs = info.find((r) => r.type === P.NBD_REP_INFO && r.data.readUInt16BE(0) === P.NBD_INFO_BLOCK_SIZE)!.data;
   t.deepEqual([bs.readUInt32BE(2), bs.readUInt32BE(6), bs.readUInt32BE(10)], [512, 4096, 4 * MiB], 'the maximum: the max payload, or the whole export when smaller');
@@ -181,11 +190,20 @@ test('BLOCK_STATUS base:allocation: negotiated only where the volume has extents
   const file = await makeImage(path.join(dir, 'x.img'), 4 * MiB);
   // a FileVolume that also describes extents: the first MiB data, the rest a hole
   const exports: ExportSource = {
-    list: async () => [{ name: 'sparse', description: '' }, { name: 'plain', description: '' }],
+    list: async () => [
+      { name: 'sparse', description: '' },
+      { name: 'plain', description: '' },
+    ],
     open: async (name) => {
       const v = await FileVolume.open(file);
       if (name === 'plain') return v;
-      return Object.assign(v, { extents: async (offset: number, length: number) => [{ length: MiB - offset, hole: false, zero: false }, { length: 3 * MiB, hole: true, zero: true }].filter(() => length > 0) });
+      return Object.assign(v, {
+        extents: async (offset: number, length: number) =>
+          [
+            { length: MiB - offset, hole: false, zero: false },
+            { length: 3 * MiB, hole: true, zero: true },
+          ].filter(() => length > 0),
+      });
     },
   };
   const server = new NbdServer({ exports, unixSocket: path.join(dir, 'run', 'nbd.sock') });
@@ -209,7 +227,11 @@ test('BLOCK_STATUS base:allocation: negotiated only where the volume has extents
   const n = Buffer.from('plain');
   const set = Buffer.concat([Buffer.from([0, 0, 0, n.length]), n, Buffer.from([0, 0, 0, 1, 0, 0, 0, 15]), Buffer.from(P.BASE_ALLOCATION)]);
   const replies = await plain.option(P.NBD_OPT_SET_META_CONTEXT, set);
-  t.deepEqual(replies.map((x) => x.type), [P.NBD_REP_ACK], 'a volume without extents offers no context');
+  t.deepEqual(
+    replies.map((x) => x.type),
+    [P.NBD_REP_ACK],
+    'a volume without extents offers no context',
+  );
 });
 
 test('clients() and onClientsChanged follow connections; withdraw ends those of one export only', async (t) => {
@@ -222,11 +244,20 @@ test('clients() and onClientsChanged follow connections; withdraw ends those of 
   await ca.open('a');
   const cb = await RawClient.connect(t, s.socket);
   await cb.open('b');
-  t.deepEqual(s.server.clients().map((c) => c.export).sort(), ['a', 'b']);
+  t.deepEqual(
+    s.server
+      .clients()
+      .map((c) => c.export)
+      .sort(),
+    ['a', 'b'],
+  );
   t.true(s.server.clients().every((c) => c.client.startsWith('unix#') && c.since instanceof Date));
   await s.server.withdraw('a');
   await ca.closed();
-  t.deepEqual(s.server.clients().map((c) => c.export), ['b']);
+  t.deepEqual(
+    s.server.clients().map((c) => c.export),
+    ['b'],
+  );
   const still = cb.send(P.NBD_CMD_READ, 0, 512);
   t.like(await cb.reply(512), { error: 0, cookie: still });
   t.deepEqual(seen.at(-1), ['b']);

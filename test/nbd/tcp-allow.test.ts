@@ -22,7 +22,10 @@ test('a TCP client outside nbd-allow is refused before the handshake; one inside
   outsider.socket.on('data', (d: Buffer) => (received += d.length));
   await outsider.closed();
   t.is(received, 0, 'not even the greeting');
-  t.true(s.logs.some((l) => /refused NBD client 127\.0\.0\.2:\d+: not in the allow-list \(127\.0\.0\.1\/32\)/.test(l)), s.logs.join('\n'));
+  t.true(
+    s.logs.some((l) => /refused NBD client 127\.0\.0\.2:\d+: not in the allow-list \(127\.0\.0\.1\/32\)/.test(l)),
+    s.logs.join('\n'),
+  );
   t.deepEqual(s.server.clients(), []);
 
   const r = await execa('nbdinfo', ['--size', `nbd://127.0.0.1:${port}/vol`]);

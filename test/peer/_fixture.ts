@@ -59,7 +59,10 @@ export function makeAppliance(c: Cleanup, id: string, extraEnv: NodeJS.ProcessEn
   const services = createServices(env);
   c.teardown(() => services.peers.close());
   return {
-    id, home, env, services,
+    id,
+    home,
+    env,
+    services,
     cli: (line, more = {}) => syncsh(['-c', line], { ...env, ...more }),
     live: (dataset) => path.join(home, 'fs', ...dataset.split('/')),
   };

@@ -26,7 +26,10 @@ test('a received service is listed on the destination, read-only, with its trail
   t.is(list.exitCode, 0, String(list.stderr));
   t.regex(String(list.stdout), /tank-docs-000\s+alpha:fs:tank\/docs\s+fs:tank\/copy\s+remote-to-local\s+.*received\s+received from alpha/);
   const json = JSON.parse(String((await b.cli('show auto-sync --json')).stdout)) as { name: string; receivedFrom: string | null; run: { lastResult: string } }[];
-  t.like(json.find((s) => s.name === 'tank-docs-000'), { receivedFrom: 'alpha', run: { lastResult: 'success' } });
+  t.like(
+    json.find((s) => s.name === 'tank-docs-000'),
+    { receivedFrom: 'alpha', run: { lastResult: 'success' } },
+  );
 
   const history = await b.cli('show auto-sync :tank-docs-000 history');
   t.is(history.exitCode, 0, String(history.stderr));

@@ -44,14 +44,16 @@ async function cutMidStream(t: ExecutionContext, name: string, to: Appliance, da
   await pair.link.throttle('40mbit'); // about 5 MB/s: the 24 MB change takes seconds
   let cutAt = 0;
   const started = Date.now();
-  const error = await t.throwsAsync(pair.a.services.autoSync.run(name, {
-    onProgress: (bytes) => {
-      if (!cutAt && bytes > 3 << 20) {
-        cutAt = bytes;
-        void pair.link.down();
-      }
-    },
-  }));
+  const error = await t.throwsAsync(
+    pair.a.services.autoSync.run(name, {
+      onProgress: (bytes) => {
+        if (!cutAt && bytes > 3 << 20) {
+          cutAt = bytes;
+          void pair.link.down();
+        }
+      },
+    }),
+  );
   t.true(cutAt > 0, 'the link was cut while bytes were flowing');
   t.is((error as PeerError).code, 'link', error!.message);
   t.regex(error!.message, /connection to the appliance beta at 10\.231\.42\.2:2222 was lost/);

@@ -37,7 +37,10 @@ test('local-bind to a directory that is not an appliance home is refused, nothin
   mkdirSync(cwd, { recursive: true });
   const climbing = path.join(path.relative(cwd, '/'), path.relative('/', etc));
   t.regex(climbing, /^(\.\.\/){4,}/);
-  for (const [dir, holds] of [[climbing, /it holds cron\.d, passwd/], [other, /it holds services\.json/]] as const) {
+  for (const [dir, holds] of [
+    [climbing, /it holds cron\.d, passwd/],
+    [other, /it holds services\.json/],
+  ] as const) {
     const target = path.resolve(cwd, dir);
     const before = await readTree(target);
     const r = await syncsh(['-c', `setup network local-bind ${dir} -y`], env, { cwd });
@@ -93,7 +96,10 @@ test('two homes with the same id: local-bind says how to fix it; setup appliance
   const bound = await syncsh(['-c', `setup network local-bind ${b.home}`], a.env);
   t.is(bound.exitCode, 0, out(bound));
   t.regex(String(bound.stdout), /Bound to the appliance twin-2 /);
-  for (const [x, other] of [[a, 'twin-2'], [b, 'twin']] as const) {
+  for (const [x, other] of [
+    [a, 'twin-2'],
+    [b, 'twin'],
+  ] as const) {
     const r = await syncsh(['-c', 'setup appliance id fresh'], x.env);
     t.is(r.exitCode, 1);
     t.regex(String(r.stderr), new RegExp(`The appliance id cannot change while this appliance is bound to ${other}: they know it as \\S+\\. Unbind them first`));

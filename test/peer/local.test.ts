@@ -107,10 +107,16 @@ test('the agent runs only agent sub-commands under a forced key, and only for th
 
   const hello = (from: string, protocol = 1) => `${JSON.stringify({ id: 1, method: 'hello', params: { protocol, from, version: 'test' } })}\n`;
   const ok = await agent('/usr/bin/node /x/bin/syncsh.js agent', `${hello('alpha')}${JSON.stringify({ id: 2, method: 'ping' })}\n`);
-  t.deepEqual(String(ok.stdout).trim().split('\n').map((l) => JSON.parse(l)), [
-    { id: 1, result: { protocol: 1, id: 'beta', hostname: b.services.appliance.hostname, version: b.services.appliance.version } },
-    { id: 2, result: {} },
-  ]);
+  t.deepEqual(
+    String(ok.stdout)
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    [
+      { id: 1, result: { protocol: 1, id: 'beta', hostname: b.services.appliance.hostname, version: b.services.appliance.version } },
+      { id: 2, result: {} },
+    ],
+  );
 
   const stolen = await agent('syncsh agent', hello('gamma'));
   t.like(JSON.parse(String(stolen.stdout)), { id: 1, error: { code: 'identity' } });

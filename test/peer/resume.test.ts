@@ -43,7 +43,10 @@ async function resumed(t: ExecutionContext, name: string, src: string, dst: stri
   t.true(r.bytes <= 0.55 * SIZE, `the next run sent ${r.bytes} bytes of ${SIZE}`);
   t.log(`the next run sent ${r.bytes} bytes (${(r.bytes / SIZE).toFixed(3)} of ${SIZE})`);
   t.deepEqual(diffTrees(await readTree(src), await readTree(dst)), []);
-  const line = pair.a.services.autoSync.log(name).tail(20).find((l) => /sent \d+ of \d+ chunks/.test(l));
+  const line = pair.a.services.autoSync
+    .log(name)
+    .tail(20)
+    .find((l) => /sent \d+ of \d+ chunks/.test(l));
   t.truthy(line, 'the run logs how many chunks it sent');
   const [, sent, of] = /sent (\d+) of (\d+) chunks \(([\d.]+) MB\)/.exec(line!)!;
   t.is(Number(of), 401, '400 chunks of the big file and the small one');

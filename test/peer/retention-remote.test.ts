@@ -38,7 +38,14 @@ test('both sides of a remote service are thinned by their own grids; prune by ha
   await a.services.autoSync.setProperty(name, 'keep_dst', '1h');
   const dry = await a.services.autoSync.prune(name, { dryRun: true });
   t.is(dry.destination.host, 'beta');
-  t.deepEqual(dry.destination.plan.map((m) => [m.name, m.keep, m.rules]), [[made[0], false, []], [made[1], false, []], [made[2], true, ['last common', '1h']]]);
+  t.deepEqual(
+    dry.destination.plan.map((m) => [m.name, m.keep, m.rules]),
+    [
+      [made[0], false, []],
+      [made[1], false, []],
+      [made[2], true, ['last common', '1h']],
+    ],
+  );
   t.deepEqual(await markers(b, 'tank/docs', name), made, 'a dry run removes nothing on the peer');
   const done = await a.services.autoSync.prune(name);
   t.deepEqual(done.pruned, [`beta/tank/docs@${made[0]}`, `beta/tank/docs@${made[1]}`]);

@@ -18,9 +18,10 @@ import { openScreen, tmuxAvailable } from '../helpers/tmux.js';
 import { BIN } from '../helpers/cli.js';
 import { Fixture, folderWith, makeAppliance, type Appliance } from './_fixture.js';
 
-const passwordTest = await gatedTest(['sshd', 'network namespaces', 'useradd', 'tmux'], async () =>
-  (await sshdMissing()) ?? (await netnsMissing()) ?? (await tmuxAvailable())
-  ?? ((await findCommand('useradd')) && (await findCommand('chpasswd')) ? null : 'useradd/chpasswd are not installed'));
+const passwordTest = await gatedTest(
+  ['sshd', 'network namespaces', 'useradd', 'tmux'],
+  async () => (await sshdMissing()) ?? (await netnsMissing()) ?? (await tmuxAvailable()) ?? ((await findCommand('useradd')) && (await findCommand('chpasswd')) ? null : 'useradd/chpasswd are not installed'),
+);
 
 const fixture = new Fixture();
 test.after.always(() => fixture.close());
@@ -33,7 +34,9 @@ let sshd: Sshd;
 let b: Appliance;
 
 function allFiles(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.join(e.parentPath, e.name));
 }
 
 function passwordNowhere(t: import('ava').ExecutionContext, ...homes: string[]) {

@@ -82,7 +82,11 @@ sshTest.serial('ssh-bind with an existing key: trusted fingerprint, key installe
   t.is(JSON.parse(String(shown.stdout)).sshPublicKey.split(' ').slice(0, 2).join(' '), publicKey);
 
   // the key runs nothing but the agent: a plain ssh command gets the agent's refusal
-  const ssh = await execa('ssh', ['-i', keyFiles(a.services.home).privateKeyFile, '-p', '2222', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', `root@${link.nsAddr}`, 'echo', 'a-shell'], { reject: false });
+  const ssh = await execa(
+    'ssh',
+    ['-i', keyFiles(a.services.home).privateKeyFile, '-p', '2222', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', `root@${link.nsAddr}`, 'echo', 'a-shell'],
+    { reject: false },
+  );
   t.notRegex(String(ssh.stdout), /^a-shell$/m);
   t.regex(String(ssh.stdout), /"code":"bad-request".*only runs the syncsh agent/);
 
@@ -96,7 +100,7 @@ sshTest.serial('local-to-remote over SSH: files arrive, state and trails are wri
     'readme.txt': 'hello from alpha\n',
     'sub/deep/data.bin': randomBytes(300_000),
     'sub/empty': { dir: true },
-    'link': { symlink: 'readme.txt' },
+    link: { symlink: 'readme.txt' },
   });
   const config = await a.services.autoSync.create({ fromFs: 'fs:tank/docs', toHost: 'beta', toFs: 'fs:tank/docs-copy', recursive: false });
   t.is(config.name, L2R);
@@ -118,8 +122,20 @@ sshTest.serial('local-to-remote over SSH: files arrive, state and trails are wri
   t.is(theirs.lastSuccessAt, mine.lastSuccessAt);
   const sent = a.services.autoSync.history(L2R, 'send').list();
   const received = b.services.autoSync.history(L2R, 'receive').list();
-  t.deepEqual(sent.map((e) => [e.result, e.peer]), [['success', 'beta'], ['success', 'beta']]);
-  t.deepEqual(received.map((e) => [e.result, e.peer, e.snapshot]), [['success', 'alpha', second.marker], ['success', 'alpha', first.marker]]);
+  t.deepEqual(
+    sent.map((e) => [e.result, e.peer]),
+    [
+      ['success', 'beta'],
+      ['success', 'beta'],
+    ],
+  );
+  t.deepEqual(
+    received.map((e) => [e.result, e.peer, e.snapshot]),
+    [
+      ['success', 'alpha', second.marker],
+      ['success', 'alpha', first.marker],
+    ],
+  );
   t.deepEqual(a.services.autoSync.history(L2R, 'receive').list(), [], 'the receive trail is kept where the destination is');
 });
 
@@ -136,7 +152,16 @@ sshTest.serial('remote-to-local over SSH: files come back, the sender keeps its 
   const r2 = await a.services.autoSync.run(R2L);
   t.false(r2.full);
   await sameTree(t, src, a.live('tank/from-beta'));
-  t.deepEqual(b.services.autoSync.history(R2L, 'send').list().map((e) => [e.result, e.peer, e.snapshot]), [['success', 'alpha', r2.marker], ['success', 'alpha', r.marker]]);
+  t.deepEqual(
+    b.services.autoSync
+      .history(R2L, 'send')
+      .list()
+      .map((e) => [e.result, e.peer, e.snapshot]),
+    [
+      ['success', 'alpha', r2.marker],
+      ['success', 'alpha', r.marker],
+    ],
+  );
   t.is(a.services.autoSync.history(R2L, 'receive').list()[0].result, 'success');
   t.is(b.services.autoSync.store.runState(R2L).lastMarker, r2.marker);
   // the marker snapshots live on beta, held as the common one

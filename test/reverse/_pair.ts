@@ -30,7 +30,12 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
   await folderWith(a, 'tank', {});
   await folderWith(b, 'tank', {});
   // oneWay: beta is bound to alpha's agent only the other way round (alpha reaches beta, beta not alpha)
-  for (const [x, y] of (opts.oneWay ? [[a, b]] : [[a, b], [b, a]]) as [Appliance, Appliance][]) {
+  for (const [x, y] of (opts.oneWay
+    ? [[a, b]]
+    : [
+        [a, b],
+        [b, a],
+      ]) as [Appliance, Appliance][]) {
     const r = await x.cli(`setup network local-bind ${y.home}`);
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
   }
@@ -49,7 +54,9 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
   const partnerOf = (x: Appliance) => (x === a ? b : a);
   const peersFile = (x: Appliance) => path.join(x.home, 'peers.json');
   return {
-    a, b, name,
+    a,
+    b,
+    name,
     fresh(x) {
       const s = createServices(x.env);
       opened.push(s);
@@ -94,7 +101,6 @@ export const write = (dir: string, file: string, text: string) => {
   mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
   writeFileSync(path.join(dir, file), text);
 };
-
 
 /** `show auto-sync :NAME orphans --json` on an appliance */
 export const orphansOf = async (p: Pair, x: Appliance) => JSON.parse(String((await x.cli(`show auto-sync :${p.name} orphans --json`)).stdout)) as { snapshot: string; dataset: string; held: boolean }[];

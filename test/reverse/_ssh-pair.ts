@@ -138,7 +138,11 @@ async function makeNetwork(c: Cleanup): Promise<{ sw: string; nodes: { id: strin
     await ip('-n', ns, 'link', 'set', 'lan0', 'up');
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
     const link: NetLink = {
-      ns, hostIf: port, nsIf: 'lan0', hostAddr: '', nsAddr: address,
+      ns,
+      hostIf: port,
+      nsIf: 'lan0',
+      hostAddr: '',
+      nsAddr: address,
       exec: (argv) => ['ip', 'netns', 'exec', ns, ...argv],
       down: async () => void (await ip('-n', sw, 'link', 'set', port, 'down')),
       up: async () => void (await ip('-n', sw, 'link', 'set', port, 'up')),
@@ -173,7 +177,7 @@ async function readAll(root: string): Promise<Tree> {
  * tank-docs-000 from alpha to beta created on alpha and `files` in alpha's
  * tank/docs.
  */
-export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'one\n', 'd/b.txt': randomBytes(48 << 10).toString('base64'), 'd/e/empty': { dir: true }, 'ln': { symlink: 'a.txt' } }): Promise<SshReversePair> {
+export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'one\n', 'd/b.txt': randomBytes(48 << 10).toString('base64'), 'd/e/empty': { dir: true }, ln: { symlink: 'a.txt' } }): Promise<SshReversePair> {
   const f = new Fixture();
   t.teardown(() => f.close());
   const net = await makeNetwork(f);
@@ -203,10 +207,17 @@ export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'o
   };
 
   // each one's key is already in the other's sshd, unrestricted, as an operator would have put it
-  for (const [x, y] of [[a, b], [b, a]] as const) writeFileSync(y.sshd.authorizedKeys, `${ensureKeyPair(x.services.home, x.id).publicKey}\n`, { mode: 0o600 });
+  for (const [x, y] of [
+    [a, b],
+    [b, a],
+  ] as const)
+    writeFileSync(y.sshd.authorizedKeys, `${ensureKeyPair(x.services.home, x.id).publicKey}\n`, { mode: 0o600 });
   await folderWith(bases[0], 'tank', {});
   await folderWith(bases[1], 'tank', {});
-  for (const [x, y] of [[a, b], [b, a]] as const) {
+  for (const [x, y] of [
+    [a, b],
+    [b, a],
+  ] as const) {
     const r = await must(x, `setup network ssh-bind ${y.address} --port ${PORT} --user root --remote-home ${y.home} -y`);
     if (!/Bound to the appliance/.test(r.stdout)) throw new Error(`${x.id} bound to ${y.id}? ${r.all}`);
   }
@@ -223,7 +234,11 @@ export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'o
   };
   const byId = (x: SshAppliance) => (x.id === a.id ? net.nodes[0] : net.nodes[1]);
   return {
-    a, b, name, cli, fresh,
+    a,
+    b,
+    name,
+    cli,
+    fresh,
     down: (x) => byId(x).link.down(),
     up: (x) => byId(x).link.up(),
     config: (x) => fresh(x).autoSync.config(name),

@@ -93,7 +93,10 @@ export async function zfsReversePair(t: ExecutionContext, subnet: number, files:
   writeFileSync(sshdA.authorizedKeys, `${ensureKeyPair(madeB.services.home, madeB.id).publicKey}\n`, { mode: 0o600 });
   await a.services.peers.store.setAuthorizedKeysFile(sshdA.authorizedKeys);
   await madeB.services.peers.store.setAuthorizedKeysFile(sshdB.authorizedKeys);
-  for (const [x, addr, y] of [[a, link.nsAddr, madeB], [madeB, link.hostAddr, a]] as const) {
+  for (const [x, addr, y] of [
+    [a, link.nsAddr, madeB],
+    [madeB, link.hostAddr, a],
+  ] as const) {
     const r = await run(x, `setup network ssh-bind ${addr} --port 2222 --user root --remote-home ${y.home} -y`);
     if (r.exitCode !== 0) throw new Error(`ssh-bind from ${x.id}: ${r.stderr}`);
   }
@@ -138,7 +141,18 @@ export async function zfsReversePair(t: ExecutionContext, subnet: number, files:
     return s;
   };
   return {
-    a, b, link, poolA, poolB, dsA, dsB, name, ds, fresh, json, dirOf,
+    a,
+    b,
+    link,
+    poolA,
+    poolB,
+    dsA,
+    dsB,
+    name,
+    ds,
+    fresh,
+    json,
+    dirOf,
     cli: (x, line) => run(who(x), line),
     down: () => link.down(),
     up: () => link.up(),

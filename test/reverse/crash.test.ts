@@ -128,7 +128,10 @@ test.serial('a failback cut short after its orphan snapshot was taken: the retry
 
   t.is(await p.fresh(p.a).autoSync.contact(p.name), 'demoted');
   const orphans = await orphansOf(p, p.a);
-  t.deepEqual(orphans.map((o) => [o.snapshot, o.dataset]), [[taken, `tank/${taken}`]]);
+  t.deepEqual(
+    orphans.map((o) => [o.snapshot, o.dataset]),
+    [[taken, `tank/${taken}`]],
+  );
   t.deepEqual(await filesOf(p, p.a, `tank/${taken}`), alphaHad);
   t.false((await fsA.listSnapshots('tank/docs')).some((s) => s.name.startsWith('orphan-')));
 });

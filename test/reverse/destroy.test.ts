@@ -27,7 +27,10 @@ test.serial('destroy asks naming the other appliance, and removes both copies; d
   const fsB = await p.fresh(p.b).storage.usable('fs');
   const markers = (await fsB.listSnapshots('tank/docs')).filter((s) => s.name.startsWith('syncsh-'));
   t.true(markers.length > 0);
-  t.true(markers.every((s) => !s.held), 'released, so they can be destroyed by hand');
+  t.true(
+    markers.every((s) => !s.held),
+    'released, so they can be destroyed by hand',
+  );
   const again = await p.b.cli(`setup auto-sync :${p.name} reverse-direction -y`);
   t.regex(String(again.stderr), /No auto-sync service named ':tank-docs-000'/);
 });

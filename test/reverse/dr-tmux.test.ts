@@ -23,7 +23,7 @@ test('the DR dialog on the non-master, with the master down', async (t) => {
   await screen.keys('Enter');
   await screen.waitFor(/IMPORTANT! You are about to reverse direction of 'auto-sync:tank-docs-000' from non-master appliance\.[\s\S]*WILL BE KEPT[\s\S]*Proceed reversing 'auto-sync:tank-docs-000'\?/, 30_000);
   const asking = await screen.waitFor(/^yes {2}\[no\]$/m);
-  t.is(asking.match(/IMPORTANT!/g)?.length, 1, 'the warning once, not again as the question\'s help');
+  t.is(asking.match(/IMPORTANT!/g)?.length, 1, "the warning once, not again as the question's help");
   await screen.keys('h', 'Enter');
   const shown = await screen.waitFor(/Reversed direction for 1 auto-sync instance/, 30_000);
   t.regex(shown, /Proceed reversing 'auto-sync:tank-docs-000'\? Yes/);

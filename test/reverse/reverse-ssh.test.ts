@@ -25,7 +25,7 @@ const FILES = {
   'a.txt': 'one\n',
   'd/b.txt': `${'bee '.repeat(20_000)}\n`,
   'd/e/empty': { dir: true as const },
-  'ln': { symlink: 'a.txt' },
+  ln: { symlink: 'a.txt' },
 };
 
 /** the seed's lines, as the log holds them */
@@ -101,7 +101,7 @@ sshTest.serial('case 1: on the master with the peer up: last delta, roles swap a
   const alpha = await p.tree(a);
   t.is(alpha.files['from-beta.txt'], 'beta writes now\n');
   t.false('a.txt' in alpha.files);
-  same(t, alpha, await p.tree(b), 'after beta\'s run');
+  same(t, alpha, await p.tree(b), "after beta's run");
   // and the old master does not run any more
   const old = await a.cli(`run auto-sync :${name}`);
   t.not(old.exitCode, 0);
@@ -122,7 +122,7 @@ sshTest.serial('case 2: on the master with the peer cut off: refused, saying why
   hasLines(t, await logOf(p, a), [SEED.fmri(name), SEED.down], 'alpha');
   // beta is alive, only cut off: its own CLI still answers, and its copy did not move
   t.like(await shown(t, p, b), { role: 'non-master', epoch: 1, direction: 'remote-to-local' });
-  same(t, await p.tree(b), before.b, 'beta\'s copy while cut off');
+  same(t, await p.tree(b), before.b, "beta's copy while cut off");
 
   // the source stays mounted and writable; a run cannot reach beta and changes nothing there
   t.true(await mounted(p, a));
@@ -130,7 +130,7 @@ sshTest.serial('case 2: on the master with the peer cut off: refused, saying why
   const cut = await a.cli(`run auto-sync :${name}`);
   t.not(cut.exitCode, 0);
   t.regex(cut.stderr, /Cannot reach the appliance beta at 10\.231\.61\.2:2222/);
-  same(t, await p.tree(b), before.b, 'beta\'s copy after a run that could not reach it');
+  same(t, await p.tree(b), before.b, "beta's copy after a run that could not reach it");
 
   // the cable back: alpha is still the master, and its next run carries what it wrote meanwhile
   await p.up(b);
@@ -163,7 +163,7 @@ sshTest.serial('case 3: on the non-master with the master up: the same hand-over
   ok(t, await b.cli(`run auto-sync :${name}`), 'run on beta');
   const alpha = await p.tree(a);
   t.is(alpha.files['b.txt'], 'from beta\n');
-  same(t, alpha, await p.tree(b), 'after beta\'s run');
+  same(t, alpha, await p.tree(b), "after beta's run");
   const old = await a.cli(`run auto-sync :${name}`);
   t.not(old.exitCode, 0);
   t.regex(old.stderr, /non-master/);
@@ -243,7 +243,7 @@ sshTest.serial('case 4 then failback: DR on the non-master with the master cut o
   t.false(await mounted(p, a));
   same(t, await p.tree(a), synced, 'alpha rolled back = the last synced state');
   const run = await b.cli(`run auto-sync :${name}`);
-  ok(t, run, 'beta\'s run after the failback');
+  ok(t, run, "beta's run after the failback");
   t.regex(run.stdout, /incremental sync OK/);
   const now = await p.tree(a);
   t.is(now.files['dr.txt'], 'written on beta during the disaster\n');
@@ -254,14 +254,17 @@ sshTest.serial('case 4 then failback: DR on the non-master with the master cut o
 
   // the orphan survived the incoming run and holds exactly what alpha had: received into a scratch dataset to look (its snapshot, not its live files, is the record)
   const again = JSON.parse((await a.cli(`show auto-sync :${name} orphans --json`)).stdout) as { snapshot: string }[];
-  t.deepEqual(again.map((o) => o.snapshot), [orphans[0].snapshot]);
+  t.deepEqual(
+    again.map((o) => o.snapshot),
+    [orphans[0].snapshot],
+  );
   const fsA = await p.fresh(a).storage.usable('fs');
   // kept in a dataset of its own next to the copy, snapshot held
   t.is(orphans[0].dataset, `tank/${orphans[0].snapshot}`);
   t.true((await fsA.listSnapshots(orphans[0].dataset)).find((s) => s.name === orphans[0].snapshot)!.held);
   await fsA.receive('tank/orphan-look', fsA.send(orphans[0].dataset, orphans[0].snapshot, { recursive: false }), { force: false, recursive: false });
   const kept = await p.tree(a, 'tank/orphan-look');
-  same(t, kept, atAlpha, 'the orphan = alpha\'s copy as it was when cut off');
+  same(t, kept, atAlpha, "the orphan = alpha's copy as it was when cut off");
   t.is(kept.files['lost-on-nexenta.txt'], 'alpha wrote this after the last sync\n');
   t.is(kept.files['d/while-cut.txt'], 'alpha wrote this while cut off\n');
   t.is(kept.files['a.txt'], 'alpha changed this too\n');

@@ -21,8 +21,10 @@ import { Fixture, type Appliance } from '../peer/_fixture.js';
 import test, { type ExecutionContext } from 'ava';
 import { SEED } from './_seed.js';
 
-const zfsTest = await gatedTest(['sshd', 'network namespaces', 'nsenter', 'ZFS (zfs-fuse)'], async () =>
-  (await sshdMissing()) ?? (await netnsMissing()) ?? ((await findCommand('nsenter')) ? null : 'nsenter (util-linux) is not installed') ?? (await zfsMissing()));
+const zfsTest = await gatedTest(
+  ['sshd', 'network namespaces', 'nsenter', 'ZFS (zfs-fuse)'],
+  async () => (await sshdMissing()) ?? (await netnsMissing()) ?? ((await findCommand('nsenter')) ? null : 'nsenter (util-linux) is not installed') ?? (await zfsMissing()),
+);
 
 const SUBNET = 46;
 const BLOB = randomBytes(300_000);
@@ -118,7 +120,8 @@ zfsTest.serial('case 3: non-master, peer up: the hand-over driven from the non-m
     '[Reverse-direction: Unmounting master copy of a folder ]',
     '[Reverse-direction: Syncing last delta before changing direction ]',
     '[Reverse-direction: Mounting folder on this side ]',
-  ]) t.true(log.includes(line), line);
+  ])
+    t.true(log.includes(line), line);
   t.false(await p.mounted(p.a), 'the old master copy is unmounted');
   t.true(await p.mounted(p.b));
   const afterDelta = { ...FILES, 'd/late.txt': 'late on alpha\n' };

@@ -29,7 +29,10 @@ test.serial('setup reverse-direction on a service without the capability asks to
   // a second, plain service
   const { writeTree } = await import('../helpers/fs-tree.js');
   const dir = p.a.live('tank/more');
-  await p.fresh(p.a).storage.usable('fs').then((fs) => fs.createDataset('tank/more'));
+  await p
+    .fresh(p.a)
+    .storage.usable('fs')
+    .then((fs) => fs.createDataset('tank/more'));
   await writeTree(dir, { 'm.txt': 'more\n' });
   const c = await p.a.cli('create auto-sync --from-fs fs:tank/more --to-host beta --to-fs fs:tank/more --recursive no -y');
   t.is(c.exitCode, 0, String(c.stderr));
@@ -158,7 +161,10 @@ test.serial('case 4 then failback: DR on the non-master; the old master comes ba
   t.is(orphans[0].dataset, `tank/${orphans[0].snapshot}`);
   const fsA = await p.fresh(p.a).storage.usable('fs');
   t.true((await fsA.listSnapshots(orphans[0].dataset)).find((s) => s.name === orphans[0].snapshot)!.held);
-  t.false((await fsA.listSnapshots('tank/docs')).some((s) => s.name === orphans[0].snapshot), 'not on the copy any more');
+  t.false(
+    (await fsA.listSnapshots('tank/docs')).some((s) => s.name === orphans[0].snapshot),
+    'not on the copy any more',
+  );
 
   // alpha was rolled back to the last synced state, and data now flows into it
   t.deepEqual(await filesOf(p, p.a), synced);

@@ -81,7 +81,10 @@ test('the console access reads the policy file, resolves, refuses through the ca
   t.is(access.readFile(path.join(home, 'files', 'pw')), path.join(resolvePath(home), 'files', 'pw'));
   t.throws(() => access.readFile('/etc/shadow'), { instanceOf: AccessRefused });
   t.throws(() => access.home(path.join(dir, 'other')), { message: /may use no appliance home at all/ });
-  t.deepEqual(refused.map((r) => r.kind), ['program', 'program', 'read', 'home']);
+  t.deepEqual(
+    refused.map((r) => r.kind),
+    ['program', 'program', 'read', 'home'],
+  );
   t.is(LOCAL_ACCESS.program('/bin/sh'), '/bin/sh');
   t.is(LOCAL_ACCESS.writeFile('/etc/x'), '/etc/x');
 });

@@ -94,7 +94,11 @@ test('markers are pruned to the keep counts and the newest common one is held', 
   for (const dataset of ['fs:tank/data', 'fs:tank/copy']) {
     const snaps = (await services.folders.snapshots(dataset)).filter((s) => s.service === name);
     t.is(snaps.length, 2, dataset);
-    t.deepEqual(snaps.map((s) => s.held), [false, true], dataset);
+    t.deepEqual(
+      snaps.map((s) => s.held),
+      [false, true],
+      dataset,
+    );
   }
 });
 
@@ -138,7 +142,10 @@ test('a destination with no common snapshot puts the service in maintenance, nev
   t.is(services.autoSync.view(name).state, 'online');
   const kept = (await services.folders.list()).find((f) => /^fs:tank\/copy-resync-\d{8}T\d{6}$/.test(f.qualified));
   t.truthy(kept, 'the previous destination is kept');
-  t.deepEqual((await services.folders.snapshots(kept!.qualified)).map((s) => s.name), ['someone-elses']);
+  t.deepEqual(
+    (await services.folders.snapshots(kept!.qualified)).map((s) => s.name),
+    ['someone-elses'],
+  );
   t.regex(services.autoSync.log(name).tail(10).join('\n'), /\[Resync: the previous destination localhost\/tank\/copy is kept as tank\/copy-resync-/);
   const dst = (await services.folders.list('fs:tank/copy'))[0].mountpoint!;
   t.is(await readFile(path.join(dst, 'b.txt'), 'utf8'), 'bravo\n');

@@ -28,8 +28,15 @@ function mapRoles(initial: RoleState) {
 async function appliance(t: ExecutionContext) {
   const a = makeAppliance(t, 'alpha');
   const beta: OutboundPeer = {
-    id: 'beta', transport: 'ssh', address: '10.0.0.2', port: 22, user: 'root', fingerprint: 'SHA256:x', hostKeyType: 'ssh-ed25519',
-    agent: { node: process.execPath, script: '/x/bin/syncsh.js', home: '/var/lib/syncsh' }, boundAt: new Date().toISOString(),
+    id: 'beta',
+    transport: 'ssh',
+    address: '10.0.0.2',
+    port: 22,
+    user: 'root',
+    fingerprint: 'SHA256:x',
+    hostKeyType: 'ssh-ed25519',
+    agent: { node: process.execPath, script: '/x/bin/syncsh.js', home: '/var/lib/syncsh' },
+    boundAt: new Date().toISOString(),
   };
   await a.services.peers.store.putOutbound(beta);
   const script = (name: string, body: string) => {
@@ -87,9 +94,15 @@ test('one decision per loss: concurrent writes share one fence run; back or a ma
   while (!existsSync(runs)) await new Promise((resolve) => setTimeout(resolve, 20)); // the fence started: a file is the signal
   writeFileSync(gate, '');
   const verdicts = await Promise.all(writes);
-  t.deepEqual(verdicts.map((v) => v.write), ['succeed', 'succeed', 'succeed', 'succeed', 'succeed']);
+  t.deepEqual(
+    verdicts.map((v) => v.write),
+    ['succeed', 'succeed', 'succeed', 'succeed', 'succeed'],
+  );
   t.is(readFileSync(runs, 'utf8'), 'run\n', 'fenced once');
-  t.deepEqual(r.changes.map(([s]) => s), [{ role: 'master', epoch: 6 }]);
+  t.deepEqual(
+    r.changes.map(([s]) => s),
+    [{ role: 'master', epoch: 6 }],
+  );
   t.is((await loss.onPeerLost('vm1', 'beta')).write, 'succeed', 'later writes of the same loss');
   t.is(readFileSync(runs, 'utf8'), 'run\n');
 

@@ -6,7 +6,7 @@ import type { FenceKind } from '../../src/services/fencing.js';
 const slave: RoleState = { role: 'slave', epoch: 3 };
 const master: RoleState = { role: 'master', epoch: 3 };
 
-test("peer loss: every case of 003's \"Fencing Failures\" as written there, and the fence command's outcome", (t) => {
+test('peer loss: every case of 003\'s "Fencing Failures" as written there, and the fence command\'s outcome', (t) => {
   // role, policy, fence outcome, → write, role after, epoch after, case, until switched or back, needs a manual switch
   const table: [RoleState, FenceKind, boolean | undefined, 'fail' | 'succeed', CdpRole, number, string, boolean, boolean][] = [
     [slave, 'none', undefined, 'fail', 'slave', 3, '1', false, false], // 1. write terminated, error to the client
@@ -79,7 +79,14 @@ test('--all switches every mirror, or none when one would make two masters', (t)
   ];
   const all = planRoleSwitchAll(mirrors, 'master');
   t.true(all.ok);
-  if (all.ok) t.deepEqual(all.plans.map((p) => [p.name, p.plan.here]), [['a', { role: 'master', epoch: 4 }], ['b', { role: 'master', epoch: 4 }]]);
+  if (all.ok)
+    t.deepEqual(
+      all.plans.map((p) => [p.name, p.plan.here]),
+      [
+        ['a', { role: 'master', epoch: 4 }],
+        ['b', { role: 'master', epoch: 4 }],
+      ],
+    );
   const refused = planRoleSwitchAll([...mirrors, { name: 'c', peerHost: 'gamma', here: slave, peer: up('master', 3) }], 'master');
   t.false(refused.ok);
   if (!refused.ok) t.regex(refused.error, /^No mirror was switched to master: gamma is master of auto-cdp:c and answers.*Nothing was changed\.$/);

@@ -59,7 +59,9 @@ test('a schedule of every minute runs once a minute, driven by the clock', async
   await until('the second run', () => sends(services, name).length === 2);
   await clock.advance(60_000);
   await until('the third run', () => sends(services, name).length === 3);
-  const starts = sends(services, name).map((e) => e.startedAt).reverse();
+  const starts = sends(services, name)
+    .map((e) => e.startedAt)
+    .reverse();
   t.deepEqual(starts, ['2026-11-21T12:00:05.000Z', '2026-11-21T12:01:00.000Z', '2026-11-21T12:02:00.000Z']);
   t.true(sends(services, name).every((e) => e.result === 'success'));
 });
@@ -84,7 +86,9 @@ test('a cron service runs at its first match and every match, with no manual run
   await until('the daemon asleep again', () => clock.pending > 0);
   await clock.advance(60_000); // 12:02:00
   await until('the run at the next match', () => sends(services, name).length === 2);
-  const starts = sends(services, name).map((e) => e.startedAt.slice(0, 19)).reverse();
+  const starts = sends(services, name)
+    .map((e) => e.startedAt.slice(0, 19))
+    .reverse();
   t.deepEqual(starts, ['2026-11-21T12:01:00', '2026-11-21T12:02:00']);
 });
 
@@ -114,7 +118,10 @@ test('failures are retried with backoff, recorded in the history, and alerted on
   await until('the second retry', () => sends(services, name).length === 3);
   t.is(services.autoSync.store.runState(name).consecutiveFailures, 3);
   await until('the alert', async () => (await readFile(path.join(home, 'alerts.json'), 'utf8').catch(() => '')).includes('failure'));
-  const alerts = (await readFile(path.join(home, 'alerts.json'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const alerts = (await readFile(path.join(home, 'alerts.json'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.is(alerts.length, 1, 'one alert for one change of state');
   t.like(alerts[0], { service: name, level: 'failure', appliance: 'node1' });
   t.regex(await readFile(path.join(home, 'alerts.args'), 'utf8'), new RegExp(`^${name} failure Last run failed`));
@@ -148,8 +155,14 @@ test('warn after max delay: status says why, and the alert command gets it', asy
   t.is(status.health, 'warn');
   t.regex(status.message, /^Last sync on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, older than 120 seconds \(max-delay\)$/);
   const raw = await readFile(path.join(home, 'alerts.json'), 'utf8');
-  const alerts = raw.trim().split('\n').map((l) => JSON.parse(l));
-  t.deepEqual(alerts.map((a) => a.level), ['warn']);
+  const alerts = raw
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.deepEqual(
+    alerts.map((a) => a.level),
+    ['warn'],
+  );
   t.like(alerts[0], { service: name, level: 'warn' });
 });
 
@@ -188,13 +201,21 @@ test('a stalled transfer is ended, logged and retried; the destination stays as 
   services.storage.use(stall.driver);
   const clock = new ManualClock(Date.now() + 2 * 3_600_000);
   startDaemon(t, services, { clock, stallMs: 1_000, retry: { attempts: 3, baseMs: 5_000, maxMs: 5_000 } });
-  await until('the stall', () => services.autoSync.log(name).tail(20).some((l) => l.includes('STALLED')));
+  await until('the stall', () =>
+    services.autoSync
+      .log(name)
+      .tail(20)
+      .some((l) => l.includes('STALLED')),
+  );
   await until('the failure to be recorded', () => services.autoSync.store.runState(name).lastResult === 'failure');
   // The trail, the state and the FAILURE line give the stall as the reason, not "The operation was aborted".
   const why = /^Stalled: no progress for 1 second; the transfer was ended and will be retried\.$/;
   t.regex(services.autoSync.store.runState(name).lastError!, why);
   t.regex(sends(services, name)[0].error!, why);
-  const failure = services.autoSync.log(name).tail(20).find((l) => l.includes('FAILURE'));
+  const failure = services.autoSync
+    .log(name)
+    .tail(20)
+    .find((l) => l.includes('FAILURE'));
   t.regex(failure ?? '', /FAILURE: .*: Stalled: no progress for 1 second/);
   const dst = (await services.folders.list('fs:tank/copy'))[0].mountpoint!;
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v1');

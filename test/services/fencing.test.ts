@@ -11,8 +11,15 @@ import type { OutboundPeer } from '../../src/services/peer/store.js';
 async function withPeer(t: ExecutionContext) {
   const a = makeAppliance(t, 'alpha');
   const beta: OutboundPeer = {
-    id: 'beta', transport: 'ssh', address: '10.0.0.2', port: 22, user: 'root', fingerprint: 'SHA256:x', hostKeyType: 'ssh-ed25519',
-    agent: { node: process.execPath, script: '/x/bin/syncsh.js', home: '/var/lib/syncsh' }, boundAt: new Date().toISOString(),
+    id: 'beta',
+    transport: 'ssh',
+    address: '10.0.0.2',
+    port: 22,
+    user: 'root',
+    fingerprint: 'SHA256:x',
+    hostKeyType: 'ssh-ed25519',
+    agent: { node: process.execPath, script: '/x/bin/syncsh.js', home: '/var/lib/syncsh' },
+    boundAt: new Date().toISOString(),
   };
   await a.services.peers.store.putOutbound(beta);
   const dir = path.join(a.home, 'fence.d');
@@ -51,7 +58,10 @@ test('a fence policy for a peer that is not bound is refused by name, and nothin
   await t.throwsAsync(a.fencing.setSimple('gamma', 'ignore'), { message: /No appliance "gamma"/ });
   await t.throwsAsync(a.fencing.clear('gamma'), { message: /No appliance "gamma"/ });
   t.is(snapshotOf(a.file), before);
-  t.deepEqual(a.fencing.list().map((r) => [r.peer, r.kind]), [['beta', 'none']]);
+  t.deepEqual(
+    a.fencing.list().map((r) => [r.peer, r.kind]),
+    [['beta', 'none']],
+  );
 });
 
 test('a fence program must be an absolute path to an executable file; each refusal names it and changes nothing', async (t) => {
@@ -114,7 +124,13 @@ test('a damaged fencing.json is named and never overwritten; a policy left by a 
   await a.fencing.setSimple('beta', 'manual');
   writeFileSync(a.file, '{"peers": {"beta": {"kind": "manual", "setAt": "x"}, "old": {"kind": "ignore", "setAt": "y"}}}');
   const rows = new FencingService(a.services.home, a.services.peers.store).list();
-  t.deepEqual(rows.map((r) => [r.peer, r.bound, r.kind]), [['beta', 'outbound', 'manual'], ['old', 'unbound', 'ignore']]);
+  t.deepEqual(
+    rows.map((r) => [r.peer, r.bound, r.kind]),
+    [
+      ['beta', 'outbound', 'manual'],
+      ['old', 'unbound', 'ignore'],
+    ],
+  );
   t.like(await new FencingService(a.services.home, a.services.peers.store).clear('old'), { peer: 'old', was: { kind: 'ignore' } });
 
   for (const bad of ['{"peers": {"beta": ', '{"peers": {"beta": {"kind": "shoot", "setAt": "x"}}}', '{"peers": {"beta": {"kind": "fence", "setAt": "x"}}}']) {

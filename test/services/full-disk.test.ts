@@ -38,9 +38,14 @@ test('ENOSPC while receiving: a sentence with the dataset, the phase and what wa
   await writeFile(filler, Buffer.alloc(Math.max(0, free(fsRoot) - Math.round(big * 1.5)), 1));
   const error = await t.throwsAsync(services.autoSync.run(name));
   t.log(error!.message);
-  t.is(error!.message, "No space left for fs:tank/copy while receiving: nothing was changed (the destination stays at its previous snapshot). Free space there, then run again.");
+  t.is(error!.message, 'No space left for fs:tank/copy while receiving: nothing was changed (the destination stays at its previous snapshot). Free space there, then run again.');
   const dst = (await services.folders.list('fs:tank/copy'))[0].mountpoint!;
   t.is(await readFile(path.join(dst, 'file.txt'), 'utf8'), 'v1');
   t.regex(services.autoSync.store.runState(name).lastError!, /^No space left for /);
-  t.true(services.autoSync.log(name).tail(10).some((l) => /FAILURE: .*No space left for fs:tank/.test(l)));
+  t.true(
+    services.autoSync
+      .log(name)
+      .tail(10)
+      .some((l) => /FAILURE: .*No space left for fs:tank/.test(l)),
+  );
 });

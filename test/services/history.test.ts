@@ -49,13 +49,22 @@ test('the file rotates before it would pass maxBytes, keeps `keep` generations a
   const history = new History(path.join(dir, 'h.jsonl'), { maxBytes: lineBytes * 3 + 5, keep: 3 });
   for (let n = 10; n < 40; n++) history.append(entry(n));
   for (const file of history.files()) t.true(statSync(file).size <= history.maxBytes, `${path.basename(file)} stays within maxBytes`);
-  t.deepEqual(history.files().map((f) => path.basename(f)), ['h.jsonl', 'h.jsonl.1', 'h.jsonl.2', 'h.jsonl.3']);
+  t.deepEqual(
+    history.files().map((f) => path.basename(f)),
+    ['h.jsonl', 'h.jsonl.1', 'h.jsonl.2', 'h.jsonl.3'],
+  );
   t.false(existsSync(path.join(dir, 'h.jsonl.4')));
   t.false(existsSync(path.join(dir, 'h.jsonl.lock')), 'the rotation lock is released');
   // 30 appended, 3 per file: the live file holds 37..39, .1 34..36, .2 31..33, .3 28..30.
   const listed = history.list().map((e) => e.bytes / 1000);
-  t.deepEqual(listed, Array.from({ length: 12 }, (_, i) => 39 - i));
-  t.deepEqual(history.list(5).map((e) => e.bytes / 1000), [39, 38, 37, 36, 35]);
+  t.deepEqual(
+    listed,
+    Array.from({ length: 12 }, (_, i) => 39 - i),
+  );
+  t.deepEqual(
+    history.list(5).map((e) => e.bytes / 1000),
+    [39, 38, 37, 36, 35],
+  );
 });
 
 test('defaults: 1 MiB and 3 kept; bad limits are refused with a sentence', (t) => {
@@ -72,7 +81,10 @@ test('a line cut short by a crash is skipped, not fatal', (t) => {
   appendFileSync(history.file, '{"direction":"send","serv');
   appendFileSync(history.file, '\n[1,2]\n"text"\n');
   history.append(entry(2));
-  t.deepEqual(history.list().map((e) => e.bytes), [2000, 1000]);
+  t.deepEqual(
+    history.list().map((e) => e.bytes),
+    [2000, 1000],
+  );
 });
 
 test('rotateBySize rotates only a non-empty file that passes the size, and with keep 0 drops it', (t) => {
@@ -154,7 +166,13 @@ test('tail -F follows a History across rotation and never reports a truncation',
   }
   tail.kill();
   const { stderr } = await tail;
-  t.deepEqual(out.trim().split('\n').map((l) => (JSON.parse(l) as HistoryEntry).bytes / 1000), [10, 11, 12, 13, 14, 15]);
+  t.deepEqual(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as HistoryEntry).bytes / 1000),
+    [10, 11, 12, 13, 14, 15],
+  );
   t.notRegex(stderr, /truncated/);
   t.regex(stderr, /replaced|appeared/, 'tail noticed the new file behind the name');
 });

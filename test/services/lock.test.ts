@@ -41,12 +41,16 @@ test('waiting takes the lock once it is released; withLock serialises', async (t
   second.release();
   let inside = 0;
   let max = 0;
-  await Promise.all(Array.from({ length: 5 }, () => withLock(file, 'x', 'n', async () => {
-    inside++;
-    max = Math.max(max, inside);
-    await new Promise((r) => setTimeout(r, 5));
-    inside--;
-  })));
+  await Promise.all(
+    Array.from({ length: 5 }, () =>
+      withLock(file, 'x', 'n', async () => {
+        inside++;
+        max = Math.max(max, inside);
+        await new Promise((r) => setTimeout(r, 5));
+        inside--;
+      }),
+    ),
+  );
   t.is(max, 1);
 });
 
@@ -76,9 +80,16 @@ test('a stale lock is taken over by exactly one of several processes that find i
     await new Promise((r) => setTimeout(r, ${trials * 25 + 1000}));`;
   const runs = await Promise.all(Array.from({ length: 6 }, () => execa('node', ['--input-type=module', '-e', contender])));
   const got = runs.flatMap((r) => r.stdout.split('\n').filter(Boolean));
-  t.deepEqual(got.filter((l) => l.startsWith('error')), []);
+  t.deepEqual(
+    got.filter((l) => l.startsWith('error')),
+    [],
+  );
   const winners = Array.from({ length: trials }, (_, i) => got.filter((l) => l === `got ${i}`).length);
-  t.deepEqual(winners, Array.from({ length: trials }, () => 1), 'one holder per lock');
+  t.deepEqual(
+    winners,
+    Array.from({ length: trials }, () => 1),
+    'one holder per lock',
+  );
 });
 
 test('on a full disk the lock fails with a sentence, leaves no file and no open descriptor', async (t) => {

@@ -41,7 +41,10 @@ test('every family has HELP and TYPE, then one series per service', (t) => {
   t.true(lines.includes('syncsh_autosync_running{service="tank-b-001"} 1'));
   // Each family's lines are together, as the format requires.
   const families = lines.filter((l) => !l.startsWith('#')).map((l) => l.slice(0, l.indexOf('{')));
-  t.deepEqual(families, [...new Set(families)].flatMap((f) => [f, f]));
+  t.deepEqual(
+    families,
+    [...new Set(families)].flatMap((f) => [f, f]),
+  );
 });
 
 test('a service that never synced has no lag or duration series; special values are spelled out', (t) => {
@@ -51,7 +54,12 @@ test('a service that never synced has no lag or duration series; special values 
   t.true(text.includes('# TYPE syncsh_autosync_lag_seconds gauge'), 'the family is still described');
   t.true(text.includes('syncsh_autosync_last_bytes{service="vol-folder-000"} NaN'));
   t.true(text.includes('syncsh_autosync_failures_total{service="vol-folder-000"} +Inf'));
-  t.is(renderMetrics([]).split('\n').filter((l) => l && !l.startsWith('#')).length, 0);
+  t.is(
+    renderMetrics([])
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#')).length,
+    0,
+  );
 });
 
 test('label values are escaped; duplicate services are refused', (t) => {

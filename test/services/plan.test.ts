@@ -5,8 +5,16 @@ import type { SnapshotInfo } from '../../src/services/storage/driver.js';
 
 const snap = (name: string, id = name): SnapshotInfo => ({ dataset: 'd', name, id, createdAt: new Date(0), held: false });
 const base: RunFacts = {
-  source: 'zfs:psrc/src', destination: 'zfs:pdst/dst', srcSnapshots: [snap('a'), snap('b')], dstExists: true, dstSnapshots: [snap('a')],
-  everSynced: true, resync: false, force: false, dstChanged: false, brokenChildren: [],
+  source: 'zfs:psrc/src',
+  destination: 'zfs:pdst/dst',
+  srcSnapshots: [snap('a'), snap('b')],
+  dstExists: true,
+  dstSnapshots: [snap('a')],
+  everSynced: true,
+  resync: false,
+  force: false,
+  dstChanged: false,
+  brokenChildren: [],
 };
 
 test('planRun decides every case from the facts', (t) => {
@@ -19,7 +27,12 @@ test('planRun decides every case from the facts', (t) => {
     ['no common, resync: the old destination goes aside', { dstSnapshots: [], resync: true }, 'resync-aside'],
     ['written to since the common snapshot: refused', { dstChanged: true }, 'refused', /was written to since its last received snapshot/],
     ['written to, force: incremental', { dstChanged: true, force: true }, 'incremental'],
-    ['a child lost its marker on the source: that child is broken, not "written to"', { dstChanged: true, brokenChildren: [{ child: '2', missingOn: 'source' }] }, 'broken-chain', /^The chain of the child 2 \(missing on the source\) is broken: it lacks the common snapshot @a, the rest of zfs:psrc\/src is intact\.$/],
+    [
+      'a child lost its marker on the source: that child is broken, not "written to"',
+      { dstChanged: true, brokenChildren: [{ child: '2', missingOn: 'source' }] },
+      'broken-chain',
+      /^The chain of the child 2 \(missing on the source\) is broken: it lacks the common snapshot @a, the rest of zfs:psrc\/src is intact\.$/,
+    ],
     ['a broken child, resync: only that child starts over', { brokenChildren: [{ child: '2', missingOn: 'source' }], resync: true }, 'resync-children'],
   ];
   for (const [label, facts, kind, reason] of rows) {

@@ -71,7 +71,8 @@ test('a year of hourly markers thinned by 24h 7d 4w 12m (the source side)', (t) 
     // 12m: the newest of each month (December's is the newest of all)
     ...['01-31', '02-28', '03-31', '04-30', '05-31', '06-30', '07-31', '08-31', '09-30', '10-31', '11-30'].map((d) => `2026-${d}T23:00Z`),
     // 4w: the newest of the ISO weeks starting 7, 14, 21 December (and 28, this week)
-    '2026-12-13T23:00Z', '2026-12-20T23:00Z',
+    '2026-12-13T23:00Z',
+    '2026-12-20T23:00Z',
     // 7d: the newest of each of the last seven days (27 December is also its week's)
     ...['25', '26', '27', '28', '29', '30'].map((d) => `2026-12-${d}T23:00Z`),
     // 24h: every hour of the last day
@@ -101,24 +102,38 @@ test("a year of hourly markers thinned by 'all 1d, 24h, 30d' (the destination si
 
 test('a count keeps the newest N; a count inside a grid adds to the buckets', (t) => {
   const plan = planRetention(YEAR, 3, NOW);
-  t.deepEqual(plan.filter((p) => p.keep).map((p) => iso(p.createdAt)), ['2026-12-31T21:00Z', '2026-12-31T22:00Z', '2026-12-31T23:00Z']);
+  t.deepEqual(
+    plan.filter((p) => p.keep).map((p) => iso(p.createdAt)),
+    ['2026-12-31T21:00Z', '2026-12-31T22:00Z', '2026-12-31T23:00Z'],
+  );
   t.deepEqual(plan.at(-1)!.rules, ['newest 3']);
   const mixed = planRetention(YEAR, parseRetention('keep_dst', '2, 3d'), NOW);
-  t.deepEqual(mixed.filter((p) => p.keep).map((p) => `${iso(p.createdAt)} ${p.rules.join('+')}`), ['2026-12-29T23:00Z 3d', '2026-12-30T23:00Z 3d', '2026-12-31T22:00Z 2', '2026-12-31T23:00Z 2+3d']);
+  t.deepEqual(
+    mixed.filter((p) => p.keep).map((p) => `${iso(p.createdAt)} ${p.rules.join('+')}`),
+    ['2026-12-29T23:00Z 3d', '2026-12-30T23:00Z 3d', '2026-12-31T22:00Z 2', '2026-12-31T23:00Z 2+3d'],
+  );
 });
 
 test('the last common marker and held markers stay whatever the grid says', (t) => {
   const markers = YEAR.map((m) => ({ ...m, held: m.name === 'm-2026-02-10T07:00:00.000Z' }));
   const plan = planSide(markers, '1h', NOW, 'm-2026-03-15T05:00:00.000Z');
-  t.deepEqual(plan.filter((p) => p.keep).map((p) => `${iso(p.createdAt)} ${p.rules.join('+')}`), [
-    '2026-02-10T07:00Z held',
-    '2026-03-15T05:00Z last common',
-    '2026-12-31T23:00Z 1h',
-  ]);
+  t.deepEqual(
+    plan.filter((p) => p.keep).map((p) => `${iso(p.createdAt)} ${p.rules.join('+')}`),
+    ['2026-02-10T07:00Z held', '2026-03-15T05:00Z last common', '2026-12-31T23:00Z 1h'],
+  );
 });
 
 test('a marker dated after now (a clock ahead) counts in the current bucket; an empty side plans nothing', (t) => {
-  const future = [{ name: 'a', createdAt: new Date(NOW - 600_000) }, { name: 'b', createdAt: new Date(NOW + 7_200_000) }];
-  t.deepEqual(planRetention(future, parseRetention('k', '1h'), NOW).map((p) => [p.name, p.keep]), [['a', false], ['b', true]]);
+  const future = [
+    { name: 'a', createdAt: new Date(NOW - 600_000) },
+    { name: 'b', createdAt: new Date(NOW + 7_200_000) },
+  ];
+  t.deepEqual(
+    planRetention(future, parseRetention('k', '1h'), NOW).map((p) => [p.name, p.keep]),
+    [
+      ['a', false],
+      ['b', true],
+    ],
+  );
   t.deepEqual(planRetention([], parseRetention('k', '24h 7d'), NOW), []);
 });

@@ -16,7 +16,10 @@ test('lines are written in NMC style and tailed from the end', async (t) => {
   for (let i = 0; i < 3000; i++) log.write(`line ${i}`);
   log.write('SUCCESS: localhost/a => localhost/b OK (3 sec)', new Date(2026, 0, 2, 3, 4, 5));
   const last = log.tail(3);
-  t.deepEqual(last.slice(0, 2).map((l) => l.replace(/^\S+ \S+ /, '')), ['[line 2998 ]', '[line 2999 ]']);
+  t.deepEqual(
+    last.slice(0, 2).map((l) => l.replace(/^\S+ \S+ /, '')),
+    ['[line 2998 ]', '[line 2999 ]'],
+  );
   t.is(last[2], '2026-01-02 03:04:05 [SUCCESS: localhost/a => localhost/b OK (3 sec) ]');
   t.is((await log.all()).length, 3001);
   t.regex(stamp(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
@@ -46,5 +49,8 @@ test('follow yields new lines and survives rotation and truncation', async (t) =
   truncateSync(log.file, 0);
   appendFileSync(log.file, 'three\n');
   await done;
-  t.deepEqual(seen.map((l) => l.replace(/^\S+ \S+ /, '')), ['[one ]', '[two ]', 'three']);
+  t.deepEqual(
+    seen.map((l) => l.replace(/^\S+ \S+ /, '')),
+    ['[one ]', '[two ]', 'three'],
+  );
 });

@@ -14,7 +14,15 @@ import { codecStream, codecUnavailable, parseCodec, type Codec } from '../../src
 
 const MiB = 1 << 20;
 
-for (const [typed, bytes] of [['20M', 20 * MiB], ['512K', 512 << 10], ['1G', 1 << 30], ['1.5M', 1.5 * MiB], ['20MB/s', 20 * MiB], ['0', 0], ['none', 0]] as const) {
+for (const [typed, bytes] of [
+  ['20M', 20 * MiB],
+  ['512K', 512 << 10],
+  ['1G', 1 << 30],
+  ['1.5M', 1.5 * MiB],
+  ['20MB/s', 20 * MiB],
+  ['0', 0],
+  ['none', 0],
+] as const) {
   test(`rate ${typed} is ${bytes} bytes per second`, (t) => t.is(parseRate(typed), bytes));
 }
 for (const [typed, message] of [
@@ -25,7 +33,12 @@ for (const [typed, message] of [
 ] as const) {
   test(`rate "${typed}" is refused with a sentence naming it`, (t) => t.throws(() => parseRate(typed), { message }));
 }
-for (const [bytes, shown] of [[0, '0'], [20 * MiB, '20M'], [512 << 10, '512K'], [1.5 * 2 ** 30, '1.5G']] as const) {
+for (const [bytes, shown] of [
+  [0, '0'],
+  [20 * MiB, '20M'],
+  [512 << 10, '512K'],
+  [1.5 * 2 ** 30, '1.5G'],
+] as const) {
   test(`${bytes} bytes per second reads back as ${shown}`, (t) => t.is(formatRate(bytes), shown));
 }
 for (const [sent, elapsed, rate, wait] of [
@@ -47,9 +60,11 @@ test.serial('a rate-limited stream of 6 MiB at 2 MiB/s takes 3 s, within 10%', a
   let got = 0;
   const start = process.hrtime.bigint();
   await pipeline(
-    Readable.from((function* () {
-      for (let at = 0; at < body.length; at += 256 << 10) yield body.subarray(at, at + (256 << 10));
-    })()),
+    Readable.from(
+      (function* () {
+        for (let at = 0; at < body.length; at += 256 << 10) yield body.subarray(at, at + (256 << 10));
+      })(),
+    ),
     rateLimiter(2 * MiB),
     new Writable({ write: (chunk: Buffer, _e, done) => ((got += chunk.length), done()) }),
   );

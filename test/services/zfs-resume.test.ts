@@ -19,10 +19,22 @@ const zfsTest = await gatedTest(['ZFS (zfs-fuse)'], zfsMissing);
 
 test('receive takes -s only where this zfs can resume; a resumed send is `send -t TOKEN` alone', (t) => {
   const table: [Parameters<typeof receiveArgs>, string[]][] = [
-    [['tank/dst', false, false], ['receive', 'tank/dst']],
-    [['tank/dst', true, false], ['receive', '-F', 'tank/dst']],
-    [['tank/dst', false, true], ['receive', '-s', 'tank/dst']],
-    [['tank/dst', true, true], ['receive', '-s', '-F', 'tank/dst']],
+    [
+      ['tank/dst', false, false],
+      ['receive', 'tank/dst'],
+    ],
+    [
+      ['tank/dst', true, false],
+      ['receive', '-F', 'tank/dst'],
+    ],
+    [
+      ['tank/dst', false, true],
+      ['receive', '-s', 'tank/dst'],
+    ],
+    [
+      ['tank/dst', true, true],
+      ['receive', '-s', '-F', 'tank/dst'],
+    ],
   ];
   for (const [args, expected] of table) t.deepEqual(receiveArgs(...args), expected, JSON.stringify(args));
   t.deepEqual(sendArgs('tank/src', 'm2', { recursive: false, from: 'm1' }, true), ['send', '-p', '-I', 'tank/src@m1', 'tank/src@m2']);
@@ -46,12 +58,14 @@ zfsTest('zfs-fuse cannot resume a receive: a run cut mid-transfer is sent again 
   });
 
   const abort = new AbortController();
-  await t.throwsAsync(services.autoSync.run(name, {
-    signal: abort.signal,
-    onProgress: (bytes) => {
-      if (bytes > 8 << 20) abort.abort(new Error('cut for the test'));
-    },
-  }));
+  await t.throwsAsync(
+    services.autoSync.run(name, {
+      signal: abort.signal,
+      onProgress: (bytes) => {
+        if (bytes > 8 << 20) abort.abort(new Error('cut for the test'));
+      },
+    }),
+  );
   t.is(await zfs.getDataset(`${poolB.name}/copy`), null, 'the cut full receive left nothing');
 
   const r = await services.autoSync.run(name);

@@ -39,13 +39,19 @@ test('export raw and gzip images with their sha256, and seed zvols from them on 
   const gz = await a.services.zvolImages.exportImage('fs:tank/vm1', 'vm1.img.gz', { compress: 'gzip' });
   t.is(sha(gunzipSync(readFileSync(gz.file))), raw.sha256, 'the checksum is of the raw image, compressed or not');
   const snaps = await a.services.folders.snapshots('fs:tank/vm1');
-  t.true(snaps.filter((s) => s.name.startsWith('export-')).every((s) => s.held), 'the exported snapshots are held');
+  t.true(
+    snaps.filter((s) => s.name.startsWith('export-')).every((s) => s.held),
+    'the exported snapshots are held',
+  );
   t.like(a.services.zvolImages.exports()[0], { zvol: 'fs:tank/vm1', sha256: raw.sha256, snapshot: raw.snapshot });
 
   const b = makeAppliance(t, 'beta');
   await b.services.folders.create('fs:tank');
   mkdirSync(imagesDir(b.services.home), { recursive: true }); // where the administrator puts shipped images
-  for (const [file, name] of [[raw.file, 'seed.img'], [gz.file, 'seed.img.gz']] as const) {
+  for (const [file, name] of [
+    [raw.file, 'seed.img'],
+    [gz.file, 'seed.img.gz'],
+  ] as const) {
     writeFileSync(path.join(imagesDir(b.services.home), name), readFileSync(file));
     const target = `fs:tank/${name.replace(/\./g, '-')}`;
     const r = await b.services.zvolImages.createFromImage(target, name, raw.sha256);
@@ -62,7 +68,11 @@ test('bad images, checksums and paths: each refused with a sentence, and nothing
   const gz = await a.services.zvolImages.exportImage('fs:tank/vm1', 'vm1.img.gz', { compress: 'gzip' });
   const images = a.services.zvolImages;
   const dir = imagesDir(a.services.home);
-  const nothing = async () => t.deepEqual((await a.services.zvols.list()).map((z) => z.name), ['fs:tank/vm1']);
+  const nothing = async () =>
+    t.deepEqual(
+      (await a.services.zvols.list()).map((z) => z.name),
+      ['fs:tank/vm1'],
+    );
 
   await t.throwsAsync(images.createFromImage('fs:tank/x', 'vm1.img', 'f'.repeat(64)), { message: `The image vm1.img has sha256 ${raw.sha256}, not ${'f'.repeat(64)} as given; nothing was created.` });
   await t.throwsAsync(images.createFromImage('fs:tank/x', 'vm1.img', 'abc'), { message: 'The --sha256 value must be 64 hexadecimal digits, not "abc".' });
@@ -73,7 +83,9 @@ test('bad images, checksums and paths: each refused with a sentence, and nothing
   writeFileSync(path.join(dir, 'odd.img'), odd);
   await t.throwsAsync(images.createFromImage('fs:tank/x', 'odd.img', sha(odd)), { message: `The image odd.img is ${odd.length} bytes, not a multiple of the block size (65536 bytes); nothing was created.` });
   await t.throwsAsync(images.createFromImage('fs:tank/vm1', 'vm1.img', raw.sha256), { message: 'The volume fs:tank/vm1 already exists; choose another name for the zvol.' });
-  await t.throwsAsync(images.createFromImage('fs:tank/x', '../fs/tank/vm1/volume.img', raw.sha256), { message: `The image ../fs/tank/vm1/volume.img is outside ${dir}; images are read and written there only (put it there, or give its name).` });
+  await t.throwsAsync(images.createFromImage('fs:tank/x', '../fs/tank/vm1/volume.img', raw.sha256), {
+    message: `The image ../fs/tank/vm1/volume.img is outside ${dir}; images are read and written there only (put it there, or give its name).`,
+  });
   await t.throwsAsync(images.createFromImage('fs:tank/x', '/etc/passwd', raw.sha256), { message: `The image /etc/passwd is outside ${dir}; images are read and written there only (put it there, or give its name).` });
   symlinkSync('/etc/passwd', path.join(dir, 'sneaky.img'));
   await t.throwsAsync(images.createFromImage('fs:tank/x', 'sneaky.img', raw.sha256), { message: `The image sneaky.img leads outside ${dir} (to /etc/passwd); images are read there only.` });

@@ -73,9 +73,13 @@ test('1,000 services load and list in one command', async (t) => {
   await services.folders.create('fs:tank');
   await services.folders.create('fs:tank/data');
   const base = await services.autoSync.plan({ fromFs: 'fs:tank/data', toFs: 'fs:tank/c0' });
-  await services.autoSync.store.addMany(Array.from({ length: 1000 }, (_, i) => ({
-    ...base, name: `tank-data-${String(i).padStart(3, '0')}`, destination: { host: 'localhost', dataset: `fs:tank/c${i}` },
-  })));
+  await services.autoSync.store.addMany(
+    Array.from({ length: 1000 }, (_, i) => ({
+      ...base,
+      name: `tank-data-${String(i).padStart(3, '0')}`,
+      destination: { host: 'localhost', dataset: `fs:tank/c${i}` },
+    })),
+  );
   const r = await syncsh(['--json', '-c', 'show auto-sync'], env);
   t.is(r.exitCode, 0, String(r.stderr));
   t.is(JSON.parse(String(r.stdout)).length, 1000);

@@ -91,9 +91,15 @@ test('the figures: lag against max-delay, health, the transfer in flight, and re
   t.deepEqual(c.transfer, { bytes: 5 << 20, rate: 1 << 20 });
 
   // the sending side's successes only, oldest first
-  t.deepEqual(data.rates.a.map((p) => p.bytesPerSec), [3000, 2000]);
+  t.deepEqual(
+    data.rates.a.map((p) => p.bytesPerSec),
+    [3000, 2000],
+  );
   // an appliance that only receives charts what it received
-  t.deepEqual(data.rates.b.map((p) => p.bytesPerSec), [500]);
+  t.deepEqual(
+    data.rates.b.map((p) => p.bytesPerSec),
+    [500],
+  );
   // the transfer in flight is the last point
   t.deepEqual(data.rates.c, [{ at: ago(1), bytesPerSec: 1 << 20, live: true }]);
   t.is(data.at, new Date(NOW).toISOString());
@@ -158,7 +164,13 @@ test('the lag pane: the selected service marked, names padded to the longest (at
     { name: 'a-much-longer-name', lagRatio: null, maxDelay: 0, lagSeconds: 60, health: 'up' },
   ] as DashboardRow[];
   const lines = lagLines(rows, 'a', 30);
-  t.deepEqual(lines.map((l) => [l.mark, l.name, l.tone]), [['>', 'a'.padEnd(15), 'good'], [' ', 'a-much-longer-…', 'off']]);
+  t.deepEqual(
+    lines.map((l) => [l.mark, l.name, l.tone]),
+    [
+      ['>', 'a'.padEnd(15), 'good'],
+      [' ', 'a-much-longer-…', 'off'],
+    ],
+  );
   t.is(lines[0].bar, lagBar(rows[0], 12));
   t.is(lines[1].bar, '1m 00s (no …');
 });
@@ -168,7 +180,15 @@ const charts: [string, string | null, { at: string; bytesPerSec: number; live: b
   ['nothing selected', null, [], { label: ' transfer rate ', x: [' ', '-'], y: [0, 0], maxY: 1 }],
   ['no transfers yet', 'a', [], { label: ' transfer rate of :a: no transfers yet ', x: [' ', '-'], y: [0, 0], maxY: 1 }],
   ['one transfer is drawn flat', 'a', [{ at: '2026-11-21T11:00:00Z', bytesPerSec: 2048, live: false }], { label: ' transfer rate of :a, KiB/s ', x: [' ', '11:00'], y: [2, 2], maxY: 3 }],
-  ['in the unit of the largest, the live one as now', 'a', [{ at: '2026-11-21T11:00:00Z', bytesPerSec: 1 << 20, live: false }, { at: '2026-11-21T11:30:00Z', bytesPerSec: 3 << 20, live: true }], { label: ' transfer rate of :a, MiB/s ', x: ['11:00', 'now'], y: [1, 3], maxY: 4 }],
+  [
+    'in the unit of the largest, the live one as now',
+    'a',
+    [
+      { at: '2026-11-21T11:00:00Z', bytesPerSec: 1 << 20, live: false },
+      { at: '2026-11-21T11:30:00Z', bytesPerSec: 3 << 20, live: true },
+    ],
+    { label: ' transfer rate of :a, MiB/s ', x: ['11:00', 'now'], y: [1, 3], maxY: 4 },
+  ],
 ];
 for (const [what, selected, points, expected] of charts) {
   test(`the rate chart: ${what}`, (t) => {
@@ -311,10 +331,13 @@ async function appliance(t: Parameters<typeof makeAppliance>[0]) {
 test('gathered from a real appliance', async (t) => {
   const { services } = await appliance(t);
   const data = gatherDashboard(services.autoSync);
-  t.deepEqual(data.services.map((s) => [s.name, s.health, s.state]), [
-    ['tank-a-000', 'up', 'online'],
-    ['tank-b-000', 'never', 'online'],
-  ]);
+  t.deepEqual(
+    data.services.map((s) => [s.name, s.health, s.state]),
+    [
+      ['tank-a-000', 'up', 'online'],
+      ['tank-b-000', 'never', 'online'],
+    ],
+  );
   t.is(data.rates['tank-a-000'].length, 1);
   t.deepEqual(data.rates['tank-b-000'], []);
 });
@@ -328,7 +351,10 @@ test('without a terminal the command prints the figures once, as a table or as J
   const g = fakeTerminal({ interactive: false });
   t.is((await new ShellSession(services, g.term, createDialogs(g.term), { json: true }).execute('show auto-sync dashboard')).code, 0);
   const json = JSON.parse(g.written());
-  t.deepEqual(json.services.map((s: DashboardRow) => s.name), ['tank-a-000', 'tank-b-000']);
+  t.deepEqual(
+    json.services.map((s: DashboardRow) => s.name),
+    ['tank-a-000', 'tank-b-000'],
+  );
 });
 
 /** the fake terminal, with a size that can change as a window's does */

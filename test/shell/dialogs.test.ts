@@ -22,16 +22,19 @@ test('select looks like NMC: question, choices on a line, rule, help, descriptio
   const { f, dialogs } = withHistory();
   const answer = dialogs.select('Reverse capability', REVERSE_CHOICES, { default: 'no', help: REVERSE_HELP });
   await f.waitFor(/Use regular/);
-  t.is(f.screen.text(), [
-    'syncsh@node1:/$ create auto-sync',
-    'Reverse capability      :',
-    'yes  [no]',
-    '-----',
-    'Decide if you going to use reverse-direction command in future. If not sure,',
-    "please select 'no'. You will be able to turn on this option later by executing",
-    "'reverse-direction'. Navigate with arrow keys (or hjkl), or Ctrl-C to exit.",
-    'Use regular auto-sync service',
-  ].join('\n'));
+  t.is(
+    f.screen.text(),
+    [
+      'syncsh@node1:/$ create auto-sync',
+      'Reverse capability      :',
+      'yes  [no]',
+      '-----',
+      'Decide if you going to use reverse-direction command in future. If not sure,',
+      "please select 'no'. You will be able to turn on this option later by executing",
+      "'reverse-direction'. Navigate with arrow keys (or hjkl), or Ctrl-C to exit.",
+      'Use regular auto-sync service',
+    ].join('\n'),
+  );
   t.false(f.screen.cursorVisible);
   f.type(KEY.enter);
   t.is(await answer, 'no');
@@ -44,11 +47,23 @@ test('select looks like NMC: question, choices on a line, rule, help, descriptio
 test('arrows and hjkl move the highlight, stopping at the ends', async (t) => {
   const labels = ['minute', 'hour', 'day', 'week', 'month'];
   const moves: [string, string][] = [
-    [KEY.right, 'hour'], ['l', 'day'], [KEY.down, 'week'], ['j', 'month'], ['l', 'month'],
-    [KEY.left, 'week'], ['h', 'day'], [KEY.up, 'hour'], ['k', 'minute'], ['h', 'minute'],
+    [KEY.right, 'hour'],
+    ['l', 'day'],
+    [KEY.down, 'week'],
+    ['j', 'month'],
+    ['l', 'month'],
+    [KEY.left, 'week'],
+    ['h', 'day'],
+    [KEY.up, 'hour'],
+    ['k', 'minute'],
+    ['h', 'minute'],
   ];
   const { f, dialogs } = withHistory();
-  const answer = dialogs.select('Schedule type', labels.map((value) => ({ value })), { default: 'minute' });
+  const answer = dialogs.select(
+    'Schedule type',
+    labels.map((value) => ({ value })),
+    { default: 'minute' },
+  );
   for (const [key, highlighted] of moves) {
     f.type(key);
     await f.waitFor((s) => s.includes(`[${highlighted}]`));
@@ -87,14 +102,10 @@ test('confirm is yes/no, on no unless the default is yes, and collapses to Quest
   t.false(await no);
   const yes = dialogs.confirm("Do you want enable 'reverse-direction' feature?", { default: true, help: 'You can turn it off later.' });
   await f.waitFor(/^\[yes\] {2}no$/m);
-  t.regex(f.screen.text(), /You can turn it off later\. Navigate with arrow keys \(or hjkl\), or Ctrl-C to\sexit\.$/, "wrapped at the width");
+  t.regex(f.screen.text(), /You can turn it off later\. Navigate with arrow keys \(or hjkl\), or Ctrl-C to\sexit\.$/, 'wrapped at the width');
   f.type(KEY.enter);
   t.true(await yes);
-  t.is(f.screen.text(), [
-    'syncsh@node1:/$ create auto-sync',
-    'Destroy auto-sync:tank-data-000? No',
-    "Do you want enable 'reverse-direction' feature? Yes",
-  ].join('\n'));
+  t.is(f.screen.text(), ['syncsh@node1:/$ create auto-sync', 'Destroy auto-sync:tank-data-000? No', "Do you want enable 'reverse-direction' feature? Yes"].join('\n'));
   const cancelled = dialogs.confirm('Really?');
   await f.waitFor(/Really\?\n/);
   f.type(KEY.ctrlC);
@@ -123,12 +134,7 @@ test('input shows the default ready to accept, and Enter takes it', async (t) =>
   const { f, dialogs } = withHistory();
   const answer = dialogs.input('Destination folder', { default: 'fs:tank/copy', help: 'The folder the copy goes to.' });
   await f.waitFor(/fs:tank\/copy/);
-  t.is(f.screen.text(), [
-    'syncsh@node1:/$ create auto-sync',
-    'Destination folder      : fs:tank/copy',
-    '-----',
-    'The folder the copy goes to. Press Enter to accept, or Ctrl-C to exit.',
-  ].join('\n'));
+  t.is(f.screen.text(), ['syncsh@node1:/$ create auto-sync', 'Destination folder      : fs:tank/copy', '-----', 'The folder the copy goes to. Press Enter to accept, or Ctrl-C to exit.'].join('\n'));
   t.deepEqual(f.screen.cursor(), { x: 'Destination folder      : fs:tank/copy'.length, y: 1 });
   f.type(KEY.enter);
   t.is(await answer, 'fs:tank/copy');
@@ -142,11 +148,7 @@ test('input validates on Enter: the error shows under the field, which stays to 
   await f.waitFor(/: 5$/m);
   f.type(KEY.backspace, 'x', KEY.enter);
   await f.waitFor(/not 'x'/);
-  t.is(f.screen.text().split('\n').slice(1, 4).join('\n'), [
-    'Period (every N minutes) : x',
-    "Period must be a whole number above 0, not 'x'.",
-    '-----',
-  ].join('\n'));
+  t.is(f.screen.text().split('\n').slice(1, 4).join('\n'), ['Period (every N minutes) : x', "Period must be a whole number above 0, not 'x'.", '-----'].join('\n'));
   t.deepEqual(f.screen.cursor(), { x: 'Period (every N minutes) : x'.length, y: 1 }, 'still typing in the field');
   f.type(KEY.backspace, '10');
   await f.waitFor((s) => !s.includes('not ') && s.includes(': 10'));
@@ -183,12 +185,7 @@ test('with no person at the terminal every dialog raises NoTerminalError and wri
   const f = fakeTerminal({ interactive: false });
   const dialogs = createDialogs(f.term);
   const question = "Destroy auto-sync service 'auto-sync:tank-data-000'?";
-  for (const ask of [
-    () => dialogs.confirm(question),
-    () => dialogs.select(question, REVERSE_CHOICES),
-    () => dialogs.input(question),
-    () => dialogs.password(question),
-  ]) {
+  for (const ask of [() => dialogs.confirm(question), () => dialogs.select(question, REVERSE_CHOICES), () => dialogs.input(question), () => dialogs.password(question)]) {
     const error = await t.throwsAsync(ask(), { instanceOf: NoTerminalError });
     t.true(error!.message.includes(question));
   }
@@ -205,11 +202,7 @@ test('dialogs one after another, each collapsing to its line', async (t) => {
   await f.waitFor(/copy$/m);
   f.type(KEY.enter);
   await destination;
-  t.is(f.screen.text(), [
-    'syncsh@node1:/$ create auto-sync',
-    'Source folder           : fs:vol/folder',
-    'Destination folder      : fs:tank/copy',
-  ].join('\n'));
+  t.is(f.screen.text(), ['syncsh@node1:/$ create auto-sync', 'Source folder           : fs:vol/folder', 'Destination folder      : fs:tank/copy'].join('\n'));
 });
 
 test('layout: labels are padded like NMC fields; questions stay as asked', (t) => {

@@ -37,7 +37,10 @@ export class Screen {
   private region: { top: number; bottom: number } | null = null;
   private saved = { x: 0, y: 0 };
 
-  constructor(readonly columns: number, readonly rows: number) {}
+  constructor(
+    readonly columns: number,
+    readonly rows: number,
+  ) {}
 
   private get top(): number {
     return Math.max(0, this.lines.length - this.rows);
@@ -104,8 +107,7 @@ export class Screen {
       else if (ch === '\n') {
         this.x = 0;
         this.lineFeed();
-      }
-      else if (ch === '\b') this.x = Math.max(0, this.x - 1);
+      } else if (ch === '\b') this.x = Math.max(0, this.x - 1);
       else if (ch === '\u0007') continue;
       else {
         if (this.x >= this.columns) {
@@ -293,11 +295,20 @@ export function fakeTerminal(opts: { columns?: number; rows?: number; color?: bo
     },
     async waitFor(test, timeoutMs = 3000) {
       const passes = typeof test === 'function' ? test : (t: string) => test.test(t);
-      await until(screen, () => passes(screen.text()), () => `the screen to show ${test}`, timeoutMs);
+      await until(
+        screen,
+        () => passes(screen.text()),
+        () => `the screen to show ${test}`,
+        timeoutMs,
+      );
       return screen.text();
     },
     async waitForCursor(x, y) {
-      await until(screen, () => screen.cursor().x === x && screen.cursor().y === y, () => `the cursor at ${x},${y} (it is at ${JSON.stringify(screen.cursor())})`);
+      await until(
+        screen,
+        () => screen.cursor().x === x && screen.cursor().y === y,
+        () => `the cursor at ${x},${y} (it is at ${JSON.stringify(screen.cursor())})`,
+      );
     },
   };
 }

@@ -133,12 +133,19 @@ test('a second TAB in a row lists the choices; another key in between does not',
   const twice = typeInto(at('sh'), '\t\t');
   t.deepEqual(twice.outcomes, [{ kind: 'edit' }, { kind: 'choices', choices: ['share', 'show'] }]);
   t.is(twice.state.line, 'sh', 'the line stays as it was');
-  t.deepEqual(typeInto(at('s'), `\t${KEY.left}${KEY.right}\t`).outcomes.map((o) => o.kind), ['edit', 'edit', 'edit', 'edit']);
+  t.deepEqual(
+    typeInto(at('s'), `\t${KEY.left}${KEY.right}\t`).outcomes.map((o) => o.kind),
+    ['edit', 'edit', 'edit', 'edit'],
+  );
   // the first TAB completes a prefix, the second lists what starts with it
   const prefix = typeInto(at(''), 'se\t\t', { ...services, complete: completeFrom(['setup', 'setting']) });
   t.is(prefix.state.line, 'set', 'setup/setting share "set"');
   t.deepEqual(prefix.outcomes.at(-1), { kind: 'choices', choices: ['setting', 'setup'] });
-  t.deepEqual(typeInto(at('zz'), '\t\t').outcomes.map((o) => o.kind), ['edit', 'edit'], 'nothing to list, nothing listed');
+  t.deepEqual(
+    typeInto(at('zz'), '\t\t').outcomes.map((o) => o.kind),
+    ['edit', 'edit'],
+    'nothing to list, nothing listed',
+  );
 });
 
 test("'?' asks for help at the cursor and is not inserted", (t) => {
@@ -173,16 +180,14 @@ test('choices go in columns, down then across, fitting the width', (t) => {
 });
 
 test('help entries align their words and wrap their descriptions under themselves', (t) => {
-  const lines = helpLines([
-    { word: 'show', description: 'Show objects' },
-    { word: 'auto-sync', description: 'Replication services between folders, on a schedule, with retention' },
-  ], 40);
-  t.deepEqual(lines, [
-    '  show        Show objects',
-    '  auto-sync   Replication services',
-    '              between folders, on a',
-    '              schedule, with retention',
-  ]);
+  const lines = helpLines(
+    [
+      { word: 'show', description: 'Show objects' },
+      { word: 'auto-sync', description: 'Replication services between folders, on a schedule, with retention' },
+    ],
+    40,
+  );
+  t.deepEqual(lines, ['  show        Show objects', '  auto-sync   Replication services', '              between folders, on a', '              schedule, with retention']);
   t.true(lines.every((l) => l.length <= 40));
   t.deepEqual(helpLines([{ word: '', description: 'This line does not parse.' }], 80), ['  This line does not parse.'], 'a message with no word');
 });

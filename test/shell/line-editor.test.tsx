@@ -81,12 +81,7 @@ test("'?' prints what may come next under the line and keeps the line; '?' is no
   const { f, line } = await prompted();
   f.type('sh', KEY.left, '?');
   await f.waitFor(/Create an auto-sync/);
-  t.is(f.screen.text(), [
-    `${PROMPT}sh`,
-    '  show     Show auto-sync services, folders and snapshots',
-    '  create   Create an auto-sync service or a folder',
-    `${PROMPT}sh`,
-  ].join('\n'));
+  t.is(f.screen.text(), [`${PROMPT}sh`, '  show     Show auto-sync services, folders and snapshots', '  create   Create an auto-sync service or a folder', `${PROMPT}sh`].join('\n'));
   await f.waitForCursor(PROMPT.length + 1, 3);
   f.type(KEY.enter);
   t.is(await line, 'sh');
@@ -135,7 +130,7 @@ test.serial('a long line wraps in 80 columns and the cursor follows it', async (
   t.is(rows.length, 3);
   t.true(rows.every((r) => r.length <= 80));
   t.is(rows.join(''), PROMPT + long);
-  f.type(...Array(end % 80 + 3).fill(KEY.left));
+  f.type(...Array((end % 80) + 3).fill(KEY.left));
   await f.waitForCursor(77, Math.floor(end / 80) - 1);
   f.type('X', KEY.enter);
   const entered = await line;
@@ -193,9 +188,7 @@ test.serial('with no person at the terminal a plain line is read, the rest left 
 
 test.serial('the LineEditor component draws the prompt, the line and printed help', async (t) => {
   let done: string | null | undefined;
-  const ink = renderInk(
-    <LineEditor prompt="$ " history={[]} services={{ complete, help: () => HELP }} columns={() => 100} color={false} onDone={(l) => (done = l)} />,
-  );
+  const ink = renderInk(<LineEditor prompt="$ " history={[]} services={{ complete, help: () => HELP }} columns={() => 100} color={false} onDone={(l) => (done = l)} />);
   t.teardown(() => ink.unmount());
   const settle = () => new Promise((r) => setTimeout(r, 50));
   await settle();

@@ -11,7 +11,10 @@ const rows = [{ name: 'vol-folder-000', source: 'fs:vol/a/very/long/path/that/go
 test('tables fit the width, shrinking flexible columns first', (t) => {
   for (const width of [80, 40]) {
     const lines = renderTable(columns, rows, { width, color: false });
-    t.true(lines.every((l) => l.length <= width), lines.join('\n'));
+    t.true(
+      lines.every((l) => l.length <= width),
+      lines.join('\n'),
+    );
     t.true(lines[1].startsWith('vol-folder-000'));
     t.true(lines[1].includes('…'));
   }

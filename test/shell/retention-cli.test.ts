@@ -35,7 +35,10 @@ test('a grid at create and as a property; snapshots, prune --dry-run and prune s
 
   await run("setup auto-sync :tank-data-000 property keep_src '1h'");
   const dry = JSON.parse(await run('run auto-sync :tank-data-000 prune --dry-run', true));
-  t.deepEqual(dry.source.plan.map((m: { keep: boolean }) => m.keep), [false, false, true]);
+  t.deepEqual(
+    dry.source.plan.map((m: { keep: boolean }) => m.keep),
+    [false, false, true],
+  );
   t.regex(await run('run auto-sync :tank-data-000 prune --dry-run'), /source \(1h\)\s+syncsh-tank-data-000-000001:\S+.*prune/);
   t.is(JSON.parse(await run('run auto-sync :tank-data-000 prune --dry-run', true)).source.plan.length, 3, 'a dry run removes nothing');
   t.regex(await run('run auto-sync :tank-data-000 prune'), /pruned localhost\/tank\/data@syncsh-tank-data-000-000001:\S+, localhost\/tank\/data@syncsh-tank-data-000-000002:/);

@@ -5,10 +5,7 @@
  */
 import type { ArgSpec, CommandFamily, CommandSpec, InstanceKind, OptionSpec } from './types.js';
 
-export type NodeToken =
-  | { kind: 'word'; word: string; help: string }
-  | { kind: 'instance'; of: InstanceKind }
-  | { kind: 'arg'; name: string; spec: ArgSpec };
+export type NodeToken = { kind: 'word'; word: string; help: string } | { kind: 'instance'; of: InstanceKind } | { kind: 'arg'; name: string; spec: ArgSpec };
 
 export interface Node {
   token: NodeToken | null;

@@ -111,7 +111,7 @@ export function helpAt(grammar: Grammar, line: string, cursor: number, ctx: Gram
     for (const child of node.children) {
       const t = child.token!;
       if (t.kind === 'instance' && !t.of.list(ctx).length && !pos.partial) entries.push({ word: ':NAME', description: `${t.of.help} (none exist yet)` });
-      if (t.kind === 'arg' && !(t.spec.values?.(ctx).length) && !pos.partial) entries.push({ word: `<${t.name}>`, description: t.spec.help });
+      if (t.kind === 'arg' && !t.spec.values?.(ctx).length && !pos.partial) entries.push({ word: `<${t.name}>`, description: t.spec.help });
     }
     if (node.command && !pos.partial) entries.push({ word: '<Enter>', description: node.command.help });
   } else if (!entries.length) {

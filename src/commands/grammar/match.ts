@@ -12,7 +12,12 @@ import type { CommandInput, CommandSpec, GrammarContext, OptionSpec } from './ty
 export type GrammarErrorKind = 'unknown' | 'incomplete' | 'unexpected' | 'bad-value' | 'unknown-option' | 'unterminated';
 
 export class GrammarError extends Error {
-  constructor(readonly kind: GrammarErrorKind, message: string, readonly expected: string[] = [], readonly suggestion: string | null = null) {
+  constructor(
+    readonly kind: GrammarErrorKind,
+    message: string,
+    readonly expected: string[] = [],
+    readonly suggestion: string | null = null,
+  ) {
     super(message);
     this.name = 'GrammarError';
   }
@@ -72,7 +77,12 @@ export function step(node: Node, text: string, ctx: GrammarContext, walk: Walk):
     if (!known.includes(name)) {
       if (!known.length) throw new GrammarError('bad-value', `No ${kind.kind} service named '${text}': there are none yet (create one with 'create ${kind.kind}').`);
       const near = nearest(name, known);
-      throw new GrammarError('bad-value', `No ${kind.kind} service named '${text}'.${near ? ` Did you mean ':${near}'?` : ` Known: ${list(known.map((k) => `:${k}`))}.`}`, known.map((k) => `:${k}`), near ? `:${near}` : null);
+      throw new GrammarError(
+        'bad-value',
+        `No ${kind.kind} service named '${text}'.${near ? ` Did you mean ':${near}'?` : ` Known: ${list(known.map((k) => `:${k}`))}.`}`,
+        known.map((k) => `:${k}`),
+        near ? `:${near}` : null,
+      );
     }
     walk.instance = name;
     return instance;

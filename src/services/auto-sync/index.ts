@@ -61,7 +61,7 @@ async function requireCodec(codec: Codec): Promise<void> {
 
 /** the rate limit and codec fields of a new config (absent when they are the defaults' none) */
 function wireOptions(direction: Direction, rateLimit: number | string | undefined, compress: Codec): Pick<AutoSyncConfig, 'rateLimit' | 'compress'> {
-  const rate = typeof rateLimit === 'string' ? parseRate(rateLimit, 'rate-limit') : rateLimit ?? 0;
+  const rate = typeof rateLimit === 'string' ? parseRate(rateLimit, 'rate-limit') : (rateLimit ?? 0);
   if (!Number.isInteger(rate) || rate < 0) throw new Error(`The rate limit must be a whole number of bytes per second, not ${rate}.`);
   return { ...(rate ? { rateLimit: rate } : {}), ...(compress !== 'none' || direction !== 'local-to-local' ? { compress } : {}) };
 }
@@ -163,7 +163,10 @@ export class AutoSyncService {
   /** services of other appliances that replicate into this one (incoming.ts), that have no namesake here */
   received(): ServiceView[] {
     const states = this.store.runStates();
-    return this.incoming.list().filter((c) => !this.store.get(c.name)).map((c) => ({ ...this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }), receivedFrom: c.source.host }));
+    return this.incoming
+      .list()
+      .filter((c) => !this.store.get(c.name))
+      .map((c) => ({ ...this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }), receivedFrom: c.source.host }));
   }
 
   list(): ServiceView[] {
@@ -310,8 +313,9 @@ export class AutoSyncService {
     log.write(`Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}`);
     // the destination appliance lists it as received (a reverse-capable one gets the whole config instead)
     if (config.direction === 'local-to-remote' && !config.reverseCapable && this.peers?.peerSide) {
-      await withTimeout(this.peers.peerSide(config.destination.host).putIncoming(config), contactTimeoutMs(), config.destination.host)
-        .catch((error: Error) => log.write(`WARNING: ${config.destination.host} was not told of auto-sync:${config.name} (${error.message}); it does not list it as received`));
+      await withTimeout(this.peers.peerSide(config.destination.host).putIncoming(config), contactTimeoutMs(), config.destination.host).catch((error: Error) =>
+        log.write(`WARNING: ${config.destination.host} was not told of auto-sync:${config.name} (${error.message}); it does not list it as received`),
+      );
     }
     return config;
   }
@@ -363,16 +367,20 @@ export class AutoSyncService {
   run(name: string, opts: RunOptions = {}, handOver = false): Promise<RunResult> {
     this.config(name);
     const contact = this.contactDeps();
-    return runService(name, {
-      store: handOver ? asMasterStore(this.store) : this.store,
-      beforeRun: contact && !handOver ? () => contactBeforeRun(name, contact) : undefined,
-      log: ServiceLog.forService(this.home.logs, name),
-      lockDir: this.home.locks,
-      sendHistory: this.history(name, 'send'),
-      receiveHistory: this.history(name, 'receive'),
-      progressFile: this.progressFile(name),
-      resolveSide: (endpoint) => this.side(endpoint),
-    }, opts);
+    return runService(
+      name,
+      {
+        store: handOver ? asMasterStore(this.store) : this.store,
+        beforeRun: contact && !handOver ? () => contactBeforeRun(name, contact) : undefined,
+        log: ServiceLog.forService(this.home.logs, name),
+        lockDir: this.home.locks,
+        sendHistory: this.history(name, 'send'),
+        receiveHistory: this.history(name, 'receive'),
+        progressFile: this.progressFile(name),
+        resolveSide: (endpoint) => this.side(endpoint),
+      },
+      opts,
+    );
   }
 
   /**
@@ -409,7 +417,8 @@ export class AutoSyncService {
     } catch (error) {
       const why = (error as Error).message;
       return {
-        host, removed: false,
+        host,
+        removed: false,
         note: tomb
           ? `${host} cannot be reached (${why}): its copy of auto-sync:${name} is removed at its next contact with this appliance, and cannot bring the service back.`
           : `${host} cannot be reached (${why}): it still lists auto-sync:${name} as received.`,
@@ -474,7 +483,10 @@ export class AutoSyncService {
       const plans = await this.retention(name, opts.now);
       const log = ServiceLog.forService(this.home.logs, name);
       const pruned: string[] = [];
-      for (const [endpoint, plan] of [[config.source, plans.source], [config.destination, plans.destination]] as const) {
+      for (const [endpoint, plan] of [
+        [config.source, plans.source],
+        [config.destination, plans.destination],
+      ] as const) {
         const side = await this.side(endpoint);
         for (const snap of await applyPrune(side, plan, config.recursive, log)) pruned.push(`${side.host}/${side.dataset.replace(/^\/+/, '')}@${snap}`);
       }

@@ -116,8 +116,18 @@ export const serviceSchema = {
         { type: 'object', required: ['onceAt'], additionalProperties: false, properties: { onceAt: { type: 'string', minLength: 10 } } },
       ],
     },
-    keepSrc: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
-    keepDst: { oneOf: [{ type: 'integer', minimum: 1 }, { type: 'string', minLength: 1 }] },
+    keepSrc: {
+      oneOf: [
+        { type: 'integer', minimum: 1 },
+        { type: 'string', minLength: 1 },
+      ],
+    },
+    keepDst: {
+      oneOf: [
+        { type: 'integer', minimum: 1 },
+        { type: 'string', minLength: 1 },
+      ],
+    },
     recursive: { type: 'boolean' },
     exclude: { type: 'array', items: { type: 'string', minLength: 1 } },
     rateLimit: { type: 'integer', minimum: 0 },
@@ -147,4 +157,3 @@ export function directionOf(source: Endpoint, destination: Endpoint): Direction 
   if (local(source.host)) return 'local-to-remote';
   return 'remote-to-local';
 }
-

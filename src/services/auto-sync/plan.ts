@@ -54,7 +54,10 @@ export function planRun(f: RunFacts): RunPlan {
     const children = f.brokenChildren.map((b) => b.child);
     if (f.resync && !(f.dstChanged && !f.force)) return { kind: 'resync-children', base: common, children };
     const list = f.brokenChildren.map((b) => `${b.child} (missing on the ${b.missingOn})`).join(', ');
-    return { kind: 'broken-chain', reason: `The chain of ${children.length === 1 ? 'the child' : 'the children'} ${list} is broken: ${children.length === 1 ? 'it lacks' : 'they lack'} the common snapshot @${common.name}, the rest of ${f.source} is intact.` };
+    return {
+      kind: 'broken-chain',
+      reason: `The chain of ${children.length === 1 ? 'the child' : 'the children'} ${list} is broken: ${children.length === 1 ? 'it lacks' : 'they lack'} the common snapshot @${common.name}, the rest of ${f.source} is intact.`,
+    };
   }
   if (f.dstChanged && !f.force) {
     return { kind: 'refused', reason: `The destination ${f.destination} was written to since its last received snapshot; nothing was rolled back. Set the service's force property to yes to discard those changes, or copy them away first.` };

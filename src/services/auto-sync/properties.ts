@@ -88,36 +88,48 @@ export const PROPERTIES: PropertySpec[] = [
   { key: 'to_fs', description: 'destination dataset', get: (c) => c.destination.dataset },
   { key: 'direction', description: 'local-to-local, local-to-remote or remote-to-local', get: (c) => c.direction },
   {
-    key: 'type', description: 'schedule unit: minute, hour, day, week or month', values: SCHEDULE_TYPES,
+    key: 'type',
+    description: 'schedule unit: minute, hour, day, week or month',
+    values: SCHEDULE_TYPES,
     get: (c) => (isIntervalSpec(c.schedule) ? c.schedule.type : '-'),
     set: (c, v) => ({ ...c, schedule: { type: parseScheduleType('type', v), period: isIntervalSpec(c.schedule) ? c.schedule.period : 1 } }),
   },
   {
-    key: 'period', description: 'run every N schedule units',
+    key: 'period',
+    description: 'run every N schedule units',
     get: (c) => (isIntervalSpec(c.schedule) ? String(c.schedule.period) : '-'),
     set: (c, v) => ({ ...c, schedule: { type: isIntervalSpec(c.schedule) ? c.schedule.type : 'hour', period: parseCount('period', v, 1, 10_000) } }),
   },
   {
-    key: 'cron', description: 'a five-field cron expression, instead of type and period',
+    key: 'cron',
+    description: 'a five-field cron expression, instead of type and period',
     get: (c) => ('cron' in c.schedule ? c.schedule.cron : '-'),
     set: (c, v) => ({ ...c, schedule: parseKind('cron', v, 'cron') }),
   },
   {
-    key: 'once_at', description: 'run once at this date-time (YYYY-MM-DDTHH:MM), instead of a repeating schedule',
+    key: 'once_at',
+    description: 'run once at this date-time (YYYY-MM-DDTHH:MM), instead of a repeating schedule',
     get: (c) => ('onceAt' in c.schedule ? c.schedule.onceAt : '-'),
     set: (c, v) => ({ ...c, schedule: parseKind('once_at', v, 'onceAt') }),
   },
   { key: 'schedule', description: 'when the service runs', get: (c) => describeSchedule(c.schedule) },
   {
-    key: 'keep_src', description: `markers kept on the source: ${RETENTION_HELP}`, get: (c) => String(c.keepSrc),
+    key: 'keep_src',
+    description: `markers kept on the source: ${RETENTION_HELP}`,
+    get: (c) => String(c.keepSrc),
     set: (c, v) => ({ ...c, keepSrc: storedRetention(parseRetention('keep_src', v)) }),
   },
   {
-    key: 'keep_dst', description: 'markers kept on the destination: a count or a grid, as keep_src', get: (c) => String(c.keepDst),
+    key: 'keep_dst',
+    description: 'markers kept on the destination: a count or a grid, as keep_src',
+    get: (c) => String(c.keepDst),
     set: (c, v) => ({ ...c, keepDst: storedRetention(parseRetention('keep_dst', v)) }),
   },
   {
-    key: 'recursive', description: 'include child datasets', values: ['yes', 'no'], get: (c) => yesNo(c.recursive),
+    key: 'recursive',
+    description: 'include child datasets',
+    values: ['yes', 'no'],
+    get: (c) => yesNo(c.recursive),
     set: (c, v) => {
       const recursive = parseYesNo('recursive', v);
       if (recursive && c.source.dataset.startsWith('btrfs:')) {
@@ -127,7 +139,8 @@ export const PROPERTIES: PropertySpec[] = [
     },
   },
   {
-    key: 'exclude', description: "gitignore-style patterns left out of the snapshots (fs only), relative to the dataset: '*.tmp, cache/, /build/**' or a JSON array; none for no patterns. Newly excluded paths leave the destination at the next run",
+    key: 'exclude',
+    description: "gitignore-style patterns left out of the snapshots (fs only), relative to the dataset: '*.tmp, cache/, /build/**' or a JSON array; none for no patterns. Newly excluded paths leave the destination at the next run",
     get: (c) => (c.exclude?.length ? c.exclude.join(', ') : 'none'),
     set: (c, v) => {
       const exclude = excludesFor(c.source.dataset, parseList(v));
@@ -136,7 +149,8 @@ export const PROPERTIES: PropertySpec[] = [
     },
   },
   {
-    key: 'rate_limit', description: 'bytes per second a transfer may use, such as 20M (powers of 1024); 0 for no limit',
+    key: 'rate_limit',
+    description: 'bytes per second a transfer may use, such as 20M (powers of 1024); 0 for no limit',
     get: (c) => formatRate(c.rateLimit ?? 0),
     set: (c, v) => {
       const rateLimit = parseRate(v, 'rate_limit');
@@ -145,20 +159,29 @@ export const PROPERTIES: PropertySpec[] = [
     },
   },
   {
-    key: 'compress', description: 'how the bytes cross the wire to another appliance: none, gzip, zstd or lz4 (a local-to-local service sends nothing over a wire)', values: CODECS,
+    key: 'compress',
+    description: 'how the bytes cross the wire to another appliance: none, gzip, zstd or lz4 (a local-to-local service sends nothing over a wire)',
+    values: CODECS,
     get: (c) => c.compress ?? 'none',
     set: (c, v) => ({ ...c, compress: parseCodec(v, 'compress') }),
   },
   {
-    key: 'max_delay', description: 'seconds without a sync before status is warn (0: never)', get: (c) => String(c.maxDelay),
+    key: 'max_delay',
+    description: 'seconds without a sync before status is warn (0: never)',
+    get: (c) => String(c.maxDelay),
     set: (c, v) => ({ ...c, maxDelay: parseCount('max_delay', v, 0, 10 * 365 * 86400) }),
   },
   {
-    key: 'force', description: 'roll back a destination that was written to', values: ['yes', 'no'], get: (c) => yesNo(c.force),
+    key: 'force',
+    description: 'roll back a destination that was written to',
+    values: ['yes', 'no'],
+    get: (c) => yesNo(c.force),
     set: (c, v) => ({ ...c, force: parseYesNo('force', v) }),
   },
   {
-    key: 'comment', description: 'free text', get: (c) => c.comment,
+    key: 'comment',
+    description: 'free text',
+    get: (c) => c.comment,
     set: (c, v) => {
       if (v.length > 200) throw new Error(`The comment must be at most 200 characters, not ${v.length}.`);
       if (/[\x00-\x1f\x7f]/.test(v)) throw new Error('The comment must not contain control characters.');

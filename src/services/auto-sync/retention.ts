@@ -35,7 +35,8 @@ export interface Grid {
 export type Retention = number | Grid;
 
 const MAX = 10_000;
-export const RETENTION_HELP = "a count (the newest N markers) or a grid such as 'all 1d, 24h 7d 4w 12m': every marker of the last day, then the newest of each hour for 24 hours, of each day for 7 days, of each ISO week for 4 weeks, of each month for 12 months (units h d w m y, UTC; a bare number in a grid keeps the newest N)";
+export const RETENTION_HELP =
+  "a count (the newest N markers) or a grid such as 'all 1d, 24h 7d 4w 12m': every marker of the last day, then the newest of each hour for 24 hours, of each day for 7 days, of each ISO week for 4 weeks, of each month for 12 months (units h d w m y, UTC; a bare number in a grid keeps the newest N)";
 
 function span(key: string, part: string): Span | null {
   const m = /^(\d+)([a-z]+)$/.exec(part);
@@ -111,11 +112,16 @@ const DAY = 24 * HOUR;
 export function bucketOf(unit: Unit, t: number): number {
   const d = new Date(t);
   switch (unit) {
-    case 'h': return Math.floor(t / HOUR);
-    case 'd': return Math.floor(t / DAY);
-    case 'w': return Math.floor((Math.floor(t / DAY) + 3) / 7); // 1970-01-01 was a Thursday: weeks start on Monday
-    case 'm': return d.getUTCFullYear() * 12 + d.getUTCMonth();
-    case 'y': return d.getUTCFullYear();
+    case 'h':
+      return Math.floor(t / HOUR);
+    case 'd':
+      return Math.floor(t / DAY);
+    case 'w':
+      return Math.floor((Math.floor(t / DAY) + 3) / 7); // 1970-01-01 was a Thursday: weeks start on Monday
+    case 'm':
+      return d.getUTCFullYear() * 12 + d.getUTCMonth();
+    case 'y':
+      return d.getUTCFullYear();
   }
 }
 
@@ -123,9 +129,12 @@ export function bucketOf(unit: Unit, t: number): number {
 export function before(now: number, s: Span): number {
   const d = new Date(now);
   switch (s.unit) {
-    case 'h': return now - s.n * HOUR;
-    case 'd': return now - s.n * DAY;
-    case 'w': return now - s.n * 7 * DAY;
+    case 'h':
+      return now - s.n * HOUR;
+    case 'd':
+      return now - s.n * DAY;
+    case 'w':
+      return now - s.n * 7 * DAY;
     case 'm':
     case 'y': {
       // the same day of the month, or the month's last day when it is shorter (31 March less 1 month: 28 February)
@@ -167,7 +176,9 @@ export function planRetention(markers: readonly Candidate[], policy: Retention, 
   if (typeof policy !== 'number') {
     if (policy.all) {
       const since = before(now, policy.all);
-      sorted.forEach((m, i) => { if (m.createdAt.getTime() >= since) rules[i].push(`all ${spanText(policy.all!)}`); });
+      sorted.forEach((m, i) => {
+        if (m.createdAt.getTime() >= since) rules[i].push(`all ${spanText(policy.all!)}`);
+      });
     }
     for (const rule of policy.buckets) {
       const current = bucketOf(rule.unit, now);

@@ -121,7 +121,9 @@ export class ReverseService {
     if (back.ok) return;
     const out = this.peers.store.find(host);
     const how = out?.transport === 'local' ? `'setup network local-bind ${this.home.root}'` : `'setup network ssh-bind ADDRESS' (ADDRESS: this appliance's address as ${host} reaches it)`;
-    throw new Error(`${host} cannot reach this appliance (${me}) back: ${back.reason}. A reverse-capable service is kept on both appliances, and each must reach the other, so that reverse-direction on one tells the other being down from it not being bound. Bind back on ${host} with ${how}, then run this again. Nothing was changed.`);
+    throw new Error(
+      `${host} cannot reach this appliance (${me}) back: ${back.reason}. A reverse-capable service is kept on both appliances, and each must reach the other, so that reverse-direction on one tells the other being down from it not being bound. Bind back on ${host} with ${how}, then run this again. Nothing was changed.`,
+    );
   }
 
   /**
@@ -164,16 +166,16 @@ export class ReverseService {
     this.checkReversible(config);
     const pending = deps.journal.get(name);
     if (pending && pending.pid !== process.pid) {
-      throw new Error(HandOverJournal.abandoned(pending)
-        ? `A hand-over of auto-sync:${name} was interrupted (process ${pending.pid}, started ${pending.startedAt}) and is settled on the next contact with ${peerHostOf(config)}, which is down: until then the copy it unmounted stays unmounted. Nothing was changed.`
-        : `A hand-over of auto-sync:${name} is in progress (process ${pending.pid}, since ${pending.startedAt}). Nothing was changed.`);
+      throw new Error(
+        HandOverJournal.abandoned(pending)
+          ? `A hand-over of auto-sync:${name} was interrupted (process ${pending.pid}, started ${pending.startedAt}) and is settled on the next contact with ${peerHostOf(config)}, which is down: until then the copy it unmounted stays unmounted. Nothing was changed.`
+          : `A hand-over of auto-sync:${name} is in progress (process ${pending.pid}, since ${pending.startedAt}). Nothing was changed.`,
+      );
     }
     const source = holdsSource(config);
     const c: ReverseCase = source ? (up ? 'source-up' : 'source-down') : up ? 'destination-up' : 'disaster-recovery';
     return { case: c, config };
   }
-
-
 
   /**
    * `setup auto-sync :NAME reverse-direction`: asks before a hand-over (the
@@ -188,7 +190,9 @@ export class ReverseService {
       case 'source-down': {
         log.write(rd(`${shortDirection(config)}, ${config.role}, remote_down. Refused`));
         const needs = config.role === 'master' ? 'reverse-direction on the master' : 'reverse-direction on the appliance that holds the source';
-        throw new Error(`The other appliance of auto-sync:${name} (${host}) is down: ${needs} needs it up, to sync the last delta and hand it the source. Nothing was changed; this appliance stays ${config.role} and its copy stays writable. Bring ${host} up (see 'show network ssh-bindings'), then run this again.`);
+        throw new Error(
+          `The other appliance of auto-sync:${name} (${host}) is down: ${needs} needs it up, to sync the last delta and hand it the source. Nothing was changed; this appliance stays ${config.role} and its copy stays writable. Bring ${host} up (see 'show network ssh-bindings'), then run this again.`,
+        );
       }
       case 'source-up':
       case 'destination-up': {
@@ -283,7 +287,6 @@ export class ReverseService {
     return { case: 'disaster-recovery', config: ours, message: 'Reversed direction for 1 auto-sync instance' };
   }
 
-
   /** resolve-split-brain has something to resolve, or says why not */
   checkSplitBrain(config: AutoSyncConfig): void {
     if (!inSplitBrain(config)) throw new Error(`auto-sync:${config.name} is not in split brain${config.maintenance ? ` (maintenance: ${config.maintenance.reason})` : ''}; nothing to resolve.`);
@@ -307,7 +310,8 @@ export class ReverseService {
     const theirs = await peer.config(name).catch((error: Error) => {
       throw new Error(`${host} cannot be reached (${error.message}): resolving split brain needs both appliances up. Nothing was changed.`);
     });
-    if (!theirs || theirs.epoch !== config.epoch) throw new Error(`${host} holds auto-sync:${name} at epoch ${theirs?.epoch ?? 'none'}, not ${config.epoch}: run 'run auto-sync :${name}' so that the epoch rule settles it. Nothing was changed.`);
+    if (!theirs || theirs.epoch !== config.epoch)
+      throw new Error(`${host} holds auto-sync:${name} at epoch ${theirs?.epoch ?? 'none'}, not ${config.epoch}: run 'run auto-sync :${name}' so that the epoch rule settles it. Nothing was changed.`);
     const log = deps.log(name);
     const mine = localEndpoint(config);
     const other = remoteEndpoint(config);
@@ -330,7 +334,10 @@ export class ReverseService {
     await mountIfNot(await this.sideOf(keep));
     const rolled = common ? `rolled back to @${common.name}` : 'not rolled back (no common snapshot: the next run asks for a resync)';
     log.write(`Split brain resolved: auto-sync:${name} is ${ours.role} here at epoch ${epoch}, ${ours.source.host}/${ours.source.dataset} => ${ours.destination.host}/${ours.destination.dataset}; the other copy was ${rolled}`);
-    return { config: ours, message: `Split brain resolved for auto-sync:${name}: the copy ${winner === 'here' ? 'here' : `on ${host}`} is the source, master ${ours.role === 'master' ? 'here' : host} (epoch ${epoch}); the other copy was ${rolled}, its changes kept as an orphan ('show auto-sync :${name} orphans' ${winner === 'here' ? `on ${host}` : 'here'}).` };
+    return {
+      config: ours,
+      message: `Split brain resolved for auto-sync:${name}: the copy ${winner === 'here' ? 'here' : `on ${host}`} is the source, master ${ours.role === 'master' ? 'here' : host} (epoch ${epoch}); the other copy was ${rolled}, its changes kept as an orphan ('show auto-sync :${name} orphans' ${winner === 'here' ? `on ${host}` : 'here'}).`,
+    };
   }
 
   /**

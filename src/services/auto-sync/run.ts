@@ -81,7 +81,11 @@ export interface RunResult {
 }
 
 export class BrokenChainError extends Error {
-  constructor(service: string, readonly reason: string, readonly kind: 'broken-chain' | 'not-a-seed' = 'broken-chain') {
+  constructor(
+    service: string,
+    readonly reason: string,
+    readonly kind: 'broken-chain' | 'not-a-seed' = 'broken-chain',
+  ) {
     super(`${reason} Nothing was sent. Run 'setup auto-sync :${service} resync' to start over with a full sync.`);
     this.name = 'BrokenChainError';
   }
@@ -94,7 +98,7 @@ export function runLockFile(lockDir: string, service: string): string {
 const where = (side: Side) => `${side.host}/${side.dataset.replace(/^\/+/, '')}`;
 const seconds = (ms: number) => Math.round(ms / 1000);
 
-export const INTERRUPTED = 'interrupted (process ended): the run\'s process ended before the run did; it is retried.';
+export const INTERRUPTED = "interrupted (process ended): the run's process ended before the run did; it is retried.";
 
 /**
  * Called holding the service lock: a run still marked in flight then belongs
@@ -158,10 +162,7 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const endedAt = now();
     const seconds = Math.max(0.001, (endedAt - started) / 1000);
     const base = { service: name, startedAt: startedIso, endedAt: new Date(endedAt).toISOString(), result, bytes, rateBytesPerSec: Math.round(bytes / seconds), snapshot, error };
-    return Promise.all([
-      record(src, deps.sendHistory, { ...base, direction: 'send', peer: dst.host }),
-      record(dst, deps.receiveHistory, { ...base, direction: 'receive', peer: src.host }),
-    ]);
+    return Promise.all([record(src, deps.sendHistory, { ...base, direction: 'send', peer: dst.host }), record(dst, deps.receiveHistory, { ...base, direction: 'receive', peer: src.host })]);
   };
   let sent = 0;
   const publish = progressPublisher(deps.progressFile, started);
@@ -245,21 +246,34 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const base = common;
     const full = !base;
     const flags = config.recursive ? '-R ' : '';
-    log.write(full
-      ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
-      : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`);
+    log.write(
+      full
+        ? `Starting full ${src.driver.name} send/recv of ${flags}${src.dataset}@${marker.name} => ${dst.dataset}`
+        : `Starting incremental ${src.driver.name} send/recv of delta ${flags}-I ${src.dataset}@${base.name}:${src.dataset}@${marker.name} => ${dst.dataset}`,
+    );
 
     phase = 'receive';
     // A zvol with data and no snapshot (a raw image, an older copy): a partial resync if it is a seed of the source.
     const seed = plan.kind === 'full' && dstInfo?.kind === 'volume' && dstSnaps.length === 0 && ((await dst.driver.volumeStats?.(dst.dataset))?.used ?? 0) > 0;
-    const bytes = resumedBytes + await transfer(src, dst, marker.name, common?.name, config, log, { seed, service: name }, {
-      ...opts,
-      onProgress: (n) => {
-        sent = n;
-        publish(n, now());
-        opts.onProgress?.(n);
-      },
-    });
+    const bytes =
+      resumedBytes +
+      (await transfer(
+        src,
+        dst,
+        marker.name,
+        common?.name,
+        config,
+        log,
+        { seed, service: name },
+        {
+          ...opts,
+          onProgress: (n) => {
+            sent = n;
+            publish(n, now());
+            opts.onProgress?.(n);
+          },
+        },
+      ));
     failpoint('run.received');
     phase = 'verify';
     const received = (await dst.driver.listSnapshots(dst.dataset)).find((s) => s.name === marker!.name);
@@ -275,8 +289,16 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     await prune(name, dst, config.keepDst, marker.name, config.recursive, log, now());
 
     await store.updateRunState(name, (s) => ({
-      ...s, lastMarker: marker!.name, lastMarkerId: marker!.id, lastSuccessAt: new Date(now()).toISOString(),
-      lastResult: 'success', lastError: null, lastBytes: bytes, lastDurationMs: durationMs, consecutiveFailures: 0, inFlight: false,
+      ...s,
+      lastMarker: marker!.name,
+      lastMarkerId: marker!.id,
+      lastSuccessAt: new Date(now()).toISOString(),
+      lastResult: 'success',
+      lastError: null,
+      lastBytes: bytes,
+      lastDurationMs: durationMs,
+      consecutiveFailures: 0,
+      inFlight: false,
     }));
     await trail('success', bytes, marker.name, null).catch(bestEffort('write the trail'));
     const recorded = store.runState(name);
@@ -298,8 +320,14 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
       }
     }
     await store.updateRunState(name, (s) => ({
-      ...s, lastResult: 'failure', lastError: message, lastDurationMs: durationMs, lastBytes: sent,
-      failures: s.failures + 1, consecutiveFailures: s.consecutiveFailures + 1, inFlight: false,
+      ...s,
+      lastResult: 'failure',
+      lastError: message,
+      lastDurationMs: durationMs,
+      lastBytes: sent,
+      failures: s.failures + 1,
+      consecutiveFailures: s.consecutiveFailures + 1,
+      inFlight: false,
     }));
     await trail('failure', sent, marker?.name ?? null, message).catch(() => undefined);
     if (error instanceof BrokenChainError) {
@@ -389,7 +417,10 @@ async function negotiate(src: Side, dst: Side, snapshot: string, from: string | 
 /** zfs on both sides: does the destination hold a cut receive it can resume? */
 async function resumable(dst: Side): Promise<boolean> {
   if (dst.driver.name !== 'zfs' || !dst.driver.receiveResume) return false;
-  return dst.driver.receiveResume(dst.dataset).then((r) => r.token !== null, () => false);
+  return dst.driver.receiveResume(dst.dataset).then(
+    (r) => r.token !== null,
+    () => false,
+  );
 }
 
 /**
@@ -409,9 +440,7 @@ async function resumeOrRestart(src: Side, dst: Side, config: AutoSyncConfig, log
     return bytes;
   }
   if (interrupted) {
-    log.write(supported
-      ? 'The previous transfer was cut and left nothing to resume: sent again from the start'
-      : 'The previous transfer was cut, and this ZFS cannot resume a receive: sent again from the start');
+    log.write(supported ? 'The previous transfer was cut and left nothing to resume: sent again from the start' : 'The previous transfer was cut, and this ZFS cannot resume a receive: sent again from the start');
   }
   return 0;
 }
@@ -422,7 +451,11 @@ async function transfer(src: Side, dst: Side, snapshot: string, from: string | u
   if (how.seed && chunks) {
     const lacking = chunks.offered - chunks.held;
     if (!isSeed(chunks)) {
-      throw new BrokenChainError(how.service, `The destination ${where(dst)} shares no snapshot with the source and lacks ${lacking} of the ${chunks.offered} chunks it would be sent: it is not a seed of ${where(src)} (more than half of the chunks differ).`, 'not-a-seed');
+      throw new BrokenChainError(
+        how.service,
+        `The destination ${where(dst)} shares no snapshot with the source and lacks ${lacking} of the ${chunks.offered} chunks it would be sent: it is not a seed of ${where(src)} (more than half of the chunks differ).`,
+        'not-a-seed',
+      );
     }
     log.write(`Partial resync: ${where(dst)} shares no snapshot with the source but holds ${chunks.held} of its ${chunks.offered} chunks; only the other ${lacking} are sent`);
   }

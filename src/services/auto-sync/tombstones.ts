@@ -28,7 +28,12 @@ export interface Tombstone {
 }
 
 export const tombstoneOf = (config: AutoSyncConfig, peer: string, at = new Date()): Tombstone => ({
-  service: config.name, createdAt: config.createdAt, epoch: config.epoch + 1, destroyedAt: at.toISOString(), peer, peerDone: false,
+  service: config.name,
+  createdAt: config.createdAt,
+  epoch: config.epoch + 1,
+  destroyedAt: at.toISOString(),
+  peer,
+  peerDone: false,
 });
 
 /** does the tombstone kill this copy: the same service, at a lower epoch */

@@ -47,7 +47,10 @@ export class CdpDaemon {
   private readonly streams = new Set<net.Socket>();
   private readonly refreshers = new Map<string, () => void>();
 
-  constructor(private readonly services: Services, private readonly opts: CdpDaemonOptions) {}
+  constructor(
+    private readonly services: Services,
+    private readonly opts: CdpDaemonOptions,
+  ) {}
 
   async start(): Promise<void> {
     const sock = cdpSocket(this.services.home);
@@ -73,15 +76,20 @@ export class CdpDaemon {
         return;
       }
       const from = String(first.from);
-      await receiveMirror({
-        store: this.services.cdp.store,
-        log: this.opts.log,
-        open: async (zvol) => {
-          const ref = parseDataset(zvol);
-          const driver = await this.services.storage.usable(ref.driver);
-          return driver.openVolume!(ref.name, { readOnly: false });
+      await receiveMirror(
+        {
+          store: this.services.cdp.store,
+          log: this.opts.log,
+          open: async (zvol) => {
+            const ref = parseDataset(zvol);
+            const driver = await this.services.storage.usable(ref.driver);
+            return driver.openVolume!(ref.name, { readOnly: false });
+          },
         },
-      }, from, socket, socket);
+        from,
+        socket,
+        socket,
+      );
     } catch (error) {
       this.opts.log(`auto-cdp: a mirror stream failed: ${(error as Error).message}`);
       socket.destroy();
@@ -202,23 +210,26 @@ export class CdpDaemon {
           linkError: (host) => started?.linkError(host) ?? null,
           peerTimeoutMs: this.opts.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
         });
-        const engine = await MirrorEngine.start({
-          away: (host) => guard.away(host),
-          me: this.services.appliance.id,
-          mapDir: path.join(this.services.home.root, 'cdp', name),
-          config: () => last,
-          dial: (host) => this.dial(host),
-          resynced: (host) => void this.services.cdp.store.update(name, (c) => ({ ...c, targets: c.targets.map((t) => (t.host === host ? { ...t, fullSync: 'none', state: 'mirroring' } : t)) })).catch(() => undefined),
-          log: (line) => {
-            this.opts.log(line);
-            try {
-              this.services.cdp.log(name).write(line.replace(/^auto-cdp:\S+: /, ''));
-            } catch {
-              // the mirror was destroyed meanwhile
-            }
+        const engine = await MirrorEngine.start(
+          {
+            away: (host) => guard.away(host),
+            me: this.services.appliance.id,
+            mapDir: path.join(this.services.home.root, 'cdp', name),
+            config: () => last,
+            dial: (host) => this.dial(host),
+            resynced: (host) => void this.services.cdp.store.update(name, (c) => ({ ...c, targets: c.targets.map((t) => (t.host === host ? { ...t, fullSync: 'none', state: 'mirroring' } : t)) })).catch(() => undefined),
+            log: (line) => {
+              this.opts.log(line);
+              try {
+                this.services.cdp.log(name).write(line.replace(/^auto-cdp:\S+: /, ''));
+              } catch {
+                // the mirror was destroyed meanwhile
+              }
+            },
+            retryMs: this.opts.intervalMs,
           },
-          retryMs: this.opts.intervalMs,
-        }, volume);
+          volume,
+        );
         started = engine;
         guard.watch(first.targets.map((t) => t.host));
         this.engines.set(name, { engine, createdAt: first.createdAt, guard });

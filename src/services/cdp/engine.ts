@@ -94,7 +94,10 @@ export class MirrorEngine {
   private lastMode: MirrorMode | null = null;
   private timer: NodeJS.Timeout | null = null;
 
-  private constructor(private readonly deps: EngineDeps, readonly volume: BlockVolume) {
+  private constructor(
+    private readonly deps: EngineDeps,
+    readonly volume: BlockVolume,
+  ) {
     this.chunks = Math.ceil(volume.size / CHUNK);
   }
 
@@ -290,7 +293,8 @@ export class MirrorEngine {
             }
           }
           const p = t.link.send(frameOf(seq), bytes);
-          if (sync) waits.push(p.catch(() => undefined)); // a target lost meanwhile is logging: the map has the write
+          if (sync)
+            waits.push(p.catch(() => undefined)); // a target lost meanwhile is logging: the map has the write
           else p.catch(() => undefined);
         } else {
           for (let c = first; c <= last; c++) {
@@ -436,7 +440,7 @@ export class MirrorEngine {
     const out = [];
     for (const t of chosen) {
       const link = t.link;
-      if (!link || link.isDown || !this.live(t)) throw new Error(`${t.host} is not connected (${this.targetConfig(t.host)?.paused ? 'paused' : t.lastError ?? 'logging'}): verify needs the target's copy.`);
+      if (!link || link.isDown || !this.live(t)) throw new Error(`${t.host} is not connected (${this.targetConfig(t.host)?.paused ? 'paused' : (t.lastError ?? 'logging')}): verify needs the target's copy.`);
       const outOfSync: number[] = [];
       for (let c = 0; c < this.chunks; c += HASH_BATCH) {
         const count = Math.min(HASH_BATCH, this.chunks - c);

@@ -57,7 +57,10 @@ export class Heartbeat extends EventEmitter<Events> {
   private lastWhy = '';
 
   /** `ping` resolves when the peer answered; it is not called again while one is pending */
-  constructor(private readonly ping: () => Promise<void>, opts: HeartbeatOptions = {}) {
+  constructor(
+    private readonly ping: () => Promise<void>,
+    opts: HeartbeatOptions = {},
+  ) {
     super();
     this.peerTimeoutMs = opts.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
     if (!Number.isFinite(this.peerTimeoutMs) || this.peerTimeoutMs <= 0) throw new RangeError(`The peer timeout must be a positive number of milliseconds, not ${this.peerTimeoutMs}.`);
@@ -103,8 +106,11 @@ export class Heartbeat extends EventEmitter<Events> {
       const wait = new AbortController();
       const onStop = () => wait.abort();
       signal.addEventListener('abort', onStop, { once: true });
-      const timedOut = this.clock.sleep(waitMs, wait.signal).then(() => 'timeout' as const, () => 'cancelled' as const);
-      const answer = await Promise.race([pending.then((ok) => (ok ? 'ok' as const : 'failed' as const)), timedOut]);
+      const timedOut = this.clock.sleep(waitMs, wait.signal).then(
+        () => 'timeout' as const,
+        () => 'cancelled' as const,
+      );
+      const answer = await Promise.race([pending.then((ok) => (ok ? ('ok' as const) : ('failed' as const))), timedOut]);
       wait.abort();
       signal.removeEventListener('abort', onStop);
       if (signal.aborted) return;

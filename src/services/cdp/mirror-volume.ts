@@ -36,12 +36,24 @@ export class MirrorVolume implements BlockVolume {
 
   write(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
     const v = this.inner;
-    return this.engine.apply(offset, data.length, () => v.write(offset, data, flags), (seq) => ({ type: FrameType.WRITE, seq, offset, data }), data.length);
+    return this.engine.apply(
+      offset,
+      data.length,
+      () => v.write(offset, data, flags),
+      (seq) => ({ type: FrameType.WRITE, seq, offset, data }),
+      data.length,
+    );
   }
 
   writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     const v = this.inner;
-    return this.engine.apply(offset, length, () => v.writeZeroes(offset, length, flags), (seq) => ({ type: FrameType.ZERO, seq, offset, length }), 64);
+    return this.engine.apply(
+      offset,
+      length,
+      () => v.writeZeroes(offset, length, flags),
+      (seq) => ({ type: FrameType.ZERO, seq, offset, length }),
+      64,
+    );
   }
 
   /** advisory: the zvol keeps the data (zvol-writer.ts), so both copies stay equal without sending anything */

@@ -29,16 +29,22 @@ export class PeerGuard {
   private readonly beats = new Map<string, Heartbeat>();
   private readonly loss: PeerLoss;
 
-  constructor(private readonly mirror: string, private readonly deps: PeerGuardDeps) {
+  constructor(
+    private readonly mirror: string,
+    private readonly deps: PeerGuardDeps,
+  ) {
     this.loss = new PeerLoss(deps);
   }
 
   private heartbeat(host: string): Heartbeat {
     let hb = this.beats.get(host);
     if (!hb) {
-      hb = new Heartbeat(async () => {
-        if (!this.deps.linkUp(host) && !this.deps.paused?.(host)) throw new Error(this.deps.linkError(host) ?? 'the mirror link is down');
-      }, { peerTimeoutMs: this.deps.peerTimeoutMs, clock: this.deps.clock });
+      hb = new Heartbeat(
+        async () => {
+          if (!this.deps.linkUp(host) && !this.deps.paused?.(host)) throw new Error(this.deps.linkError(host) ?? 'the mirror link is down');
+        },
+        { peerTimeoutMs: this.deps.peerTimeoutMs, clock: this.deps.clock },
+      );
       hb.on('lost', (e) => this.deps.log(this.mirror, `Peer ${host} lost: ${e.why ?? 'no answer'} (peer timeout ${this.deps.peerTimeoutMs / 1000} sec)`));
       hb.on('back', () => {
         this.loss.onPeerBack(this.mirror);

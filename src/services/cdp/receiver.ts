@@ -89,7 +89,13 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
           for (let i = 0; i < f.count; i++) {
             const at = f.offset + i * CHUNK;
             const len = Math.min(CHUNK, v.size - at);
-            hashes.push(len > 0 ? createHash('sha256').update(await v.read(at, len)).digest() : Buffer.alloc(32));
+            hashes.push(
+              len > 0
+                ? createHash('sha256')
+                    .update(await v.read(at, len))
+                    .digest()
+                : Buffer.alloc(32),
+            );
           }
           send({ type: FrameType.HASHES, seq: f.seq, hashes });
           applied = f.seq;

@@ -10,7 +10,10 @@ export class ResyncSet {
   readonly total: number;
 
   /** `bits`: a copy of the dirty map's bits (LiveDirtyMap.copyBits) */
-  constructor(readonly chunks: number, bits: Buffer) {
+  constructor(
+    readonly chunks: number,
+    bits: Buffer,
+  ) {
     this.bits = bits;
     const tail = chunks % 8;
     if (tail && bits.length) bits[bits.length - 1] &= (1 << tail) - 1; // bits past the last chunk are not chunks

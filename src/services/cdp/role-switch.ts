@@ -54,7 +54,9 @@ export class CdpRoleSwitch {
       return c.master;
     }
     if (c.targets.length !== 1) {
-      throw new Error(`auto-cdp:${c.name} mirrors to ${c.targets.length} targets (${c.targets.map((t) => t.host).join(', ') || 'none'}): a role switch is between two copies; detach all targets but one first ('setup auto-cdp :${c.name} detach HOST'). Nothing was changed.`);
+      throw new Error(
+        `auto-cdp:${c.name} mirrors to ${c.targets.length} targets (${c.targets.map((t) => t.host).join(', ') || 'none'}): a role switch is between two copies; detach all targets but one first ('setup auto-cdp :${c.name} detach HOST'). Nothing was changed.`,
+      );
     }
     return { host: c.targets[0].host, zvol: c.targets[0].zvol };
   }
@@ -92,7 +94,10 @@ export class CdpRoleSwitch {
       const other = this.peerOf(config);
       found.push({ name, peerHost: other.host, config, peer: await this.peerView(config, other.host) });
     }
-    const all = planRoleSwitchAll(found.map((f) => ({ name: f.name, peerHost: f.peerHost, here: { role: f.config.role, epoch: f.config.epoch }, peer: f.peer })), target);
+    const all = planRoleSwitchAll(
+      found.map((f) => ({ name: f.name, peerHost: f.peerHost, here: { role: f.config.role, epoch: f.config.epoch }, peer: f.peer })),
+      target,
+    );
     if (!all.ok) throw new Error(all.error);
     return found.map((f, i) => ({ ...f, plan: all.plans[i].plan }));
   }

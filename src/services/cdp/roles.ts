@@ -57,8 +57,16 @@ const demoted = (s: RoleState): RoleState => ({ role: 'slave', epoch: s.epoch })
  * the write fails and it steps down, since the peer may have taken over.
  */
 export function decidePeerLoss(state: RoleState, policy: FenceKind, fenced?: boolean): PeerLossOutcome | RunFence {
-  const decided = (write: 'fail' | 'succeed', next: RoleState, which: string, reason: string, more: Partial<PeerLossOutcome> = {}): PeerLossOutcome =>
-    ({ action: 'decided', write, state: next, case: which, untilSwitchedOrBack: false, needsManualSwitch: false, reason, ...more });
+  const decided = (write: 'fail' | 'succeed', next: RoleState, which: string, reason: string, more: Partial<PeerLossOutcome> = {}): PeerLossOutcome => ({
+    action: 'decided',
+    write,
+    state: next,
+    case: which,
+    untilSwitchedOrBack: false,
+    needsManualSwitch: false,
+    reason,
+    ...more,
+  });
   if (policy === 'fence' && fenced === undefined) return { action: 'fence' };
   if (state.role === 'slave') {
     switch (policy) {
@@ -67,7 +75,9 @@ export function decidePeerLoss(state: RoleState, policy: FenceKind, fenced?: boo
       case 'ignore':
         return decided('succeed', promoted(state), '2', `the peer is lost and its fencing policy is ignore: this copy takes over as master (epoch ${state.epoch + 1}) and the write succeeds`);
       case 'manual':
-        return decided('fail', state, '3', "the peer is lost and its fencing policy is manual: writes are refused (EIO) until this copy is switched to master ('setup auto-cdp :NAME role master') or the peer is back", { untilSwitchedOrBack: true });
+        return decided('fail', state, '3', "the peer is lost and its fencing policy is manual: writes are refused (EIO) until this copy is switched to master ('setup auto-cdp :NAME role master') or the peer is back", {
+          untilSwitchedOrBack: true,
+        });
       case 'fence':
         return fenced
           ? decided('succeed', promoted(state), 'fenced', `the peer is lost and was fenced: this copy takes over as master (epoch ${state.epoch + 1}) and the write succeeds`)
@@ -76,7 +86,9 @@ export function decidePeerLoss(state: RoleState, policy: FenceKind, fenced?: boo
   }
   switch (policy) {
     case 'none':
-      return decided('fail', demoted(state), '4', "the peer is lost and no fencing is set for it: the write is refused (EIO) and this copy steps down to slave; switch it back by hand ('setup auto-cdp :NAME role master')", { needsManualSwitch: true });
+      return decided('fail', demoted(state), '4', "the peer is lost and no fencing is set for it: the write is refused (EIO) and this copy steps down to slave; switch it back by hand ('setup auto-cdp :NAME role master')", {
+        needsManualSwitch: true,
+      });
     case 'ignore':
       return decided('succeed', state, '5', 'the peer is lost and its fencing policy is ignore: the write succeeds, this copy stays master');
     case 'manual':
@@ -84,7 +96,13 @@ export function decidePeerLoss(state: RoleState, policy: FenceKind, fenced?: boo
     case 'fence':
       return fenced
         ? decided('succeed', state, 'fenced', 'the peer is lost and was fenced: the write succeeds, this copy stays master')
-        : decided('fail', demoted(state), 'fence-failed', "the peer is lost and fencing it failed: the write is refused (EIO) and this copy steps down to slave, as the peer may have taken over; switch it back by hand ('setup auto-cdp :NAME role master')", { needsManualSwitch: true });
+        : decided(
+            'fail',
+            demoted(state),
+            'fence-failed',
+            "the peer is lost and fencing it failed: the write is refused (EIO) and this copy steps down to slave, as the peer may have taken over; switch it back by hand ('setup auto-cdp :NAME role master')",
+            { needsManualSwitch: true },
+          );
   }
 }
 
@@ -93,16 +111,16 @@ export type PeerView = { reachable: true; state: RoleState } | { reachable: fals
 
 export type RoleSwitchPlan =
   | {
-    ok: true;
-    /** nothing to do: the role is that already */
-    change: boolean;
-    here: RoleState;
-    /** the epoch the peer is told, when it answers (its role stays) */
-    peer: RoleState | null;
-    /** what the confirmation says before the switch */
-    question: string;
-    warning: string | null;
-  }
+      ok: true;
+      /** nothing to do: the role is that already */
+      change: boolean;
+      here: RoleState;
+      /** the epoch the peer is told, when it answers (its role stays) */
+      peer: RoleState | null;
+      /** what the confirmation says before the switch */
+      question: string;
+      warning: string | null;
+    }
   | { ok: false; error: string };
 
 /**
@@ -114,7 +132,10 @@ export type RoleSwitchPlan =
 export function planRoleSwitch(name: string, peerHost: string, here: RoleState, target: CdpRole, peer: PeerView): RoleSwitchPlan {
   const mirror = `auto-cdp:${name}`;
   if (peer.reachable && peer.state.epoch > here.epoch) {
-    return { ok: false, error: `${peerHost} holds ${mirror} at epoch ${peer.state.epoch}, newer than this copy's (${here.epoch}): this copy becomes slave and resyncs when it meets it; no role is switched here until then. Nothing was changed.` };
+    return {
+      ok: false,
+      error: `${peerHost} holds ${mirror} at epoch ${peer.state.epoch}, newer than this copy's (${here.epoch}): this copy becomes slave and resyncs when it meets it; no role is switched here until then. Nothing was changed.`,
+    };
   }
   if (target === here.role) {
     if (target === 'master' && peer.reachable && peer.state.role === 'master') {
@@ -124,29 +145,40 @@ export function planRoleSwitch(name: string, peerHost: string, here: RoleState, 
   }
   if (target === 'master') {
     if (peer.reachable && peer.state.role === 'master') {
-      return { ok: false, error: `${peerHost} is master of ${mirror} and answers: switching this copy to master would make two masters. Switch ${peerHost}'s copy to slave first ('setup auto-cdp :${name} role slave' there). Nothing was changed.` };
+      return {
+        ok: false,
+        error: `${peerHost} is master of ${mirror} and answers: switching this copy to master would make two masters. Switch ${peerHost}'s copy to slave first ('setup auto-cdp :${name} role slave' there). Nothing was changed.`,
+      };
     }
     const epoch = Math.max(here.epoch, peer.reachable ? peer.state.epoch : 0) + 1;
     return peer.reachable
       ? { ok: true, change: true, here: { role: 'master', epoch }, peer: { role: 'slave', epoch }, question: `Switch ${mirror} to master here (epoch ${epoch})? ${peerHost} stays slave and forwards its writes here.`, warning: null }
       : {
-        ok: true, change: true, here: { role: 'master', epoch }, peer: null,
-        question: `Switch ${mirror} to master here (epoch ${epoch}) while ${peerHost} does not answer?`,
-        warning: `${peerHost} does not answer (${peer.why}). If it is still master and accepting writes, make sure it cannot (fence it) before going on: when it comes back it meets epoch ${epoch}, keeps what it wrote meanwhile as an orphan snapshot of its zvol, becomes slave and resyncs from here.`,
-      };
+          ok: true,
+          change: true,
+          here: { role: 'master', epoch },
+          peer: null,
+          question: `Switch ${mirror} to master here (epoch ${epoch}) while ${peerHost} does not answer?`,
+          warning: `${peerHost} does not answer (${peer.why}). If it is still master and accepting writes, make sure it cannot (fence it) before going on: when it comes back it meets epoch ${epoch}, keeps what it wrote meanwhile as an orphan snapshot of its zvol, becomes slave and resyncs from here.`,
+        };
   }
   const epoch = Math.max(here.epoch, peer.reachable ? peer.state.epoch : 0);
   const noMaster = !peer.reachable || peer.state.role === 'slave';
   return {
-    ok: true, change: true, here: { role: 'slave', epoch }, peer: peer.reachable ? { role: peer.state.role, epoch } : null,
+    ok: true,
+    change: true,
+    here: { role: 'slave', epoch },
+    peer: peer.reachable ? { role: peer.state.role, epoch } : null,
     question: `Switch ${mirror} to slave here? Writes here are forwarded to the master${noMaster ? '' : ` on ${peerHost}`}.`,
     warning: noMaster ? `${peerHost} ${peer.reachable ? 'is slave too' : `does not answer (${peer.why})`}: with no master, writes to ${mirror} fail on both copies until one is switched to master.` : null,
   };
 }
 
 /** `setup auto-cdp role master|slave --all` (qsync -f -m ROLE): every mirror, or none when one is refused */
-export function planRoleSwitchAll(mirrors: { name: string; peerHost: string; here: RoleState; peer: PeerView }[], target: CdpRole):
-  { ok: true; plans: { name: string; plan: Extract<RoleSwitchPlan, { ok: true }> }[] } | { ok: false; error: string } {
+export function planRoleSwitchAll(
+  mirrors: { name: string; peerHost: string; here: RoleState; peer: PeerView }[],
+  target: CdpRole,
+): { ok: true; plans: { name: string; plan: Extract<RoleSwitchPlan, { ok: true }> }[] } | { ok: false; error: string } {
   const plans = mirrors.map((m) => ({ name: m.name, plan: planRoleSwitch(m.name, m.peerHost, m.here, target, m.peer) }));
   const refused = plans.filter((p) => !p.plan.ok);
   if (refused.length) {
@@ -159,14 +191,14 @@ export function planRoleSwitchAll(mirrors: { name: string; peerHost: string; her
 /** what a copy does when it meets its peer again after a loss */
 export type ReturnPlan =
   | {
-    kind: 'demote';
-    /** this copy's zvol snapshot that keeps what it wrote while cut off (held, never destroyed silently), or null when it wrote nothing */
-    orphan: string | null;
-    state: RoleState;
-    /** resync from the peer: the chunks this copy changed while cut off and those the peer changed (both dirty maps), never the whole zvol */
-    resync: 'partial';
-    reason: string;
-  }
+      kind: 'demote';
+      /** this copy's zvol snapshot that keeps what it wrote while cut off (held, never destroyed silently), or null when it wrote nothing */
+      orphan: string | null;
+      state: RoleState;
+      /** resync from the peer: the chunks this copy changed while cut off and those the peer changed (both dirty maps), never the whole zvol */
+      resync: 'partial';
+      reason: string;
+    }
   | { kind: 'adopt'; state: RoleState; resync: 'partial' | 'none'; reason: string }
   | { kind: 'peer-behind'; reason: string }
   | { kind: 'resume'; reason: string }
@@ -183,13 +215,22 @@ export function planReturn(name: string, peerHost: string, here: RoleState, thei
     if (here.role === 'master') {
       const orphan = wroteWhileCut ? orphanName(name, now) : null;
       return {
-        kind: 'demote', orphan, state: { role: 'slave', epoch: theirs.epoch }, resync: 'partial',
+        kind: 'demote',
+        orphan,
+        state: { role: 'slave', epoch: theirs.epoch },
+        resync: 'partial',
         reason: `${peerHost} took over ${mirror} at epoch ${theirs.epoch} while this copy (master at epoch ${here.epoch}) was cut off: ${orphan ? `what this copy wrote meanwhile is kept as the snapshot @${orphan}; ` : ''}this copy becomes slave and resyncs the chunks either side changed from ${peerHost}`,
       };
     }
-    return { kind: 'adopt', state: { role: 'slave', epoch: theirs.epoch }, resync: theirs.role === 'master' ? 'partial' : 'none', reason: `${peerHost} holds ${mirror} at epoch ${theirs.epoch} (this copy: ${here.epoch}): this copy takes that epoch and stays slave` };
+    return {
+      kind: 'adopt',
+      state: { role: 'slave', epoch: theirs.epoch },
+      resync: theirs.role === 'master' ? 'partial' : 'none',
+      reason: `${peerHost} holds ${mirror} at epoch ${theirs.epoch} (this copy: ${here.epoch}): this copy takes that epoch and stays slave`,
+    };
   }
-  if (theirs.epoch < here.epoch) return { kind: 'peer-behind', reason: `${peerHost} holds ${mirror} at epoch ${theirs.epoch}, behind this copy's ${here.epoch}: it demotes itself when it meets this one; nothing is mirrored to it until then` };
+  if (theirs.epoch < here.epoch)
+    return { kind: 'peer-behind', reason: `${peerHost} holds ${mirror} at epoch ${theirs.epoch}, behind this copy's ${here.epoch}: it demotes itself when it meets this one; nothing is mirrored to it until then` };
   if (here.role === 'master' && theirs.role === 'master') return { kind: 'split-brain', reason: `both copies of ${mirror} are master at epoch ${here.epoch}: split brain; nothing is resynced or rolled back until one is switched to slave` };
   if (here.role === 'slave' && theirs.role === 'slave') return { kind: 'no-master', reason: `both copies of ${mirror} are slave at epoch ${here.epoch}: writes fail on both until one is switched to master` };
   return { kind: 'resume', reason: `${peerHost} is back; ${mirror} resumes mirroring at epoch ${here.epoch}` };

@@ -32,7 +32,10 @@ export class TargetLink {
   /** bytes sent and not yet acknowledged */
   unackedBytes = 0;
 
-  private constructor(private readonly stream: MirrorStream, readonly epoch: number) {}
+  private constructor(
+    private readonly stream: MirrorStream,
+    readonly epoch: number,
+  ) {}
 
   /** open: HELLO, wait for WELCOME (or the receiver's refusal, thrown) */
   static async open(stream: MirrorStream, hello: MirrorHello): Promise<TargetLink> {

@@ -91,7 +91,11 @@ export class NbdService {
 
   private async poll(): Promise<void> {
     await this.reload();
-    for (const name of await goneExports(this.exports, this.clients().map((c) => c.export))) await this.withdraw(name);
+    for (const name of await goneExports(
+      this.exports,
+      this.clients().map((c) => c.export),
+    ))
+      await this.withdraw(name);
   }
 
   /** (re)start the TCP listener when nbd-listen or nbd-allow changed */

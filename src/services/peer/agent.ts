@@ -24,15 +24,30 @@ import { withLock } from '../lock.js';
 import type { Driver } from '../storage/driver.js';
 import { authorizedKeysLine, checkPublicKey, installAuthorizedKey, publicKeyFingerprint } from './keys.js';
 import {
-  AGENT_TAG, DRIVER_METHODS, PROTOCOL_MAX, PROTOCOL_MIN, compatible, validServiceName,
-  type DriverMethod, type ErrorCode, type Hello, type HelloReply, type Outcome, type ReceiveHeader, type SendHeader, type WireError,
+  AGENT_TAG,
+  DRIVER_METHODS,
+  PROTOCOL_MAX,
+  PROTOCOL_MIN,
+  compatible,
+  validServiceName,
+  type DriverMethod,
+  type ErrorCode,
+  type Hello,
+  type HelloReply,
+  type Outcome,
+  type ReceiveHeader,
+  type SendHeader,
+  type WireError,
 } from './protocol.js';
 import type { PeerService } from './index.js';
 import { cdpAgentCall, pipeMirror } from '../cdp/agent.js';
 
 /** a refusal or failure with the wire code the caller's PeerError is made from */
 export class AgentError extends Error {
-  constructor(readonly code: ErrorCode, message: string) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -56,7 +71,11 @@ export class Agent {
   private caller: string | null = null;
   private state: 'new' | 'bound' | 'binding' | 'refused' = 'new';
 
-  constructor(private readonly services: Services, private readonly keyPeer: string | null, private readonly address: string) {
+  constructor(
+    private readonly services: Services,
+    private readonly keyPeer: string | null,
+    private readonly address: string,
+  ) {
     this.me = services.appliance.id;
     this.peers = services.peers;
   }
@@ -174,8 +193,13 @@ export class Agent {
       await installAuthorizedKey(file, authorizedKeysLine(this.peers.ownAgent(), this.caller!, publicKey), this.caller!);
     }
     await this.peers.store.putInbound({
-      id: this.caller!, transport, address: this.address, publicKey, keyFingerprint: publicKey ? publicKeyFingerprint(publicKey) : null,
-      authorizedKeys: file, boundAt: new Date().toISOString(),
+      id: this.caller!,
+      transport,
+      address: this.address,
+      publicKey,
+      keyFingerprint: publicKey ? publicKeyFingerprint(publicKey) : null,
+      authorizedKeys: file,
+      boundAt: new Date().toISOString(),
     });
     this.state = 'bound';
     return { id: this.me, agent: this.peers.ownAgent(), authorizedKeys: file };
@@ -212,7 +236,12 @@ export class Agent {
     const fn = d[method as DriverMethod] as ((...a: unknown[]) => Promise<unknown>) | undefined;
     // The optional methods (fs chunk negotiation, zfs resume, zvols) exist on some drivers only.
     if (typeof fn !== 'function') throw new AgentError('bad-request', `The ${driver} driver has no ${method}.`);
-    return (await fn.apply(d, list.map((a) => (a === null ? undefined : a)))) ?? null;
+    return (
+      (await fn.apply(
+        d,
+        list.map((a) => (a === null ? undefined : a)),
+      )) ?? null
+    );
   }
 
   private async putConfig(config: AutoSyncConfig): Promise<null> {
@@ -243,9 +272,10 @@ export class Agent {
         await this.services.autoSync.forgetCopy(service, `auto-sync:${service} was destroyed on ${this.caller}; this copy goes too`);
         removed = true;
       } else {
-        kept = mine.createdAt !== tomb.createdAt
-          ? `the auto-sync:${service} on ${this.me} is another service of that name (created ${mine.createdAt})`
-          : `${this.me} holds auto-sync:${service} at epoch ${mine.epoch}, not older than the destroyed one's (${tomb.epoch - 1}): it took over since, and its view is the newer one`;
+        kept =
+          mine.createdAt !== tomb.createdAt
+            ? `the auto-sync:${service} on ${this.me} is another service of that name (created ${mine.createdAt})`
+            : `${this.me} holds auto-sync:${service} at epoch ${mine.epoch}, not older than the destroyed one's (${tomb.epoch - 1}): it took over since, and its view is the newer one`;
       }
     }
     return { removed, kept };
@@ -286,7 +316,7 @@ export class Agent {
     if (!state || typeof state !== 'object') throw new AgentError('bad-request', 'A run state is needed.');
     if (this.ownsName(service)) {
       const conf = this.peerState();
-      await withLock(path.join(this.services.home.locks, 'peer-state.lock'), 'The state of peers\' services', 'recording a state', () => {
+      await withLock(path.join(this.services.home.locks, 'peer-state.lock'), "The state of peers' services", 'recording a state', () => {
         conf.set('state', { ...conf.get('state'), [`${this.caller}:${service}`]: state });
       });
     } else {
@@ -310,7 +340,15 @@ export class Agent {
     const now = new Date().toISOString();
     const startedAt = typeof p.startedAt === 'string' && !Number.isNaN(Date.parse(p.startedAt)) ? p.startedAt : now;
     this.services.autoSync.history(service, direction).append({
-      direction, service, peer: this.caller!, startedAt, endedAt: now, result: 'refused', bytes: 0, rateBytesPerSec: 0, snapshot: null,
+      direction,
+      service,
+      peer: this.caller!,
+      startedAt,
+      endedAt: now,
+      result: 'refused',
+      bytes: 0,
+      rateBytesPerSec: 0,
+      snapshot: null,
       error: `Refused: the appliance ${this.caller} is not bound to ${this.me}.`,
     });
     return null;
@@ -333,7 +371,14 @@ export class Agent {
       report({ ok: false, error: wire(refusal) });
       return 2;
     }
-    return pipeMirror(this.services.home, header.from, io.input, io.output, (message) => report({ ok: false, error: { code: 'failed', message } }), () => report({ ok: true, result: null }));
+    return pipeMirror(
+      this.services.home,
+      header.from,
+      io.input,
+      io.output,
+      (message) => report({ ok: false, error: { code: 'failed', message } }),
+      () => report({ ok: true, result: null }),
+    );
   }
 
   /** one data channel: a header line, then a send stream out or a receive stream in, then the outcome */
@@ -368,7 +413,13 @@ export class Agent {
   private async send(driver: Driver, h: SendHeader, out: Writable): Promise<{ bytes: number }> {
     const abort = new AbortController();
     const idleMs = h.idleTimeoutMs && h.idleTimeoutMs > 0 ? h.idleTimeoutMs : 120_000;
-    const raw = driver.send(h.dataset, h.snapshot, { from: h.from_snapshot ?? undefined, recursive: Boolean(h.recursive), signal: abort.signal, ...(h.held ? { held: h.held } : {}), ...(typeof h.resume_token === 'string' ? { resumeToken: h.resume_token } : {}) });
+    const raw = driver.send(h.dataset, h.snapshot, {
+      from: h.from_snapshot ?? undefined,
+      recursive: Boolean(h.recursive),
+      signal: abort.signal,
+      ...(h.held ? { held: h.held } : {}),
+      ...(typeof h.resume_token === 'string' ? { resumeToken: h.resume_token } : {}),
+    });
     // compressed for the channel when the header names a codec (the caller decompresses)
     const deflate = h.compress && h.compress !== 'none' ? await codecStream(parseCodec(h.compress), 'compress') : null;
     if (deflate) raw.on('error', (e: Error) => deflate.destroy(e));
@@ -379,9 +430,12 @@ export class Agent {
     });
     failed.catch(() => undefined);
     let last = Date.now();
-    const watch = setInterval(() => {
-      if (Date.now() - last > idleMs) abort.abort(new Error(`${this.caller} took no data for ${Math.round(idleMs / 1000)} s: is the link down?`));
-    }, Math.min(1000, idleMs));
+    const watch = setInterval(
+      () => {
+        if (Date.now() - last > idleMs) abort.abort(new Error(`${this.caller} took no data for ${Math.round(idleMs / 1000)} s: is the link down?`));
+      },
+      Math.min(1000, idleMs),
+    );
     let bytes = 0;
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {

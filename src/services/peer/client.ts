@@ -10,9 +10,7 @@ import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
 import type { Tombstone } from '../auto-sync/tombstones.js';
-import type {
-  ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats,
-} from '../storage/driver.js';
+import type { ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats } from '../storage/driver.js';
 import type { PeerSide } from '../auto-sync/run.js';
 import { PeerError, type Channel, type SubCommand, type Transport } from './transport.js';
 import type { DriverMethod, Hello, HelloReply, Outcome, ReceiveHeader, Response, SendHeader, WireError } from './protocol.js';
@@ -30,7 +28,10 @@ function tail(stream: Readable, max = 4000): () => string {
 
 /** the last JSON object line of some text */
 function lastJson(text: string): unknown {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   for (let i = lines.length - 1; i >= 0; i--) {
     if (!lines[i].startsWith('{')) continue;
     try {
@@ -69,7 +70,10 @@ export class AgentLink {
   reply: HelloReply | null = null;
   private current: ControlSession | null = null;
 
-  constructor(readonly transport: Transport, readonly opts: LinkOptions) {}
+  constructor(
+    readonly transport: Transport,
+    readonly opts: LinkOptions,
+  ) {}
 
   get closed(): boolean {
     return this.transport.closed;
@@ -95,7 +99,10 @@ export class AgentLink {
       }
       if (this.opts.expectId && this.reply.id !== this.opts.expectId) {
         session.close();
-        throw new PeerError('identity', `The appliance at ${this.transport.label} answers as ${this.reply.id}, not ${this.opts.expectId}: another appliance took its address. Unbind ${this.opts.expectId} and bind the one there now, if that is intended.`);
+        throw new PeerError(
+          'identity',
+          `The appliance at ${this.transport.label} answers as ${this.reply.id}, not ${this.opts.expectId}: another appliance took its address. Unbind ${this.opts.expectId} and bind the one there now, if that is intended.`,
+        );
       }
       return session;
     })();
@@ -130,7 +137,11 @@ export class AgentLink {
 
 /** an error the agent answered with */
 export class RemoteError extends Error {
-  constructor(readonly code: WireError['code'], readonly remoteMessage: string, peer: string) {
+  constructor(
+    readonly code: WireError['code'],
+    readonly remoteMessage: string,
+    peer: string,
+  ) {
     super(code === 'failed' ? `On ${peer}: ${remoteMessage}` : remoteMessage);
     this.name = 'RemoteError';
   }
@@ -153,16 +164,24 @@ export class ControlSession {
   private ended: Error | null = null;
   private readonly stderr: () => string;
 
-  constructor(private readonly channel: Channel, private readonly peer: string) {
+  constructor(
+    private readonly channel: Channel,
+    private readonly peer: string,
+  ) {
     this.stderr = tail(channel.stderr);
     channel.stdout.setEncoding('utf8');
     channel.stdout.on('data', (chunk: string) => this.onData(chunk));
     channel.stdout.on('error', () => undefined);
     void channel.done.then((status) => {
       const last = lastJson(this.buffered) as { error?: WireError } | null;
-      const why = status.lost
-        ?? (last?.error ? new RemoteError(last.error.code, last.error.message, peer)
-          : new PeerError('agent', `The syncsh agent on ${peer} ended${status.code !== null ? ` with status ${status.code}` : status.signal ? ` by ${status.signal}` : ''}${this.stderr().trim() ? `: ${this.stderr().trim().split('\n').slice(-3).join(' ')}` : '.'}`));
+      const why =
+        status.lost ??
+        (last?.error
+          ? new RemoteError(last.error.code, last.error.message, peer)
+          : new PeerError(
+              'agent',
+              `The syncsh agent on ${peer} ended${status.code !== null ? ` with status ${status.code}` : status.signal ? ` by ${status.signal}` : ''}${this.stderr().trim() ? `: ${this.stderr().trim().split('\n').slice(-3).join(' ')}` : '.'}`,
+            ));
       this.fail(why);
     });
   }
@@ -225,7 +244,12 @@ export interface LinkLease {
 
 /** The Driver of a dataset on another appliance: every call goes over the agent protocol. */
 export class RemoteDriver implements Driver {
-  constructor(readonly name: DriverName, private readonly lease: LinkLease, private readonly peerName: string, private readonly idleTimeoutMs: number) {}
+  constructor(
+    readonly name: DriverName,
+    private readonly lease: LinkLease,
+    private readonly peerName: string,
+    private readonly idleTimeoutMs: number,
+  ) {}
 
   private async call<T>(method: DriverMethod, ...args: unknown[]): Promise<T> {
     const link = await this.lease.acquire();
@@ -313,7 +337,16 @@ export class RemoteDriver implements Driver {
       try {
         const codec = wireCodec(opts.compress);
         const ch = await link.data('send', {
-          ...link.opts.hello, driver: this.name, dataset, snapshot, from_snapshot: opts.from, recursive: opts.recursive, ...(opts.held ? { held: opts.held } : {}), ...(opts.resumeToken ? { resume_token: opts.resumeToken } : {}), idleTimeoutMs: this.idleTimeoutMs, ...(codec ? { compress: codec } : {}),
+          ...link.opts.hello,
+          driver: this.name,
+          dataset,
+          snapshot,
+          from_snapshot: opts.from,
+          recursive: opts.recursive,
+          ...(opts.held ? { held: opts.held } : {}),
+          ...(opts.resumeToken ? { resume_token: opts.resumeToken } : {}),
+          idleTimeoutMs: this.idleTimeoutMs,
+          ...(codec ? { compress: codec } : {}),
         });
         channel = ch;
         ch.stdin.end();
@@ -356,7 +389,13 @@ export class RemoteDriver implements Driver {
     try {
       const codec = wireCodec(opts.compress);
       ch = await link.data('receive', {
-        ...link.opts.hello, driver: this.name, dataset, force: opts.force, recursive: opts.recursive, idleTimeoutMs: this.idleTimeoutMs, ...(codec ? { compress: codec } : {}),
+        ...link.opts.hello,
+        driver: this.name,
+        dataset,
+        force: opts.force,
+        recursive: opts.recursive,
+        idleTimeoutMs: this.idleTimeoutMs,
+        ...(codec ? { compress: codec } : {}),
       });
       const channel = ch;
       const answer = tail(channel.stdout, 64_000);

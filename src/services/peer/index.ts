@@ -243,7 +243,10 @@ export class PeerService implements PeerResolver {
     for (const [id, entry] of this.pool) {
       this.pool.delete(id);
       if (entry.timer) clearTimeout(entry.timer);
-      entry.link.then((l) => l.close(), () => undefined);
+      entry.link.then(
+        (l) => l.close(),
+        () => undefined,
+      );
     }
   }
 
@@ -263,12 +266,19 @@ export class PeerService implements PeerResolver {
     }
     const keys = readKeyPair(this.home);
     if (!keys) {
-      throw new PeerError('no-key', `This appliance has no SSH key (${path.join(this.home.root, 'ssh', 'id_ed25519')} is missing), so it cannot log in to ${peer.id}. Bind it again with 'setup network ssh-bind ${peer.address}${peer.port === 22 ? '' : ` --port ${peer.port}`}' to make and install a new key.`);
+      throw new PeerError(
+        'no-key',
+        `This appliance has no SSH key (${path.join(this.home.root, 'ssh', 'id_ed25519')} is missing), so it cannot log in to ${peer.id}. Bind it again with 'setup network ssh-bind ${peer.address}${peer.port === 22 ? '' : ` --port ${peer.port}`}' to make and install a new key.`,
+      );
     }
     return SshTransport.connect(this.target(peer), {
-      verify: (seen) => (seen.fingerprint === peer.fingerprint
-        ? true
-        : new PeerError('host-key', `The host key of the appliance ${peer.id} at ${peer.address}:${peer.port} has changed: it was ${peer.fingerprint} when bound, it is now ${seen.type} ${seen.fingerprint}. syncsh refuses to talk to it until it is bound again: check the new key with its operator, then run 'setup network ssh-bind ${peer.address}${peer.port === 22 ? '' : ` --port ${peer.port}`}'.`)),
+      verify: (seen) =>
+        seen.fingerprint === peer.fingerprint
+          ? true
+          : new PeerError(
+              'host-key',
+              `The host key of the appliance ${peer.id} at ${peer.address}:${peer.port} has changed: it was ${peer.fingerprint} when bound, it is now ${seen.type} ${seen.fingerprint}. syncsh refuses to talk to it until it is bound again: check the new key with its operator, then run 'setup network ssh-bind ${peer.address}${peer.port === 22 ? '' : ` --port ${peer.port}`}'.`,
+            ),
       auth: { privateKey: keys.privateKey },
       agent: peer.agent,
       connectTimeoutMs: this.options.connectTimeoutMs,
@@ -304,7 +314,8 @@ export class PeerService implements PeerResolver {
       const trusted = await ask.trustHostKey({ ...seen, host: req.host, port, previous: previous?.fingerprint ?? null });
       if (!trusted) throw new PeerError('host-key', `The host key ${seen.fingerprint} of ${req.host}:${port} was not trusted: nothing was changed.`);
     }
-    const verify = (k: HostKeySeen) => (k.fingerprint === seen.fingerprint ? true as const : new PeerError('host-key', `The host key of ${req.host}:${port} changed while binding (${seen.fingerprint}, then ${k.fingerprint}): nothing was changed.`));
+    const verify = (k: HostKeySeen) =>
+      k.fingerprint === seen.fingerprint ? (true as const) : new PeerError('host-key', `The host key of ${req.host}:${port} changed while binding (${seen.fingerprint}, then ${k.fingerprint}): nothing was changed.`);
 
     // 2. Log in: this appliance's key if it is accepted already, else the password.
     let transport: SshTransport;
@@ -314,7 +325,8 @@ export class PeerService implements PeerResolver {
     } catch (error) {
       if (!(error instanceof PeerError) || error.code !== 'auth') throw error;
       const password = req.passwordFile ? readPassword(req.passwordFile) : await ask.password(`Password for ${user}@${req.host}`);
-      if (password === null) throw new PeerError('auth', `${req.host}:${port} does not accept this appliance's key for ${user} yet, and no password was given: give it with --password-file FILE, or run the command on a terminal to be asked.`);
+      if (password === null)
+        throw new PeerError('auth', `${req.host}:${port} does not accept this appliance's key for ${user} yet, and no password was given: give it with --password-file FILE, or run the command on a terminal to be asked.`);
       via = 'password';
       transport = await SshTransport.connect(target, { ...common, verify, auth: { password } });
     }
@@ -337,8 +349,15 @@ export class PeerService implements PeerResolver {
 
     // 4. The key alone must now reach the agent.
     const peer: OutboundPeer = {
-      id: reply.id, transport: 'ssh', address: req.host, port, user,
-      fingerprint: seen.fingerprint, hostKeyType: seen.type, agent: accepted.agent, boundAt: new Date().toISOString(),
+      id: reply.id,
+      transport: 'ssh',
+      address: req.host,
+      port,
+      user,
+      fingerprint: seen.fingerprint,
+      hostKeyType: seen.type,
+      agent: accepted.agent,
+      boundAt: new Date().toISOString(),
     };
     const check = await SshTransport.connect({ ...target, name: reply.id }, { ...common, agent: accepted.agent, verify, auth: { privateKey: keys.privateKey } }).catch((error: Error) => {
       throw new PeerError('auth', `${reply.id} accepted this appliance's key but logging in with it failed: ${error.message}`);
@@ -387,8 +406,15 @@ export class PeerService implements PeerResolver {
       link.close();
     }
     const peer: OutboundPeer = {
-      id: reply.id, transport: 'local', address: 'local', port: 0, user: os.userInfo().username,
-      fingerprint: null, hostKeyType: null, agent, boundAt: new Date().toISOString(),
+      id: reply.id,
+      transport: 'local',
+      address: 'local',
+      port: 0,
+      user: os.userInfo().username,
+      fingerprint: null,
+      hostKeyType: null,
+      agent,
+      boundAt: new Date().toISOString(),
     };
     this.dropPooled(reply.id);
     const rebound = Boolean(this.store.outboundPeer(reply.id));
@@ -454,27 +480,47 @@ export class PeerService implements PeerResolver {
   /** every binding, outbound ones probed for reachability now (in parallel) */
   async bindings(opts: { probe?: boolean } = {}): Promise<BindingView[]> {
     const probe = opts.probe ?? true;
-    const outbound = await Promise.all(this.store.outbound().map(async (p): Promise<BindingView> => {
-      let reachable: boolean | null = null;
-      let reason: string | null = null;
-      if (probe) {
-        try {
-          await this.ping(p.id);
-          reachable = true;
-        } catch (error) {
-          reachable = false;
-          reason = (error as Error).message;
+    const outbound = await Promise.all(
+      this.store.outbound().map(async (p): Promise<BindingView> => {
+        let reachable: boolean | null = null;
+        let reason: string | null = null;
+        if (probe) {
+          try {
+            await this.ping(p.id);
+            reachable = true;
+          } catch (error) {
+            reachable = false;
+            reason = (error as Error).message;
+          }
         }
-      }
-      return {
-        id: p.id, direction: 'outbound', transport: p.transport, address: p.address, port: p.transport === 'ssh' ? p.port : null,
-        user: p.user, fingerprint: p.fingerprint, boundAt: p.boundAt, reachable, reason,
-      };
-    }));
-    const inbound = this.store.inbound().map((p): BindingView => ({
-      id: p.id, direction: 'inbound', transport: p.transport, address: p.address, port: null, user: null,
-      fingerprint: p.keyFingerprint, boundAt: p.boundAt, reachable: null, reason: null,
-    }));
+        return {
+          id: p.id,
+          direction: 'outbound',
+          transport: p.transport,
+          address: p.address,
+          port: p.transport === 'ssh' ? p.port : null,
+          user: p.user,
+          fingerprint: p.fingerprint,
+          boundAt: p.boundAt,
+          reachable,
+          reason,
+        };
+      }),
+    );
+    const inbound = this.store.inbound().map(
+      (p): BindingView => ({
+        id: p.id,
+        direction: 'inbound',
+        transport: p.transport,
+        address: p.address,
+        port: null,
+        user: null,
+        fingerprint: p.keyFingerprint,
+        boundAt: p.boundAt,
+        reachable: null,
+        reason: null,
+      }),
+    );
     return [...outbound, ...inbound];
   }
 
@@ -523,13 +569,18 @@ export class PeerService implements PeerResolver {
     if (!entry) return;
     this.pool.delete(id);
     if (entry.timer) clearTimeout(entry.timer);
-    entry.link.then((l) => l.close(), () => undefined);
+    entry.link.then(
+      (l) => l.close(),
+      () => undefined,
+    );
   }
 }
 
 /** two homes on one machine both took the host name as their id */
 function sameId(home: string, id: string): Error {
-  return new Error(`The appliance at ${home} has the same id as this one (${id}): two homes on one machine both took the host name. Give one of them its own id before binding, e.g. 'SYNCSH_HOME=${home} syncsh -c "setup appliance id ${id}-2"' (refused once that appliance is bound to any other). Nothing was changed.`);
+  return new Error(
+    `The appliance at ${home} has the same id as this one (${id}): two homes on one machine both took the host name. Give one of them its own id before binding, e.g. 'SYNCSH_HOME=${home} syncsh -c "setup appliance id ${id}-2"' (refused once that appliance is bound to any other). Nothing was changed.`,
+  );
 }
 
 function readPassword(file: string): string {

@@ -131,7 +131,9 @@ export function authorizedKeysLine(cmd: AgentCommand, peerId: string, publicKey:
 
 function readLines(file: string): string[] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l, i, all) => l !== '' || i < all.length - 1);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;

@@ -11,13 +11,14 @@ import type { AgentCommand } from './keys.js';
 import { fingerprint, keyType } from './keys.js';
 import { shellQuote } from './protocol.js';
 
-export type PeerErrorCode =
-  | 'not-bound' | 'refused' | 'timeout' | 'unreachable' | 'auth' | 'host-key' | 'no-key'
-  | 'link' | 'protocol' | 'unbound' | 'identity' | 'agent';
+export type PeerErrorCode = 'not-bound' | 'refused' | 'timeout' | 'unreachable' | 'auth' | 'host-key' | 'no-key' | 'link' | 'protocol' | 'unbound' | 'identity' | 'agent';
 
 /** A failure to reach or talk to a peer, with a code tests and callers can tell apart. */
 export class PeerError extends Error {
-  constructor(readonly code: PeerErrorCode, message: string) {
+  constructor(
+    readonly code: PeerErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'PeerError';
   }
@@ -83,10 +84,12 @@ export class LocalTransport implements Transport {
     this.children.add(child);
     child.stdin!.on('error', noop);
     child.stdout!.on('error', noop);
-    const done = child.then(
-      (r) => ({ code: r.exitCode ?? null, signal: r.signal ?? null, lost: r.failed && r.exitCode === undefined && !r.signal ? new Error(r.message) : null }),
-      (e: Error) => ({ code: null, signal: null, lost: e }),
-    ).finally(() => this.children.delete(child));
+    const done = child
+      .then(
+        (r) => ({ code: r.exitCode ?? null, signal: r.signal ?? null, lost: r.failed && r.exitCode === undefined && !r.signal ? new Error(r.message) : null }),
+        (e: Error) => ({ code: null, signal: null, lost: e }),
+      )
+      .finally(() => this.children.delete(child));
     return { stdin: child.stdin!, stdout: child.stdout!, stderr: child.stderr!, done, close: () => void child.kill() };
   }
 
@@ -138,7 +141,7 @@ export function describeConnectError(target: SshTarget, error: Error & { code?: 
   if (error instanceof PeerError) return error;
   const who = target.name === target.host ? `the appliance at ${where(target)}` : `the appliance ${target.name} at ${where(target)}`;
   const msg = error.message ?? String(error);
-  if (opts.ready || error.level === 'client-timeout' && msg === 'Keepalive timeout') {
+  if (opts.ready || (error.level === 'client-timeout' && msg === 'Keepalive timeout')) {
     if (msg === 'Keepalive timeout') {
       return new PeerError('link', `The connection to ${who} was lost: no answer to ${opts.keepaliveCount} keepalives ${opts.keepaliveMs / 1000} s apart (is the link down?).`);
     }
@@ -165,7 +168,10 @@ export function describeConnectError(target: SshTarget, error: Error & { code?: 
   }
   if (error.level === 'client-authentication') {
     return opts.keyAuth
-      ? new PeerError('auth', `${who[0].toUpperCase()}${who.slice(1)} did not accept this appliance's key for user ${target.user}: the binding was removed there, or its authorized_keys file changed. Bind it again with 'setup network ssh-bind ${target.host}${target.port === 22 ? '' : ` --port ${target.port}`}'.`)
+      ? new PeerError(
+          'auth',
+          `${who[0].toUpperCase()}${who.slice(1)} did not accept this appliance's key for user ${target.user}: the binding was removed there, or its authorized_keys file changed. Bind it again with 'setup network ssh-bind ${target.host}${target.port === 22 ? '' : ` --port ${target.port}`}'.`,
+        )
       : new PeerError('auth', `${who[0].toUpperCase()}${who.slice(1)} did not accept the password for user ${target.user}.`);
   }
   return new PeerError('unreachable', `Cannot reach ${who}: ${msg}.`);
@@ -181,7 +187,10 @@ export class SshTransport implements Transport {
   /** the host key the server showed, once connected */
   hostKey: HostKeySeen | null = null;
 
-  private constructor(readonly target: SshTarget, private readonly opts: SshOptions) {
+  private constructor(
+    readonly target: SshTarget,
+    private readonly opts: SshOptions,
+  ) {
     this.label = `${target.user}@${where(target)}`;
   }
 
@@ -197,7 +206,8 @@ export class SshTransport implements Transport {
       this.client = client;
       let ready = false;
       let refusal: PeerError | null = null;
-      const describe = (e: Error) => describeConnectError(this.target, e, { connectTimeoutMs: this.opts.connectTimeoutMs, keyAuth: 'privateKey' in this.opts.auth, ready, keepaliveMs: this.opts.keepaliveMs, keepaliveCount: this.opts.keepaliveCount });
+      const describe = (e: Error) =>
+        describeConnectError(this.target, e, { connectTimeoutMs: this.opts.connectTimeoutMs, keyAuth: 'privateKey' in this.opts.auth, ready, keepaliveMs: this.opts.keepaliveMs, keepaliveCount: this.opts.keepaliveCount });
       client.on('ready', () => {
         ready = true;
         resolve();
@@ -229,9 +239,7 @@ export class SshTransport implements Transport {
           refusal = verdict;
           return false;
         },
-        ...('privateKey' in this.opts.auth
-          ? { privateKey: this.opts.auth.privateKey, authHandler: ['publickey'] }
-          : { password: this.opts.auth.password, authHandler: ['password'] }),
+        ...('privateKey' in this.opts.auth ? { privateKey: this.opts.auth.privateKey, authHandler: ['publickey'] } : { password: this.opts.auth.password, authHandler: ['password'] }),
       } as ConnectConfig;
       try {
         client.connect(config);

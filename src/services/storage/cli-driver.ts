@@ -5,9 +5,7 @@
  * then names only its modules and what it does differently.
  */
 import type { Readable } from 'node:stream';
-import type {
-  CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo,
-} from './driver.js';
+import type { CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo } from './driver.js';
 
 export interface CliDriverParts<C> {
   unavailableReason(cli: C): Promise<string | null>;

@@ -33,11 +33,7 @@ export class CommandError extends Error {
     readonly stderr: string,
     readonly missing = false,
   ) {
-    super(
-      missing
-        ? `The command '${file}' was not found.`
-        : `${[file, ...args].join(' ')} failed${exitCode === undefined ? '' : ` (exit ${exitCode})`}: ${firstLines(stderr)}`,
-    );
+    super(missing ? `The command '${file}' was not found.` : `${[file, ...args].join(' ')} failed${exitCode === undefined ? '' : ` (exit ${exitCode})`}: ${firstLines(stderr)}`);
     this.name = 'CommandError';
   }
 }
@@ -66,10 +62,7 @@ async function runNow(file: string, args: readonly string[], opts: RunOptions): 
 }
 
 /** Like run, but a non-zero exit is an answer, not an error (probes, usage texts). */
-export async function probe(
-  file: string,
-  args: readonly string[],
-): Promise<{ ok: boolean; stdout: string; stderr: string; missing: boolean }> {
+export async function probe(file: string, args: readonly string[]): Promise<{ ok: boolean; stdout: string; stderr: string; missing: boolean }> {
   return cachedQuery('probe', file, args, async () => {
     const result = await execa(file, args, { reject: false, stdin: 'ignore' });
     return {
@@ -135,12 +128,7 @@ export interface FeedResult {
  * receiver then cleans up after itself); it is killed only if it lingers.
  * The input's error (or the abort) is what the caller gets then.
  */
-export async function feed(
-  file: string,
-  args: readonly string[],
-  input: Readable,
-  opts: { signal?: AbortSignal; killAfterMs?: number } = {},
-): Promise<FeedResult> {
+export async function feed(file: string, args: readonly string[], input: Readable, opts: { signal?: AbortSignal; killAfterMs?: number } = {}): Promise<FeedResult> {
   const child = execa(file, args, { reject: false, stdin: 'pipe' });
   const stdin = child.stdin;
   let bytes = 0;
@@ -230,11 +218,7 @@ export function peek(stream: Readable, n: number): Promise<{ head: Buffer; rest:
 }
 
 /** the CommandError for a failed execa result: its stderr, else the signal that killed it */
-export function commandError(
-  file: string,
-  args: readonly string[],
-  result: { exitCode?: number; stderr?: unknown; code?: string; signal?: string },
-): CommandError {
+export function commandError(file: string, args: readonly string[], result: { exitCode?: number; stderr?: unknown; code?: string; signal?: string }): CommandError {
   const stderr = typeof result.stderr === 'string' ? result.stderr : '';
   return new CommandError(file, args, result.exitCode, stderr || (result.signal ? `killed by ${result.signal}` : ''), isMissing(result));
 }

@@ -9,7 +9,10 @@ export class Storage {
   private readonly made = new Map<DriverName, Promise<Driver>>();
 
   /** `enabled`: the drivers this appliance uses (SYNCSH_DRIVERS); the others are neither probed nor listed */
-  constructor(private readonly home: Home, private readonly enabled: readonly DriverName[] = ['fs', 'zfs', 'btrfs']) {}
+  constructor(
+    private readonly home: Home,
+    private readonly enabled: readonly DriverName[] = ['fs', 'zfs', 'btrfs'],
+  ) {}
 
   driver(name: DriverName): Promise<Driver> {
     let driver = this.made.get(name);

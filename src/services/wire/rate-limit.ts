@@ -20,7 +20,11 @@ export function parseRate(value: string, label = 'rate_limit'): number {
 /** how a rate reads back: 20M, 512K, 1.5G, or 0 */
 export function formatRate(bytesPerSecond: number): string {
   if (!bytesPerSecond) return '0';
-  for (const [unit, size] of [['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
+  for (const [unit, size] of [
+    ['G', 2 ** 30],
+    ['M', 2 ** 20],
+    ['K', 2 ** 10],
+  ] as const) {
     if (bytesPerSecond >= size) return `${Number((bytesPerSecond / size).toFixed(2))}${unit}`;
   }
   return String(bytesPerSecond);

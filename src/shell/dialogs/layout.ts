@@ -98,10 +98,6 @@ export interface FieldView {
 
 /** [the field line, the lines under it]: the terminal's cursor sits at the end of the field */
 export function fieldLines(view: FieldView): [string, string[]] {
-  const under = [
-    ...(view.error ? wrapWords(view.error, view.width).map((l) => paint.red(l, view.color)) : []),
-    RULE,
-    ...helpParagraph(view.help, TYPE_HINT, view.width),
-  ];
+  const under = [...(view.error ? wrapWords(view.error, view.width).map((l) => paint.red(l, view.color)) : []), RULE, ...helpParagraph(view.help, TYPE_HINT, view.width)];
   return [`${questionLine(view.question)} ${view.value}`, under];
 }

@@ -29,13 +29,7 @@ export interface LineState {
   killed: string;
 }
 
-export type Outcome =
-  | { kind: 'edit' }
-  | { kind: 'submit' }
-  | { kind: 'cancel' }
-  | { kind: 'eof' }
-  | { kind: 'choices'; choices: string[] }
-  | { kind: 'help'; entries: HelpEntry[] };
+export type Outcome = { kind: 'edit' } | { kind: 'submit' } | { kind: 'cancel' } | { kind: 'eof' } | { kind: 'choices'; choices: string[] } | { kind: 'help'; entries: HelpEntry[] };
 
 export interface Step {
   state: LineState;

@@ -28,13 +28,15 @@ export function outputView(term: Terminal): TerminalOutput {
     columns: () => term.columns(),
     rows: () => term.rows(),
     isTTY: () => term.interactive,
-    end: () => (...args: unknown[]) => {
-      // end(chunk?, cb?): write the chunk but leave the stream open
-      const callback = args.find((a) => typeof a === 'function') as (() => void) | undefined;
-      if (args.length && typeof args[0] !== 'function') term.output.write(args[0] as string);
-      callback?.();
-      return term.output;
-    },
+    end:
+      () =>
+      (...args: unknown[]) => {
+        // end(chunk?, cb?): write the chunk but leave the stream open
+        const callback = args.find((a) => typeof a === 'function') as (() => void) | undefined;
+        if (args.length && typeof args[0] !== 'function') term.output.write(args[0] as string);
+        callback?.();
+        return term.output;
+      },
     destroy: () => () => term.output,
   });
 }

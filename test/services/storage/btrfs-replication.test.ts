@@ -84,16 +84,16 @@ btrfsTest('a cut stream leaves the destination untouched; recover, then the next
   });
   t.is(await uuidOf(dst), liveBefore, 'the live subvolume was not touched');
   t.false(existsSync(path.join(dst, 'second.bin')));
-  t.deepEqual((await driver.listSnapshots(dst)).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await driver.listSnapshots(dst)).map((s) => s.name),
+    ['s1'],
+  );
 
   // what recover cleans: a partial receive and a probe left by a crash
   const snapshots = path.join(b.mountpoint, '.syncsh-snapshots', 'dst');
   await execa('btrfs', ['subvolume', 'create', path.join(snapshots, 's2')]);
   await execa('btrfs', ['subvolume', 'snapshot', '-r', dst, path.join(snapshots, '.probe-deadbeef')]);
-  t.deepEqual(await driver.recover(dst), [
-    `deleted the leftover change probe '${snapshots}/.probe-deadbeef'`,
-    `deleted the partial receive '${snapshots}/s2'`,
-  ]);
+  t.deepEqual(await driver.recover(dst), [`deleted the leftover change probe '${snapshots}/.probe-deadbeef'`, `deleted the partial receive '${snapshots}/s2'`]);
   t.deepEqual(await driver.recover(dst), []);
 
   const next = await replicate(src, 's2', dst, { from: 's1' });
@@ -145,7 +145,10 @@ btrfsTest('running out of space mid-receive says so and leaves the destination a
   const error = await t.throwsAsync(replicate(src, 's2', dst, { from: 's1' }), { instanceOf: BtrfsError });
   t.is(error!.message, `Receiving into '${dst}' failed: The filesystem holding '${dst}' ran out of space. '${dst}' was left at its previous snapshot 's1'.`);
   t.is((error as BtrfsError).code, 'no-space');
-  t.deepEqual((await driver.listSnapshots(dst)).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await driver.listSnapshots(dst)).map((s) => s.name),
+    ['s1'],
+  );
   t.false(existsSync(path.join(dst, 'big.bin')));
   t.false(await driver.changedSince(dst, 's1'));
 });

@@ -11,8 +11,7 @@ import { gatedTest } from '../../helpers/system.js';
 const btrfsTest = await gatedTest(['btrfs (btrfs-progs, loop devices)'], btrfsMissing);
 const driver = createBtrfsDriver();
 
-const show = async (subvolume: string, field: string): Promise<string> =>
-  (await execa('btrfs', ['subvolume', 'show', subvolume])).stdout.match(new RegExp(`${field}:\\s*(\\S+)`))?.[1] ?? '';
+const show = async (subvolume: string, field: string): Promise<string> => (await execa('btrfs', ['subvolume', 'show', subvolume])).stdout.match(new RegExp(`${field}:\\s*(\\S+)`))?.[1] ?? '';
 
 btrfsTest('creates, lists, finds and destroys subvolumes', async (t) => {
   const { mountpoint: mnt } = await makeBtrfsVolume(t);
@@ -21,8 +20,15 @@ btrfsTest('creates, lists, finds and destroys subvolumes', async (t) => {
   t.like(await driver.createDataset(data), { name: data, kind: 'filesystem', mountpoint: data, mounted: true, readonly: false });
   await driver.createDataset(path.join(mnt, 'group', 'inner'), { parents: true });
   await driver.createSnapshot(data, 's1', { recursive: false });
-  t.deepEqual((await driver.listDatasets(mnt)).map((d) => d.name), [data, path.join(mnt, 'group', 'inner')], 'snapshots are not datasets');
-  t.true((await driver.listDatasets()).some((d) => d.name === data), 'without a root: every btrfs mount');
+  t.deepEqual(
+    (await driver.listDatasets(mnt)).map((d) => d.name),
+    [data, path.join(mnt, 'group', 'inner')],
+    'snapshots are not datasets',
+  );
+  t.true(
+    (await driver.listDatasets()).some((d) => d.name === data),
+    'without a root: every btrfs mount',
+  );
 
   await t.throwsAsync(driver.createDataset(data), { message: `The subvolume '${data}' already exists.` });
   await t.throwsAsync(driver.createDataset(path.join(mnt, 'nope', 'x')), { message: `The directory '${mnt}/nope' does not exist.` });
@@ -63,13 +69,19 @@ btrfsTest('snapshots: uuid identity, order, the layout, recursive refused', asyn
   t.is(first.id, await show(path.join(snapshotDir, 'first'), 'UUID'));
   await driver.createSnapshot(data, 'b-second', { recursive: false });
   await driver.createSnapshot(data, 'a-third', { recursive: false });
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.name), ['first', 'b-second', 'a-third']);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.name),
+    ['first', 'b-second', 'a-third'],
+  );
   t.deepEqual(readdirSync(snapshotDir).sort(), ['a-third', 'b-second', 'first']);
   await t.throwsAsync(driver.createSnapshot(data, 'first', { recursive: false }), { message: `The snapshot 'first' of '${data}' already exists.` });
   await t.throwsAsync(driver.createSnapshot(data, 'r', { recursive: true }), { message: /does not do recursive snapshots or sends/ });
   t.throws(() => driver.send(data, 'first', { recursive: true }), { message: /does not do recursive snapshots or sends/ });
   await driver.destroySnapshot(data, 'b-second', { recursive: false });
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.name), ['first', 'a-third']);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.name),
+    ['first', 'a-third'],
+  );
   await t.throwsAsync(driver.destroySnapshot(data, 'gone', { recursive: false }), { message: `The snapshot 'gone' of '${data}' does not exist.` });
 });
 
@@ -81,7 +93,10 @@ btrfsTest('a held snapshot cannot be destroyed, rolled past or destroyed with it
   await driver.createSnapshot(data, 'later', { recursive: false });
   await driver.holdSnapshot(data, 'keep', true);
   await driver.holdSnapshot(data, 'later', true);
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.held), [true, true]);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.held),
+    [true, true],
+  );
   await t.throwsAsync(driver.destroySnapshot(data, 'keep', { recursive: false }), {
     message: `The snapshot 'keep' of '${data}' is held; release it before destroying it.`,
   });
@@ -120,7 +135,10 @@ btrfsTest('rollback brings the files back and drops later snapshots; changedSinc
   t.is(readFileSync(path.join(data, 'a.txt'), 'utf8'), 'one');
   t.is(readFileSync(path.join(data, 'b.txt'), 'utf8'), 'bee');
   t.false(existsSync(path.join(data, 'c.txt')));
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.name),
+    ['s1'],
+  );
   t.false(await driver.changedSince(data, 's1'));
   writeFileSync(path.join(data, 'a.txt'), 'after the rollback');
   t.true(await driver.changedSince(data, 's1'));
@@ -150,10 +168,7 @@ btrfsTest('recover finishes a swap of the live subvolume cut between its two ren
   await execa('btrfs', ['subvolume', 'snapshot', path.join(mnt, '.syncsh-snapshots', 'data', 's1'), path.join(mnt, '.syncsh-new-data-0123abcd')]);
   renameSync(data, path.join(mnt, '.syncsh-old-data-89abcdef'));
   t.is(await driver.getDataset(data), null);
-  t.deepEqual(await driver.recover(data), [
-    `finished an interrupted swap: '.syncsh-new-data-0123abcd' is the live '${data}' again`,
-    `deleted the swap leftover '${mnt}/.syncsh-old-data-89abcdef'`,
-  ]);
+  t.deepEqual(await driver.recover(data), [`finished an interrupted swap: '.syncsh-new-data-0123abcd' is the live '${data}' again`, `deleted the swap leftover '${mnt}/.syncsh-old-data-89abcdef'`]);
   t.is(readFileSync(path.join(data, 'a.txt'), 'utf8'), 'old live');
   t.deepEqual(readdirSync(mnt).sort(), ['.syncsh-snapshots', 'data']);
 });

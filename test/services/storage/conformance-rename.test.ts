@@ -124,8 +124,15 @@ const SHARED: Case[] = [
 
       await driver.receive(dst, driver.send(src, 's3', once), once);
       t.is(readFileSync(path.join(await bed.dir(dst), 'c.txt'), 'utf8'), 'charlie', 'the old name takes a fresh full receive');
-      t.deepEqual((await driver.listSnapshots(dst)).map((s) => s.name), ['s3']);
-      t.deepEqual((await driver.listSnapshots(aside)).map((s) => s.name), ['s1', 's2', 's3'], 'and what was moved aside is untouched');
+      t.deepEqual(
+        (await driver.listSnapshots(dst)).map((s) => s.name),
+        ['s3'],
+      );
+      t.deepEqual(
+        (await driver.listSnapshots(aside)).map((s) => s.name),
+        ['s1', 's2', 's3'],
+        'and what was moved aside is untouched',
+      );
     },
   },
   {
@@ -171,13 +178,19 @@ zfsGate('zfs › children move along and are mounted again under their new names
   await zfs.createDataset(`${pool.name}/parent`);
   const moved = `${pool.name}/parent/moved`;
   await zfs.renameDataset(src, moved);
-  t.deepEqual((await zfs.listDatasets(moved)).map((d) => [d.name, d.mounted]), [
-    [moved, true],
-    [`${moved}/a`, true],
-    [`${moved}/a/b`, true],
-  ]);
+  t.deepEqual(
+    (await zfs.listDatasets(moved)).map((d) => [d.name, d.mounted]),
+    [
+      [moved, true],
+      [`${moved}/a`, true],
+      [`${moved}/a/b`, true],
+    ],
+  );
   t.is(readFileSync(path.join(await dirOf(zfs, `${moved}/a/b`), 'deep.txt'), 'utf8'), 'deep');
-  t.deepEqual((await zfs.listSnapshots(`${moved}/a/b`)).map((s) => s.name), ['r1']);
+  t.deepEqual(
+    (await zfs.listSnapshots(`${moved}/a/b`)).map((s) => s.name),
+    ['r1'],
+  );
   t.false(existsSync(path.join(pool.mountpoint, 'src')), 'no empty mountpoint is left at the old place');
 
   await t.throwsAsync(zfs.renameDataset(pool.name, `${pool.name}x`), { message: `'${pool.name}' is the root dataset of its pool; a pool cannot be renamed, only the datasets in it.` });
@@ -208,7 +221,10 @@ zfsGate('zfs › holds kept by property (no zfs hold) move with the snapshot', a
   await noHold.createSnapshot(src, 's1', once);
   await noHold.holdSnapshot(src, 's1', true);
   await noHold.renameDataset(src, `${pool.name}/moved`);
-  t.deepEqual((await noHold.listSnapshots(`${pool.name}/moved`)).map((s) => [s.name, s.held]), [['s1', true]]);
+  t.deepEqual(
+    (await noHold.listSnapshots(`${pool.name}/moved`)).map((s) => [s.name, s.held]),
+    [['s1', true]],
+  );
   await t.throwsAsync(noHold.destroySnapshot(`${pool.name}/moved`, 's1', once), { message: /is held/ });
 });
 
@@ -264,7 +280,11 @@ btrfsGate('btrfs › refused: a target directory in another subvolume, leftover 
   await t.throwsAsync(btrfs.renameDataset(vol.mountpoint, `${vol.mountpoint}-x`), { message: `'${vol.mountpoint}' is a mount point; unmount it and rename it from its parent subvolume.` });
   await execa('btrfs', ['subvolume', 'snapshot', dst, at('.syncsh-new-dst-0badf00d')]);
   await t.throwsAsync(btrfs.renameDataset(dst, at('dst2')), { message: `An interrupted swap of '${dst}' left '${at('.syncsh-new-dst-0badf00d')}'; run recover on '${dst}' first.` });
-  t.deepEqual((await btrfs.listSnapshots(dst)).map((s) => s.name), ['s1', 's2'], 'nothing moved');
+  t.deepEqual(
+    (await btrfs.listSnapshots(dst)).map((s) => s.name),
+    ['s1', 's2'],
+    'nothing moved',
+  );
 });
 
 btrfsGate('btrfs › a rename cut between its two steps is finished by recover, from either name', async (t) => {

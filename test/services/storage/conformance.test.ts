@@ -33,7 +33,7 @@ const RICH = {
   'media/one-mib.bin': random(MiB),
   'links/rel': { symlink: '../docs/readme.md' },
   'links/dangling': { symlink: 'nowhere/at/all' },
-  'emptydir': { dir: true, mode: 0o750, mtime: T0 },
+  emptydir: { dir: true, mode: 0o750, mtime: T0 },
 } as const;
 
 /** source 'src' with the rich tree (and `extra`), one service src -> dst, run once */
@@ -65,7 +65,11 @@ const SCENARIOS: Scenario[] = [
       await p.expectMirror('src', 'dst');
       const [src, dst] = [await p.markers('src', name), await p.markers('dst', name)];
       p.t.is(src.length, 1);
-      p.t.deepEqual(dst.map((s) => [s.name, s.id]), src.map((s) => [s.name, s.id]), 'the marker arrived with its identity');
+      p.t.deepEqual(
+        dst.map((s) => [s.name, s.id]),
+        src.map((s) => [s.name, s.id]),
+        'the marker arrived with its identity',
+      );
       p.t.true(dst[0]!.held && src[0]!.held, 'the common marker is held on both sides');
       const view = p.services.autoSync.view(name);
       p.t.like(view, { state: 'online', status: 'up' });
@@ -111,14 +115,20 @@ const SCENARIOS: Scenario[] = [
       const name = await p.service('src', 'dst', { recursive: true });
       p.t.true((await p.run(name)).full);
       const names = async () => (await p.services.folders.list(p.ds('dst'))).map((f) => f.qualified).sort();
-      p.t.deepEqual(await names(), ['dst', 'dst/a', 'dst/a/b', 'dst/c'].map((l) => p.ds(l)));
+      p.t.deepEqual(
+        await names(),
+        ['dst', 'dst/a', 'dst/a/b', 'dst/c'].map((l) => p.ds(l)),
+      );
       for (const leaf of ['', '/a', '/a/b', '/c']) await p.expectMirror(`src${leaf}`, `dst${leaf}`);
 
       await p.folder('src/d');
       await p.write('src/d', { 'd.txt': 'a child made after the first run' });
       await p.write('src/a/b', { 'b.txt': 'in b, changed' });
       p.t.false((await p.run(name)).full);
-      p.t.deepEqual(await names(), ['dst', 'dst/a', 'dst/a/b', 'dst/c', 'dst/d'].map((l) => p.ds(l)));
+      p.t.deepEqual(
+        await names(),
+        ['dst', 'dst/a', 'dst/a/b', 'dst/c', 'dst/d'].map((l) => p.ds(l)),
+      );
       for (const leaf of ['', '/a', '/a/b', '/c', '/d']) await p.expectMirror(`src${leaf}`, `dst${leaf}`, 'after the incremental');
       p.t.is((await p.markers('dst/a/b', name)).length, 2, 'a child has the markers too');
       p.t.is((await p.markers('dst/d', name)).length, 1, 'a new child has the marker it arrived with');
@@ -211,7 +221,10 @@ const SCENARIOS: Scenario[] = [
       p.t.true(next.bytes < MiB + 256 * 1024, `incremental: ${next.bytes} bytes (a 100-byte change, and no copy of a new name)`);
       await p.expectMirror('src', 'dst', 'after the incremental');
       p.t.deepEqual(await linkSets(dst), await linkSets(dir), 'the same names are one file after the incremental');
-      p.t.deepEqual(await linkSets(dst), [['b-again.txt', 'dir/b.txt'], ['big-again.bin', 'big.bin']]);
+      p.t.deepEqual(await linkSets(dst), [
+        ['b-again.txt', 'dir/b.txt'],
+        ['big-again.bin', 'big.bin'],
+      ]);
     },
   },
   {
@@ -356,12 +369,20 @@ const SCENARIOS: Scenario[] = [
       const before = await p.tree('dst');
       await p.write('src', { 'later.txt': 'after the snapshots were destroyed' });
       const error = await p.t.throwsAsync(p.run(name));
-      p.t.is(error!.message, `The destination ${p.ds('dst')} has no snapshot left (they were destroyed since the last run), so nothing links it to the source ${p.ds('src')}. Nothing was sent. Run 'setup auto-sync :${name} resync' to start over with a full sync.`);
+      p.t.is(
+        error!.message,
+        `The destination ${p.ds('dst')} has no snapshot left (they were destroyed since the last run), so nothing links it to the source ${p.ds('src')}. Nothing was sent. Run 'setup auto-sync :${name} resync' to start over with a full sync.`,
+      );
       p.t.notRegex(error!.message, /force/);
       const view = p.services.autoSync.view(name);
       p.t.is(view.state, 'maintenance');
       p.t.like(view.config.maintenance, { kind: 'broken-chain', fix: `setup auto-sync :${name} resync` });
-      p.t.true(p.services.autoSync.log(name).tail(20).some((l) => l.includes(`ALERT: auto-sync:${name} put in maintenance`)));
+      p.t.true(
+        p.services.autoSync
+          .log(name)
+          .tail(20)
+          .some((l) => l.includes(`ALERT: auto-sync:${name} put in maintenance`)),
+      );
       await p.expectTree('dst', before, 'the destination was not touched');
       p.t.true((await p.services.autoSync.run(name, { resync: true })).full);
       await p.expectMirror('src', 'dst', 'after the resync');
@@ -389,7 +410,10 @@ const SCENARIOS: Scenario[] = [
       await p.write('src/2', { 'two.txt': 'two, changed' });
       const before = { one: await p.tree('dst/1'), two: await p.tree('dst/2') };
       const error = await p.t.throwsAsync(p.run(name));
-      p.t.regex(error!.message, new RegExp(`^The chain of the child 2 \\(missing on the source\\) is broken: it lacks the common snapshot @syncsh-${name}-.*, the rest of ${p.ds('src')} is intact\\. Nothing was sent\\. Run 'setup auto-sync :${name} resync'`));
+      p.t.regex(
+        error!.message,
+        new RegExp(`^The chain of the child 2 \\(missing on the source\\) is broken: it lacks the common snapshot @syncsh-${name}-.*, the rest of ${p.ds('src')} is intact\\. Nothing was sent\\. Run 'setup auto-sync :${name} resync'`),
+      );
       p.t.notRegex(error!.message, /force|written to/);
       p.t.like(p.services.autoSync.view(name).config.maintenance, { kind: 'broken-chain' });
       await p.expectTree('dst/1', before.one, 'nothing was sent');
@@ -398,7 +422,10 @@ const SCENARIOS: Scenario[] = [
       const resync = await p.services.autoSync.run(name, { resync: true });
       p.t.false(resync.full, 'the intact part stays incremental');
       for (const leaf of ['', '/1', '/2']) await p.expectMirror(`src${leaf}`, `dst${leaf}`, `after the resync (${leaf || 'top'})`);
-      p.t.true((await p.markers('dst/1', name)).some((s) => markersOfOne.includes(s.name)), 'the intact child kept its chain');
+      p.t.true(
+        (await p.markers('dst/1', name)).some((s) => markersOfOne.includes(s.name)),
+        'the intact child kept its chain',
+      );
       const aside = (await p.leaves()).filter((leaf) => /^dst-resync-.*-2$/.test(leaf));
       p.t.is(aside.length, 1, `only the broken child was moved aside, beside the destination (${(await p.leaves()).join(', ')})`);
       await p.expectTree(aside[0]!, before.two, 'and kept as it was');
@@ -428,10 +455,18 @@ const SCENARIOS: Scenario[] = [
       p.t.is(view.state, 'maintenance');
       p.t.regex(view.config.maintenance?.reason ?? '', /Broken chain/);
       p.t.is(view.config.maintenance?.kind, 'broken-chain');
-      p.t.true(p.services.autoSync.log(name).tail(20).some((l) => l.includes(`ALERT: auto-sync:${name} put in maintenance`)));
+      p.t.true(
+        p.services.autoSync
+          .log(name)
+          .tail(20)
+          .some((l) => l.includes(`ALERT: auto-sync:${name} put in maintenance`)),
+      );
       await p.t.throwsAsync(p.run(name), { message: new RegExp(`auto-sync:${name} is in maintenance`) }, 'no run while in maintenance');
       await p.expectTree('dst', before.tree, 'the destination was not touched');
-      p.t.deepEqual((await p.snapshots('dst')).map((s) => s.name), ['by-hand']);
+      p.t.deepEqual(
+        (await p.snapshots('dst')).map((s) => s.name),
+        ['by-hand'],
+      );
       p.t.deepEqual(await p.chain('src'), before.src, 'no marker was added or pruned on the source');
 
       // a resync starts over with a full sync, moving the old destination aside, never destroying it
@@ -442,8 +477,18 @@ const SCENARIOS: Scenario[] = [
       const aside = (await p.leaves()).filter((leaf) => leaf.startsWith('dst-resync-'));
       p.t.is(aside.length, 1, `the old destination is kept under a new name (${aside.join(', ')})`);
       await p.expectTree(aside[0]!, before.tree, 'what was moved aside is kept as it was');
-      p.t.deepEqual((await p.snapshots(aside[0]!)).map((s) => s.name), ['by-hand'], 'with its snapshots');
-      p.t.true(p.services.autoSync.log(name).tail(20).some((l) => l.includes(`is kept as ${p.local(aside[0]!)}`)), 'and the log says where');
+      p.t.deepEqual(
+        (await p.snapshots(aside[0]!)).map((s) => s.name),
+        ['by-hand'],
+        'with its snapshots',
+      );
+      p.t.true(
+        p.services.autoSync
+          .log(name)
+          .tail(20)
+          .some((l) => l.includes(`is kept as ${p.local(aside[0]!)}`)),
+        'and the log says where',
+      );
       await p.write('src', { 'fourth.txt': 'after the resync' });
       p.t.false((await p.run(name)).full);
       await p.expectMirror('src', 'dst', 'after the next run');
@@ -464,10 +509,21 @@ const SCENARIOS: Scenario[] = [
         p.t.is(dst.length, Math.min(run, 3), `run ${run}: markers on the destination`);
         p.t.is(src.at(-1)!.name, result.marker);
         p.t.is(dst.at(-1)!.id, src.at(-1)!.id, `run ${run}: the newest marker is the common one`);
-        p.t.deepEqual(src.map((s) => s.held), [...src.slice(1).map(() => false), true], `run ${run}: only the common marker is held (source)`);
-        p.t.deepEqual(dst.map((s) => s.held), [...dst.slice(1).map(() => false), true], `run ${run}: only the common marker is held (destination)`);
+        p.t.deepEqual(
+          src.map((s) => s.held),
+          [...src.slice(1).map(() => false), true],
+          `run ${run}: only the common marker is held (source)`,
+        );
+        p.t.deepEqual(
+          dst.map((s) => s.held),
+          [...dst.slice(1).map(() => false), true],
+          `run ${run}: only the common marker is held (destination)`,
+        );
       }
-      p.t.true((await p.snapshots('src')).some((s) => s.name === 'by-hand'), 'a snapshot that is not a marker is never pruned');
+      p.t.true(
+        (await p.snapshots('src')).some((s) => s.name === 'by-hand'),
+        'a snapshot that is not a marker is never pruned',
+      );
       await p.expectMirror('src', 'dst');
 
       await p.services.autoSync.setProperty(name, 'keep_src', '1');
@@ -475,8 +531,15 @@ const SCENARIOS: Scenario[] = [
       await p.write('src', { 'last.txt': 'last' });
       const last = await p.run(name);
       const [src, dst] = [await p.markers('src', name), await p.markers('dst', name)];
-      p.t.deepEqual(src.map((s) => s.name), [last.marker], 'keep 1: the last common marker stays');
-      p.t.deepEqual(dst.map((s) => s.id), src.map((s) => s.id));
+      p.t.deepEqual(
+        src.map((s) => s.name),
+        [last.marker],
+        'keep 1: the last common marker stays',
+      );
+      p.t.deepEqual(
+        dst.map((s) => s.id),
+        src.map((s) => s.id),
+      );
       p.t.false((await p.run(name)).full, 'and the next run is incremental from it');
       await p.expectMirror('src', 'dst');
     },
@@ -494,24 +557,60 @@ const SCENARIOS: Scenario[] = [
         await p.write('src', { [`f${run}.txt`]: `run ${run}` });
         markers.push((await p.run(name)).marker);
       }
-      p.t.deepEqual((await p.markers('src', name)).map((s) => s.name), markers.slice(-1), "1h on the source: only the newest of this hour (all three runs' hour) stays");
-      p.t.deepEqual((await p.markers('dst', name)).map((s) => s.name), markers, 'all 1d on the destination: every marker of the last day stays');
-      p.t.true((await p.snapshots('src')).some((s) => s.name === 'by-hand'), "the operator's snapshot is never pruned");
+      p.t.deepEqual(
+        (await p.markers('src', name)).map((s) => s.name),
+        markers.slice(-1),
+        "1h on the source: only the newest of this hour (all three runs' hour) stays",
+      );
+      p.t.deepEqual(
+        (await p.markers('dst', name)).map((s) => s.name),
+        markers,
+        'all 1d on the destination: every marker of the last day stays',
+      );
+      p.t.true(
+        (await p.snapshots('src')).some((s) => s.name === 'by-hand'),
+        "the operator's snapshot is never pruned",
+      );
       const plans = await p.services.autoSync.retention(name);
       p.t.is(plans.source.keep, '1h');
-      p.t.deepEqual(plans.source.plan.map((m) => [m.name, m.keep, m.rules]), [[markers[2], true, ['last common', '1h']]]);
+      p.t.deepEqual(
+        plans.source.plan.map((m) => [m.name, m.keep, m.rules]),
+        [[markers[2], true, ['last common', '1h']]],
+      );
       p.t.true(plans.source.others.includes('by-hand'));
-      p.t.deepEqual(plans.destination.plan.map((m) => [m.name, m.rules]), [[markers[0], ['all 1d']], [markers[1], ['all 1d']], [markers[2], ['last common', 'all 1d']]]);
+      p.t.deepEqual(
+        plans.destination.plan.map((m) => [m.name, m.rules]),
+        [
+          [markers[0], ['all 1d']],
+          [markers[1], ['all 1d']],
+          [markers[2], ['last common', 'all 1d']],
+        ],
+      );
 
       await p.services.autoSync.setProperty(name, 'keep_dst', '1h');
       const dry = await p.services.autoSync.prune(name, { dryRun: true });
-      p.t.deepEqual(dry.destination.plan.map((m) => [m.name, m.keep]), [[markers[0], false], [markers[1], false], [markers[2], true]], 'the dry run says the two older go');
+      p.t.deepEqual(
+        dry.destination.plan.map((m) => [m.name, m.keep]),
+        [
+          [markers[0], false],
+          [markers[1], false],
+          [markers[2], true],
+        ],
+        'the dry run says the two older go',
+      );
       p.t.deepEqual(dry.pruned, []);
       p.t.is((await p.markers('dst', name)).length, 3, 'and the dry run removes nothing');
       await p.write('src', { 'last.txt': 'last' });
       const last = await p.run(name);
-      p.t.deepEqual((await p.markers('dst', name)).map((s) => s.name), [last.marker], 'the next run thins the destination by the new grid');
-      p.t.deepEqual((await p.markers('src', name)).map((s) => s.name), [last.marker]);
+      p.t.deepEqual(
+        (await p.markers('dst', name)).map((s) => s.name),
+        [last.marker],
+        'the next run thins the destination by the new grid',
+      );
+      p.t.deepEqual(
+        (await p.markers('src', name)).map((s) => s.name),
+        [last.marker],
+      );
       p.t.false((await p.run(name)).full, 'and the next run is incremental from the one kept');
       await p.expectMirror('src', 'dst');
     },
@@ -535,7 +634,9 @@ const SCENARIOS: Scenario[] = [
       });
       const patterns = ['*.tmp', '!keep.tmp', 'cache/', '/build/**', 'deep/**/secret'];
       if (p.kind !== 'fs') {
-        await p.t.throwsAsync(p.service('src', 'dst', { exclude: patterns }), { message: new RegExp(`A ${p.kind} service replicates whole datasets: exclude patterns \\(\\*\\.tmp, !keep\\.tmp, cache/, /build/\\*\\*, deep/\\*\\*/secret\\) work only with the fs driver\\.`) });
+        await p.t.throwsAsync(p.service('src', 'dst', { exclude: patterns }), {
+          message: new RegExp(`A ${p.kind} service replicates whole datasets: exclude patterns \\(\\*\\.tmp, !keep\\.tmp, cache/, /build/\\*\\*, deep/\\*\\*/secret\\) work only with the fs driver\\.`),
+        });
         p.t.deepEqual(p.services.autoSync.names(), [], 'and no service is created');
         const name = await p.service('src', 'dst');
         await p.t.throwsAsync(p.services.autoSync.setProperty(name, 'exclude', '*.tmp'), { message: /replicates whole datasets: exclude patterns \(\*\.tmp\) work only with the fs driver/ });
@@ -558,7 +659,11 @@ const SCENARIOS: Scenario[] = [
       await p.services.autoSync.setProperty(name, 'exclude', '*.tmp, !keep.tmp, /docs/, /build/**');
       p.t.is(p.services.autoSync.getProperty(name, 'exclude')[0].value, '*.tmp, !keep.tmp, /docs/, /build/**');
       await p.run(name);
-      p.t.deepEqual(await files('dst'), ['build', 'cache', 'cache/x', 'deep', 'deep/one', 'deep/one/two', 'deep/one/two/secret', 'deep/public', 'keep.txt', 'sub', 'sub/build', 'sub/build/w.o'], 'docs/ newly excluded leaves the destination; cache/ and the secret, no longer excluded, arrive');
+      p.t.deepEqual(
+        await files('dst'),
+        ['build', 'cache', 'cache/x', 'deep', 'deep/one', 'deep/one/two', 'deep/one/two/secret', 'deep/public', 'keep.txt', 'sub', 'sub/build', 'sub/build/w.o'],
+        'docs/ newly excluded leaves the destination; cache/ and the secret, no longer excluded, arrive',
+      );
       p.t.is(await readFile(path.join(await p.dir('dst'), 'keep.txt'), 'utf8'), 'kept, changed');
       p.t.true(existsSync(path.join(dir, 'docs', 'readme.md')), 'the source keeps its excluded files');
 
@@ -586,7 +691,14 @@ const SCENARIOS: Scenario[] = [
       const two = await p.service('src', 'two', { keepSrc: 2, keepDst: 2 });
       const dir = await p.dir('src');
       const steps: Array<[string, string]> = [
-        [one, 'one'], [two, 'two'], [one, 'one'], [one, 'one'], [two, 'two'], [two, 'two'], [one, 'one'], [two, 'two'],
+        [one, 'one'],
+        [two, 'two'],
+        [one, 'one'],
+        [one, 'one'],
+        [two, 'two'],
+        [two, 'two'],
+        [one, 'one'],
+        [two, 'two'],
       ];
       let i = 0;
       for (const [service, leaf] of steps) {
@@ -597,7 +709,10 @@ const SCENARIOS: Scenario[] = [
         await p.run(service);
         await p.expectMirror('src', leaf, `after step ${i} (${service})`);
       }
-      for (const [service, leaf] of [[one, 'one'], [two, 'two']] as const) {
+      for (const [service, leaf] of [
+        [one, 'one'],
+        [two, 'two'],
+      ] as const) {
         p.t.is((await p.markers('src', service)).length, 2, `${service} keeps its own markers on the source`);
         p.t.true((await p.markers(leaf, service)).length <= 2, `${service} prunes its own markers on ${leaf}`);
         p.t.like(p.services.autoSync.view(service).run, { lastResult: 'success', consecutiveFailures: 0 });
@@ -628,4 +743,3 @@ for (const kind of DRIVERS) {
     );
   }
 }
-

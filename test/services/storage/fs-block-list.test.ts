@@ -8,7 +8,16 @@ const B = 'b'.repeat(64);
 const C = 'c'.repeat(64);
 
 test('zeroRun: a stored block is 0, "0" one chunk, "0*n" n chunks; nothing else is a run', (t) => {
-  const table: [string, number][] = [[A, 0], ['0', 1], ['0*2', 2], ['0*16777216', 16777216], ['0*0', 0], ['0*01', 0], ['0*', 0], ['00', 0]];
+  const table: [string, number][] = [
+    [A, 0],
+    ['0', 1],
+    ['0*2', 2],
+    ['0*16777216', 16777216],
+    ['0*0', 0],
+    ['0*01', 0],
+    ['0*', 0],
+    ['00', 0],
+  ];
   for (const [name, n] of table) t.is(zeroRun(name), n, name);
 });
 
@@ -29,7 +38,15 @@ test('the builder keeps lists canonical: one zero as "0", longer runs merged, no
 test('patchBlocks replaces chunks inside runs and stored blocks, pads and cuts to the chunk count', (t) => {
   const table: [string[], [number, string][], number, string[]][] = [
     [['0*10'], [[3, A]], 10, ['0*3', A, '0*6']],
-    [['0*10'], [[0, A], [9, B]], 10, [A, '0*8', B]],
+    [
+      ['0*10'],
+      [
+        [0, A],
+        [9, B],
+      ],
+      10,
+      [A, '0*8', B],
+    ],
     [[A, B, C], [[1, '0']], 3, [A, '0', C]],
     [[A, '0*4'], [], 8, [A, '0*7']],
     [[A, B, C], [], 2, [A, B]],
@@ -43,7 +60,15 @@ test('patchBlocks replaces chunks inside runs and stored blocks, pads and cuts t
 });
 
 test('namesAt and differingChunks walk names, not chunks', (t) => {
-  t.deepEqual([...namesAt(['0*3', A, '0*2'], [0, 3, 4, 7])], [[0, '0'], [3, A], [4, '0'], [7, '0']]);
+  t.deepEqual(
+    [...namesAt(['0*3', A, '0*2'], [0, 3, 4, 7])],
+    [
+      [0, '0'],
+      [3, A],
+      [4, '0'],
+      [7, '0'],
+    ],
+  );
   const table: [string[], string[], number, number[]][] = [
     [['0*16777216'], ['0*16777216'], 16777216, []],
     [['0*5'], ['0*2', A, '0*2'], 5, [2]],

@@ -38,7 +38,7 @@ async function source(dir: string) {
   utimesSync(path.join(live, 'touch.txt'), 1_234_567_890, 1_234_567_890);
   unlinkSync(path.join(live, 'del/x'));
   writeFileSync(path.join(live, 'old.bin'), randomBytes(2 << 20));
-  await writeTree(live, { 'new/dir/file.txt': 'new', 'new/empty': { dir: true }, 'link': { symlink: 'keep.txt' } });
+  await writeTree(live, { 'new/dir/file.txt': 'new', 'new/empty': { dir: true }, link: { symlink: 'keep.txt' } });
   chmodSync(path.join(live, 'ro'), 0o755);
   writeFileSync(path.join(live, 'ro/added'), 'added');
   chmodSync(path.join(live, 'ro'), 0o555);
@@ -84,7 +84,10 @@ test('a receive stopped after any journal step is finished by recover', async (t
     const lines = await b.recover('tank/dst');
     if (!completed) t.regex(lines.join('\n'), /Finished an interrupted commit: Received tank\/dst@s2/);
     t.deepEqual(diffTrees(src.tree, await readTree(live)), [], `crash after step ${n}`);
-    t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+    t.deepEqual(
+      (await b.listSnapshots('tank/dst')).map((s) => s.name),
+      ['s1', 's2'],
+    );
     t.false(await b.changedSince('tank/dst', 's2'));
     t.deepEqual(readdirSync(layout.stagingRoot('tank/dst')), []);
     t.deepEqual(await b.recover('tank/dst'), []);
@@ -133,11 +136,21 @@ test('a receive killed (SIGKILL) in another process mid-commit is finished by re
   const { b, root, layout, live } = await destination(dir, src.full);
   const deltaFile = path.join(dir, 'delta.stream');
   writeFileSync(deltaFile, src.delta);
-  const proc = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+  const proc = execa(
+    'node',
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `
     import { createReadStream } from 'node:fs';
     const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
     await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', createReadStream(${JSON.stringify(deltaFile)}), { force: false, recursive: false });
-  `], { env: { SYNCSH_FS_CRASH_AFTER_STEPS: '6' }, reject: false });
+  `,
+    ],
+    { env: { SYNCSH_FS_CRASH_AFTER_STEPS: '6' }, reject: false },
+  );
   const child = await proc;
   t.is(child.signal, 'SIGKILL', child.stderr);
   t.true(existsSync(layout.lockFile('tank/dst')), 'the dead process left its lock');
@@ -145,7 +158,10 @@ test('a receive killed (SIGKILL) in another process mid-commit is finished by re
   t.regex(lines.join('\n'), new RegExp(`Removed the stale lock of tank/dst left by process ${proc.pid}`));
   t.regex(lines.join('\n'), /Finished an interrupted commit/);
   t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
-  t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+  t.deepEqual(
+    (await b.listSnapshots('tank/dst')).map((s) => s.name),
+    ['s1', 's2'],
+  );
 });
 
 async function until(check: () => boolean, what: string): Promise<void> {
@@ -172,18 +188,31 @@ test('a second operation on a dataset that is receiving is refused as busy', asy
   slow.end(src.delta.subarray(300));
   await first;
   t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
-  t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+  t.deepEqual(
+    (await b.listSnapshots('tank/dst')).map((s) => s.name),
+    ['s1', 's2'],
+  );
 });
 
 test('another process receiving into a dataset makes operations here fail fast as busy', async (t) => {
   const dir = tempDir(t);
   const src = await source(dir);
   const { b, root, layout, live } = await destination(dir, src.full);
-  const child = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+  const child = execa(
+    'node',
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `
     const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
     const r = await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
     process.stdout.write(r.snapshot.name);
-  `], { reject: false });
+  `,
+    ],
+    { reject: false },
+  );
   child.stdin!.write(src.delta.subarray(0, 300));
   await until(() => existsSync(layout.lockFile('tank/dst')), 'the other process to lock');
   const started = Date.now();
@@ -206,10 +235,7 @@ test('snapshot and destroy racing on one dataset: one is busy, the store stays c
   await writeTree(path.join(root, 'tank'), { a: randomBytes(4 << 20), b: 'b' });
   await d.createSnapshot('tank', 's1', { recursive: false });
   writeFileSync(path.join(root, 'tank', 'a'), randomBytes(4 << 20));
-  const results = await Promise.allSettled([
-    d.createSnapshot('tank', 's2', { recursive: false }),
-    d.destroySnapshot('tank', 's1', { recursive: false }),
-  ]);
+  const results = await Promise.allSettled([d.createSnapshot('tank', 's2', { recursive: false }), d.destroySnapshot('tank', 's1', { recursive: false })]);
   const refused = results.filter((r) => r.status === 'rejected');
   t.true(refused.length <= 1);
   for (const r of refused) t.regex(String((r as PromiseRejectedResult).reason.message), /is busy/);
@@ -252,10 +278,20 @@ test('a receive killed while the blocks arrive leaves only what recover sweeps a
   const src = await source(dir);
   const { b, root, layout, live } = await destination(dir, src.full);
   const before = await readTree(live);
-  const child = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+  const child = execa(
+    'node',
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `
     const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
     await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
-  `], { reject: false });
+  `,
+    ],
+    { reject: false },
+  );
   child.stdin!.write(src.delta.subarray(0, src.delta.length - 100_000));
   const packs = () => readdirSync(layout.blocksDir('tank/dst')).filter((f) => f.endsWith('.pack')).length;
   const had = packs();

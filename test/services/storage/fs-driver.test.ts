@@ -32,7 +32,9 @@ function countBlocks(layout: Layout, dataset: string): number {
 function packBytes(layout: Layout, dataset: string): number {
   const dir = layout.blocksDir(dataset);
   if (!existsSync(dir)) return 0;
-  return readdirSync(dir).filter((n) => n.endsWith('.pack')).reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.pack'))
+    .reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
 }
 
 test('names are checked with sentences that name the bad value', async (t) => {
@@ -56,8 +58,14 @@ test('datasets: pools, children, parents and clear refusals', async (t) => {
   t.like(pool, { name: 'tank', kind: 'filesystem', mounted: true, mountpoint: path.join(root, 'tank') });
   await t.throwsAsync(driver.createDataset('tank/a/b'), { message: /The parent dataset tank\/a does not exist/ });
   await driver.createDataset('tank/a/b', { parents: true });
-  t.deepEqual((await driver.listDatasets()).map((d) => d.name), ['tank', 'tank/a', 'tank/a/b']);
-  t.deepEqual((await driver.listDatasets('tank/a')).map((d) => d.name), ['tank/a', 'tank/a/b']);
+  t.deepEqual(
+    (await driver.listDatasets()).map((d) => d.name),
+    ['tank', 'tank/a', 'tank/a/b'],
+  );
+  t.deepEqual(
+    (await driver.listDatasets('tank/a')).map((d) => d.name),
+    ['tank/a', 'tank/a/b'],
+  );
   t.true(statSync(live('tank/a/b')).isDirectory());
   await t.throwsAsync(driver.createDataset('tank/a'), { message: 'The fs dataset tank/a already exists.' });
   mkdirSync(live('tank/c'));
@@ -67,7 +75,10 @@ test('datasets: pools, children, parents and clear refusals', async (t) => {
   await t.throwsAsync(driver.destroyDataset('tank/a'), { message: /has child datasets \(tank\/a\/b\)/ });
   await driver.destroyDataset('tank/a', { recursive: true });
   t.false(existsSync(live('tank/a')));
-  t.deepEqual((await driver.listDatasets()).map((d) => d.name), ['tank']);
+  t.deepEqual(
+    (await driver.listDatasets()).map((d) => d.name),
+    ['tank'],
+  );
 });
 
 test('snapshots are listed oldest first; holds refuse destruction', async (t) => {
@@ -78,7 +89,10 @@ test('snapshots are listed oldest first; holds refuse destruction', async (t) =>
   writeFileSync(path.join(live('tank'), 'f'), 'two');
   const b = await driver.createSnapshot('tank', 'b', { recursive: false });
   t.not(a.id, b.id);
-  t.deepEqual((await driver.listSnapshots('tank')).map((s) => s.name), ['a', 'b']);
+  t.deepEqual(
+    (await driver.listSnapshots('tank')).map((s) => s.name),
+    ['a', 'b'],
+  );
   await t.throwsAsync(driver.createSnapshot('tank', 'a', { recursive: false }), { message: 'The snapshot tank@a already exists.' });
   await driver.holdSnapshot('tank', 'a', true);
   t.true((await driver.listSnapshots('tank'))[0].held);
@@ -86,7 +100,10 @@ test('snapshots are listed oldest first; holds refuse destruction', async (t) =>
   await t.throwsAsync(driver.destroyDataset('tank', { recursive: true }), { message: /tank@a is held/ });
   await driver.holdSnapshot('tank', 'a', false);
   await driver.destroySnapshot('tank', 'a', { recursive: false });
-  t.deepEqual((await driver.listSnapshots('tank')).map((s) => s.name), ['b']);
+  t.deepEqual(
+    (await driver.listSnapshots('tank')).map((s) => s.name),
+    ['b'],
+  );
   await t.throwsAsync(driver.destroySnapshot('tank', 'a', { recursive: false }), { message: 'The snapshot tank@a does not exist.' });
   await t.throwsAsync(driver.holdSnapshot('tank', 'zz', true), { message: 'The snapshot tank@zz does not exist.' });
 });
@@ -136,7 +153,7 @@ test('rollback restores the tree exactly, deleting newer files and keeping later
     'a.txt': { content: 'alpha', mode: 0o640, mtime: 1_600_000_000.5 },
     'dir/b.txt': 'beta',
     'dir/sub': { dir: true, mode: 0o750, mtime: 1_500_000_000 },
-    'link': { symlink: 'a.txt' },
+    link: { symlink: 'a.txt' },
     'was-file': 'file',
     'was-dir/x': 'x',
     empty: '',
@@ -158,7 +175,10 @@ test('rollback restores the tree exactly, deleting newer files and keeping later
   await driver.rollback('tank', 's1');
   t.deepEqual(diffTrees(before, await readTree(root)), []);
   t.false(await driver.changedSince('tank', 's1'));
-  t.deepEqual((await driver.listSnapshots('tank')).map((s) => s.name), ['s1', 's2']);
+  t.deepEqual(
+    (await driver.listSnapshots('tank')).map((s) => s.name),
+    ['s1', 's2'],
+  );
   await driver.rollback('tank', 's2');
   t.is(readFileSync(path.join(root, 'newer.txt'), 'utf8'), 'newer');
   t.false(await driver.changedSince('tank', 's2'));
@@ -199,7 +219,10 @@ test('nested datasets are excluded from their parent and left alone by its rollb
   await writeTree(live('tank/data'), { 'p.txt': 'parent' });
   await writeTree(live('tank/data/child'), { 'c.txt': 'child' });
   await driver.createSnapshot('tank/data', 'r', { recursive: true });
-  t.deepEqual((await driver.listSnapshots('tank/data/child')).map((s) => s.name), ['r']);
+  t.deepEqual(
+    (await driver.listSnapshots('tank/data/child')).map((s) => s.name),
+    ['r'],
+  );
   writeFileSync(path.join(live('tank/data/child'), 'c2.txt'), 'more child');
   t.false(await driver.changedSince('tank/data', 'r'), 'child changes are not parent changes');
   t.true(await driver.changedSince('tank/data/child', 'r'));
@@ -265,9 +288,18 @@ test('recover cleans what a crash leaves behind', async (t) => {
   writeFileSync(legacy, 'legacy');
   mkdirSync(layout.datasetMeta('tank/half'), { recursive: true });
   const lines = await driver.recover('tank');
-  t.true(lines.some((l) => /Removed the staging area abc/.test(l)), lines.join('\n'));
-  t.true(lines.some((l) => /Freed 2 unreferenced block\(s\) \(12 bytes\), 1 half-written pack\(s\) \(12 bytes\) of tank\./.test(l)), lines.join('\n'));
-  t.true(lines.some((l) => /leftovers of tank\/half/.test(l)), lines.join('\n'));
+  t.true(
+    lines.some((l) => /Removed the staging area abc/.test(l)),
+    lines.join('\n'),
+  );
+  t.true(
+    lines.some((l) => /Freed 2 unreferenced block\(s\) \(12 bytes\), 1 half-written pack\(s\) \(12 bytes\) of tank\./.test(l)),
+    lines.join('\n'),
+  );
+  t.true(
+    lines.some((l) => /leftovers of tank\/half/.test(l)),
+    lines.join('\n'),
+  );
   t.false(existsSync(legacy));
   t.is(countBlocks(layout, 'tank'), 1);
   t.deepEqual(readdirSync(layout.blocksDir('tank')).filter((n) => n.endsWith('.pack')).length, 1);
@@ -313,7 +345,12 @@ test('a store of the first format (a file per block, manifests with an object pe
   t.is(countBlocks(layout, 'tank'), 1);
   await restarted.destroySnapshot('tank', 's1', { recursive: false });
   await restarted.destroySnapshot('tank', 's2', { recursive: false });
-  t.deepEqual(readdirSync(dir).filter((n) => n !== 'tmp' && !n.endsWith('.pack') && !n.endsWith('.idx')).flatMap((fan) => readdirSync(path.join(dir, fan))), []);
+  t.deepEqual(
+    readdirSync(dir)
+      .filter((n) => n !== 'tmp' && !n.endsWith('.pack') && !n.endsWith('.idx'))
+      .flatMap((fan) => readdirSync(path.join(dir, fan))),
+    [],
+  );
 });
 
 test('copies of a block left in two packs by an interrupted collection are merged by the next sweep', async (t) => {
@@ -383,7 +420,10 @@ test('a tree that changes under the scan is noticed: taken again, and reported a
   const still = await driver.createSnapshot('tank/data', 'still', { recursive: false });
   t.is(still.notPointInTime, undefined, 'a tree nothing changes is captured as one instant');
   // Another process keeps adding and removing entries, as a tree being deleted or filled does.
-  const churn = execa('node', ['-e', `const fs = require('node:fs'); const d = ${JSON.stringify(path.join(dir, 'busy'))}; process.stdout.write('go\\n'); for (let i = 0;; i++) { fs.writeFileSync(d + '/t' + i, 'x'); fs.rmSync(d + '/t' + i); }`]);
+  const churn = execa('node', [
+    '-e',
+    `const fs = require('node:fs'); const d = ${JSON.stringify(path.join(dir, 'busy'))}; process.stdout.write('go\\n'); for (let i = 0;; i++) { fs.writeFileSync(d + '/t' + i, 'x'); fs.rmSync(d + '/t' + i); }`,
+  ]);
   t.teardown(() => {
     churn.kill('SIGKILL');
   });

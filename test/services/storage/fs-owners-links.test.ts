@@ -241,19 +241,27 @@ test('a destination whose owners or links were changed is refused, and rolled ba
     ['a file given away', () => lchownSync(path.join(dst, 'users/alice/notes.txt'), 0, 0), /users\/alice\/notes\.txt changed owner/],
     ['a directory given away', () => lchownSync(path.join(dst, 'users/bob'), 0, 0), /users\/bob changed owner/],
     ['a symlink given away', () => lchownSync(path.join(dst, 'links/to-notes'), 0, 0), /links\/to-notes changed owner/],
-    ['a link broken', () => {
-      const f = path.join(dst, 'users/alice/report.txt');
-      const st = lstatSync(f);
-      unlinkSync(f);
-      writeFileSync(f, readFileSync(path.join(dst, 'shared/report.txt')));
-      lchownSync(f, st.uid, st.gid);
-      utimesSync(f, st.atime, st.mtime);
-    }, /users\/alice\/report\.txt is no longer a hard link of shared\/report\.txt/],
-    ['a link made', () => {
-      const f = path.join(dst, 'shared/lonely');
-      unlinkSync(f);
-      linkSync(path.join(dst, 'plain.txt'), f);
-    }, /became a hard link of plain\.txt/],
+    [
+      'a link broken',
+      () => {
+        const f = path.join(dst, 'users/alice/report.txt');
+        const st = lstatSync(f);
+        unlinkSync(f);
+        writeFileSync(f, readFileSync(path.join(dst, 'shared/report.txt')));
+        lchownSync(f, st.uid, st.gid);
+        utimesSync(f, st.atime, st.mtime);
+      },
+      /users\/alice\/report\.txt is no longer a hard link of shared\/report\.txt/,
+    ],
+    [
+      'a link made',
+      () => {
+        const f = path.join(dst, 'shared/lonely');
+        unlinkSync(f);
+        linkSync(path.join(dst, 'plain.txt'), f);
+      },
+      /became a hard link of plain\.txt/,
+    ],
   ];
   for (const [what, change, message] of cases) {
     change();

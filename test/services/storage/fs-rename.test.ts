@@ -74,7 +74,10 @@ test('a dataset moves with its children, snapshots and holds; replication goes o
   // And back, next to where it was; new snapshots work under the new name.
   await driver.renameDataset('tank/other/moved', 'tank/data2');
   await driver.createSnapshot('tank/data2', 's3', { recursive: true });
-  t.deepEqual((await driver.listSnapshots('tank/data2/child')).map((s) => s.name), ['s1', 's2', 's3']);
+  t.deepEqual(
+    (await driver.listSnapshots('tank/data2/child')).map((s) => s.name),
+    ['s1', 's2', 's3'],
+  );
   t.deepEqual(await driver.recover('tank/data2'), []);
 });
 

@@ -81,10 +81,13 @@ test('a full stream reproduces the tree exactly: contents, modes, mtimes, symlin
   const result = await b.driver.receive('tank/dst', a.driver.send('tank/src', 's1', { recursive: false }), { force: false, recursive: false });
   t.is(result.snapshot.id, snap.id);
   t.is(result.snapshot.name, 's1');
-  t.true(result.bytes > (2 << 20));
+  t.true(result.bytes > 2 << 20);
   t.deepEqual(diffTrees(await readTree(a.live('tank/src')), await readTree(b.live('tank/dst'))), []);
   t.like(await b.driver.getDataset('tank/dst'), { kind: 'filesystem', mounted: true });
-  t.deepEqual((await b.driver.listSnapshots('tank/dst')).map((s) => s.id), [snap.id]);
+  t.deepEqual(
+    (await b.driver.listSnapshots('tank/dst')).map((s) => s.id),
+    [snap.id],
+  );
   t.false(await b.driver.changedSince('tank/dst', 's1'));
 });
 
@@ -119,7 +122,10 @@ test('an incremental stream carries only changed blocks and applies deletes, ren
   const result = await b.driver.receive('tank/dst', Readable.from([delta]), { force: false, recursive: false });
   t.is(result.bytes, delta.length);
   t.deepEqual(diffTrees(await readTree(src), await readTree(b.live('tank/dst'))), []);
-  t.deepEqual((await b.driver.listSnapshots('tank/dst')).map((s) => s.name), ['s1', 's2']);
+  t.deepEqual(
+    (await b.driver.listSnapshots('tank/dst')).map((s) => s.name),
+    ['s1', 's2'],
+  );
   t.false(await b.driver.changedSince('tank/dst', 's2'));
 });
 
@@ -189,7 +195,10 @@ test('a full stream never overwrites existing data', async (t) => {
 
   await b.driver.createDataset('tank/empty');
   await b.driver.receive('tank/empty', send(), opts);
-  t.deepEqual((await b.driver.listSnapshots('tank/empty')).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await b.driver.listSnapshots('tank/empty')).map((s) => s.name),
+    ['s1'],
+  );
   // Into a pool that does not exist yet: it becomes the pool.
   await b.driver.receive('newpool', send(), opts);
   t.like(await b.driver.getDataset('newpool'), { kind: 'filesystem' });
@@ -218,7 +227,10 @@ test('a truncated stream is refused wherever it is cut, leaving the destination 
   const full = await collect(a.driver.send('tank/src', 's2', { recursive: false }));
   await t.throwsAsync(b.driver.receive('tank/fresh', Readable.from([full.subarray(0, full.length >> 1)]), { force: false, recursive: false }), { message: /truncated/ });
   t.is(await b.driver.getDataset('tank/fresh'), null);
-  t.deepEqual(readdirSync(b.layout.datasetMeta('tank/fresh')).filter((n) => !['blocks', 'partial.json', 'unswept'].includes(n)), []);
+  t.deepEqual(
+    readdirSync(b.layout.datasetMeta('tank/fresh')).filter((n) => !['blocks', 'partial.json', 'unswept'].includes(n)),
+    [],
+  );
   t.false(existsSync(b.live('tank/fresh')));
   // and the intact stream still applies
   await b.driver.receive('tank/dst', Readable.from([delta]), { force: false, recursive: false });
@@ -266,8 +278,16 @@ test('a recursive stream carries child datasets; new children arrive in full', a
   await t.throwsAsync(b.driver.receive('tank/dst', a.driver.send('tank/src', 'r1', { recursive: true }), { force: false, recursive: false }), { message: /carries 3 child dataset\(s\) of tank\/dst .* receive it recursively/ });
   t.is(await b.driver.getDataset('tank/dst'), null);
   await b.driver.receive('tank/dst', a.driver.send('tank/src', 'r1', { recursive: true }), { force: false, recursive: true });
-  t.deepEqual((await b.driver.listDatasets('tank/dst')).map((d) => d.name), ['tank/dst', 'tank/dst/c1', 'tank/dst/c1/g1', 'tank/dst/c2']);
-  for (const [from, to] of [['tank/src', 'tank/dst'], ['tank/src/c1', 'tank/dst/c1'], ['tank/src/c1/g1', 'tank/dst/c1/g1'], ['tank/src/c2', 'tank/dst/c2']]) {
+  t.deepEqual(
+    (await b.driver.listDatasets('tank/dst')).map((d) => d.name),
+    ['tank/dst', 'tank/dst/c1', 'tank/dst/c1/g1', 'tank/dst/c2'],
+  );
+  for (const [from, to] of [
+    ['tank/src', 'tank/dst'],
+    ['tank/src/c1', 'tank/dst/c1'],
+    ['tank/src/c1/g1', 'tank/dst/c1/g1'],
+    ['tank/src/c2', 'tank/dst/c2'],
+  ]) {
     t.deepEqual(diffTrees(await readTree(a.live(from)), await readTree(b.live(to))), [], `${from} -> ${to}`);
     t.is((await b.driver.listSnapshots(to))[0].id, (await a.driver.listSnapshots(from))[0].id);
   }
@@ -278,7 +298,10 @@ test('a recursive stream carries child datasets; new children arrive in full', a
   await a.driver.createSnapshot('tank/src', 'r2', { recursive: true });
   await b.driver.receive('tank/dst', a.driver.send('tank/src', 'r2', { from: 'r1', recursive: true }), { force: false, recursive: true });
   t.deepEqual(diffTrees(await readTree(a.live('tank/src')), await readTree(b.live('tank/dst'))), []);
-  t.deepEqual((await b.driver.listSnapshots('tank/dst/c3')).map((s) => s.name), ['r2']);
+  t.deepEqual(
+    (await b.driver.listSnapshots('tank/dst/c3')).map((s) => s.name),
+    ['r2'],
+  );
   t.false(await b.driver.changedSince('tank/dst', 'r2'));
 });
 
@@ -286,7 +309,10 @@ test('a volume replicates like a tree and stays sparse on the destination', asyn
   const { a, b } = await twoAppliances(t);
   await a.driver.createDataset('tank/vol', { volumeSize: 64 << 20 });
   const img = path.join(a.live('tank/vol'), 'volume.img');
-  await sparseFile(img, 64 << 20, [{ offset: 10 << 20, length: 1 << 20 }, { offset: 40 << 20, length: 300_000 }]);
+  await sparseFile(img, 64 << 20, [
+    { offset: 10 << 20, length: 1 << 20 },
+    { offset: 40 << 20, length: 300_000 },
+  ]);
   await a.driver.createSnapshot('tank/vol', 'v1', { recursive: false });
   await b.driver.receive('tank/vol', a.driver.send('tank/vol', 'v1', { recursive: false }), { force: false, recursive: false });
   const dst = path.join(b.live('tank/vol'), 'volume.img');
@@ -411,5 +437,8 @@ test('replication reverses: the destination can send its changes back from the c
   t.true(back.length < 64 * 1024, `only the changes travel back: ${back.length} bytes`);
   await a.driver.receive('tank/data', Readable.from([back]), { force: false, recursive: false });
   t.deepEqual(diffTrees(await readTree(b.live('tank/data')), await readTree(a.live('tank/data'))), []);
-  t.deepEqual((await a.driver.listSnapshots('tank/data')).map((s) => s.id), [(await a.driver.listSnapshots('tank/data'))[0].id, s2.id]);
+  t.deepEqual(
+    (await a.driver.listSnapshots('tank/data')).map((s) => s.id),
+    [(await a.driver.listSnapshots('tank/data'))[0].id, s2.id],
+  );
 });

@@ -49,7 +49,9 @@ function keptBytes(layout: Layout, dataset: string): number {
 }
 
 function packIds(layout: Layout, dataset: string): string[] {
-  return readdirSync(layout.blocksDir(dataset)).filter((n) => n.endsWith('.idx')).map((n) => n.slice(0, -4));
+  return readdirSync(layout.blocksDir(dataset))
+    .filter((n) => n.endsWith('.idx'))
+    .map((n) => n.slice(0, -4));
 }
 
 test('a full receive killed (SIGKILL) halfway keeps what it verified; the next send carries only the rest, byte-identical', async (t) => {
@@ -60,10 +62,20 @@ test('a full receive killed (SIGKILL) halfway keeps what it verified; the next s
   await a.createSnapshot('tank/src', 's1', { recursive: false });
   const total = (await collect(a.send('tank/src', 's1', { recursive: false }))).length;
 
-  const child = execa('node', ['--import', 'tsx', '--input-type=module', '-e', `
+  const child = execa(
+    'node',
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `
     const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
     await createFsDriver(${JSON.stringify(dstRoot)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
-  `], { reject: false, env: { SYNCSH_FS_SEAL_INTERVAL_MS: '0' } }); // seal every 8 MiB, however fast it goes
+  `,
+    ],
+    { reject: false, env: { SYNCSH_FS_SEAL_INTERVAL_MS: '0' } },
+  ); // seal every 8 MiB, however fast it goes
   const stream = a.send('tank/src', 's1', { recursive: false });
   stream.pipe(child.stdin!);
   child.stdin!.on('error', () => undefined);
@@ -102,7 +114,10 @@ test('chunks kept from a transfer that is never resumed are reclaimed by the nex
   await t.throwsAsync(b.receive('tank/dst', Readable.from([delta.subarray(0, delta.length - (4 << 20))]), opts), { message: /truncated.*Nothing was changed on fs dataset tank\/dst\./ });
   const kept = packIds(layout, 'tank/dst').filter((id) => !before.includes(id));
   t.true(kept.length > 0 && keptBytes(layout, 'tank/dst') >= 32 << 20, 'the verified chunks are kept');
-  t.deepEqual((await b.listSnapshots('tank/dst')).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await b.listSnapshots('tank/dst')).map((s) => s.name),
+    ['s1'],
+  );
   t.regex((await b.recover('tank/dst')).join(' '), /^$/, 'a recover within the grace leaves them');
   t.true(kept.every((id) => packIds(layout, 'tank/dst').includes(id)));
 
@@ -115,7 +130,11 @@ test('chunks kept from a transfer that is never resumed are reclaimed by the nex
   await b.receive('tank/dst', a.send('tank/src', 's3', { from: 's1', recursive: false }), opts);
   t.deepEqual(diffTrees(await readTree(srcLive), await readTree(dstLive)), []);
   t.false(existsSync(layout.partialFile('tank/dst')));
-  t.deepEqual(packIds(layout, 'tank/dst').filter((id) => kept.includes(id)), [], 'no kept pack is left');
+  t.deepEqual(
+    packIds(layout, 'tank/dst').filter((id) => kept.includes(id)),
+    [],
+    'no kept pack is left',
+  );
 });
 
 test.serial('kept chunks past their grace are reclaimed by recover, also of a dataset that was never created', async (t) => {

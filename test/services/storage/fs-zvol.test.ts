@@ -248,7 +248,10 @@ test('extents report unwritten zero chunks as holes; writeZeroes punches whole c
   await v.writeZeroes(MiB + 4096, 2 * CHUNK, { fua: true, noHole: false });
   const img = readFileSync(image('a', 'tank/vm1'));
   t.is(img[MiB], 5, 'before the range: kept');
-  t.true(img.subarray(MiB + 4096, MiB + 4096 + 2 * CHUNK).every((b) => b === 0), 'the range reads as zeroes');
+  t.true(
+    img.subarray(MiB + 4096, MiB + 4096 + 2 * CHUNK).every((b) => b === 0),
+    'the range reads as zeroes',
+  );
   t.is(img[MiB + 4096 + 2 * CHUNK], 5, 'after the range: kept');
   t.deepEqual(dirty(), [16, 17, 18]);
   const ro = await a.openVolume!('tank/vm1', { readOnly: true });

@@ -20,8 +20,7 @@ async function dirOf(name: string): Promise<string> {
   return info.mountpoint;
 }
 
-const userProp = async (property: string, name: string) =>
-  (await execa('zfs', ['get', '-H', '-o', 'value', property, name])).stdout.trim();
+const userProp = async (property: string, name: string) => (await execa('zfs', ['get', '-H', '-o', 'value', property, name])).stdout.trim();
 
 zfsTest('full then incremental: the delta arrives with writes, deletes and renames, guids match', async (t) => {
   const [a, b] = await Promise.all([makeZfsPool(t), makeZfsPool(t)]);
@@ -94,7 +93,10 @@ zfsTest('recursive: tank/src -> backup/dst maps the children, their properties a
 
   const full = await replicate(src, 'r1', dst, { recursive: true });
   t.is(full.snapshot.name, 'r1');
-  t.deepEqual((await driver.listDatasets(dst)).map((d) => d.name), [dst, `${dst}/a`, `${dst}/a/deeper`]);
+  t.deepEqual(
+    (await driver.listDatasets(dst)).map((d) => d.name),
+    [dst, `${dst}/a`, `${dst}/a/deeper`],
+  );
   t.is(readFileSync(path.join(await dirOf(`${dst}/a/deeper`), 'f.txt'), 'utf8'), 'deep');
   t.is(await userProp('syncsh:role', `${dst}/a`), 'child');
   t.deepEqual(await ids(`${dst}/a/deeper`), await ids(`${src}/a/deeper`));
@@ -130,7 +132,10 @@ zfsTest('a cut stream leaves the destination at its previous snapshot; recover, 
   await driver.createSnapshot(src, 's2', { recursive: false });
   const cutIncremental = driver.receive(dst, cutAfter(driver.send(src, 's2', { ...once, from: 's1' }), 1_000_000), once);
   await t.throwsAsync(cutIncremental, { message: new RegExp(`'${dst}' was left at its previous snapshot 's1'`) });
-  t.deepEqual((await driver.listSnapshots(dst)).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await driver.listSnapshots(dst)).map((s) => s.name),
+    ['s1'],
+  );
   t.false(existsSync(path.join(await dirOf(dst), 'second.bin')));
   t.false(await driver.changedSince(dst, 's1'));
   t.log('recover:', await driver.recover(dst));
@@ -157,7 +162,11 @@ zfsTest('a cut recursive stream is undone in every child', async (t) => {
   const stream = cutAfter(driver.send(src, 'r2', { recursive: true, from: 'r1' }), 1_500_000);
   await t.throwsAsync(driver.receive(dst, stream, { recursive: true, force: false }), { message: /was left at its previous snapshot 'r1'/ });
   for (const child of [dst, `${dst}/a`, `${dst}/b`]) {
-    t.deepEqual((await driver.listSnapshots(child)).map((s) => s.name), ['r1'], child);
+    t.deepEqual(
+      (await driver.listSnapshots(child)).map((s) => s.name),
+      ['r1'],
+      child,
+    );
   }
   t.is(await driver.getDataset(`${dst}/c`), null);
   t.false(existsSync(path.join(await dirOf(`${dst}/a`), 'small.txt')));
@@ -204,7 +213,10 @@ zfsTest('running out of space mid-receive says so and leaves the destination at 
   const error = await t.throwsAsync(replicate(src, 's2', dst, { from: 's1' }), { instanceOf: ZfsError });
   t.is(error!.message, `Receiving into '${dst}' failed: The pool '${small.name}' ran out of space. '${dst}' was left at its previous snapshot 's1'.`);
   t.is((error as ZfsError).code, 'no-space');
-  t.deepEqual((await driver.listSnapshots(dst)).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await driver.listSnapshots(dst)).map((s) => s.name),
+    ['s1'],
+  );
   t.false(existsSync(path.join(await dirOf(dst), 'big.bin')));
   t.false(await driver.changedSince(dst, 's1'));
 });
@@ -216,9 +228,12 @@ zfsTest('send failures and aborts surface as stream errors; garbage is refused b
   await driver.createSnapshot(src, 's1', { recursive: false });
 
   const missing = driver.send(src, 'nope', once);
-  await t.throwsAsync(async () => {
-    for await (const _ of missing) void _;
-  }, { message: new RegExp(`Sending '${src}@nope' failed: The snapshot '${src}@nope' does not exist`) });
+  await t.throwsAsync(
+    async () => {
+      for await (const _ of missing) void _;
+    },
+    { message: new RegExp(`Sending '${src}@nope' failed: The snapshot '${src}@nope' does not exist`) },
+  );
 
   const controller = new AbortController();
   writeFileSync(path.join(await dirOf(src), 'big.bin'), randomBytes(4_000_000));
@@ -249,5 +264,8 @@ zfsTest('send failures and aborts surface as stream errors; garbage is refused b
   const slow = abortAfterFirstChunk(driver.send(src, 's2', once), abortReceive);
   const receiveError = await t.throwsAsync(driver.receive(`${pool.name}/copy`, slow, { ...once, signal: abortReceive.signal }));
   t.is((receiveError as ZfsError).code, 'aborted');
-  t.deepEqual((await driver.listDatasets(pool.name)).map((d) => d.name), [pool.name, src]);
+  t.deepEqual(
+    (await driver.listDatasets(pool.name)).map((d) => d.name),
+    [pool.name, src],
+  );
 });

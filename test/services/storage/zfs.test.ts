@@ -12,8 +12,7 @@ import { makeZfsPool, zfsMissing } from '../../helpers/zfs-pool.js';
 const zfsTest = await gatedTest(['ZFS (zfs-fuse)'], zfsMissing);
 const driver = createZfsDriver();
 
-const zfsGet = async (property: string, name: string) =>
-  (await execa('zfs', ['get', '-H', '-p', '-o', 'value', property, name])).stdout.trim();
+const zfsGet = async (property: string, name: string) => (await execa('zfs', ['get', '-H', '-p', '-o', 'value', property, name])).stdout.trim();
 
 async function mountpointOf(name: string): Promise<string> {
   const info = await driver.getDataset(name);
@@ -39,7 +38,10 @@ zfsTest('creates, lists, finds and destroys datasets', async (t) => {
   await driver.createDataset(`${pool.name}/deep/er/child`, { parents: true });
   const names = (await driver.listDatasets(pool.name)).map((d) => d.name);
   t.deepEqual(names, [pool.name, `${pool.name}/data`, `${pool.name}/deep`, `${pool.name}/deep/er`, `${pool.name}/deep/er/child`]);
-  t.deepEqual((await driver.listDatasets(`${pool.name}/deep/er`)).map((d) => d.name), [`${pool.name}/deep/er`, `${pool.name}/deep/er/child`]);
+  t.deepEqual(
+    (await driver.listDatasets(`${pool.name}/deep/er`)).map((d) => d.name),
+    [`${pool.name}/deep/er`, `${pool.name}/deep/er/child`],
+  );
 
   await t.throwsAsync(driver.createDataset(`${pool.name}/data`), { message: `The dataset '${pool.name}/data' already exists.` });
   await t.throwsAsync(driver.createDataset(`${pool.name}/nope/child`), {
@@ -52,7 +54,10 @@ zfsTest('creates, lists, finds and destroys datasets', async (t) => {
   await driver.destroyDataset(`${pool.name}/data`, { recursive: true });
   t.is(await driver.getDataset(`${pool.name}/data`), null);
   await driver.destroyDataset(`${pool.name}/deep`, { recursive: true });
-  t.deepEqual((await driver.listDatasets(pool.name)).map((d) => d.name), [pool.name]);
+  t.deepEqual(
+    (await driver.listDatasets(pool.name)).map((d) => d.name),
+    [pool.name],
+  );
 });
 
 zfsTest('an unknown pool is named as such', async (t) => {
@@ -90,14 +95,26 @@ zfsTest('snapshots: guid identity, creation order, recursive, destroy', async (t
   t.true(first.createdAt instanceof Date && Math.abs(first.createdAt.getTime() - Date.now()) < 120_000);
   await driver.createSnapshot(data, 'second', { recursive: false });
   await driver.createSnapshot(data, 'third', { recursive: false }); // same second: order by txg
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.name), ['first', 'second', 'third']);
-  t.deepEqual((await driver.listSnapshots(`${data}/child`)).map((s) => s.name), ['first']);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.name),
+    ['first', 'second', 'third'],
+  );
+  t.deepEqual(
+    (await driver.listSnapshots(`${data}/child`)).map((s) => s.name),
+    ['first'],
+  );
   await t.throwsAsync(driver.createSnapshot(data, 'second', { recursive: false }), { message: `The snapshot '${data}@second' already exists.` });
 
   await driver.destroySnapshot(data, 'first', { recursive: true });
-  t.deepEqual((await driver.listSnapshots(`${data}/child`)).map((s) => s.name), []);
+  t.deepEqual(
+    (await driver.listSnapshots(`${data}/child`)).map((s) => s.name),
+    [],
+  );
   await driver.destroySnapshot(data, 'second', { recursive: false });
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.name), ['third']);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.name),
+    ['third'],
+  );
   await t.throwsAsync(driver.destroySnapshot(data, 'gone', { recursive: false }), { message: `The snapshot '${data}@gone' does not exist.` });
 });
 
@@ -110,7 +127,10 @@ zfsTest('a held snapshot cannot be destroyed, rolled past or destroyed with its 
   await driver.holdSnapshot(data, 'keep', true);
   await driver.holdSnapshot(data, 'keep', true); // twice is fine
   await driver.holdSnapshot(data, 'later', true);
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.held), [true, true]);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.held),
+    [true, true],
+  );
 
   await t.throwsAsync(driver.destroySnapshot(data, 'keep', { recursive: false }), {
     message: `The snapshot '${data}@keep' is held; release it before destroying it.`,
@@ -169,7 +189,10 @@ zfsTest('rollback returns the files and drops later snapshots; changedSince sees
   t.is(readFileSync(path.join(dir, 'a.txt'), 'utf8'), 'one');
   t.is(readFileSync(path.join(dir, 'b.txt'), 'utf8'), 'bee');
   t.false(existsSync(path.join(dir, 'c.txt')));
-  t.deepEqual((await driver.listSnapshots(data)).map((s) => s.name), ['s1']);
+  t.deepEqual(
+    (await driver.listSnapshots(data)).map((s) => s.name),
+    ['s1'],
+  );
   t.false(await driver.changedSince(data, 's1'));
   // the probe snapshots used on ZFS without `written` leave nothing behind
   t.deepEqual((await execa('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot', '-r', data])).stdout.split('\n'), [`${data}@s1`]);

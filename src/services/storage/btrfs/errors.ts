@@ -1,22 +1,7 @@
 /** `btrfs` stderr turned into sentences an operator can act on. */
 import { CommandError } from '../exec.js';
 
-export type BtrfsErrorCode =
-  | 'no-space'
-  | 'bad-stream'
-  | 'missing'
-  | 'not-subvolume'
-  | 'not-btrfs'
-  | 'exists'
-  | 'not-base'
-  | 'held'
-  | 'modified'
-  | 'has-snapshots'
-  | 'unsupported'
-  | 'aborted'
-  | 'not-found'
-  | 'refused'
-  | 'other';
+export type BtrfsErrorCode = 'no-space' | 'bad-stream' | 'missing' | 'not-subvolume' | 'not-btrfs' | 'exists' | 'not-base' | 'held' | 'modified' | 'has-snapshots' | 'unsupported' | 'aborted' | 'not-found' | 'refused' | 'other';
 
 export class BtrfsError extends Error {
   constructor(
@@ -31,14 +16,8 @@ export class BtrfsError extends Error {
 
 const RULES: Array<[RegExp, (m: RegExpMatchArray) => BtrfsError]> = [
   [/No space left on device/i, () => new BtrfsError('no-space', 'The filesystem ran out of space.')],
-  [
-    /unexpected EOF in stream|short read from stream|crc32 mismatch|invalid (send )?stream|bad magic|unsupported stream version|stream.*(truncated|corrupt)/i,
-    () => new BtrfsError('bad-stream', 'The stream was cut short or is corrupt.'),
-  ],
-  [
-    /cannot find parent subvolume|could not find parent subvolume|parent subvol.*not found/i,
-    () => new BtrfsError('not-base', 'The base snapshot of this incremental stream is not on the destination.'),
-  ],
+  [/unexpected EOF in stream|short read from stream|crc32 mismatch|invalid (send )?stream|bad magic|unsupported stream version|stream.*(truncated|corrupt)/i, () => new BtrfsError('bad-stream', 'The stream was cut short or is corrupt.')],
+  [/cannot find parent subvolume|could not find parent subvolume|parent subvol.*not found/i, () => new BtrfsError('not-base', 'The base snapshot of this incremental stream is not on the destination.')],
   [/not a btrfs (filesystem|subvolume)|not a subvolume/i, () => new BtrfsError('not-subvolume', 'It is not a btrfs subvolume.')],
   [/File exists/i, () => new BtrfsError('exists', 'It already exists.')],
   [/No such file or directory/i, () => new BtrfsError('missing', 'It does not exist.')],

@@ -49,10 +49,7 @@ export function checkSubvolumePath(value: string): string {
       throw new BtrfsNameError(`The btrfs subvolume path ${shown} uses ${JSON.stringify(part)}; names starting with '${RESERVED_PREFIX}' are reserved.`);
     }
     if (part.startsWith('-') || !PATH_COMPONENT.test(part)) {
-      throw new BtrfsNameError(
-        `The btrfs subvolume path ${shown} has the component ${JSON.stringify(part)}; ` +
-          'use letters, digits and _ . @ : + = , - only, not starting with -.',
-      );
+      throw new BtrfsNameError(`The btrfs subvolume path ${shown} has the component ${JSON.stringify(part)}; ` + 'use letters, digits and _ . @ : + = , - only, not starting with -.');
     }
   }
   return value;
@@ -75,8 +72,7 @@ export const probePath = (dataset: string): string => path.join(snapshotDir(data
 export const volumeFile = (dataset: string): string => path.join(dataset, VOLUME_FILE);
 
 /** a sibling of the live subvolume, for swapping it (same directory: rename stays within it) */
-export const swapPath = (dataset: string, role: 'new' | 'old'): string =>
-  path.join(path.dirname(dataset), `${RESERVED_PREFIX}${role}-${path.basename(dataset)}-${randomBytes(4).toString('hex')}`);
+export const swapPath = (dataset: string, role: 'new' | 'old'): string => path.join(path.dirname(dataset), `${RESERVED_PREFIX}${role}-${path.basename(dataset)}-${randomBytes(4).toString('hex')}`);
 
 export function isSwapLeftover(dataset: string, entry: string, role: 'new' | 'old'): boolean {
   const prefix = `${RESERVED_PREFIX}${role}-${path.basename(dataset)}-`;

@@ -47,10 +47,7 @@ export async function receive(cli: BtrfsCli, dataset: string, stream: Readable, 
     try {
       await replaceLive(cli, dataset, received.path);
     } catch (error) {
-      throw new BtrfsError(
-        'other',
-        `'${description.name}' was received, but making it the live '${dataset}' failed (${(error as Error).message}); run recover on '${dataset}'.`,
-      );
+      throw new BtrfsError('other', `'${description.name}' was received, but making it the live '${dataset}' failed (${(error as Error).message}); run recover on '${dataset}'.`);
     }
     return { snapshot: publicInfo(received), bytes };
   } finally {
@@ -79,11 +76,7 @@ async function checkDestination(cli: BtrfsCli, dataset: string, stream: BtrfsStr
     throw new BtrfsError('exists', `The destination '${dataset}' already exists; receiving a full stream would replace it, which needs force.`);
   }
   if (live && newest && !opts.force && (await changedSince(cli, dataset, newest.name))) {
-    throw new BtrfsError(
-      'modified',
-      `The destination '${dataset}' has been changed since its newest snapshot '${newest.name}'; ` +
-        'receiving would discard those changes, so it is refused without force.',
-    );
+    throw new BtrfsError('modified', `The destination '${dataset}' has been changed since its newest snapshot '${newest.name}'; ` + 'receiving would discard those changes, so it is refused without force.');
   }
   return { live, newest };
 }
@@ -92,11 +85,7 @@ async function failed(cli: BtrfsCli, dataset: string, stream: BtrfsStreamDescrip
   const cause = explainBtrfs(error);
   const code = cause instanceof BtrfsError ? cause.code : cause.name === 'AbortError' ? 'aborted' : 'bad-stream';
   const reason = code === 'no-space' ? `The filesystem holding '${dataset}' ran out of space.` : cause.message;
-  let outcome = previous.newest
-    ? `'${dataset}' was left at its previous snapshot '${previous.newest.name}'.`
-    : previous.live
-      ? `'${dataset}' was left as it was.`
-      : 'Nothing was left behind.';
+  let outcome = previous.newest ? `'${dataset}' was left at its previous snapshot '${previous.newest.name}'.` : previous.live ? `'${dataset}' was left as it was.` : 'Nothing was left behind.';
   const partial = snapshotPath(dataset, stream.name);
   if (await isSubvolume(partial)) {
     await cli.deleteSubvolume(partial).catch((undoError: Error) => {

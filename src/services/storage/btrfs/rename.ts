@@ -35,8 +35,7 @@ interface Intent {
 }
 
 /** where the intent of a rename from or to `dataset` is kept */
-export const renameIntent = (dataset: string): string =>
-  path.join(path.dirname(dataset), SNAPSHOT_DIR, `.syncsh-rename-${path.basename(dataset)}.json`);
+export const renameIntent = (dataset: string): string => path.join(path.dirname(dataset), SNAPSHOT_DIR, `.syncsh-rename-${path.basename(dataset)}.json`);
 
 const exists = (target: string) =>
   lstat(target).then(
@@ -57,31 +56,19 @@ export async function renameDataset(cli: BtrfsCli, from: string, to: string): Pr
   const toDirStat = await stat(toDir).catch(() => null);
   if (!toDirStat?.isDirectory()) throw new BtrfsError('missing', `The directory '${toDir}' of the target '${to}' does not exist.`);
   if (!(await isOnBtrfs(toDir)) || (await mountOf(toDir)) !== (await mountOf(fromDir))) {
-    throw new BtrfsError(
-      'refused',
-      `The target '${to}' is on another filesystem than '${from}'; a subvolume can only be renamed within its filesystem (replicate it to move it elsewhere).`,
-    );
+    throw new BtrfsError('refused', `The target '${to}' is on another filesystem than '${from}'; a subvolume can only be renamed within its filesystem (replicate it to move it elsewhere).`);
   }
   if (toDirStat.dev !== (await stat(fromDir)).dev) {
-    throw new BtrfsError(
-      'refused',
-      `The target directory '${toDir}' is in another subvolume than '${fromDir}'; btrfs cannot move the snapshot directory of '${from}' across subvolumes, so rename it within the subvolume it is in.`,
-    );
+    throw new BtrfsError('refused', `The target directory '${toDir}' is in another subvolume than '${fromDir}'; btrfs cannot move the snapshot directory of '${from}' across subvolumes, so rename it within the subvolume it is in.`);
   }
   if (info.readonly && toDir !== fromDir) {
-    throw new BtrfsError(
-      'refused',
-      `'${from}' is unmounted (read-only), and btrfs cannot move a read-only subvolume to another directory; mount it first, or rename it within '${fromDir}'.`,
-    );
+    throw new BtrfsError('refused', `'${from}' is unmounted (read-only), and btrfs cannot move a read-only subvolume to another directory; mount it first, or rename it within '${fromDir}'.`);
   }
   if (await exists(to)) throw new BtrfsError('exists', `The target '${to}' already exists; nothing was renamed.`);
   const [fromSnapshots, toSnapshots] = [snapshotDir(from), snapshotDir(to)];
   const leftovers = (await readdir(toSnapshots).catch(() => [] as string[])).length;
   if (leftovers > 0) {
-    throw new BtrfsError(
-      'exists',
-      `Snapshots of an earlier '${to}' are still in '${toSnapshots}'; move or destroy them before renaming '${from}' to that name.`,
-    );
+    throw new BtrfsError('exists', `Snapshots of an earlier '${to}' are still in '${toSnapshots}'; move or destroy them before renaming '${from}' to that name.`);
   }
   for (const [dataset, dir] of [
     [from, fromDir],

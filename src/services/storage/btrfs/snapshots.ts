@@ -17,8 +17,7 @@ import { checkSnapshotName, checkSubvolumePath, holdMarker, HOLDS_DIR, probePath
 import { requireDataset } from './subvolumes.js';
 import { replaceLive } from './swap.js';
 
-export const NO_RECURSION =
-  'The btrfs driver does not do recursive snapshots or sends: a btrfs snapshot and btrfs send leave nested subvolumes out.';
+export const NO_RECURSION = 'The btrfs driver does not do recursive snapshots or sends: a btrfs snapshot and btrfs send leave nested subvolumes out.';
 
 export interface BtrfsSnapshot extends SnapshotInfo {
   path: string;
@@ -103,10 +102,7 @@ export async function rollback(cli: BtrfsCli, dataset: string, name: string): Pr
   const later = snapshots.slice(at + 1);
   const heldLater = later.find((s) => s.held);
   if (heldLater) {
-    throw new BtrfsError(
-      'held',
-      `Rolling '${dataset}' back to '${name}' would destroy the later snapshot '${heldLater.name}', which is held; release it first.`,
-    );
+    throw new BtrfsError('held', `Rolling '${dataset}' back to '${name}' would destroy the later snapshot '${heldLater.name}', which is held; release it first.`);
   }
   await replaceLive(cli, dataset, snapshots[at]!.path);
   for (const snapshot of later) await cli.deleteSubvolume(snapshot.path);

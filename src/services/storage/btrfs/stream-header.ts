@@ -48,11 +48,7 @@ export async function describeBtrfsStream(stream: Readable): Promise<{ descripti
 
 export function parseFirstCommand(head: Buffer): BtrfsStreamDescription {
   if (head.length < HEADER || !head.subarray(0, MAGIC.length).equals(MAGIC)) {
-    throw new BtrfsStreamFormatError(
-      head.length < HEADER
-        ? `The stream ended after ${head.length} bytes, before a whole btrfs stream header.`
-        : 'The stream is not a btrfs send stream.',
-    );
+    throw new BtrfsStreamFormatError(head.length < HEADER ? `The stream ended after ${head.length} bytes, before a whole btrfs stream header.` : 'The stream is not a btrfs send stream.');
   }
   if (head.length < HEADER + COMMAND_HEADER) throw new BtrfsStreamFormatError('The stream ends before its first command.');
   const length = head.readUInt32LE(HEADER);

@@ -47,7 +47,12 @@ export async function requireDataset(cli: BtrfsCli, name: string): Promise<Datas
 /** the directory a dataset lives in must exist on btrfs */
 async function requireBtrfsParent(name: string): Promise<void> {
   const parent = path.dirname(name);
-  if (!(await stat(parent).then((s) => s.isDirectory(), () => false))) {
+  if (
+    !(await stat(parent).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  ) {
     throw new BtrfsError('missing', `The directory '${parent}' does not exist.`);
   }
   if (!(await isOnBtrfs(parent))) throw new BtrfsError('not-btrfs', `The directory '${parent}' is not on a btrfs filesystem.`);

@@ -73,7 +73,6 @@ interface Pack {
   mine: boolean;
 }
 
-
 export interface PackInfo {
   id: string;
   size: number;

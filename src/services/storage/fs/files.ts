@@ -1,8 +1,5 @@
 /** Small file-system helpers shared by the fs driver's modules. */
-import {
-  chmodSync, closeSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync,
-  writeSync, utimesSync, lutimesSync, type Stats,
-} from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeSync, utimesSync, lutimesSync, type Stats } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';

@@ -160,7 +160,11 @@ function collectPacks(store: BlockStore, keep: Set<string>, freed: Freed, kept: 
     const liveBytes = live.reduce((n, b) => n + b.length, 0);
     if (live.length === pack.blocks.length && pack.duplicateBytes === 0) continue;
     if (liveBytes > 0 && liveBytes >= pack.size * REWRITE_BELOW) continue;
-    if (live.length) store.rewrite(pack.id, live.map((b) => b.hash));
+    if (live.length)
+      store.rewrite(
+        pack.id,
+        live.map((b) => b.hash),
+      );
     else store.dropPack(pack.id);
     freed.blocks += pack.blocks.length - live.length + pack.duplicates;
     freed.bytes += pack.size - liveBytes;
@@ -186,7 +190,10 @@ export function collectDestroyed(catalog: Catalog, dataset: string, destroyedId:
   } catch {
     return freed;
   }
-  const others = catalog.index(dataset).snapshots.map((s) => s.id).filter((id) => id !== destroyedId);
+  const others = catalog
+    .index(dataset)
+    .snapshots.map((s) => s.id)
+    .filter((id) => id !== destroyedId);
   const keep = liveBlocks(catalog, dataset, [...others, ...pinned]);
   const unused = new Set<string>();
   for (const h of blocksOf(destroyed)) if (!keep.has(h)) unused.add(h);
@@ -194,7 +201,12 @@ export function collectDestroyed(catalog: Catalog, dataset: string, destroyedId:
     const store = new BlockStore(catalog.layout.blocksDir(dataset));
     const done = markUnswept(catalog, dataset); // a rewrite cut short leaves two copies of some blocks
     try {
-      const affected = new Set(store.packInfo().filter((p) => p.blocks.some((b) => unused.has(b.hash))).map((p) => p.id));
+      const affected = new Set(
+        store
+          .packInfo()
+          .filter((p) => p.blocks.some((b) => unused.has(b.hash)))
+          .map((p) => p.id),
+      );
       collectPacks(store, keep, freed, keptPacks(catalog.layout, dataset), affected);
       for (const h of unused) {
         const bytes = store.removeLegacy(h);

@@ -14,9 +14,7 @@ import { accessSync, chmodSync, constants, existsSync, mkdirSync, readdirSync, r
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type {
-  ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo, VolumeStats,
-} from '../driver.js';
+import type { ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, ReceiveOptions, ReceiveResult, SnapshotOptions, SendOptions, SnapshotInfo, VolumeStats } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import { Catalog, type DatasetRecord, type SnapshotRecord } from './catalog.js';
 import { firstDifference } from './compare.js';
@@ -61,7 +59,10 @@ class FsDriver implements Driver {
   private readonly layout: Layout;
   private readonly catalog: Catalog;
 
-  constructor(readonly root: string, private readonly faults: Faults) {
+  constructor(
+    readonly root: string,
+    private readonly faults: Faults,
+  ) {
     this.layout = new Layout(root);
     this.catalog = new Catalog(this.layout);
   }
@@ -385,8 +386,13 @@ class FsDriver implements Driver {
         store.close();
       }
       const journal: Journal = {
-        format: 1, op: 'rollback', dataset, liveDir, staging,
-        snapshot: { name, id: snap.id, createdAt: snap.createdAt }, plan,
+        format: 1,
+        op: 'rollback',
+        dataset,
+        liveDir,
+        staging,
+        snapshot: { name, id: snap.id, createdAt: snap.createdAt },
+        plan,
       };
       writeJournal(this.catalog, journal);
       await runJournal(this.catalog, dataset, this.faults);
@@ -429,7 +435,9 @@ class FsDriver implements Driver {
         settle: (names) => this.settle(names),
         snapshotInfo: (ds, s) => this.snapshotInfo(ds, s),
       },
-      dataset, stream, opts,
+      dataset,
+      stream,
+      opts,
     );
   }
 
@@ -446,8 +454,7 @@ class FsDriver implements Driver {
         lock.release();
       }
     }
-    const names = [...new Set([dataset, ...this.catalog.metaNames(poolOf(dataset)).filter((n) => isDescendant(n, dataset))])]
-      .filter((n) => existsSync(this.layout.datasetMeta(n)) || existsSync(this.layout.lockFile(n)));
+    const names = [...new Set([dataset, ...this.catalog.metaNames(poolOf(dataset)).filter((n) => isDescendant(n, dataset))])].filter((n) => existsSync(this.layout.datasetMeta(n)) || existsSync(this.layout.lockFile(n)));
     for (const n of names) {
       const pid = staleLockOwner(this.layout.lockFile(n));
       if (pid !== null) lines.push(`Removed the stale lock of ${n} left by process ${pid}.`);

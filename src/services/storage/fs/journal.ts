@@ -219,7 +219,7 @@ function placeTree(staged: string, liveDir: string): void {
 }
 
 function mergeInto(from: string, to: string): void {
-  chmodSync(to, (modeBits(lstatSync(to).mode) | 0o700)); // the dirs phase sets the final modes
+  chmodSync(to, modeBits(lstatSync(to).mode) | 0o700); // the dirs phase sets the final modes
   for (const name of readdirSync(from)) {
     const src = path.join(from, name);
     const dst = path.join(to, name);

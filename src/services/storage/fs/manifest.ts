@@ -176,7 +176,7 @@ export function readManifest(file: string, what: string): Manifest {
     throw new Error(`The manifest of ${what} (${file}) has format ${stored.format}, but this syncsh reads formats up to ${MANIFEST_FORMAT}; it was written by a newer syncsh.`);
   }
   const { rows, entries, ...fields } = stored;
-  const manifest: Manifest = { ...fields, entries: rows ? rows.map((r) => fromRow(r, file)) : entries ?? [] };
+  const manifest: Manifest = { ...fields, entries: rows ? rows.map((r) => fromRow(r, file)) : (entries ?? []) };
   remember(file, key, manifest);
   return manifest;
 }
@@ -357,10 +357,7 @@ function sameFile(a: Entry, b: Entry): boolean {
 }
 
 function sameEntry(a: Entry, b: Entry): boolean {
-  return (
-    a.type === b.type && a.mode === b.mode && a.mtimeNs === b.mtimeNs && a.size === b.size && a.target === b.target
-    && a.uid === b.uid && a.gid === b.gid && a.link === b.link && sameContent(a, b)
-  );
+  return a.type === b.type && a.mode === b.mode && a.mtimeNs === b.mtimeNs && a.size === b.size && a.target === b.target && a.uid === b.uid && a.gid === b.gid && a.link === b.link && sameContent(a, b);
 }
 
 /** What turns `base` into `target`: an incremental stream carries this instead of the whole manifest. */

@@ -133,7 +133,7 @@ export function planApply(live: LiveNode[] | null, liveDir: string, target: Mani
       continue;
     }
     if (e.type === 'file') {
-      const names = others.size ? others.get(e.path) ?? NO_OTHERS : NO_OTHERS;
+      const names = others.size ? (others.get(e.path) ?? NO_OTHERS) : NO_OTHERS;
       if (node?.type !== 'file' || !provablySame(e, node) || !(links ? keepsNames(node, names, liveOf, staying) : names.length === 0)) {
         const staged = `f${plan.place.length}`;
         plan.place.push({ path: e.path, staged });

@@ -119,7 +119,9 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
 
   if (!h.base) {
     if (snapshots.length) {
-      throw new Error(`The destination ${target} already has ${snapshots.length} snapshot(s) (newest @${snapshots.at(-1)!.name}); a full stream is only received into a new or empty dataset, never over existing data. Send incrementally from a common snapshot, or destroy ${target} first.`);
+      throw new Error(
+        `The destination ${target} already has ${snapshots.length} snapshot(s) (newest @${snapshots.at(-1)!.name}); a full stream is only received into a new or empty dataset, never over existing data. Send incrementally from a common snapshot, or destroy ${target} first.`,
+      );
     }
     const live = await scanTree(liveDir, exclude);
     if (isZvol(rec) && h.kind === 'volume') {
@@ -127,7 +129,9 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
       if (h.volsize !== rec.volsize) throw new Error(`The destination zvol ${target} has ${rec.volsize} bytes, but the stream's volume has ${h.volsize}; a seed must be of the same size.`);
       const empty = (lstatSync(path.join(liveDir, VOLUME_FILE), { throwIfNoEntry: false })?.blocks ?? 0) === 0;
       if (!empty && (!h.chunks || !isSeed(h.chunks))) {
-        throw new Error(`The destination zvol ${target} has data but no snapshot, and ${h.chunks ? `holds only ${h.chunks.held} of the ${h.chunks.offered} chunks of the stream` : 'the stream does not say which of its chunks it holds'}: it is not a seed of this source, and is never overwritten by a full stream. Destroy it, or receive into another dataset.`);
+        throw new Error(
+          `The destination zvol ${target} has data but no snapshot, and ${h.chunks ? `holds only ${h.chunks.held} of the ${h.chunks.offered} chunks of the stream` : 'the stream does not say which of its chunks it holds'}: it is not a seed of this source, and is never overwritten by a full stream. Destroy it, or receive into another dataset.`,
+        );
       }
       return incoming(false, null, false, live);
     }
@@ -156,4 +160,3 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
   }
   return incoming(false, baseManifest, false, live);
 }
-

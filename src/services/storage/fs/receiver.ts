@@ -33,10 +33,7 @@ import { planApply } from './plan.js';
 import { checkStreamHeader, corrupt, preflight, type Incoming } from './preflight.js';
 import { scanTree } from './scan.js';
 import { Stager } from './stage.js';
-import {
-  REC, StreamFormatError, StreamReader, parseJson, recordName,
-  type DatasetEnd, type DatasetHeader, type RawRecord, type StreamHeader, type StreamManifest, type Trailer,
-} from './stream-format.js';
+import { REC, StreamFormatError, StreamReader, parseJson, recordName, type DatasetEnd, type DatasetHeader, type RawRecord, type StreamHeader, type StreamManifest, type Trailer } from './stream-format.js';
 
 export interface ReceiveContext {
   catalog: Catalog;
@@ -84,9 +81,11 @@ function decodeManifest(parts: Buffer[], inc: Incoming, version: number): { mani
   }
   const manifest = checkReceivedManifest({ ...fields, entries: rebuilt }, where);
   if (entriesDigest(manifest.entries) !== digest) {
-    throw new StreamFormatError(delta
-      ? `The manifest of ${where} rebuilt from this appliance's copy of @${inc.baseManifest!.name} does not match the sender's (its digest differs): the two copies of the base snapshot are not the same.`
-      : `The stream is corrupt: the manifest for ${where} does not match its digest.`);
+    throw new StreamFormatError(
+      delta
+        ? `The manifest of ${where} rebuilt from this appliance's copy of @${inc.baseManifest!.name} does not match the sender's (its digest differs): the two copies of the base snapshot are not the same.`
+        : `The stream is corrupt: the manifest for ${where} does not match its digest.`,
+    );
   }
   return { manifest, staged };
 }
@@ -208,7 +207,9 @@ function prepare(inc: Incoming, all: Incoming[]): Journal {
     snapshot: { name: h.snapshot.name, id: h.snapshot.id, createdAt: typeof h.snapshot.createdAt === 'string' ? h.snapshot.createdAt : new Date().toISOString() },
     plan,
     ...(parentDir ? { parentDir } : {}),
-    ...(inc.create ? { create: { kind: h.kind, ...(h.volsize !== undefined ? { volsize: h.volsize } : {}), ...(inc.manifest?.chunkSize === ZVOL_CHUNK ? { zvol: { blockSize: h.blockSize ?? ZVOL_CHUNK, chunkSize: ZVOL_CHUNK } } : {}) } } : {}),
+    ...(inc.create
+      ? { create: { kind: h.kind, ...(h.volsize !== undefined ? { volsize: h.volsize } : {}), ...(inc.manifest?.chunkSize === ZVOL_CHUNK ? { zvol: { blockSize: h.blockSize ?? ZVOL_CHUNK, chunkSize: ZVOL_CHUNK } } : {}) } }
+      : {}),
     ...(h.kind === 'volume' && h.volsize !== undefined ? { volsize: h.volsize } : {}),
     ...(inc.baseManifest ? { baseId: inc.baseManifest.id } : {}),
   };

@@ -14,10 +14,7 @@ import { pinSnapshot } from './gc.js';
 import { diffManifests, entriesDigest, readManifest, withoutCache, type Manifest } from './manifest.js';
 import { checkDatasetName, checkSnapshotName, parentOf } from './names.js';
 import { chunksToSend, heldSet, packChunks } from './negotiate.js';
-import {
-  MANIFEST_PART, REC, blockHead, jsonRecord, preamble, recordHead,
-  type DatasetEnd, type DatasetHeader, type StreamHeader, type StreamManifest, type Trailer,
-} from './stream-format.js';
+import { MANIFEST_PART, REC, blockHead, jsonRecord, preamble, recordHead, type DatasetEnd, type DatasetHeader, type StreamHeader, type StreamManifest, type Trailer } from './stream-format.js';
 
 interface Part {
   name: string;

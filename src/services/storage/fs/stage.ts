@@ -68,13 +68,17 @@ export class Stager {
    * get their final mode and mtime at the end, the root's are set by the
    * commit, after the move).
    */
-  constructor(private readonly plan: Plan, target: Manifest, private readonly filesDir: string, private readonly store: BlockStore, private readonly what: string) {
+  constructor(
+    private readonly plan: Plan,
+    target: Manifest,
+    private readonly filesDir: string,
+    private readonly store: BlockStore,
+    private readonly what: string,
+  ) {
     this.chunk = target.chunkSize;
     if (plan.tree) {
       mkdirSync(filesDir, { recursive: true, mode: 0o700 });
-      this.items = target.entries
-        .filter((e) => e.path !== '')
-        .map((entry) => (entry.link === undefined ? { entry, file: `${filesDir}/${entry.path}` } : { entry, file: `${filesDir}/${entry.path}`, linkTo: `${filesDir}/${entry.link}` }));
+      this.items = target.entries.filter((e) => e.path !== '').map((entry) => (entry.link === undefined ? { entry, file: `${filesDir}/${entry.path}` } : { entry, file: `${filesDir}/${entry.path}`, linkTo: `${filesDir}/${entry.link}` }));
     } else {
       mkdirSync(filesDir, { recursive: true });
       const byName = plan.place.length ? byPath(target) : new Map<string, Entry>();

@@ -158,7 +158,11 @@ export class StreamReader {
   private have = 0;
   private ended = false;
 
-  constructor(stream: Readable, private readonly maxBlock: number, signal?: AbortSignal) {
+  constructor(
+    stream: Readable,
+    private readonly maxBlock: number,
+    signal?: AbortSignal,
+  ) {
     if (signal) addAbortSignal(signal, stream);
     this.it = stream[Symbol.asyncIterator]();
   }

@@ -155,9 +155,15 @@ export class LiveZvol {
           buffered = buffered.slice(at + 1);
           if (line === 'pause' && !paused) {
             paused = true;
-            this.pause().then(() => conn.write('paused\n'), (e: Error) => conn.end(`error ${e.message}\n`));
+            this.pause().then(
+              () => conn.write('paused\n'),
+              (e: Error) => conn.end(`error ${e.message}\n`),
+            );
           } else if (line === 'resume') {
-            resume().then(() => conn.end('resumed\n'), (e: Error) => conn.end(`error ${e.message}\n`));
+            resume().then(
+              () => conn.end('resumed\n'),
+              (e: Error) => conn.end(`error ${e.message}\n`),
+            );
           }
         }
       });
@@ -321,7 +327,10 @@ export class ZvolVolume implements BlockVolume {
   readonly size: number;
   private closed = false;
 
-  constructor(private readonly z: LiveZvol, readonly readOnly = false) {
+  constructor(
+    private readonly z: LiveZvol,
+    readonly readOnly = false,
+  ) {
     this.size = z.size;
     this.preferredBlockSize = Math.max(512, z.blockSize);
   }

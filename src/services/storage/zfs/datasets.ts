@@ -142,4 +142,3 @@ export async function destroyTree(cli: ZfsCli, name: string, recursive: boolean)
 
 /** how long a destroy answered "busy" is retried */
 const BUSY_RETRY_MS = 15_000;
-

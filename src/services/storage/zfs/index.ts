@@ -62,9 +62,7 @@ async function unavailableReason(cli: ZfsCli): Promise<string | null> {
   const pools = await probe(cli.zpoolBin, ['list', '-H', '-o', 'name']);
   if (pools.missing) return `The ${cli.zpoolBin} command was not found; ZFS is not installed.`;
   if (!pools.ok) {
-    return /daemon|initialize ZFS library|\/dev\/zfs/i.test(pools.stderr)
-      ? 'ZFS is not running: start the zfs-fuse daemon or load the zfs kernel module.'
-      : `zpool list failed: ${pools.stderr.trim().split('\n')[0] ?? 'no message'}`;
+    return /daemon|initialize ZFS library|\/dev\/zfs/i.test(pools.stderr) ? 'ZFS is not running: start the zfs-fuse daemon or load the zfs kernel module.' : `zpool list failed: ${pools.stderr.trim().split('\n')[0] ?? 'no message'}`;
   }
   const zfs = await probe(cli.zfsBin, ['list', '-H', '-o', 'name']);
   if (zfs.missing) return `The ${cli.zfsBin} command was not found; ZFS is not installed.`;

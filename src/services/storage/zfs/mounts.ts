@@ -32,7 +32,13 @@ export async function refreshMounts(cli: ZfsCli, name: string): Promise<void> {
   const ordered = [...fuse].sort();
   const unmounted: string[] = [];
   for (const dataset of [...ordered].reverse()) {
-    if (await cli.zfs(['unmount', dataset]).then(() => true, () => false)) unmounted.push(dataset);
+    if (
+      await cli.zfs(['unmount', dataset]).then(
+        () => true,
+        () => false,
+      )
+    )
+      unmounted.push(dataset);
   }
   await mountAgain(cli, unmounted).catch(() => undefined);
 }

@@ -32,10 +32,7 @@ export function checkDatasetName(name: string): string {
   }
   for (const part of parts) {
     if (!COMPONENT.test(part)) {
-      throw new ZfsNameError(
-        `The ZFS dataset name ${shown} has the component ${JSON.stringify(part)}; ` +
-          'use letters, digits and _ . : - only, starting with a letter or digit.',
-      );
+      throw new ZfsNameError(`The ZFS dataset name ${shown} has the component ${JSON.stringify(part)}; ` + 'use letters, digits and _ . : - only, starting with a letter or digit.');
     }
   }
   if (!/^[A-Za-z]/.test(parts[0]!)) throw new ZfsNameError(`The ZFS pool name in ${shown} must start with a letter.`);
@@ -50,17 +47,14 @@ export function checkSnapshotName(name: string): string {
     throw new ZfsNameError(`The snapshot name ${shown} must not contain '@' or '/'; give only the part after the '@'.`);
   }
   if (name.length > MAX_NAME || !COMPONENT.test(name)) {
-    throw new ZfsNameError(
-      `The snapshot name ${shown} is not allowed; use letters, digits and _ . : - only, starting with a letter or digit.`,
-    );
+    throw new ZfsNameError(`The snapshot name ${shown} is not allowed; use letters, digits and _ . : - only, starting with a letter or digit.`);
   }
   return name;
 }
 
 export const poolOf = (dataset: string): string => dataset.split('/')[0]!;
 
-export const parentOf = (dataset: string): string | null =>
-  dataset.includes('/') ? dataset.slice(0, dataset.lastIndexOf('/')) : null;
+export const parentOf = (dataset: string): string | null => (dataset.includes('/') ? dataset.slice(0, dataset.lastIndexOf('/')) : null);
 
 export const snapshotPath = (dataset: string, snapshot: string): string => `${dataset}@${snapshot}`;
 

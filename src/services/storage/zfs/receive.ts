@@ -56,7 +56,10 @@ export async function receive(cli: ZfsCli, dataset: string, stream: Readable, op
     // zfs receive unmounts and remounts the destination itself, and zfs-fuse can fail that under
     // load: what was mounted before is mounted again, and what the stream created is mounted
     const { all } = await mountable(cli, dataset);
-    await mountAgain(cli, all.filter((name) => mountedBefore.includes(name) || !before?.has(name))).catch(() => undefined);
+    await mountAgain(
+      cli,
+      all.filter((name) => mountedBefore.includes(name) || !before?.has(name)),
+    ).catch(() => undefined);
     return { snapshot: await receivedSnapshot(cli, dataset, description), bytes };
   } finally {
     if (!fed) rest.destroy();
@@ -117,11 +120,7 @@ async function refuseIfChanged(cli: ZfsCli, dataset: string, withChildren: boole
   for (const name of datasets) {
     const newest = (await listSnapshots(cli, name)).at(-1);
     if (newest && (await changedSince(cli, name, newest.name))) {
-      throw new ZfsError(
-        'modified',
-        `The destination '${name}' has been changed since its newest snapshot '${newest.name}'; ` +
-          'receiving would discard those changes, so it is refused without force.',
-      );
+      throw new ZfsError('modified', `The destination '${name}' has been changed since its newest snapshot '${newest.name}'; ` + 'receiving would discard those changes, so it is refused without force.');
     }
   }
 }
@@ -145,12 +144,7 @@ async function failed(cli: ZfsCli, dataset: string, before: Before | null, mount
     await refreshMounts(cli, dataset);
     await mountAgain(cli, mountedBefore);
     const previous = before?.get(dataset);
-    outcome =
-      before === null
-        ? 'Nothing was left behind.'
-        : previous
-          ? `'${dataset}' was left at its previous snapshot '${previous}'.`
-          : `'${dataset}' was left as it was.`;
+    outcome = before === null ? 'Nothing was left behind.' : previous ? `'${dataset}' was left at its previous snapshot '${previous}'.` : `'${dataset}' was left as it was.`;
   } catch (undoError) {
     outcome = `Undoing the partial receive also failed (${(undoError as Error).message}); run recover on '${dataset}'.`;
   }

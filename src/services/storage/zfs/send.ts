@@ -33,12 +33,7 @@ const KILL_AFTER_MS = 10_000;
 export function sendArgs(dataset: string, snapshot: string, opts: SendOptions, withProperties: boolean): string[] {
   // The token names the snapshot, the base and the offset already received.
   if (opts.resumeToken !== undefined) return ['send', '-t', opts.resumeToken];
-  return [
-    'send',
-    ...(opts.recursive ? ['-R'] : withProperties ? ['-p'] : []),
-    ...(opts.from ? ['-I', snapshotPath(dataset, opts.from)] : []),
-    snapshotPath(dataset, snapshot),
-  ];
+  return ['send', ...(opts.recursive ? ['-R'] : withProperties ? ['-p'] : []), ...(opts.from ? ['-I', snapshotPath(dataset, opts.from)] : []), snapshotPath(dataset, snapshot)];
 }
 
 /** names are checked before anything runs (a bad one throws here, synchronously) */
@@ -73,15 +68,7 @@ export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendO
  * Resolves when the command has exited and `afterFailure` (if any) is done;
  * calls `ending` as soon as it is over or given up.
  */
-async function runSend(
-  cli: ZfsCli,
-  args: string[],
-  out: PassThrough,
-  signal: AbortSignal | undefined,
-  explain: (error: CommandError) => Error,
-  ending: () => void,
-  afterFailure: ((pid: number) => Promise<void>) | null,
-): Promise<void> {
+async function runSend(cli: ZfsCli, args: string[], out: PassThrough, signal: AbortSignal | undefined, explain: (error: CommandError) => Error, ending: () => void, afterFailure: ((pid: number) => Promise<void>) | null): Promise<void> {
   if (signal?.aborted) return void out.destroy(abortError(signal));
   const child = execa(cli.zfsBin, args, { reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } });
   let gaveUp = false;
@@ -118,11 +105,17 @@ async function runSend(
 /** release what a send that did not finish may have left held (see the top of this file); quiet when nothing is */
 async function releaseSendHolds(cli: ZfsCli, dataset: string, snapshot: string, opts: SendOptions, pid: number): Promise<void> {
   const all = (await cli.listNames(dataset, 'snapshot', 1)).map((full) => full.slice(dataset.length + 1));
-  const order = await cli.getProps(all.map((s) => snapshotPath(dataset, s)), ['createtxg']);
+  const order = await cli.getProps(
+    all.map((s) => snapshotPath(dataset, s)),
+    ['createtxg'],
+  );
   const txg = (name: string) => Number(order.get(snapshotPath(dataset, name))?.createtxg ?? -1);
   const [low, high] = [opts.from === undefined ? txg(snapshot) : txg(opts.from), txg(snapshot)];
   const range = all.filter((s) => txg(s) >= low && txg(s) <= high);
-  const held = await cli.getProps(range.map((s) => snapshotPath(dataset, s)), ['userrefs']);
+  const held = await cli.getProps(
+    range.map((s) => snapshotPath(dataset, s)),
+    ['userrefs'],
+  );
   for (const name of range) {
     if (!opts.recursive && Number(held.get(snapshotPath(dataset, name))?.userrefs ?? 0) === 0) continue;
     for (const tag of [`.send-${pid}-0`, `.send-${pid}-1`]) {

@@ -117,10 +117,7 @@ export async function rollback(cli: ZfsCli, dataset: string, name: string): Prom
   if (at < 0) throw new ZfsError('missing', `The snapshot '${snapshotPath(dataset, name)}' does not exist.`);
   const heldLater = snapshots.slice(at + 1).find((s) => s.held);
   if (heldLater) {
-    throw new ZfsError(
-      'held',
-      `Rolling '${dataset}' back to '${name}' would destroy the later snapshot '${heldLater.name}', which is held; release it first.`,
-    );
+    throw new ZfsError('held', `Rolling '${dataset}' back to '${name}' would destroy the later snapshot '${heldLater.name}', which is held; release it first.`);
   }
   // -r: later snapshots go (as `zfs rollback` demands); never -R, which would also destroy clones
   await cli.zfs(['rollback', '-r', snapshotPath(dataset, name)]);
@@ -158,4 +155,3 @@ async function requireExisting(cli: ZfsCli, dataset: string): Promise<void> {
   await cli.requirePool(dataset);
   if (!(await cli.exists(dataset))) throw new ZfsError('missing', `The dataset '${dataset}' does not exist.`);
 }
-
