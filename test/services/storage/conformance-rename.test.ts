@@ -9,6 +9,7 @@
 import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { once as onceEvent } from 'node:events';
 import path from 'node:path';
 import type { Driver, DriverName } from '../../../src/services/storage/driver.js';
 import { createBtrfsDriver } from '../../../src/services/storage/btrfs/index.js';
@@ -207,7 +208,7 @@ zfsGate('zfs › a dataset in use is refused as busy and left mounted where it w
   const dir = await dirOf(zfs, src);
   const sleeper = execa('sleep', ['30'], { cwd: dir, reject: false });
   t.teardown(() => void sleeper.kill());
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await onceEvent(sleeper, 'spawn'); // its working directory is set before it runs: from now on it holds the dataset
   await t.throwsAsync(zfs.renameDataset(src, `${pool.name}/moved`), { message: `'${src}' is in use (a process has files open or its working directory in it), so '${src}' was not renamed.` });
   t.like(await zfs.getDataset(src), { mounted: true, mountpoint: dir });
   t.is(await zfs.getDataset(`${pool.name}/moved`), null);
