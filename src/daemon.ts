@@ -66,7 +66,8 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   const services = createServices(env);
   const say = (line: string) => process.stdout.write(`${stamp()} ${line}\n`);
   const stop = new AbortController();
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(`${sig}`)));
+  // on, not once: a lazily loaded signal-exit (execa's) re-raises a signal when it finds itself the only listener left
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort(new Error(`${sig}`)));
   const metrics = listen ? await startMetricsServer({ ...listen, collect: () => samples(services) }) : null;
   if (metrics) say(`metrics on http://${listen!.host}:${metrics.port}/metrics`);
   const peerTimeout = Number(env.SYNCSH_CDP_PEER_TIMEOUT_MS);

@@ -9,11 +9,11 @@ export async function runRepl(session: ShellSession, historyFile: string | null)
   const history = new History(historyFile);
   const term = session.term;
   // The line editor (ink and its layout engine) is most of the shell's start-up: the prompt
-  // is on the screen, plain, while it loads, and the editor draws over it. Keys typed
+  // is on the screen (bold where colour is on, as the editor draws it) while it loads, and the editor draws over it. Keys typed
   // meanwhile wait in the terminal's buffer for the editor.
   const editor = import('./line-editor.js');
   session.print([`syncsh ${session.services.appliance.version} on appliance ${session.services.appliance.id}. Type 'help' or '?' for help, TAB to complete, 'exit' to leave.`]);
-  if (term.interactive) term.output.write(session.prompt);
+  if (term.interactive) term.output.write(term.color ? `\x1b[1m${session.prompt}\x1b[22m` : session.prompt);
   const { readLine } = await editor;
   if (term.interactive) term.output.write('\r\x1b[2K');
   for (;;) {

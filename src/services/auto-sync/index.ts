@@ -286,8 +286,9 @@ export class AutoSyncService {
       await requireCodec(codec);
       return codec;
     }
-    if (direction === 'local-to-local') return 'none';
-    return (await codecUnavailable('zstd')) ? 'none' : 'zstd';
+    // Opt-in for now: with a codec on the channel a cut link can stall the codec's pipe (seen in the link-cut tests), so none until that is fixed.
+    void direction;
+    return 'none';
   }
 
   private recursiveFor(driver: DriverName, wanted: boolean | undefined): boolean {

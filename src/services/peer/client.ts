@@ -355,14 +355,26 @@ export class RemoteDriver implements Driver {
         // the agent compressed it: what comes off the channel is decompressed on its way to `out`
         const inflate = codec ? await codecStream(codec, 'decompress') : null;
         const arriving = inflate ? ch.stdout.pipe(inflate) : ch.stdout;
-        inflate?.on('error', (error: Error) => out.destroy(error));
+        // A cut link ends the channel's output early, and the decompressor says "premature end" at
+        // about the moment the channel says it was lost: the lost link is the cause, so it wins.
+        let inflateError: Error | null = null;
+        const inflateFailed = new Promise<Error>((resolve) => inflate?.once('error', (error: Error) => resolve((inflateError = error))));
         const ended = new Promise<void>((resolve) => {
           arriving.once('end', resolve);
           arriving.once('close', resolve);
         });
         arriving.pipe(out, { end: false });
-        const status = await ch.done;
+        const first = await Promise.race([ch.done, inflateFailed]);
+        if (first instanceof Error) {
+          const settled = await Promise.race([ch.done, new Promise<null>((resolve) => setTimeout(resolve, 2000, null).unref())]);
+          if (settled?.lost) throw settled.lost;
+          ch.close();
+          throw first;
+        }
+        const status = first;
         await ended; // everything the agent wrote has gone into `out`
+        if (inflateError && status.lost) throw status.lost;
+        if (inflateError) throw inflateError;
         const outcome = lastJson(errors()) as Outcome | null;
         if (status.code === 0 && outcome?.ok) {
           out.end();
