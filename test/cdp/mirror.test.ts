@@ -13,17 +13,11 @@ import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { daemonLines } from '../helpers/daemon.js';
 import { BIN } from '../helpers/cli.js';
-import { Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
+import { ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
 import type { ExecutionContext } from 'ava';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 const MiB = 1024 * 1024;
-
-async function ok(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode !== 0) throw new Error(`${line}: ${String(r.stderr)}`);
-  return String(r.stdout);
-}
 
 const uri = (x: Appliance, zvol = 'fs:tank/vm1') => `nbd+unix:///${zvol}?socket=${x.home}/run/nbd.sock`;
 

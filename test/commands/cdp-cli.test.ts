@@ -7,21 +7,9 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
+import { fails, ok, Fixture, makeAppliance } from '../peer/_fixture.js';
 
 const MiB = 1024 * 1024;
-
-async function ok(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode !== 0) throw new Error(`${line}: ${String(r.stderr)}`);
-  return String(r.stdout);
-}
-
-async function fails(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode === 0) throw new Error(`${line} should have failed: ${String(r.stdout)}`);
-  return String(r.stderr).trim();
-}
 
 /** alpha bound to beta with local-bind, each with the fs pool tank */
 async function boundPair(t: ExecutionContext) {

@@ -1,18 +1,6 @@
 /** `setup auto-cdp :NAME role …` and `setup auto-cdp role … --all` through the CLI, two appliances bound both ways with local-bind. */
 import test from 'ava';
-import { Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
-
-async function ok(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode !== 0) throw new Error(`${line}: ${String(r.stderr)}`);
-  return String(r.stdout);
-}
-
-async function fails(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode === 0) throw new Error(`${line} should have failed: ${String(r.stdout)}`);
-  return String(r.stderr).trim();
-}
+import { fails, ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
 
 const copy = async (x: Appliance) => JSON.parse(await ok(x, 'show auto-cdp :tank-vm1-000 --json')).config as { role: string; epoch: number; master: { host: string } | null; targets: { host: string }[] };
 

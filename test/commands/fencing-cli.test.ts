@@ -2,19 +2,7 @@
 import test from 'ava';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
-
-async function ok(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode !== 0) throw new Error(`${line}: ${String(r.stderr)}`);
-  return String(r.stdout);
-}
-
-async function fails(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode === 0) throw new Error(`${line} should have failed: ${String(r.stdout)}`);
-  return String(r.stderr).trim();
-}
+import { fails, ok, Fixture, makeAppliance } from '../peer/_fixture.js';
 
 test('fencing policies per bound peer: fence with a command, ignore, manual, clear; bad input named, nothing changed', async (t) => {
   t.timeout(4 * 60_000);

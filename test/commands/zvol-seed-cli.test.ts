@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
+import { fails, ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
 
 const MiB = 1024 * 1024;
 
@@ -18,18 +18,6 @@ function appliance(t: ExecutionContext): Appliance {
   const f = new Fixture();
   t.teardown(() => f.close());
   return makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
-}
-
-async function ok(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode !== 0) throw new Error(`${line}: ${String(r.stderr)}`);
-  return String(r.stdout);
-}
-
-async function fails(x: Appliance, line: string): Promise<string> {
-  const r = await x.cli(line);
-  if (r.exitCode === 0) throw new Error(`${line} should have failed: ${String(r.stdout)}`);
-  return String(r.stderr).trim();
 }
 
 const image = (x: Appliance, name: string) => path.join(x.live(name), 'volume.img');

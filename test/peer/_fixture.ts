@@ -69,6 +69,20 @@ export function makeAppliance(c: Cleanup, id: string, extraEnv: NodeJS.ProcessEn
 }
 
 /** a dataset with files, on an appliance's fs driver */
+/** a command line that must succeed: its output */
+export async function ok(x: Appliance, line: string): Promise<string> {
+  const r = await x.cli(line);
+  if (r.exitCode !== 0) throw new Error(`${line}: ${String(r.stderr)}`);
+  return String(r.stdout);
+}
+
+/** a command line that must fail: its error */
+export async function fails(x: Appliance, line: string): Promise<string> {
+  const r = await x.cli(line);
+  if (r.exitCode === 0) throw new Error(`${line} should have failed: ${String(r.stdout)}`);
+  return String(r.stderr).trim();
+}
+
 export async function folderWith(x: Appliance, dataset: string, files: TreeSpec): Promise<string> {
   const fs = await x.services.storage.usable('fs');
   const parts = dataset.split('/');
