@@ -5,7 +5,7 @@
  *    a generated tree, then an incremental one after 1% of the files changed;
  *  - with BENCH_ZFS=1, the zfs driver against `zfs send | ssh HOST zfs receive`.
  * Both appliances are on this machine: beta's sshd runs in a network
- * namespace of its own (10.231.60.2) reached over a veth pair (for zfs, on
+ * namespace of its own (10.231.N.2, a claimed subnet) reached over a veth pair (for zfs, on
  * loopback: zfs-fuse cannot mount inside the mount namespace `ip netns exec`
  * makes). Needs root, sshd, iproute2 and rsync.
  *
@@ -47,7 +47,7 @@ async function must(result: Promise<{ exitCode?: number; stdout: unknown; stderr
 
 /** two appliances, beta behind an sshd; alpha bound to it; a second, unrestricted key for ssh/rsync */
 async function appliances(cleanup: Teardown, work: string, where: { netns: boolean }) {
-  const link = where.netns ? await makeNetLink(cleanup, 60) : null;
+  const link = where.netns ? await makeNetLink(cleanup) : null;
   const address = link ? link.nsAddr : '127.0.0.1';
   const port = link ? 2222 : await freePort();
   const sshd = await startSshd(cleanup, { netns: link ?? undefined, address, port });

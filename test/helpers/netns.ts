@@ -5,9 +5,9 @@
  * down (tbf) and to cut it mid-transfer. Removed at teardown, pass or fail.
  */
 import { execa } from 'execa';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { access } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** where teardown steps go: an ava ExecutionContext, or a fixture shared by a file's tests */
@@ -60,23 +60,61 @@ export async function netnsMissing(): Promise<string | null> {
   return null;
 }
 
+/** where live claims on subnets are kept: one file per subnet, holding the claimer's pid */
+const CLAIMS = '/run/syncsh-test-subnets';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
- * `subnet` picks 10.231.<subnet>.0/24; each test file uses its own so that
- * files running side by side never share addresses.
+ * Claims a free 10.231.N.0/24 for this process (N in 20..250): the claim is a
+ * file created exclusively, so two test files (or a bench beside a test run)
+ * never get the same N. A claim whose process is gone is taken over, and the
+ * veths it left behind are removed; a live one is never touched.
  */
-export async function makeNetLink(t: Cleanup, subnet: number): Promise<NetLink> {
+async function claimSubnet(t: Cleanup): Promise<number> {
+  mkdirSync(CLAIMS, { recursive: true });
+  const start = 20 + randomInt(231);
+  for (let i = 0; i < 231; i++) {
+    const subnet = 20 + ((start - 20 + i) % 231);
+    const file = path.join(CLAIMS, String(subnet));
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number(readFileSync(file, 'utf8'));
+      if (!holder || alive(holder)) continue; // (empty: being written by its claimer)
+      rmSync(file, { force: true }); // left by a killed run
+      i--;
+      continue;
+    }
+    t.teardown(() => rmSync(file, { force: true }));
+    // veths of a killed run that held this subnet
+    const stale = (await execa('ip', ['-o', '-4', 'addr', 'show'])).stdout.split('\n').filter((l) => l.includes(` 10.231.${subnet}.1/24 `));
+    for (const line of stale) {
+      const dev = line.split(/\s+/)[1]?.replace(/@.*$/, '');
+      if (dev) await execa('ip', ['link', 'del', dev], { reject: false });
+    }
+    return subnet;
+  }
+  throw new Error(`no free subnet of 10.231.0.0/16 to claim: every one in ${CLAIMS} is held by a live process`);
+}
+
+/** A link on a subnet of its own (claimed, released at teardown). */
+export async function makeNetLink(t: Cleanup): Promise<NetLink> {
+  const subnet = await claimSubnet(t);
   const tag = randomBytes(3).toString('hex');
   const ns = `syncsh-t${subnet}-${tag}`;
   const hostIf = `ss${subnet}${tag}a`.slice(0, 15);
   const nsIf = `ss${subnet}${tag}b`.slice(0, 15);
   const hostAddr = `10.231.${subnet}.1`;
   const nsAddr = `10.231.${subnet}.2`;
-  // A namespace of an earlier run of this same file that was killed before its teardown holds the subnet: remove it.
-  const stale = (await execa('ip', ['-o', '-4', 'addr', 'show'])).stdout.split('\n').filter((l) => l.includes(` ${hostAddr}/24 `));
-  for (const line of stale) {
-    const dev = line.split(/\s+/)[1]?.replace(/@.*$/, '');
-    if (dev?.startsWith(`ss${subnet}`)) await execa('ip', ['link', 'del', dev], { reject: false });
-  }
   const exec = (argv: string[]) => ['ip', 'netns', 'exec', ns, ...argv];
   const ip = (...args: string[]) => execa('ip', args);
   t.teardown(async () => {

@@ -111,8 +111,8 @@ export interface SshPair {
  * A's key is already there, unrestricted, as an operator would have put it
  * ("an existing key").
  */
-export async function sshPair(c: Cleanup, subnet: number, opts: { preauthorize?: boolean; loopback?: boolean } = {}): Promise<SshPair> {
-  const link = opts.loopback ? (null as unknown as NetLink) : await makeNetLink(c, subnet);
+export async function sshPair(c: Cleanup, opts: { preauthorize?: boolean; loopback?: boolean } = {}): Promise<SshPair> {
+  const link = opts.loopback ? (null as unknown as NetLink) : await makeNetLink(c);
   const address = opts.loopback ? '127.0.0.1' : link.nsAddr;
   const port = opts.loopback ? await freePort() : 2222;
   const sshd = await startSshd(c, { netns: opts.loopback ? undefined : link, address, port });

@@ -54,7 +54,7 @@ async function resumed(t: ExecutionContext, name: string, src: string, dst: stri
 }
 
 sshTest.serial('setup: bound appliances behind a link that can be cut', async (t) => {
-  pair = await sshPair(fixture, 43);
+  pair = await sshPair(fixture);
   const r = await pair.a.cli(`${pair.bindLine} -y`);
   t.is(r.exitCode, 0, String(r.stderr));
   await folderWith(pair.b, 'tank', {});

@@ -54,7 +54,7 @@ if (!passwordTest.missing) {
     await execa('chpasswd', { input: `${user}:${password}\n` });
     uid = Number((await execa('id', ['-u', user])).stdout);
     const gid = Number((await execa('id', ['-g', user])).stdout);
-    link = await makeNetLink(fixture, 43);
+    link = await makeNetLink(fixture);
     sshd = await startSshd(fixture, { netns: link, address: link.nsAddr, port: 2222, passwords: true, owner: { uid, gid } });
     b = makeAppliance(fixture, 'beta');
     await b.services.peers.store.setAuthorizedKeysFile(sshd.authorizedKeys);

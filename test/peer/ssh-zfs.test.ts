@@ -17,7 +17,7 @@ import { sshPair } from './_fixture.js';
 const zfsSshTest = await gatedTest(['sshd', 'ZFS (zfs-fuse)'], async () => (await sshdMissing()) ?? (await zfsMissing()));
 
 zfsSshTest('zfs datasets replicate both ways over SSH: full, then incremental', async (t) => {
-  const { a, b, bindLine } = await sshPair(t, 44, { loopback: true });
+  const { a, b, bindLine } = await sshPair(t, { loopback: true });
   const bound = await a.cli(`${bindLine} -y`);
   t.is(bound.exitCode, 0, String(bound.stderr));
   const [poolA, poolB] = await Promise.all([makeZfsPool(t), makeZfsPool(t)]);

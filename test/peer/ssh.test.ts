@@ -19,6 +19,8 @@ import { createServices } from '../../src/services/index.js';
 import { Fixture, folderWith, sshPair, type SshPair } from './_fixture.js';
 import test from 'ava';
 
+/** B's address as a pattern: its subnet is claimed at setup */
+const beta = () => `${pair.link.nsAddr.replaceAll('.', '\\.')}:2222`;
 const sshTest = await gatedTest(['sshd', 'network namespaces'], async () => (await sshdMissing()) ?? (await netnsMissing()));
 
 const fixture = new Fixture();
@@ -43,7 +45,7 @@ const R2L = 'tank-src-000';
 // two appliances, B behind sshd in its own namespace, shared by the tests below
 if (!sshTest.missing) {
   test.before(async () => {
-    pair = await sshPair(fixture, 41);
+    pair = await sshPair(fixture);
     await folderWith(pair.b, 'tank', {});
   });
 }
@@ -203,7 +205,7 @@ sshTest.serial('a changed host key is refused with a clear message until bound a
   t.not(now, old);
   const before = await readTree(b.live('tank/docs-copy'));
   writeFileSync(path.join(a.live('tank/docs'), 'rekeyed.txt'), 'y');
-  const error = await runFails(t, L2R, 'host-key', /host key of the appliance beta at 10\.231\.41\.2:2222 has changed/);
+  const error = await runFails(t, L2R, 'host-key', new RegExp(String.raw`host key of the appliance beta at ${beta()} has changed`));
   t.true(error.message.includes(old!) && error.message.includes(now), error.message);
   t.deepEqual(diffTrees(before, await readTree(b.live('tank/docs-copy'))), []);
   const shown = JSON.parse(String((await a.cli('show network ssh-bindings --json')).stdout));
@@ -231,7 +233,7 @@ sshTest.serial('a missing or wrong key is a specific error', async (t) => {
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${files.privateKeyFile}.other`]);
   renameSync(`${files.privateKeyFile}.other`, files.privateKeyFile);
   try {
-    await runFails(t, L2R, 'auth', /beta at 10\.231\.41\.2:2222 did not accept this appliance's key for user root/);
+    await runFails(t, L2R, 'auth', new RegExp(String.raw`beta at ${beta()} did not accept this appliance's key for user root`));
   } finally {
     writeFileSync(files.privateKeyFile, saved.priv, { mode: 0o600 });
     writeFileSync(files.publicKeyFile, saved.pub);
@@ -243,7 +245,7 @@ sshTest.serial('a peer that is down: refused and timeout, each naming the peer a
   const { a, sshd } = pair;
   await sshd.stop();
   try {
-    await runFails(t, L2R, 'refused', /Cannot reach the appliance beta at 10\.231\.41\.2:2222: the connection was refused/);
+    await runFails(t, L2R, 'refused', new RegExp(String.raw`Cannot reach the appliance beta at ${beta()}: the connection was refused`));
     t.regex(a.services.autoSync.store.runState(L2R).lastError!, /refused/);
   } finally {
     await sshd.start();
@@ -251,7 +253,7 @@ sshTest.serial('a peer that is down: refused and timeout, each naming the peer a
   sshd.pause();
   try {
     const started = Date.now();
-    await runFails(t, L2R, 'timeout', /Cannot reach the appliance beta at 10\.231\.41\.2:2222: no SSH handshake within 3 s \(timeout/);
+    await runFails(t, L2R, 'timeout', new RegExp(String.raw`Cannot reach the appliance beta at ${beta()}: no SSH handshake within 3 s \(timeout`));
     t.true(Date.now() - started < 15_000);
   } finally {
     sshd.resume();

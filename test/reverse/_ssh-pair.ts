@@ -35,7 +35,7 @@ import type { Cleanup, NetLink } from '../helpers/netns.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { Fixture, folderWith, makeAppliance, type Appliance } from '../peer/_fixture.js';
 
-/** 10.231.61.0/24, inside the pair's own namespaces only (the other test files use 41-44, the ssh bench 60) */
+/** 10.231.61.0/24, inside the pair's own namespaces only (the host's links claim theirs in helpers/netns.ts; these never meet them) */
 export const SUBNET = 61;
 const PORT = 2222;
 const NS_PREFIX = `syncsh-rv${SUBNET}-`;

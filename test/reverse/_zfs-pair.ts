@@ -72,8 +72,8 @@ interface FolderData {
 
 const MiB = 1024 * 1024;
 
-export async function zfsReversePair(t: ExecutionContext, subnet: number, files: Record<string, string | Buffer>): Promise<ZfsPair> {
-  const link = await makeNetLink(t, subnet);
+export async function zfsReversePair(t: ExecutionContext, files: Record<string, string | Buffer>): Promise<ZfsPair> {
+  const link = await makeNetLink(t);
   const nsExec = (argv: string[]) => ['nsenter', `--net=/run/netns/${link.ns}`, ...argv];
   // alpha's sshd here, beta's in the namespace (entered by network only, see the header)
   const sshdA = await startSshd(t, { address: link.hostAddr, port: 2222 });

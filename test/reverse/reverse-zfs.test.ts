@@ -26,11 +26,10 @@ const zfsTest = await gatedTest(
   async () => (await sshdMissing()) ?? (await netnsMissing()) ?? ((await findCommand('nsenter')) ? null : 'nsenter (util-linux) is not installed') ?? (await zfsMissing()),
 );
 
-const SUBNET = 46;
 const BLOB = randomBytes(300_000);
 const FILES = { 'a.txt': 'one\n', 'd/b.bin': BLOB };
 
-const pairFor = (t: ExecutionContext) => zfsReversePair(t, SUBNET, FILES);
+const pairFor = (t: ExecutionContext) => zfsReversePair(t, FILES);
 const logOf = async (p: ZfsPair, x: Appliance) => (await p.fresh(x).autoSync.log(p.name).all()).join('\n');
 const config = (p: ZfsPair, x: Appliance) => p.fresh(x).autoSync.config(p.name);
 const text = (s: string) => Buffer.from(s);
@@ -140,7 +139,7 @@ test.after.always(() => shared.close());
 let dr: { p: ZfsPair; synced: Files; lost: Record<string, string>; written: Record<string, string | Buffer> } | null = null;
 
 zfsTest.serial('case 4: DR on the non-master with the master cut off (-y): master at epoch+1, its copy mounted and writable', async (t) => {
-  const p = await zfsReversePair(sharedCleanup(t), SUBNET, FILES);
+  const p = await zfsReversePair(sharedCleanup(t), FILES);
   await run(t, p, p.a);
   const synced = await p.filesOf(p.b);
   t.deepEqual(synced, mapText(FILES));
