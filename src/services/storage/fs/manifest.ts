@@ -224,6 +224,42 @@ export function byPath(manifest: Manifest): ReadonlyMap<string, Entry> {
   return map;
 }
 
+/**
+ * Entries of a manifest looked up by path in ascending order: a merge walk
+ * beside another sorted list (a scan, another manifest), without a map of
+ * the whole manifest. A path asked below the previous one is looked up from
+ * the start again, so an out-of-order caller is slower, never wrong.
+ */
+export class PathCursor {
+  private i = 0;
+  private last = '';
+
+  constructor(private readonly entries: readonly Entry[]) {}
+
+  at(p: string): Entry | undefined {
+    const list = this.entries;
+    if (p < this.last) this.i = 0;
+    this.last = p;
+    while (this.i < list.length && list[this.i].path < p) this.i++;
+    const e = list[this.i];
+    if (e !== undefined && e.path === p) return e;
+    // A manifest not in path order (none is written so): no merge is possible, look it up whole.
+    return this.sorted() ? undefined : byPath({ entries: list } as Manifest).get(p);
+  }
+
+  private checked: boolean | undefined;
+
+  private sorted(): boolean {
+    if (this.checked === undefined) {
+      const list = this.entries;
+      let ok = true;
+      for (let k = 1; ok && k < list.length; k++) ok = list[k - 1].path < list[k].path;
+      this.checked = ok;
+    }
+    return this.checked;
+  }
+}
+
 export function cacheOf(st: LiveStat, racy: boolean): StatCache {
   return racy ? { ino: st.ino, ctimeMs: st.ctimeMs, mtimeMs: st.mtimeMs, racy: true } : { ino: st.ino, ctimeMs: st.ctimeMs, mtimeMs: st.mtimeMs };
 }
@@ -366,15 +402,16 @@ export interface ManifestDelta {
   removes: string[];
 }
 
+/** Both manifests are in path order: one merge walk, no map of either. */
 export function diffManifests(base: Manifest, target: Manifest): ManifestDelta {
-  const before = byPath(base);
-  const after = byPath(target);
+  const before = new PathCursor(base.entries);
+  const after = new PathCursor(target.entries);
   const upserts: Entry[] = [];
   for (const e of target.entries) {
-    const old = before.get(e.path);
+    const old = before.at(e.path);
     if (!old || !sameEntry(old, e)) upserts.push(withoutCache(e));
   }
-  return { upserts, removes: base.entries.filter((e) => !after.has(e.path)).map((e) => e.path) };
+  return { upserts, removes: base.entries.filter((e) => after.at(e.path) === undefined).map((e) => e.path) };
 }
 
 /**

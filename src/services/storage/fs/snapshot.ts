@@ -23,7 +23,7 @@ import path from 'node:path';
 import { type BlockStore, CHUNK_SIZE, ZERO_BLOCK, blockName } from './block-store.js';
 import type { Catalog } from './catalog.js';
 import { Breather, errorCode, mode, msToNs, readFull, sameMtime } from './files.js';
-import { MANIFEST_FORMAT, byPath, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';
+import { MANIFEST_FORMAT, PathCursor, cacheMatches, cacheOf, readManifest, type Entry, type Manifest } from './manifest.js';
 import { linkPrimaries, scanTree, type LiveNode, type LiveStat } from './scan.js';
 import { excludeMatcher } from './excludes.js';
 
@@ -159,7 +159,8 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
   const liveDir = catalog.liveDir(dataset);
   const index = catalog.index(dataset);
   const prevId = index.head && index.snapshots.some((s) => s.id === index.head) ? index.head : index.snapshots.at(-1)?.id;
-  const prev = prevId ? byPath(readManifest(catalog.layout.manifestFile(dataset, prevId), `${dataset} (${prevId})`)) : new Map<string, Entry>();
+  // The scan and the previous manifest are both in path order: looked up by a merge walk, not a map of 20,000 paths.
+  const prev = new PathCursor(prevId ? readManifest(catalog.layout.manifestFile(dataset, prevId), `${dataset} (${prevId})`).entries : []);
   const startMs = Date.now();
   const nodes = await scanTree(liveDir, catalog.childMountNames(dataset), excludeMatcher(exclude));
   if (!nodes) throw new Error(`The files of fs dataset ${dataset} are missing: ${liveDir} does not exist.`);
@@ -182,7 +183,7 @@ export async function takeSnapshot(catalog: Catalog, dataset: string, name: stri
         links.get(first)!.push(entry);
         continue;
       }
-      const before = prev.get(p);
+      const before = prev.at(p);
       let entry: Entry;
       if (before?.type === 'file' && cacheMatches(before, stat)) {
         // Same inode, ctime and mtime: same content, and the exact mtime is the one recorded.
