@@ -145,6 +145,28 @@ test('destroying a snapshot frees the blocks no other snapshot uses', async (t) 
   t.deepEqual(await driver.recover('tank'), []);
 });
 
+test('destroying a snapshot frees nothing another uses: one like the next, or a file only a later snapshot has again', async (t) => {
+  const { driver, live, layout } = setup(t);
+  await driver.createDataset('tank');
+  const back = randomBytes(2 << 20);
+  await writeTree(live('tank'), { back, moved: randomBytes(1000) });
+  await driver.createSnapshot('tank', 's1', { recursive: false });
+  await driver.createSnapshot('tank', 's2', { recursive: false }); // the same blocks at every path
+  await driver.destroySnapshot('tank', 's1', { recursive: false });
+  t.is(countBlocks(layout, 'tank'), 3);
+  renameSync(path.join(live('tank'), 'moved'), path.join(live('tank'), 'moved-here'));
+  unlinkSync(path.join(live('tank'), 'back'));
+  await driver.createSnapshot('tank', 's3', { recursive: false }); // back is gone, moved is under another name
+  writeFileSync(path.join(live('tank'), 'back'), back);
+  await driver.createSnapshot('tank', 's4', { recursive: false }); // back is there again
+  await driver.destroySnapshot('tank', 's2', { recursive: false });
+  t.is(countBlocks(layout, 'tank'), 3, 'the blocks of back (s4) and of moved (s3, s4) stay');
+  rmSync(path.join(live('tank'), 'back')); // so the rollback must read it from the store
+  await driver.rollback('tank', 's4');
+  t.true(readFileSync(path.join(live('tank'), 'back')).equals(back));
+  t.is(await driver.changedSince('tank', 's4'), false);
+});
+
 test('rollback restores the tree exactly, deleting newer files and keeping later snapshots', async (t) => {
   const { driver, live } = setup(t);
   await driver.createDataset('tank');

@@ -1,6 +1,8 @@
-/** Merge walks over manifests in path order (manifest.ts PathCursor, diffManifests): table tests of pure functions. */
+/** Merge walks over manifests in path order (manifest.ts PathCursor, diffManifests; negotiate.ts mayCarryChunks): table tests of pure functions. */
 import test from 'ava';
-import { type Entry, type Manifest, PathCursor, applyDelta, diffManifests } from '../../../src/services/storage/fs/manifest.js';
+import fc from 'fast-check';
+import { type Entry, type Manifest, PathCursor, applyDelta, blocksOf, diffManifests } from '../../../src/services/storage/fs/manifest.js';
+import { chunksToSend, mayCarryChunks } from '../../../src/services/storage/fs/negotiate.js';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
@@ -60,4 +62,34 @@ test('diffManifests by merge walk: upserts changed and new entries, removes only
   t.deepEqual(delta.removes, ['a/gone']);
   t.deepEqual(applyDelta(base, delta), target.entries);
   t.deepEqual(diffManifests(target, target), { upserts: [], removes: [] });
+});
+
+test('mayCarryChunks is false exactly when no file gained a stored block beyond its base at the same path', (t) => {
+  const base = manifest([dir(''), file('a'), file('b', [B]), file('z', ['0'])]);
+  const table: [string, Entry[], boolean][] = [
+    ['the same entries', base.entries, false],
+    ['equal lists, other arrays', [dir(''), file('a', [A]), file('b', [B]), file('z', ['0'])], false],
+    ['new content', [dir(''), file('a', [B]), file('b', [B])], true],
+    ['a new file of known content (not at its path before)', [dir(''), file('a'), file('b', [B]), file('c', [A])], true],
+    ['a new all-zero file', [dir(''), file('a'), file('b', [B]), file('y', ['0', '0'], 2 << 20)], false],
+    ['files removed', [dir(''), file('b', [B])], false],
+    ['a hard link (its first name carries the blocks)', [dir(''), file('a'), { ...file('a2'), link: 'a' }, file('b', [B])], false],
+  ];
+  for (const [what, entries, want] of table) t.is(mayCarryChunks(manifest(entries), base), want, what);
+});
+
+test('chunksToSend with the merge-walk shortcut lists what a set of the base blocks lists', (t) => {
+  const hashes = ['0', A, B, 'c'.repeat(64), 'd'.repeat(64)];
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  const tree = fc.uniqueArray(fc.record({ name: fc.constantFrom(...names), blocks: fc.array(fc.constantFrom(...hashes), { maxLength: 3 }) }), { selector: (f) => f.name });
+  const toManifest = (files: { name: string; blocks: string[] }[]) => manifest([dir(''), ...files.sort((x, y) => (x.name < y.name ? -1 : 1)).map((f) => file(f.name, f.blocks, f.blocks.length))]);
+  fc.assert(
+    fc.property(tree, tree, (b, m) => {
+      const base = toManifest(b);
+      const target = toManifest(m);
+      const skip = new Set(blocksOf(base));
+      const slow = [...new Set(blocksOf(target).filter((h) => !skip.has(h)))];
+      t.deepEqual(chunksToSend(target, base), slow);
+    }),
+  );
 });

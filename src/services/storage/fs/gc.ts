@@ -29,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BlockStore } from './block-store.js';
 import type { Catalog } from './catalog.js';
-import { blocksOf, forgetManifest, readManifest } from './manifest.js';
+import { blocksOf, forEachBlockBeyond, forgetManifest, readManifest, type Manifest } from './manifest.js';
 import { processAlive } from './lock.js';
 import { dropPartial, keptPacks } from './partial.js';
 
@@ -171,6 +171,23 @@ function collectPacks(store: BlockStore, keep: Set<string>, freed: Freed, kept: 
   }
 }
 
+/** Every stored block of `destroyed` is in the snapshot `otherId` at the same path (a merge walk of the two manifests). */
+function sharesEveryBlock(catalog: Catalog, dataset: string, destroyed: Manifest, otherId: string | undefined): boolean {
+  if (otherId === undefined) return false;
+  let other: Manifest;
+  try {
+    other = readManifest(catalog.layout.manifestFile(dataset, otherId), `${dataset} (${otherId})`);
+  } catch {
+    return false; // the full computation says what to do about a damaged snapshot
+  }
+  let shares = true;
+  forEachBlockBeyond(destroyed, other, () => {
+    shares = false;
+    return false;
+  });
+  return shares;
+}
+
 /**
  * After a snapshot was unlisted: free the blocks only it used, then remove
  * its manifest. Only the packs holding such blocks are looked at. Call with
@@ -194,9 +211,13 @@ export function collectDestroyed(catalog: Catalog, dataset: string, destroyedId:
     .index(dataset)
     .snapshots.map((s) => s.id)
     .filter((id) => id !== destroyedId);
-  const keep = liveBlocks(catalog, dataset, [...others, ...pinned]);
+  // Most often the next snapshot has the same block list at every path (nothing changed in between): nothing to free, and no set of every block.
   const unused = new Set<string>();
-  for (const h of blocksOf(destroyed)) if (!keep.has(h)) unused.add(h);
+  let keep = new Set<string>();
+  if (!sharesEveryBlock(catalog, dataset, destroyed, others[0])) {
+    keep = liveBlocks(catalog, dataset, [...others, ...pinned]);
+    for (const h of blocksOf(destroyed)) if (!keep.has(h)) unused.add(h);
+  }
   if (unused.size) {
     const store = new BlockStore(catalog.layout.blocksDir(dataset));
     const done = markUnswept(catalog, dataset); // a rewrite cut short leaves two copies of some blocks

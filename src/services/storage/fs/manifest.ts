@@ -260,6 +260,24 @@ export class PathCursor {
   }
 }
 
+/**
+ * The stored blocks of the files of `manifest` whose block list is not the
+ * one of the file at the same path in `other` (a merge walk in path order):
+ * every block of `manifest` that is not among these is one `other` has.
+ * `fn` returns false to stop.
+ */
+export function forEachBlockBeyond(manifest: Manifest, other: Manifest, fn: (hash: string) => boolean | undefined): void {
+  const before = new PathCursor(other.entries);
+  for (const e of manifest.entries) {
+    const blocks = e.blocks;
+    if (!blocks || e.link !== undefined) continue;
+    const was = before.at(e.path);
+    const old = was?.link === undefined ? was?.blocks : undefined;
+    if (old && (old === blocks || (old.length === blocks.length && old.every((h, i) => h === blocks[i])))) continue;
+    for (const h of blocks) if (!zeroRun(h) && fn(h) === false) return;
+  }
+}
+
 export function cacheOf(st: LiveStat, racy: boolean): StatCache {
   return racy ? { ino: st.ino, ctimeMs: st.ctimeMs, mtimeMs: st.mtimeMs, racy: true } : { ino: st.ino, ctimeMs: st.ctimeMs, mtimeMs: st.mtimeMs };
 }

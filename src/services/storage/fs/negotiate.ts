@@ -17,7 +17,7 @@ import type { Catalog } from './catalog.js';
 import { markUnswept } from './gc.js';
 import { VOLUME_FILE } from './layout.js';
 import { lockDatasets } from './lock.js';
-import { blocksOf, type Manifest } from './manifest.js';
+import { blocksOf, forEachBlockBeyond, type Manifest } from './manifest.js';
 import { checkDatasetName } from './names.js';
 import { SEAL_EVERY, keepPacks, keptPacks } from './partial.js';
 import { isZvol } from './zvol.js';
@@ -25,8 +25,24 @@ import { refuseServed } from './zvol-writer.js';
 
 const HASH_HEX = 64;
 
+/**
+ * Does some file of `manifest` have a stored block outside the block list of
+ * the file at its path in `base`? When nothing changed (most runs of a quiet
+ * tree) no set of the base's blocks is built. False proves the stream
+ * carries no chunk; true only says it may.
+ */
+export function mayCarryChunks(manifest: Manifest, base: Manifest): boolean {
+  let found = false;
+  forEachBlockBeyond(manifest, base, () => {
+    found = true;
+    return false;
+  });
+  return found;
+}
+
 /** The chunks a stream of `manifest` carries beyond `base`: each once, in the order its files use them. */
 export function chunksToSend(manifest: Manifest, base: Manifest | null): string[] {
+  if (base && !mayCarryChunks(manifest, base)) return [];
   const skip = new Set(base ? blocksOf(base) : []);
   const out: string[] = [];
   for (const h of blocksOf(manifest)) {

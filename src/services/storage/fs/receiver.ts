@@ -167,8 +167,10 @@ async function readDataset(reader: StreamReader, inc: Incoming, catalog: Catalog
     if (!c || !Number.isSafeInteger(c.offered) || !Number.isSafeInteger(c.held) || c.held < 0 || c.held > c.offered) throw corrupt(`the header of ${inc.target} does not say how many chunks it offered and the receiver held.`);
     if (blocks !== c.offered - c.held) throw corrupt(`${blocks} blocks arrived for ${inc.target}, but its header announced ${c.offered - c.held} (${c.offered} chunks, ${c.held} held here).`);
   }
-  // Blocks of the base are in the store (a listed snapshot's always are); the held ones were there or kept; anything else must have arrived.
-  for (const h of new Set(blocksOf(manifest))) {
+  // Blocks of the base are in the store (a listed snapshot's always are), so a delta's entries are all that need looking at;
+  // the held ones were there or kept; anything else must have arrived.
+  const delta = inc.staged.delta;
+  for (const h of new Set(delta ? blocksOf({ entries: delta.upserts } as Manifest) : blocksOf(manifest))) {
     if (!store.has(h)) throw new StreamFormatError(`The stream for ${where} refers to block ${h}, which it does not carry and the destination does not have.`);
   }
   await stager.finish(signal);
