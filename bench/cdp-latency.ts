@@ -7,8 +7,10 @@
  * Goals: async p50 within 10% of unmirrored; sync throughput >= 0.5 of unmirrored.
  *
  *   npm run bench:cdp            (BENCH_FIO_S=seconds per fio run, default 8)
+ *   BENCH_CDP_PROF=dir           the daemons write CPU profiles there (node --cpu-prof)
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -24,10 +26,27 @@ const alpha = env('alpha');
 const beta = env('beta');
 const daemons: ResultPromise[] = [];
 
+const prof = process.env.BENCH_CDP_PROF;
+
 function start(e: NodeJS.ProcessEnv) {
-  const child = execa('node', [BIN, 'daemon'], { env: e, reject: false });
+  const child = execa('node', [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(prof)}`] : []), BIN, 'daemon'], { env: e, reject: false });
   daemons.push(child);
   return Object.assign(daemonLines(child), { child });
+}
+
+/**
+ * the daemon's figures say the target is level with a clean map (what the async run started
+ * from); a target already level logs no new "is level" line
+ */
+async function levelAndClean(home: string): Promise<void> {
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    const s = JSON.parse(await readFile(path.join(home, 'run', 'cdp-status.json'), 'utf8').catch(() => '{}')) as { mirrors?: Record<string, { targets: { state: string; lagBytes: number; dirtyChunks: number }[] }> };
+    const t = s.mirrors?.['tank-vm1-000']?.targets[0];
+    if (t && t.state === 'mirroring' && t.lagBytes === 0 && t.dirtyChunks === 0) return;
+    if (Date.now() > deadline) throw new Error(`the target did not become level: ${JSON.stringify(t)}`);
+    await delay(250); // the status file is rewritten every second: polling it is the signal
+  }
 }
 
 interface Figures {
@@ -68,7 +87,7 @@ try {
   const from = la.lines.length;
   await syncsh(alpha, 'setup auto-cdp :tank-vm1-000 mode sync');
   await la.wait(/mode is now sync/, from);
-  await la.wait(/beta is level/, from, 600_000).catch(() => undefined);
+  await levelAndClean(alpha.SYNCSH_HOME);
   console.log(`sync: fio ${seconds} s × 2 …`);
   const syncF = await fio(uri);
   const rows: [string, (f: Figures) => number, string][] = [

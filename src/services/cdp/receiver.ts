@@ -4,7 +4,10 @@
  * appliance's agent (which checked the binding) on `run/cdp.sock`. Frames
  * are applied strictly in order; acknowledgements are group commits: once
  * the writes applied so far are flushed, ACK carries the highest seq, so
- * an acknowledged frame is durable here.
+ * an acknowledged frame is durable here. Before that, APPLIED tells the
+ * master a frame is written here (in the zvol, so it outlives this process):
+ * a sync write without FUA waits only for that (DRBD's protocol C), its
+ * FLUSH or FUA for the ACK.
  */
 import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
@@ -51,6 +54,18 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     deps.log?.(`auto-cdp:${hello.name}: receiving from ${caller} into ${hello.zvol}`);
     let applied = 0;
     let acked = 0;
+    /** the highest seq told APPLIED; one APPLIED per turn covers every frame applied in it */
+    let told = 0;
+    let telling = false;
+    const tell = () => {
+      if (telling || applied === told) return;
+      telling = true;
+      setImmediate(() => {
+        telling = false;
+        if (applied > told && applied > acked) send({ type: FrameType.APPLIED, seq: applied });
+        told = applied;
+      });
+    };
     let flushing: Promise<void> | null = null;
     let failure: Error | null = null;
     const v = vol;
@@ -104,6 +119,7 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
         default:
           throw new Error(`unexpected frame ${f.type} from the master`);
       }
+      tell();
       commit();
     }
     while (flushing) await flushing;
