@@ -250,7 +250,7 @@ export class MirrorEngine {
       t.runs.splice(i, 1);
     }
     for (const c of clean) t.toClean.set(c, Math.max(seq, t.toClean.get(c) ?? 0));
-    if (t.toClean.size > 4096) this.cleanMaps(t, Date.now());
+    // cleaned each tick: a scan of every waiting chunk at every ACK cost more than the write it acknowledged
     if (t.link && t.link.unackedBytes === 0 && !t.resync?.size) t.behindSince = null;
   }
 
@@ -320,6 +320,7 @@ export class MirrorEngine {
           }
           const p = t.link.send(frameOf(seq), bytes);
           p.catch(() => undefined);
+          if (sync && durable) t.link.requestFlush();
           // a target lost meanwhile is logging: the map has the write
           if (sync) waits.push((durable ? p : t.link.applied(seq)).catch(() => undefined));
         } else {

@@ -12,6 +12,7 @@
  *   ACK        u64 seq                             every frame up to seq is durable there
  *   APPLIED    u64 seq                             every frame up to seq is written there (it survives the
  *                                                  receiving process; a later ACK makes it durable)
+ *   FLUSH      u64 seq                             make every frame up to seq durable now (and ACK it)
  *   HASHES?    u64 seq | u64 offset | u32 count    ask for sha256 of `count` chunks from offset
  *   HASHES     u64 seq | 32 bytes × count
  *   DEDUP      u64 seq | u64 offset | 32-byte hash a whole chunk the target may hold already
@@ -32,6 +33,7 @@ export const FrameType = {
   MISS: 9,
   ERROR: 10,
   APPLIED: 11,
+  FLUSH: 12,
 } as const;
 
 export type Frame =
@@ -41,6 +43,7 @@ export type Frame =
   | { type: typeof FrameType.ZERO; seq: number; offset: number; length: number }
   | { type: typeof FrameType.ACK; seq: number }
   | { type: typeof FrameType.APPLIED; seq: number }
+  | { type: typeof FrameType.FLUSH; seq: number }
   | { type: typeof FrameType.HASH_REQUEST; seq: number; offset: number; count: number }
   | { type: typeof FrameType.HASHES; seq: number; hashes: Buffer[] }
   | { type: typeof FrameType.DEDUP; seq: number; offset: number; hash: Buffer }
@@ -93,6 +96,7 @@ export function encode(f: Frame): Buffer[] {
       return [head(f.type, 24), u64(f.seq), u64(f.offset), u64(f.length)];
     case FrameType.ACK:
     case FrameType.APPLIED:
+    case FrameType.FLUSH:
     case FrameType.MISS:
       return [head(f.type, 8), u64(f.seq)];
     case FrameType.HASH_REQUEST: {
@@ -122,6 +126,7 @@ function decodeBody(type: number, body: Buffer): Frame {
       return { type, seq: num(0), offset: num(8), length: num(16) };
     case FrameType.ACK:
     case FrameType.APPLIED:
+    case FrameType.FLUSH:
     case FrameType.MISS:
       return { type, seq: num(0) };
     case FrameType.HASH_REQUEST:

@@ -59,6 +59,7 @@ export class TargetLink {
   private readonly appliedTo = new SeqWaits();
   private readonly durableTo = new SeqWaits();
   private sentSeq = 0;
+  private flushAsked = 0;
   /** bytes sent and not yet acknowledged */
   unackedBytes = 0;
 
@@ -97,9 +98,10 @@ export class TargetLink {
     this.ackListeners.push(listener);
   }
 
-  /** resolves at the next ACK, or when the link goes down */
+  /** resolves at the next ACK (asked for now), or when the link goes down */
   nextAck(): Promise<void> {
     if (this.downError) return Promise.resolve();
+    this.requestFlush();
     return new Promise((resolve) => this.ackWaiters.push(resolve));
   }
 
@@ -125,9 +127,18 @@ export class TargetLink {
     return this.downError ? Promise.reject(this.downError) : this.appliedTo.wait(seq);
   }
 
-  /** resolves once every frame sent so far is durable there; rejects when the link goes down */
+  /** ask the target to make every frame sent so far durable now (it flushes on its own a little later otherwise) */
+  requestFlush(): void {
+    if (this.downError || this.sentSeq <= this.flushAsked) return;
+    this.flushAsked = this.sentSeq;
+    this.stream.output.write(Buffer.concat(encode({ type: FrameType.FLUSH, seq: this.sentSeq })));
+  }
+
+  /** resolves once every frame sent so far is durable there (asked for now); rejects when the link goes down */
   flushed(): Promise<void> {
-    return this.downError ? Promise.reject(this.downError) : this.durableTo.wait(this.sentSeq);
+    if (this.downError) return Promise.reject(this.downError);
+    this.requestFlush();
+    return this.durableTo.wait(this.sentSeq);
   }
 
   /** sha256 of `count` chunks from `offset` as the target holds them after every frame before this one */
