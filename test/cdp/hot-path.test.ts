@@ -4,7 +4,8 @@
  * mirror.test.ts's): a sync write waits for the target to have written it,
  * a FUA write and a FLUSH for the target's flush (asked for at once; else
  * the target flushes shortly after on its own); a write to a clean chunk
- * of a live target marks its 4 MiB extent dirty with one map sync, a write
+ * of a live target marks its 4 MiB extent dirty with one map sync (a
+ * sequential writer the next 28 MiB as well), a write
  * while the target is away exactly its chunks; a 1 MiB frame in 64 KiB
  * reads arrives whole.
  */
@@ -20,10 +21,10 @@ import type { MirrorConfig } from '../../src/services/cdp/model.js';
 import { receiveMirror } from '../../src/services/cdp/receiver.js';
 import type { MirrorStore } from '../../src/services/cdp/store.js';
 import type { MirrorStream } from '../../src/services/cdp/target-link.js';
-import type { BlockVolume } from '../../src/services/nbd/volume.js';
+import type { BlockVolume, Extent } from '../../src/services/nbd/volume.js';
 
 const CHUNK = 64 * 1024;
-const SIZE = 128 * CHUNK; // two extents
+const SIZE = 12 * 64 * CHUNK; // twelve 4 MiB extents
 
 /** a volume in memory whose flush can be held; `durable` is what a flush made durable */
 class MemVolume implements BlockVolume {
@@ -58,6 +59,11 @@ class MemVolume implements BlockVolume {
     this.data.fill(0, offset, offset + length);
   }
   async trim(): Promise<void> {}
+  /** all zero or not (so the first sync sends the untouched volume as zero runs) */
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    const zero = this.data.subarray(offset, offset + length).equals(Buffer.alloc(length));
+    return [{ length, zero, hole: zero }];
+  }
   async flush(): Promise<void> {
     const copy = Buffer.from(this.data);
     this.enter?.();
@@ -82,7 +88,7 @@ const config = (mode: 'sync' | 'async', paused = false): MirrorConfig => ({
 });
 
 /** an engine mirroring a memory volume to a receiver writing another, both in this process */
-async function pair(t: import('ava').ExecutionContext, mode: 'sync' | 'async') {
+async function pair(t: import('ava').ExecutionContext, mode: 'sync' | 'async', hotMs?: number) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'syncsh-cdp-hot-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const local = new MemVolume();
@@ -97,7 +103,7 @@ async function pair(t: import('ava').ExecutionContext, mode: 'sync' | 'async') {
     void receiveMirror({ store, open: async () => remote }, 'alpha', toTarget, toMaster);
     return { input: toMaster, output: toTarget, close: () => (toTarget.destroy(), toMaster.destroy()) };
   };
-  const engine = await MirrorEngine.start({ me: 'alpha', mapDir: dir, config: () => current, dial, log: (l) => lines.push(l), retryMs: 50 }, local);
+  const engine = await MirrorEngine.start({ me: 'alpha', mapDir: dir, config: () => current, dial, log: (l) => lines.push(l), retryMs: 50, hotMs }, local);
   t.teardown(() => engine.close());
   // level, and the first sync's chunks cleaned (acknowledged, never written: not hot); each tick is a step of the engine's own timer
   while (!lines.some((l) => /beta is level/.test(l)) || engine.status()[0].dirtyChunks > 0) await engine.tick().then(() => new Promise((r) => setImmediate(r)));
@@ -147,15 +153,19 @@ test('async: a FLUSH is the local one, a write waits for nothing there; the targ
 });
 
 test('a live target: a write marks its whole extent dirty; an away one: exactly the chunks written', async (t) => {
-  const { engine, volume, set } = await pair(t, 'sync');
+  const { engine, volume, set } = await pair(t, 'sync', 600_000); // nothing written turns cold during the test
   t.is(engine.status()[0].dirtyChunks, 0);
   await volume.write(3 * CHUNK, Buffer.alloc(4096, 1), { fua: false });
   t.is(engine.status()[0].dirtyChunks, 64, 'chunks 0..63: later writes there need no map sync');
+  await volume.write(3 * 64 * CHUNK, Buffer.alloc(CHUNK, 1), { fua: false });
+  t.is(engine.status()[0].dirtyChunks, 128, 'extent 3 alone: extent 2 was not written');
+  await volume.write(4 * 64 * CHUNK, Buffer.alloc(CHUNK, 1), { fua: false });
+  t.is(engine.status()[0].dirtyChunks, 128 + 8 * 64, 'a sequential writer: extents 4..11 with one sync');
   set(config('sync', true)); // paused: away
   await engine.tick();
   await volume.write(100 * CHUNK, Buffer.alloc(2 * CHUNK, 2), { fua: false });
   t.is(engine.status()[0].state, 'paused');
-  t.is(engine.status()[0].dirtyChunks, 66, 'the 64 of the first extent and chunks 100, 101');
+  t.is(engine.status()[0].dirtyChunks, 128 + 8 * 64 + 2, 'and exactly chunks 100, 101');
 });
 
 test('a 1 MiB frame in 64 KiB reads arrives whole, and frames after it', async (t) => {

@@ -45,6 +45,8 @@ const HOT_MS = 5000;
  * target is away its map gets exactly the chunks written (the resync sends only those).
  */
 const EXTENT = 64;
+/** a sequential writer (the extent before was just written) gets this many extents more marked with its sync (32 MiB in all) */
+const AHEAD = 7;
 /** chunks per hash comparison request */
 const HASH_BATCH = 256;
 
@@ -62,6 +64,8 @@ export interface EngineDeps {
   log(line: string): void;
   /** how long after a lost link it is tried again */
   retryMs?: number;
+  /** HOT_MS (tests: longer than a loaded machine takes between two steps) */
+  hotMs?: number;
   /**
    * a write found this target neither live nor paused: resolve to let it
    * through (its dirty map keeps it), throw (EIO) to fail it with nothing
@@ -122,6 +126,10 @@ export class MirrorEngine {
 
   get name(): string {
     return this.deps.config().name;
+  }
+
+  private get hotMs(): number {
+    return this.deps.hotMs ?? HOT_MS;
   }
 
   private get mode(): MirrorMode {
@@ -263,7 +271,7 @@ export class MirrorEngine {
         continue;
       }
       const x = Math.floor(c / EXTENT);
-      if (this.writing.has(x) || now - (this.lastWriteAt.get(x) ?? 0) < HOT_MS) continue;
+      if (this.writing.has(x) || now - (this.lastWriteAt.get(x) ?? 0) < this.hotMs) continue;
       t.toClean.delete(c);
       clean.push(c);
     }
@@ -279,7 +287,17 @@ export class MirrorEngine {
    */
   private markExtents(t: Target, first: number, last: number): Promise<void> {
     const from = first - (first % EXTENT);
-    const to = Math.min(this.chunks - 1, last - (last % EXTENT) + EXTENT - 1);
+    let to = Math.min(this.chunks - 1, last - (last % EXTENT) + EXTENT - 1);
+    let clean = false;
+    for (let c = from; c <= to && !clean; c++) clean = !t.map.isDirty(c);
+    const x = from / EXTENT;
+    const now = Date.now();
+    if (clean && x > 0 && now - (this.lastWriteAt.get(x - 1) ?? 0) < this.hotMs) {
+      // sequential: the extents ahead are marked with the same sync, and count as hot until written
+      const end = Math.min(this.chunks - 1, to + AHEAD * EXTENT);
+      for (let y = Math.floor(to / EXTENT) + 1; y <= Math.floor(end / EXTENT); y++) if (!this.lastWriteAt.has(y) || now - this.lastWriteAt.get(y)! >= this.hotMs) this.lastWriteAt.set(y, now);
+      to = end;
+    }
     for (let c = from; c <= to; c++) if ((c < first || c > last) && !t.map.isDirty(c)) t.toClean.set(c, this.seq);
     return t.map.mark(from, to);
   }
