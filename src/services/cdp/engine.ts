@@ -6,9 +6,10 @@
  * A write: its chunks are made durably dirty in every target's map, then it
  * is applied locally, then (inside the chunk lock, so streams see writes in
  * the order they took effect) it gets the next seq and is sent to every
- * target whose link is up. sync: resolved once every such target
- * acknowledged it durably; async: at once. A target's bit is cleared only
- * when it acknowledged the chunk's latest content.
+ * target whose link is up. sync: resolved once every such target wrote it
+ * (a FUA write: holds it durably; a FLUSH waits for every target's ACK);
+ * async: at once. A target's bit is cleared only when it acknowledged the
+ * chunk's latest content durably.
  *
  * A target whose link comes up gets a resync set, a copy of its dirty map:
  * those chunks are sent whole (zero runs as one ZERO frame; with compare,
@@ -37,6 +38,15 @@ const RESYNC_WINDOW = 16 * 1024 * 1024;
 const ZERO_RUN = 16384;
 /** a chunk written this recently stays dirty in the maps (DataKeeper keeps hot blocks dirty): cleaning it would cost a sync at its next write */
 const HOT_MS = 5000;
+/**
+ * chunks per activity extent (DRBD's activity log, 4 MiB): a write to a clean chunk of a live
+ * target marks its whole extent dirty with the one map sync it needs anyway, so the writes
+ * after it there need none; the extent stays dirty while written within HOT_MS. While a
+ * target is away its map gets exactly the chunks written (the resync sends only those).
+ */
+const EXTENT = 64;
+/** a sequential writer (the extent before was just written) gets this many extents more marked with its sync (32 MiB in all) */
+const AHEAD = 7;
 /** chunks per hash comparison request */
 const HASH_BATCH = 256;
 
@@ -54,6 +64,8 @@ export interface EngineDeps {
   log(line: string): void;
   /** how long after a lost link it is tried again */
   retryMs?: number;
+  /** HOT_MS (tests: longer than a loaded machine takes between two steps) */
+  hotMs?: number;
   /**
    * a write found this target neither live nor paused: resolve to let it
    * through (its dirty map keeps it), throw (EIO) to fail it with nothing
@@ -85,8 +97,10 @@ export class MirrorEngine {
   private seq = 0;
   /** chunk -> seq of its latest local write */
   private readonly lastWrite = new Map<number, number>();
-  /** chunk -> when it was last written (ms), for HOT_MS */
+  /** extent -> when it was last written (ms), for HOT_MS */
   private readonly lastWriteAt = new Map<number, number>();
+  /** extent -> writes to it under way: none of its bits is cleaned meanwhile (a write in flight may find its bit set and skip the sync) */
+  private readonly writing = new Map<number, number>();
   private readonly locks = new RangeLocks();
   private readonly targets = new Map<string, Target>();
   private readonly chunks: number;
@@ -112,6 +126,10 @@ export class MirrorEngine {
 
   get name(): string {
     return this.deps.config().name;
+  }
+
+  private get hotMs(): number {
+    return this.deps.hotMs ?? HOT_MS;
   }
 
   private get mode(): MirrorMode {
@@ -240,7 +258,7 @@ export class MirrorEngine {
       t.runs.splice(i, 1);
     }
     for (const c of clean) t.toClean.set(c, Math.max(seq, t.toClean.get(c) ?? 0));
-    if (t.toClean.size > 4096) this.cleanMaps(t, Date.now());
+    // cleaned each tick: a scan of every waiting chunk at every ACK cost more than the write it acknowledged
     if (t.link && t.link.unackedBytes === 0 && !t.resync?.size) t.behindSince = null;
   }
 
@@ -252,7 +270,8 @@ export class MirrorEngine {
         t.toClean.delete(c); // written since: its own acknowledgement clears it
         continue;
       }
-      if (now - (this.lastWriteAt.get(c) ?? 0) < HOT_MS) continue;
+      const x = Math.floor(c / EXTENT);
+      if (this.writing.has(x) || now - (this.lastWriteAt.get(x) ?? 0) < this.hotMs) continue;
       t.toClean.delete(c);
       clean.push(c);
     }
@@ -261,24 +280,49 @@ export class MirrorEngine {
 
   // ---- writes ----------------------------------------------------------------
 
-  /** apply a write or zeroes locally and on every live target (see the file's comment) */
-  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number): Promise<void> {
+  /**
+   * make chunks first..last durably dirty, with the rest of their extents (EXTENT): a clean
+   * chunk there is the target's as of every write so far, so it is cleaned again like an
+   * acknowledged one once its extent is cold
+   */
+  private markExtents(t: Target, first: number, last: number): Promise<void> {
+    const from = first - (first % EXTENT);
+    let to = Math.min(this.chunks - 1, last - (last % EXTENT) + EXTENT - 1);
+    let clean = false;
+    for (let c = from; c <= to && !clean; c++) clean = !t.map.isDirty(c);
+    const x = from / EXTENT;
+    const now = Date.now();
+    if (clean && x > 0 && now - (this.lastWriteAt.get(x - 1) ?? 0) < this.hotMs) {
+      // sequential: the extents ahead are marked with the same sync, and count as hot until written
+      const end = Math.min(this.chunks - 1, to + AHEAD * EXTENT);
+      for (let y = Math.floor(to / EXTENT) + 1; y <= Math.floor(end / EXTENT); y++) if (!this.lastWriteAt.has(y) || now - this.lastWriteAt.get(y)! >= this.hotMs) this.lastWriteAt.set(y, now);
+      to = end;
+    }
+    for (let c = from; c <= to; c++) if ((c < first || c > last) && !t.map.isDirty(c)) t.toClean.set(c, this.seq);
+    return t.map.mark(from, to);
+  }
+
+  /**
+   * apply a write or zeroes locally and on every live target (see the file's comment); sync:
+   * resolved once the targets wrote it, or hold it durably when `durable` (FUA)
+   */
+  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number, durable = false): Promise<void> {
     const first = Math.floor(offset / CHUNK);
     const last = Math.floor((offset + length - 1) / CHUNK);
     const release = await this.locks.lock(first, last);
     const waits: Promise<void>[] = [];
+    const extents = { first: Math.floor(first / EXTENT), last: Math.floor(last / EXTENT) };
+    for (let x = extents.first; x <= extents.last; x++) this.writing.set(x, (this.writing.get(x) ?? 0) + 1);
     try {
       const all = [...this.targets.values()];
       const away = this.deps.away;
       if (away) for (const t of all) if (!this.live(t) && !this.targetConfig(t.host)?.paused) await away(t.host);
-      await Promise.all(all.map((t) => t.map.mark(first, last)));
+      await Promise.all(all.map((t) => (this.live(t) ? this.markExtents(t, first, last) : t.map.mark(first, last))));
       await local();
       const seq = ++this.seq;
       const at = Date.now();
-      for (let c = first; c <= last; c++) {
-        this.lastWrite.set(c, seq);
-        this.lastWriteAt.set(c, at);
-      }
+      for (let c = first; c <= last; c++) this.lastWrite.set(c, seq);
+      for (let x = extents.first; x <= extents.last; x++) this.lastWriteAt.set(x, at);
       const whole = (c: number) => offset <= c * CHUNK && offset + length >= Math.min((c + 1) * CHUNK, this.volume.size);
       const sync = this.mode === 'sync';
       for (const t of all) {
@@ -293,9 +337,10 @@ export class MirrorEngine {
             }
           }
           const p = t.link.send(frameOf(seq), bytes);
-          if (sync)
-            waits.push(p.catch(() => undefined)); // a target lost meanwhile is logging: the map has the write
-          else p.catch(() => undefined);
+          p.catch(() => undefined);
+          if (sync && durable) t.link.requestFlush();
+          // a target lost meanwhile is logging: the map has the write
+          if (sync) waits.push((durable ? p : t.link.applied(seq)).catch(() => undefined));
         } else {
           for (let c = first; c <= last; c++) {
             t.clearable.delete(c);
@@ -305,9 +350,20 @@ export class MirrorEngine {
         }
       }
     } finally {
+      for (let x = extents.first; x <= extents.last; x++) {
+        const n = this.writing.get(x)! - 1;
+        if (n) this.writing.set(x, n);
+        else this.writing.delete(x);
+      }
       release();
     }
     await Promise.all(waits);
+  }
+
+  /** sync: every write so far is durable on every live target (the export's FLUSH); async: nothing to wait for */
+  async flushTargets(): Promise<void> {
+    if (this.mode !== 'sync') return;
+    await Promise.all([...this.targets.values()].map((t) => (this.live(t) ? t.link.flushed().catch(() => undefined) : undefined)));
   }
 
   // ---- resync ----------------------------------------------------------------

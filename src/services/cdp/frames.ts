@@ -10,6 +10,9 @@
  *   WRITE      u64 seq | u64 offset | data         apply in seq order
  *   ZERO       u64 seq | u64 offset | u64 length   the range reads as zeroes
  *   ACK        u64 seq                             every frame up to seq is durable there
+ *   APPLIED    u64 seq                             every frame up to seq is written there (it survives the
+ *                                                  receiving process; a later ACK makes it durable)
+ *   FLUSH      u64 seq                             make every frame up to seq durable now (and ACK it)
  *   HASHES?    u64 seq | u64 offset | u32 count    ask for sha256 of `count` chunks from offset
  *   HASHES     u64 seq | 32 bytes × count
  *   DEDUP      u64 seq | u64 offset | 32-byte hash a whole chunk the target may hold already
@@ -29,6 +32,8 @@ export const FrameType = {
   DEDUP: 8,
   MISS: 9,
   ERROR: 10,
+  APPLIED: 11,
+  FLUSH: 12,
 } as const;
 
 export type Frame =
@@ -37,6 +42,8 @@ export type Frame =
   | { type: typeof FrameType.WRITE; seq: number; offset: number; data: Buffer }
   | { type: typeof FrameType.ZERO; seq: number; offset: number; length: number }
   | { type: typeof FrameType.ACK; seq: number }
+  | { type: typeof FrameType.APPLIED; seq: number }
+  | { type: typeof FrameType.FLUSH; seq: number }
   | { type: typeof FrameType.HASH_REQUEST; seq: number; offset: number; count: number }
   | { type: typeof FrameType.HASHES; seq: number; hashes: Buffer[] }
   | { type: typeof FrameType.DEDUP; seq: number; offset: number; hash: Buffer }
@@ -88,6 +95,8 @@ export function encode(f: Frame): Buffer[] {
     case FrameType.ZERO:
       return [head(f.type, 24), u64(f.seq), u64(f.offset), u64(f.length)];
     case FrameType.ACK:
+    case FrameType.APPLIED:
+    case FrameType.FLUSH:
     case FrameType.MISS:
       return [head(f.type, 8), u64(f.seq)];
     case FrameType.HASH_REQUEST: {
@@ -116,6 +125,8 @@ function decodeBody(type: number, body: Buffer): Frame {
     case FrameType.ZERO:
       return { type, seq: num(0), offset: num(8), length: num(16) };
     case FrameType.ACK:
+    case FrameType.APPLIED:
+    case FrameType.FLUSH:
     case FrameType.MISS:
       return { type, seq: num(0) };
     case FrameType.HASH_REQUEST:
@@ -132,23 +143,39 @@ function decodeBody(type: number, body: Buffer): Frame {
   }
 }
 
-/** the frames of a stream, in order; a frame over MAX_FRAME or a cut one is an error */
+/**
+ * the frames of a stream, in order; a frame over MAX_FRAME or a cut one is an error.
+ * A large frame arrives in many reads: they are kept aside until it is whole and joined
+ * once (joining at every read copied a 1 MiB frame about eight times).
+ */
 export async function* frames(input: Readable): AsyncGenerator<Frame> {
   let buf: Buffer = Buffer.alloc(0);
+  const parts: Buffer[] = [];
+  let partBytes = 0;
+  /** bytes buf must hold before there is anything to parse */
+  let need = 4;
   for await (const chunk of input as AsyncIterable<Buffer>) {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    if (buf.length + partBytes + chunk.length < need) {
+      parts.push(chunk);
+      partBytes += chunk.length;
+      continue;
+    }
+    buf = buf.length || parts.length ? Buffer.concat([buf, ...parts.splice(0), chunk]) : chunk;
+    partBytes = 0;
     let at = 0;
     while (buf.length - at >= 4) {
       const len = buf.readUInt32BE(at);
       if (len < 1 || len > MAX_FRAME) throw new Error(`A mirror frame of ${len} bytes is not allowed (at most ${MAX_FRAME}).`);
       if (buf.length - at - 4 < len) break;
       const type = buf[at + 4];
-      // a copy, so the frame does not pin the whole read buffer
-      const body = Buffer.from(buf.subarray(at + 5, at + 4 + len));
+      // a small frame is copied, so it does not pin the whole read buffer; a large one is most of it
+      const view = buf.subarray(at + 5, at + 4 + len);
+      const body = len < 4096 ? Buffer.from(view) : view;
       at += 4 + len;
       yield decodeBody(type, body);
     }
     buf = at === buf.length ? Buffer.alloc(0) : buf.subarray(at);
+    need = buf.length >= 4 ? 4 + buf.readUInt32BE(0) : 4;
   }
-  if (buf.length) throw new Error(`The mirror stream was cut in the middle of a frame (${buf.length} bytes left over).`);
+  if (buf.length || partBytes) throw new Error(`The mirror stream was cut in the middle of a frame (${buf.length + partBytes} bytes left over).`);
 }

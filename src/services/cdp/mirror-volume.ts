@@ -1,7 +1,8 @@
 /**
  * What the NBD server exports for the master zvol of a mirror: every write
  * and zeroing goes through the mirror engine (local + dirty maps + targets,
- * engine.ts); reads, flush and block status are the local zvol's. One engine
+ * engine.ts); reads and block status are the local zvol's, flush is the
+ * local zvol's and, in sync mode, every live target's. One engine
  * per mirror is shared by every connection; closing a connection leaves it
  * running.
  */
@@ -42,6 +43,7 @@ export class MirrorVolume implements BlockVolume {
       () => v.write(offset, data, flags),
       (seq) => ({ type: FrameType.WRITE, seq, offset, data }),
       data.length,
+      flags.fua,
     );
   }
 
@@ -53,6 +55,7 @@ export class MirrorVolume implements BlockVolume {
       () => v.writeZeroes(offset, length, flags),
       (seq) => ({ type: FrameType.ZERO, seq, offset, length }),
       64,
+      flags.fua,
     );
   }
 
@@ -61,8 +64,10 @@ export class MirrorVolume implements BlockVolume {
     return this.inner.trim(offset, length, flags);
   }
 
-  flush(): Promise<void> {
-    return this.inner.flush();
+  /** sync: durable on every live target as well (their writes were acknowledged once written there) */
+  async flush(): Promise<void> {
+    await this.inner.flush();
+    await this.engine.flushTargets();
   }
 
   extents(offset: number, length: number): Promise<Extent[]> {

@@ -4,7 +4,14 @@
  * appliance's agent (which checked the binding) on `run/cdp.sock`. Frames
  * are applied strictly in order; acknowledgements are group commits: once
  * the writes applied so far are flushed, ACK carries the highest seq, so
- * an acknowledged frame is durable here.
+ * an acknowledged frame is durable here. A flush runs at once when the
+ * master asks (FLUSH: its client's FLUSH or FUA, a full resync window),
+ * else COMMIT_MS after a write (the master's maps are cleaned from ACKs;
+ * a flush per write would share the disk with the master's own writes
+ * for nothing). Before that, APPLIED tells the
+ * master a frame is written here (in the zvol, so it outlives this process):
+ * a sync write without FUA waits only for that (DRBD's protocol C), its
+ * FLUSH or FUA for the ACK.
  */
 import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
@@ -14,6 +21,8 @@ import { encode, frames, FrameType, type Frame, type MirrorHello } from './frame
 import type { MirrorConfig } from './model.js';
 
 export const CHUNK = 64 * 1024;
+/** a write not asked to be durable is flushed at most this long after it */
+const COMMIT_MS = 100;
 
 export interface ReceiverDeps {
   store: MirrorStore;
@@ -51,11 +60,36 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     deps.log?.(`auto-cdp:${hello.name}: receiving from ${caller} into ${hello.zvol}`);
     let applied = 0;
     let acked = 0;
+    /** the highest seq told APPLIED; one APPLIED per turn covers every frame applied in it */
+    let told = 0;
+    let telling = false;
+    const tell = () => {
+      if (telling || applied === told) return;
+      telling = true;
+      setImmediate(() => {
+        telling = false;
+        if (applied > told && applied > acked) send({ type: FrameType.APPLIED, seq: applied });
+        told = applied;
+      });
+    };
     let flushing: Promise<void> | null = null;
+    /** the highest seq a FLUSH asked to be durable */
+    let asked = 0;
+    let timer: NodeJS.Timeout | null = null;
     let failure: Error | null = null;
     const v = vol;
     const commit = () => {
       if (flushing || applied === acked) return;
+      if (asked <= acked) {
+        timer ??= setTimeout(() => {
+          timer = null;
+          asked = Math.max(asked, applied);
+          commit();
+        }, COMMIT_MS);
+        return;
+      }
+      if (timer) clearTimeout(timer);
+      timer = null;
       const upTo = applied;
       flushing = v.flush().then(
         () => {
@@ -101,12 +135,19 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
           applied = f.seq;
           break;
         }
+        case FrameType.FLUSH:
+          asked = Math.max(asked, f.seq);
+          break;
         default:
           throw new Error(`unexpected frame ${f.type} from the master`);
       }
+      tell();
       commit();
     }
+    asked = applied; // the master closed the stream: what it sent is flushed now
+    commit();
     while (flushing) await flushing;
+    if (timer) clearTimeout(timer);
     if (failure) throw failure;
   } catch (error) {
     send({ type: FrameType.ERROR, message: (error as Error).message });

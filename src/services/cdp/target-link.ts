@@ -3,7 +3,8 @@
  * in (cumulative: ACK n covers every frame up to n). A frame's promise
  * resolves when the target holds it durably and rejects when the link goes
  * down; the engine then treats the target as away (its dirty map keeps
- * what it missed).
+ * what it missed). APPLIED n (written there, not yet flushed) resolves
+ * `applied(n)` sooner.
  */
 import type { Readable, Writable } from 'node:stream';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
@@ -22,6 +23,31 @@ interface Waiting {
   reject(error: Error): void;
 }
 
+/** promises for "the target got this far", resolved in seq order */
+class SeqWaits {
+  private reached = 0;
+  private readonly waits: { seq: number; resolve(): void; reject(error: Error): void }[] = [];
+
+  wait(seq: number): Promise<void> {
+    if (seq <= this.reached) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      let at = this.waits.length;
+      while (at > 0 && this.waits[at - 1].seq > seq) at--;
+      this.waits.splice(at, 0, { seq, resolve, reject });
+    });
+  }
+
+  reach(seq: number): void {
+    if (seq <= this.reached) return;
+    this.reached = seq;
+    while (this.waits.length && this.waits[0].seq <= seq) this.waits.shift()!.resolve();
+  }
+
+  fail(error: Error): void {
+    for (const w of this.waits.splice(0)) w.reject(error);
+  }
+}
+
 export class TargetLink {
   private readonly waiting: Waiting[] = [];
   private readonly hashWaits = new Map<number, { resolve(h: Buffer[]): void; reject(e: Error): void }>();
@@ -29,6 +55,11 @@ export class TargetLink {
   private readonly downListeners: ((e: Error) => void)[] = [];
   private readonly ackListeners: ((seq: number) => void)[] = [];
   private ackWaiters: (() => void)[] = [];
+  /** the target wrote (APPLIED or ACK) / holds durably (ACK) every frame up to these */
+  private readonly appliedTo = new SeqWaits();
+  private readonly durableTo = new SeqWaits();
+  private sentSeq = 0;
+  private flushAsked = 0;
   /** bytes sent and not yet acknowledged */
   unackedBytes = 0;
 
@@ -67,9 +98,10 @@ export class TargetLink {
     this.ackListeners.push(listener);
   }
 
-  /** resolves at the next ACK, or when the link goes down */
+  /** resolves at the next ACK (asked for now), or when the link goes down */
   nextAck(): Promise<void> {
     if (this.downError) return Promise.resolve();
+    this.requestFlush();
     return new Promise((resolve) => this.ackWaiters.push(resolve));
   }
 
@@ -85,8 +117,28 @@ export class TargetLink {
       this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject });
     });
     this.unackedBytes += bytes;
+    this.sentSeq = f.seq;
     this.stream.output.write(Buffer.concat(encode(f)));
     return p;
+  }
+
+  /** resolves once the target has written every frame up to seq (APPLIED or ACK); rejects when the link goes down */
+  applied(seq: number): Promise<void> {
+    return this.downError ? Promise.reject(this.downError) : this.appliedTo.wait(seq);
+  }
+
+  /** ask the target to make every frame sent so far durable now (it flushes on its own a little later otherwise) */
+  requestFlush(): void {
+    if (this.downError || this.sentSeq <= this.flushAsked) return;
+    this.flushAsked = this.sentSeq;
+    this.stream.output.write(Buffer.concat(encode({ type: FrameType.FLUSH, seq: this.sentSeq })));
+  }
+
+  /** resolves once every frame sent so far is durable there (asked for now); rejects when the link goes down */
+  flushed(): Promise<void> {
+    if (this.downError) return Promise.reject(this.downError);
+    this.requestFlush();
+    return this.durableTo.wait(this.sentSeq);
   }
 
   /** sha256 of `count` chunks from `offset` as the target holds them after every frame before this one */
@@ -112,7 +164,11 @@ export class TargetLink {
         const next = await it.next();
         if (next.done) throw new Error('the target closed the mirror stream');
         const f = next.value;
-        if (f.type === FrameType.ACK) {
+        if (f.type === FrameType.APPLIED) {
+          this.appliedTo.reach(f.seq);
+        } else if (f.type === FrameType.ACK) {
+          this.appliedTo.reach(f.seq);
+          this.durableTo.reach(f.seq);
           while (this.waiting.length && this.waiting[0].seq <= f.seq) {
             const w = this.waiting.shift()!;
             this.unackedBytes -= w.bytes;
@@ -139,6 +195,8 @@ export class TargetLink {
     if (this.downError) return;
     this.downError = error;
     for (const w of this.waiting.splice(0)) w.reject(error);
+    this.appliedTo.fail(error);
+    this.durableTo.fail(error);
     for (const w of this.hashWaits.values()) w.reject(error);
     this.hashWaits.clear();
     this.unackedBytes = 0;
