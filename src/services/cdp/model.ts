@@ -52,6 +52,8 @@ export interface MirrorConfig {
   /** the master's view: where every write goes; empty on a slave */
   targets: MirrorTarget[];
   description: string;
+  /** `--peer-timeout`: a peer not answering this long is lost (heartbeat.ts); absent: the default */
+  peerTimeoutMs?: number;
   createdAt: string;
 }
 
