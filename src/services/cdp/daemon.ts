@@ -14,6 +14,7 @@ import { parseDataset } from '../datasets.js';
 import { readHeaderLine } from '../peer/agent.js';
 import type { Outcome } from '../peer/protocol.js';
 import { PeerError } from '../peer/transport.js';
+import { withTimeout } from '../auto-sync/contact.js';
 import { cdpSocket } from './agent.js';
 import { MirrorEngine } from './engine.js';
 import { MirrorVolume } from './mirror-volume.js';
@@ -23,6 +24,7 @@ import { writeMirrorStatus, type MirrorStatus } from './status.js';
 import type { MirrorStream } from './target-link.js';
 import type { MirrorConfig, MirrorTarget } from './model.js';
 import { PeerGuard } from './peer-guard.js';
+import { meetPeer, type MirrorRoles } from './peer-loss.js';
 import { DEFAULT_PEER_TIMEOUT_MS } from './heartbeat.js';
 
 export interface VerifyRequest {
@@ -45,6 +47,8 @@ export class CdpDaemon {
   private readonly guards = new Map<string, PeerGuard>();
   /** the master's stream of each mirror this copy is slave of: its export forwards writes through it */
   private readonly sessions = new Map<string, ForwardSession>();
+  /** mirrors whose master copy is meeting a peer that refused its stream (no engine is started for them meanwhile) */
+  private readonly meeting = new Set<string>();
   private readonly starting = new Map<string, Promise<MirrorEngine | null>>();
   private server: net.Server | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -153,7 +157,7 @@ export class CdpDaemon {
     for (const m of masters) {
       const running = this.engines.get(m.name);
       if (running && running.createdAt !== m.createdAt) await this.stop(m.name);
-      if (!this.engines.has(m.name)) await this.engineFor(m.name).catch((e: Error) => this.opts.log(`auto-cdp:${m.name}: not started: ${e.message}`));
+      if (!this.engines.has(m.name) && !this.meeting.has(m.name)) await this.engineFor(m.name).catch((e: Error) => this.opts.log(`auto-cdp:${m.name}: not started: ${e.message}`));
     }
     for (const name of [...this.engines.keys()]) if (!masters.some((m) => m.name === name)) await this.stop(name);
     for (const [name, guard] of [...this.guards]) {
@@ -166,6 +170,7 @@ export class CdpDaemon {
     for (const [name, { engine }] of this.engines) {
       this.refreshers.get(name)?.();
       await engine.tick();
+      for (const t of engine.status()) if (/refused the mirror stream/.test(engine.linkError(t.host) ?? '') && !this.meeting.has(name)) void this.meet(name, t.host);
     }
     const status: Record<string, MirrorStatus> = {};
     const now = new Date();
@@ -273,6 +278,89 @@ export class CdpDaemon {
   }
 
   /**
+   * A target refused this master's stream: ask its copy's role and epoch
+   * (cdp.get) and meet it (peer-loss.ts meetPeer). At a newer epoch (it took
+   * over while this copy was cut off) this copy stops taking writes first,
+   * keeps what it wrote meanwhile as a held orphan snapshot of its zvol,
+   * becomes its slave at that epoch; the new master then compares every
+   * chunk's hash with this copy's and sends only those that differ (its
+   * target was set to compare at the takeover).
+   */
+  private async meet(name: string, host: string): Promise<void> {
+    this.meeting.add(name);
+    try {
+      const mine = this.services.cdp.store.get(name);
+      if (!mine || mine.role !== 'master') return;
+      const theirs = await withTimeout(this.services.peers.call<MirrorConfig | null>(host, 'cdp.get', { name }), this.peerTimeoutOf(mine), host);
+      if (!theirs || theirs.createdAt !== mine.createdAt || theirs.epoch <= mine.epoch) return;
+      const wrote =
+        (this.engines
+          .get(name)
+          ?.engine.status()
+          .find((t) => t.host === host)?.dirtyChunks ?? 1) > 0;
+      await this.stop(name); // no write is taken here past this point: the orphan holds all of them
+      await meetPeer(
+        name,
+        host,
+        { role: theirs.role, epoch: theirs.epoch },
+        {
+          roles: this.rolesOf(name),
+          wroteWhileCut: async () => wrote,
+          zvol: async () => {
+            const ref = parseDataset(mine.zvol);
+            return { driver: await this.services.storage.usable(ref.driver), dataset: ref.name };
+          },
+          resync: async () => this.mirrorLog(name, `${host} compares every chunk with this copy and sends those that differ`),
+          log: (_m, line) => this.mirrorLog(name, line),
+        },
+      );
+    } catch (error) {
+      this.mirrorLog(name, `could not meet ${host} (${(error as Error).message}); tried again next round`);
+    } finally {
+      this.meeting.delete(name);
+    }
+  }
+
+  /** the mirror's role and epoch in cdp.json, for the peer-loss and meet-peer doers */
+  private rolesOf(name: string): MirrorRoles {
+    const store = this.services.cdp.store;
+    const log = (line: string) => this.mirrorLog(name, line);
+    return {
+      state: () => {
+        const c = store.get(name);
+        if (!c) throw new Error(`auto-cdp:${name} is gone`);
+        return { role: c.role, epoch: c.epoch };
+      },
+      setState: async (_mirror, next, why, peer) => {
+        await store.update(name, (c) => {
+          if (next.role === c.role) return { ...c, epoch: next.epoch };
+          if (next.role === 'master') {
+            // a takeover: the lost master's copy is this one's target, compared chunk by chunk when it is back
+            const m = c.master ?? { host: peer ?? '', zvol: c.zvol };
+            // a map left from an earlier term as master says nothing of now: none is every chunk compared
+            rmSync(path.join(this.services.home.root, 'cdp', name, `${m.host}.dmap`), { force: true });
+            const target: MirrorTarget = { host: m.host, zvol: m.zvol, state: 'logging', reason: 'took over while it was lost', paused: false, fullSync: 'compare', addedAt: new Date().toISOString() };
+            return { ...c, role: 'master', epoch: next.epoch, master: null, targets: [target] };
+          }
+          // a demotion (003 case 4, or a failed fence): follow the lost peer's copy as master; follow() then stops this engine
+          const t = c.targets.find((x) => x.host === peer) ?? c.targets[0];
+          return { ...c, role: next.role, epoch: next.epoch, master: t ? { host: t.host, zvol: t.zvol } : c.master, targets: next.role === 'slave' ? [] : c.targets };
+        });
+        log(`Role ${next.role} at epoch ${next.epoch}: ${why}`);
+      },
+    };
+  }
+
+  private mirrorLog(name: string, line: string): void {
+    this.opts.log(`auto-cdp:${name}: ${line}`);
+    try {
+      this.services.cdp.log(name).write(line);
+    } catch {
+      // the mirror was destroyed meanwhile
+    }
+  }
+
+  /**
    * The mirror's peer guard, for either role: its heartbeat is the engine's
    * link to the target (master) or the master's stream here (slave); a loss
    * is decided once (peer-loss.ts) and stored in cdp.json before the write
@@ -283,40 +371,10 @@ export class CdpDaemon {
     let guard = this.guards.get(name);
     if (guard) return guard;
     const store = this.services.cdp.store;
-    const log = (line: string) => {
-      this.opts.log(`auto-cdp:${name}: ${line}`);
-      try {
-        this.services.cdp.log(name).write(line);
-      } catch {
-        // the mirror was destroyed meanwhile
-      }
-    };
+    const log = (line: string) => this.mirrorLog(name, line);
     guard = new PeerGuard(name, {
       fencing: this.services.fencing,
-      roles: {
-        state: () => {
-          const c = store.get(name);
-          if (!c) throw new Error(`auto-cdp:${name} is gone`);
-          return { role: c.role, epoch: c.epoch };
-        },
-        setState: async (_mirror, next, why, peer) => {
-          await store.update(name, (c) => {
-            if (next.role === c.role) return { ...c, epoch: next.epoch };
-            if (next.role === 'master') {
-              // a takeover: the lost master's copy is this one's target, compared chunk by chunk when it is back
-              const m = c.master ?? { host: peer ?? '', zvol: c.zvol };
-              // a map left from an earlier term as master says nothing of now: none is every chunk compared
-              rmSync(path.join(this.services.home.root, 'cdp', name, `${m.host}.dmap`), { force: true });
-              const target: MirrorTarget = { host: m.host, zvol: m.zvol, state: 'logging', reason: 'took over while it was lost', paused: false, fullSync: 'compare', addedAt: new Date().toISOString() };
-              return { ...c, role: 'master', epoch: next.epoch, master: null, targets: [target] };
-            }
-            // a demotion (003 case 4, or a failed fence): follow the lost peer's copy as master; follow() then stops this engine
-            const t = c.targets.find((x) => x.host === peer) ?? c.targets[0];
-            return { ...c, role: next.role, epoch: next.epoch, master: t ? { host: t.host, zvol: t.zvol } : c.master, targets: next.role === 'slave' ? [] : c.targets };
-          });
-          log(`Role ${next.role} at epoch ${next.epoch}: ${why}`);
-        },
-      },
+      roles: this.rolesOf(name),
       log: (_mirror, line) => log(line),
       linkUp: (host) => {
         const engine = this.engines.get(name)?.engine;
