@@ -340,7 +340,8 @@ export class MirrorEngine {
           if (t.host === origin)
             waits.push(p); // the forwarding slave's copy: its client is acked only once it holds the write
           else if (sync)
-            waits.push(p.catch(() => undefined)); // a target lost meanwhile is logging: the map has the write
+            // a target lost under the write is logging (the map has it); whether the write may still be acked is the fencing rules' (away), as for one found away
+            waits.push(p.catch(() => away?.(t.host)));
           else p.catch(() => undefined);
         } else {
           for (let c = first; c <= last; c++) {
