@@ -341,7 +341,7 @@ export class MirrorEngine {
             waits.push(p); // the forwarding slave's copy: its client is acked only once it holds the write
           else if (sync)
             // a target lost under the write is logging (the map has it); whether the write may still be acked is the fencing rules' (away), as for one found away
-            waits.push(p.catch(() => away?.(t.host)));
+            waits.push(p.catch(() => (this.closed ? undefined : away?.(t.host)))); // closed: stopped here (a role change), the local copy and the map have it
           else p.catch(() => undefined);
         } else {
           for (let c = first; c <= last; c++) {
