@@ -2,7 +2,7 @@
 import type { CommandContext, CommandFamily, CommandSpec, InstanceKind, Output } from './grammar/types.js';
 import { count, formatBytes, text } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
-import { MIRROR_MODES, MIRROR_PROPERTIES, parseMode, targetLabel, type MirrorMode, type MirrorTarget } from '../services/cdp/model.js';
+import { MIRROR_MODES, MIRROR_PROPERTIES, DEFAULT_PEER_TIMEOUT_MS, parseMode, parsePeerTimeout, PEER_TIMEOUT_RANGE, targetLabel, type MirrorMode, type MirrorTarget } from '../services/cdp/model.js';
 import type { MirrorView } from '../services/cdp/index.js';
 import type { TargetStatus } from '../services/cdp/status.js';
 
@@ -84,6 +84,7 @@ const showOne: CommandSpec = {
       ['size', formatBytes(c.size)],
       ['role', `${c.role} (epoch ${c.epoch})`],
       ['mode', c.mode],
+      ['peer timeout', `${(c.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS) / 1000} sec`],
     ];
     if (c.master) fields.push(['master', `${c.master.host}:${c.master.zvol}`]);
     for (const t of c.targets) {
@@ -106,6 +107,11 @@ const create: CommandSpec = {
     { name: '--to-zvol', help: 'the zvol there (default: the same name)', value: text('DATASET') },
     { name: '--mode', help: 'sync or async', value: mode },
     { name: '--no-full-sync', help: 'the target already holds a copy (a seed or an older mirror): compare chunk hashes and send only differences' },
+    {
+      name: '--peer-timeout',
+      help: `seconds without an answer after which the peer is lost and its fencing policy decides (${PEER_TIMEOUT_RANGE.min} to ${PEER_TIMEOUT_RANGE.max}; default ${DEFAULT_PEER_TIMEOUT_MS / 1000})`,
+      value: { name: 'SECONDS', parse: (raw: string, label: string) => parsePeerTimeout(raw, label) },
+    },
   ],
   async run(ctx, input) {
     const o = input.options;
@@ -134,7 +140,7 @@ const create: CommandSpec = {
     ctx.access.dataset(zvol);
     if (toZvol) ctx.access.dataset(toZvol);
     if (!(await confirmed(ctx, `Mirror ${zvol} to ${toHost}${toZvol ? `:${toZvol}` : ''} in ${chosenMode} mode?`))) return NOTHING_CHANGED;
-    const c = await ctx.services.cdp.create({ zvol, toHost, toZvol, mode: chosenMode, noFullSync: Boolean(o['no-full-sync']) });
+    const c = await ctx.services.cdp.create({ zvol, toHost, toZvol, mode: chosenMode, noFullSync: Boolean(o['no-full-sync']), peerTimeoutMs: o['peer-timeout'] as number | undefined });
     const t = c.targets[0];
     return {
       kind: 'message',

@@ -33,6 +33,10 @@ test('frames round-trip, split anywhere', async (t) => {
     { type: FrameType.HASH_REQUEST, seq: 10, offset: 65536, count: 256 },
     { type: FrameType.HASHES, seq: 10, hashes: [Buffer.alloc(32, 1), Buffer.alloc(32, 2)] },
     { type: FrameType.ERROR, message: 'no such mirror' },
+    { type: FrameType.FWD_WRITE, id: 7, offset: 4096, data: Buffer.alloc(4096, 0x33) },
+    { type: FrameType.FWD_ZERO, id: 8, offset: 2 ** 33, length: 65536 },
+    { type: FrameType.FWD_DONE, id: 7, error: '' },
+    { type: FrameType.FWD_DONE, id: 8, error: 'the write was refused: EIO' },
   ];
   for (const split of [1, 7, 4096, 1 << 20]) t.deepEqual(await roundTrip(list, split), list);
 });

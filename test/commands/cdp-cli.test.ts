@@ -43,6 +43,15 @@ test('create, show, mode, property, pause/resume and destroy a mirror; the peer 
   t.is(JSON.parse(await ok(b, 'show auto-cdp :tank-vm1-000 --json')).config.mode, 'async');
   await ok(a, 'setup auto-cdp :tank-vm1-000 property description the build VM');
   t.is(JSON.parse(await ok(b, 'show auto-cdp :tank-vm1-000 --json')).config.description, 'the build VM');
+  // --peer-timeout is the mirror's property, on both copies (each one's heartbeat uses its own)
+  t.regex(await ok(a, 'show auto-cdp :tank-vm1-000'), /peer timeout\s+: 5 sec/);
+  await ok(a, 'setup auto-cdp :tank-vm1-000 property peer_timeout 2.5');
+  for (const x of [a, b]) t.is(JSON.parse(await ok(x, 'show auto-cdp :tank-vm1-000 --json')).config.peerTimeoutMs, 2500);
+  t.regex(await ok(b, 'show auto-cdp :tank-vm1-000'), /peer timeout\s+: 2.5 sec/);
+  for (const bad of ['0', '301', 'soon', '-2']) {
+    t.is(await fails(a, `setup auto-cdp :tank-vm1-000 property peer_timeout ${bad}`), `Error: The value of peer_timeout of auto-cdp:tank-vm1-000 is a number of seconds from 1 to 300, not "${bad}".`);
+  }
+  t.is(JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 --json')).config.peerTimeoutMs, 2500, 'a bad value changed nothing');
   t.regex(await ok(a, 'setup auto-cdp :tank-vm1-000 pause beta'), /paused to beta/);
   t.regex(await ok(a, 'show auto-cdp'), /beta: paused/);
   t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 pause'), 'Error: auto-cdp:tank-vm1-000 is already paused to beta.');
@@ -83,6 +92,7 @@ test('bad input: each a specific sentence naming the value, nothing changed on e
 
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host gamma --mode sync -y'), "Error: Cannot mirror to gamma: the bound appliances are beta (local): bind it with 'setup network ssh-bind gamma'.");
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/nope --to-host beta --mode sync -y'), 'Error: The zvol fs:tank/nope does not exist.');
+  t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync --peer-timeout 0.2 -y'), 'Error: The value of --peer-timeout is a number of seconds from 1 to 300, not "0.2".');
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode fast -y'), 'Error: The value of --mode is sync or async, not "fast".');
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta -y'), "Error: 'create auto-cdp' needs --mode when there is no terminal to ask on.");
   t.is(await fails(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host alpha --mode sync -y'), 'Error: auto-cdp mirrors to another appliance: "alpha" is this one.');
@@ -109,7 +119,7 @@ test('bad input: each a specific sentence naming the value, nothing changed on e
   t.is(await fails(a, 'show auto-cdp :tank-vm9-000'), "Error: No auto-cdp service named ':tank-vm9-000'. Did you mean ':tank-vm1-000'?");
   t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 mode async'), 'Error: auto-cdp:tank-vm1-000 is already in async mode.');
   t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 pause gamma'), 'Error: auto-cdp:tank-vm1-000 has no target on "gamma" (its targets: beta).');
-  t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 property colour red'), 'Error: An auto-cdp service has no property "colour": use description (and \'setup auto-cdp :tank-vm1-000 mode sync|async\' for the mode).');
+  t.is(await fails(a, 'setup auto-cdp :tank-vm1-000 property colour red'), 'Error: An auto-cdp service has no property "colour": use description, peer_timeout (and \'setup auto-cdp :tank-vm1-000 mode sync|async\' for the mode).');
   t.is(await fails(b, 'destroy auto-cdp :tank-vm1-000 -y'), "Error: auto-cdp:tank-vm1-000 is the slave copy of alpha's mirror: destroy it there (the copy here goes with it).");
   t.is(await fails(b, 'setup auto-cdp :tank-vm1-000 mode sync'), "Error: auto-cdp:tank-vm1-000 is the slave copy of alpha's mirror: change its mode there.");
   t.is(JSON.parse(await ok(b, 'show auto-cdp :tank-vm1-000 --json')).config.mode, 'async');

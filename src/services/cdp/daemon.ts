@@ -9,19 +9,22 @@ import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Services } from '../index.js';
-import type { BlockVolume } from '../nbd/volume.js';
+import { VolumeError, type BlockVolume } from '../nbd/volume.js';
 import { parseDataset } from '../datasets.js';
 import { readHeaderLine } from '../peer/agent.js';
 import type { Outcome } from '../peer/protocol.js';
 import { PeerError } from '../peer/transport.js';
+import { withTimeout } from '../auto-sync/contact.js';
 import { cdpSocket } from './agent.js';
 import { MirrorEngine } from './engine.js';
 import { MirrorVolume } from './mirror-volume.js';
-import { receiveMirror } from './receiver.js';
+import { receiveMirror, type ForwardSession } from './receiver.js';
+import { SlaveVolume } from './slave-volume.js';
 import { writeMirrorStatus, type MirrorStatus } from './status.js';
 import type { MirrorStream } from './target-link.js';
-import type { MirrorConfig } from './model.js';
+import type { MirrorConfig, MirrorTarget } from './model.js';
 import { PeerGuard } from './peer-guard.js';
+import { meetPeer, type MirrorRoles } from './peer-loss.js';
 import { DEFAULT_PEER_TIMEOUT_MS } from './heartbeat.js';
 
 export interface VerifyRequest {
@@ -39,7 +42,13 @@ export interface CdpDaemonOptions {
 }
 
 export class CdpDaemon {
-  private readonly engines = new Map<string, { engine: MirrorEngine; createdAt: string; guard: PeerGuard }>();
+  private readonly engines = new Map<string, { engine: MirrorEngine; createdAt: string }>();
+  /** one per mirror, kept across role changes: a loss's verdict (and its one fence run) holds for both of this copy's roles */
+  private readonly guards = new Map<string, PeerGuard>();
+  /** the master's stream of each mirror this copy is slave of: its export forwards writes through it */
+  private readonly sessions = new Map<string, ForwardSession>();
+  /** mirrors whose master copy is meeting a peer that refused its stream (no engine is started for them meanwhile) */
+  private readonly meeting = new Set<string>();
   private readonly starting = new Map<string, Promise<MirrorEngine | null>>();
   private server: net.Server | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -84,6 +93,13 @@ export class CdpDaemon {
             const ref = parseDataset(zvol);
             const driver = await this.services.storage.usable(ref.driver);
             return driver.openVolume!(ref.name, { readOnly: false });
+          },
+          attach: (name, session) => {
+            this.sessions.set(name, session);
+            this.guardFor(name).watch([session.from]);
+            return () => {
+              if (this.sessions.get(name) === session) this.sessions.delete(name);
+            };
           },
         },
         from,
@@ -141,12 +157,20 @@ export class CdpDaemon {
     for (const m of masters) {
       const running = this.engines.get(m.name);
       if (running && running.createdAt !== m.createdAt) await this.stop(m.name);
-      if (!this.engines.has(m.name)) await this.engineFor(m.name).catch((e: Error) => this.opts.log(`auto-cdp:${m.name}: not started: ${e.message}`));
+      if (!this.engines.has(m.name) && !this.meeting.has(m.name)) await this.engineFor(m.name).catch((e: Error) => this.opts.log(`auto-cdp:${m.name}: not started: ${e.message}`));
     }
     for (const name of [...this.engines.keys()]) if (!masters.some((m) => m.name === name)) await this.stop(name);
+    for (const [name, guard] of [...this.guards]) {
+      const m = mirrors.find((x) => x.name === name);
+      if (m && guard.peerTimeoutMs === this.peerTimeoutOf(m)) continue;
+      // gone, or its --peer-timeout changed: the next write or stream watches with the new one
+      this.guards.delete(name);
+      await guard.close();
+    }
     for (const [name, { engine }] of this.engines) {
       this.refreshers.get(name)?.();
       await engine.tick();
+      for (const t of engine.status()) if (/refused the mirror stream/.test(engine.linkError(t.host) ?? '') && !this.meeting.has(name)) void this.meet(name, t.host);
     }
     const status: Record<string, MirrorStatus> = {};
     const now = new Date();
@@ -179,40 +203,9 @@ export class CdpDaemon {
             // a damaged cdp.json: go on with the last good view
           }
         });
-        const store = this.services.cdp.store;
-        let started: MirrorEngine | null = null;
-        const guard = new PeerGuard(name, {
-          fencing: this.services.fencing,
-          roles: {
-            state: () => {
-              const c = store.get(name) ?? last;
-              return { role: c.role, epoch: c.epoch };
-            },
-            setState: async (_mirror, next, _why, peer) => {
-              await store.update(name, (c) => {
-                if (next.role === c.role) return { ...c, epoch: next.epoch };
-                // a demotion (003 case 4, or a failed fence): follow the lost peer's copy as master; follow() then stops this engine
-                const t = c.targets.find((x) => x.host === peer) ?? c.targets[0];
-                return { ...c, role: next.role, epoch: next.epoch, master: t ? { host: t.host, zvol: t.zvol } : c.master, targets: next.role === 'slave' ? [] : c.targets };
-              });
-            },
-          },
-          log: (_mirror, line) => {
-            this.opts.log(`auto-cdp:${name}: ${line}`);
-            try {
-              this.services.cdp.log(name).write(line);
-            } catch {
-              // the mirror was destroyed meanwhile
-            }
-          },
-          linkUp: (host) => started?.linkUp(host) ?? false,
-          paused: (host) => Boolean(last.targets.find((t) => t.host === host)?.paused),
-          linkError: (host) => started?.linkError(host) ?? null,
-          peerTimeoutMs: this.opts.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
-        });
         const engine = await MirrorEngine.start(
           {
-            away: (host) => guard.away(host),
+            away: (host) => this.guardFor(name).away(host),
             me: this.services.appliance.id,
             mapDir: path.join(this.services.home.root, 'cdp', name),
             config: () => last,
@@ -230,9 +223,8 @@ export class CdpDaemon {
           },
           volume,
         );
-        started = engine;
-        guard.watch(first.targets.map((t) => t.host));
-        this.engines.set(name, { engine, createdAt: first.createdAt, guard });
+        this.engines.set(name, { engine, createdAt: first.createdAt });
+        this.guardFor(name).watch(first.targets.map((t) => t.host));
         this.opts.log(`auto-cdp:${name}: mirroring ${first.zvol} to ${first.targets.map((t) => t.host).join(', ')} (${first.mode})`);
         return engine;
       })().finally(() => this.starting.delete(name));
@@ -246,7 +238,6 @@ export class CdpDaemon {
     if (!e) return;
     this.engines.delete(name);
     this.refreshers.delete(name);
-    await e.guard.close();
     await e.engine.close();
     this.opts.log(`auto-cdp:${name}: stopped`);
   }
@@ -259,15 +250,150 @@ export class CdpDaemon {
   async exportFor(qualified: string, open: (readOnly: boolean) => Promise<BlockVolume>): Promise<BlockVolume | null> {
     const m = this.services.cdp.store.list().find((c) => c.zvol === qualified);
     if (!m) return null;
-    if (m.role !== 'master') return open(true);
-    const engine = await this.engineFor(m.name);
+    const name = m.name;
+    if (m.role !== 'master') {
+      const store = this.services.cdp.store;
+      return new SlaveVolume(await open(true), {
+        mirror: name,
+        session: () => this.sessions.get(name) ?? null,
+        isMaster: () => store.get(name)?.role === 'master',
+        away: async () => {
+          const c = store.get(name);
+          if (!c?.master) throw new VolumeError('EIO', `auto-cdp:${name}: this copy is slave and names no master: the write is refused.`);
+          await this.guardFor(name).away(c.master.host);
+        },
+        master: async () => {
+          const engine = await this.engineFor(name);
+          return engine ? new MirrorVolume(engine) : null;
+        },
+      });
+    }
+    const engine = await this.engineFor(name);
     return engine ? new MirrorVolume(engine) : open(true);
+  }
+
+  /** the mirror's --peer-timeout (its property; SYNCSH_CDP_PEER_TIMEOUT_MS only where the property is unset, for tests) */
+  private peerTimeoutOf(m: MirrorConfig | undefined): number {
+    return m?.peerTimeoutMs ?? this.opts.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
+  }
+
+  /**
+   * A target refused this master's stream: ask its copy's role and epoch
+   * (cdp.get) and meet it (peer-loss.ts meetPeer). At a newer epoch (it took
+   * over while this copy was cut off) this copy stops taking writes first,
+   * keeps what it wrote meanwhile as a held orphan snapshot of its zvol,
+   * becomes its slave at that epoch; the new master then compares every
+   * chunk's hash with this copy's and sends only those that differ (its
+   * target was set to compare at the takeover).
+   */
+  private async meet(name: string, host: string): Promise<void> {
+    this.meeting.add(name);
+    try {
+      const mine = this.services.cdp.store.get(name);
+      if (!mine || mine.role !== 'master') return;
+      const theirs = await withTimeout(this.services.peers.call<MirrorConfig | null>(host, 'cdp.get', { name }), this.peerTimeoutOf(mine), host);
+      if (!theirs || theirs.createdAt !== mine.createdAt || theirs.epoch <= mine.epoch) return;
+      const wrote =
+        (this.engines
+          .get(name)
+          ?.engine.status()
+          .find((t) => t.host === host)?.dirtyChunks ?? 1) > 0;
+      await this.stop(name); // no write is taken here past this point: the orphan holds all of them
+      await meetPeer(
+        name,
+        host,
+        { role: theirs.role, epoch: theirs.epoch },
+        {
+          roles: this.rolesOf(name),
+          wroteWhileCut: async () => wrote,
+          zvol: async () => {
+            const ref = parseDataset(mine.zvol);
+            return { driver: await this.services.storage.usable(ref.driver), dataset: ref.name };
+          },
+          resync: async () => this.mirrorLog(name, `${host} compares every chunk with this copy and sends those that differ`),
+          log: (_m, line) => this.mirrorLog(name, line),
+        },
+      );
+    } catch (error) {
+      this.mirrorLog(name, `could not meet ${host} (${(error as Error).message}); tried again next round`);
+    } finally {
+      this.meeting.delete(name);
+    }
+  }
+
+  /** the mirror's role and epoch in cdp.json, for the peer-loss and meet-peer doers */
+  private rolesOf(name: string): MirrorRoles {
+    const store = this.services.cdp.store;
+    const log = (line: string) => this.mirrorLog(name, line);
+    return {
+      state: () => {
+        const c = store.get(name);
+        if (!c) throw new Error(`auto-cdp:${name} is gone`);
+        return { role: c.role, epoch: c.epoch };
+      },
+      setState: async (_mirror, next, why, peer) => {
+        await store.update(name, (c) => {
+          if (next.role === c.role) return { ...c, epoch: next.epoch };
+          if (next.role === 'master') {
+            // a takeover: the lost master's copy is this one's target, compared chunk by chunk when it is back
+            const m = c.master ?? { host: peer ?? '', zvol: c.zvol };
+            // a map left from an earlier term as master says nothing of now: none is every chunk compared
+            rmSync(path.join(this.services.home.root, 'cdp', name, `${m.host}.dmap`), { force: true });
+            const target: MirrorTarget = { host: m.host, zvol: m.zvol, state: 'logging', reason: 'took over while it was lost', paused: false, fullSync: 'compare', addedAt: new Date().toISOString() };
+            return { ...c, role: 'master', epoch: next.epoch, master: null, targets: [target] };
+          }
+          // a demotion (003 case 4, or a failed fence): follow the lost peer's copy as master; follow() then stops this engine
+          const t = c.targets.find((x) => x.host === peer) ?? c.targets[0];
+          return { ...c, role: next.role, epoch: next.epoch, master: t ? { host: t.host, zvol: t.zvol } : c.master, targets: next.role === 'slave' ? [] : c.targets };
+        });
+        log(`Role ${next.role} at epoch ${next.epoch}: ${why}`);
+      },
+    };
+  }
+
+  private mirrorLog(name: string, line: string): void {
+    this.opts.log(`auto-cdp:${name}: ${line}`);
+    try {
+      this.services.cdp.log(name).write(line);
+    } catch {
+      // the mirror was destroyed meanwhile
+    }
+  }
+
+  /**
+   * The mirror's peer guard, for either role: its heartbeat is the engine's
+   * link to the target (master) or the master's stream here (slave); a loss
+   * is decided once (peer-loss.ts) and stored in cdp.json before the write
+   * goes on: a demotion follows the lost peer's copy, a takeover makes the
+   * lost master's copy this one's target (compared, not resent whole).
+   */
+  private guardFor(name: string): PeerGuard {
+    let guard = this.guards.get(name);
+    if (guard) return guard;
+    const store = this.services.cdp.store;
+    const log = (line: string) => this.mirrorLog(name, line);
+    guard = new PeerGuard(name, {
+      fencing: this.services.fencing,
+      roles: this.rolesOf(name),
+      log: (_mirror, line) => log(line),
+      linkUp: (host) => {
+        const engine = this.engines.get(name)?.engine;
+        return engine ? engine.linkUp(host) : this.sessions.get(name)?.from === host;
+      },
+      paused: (host) => Boolean(store.get(name)?.targets.find((t) => t.host === host)?.paused),
+      linkError: (host) => this.engines.get(name)?.engine.linkError(host) ?? (this.sessions.has(name) ? null : `no mirror stream from ${host}`),
+      peerTimeoutMs: this.peerTimeoutOf(store.get(name)),
+    });
+    this.guards.set(name, guard);
+    return guard;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const name of [...this.engines.keys()]) await this.stop(name);
+    for (const g of this.guards.values()) await g.close();
+    this.guards.clear();
     for (const s of this.streams) s.destroy();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }

@@ -24,7 +24,7 @@ import { FrameType, type Frame, type MirrorHello } from './frames.js';
 import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
 import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
-import { TargetLink, type MirrorStream } from './target-link.js';
+import { TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
 import type { TargetStatus } from './status.js';
 
 export const CHUNK = 64 * 1024;
@@ -216,6 +216,7 @@ export class MirrorEngine {
       if (t.resync.size) t.behindSince ??= Date.now();
       link.onAck((seq) => this.acked(t, seq));
       link.onDown((e) => this.drop(t, e));
+      link.onForward((f) => this.forwarded(t, link, f));
       this.deps.log(`auto-cdp:${this.name}: connected to ${t.host}; ${t.resync.size} dirty chunk(s) to send`);
       void this.pump(t);
     } catch (error) {
@@ -303,10 +304,52 @@ export class MirrorEngine {
   }
 
   /**
-   * apply a write or zeroes locally and on every live target (see the file's comment); sync:
-   * resolved once the targets wrote it, or hold it durably when `durable` (FUA)
+   * A client wrote on the slave's export and its daemon forwarded the write
+   * here: it is ordered with this copy's writes (apply), and answered once
+   * the slave holds it durably too (its WRITE frame goes out before the
+   * answer on the same stream, so the slave has applied it when it acks its
+   * client). Durable here as well (fua): the slave's client was acked.
    */
-  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number, durable = false): Promise<void> {
+  private forwarded(t: Target, link: TargetLink, f: ForwardFrame): void {
+    const v = this.volume;
+    const length = f.type === FrameType.FWD_WRITE ? f.data.length : f.length;
+    if (length <= 0 || f.offset + length > v.size) {
+      link.forwarded(f.id, `a forwarded write of ${length} bytes at ${f.offset} is outside the zvol (${v.size} bytes)`);
+      return;
+    }
+    const done =
+      f.type === FrameType.FWD_WRITE
+        ? this.apply(
+            f.offset,
+            length,
+            () => v.write(f.offset, f.data, { fua: true }),
+            (seq) => ({ type: FrameType.WRITE, seq, offset: f.offset, data: f.data }),
+            length,
+            true,
+            t.host,
+          )
+        : this.apply(
+            f.offset,
+            length,
+            () => v.writeZeroes(f.offset, length, { fua: true, noHole: false }),
+            (seq) => ({ type: FrameType.ZERO, seq, offset: f.offset, length }),
+            64,
+            true,
+            t.host,
+          );
+    done.then(
+      () => link.forwarded(f.id, ''),
+      (e: Error) => link.forwarded(f.id, e.message),
+    );
+  }
+
+  /**
+   * apply a write or zeroes locally and on every live target (see the file's comment); sync:
+   * resolved once the targets wrote it, or hold it durably when `durable` (FUA); `origin`: the
+   * target that forwarded it, which always gets it live and is waited for until it holds it
+   * durably, in either mode
+   */
+  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number, durable = false, origin?: string): Promise<void> {
     const first = Math.floor(offset / CHUNK);
     const last = Math.floor((offset + length - 1) / CHUNK);
     const release = await this.locks.lock(first, last);
@@ -327,7 +370,8 @@ export class MirrorEngine {
       const sync = this.mode === 'sync';
       for (const t of all) {
         t.behindSince ??= Date.now();
-        const behind = !sync && t.link !== null && t.link.unackedBytes > ASYNC_WINDOW;
+        const waited = sync || t.host === origin;
+        const behind = !waited && t.link !== null && t.link.unackedBytes > ASYNC_WINDOW;
         if (this.live(t) && !behind) {
           for (let c = first; c <= last; c++) {
             if (t.resync?.has(c) && !whole(c)) t.clearable.delete(c);
@@ -338,9 +382,12 @@ export class MirrorEngine {
           }
           const p = t.link.send(frameOf(seq), bytes);
           p.catch(() => undefined);
-          if (sync && durable) t.link.requestFlush();
-          // a target lost meanwhile is logging: the map has the write
-          if (sync) waits.push((durable ? p : t.link.applied(seq)).catch(() => undefined));
+          if (durable && (sync || t.host === origin)) t.link.requestFlush();
+          if (t.host === origin)
+            waits.push(p); // the forwarding slave's copy: its client is acked only once it holds the write
+          else if (sync)
+            // a target lost under the write is logging (the map has it); whether the write may still be acked is the fencing rules' (away), as for one found away; closed: stopped here (a role change), the local copy and the map have it
+            waits.push((durable ? p : t.link.applied(seq)).catch(() => (this.closed ? undefined : away?.(t.host))));
         } else {
           for (let c = first; c <= last; c++) {
             t.clearable.delete(c);

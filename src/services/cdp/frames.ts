@@ -18,6 +18,13 @@
  *   DEDUP      u64 seq | u64 offset | 32-byte hash a whole chunk the target may hold already
  *   MISS       u64 seq                             it does not: the sender sends the data (the chunk stays dirty until then)
  *   ERROR      JSON {message}                      the stream ends after it
+ *
+ * From the slave to its master (the slave's export forwards its clients'
+ * writes; the master orders them with its own, applies and mirrors them
+ * back on this stream, then answers):
+ *   FWD_WRITE  u64 id | u64 offset | data
+ *   FWD_ZERO   u64 id | u64 offset | u64 length
+ *   FWD_DONE   u64 id | utf8 error                 '' once both copies hold it durably (the WRITE came first)
  */
 import type { Readable } from 'node:stream';
 
@@ -34,6 +41,9 @@ export const FrameType = {
   ERROR: 10,
   APPLIED: 11,
   FLUSH: 12,
+  FWD_WRITE: 13,
+  FWD_ZERO: 14,
+  FWD_DONE: 15,
 } as const;
 
 export type Frame =
@@ -48,7 +58,10 @@ export type Frame =
   | { type: typeof FrameType.HASHES; seq: number; hashes: Buffer[] }
   | { type: typeof FrameType.DEDUP; seq: number; offset: number; hash: Buffer }
   | { type: typeof FrameType.MISS; seq: number }
-  | { type: typeof FrameType.ERROR; message: string };
+  | { type: typeof FrameType.ERROR; message: string }
+  | { type: typeof FrameType.FWD_WRITE; id: number; offset: number; data: Buffer }
+  | { type: typeof FrameType.FWD_ZERO; id: number; offset: number; length: number }
+  | { type: typeof FrameType.FWD_DONE; id: number; error: string };
 
 export interface MirrorHello {
   name: string;
@@ -108,6 +121,14 @@ export function encode(f: Frame): Buffer[] {
       return [head(f.type, 8 + 32 * f.hashes.length), u64(f.seq), ...f.hashes];
     case FrameType.DEDUP:
       return [head(f.type, 48), u64(f.seq), u64(f.offset), f.hash];
+    case FrameType.FWD_WRITE:
+      return [head(f.type, 16 + f.data.length), u64(f.id), u64(f.offset), f.data];
+    case FrameType.FWD_ZERO:
+      return [head(f.type, 24), u64(f.id), u64(f.offset), u64(f.length)];
+    case FrameType.FWD_DONE: {
+      const why = Buffer.from(f.error);
+      return [head(f.type, 8 + why.length), u64(f.id), why];
+    }
   }
 }
 
@@ -138,6 +159,12 @@ function decodeBody(type: number, body: Buffer): Frame {
     }
     case FrameType.DEDUP:
       return { type, seq: num(0), offset: num(8), hash: body.subarray(16, 48) };
+    case FrameType.FWD_WRITE:
+      return { type, id: num(0), offset: num(8), data: body.subarray(16) };
+    case FrameType.FWD_ZERO:
+      return { type, id: num(0), offset: num(8), length: num(16) };
+    case FrameType.FWD_DONE:
+      return { type, id: num(0), error: body.subarray(8).toString('utf8') };
     default:
       throw new Error(`Unknown mirror frame type ${type}.`);
   }

@@ -15,7 +15,9 @@ import { EventEmitter } from 'node:events';
 import { isAbortError, systemClock, type Clock } from '../clock.js';
 import { NOT_DOWN } from '../auto-sync/contact.js';
 
-export const DEFAULT_PEER_TIMEOUT_MS = 5_000;
+import { DEFAULT_PEER_TIMEOUT_MS } from './model.js';
+
+export { DEFAULT_PEER_TIMEOUT_MS };
 
 export interface HeartbeatOptions {
   peerTimeoutMs?: number;

@@ -17,7 +17,7 @@ import type { DriverName } from '../storage/driver.js';
 import { nextInstanceName } from '../auto-sync/naming.js';
 import { ServiceLog } from '../service-log.js';
 import { MirrorStore } from './store.js';
-import { mirrorOfZvol, slaveView, MIRROR_PROPERTIES, type MirrorConfig, type MirrorMode, type MirrorTarget } from './model.js';
+import { mirrorOfZvol, parsePeerTimeout, slaveView, MIRROR_PROPERTIES, type MirrorConfig, type MirrorMode, type MirrorTarget } from './model.js';
 import { readMirrorStatus, type MirrorStatus } from './status.js';
 import { cdpSocket } from './agent.js';
 
@@ -28,6 +28,8 @@ export interface CreateMirror {
   mode: MirrorMode;
   /** the target holds an older copy or a seed: compare chunk hashes, send differences */
   noFullSync?: boolean;
+  /** --peer-timeout in ms (absent: DEFAULT_PEER_TIMEOUT_MS) */
+  peerTimeoutMs?: number;
 }
 
 export interface MirrorView {
@@ -100,7 +102,19 @@ export class CdpService {
     const now = new Date().toISOString();
     const target: MirrorTarget = { host: peer.id, zvol: toZvol, state: 'syncing', reason: null, paused: false, fullSync: req.noFullSync ? 'compare' : 'all', addedAt: now };
     const name = nextInstanceName(parseDataset(z.name), this.store.names());
-    const config: MirrorConfig = { name, zvol: z.name, size: z.size, mode: req.mode, role: 'master', epoch: 1, master: null, targets: [target], description: '', createdAt: now };
+    const config: MirrorConfig = {
+      name,
+      zvol: z.name,
+      size: z.size,
+      mode: req.mode,
+      role: 'master',
+      epoch: 1,
+      master: null,
+      targets: [target],
+      description: '',
+      createdAt: now,
+      ...(req.peerTimeoutMs ? { peerTimeoutMs: req.peerTimeoutMs } : {}),
+    };
     // the peer checks its side (size, data, another mirror) and takes its copy first: a refusal there changes nothing here
     const attach: AttachRequest = { config: slaveView(config, this.appliance.id, target), blockSize: z.blockSize, noFullSync: Boolean(req.noFullSync) };
     const { created } = await this.peers.call<{ created: boolean }>(peer.id, 'cdp.attach', attach);
@@ -143,8 +157,15 @@ export class CdpService {
 
   async setProperty(name: string, key: string, value: string): Promise<MirrorConfig> {
     if (!(MIRROR_PROPERTIES as readonly string[]).includes(key)) throw new Error(`An auto-cdp service has no property "${key}": use ${MIRROR_PROPERTIES.join(', ')} (and 'setup auto-cdp :${name} mode sync|async' for the mode).`);
-    if (value.length > 200 || /[\n\r]/.test(value)) throw new Error(`The description of auto-cdp:${name} must be one line of at most 200 characters.`);
-    const { config } = await this.changeBoth(name, 'set its properties', (c) => ({ ...c, description: value }));
+    let change: (c: MirrorConfig) => MirrorConfig;
+    if (key === 'peer_timeout') {
+      const ms = parsePeerTimeout(value, `peer_timeout of auto-cdp:${name}`);
+      change = (c) => ({ ...c, peerTimeoutMs: ms });
+    } else {
+      if (value.length > 200 || /[\n\r]/.test(value)) throw new Error(`The description of auto-cdp:${name} must be one line of at most 200 characters.`);
+      change = (c) => ({ ...c, description: value });
+    }
+    const { config } = await this.changeBoth(name, 'set its properties', change);
     this.logLine(name, `Property ${key} set to "${value}"`);
     return config;
   }

@@ -52,6 +52,8 @@ export interface MirrorConfig {
   /** the master's view: where every write goes; empty on a slave */
   targets: MirrorTarget[];
   description: string;
+  /** `--peer-timeout`: a peer not answering this long is lost (heartbeat.ts); absent: the default */
+  peerTimeoutMs?: number;
   createdAt: string;
 }
 
@@ -84,4 +86,19 @@ export function targetLabel(t: MirrorTarget, syncedPercent: number | null): stri
   return t.state;
 }
 
-export const MIRROR_PROPERTIES = ['description'] as const;
+export const MIRROR_PROPERTIES = ['description', 'peer_timeout'] as const;
+
+/** a peer not answering this long is lost, where the mirror sets no --peer-timeout */
+export const DEFAULT_PEER_TIMEOUT_MS = 5_000;
+
+/** `--peer-timeout` / `property peer_timeout`: seconds (a fraction allowed), 1 to 300 */
+export const PEER_TIMEOUT_RANGE = { min: 1, max: 300 } as const;
+
+/** seconds as typed -> milliseconds, or a sentence naming the bad value */
+export function parsePeerTimeout(raw: string, label = 'the peer timeout'): number {
+  const n = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!(n >= PEER_TIMEOUT_RANGE.min && n <= PEER_TIMEOUT_RANGE.max)) {
+    throw new Error(`The value of ${label} is a number of seconds from ${PEER_TIMEOUT_RANGE.min} to ${PEER_TIMEOUT_RANGE.max}, not "${raw}".`);
+  }
+  return Math.round(n * 1000);
+}

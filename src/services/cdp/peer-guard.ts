@@ -55,6 +55,10 @@ export class PeerGuard {
     return hb;
   }
 
+  get peerTimeoutMs(): number {
+    return this.deps.peerTimeoutMs;
+  }
+
   /** start watching the targets now, so a loss is known before the next write */
   watch(hosts: string[]): void {
     for (const h of hosts) this.heartbeat(h);

@@ -29,7 +29,26 @@ export interface ReceiverDeps {
   /** open the target zvol for writing (the daemon's own writer of it) */
   open(zvol: string): Promise<BlockVolume>;
   log?(line: string): void;
+  /** the stream is accepted: the slave's export forwards its clients' writes through it; the returned function is called when it ends */
+  attach?(name: string, session: ForwardSession): () => void;
 }
+
+/**
+ * The master's stream as the slave's export sees it: a forwarded write
+ * resolves once the master ordered and applied it and this copy holds it
+ * (durably: the master waited for this copy's ACK). Rejects with
+ * ForwardRefused when the master answered with an error, with another
+ * error when the stream ended first (the write may or may not have been
+ * applied there: the peer-loss rules decide what happens to it).
+ */
+export interface ForwardSession {
+  readonly from: string;
+  readonly epoch: number;
+  write(offset: number, data: Buffer): Promise<void>;
+  zero(offset: number, length: number): Promise<void>;
+}
+
+export class ForwardRefused extends Error {}
 
 /** why this appliance does not take the master's stream, or null */
 export function refuseHello(h: MirrorHello, caller: string, mine: MirrorConfig | undefined): string | null {
@@ -49,6 +68,8 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
   };
   const it = frames(input);
   let vol: BlockVolume | null = null;
+  let detach: (() => void) | undefined;
+  let endForwards: ((why: Error) => void) | undefined;
   try {
     const first = await it.next();
     if (first.done || first.value.type !== FrameType.HELLO) throw new Error('the stream did not start with HELLO');
@@ -58,6 +79,27 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     vol = await deps.open(hello.zvol);
     send({ type: FrameType.WELCOME, epoch: deps.store.get(hello.name)!.epoch });
     deps.log?.(`auto-cdp:${hello.name}: receiving from ${caller} into ${hello.zvol}`);
+    const forwards = new Map<number, { resolve(): void; reject(e: Error): void }>();
+    let nextForward = 1;
+    let ended: Error | null = null;
+    const forward = (f: Frame & { id: number }) => {
+      if (ended) return Promise.reject(ended);
+      return new Promise<void>((resolve, reject) => {
+        forwards.set(f.id, { resolve, reject });
+        send(f);
+      });
+    };
+    detach = deps.attach?.(hello.name, {
+      from: caller,
+      epoch: hello.epoch,
+      write: (offset, data) => forward({ type: FrameType.FWD_WRITE, id: nextForward++, offset, data }),
+      zero: (offset, length) => forward({ type: FrameType.FWD_ZERO, id: nextForward++, offset, length }),
+    });
+    endForwards = (why) => {
+      ended = why;
+      for (const w of forwards.values()) w.reject(why);
+      forwards.clear();
+    };
     let applied = 0;
     let acked = 0;
     /** the highest seq told APPLIED; one APPLIED per turn covers every frame applied in it */
@@ -118,6 +160,14 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
           await v.writeZeroes(f.offset, f.length, { fua: false, noHole: false });
           applied = f.seq;
           break;
+        case FrameType.FWD_DONE: {
+          // every frame before it (the forwarded write's own WRITE) is applied here
+          const w = forwards.get(f.id);
+          forwards.delete(f.id);
+          if (f.error) w?.reject(new ForwardRefused(f.error));
+          else w?.resolve();
+          break;
+        }
         case FrameType.HASH_REQUEST: {
           const hashes: Buffer[] = [];
           for (let i = 0; i < f.count; i++) {
@@ -153,6 +203,8 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     send({ type: FrameType.ERROR, message: (error as Error).message });
     deps.log?.(`auto-cdp: refused or ended the stream from ${caller}: ${(error as Error).message}`);
   } finally {
+    detach?.();
+    endForwards?.(new Error(`the mirror stream from ${caller} ended`));
     output.end();
     await vol?.close().catch(() => undefined);
   }

@@ -9,6 +9,9 @@
 import type { Readable, Writable } from 'node:stream';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
 
+/** a write a client made on the slave's export, forwarded here to be ordered with the master's own */
+export type ForwardFrame = Extract<Frame, { type: typeof FrameType.FWD_WRITE | typeof FrameType.FWD_ZERO }>;
+
 export interface MirrorStream {
   input: Readable;
   output: Writable;
@@ -60,6 +63,7 @@ export class TargetLink {
   private readonly durableTo = new SeqWaits();
   private sentSeq = 0;
   private flushAsked = 0;
+  private forwardListener: ((f: ForwardFrame) => void) | null = null;
   /** bytes sent and not yet acknowledged */
   unackedBytes = 0;
 
@@ -108,6 +112,16 @@ export class TargetLink {
   onDown(listener: (e: Error) => void): void {
     if (this.downError) listener(this.downError);
     else this.downListeners.push(listener);
+  }
+
+  /** the slave's forwarded writes (answered with `forwarded`) */
+  onForward(listener: (f: ForwardFrame) => void): void {
+    this.forwardListener = listener;
+  }
+
+  /** answer a forwarded write: '' once both copies hold it (its WRITE went out before this), else why it failed */
+  forwarded(id: number, error: string): void {
+    if (!this.downError) this.stream.output.write(Buffer.concat(encode({ type: FrameType.FWD_DONE, id, error })));
   }
 
   /** send a WRITE or ZERO; resolves once the target holds it durably */
@@ -180,6 +194,9 @@ export class TargetLink {
           const w = this.hashWaits.get(f.seq);
           this.hashWaits.delete(f.seq);
           w?.resolve(f.hashes);
+        } else if (f.type === FrameType.FWD_WRITE || f.type === FrameType.FWD_ZERO) {
+          if (this.forwardListener) this.forwardListener(f);
+          else this.forwarded(f.id, 'this master takes no forwarded writes');
         } else if (f.type === FrameType.ERROR) {
           throw new Error(`the target ended the mirror stream: ${f.message}`);
         } else {

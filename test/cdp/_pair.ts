@@ -1,0 +1,83 @@
+/**
+ * Two appliances bound with local-bind, each running `syncsh daemon`, and a
+ * mirror of fs:tank/vm1 from alpha to beta: what the auto-cdp system tests
+ * of the write path share (real daemons, real NBD clients).
+ */
+import { execa, type ResultPromise } from 'execa';
+import type { ExecutionContext } from 'ava';
+import { daemonLines } from '../helpers/daemon.js';
+import { BIN } from '../helpers/cli.js';
+import { ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
+
+export const MIRROR = 'tank-vm1-000';
+
+export const uri = (x: Appliance, zvol = 'fs:tank/vm1') => `nbd+unix:///${zvol}?socket=${x.home}/run/nbd.sock`;
+
+export type Daemon = ReturnType<typeof startDaemon>;
+
+/** `syncsh daemon` of an appliance, killed at teardown; `stop` kills it now */
+export function startDaemon(t: { teardown(fn: () => unknown): void }, x: Appliance, env: Record<string, string> = {}) {
+  const child: ResultPromise = execa('node', [BIN, 'daemon'], { env: { ...x.env, ...env }, reject: false });
+  let stopped = false;
+  const stop = async (signal: 'SIGTERM' | 'SIGKILL' = 'SIGKILL') => {
+    if (stopped) return;
+    stopped = true;
+    child.kill(signal);
+    await child;
+  };
+  t.teardown(() => stop('SIGKILL'));
+  return { child, lines: daemonLines(child), stop };
+}
+
+/** alpha mirrors fs:tank/vm1 (16 MiB) to beta, both daemons running, beta level */
+export async function mirrored(t: ExecutionContext, opts: { mode?: 'sync' | 'async'; create?: string } = {}) {
+  t.timeout(8 * 60_000);
+  const f = new Fixture();
+  t.teardown(() => f.close());
+  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
+  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs' });
+  await ok(a, 'create folder fs:tank');
+  await ok(b, 'create folder fs:tank');
+  await ok(a, `setup network local-bind ${b.home}`);
+  await ok(a, 'create zvol fs:tank/vm1 --size 16M');
+  await ok(a, `create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode ${opts.mode ?? 'sync'} ${opts.create ?? ''} -y`);
+  const db = startDaemon(t, b);
+  await db.lines.wait(/NBD/);
+  const da = startDaemon(t, a);
+  await da.lines.wait(/auto-cdp:tank-vm1-000: beta is level/, 0, 60_000);
+  return { a, b, da, db };
+}
+
+/** qemu-io on an export; the result, never thrown */
+export const qemuIo = (target: string, ...cmds: string[]) => execa('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), target], { reject: false });
+
+/** read-only qemu-io commands on an export: their output */
+export async function qemuRead(target: string, ...cmds: string[]): Promise<string> {
+  const r = await execa('qemu-io', ['-f', 'raw', '-r', ...cmds.flatMap((c) => ['-c', c]), target], { reject: false });
+  return r.stdout + r.stderr;
+}
+
+/** qemu-img compare of both copies' exports: '0: Images are identical.' when equal */
+export async function compare(a: Appliance, b: Appliance): Promise<string> {
+  const r = await execa('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', uri(a), uri(b)], { reject: false });
+  return `${r.exitCode}: ${r.stdout}${r.stderr}`.trim();
+}
+
+/** this copy's role and epoch (show auto-cdp --json) */
+export const role = async (x: Appliance) => JSON.parse(await ok(x, `show auto-cdp :${MIRROR} --json`)).config as { role: string; epoch: number; targets: { host: string }[]; master: { host: string } | null };
+
+interface TargetFigures {
+  state: string;
+  lagBytes: number;
+  dirtyChunks: number;
+}
+
+/** the daemon's figures of the first target once `want` holds (show auto-cdp --json); fails after 3 minutes naming the last */
+export async function figuresUntil(x: Appliance, want: (f: TargetFigures) => boolean): Promise<TargetFigures> {
+  let last: TargetFigures | undefined;
+  for (const start = Date.now(); Date.now() - start < 180_000; ) {
+    last = (JSON.parse(await ok(x, `show auto-cdp :${MIRROR} --json`)) as { status: { targets: TargetFigures[] } | null }).status?.targets[0];
+    if (last && want(last)) return last;
+  }
+  throw new Error(`the mirror's figures never got there; last: ${JSON.stringify(last)}`);
+}
