@@ -8,7 +8,7 @@
  * still refused when the connection is made again. The tests share one pair
  * and run in order.
  */
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import test, { type ExecutionContext } from 'ava';
@@ -68,6 +68,23 @@ function lastLogin(): number | null {
   return all.length ? Number(all[all.length - 1][1]) : null;
 }
 
+/** beta's agents serving alpha that run `sub` (the forced command names it in SSH_ORIGINAL_COMMAND) */
+function agents(sub: 'receive' | 'send'): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (!argv.includes('agent') || !argv.includes(pair.b.home) || !argv.includes('alpha')) continue;
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      const asked = env.find((e) => e.startsWith('SSH_ORIGINAL_COMMAND='));
+      if (asked?.split(' ').includes(sub)) found.push(Number(pid));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
 async function change(t: ExecutionContext, services: Services, text: string) {
   writeFileSync(path.join(pair.a.live('tank/docs'), 'readme.txt'), `${text}\n`);
   const result = await services.autoSync.run(SERVICE);
@@ -101,6 +118,22 @@ sshTest.serial('two runs in one long-lived process share one SSH connection (one
   const later = await connections();
   t.deepEqual(later.ports, first.ports, 'the same TCP connection carried the later runs');
   t.is(lastLogin(), first.ports[0], 'no login since the first run');
+});
+
+sshTest.serial("a warm connection starts the next run's receive agent ahead: the next run uses it, one is left waiting, none outlive the connection", async (t) => {
+  const warm = warmAlpha(t);
+  await change(t, warm, 'spare one');
+  await until('a receive agent waits for the next run', () => agents('receive').length === 1);
+  const [spare] = agents('receive');
+  await change(t, warm, 'spare two');
+  // nothing but a run's header ends a waiting agent while its connection lives: gone, it served the run
+  await until('the used agent ended and another waits', () => {
+    const now = agents('receive');
+    return now.length === 1 && now[0] !== spare;
+  });
+  warm.peers.close();
+  await until('no agent outlives the connection', () => agents('receive').length === 0);
+  t.pass();
 });
 
 sshTest.serial('a short-lived process (no keepWarm) still closes its connection a moment after its run', async (t) => {

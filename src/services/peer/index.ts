@@ -53,6 +53,8 @@ export interface PeerOptions {
   probeAfterMs: number;
   /** a ping unanswered for this long marks the connection dead: a fresh one replaces it */
   probeMs: number;
+  /** with warm connections, a send or receive agent is started ahead for the next run (AgentLink spareChannels) */
+  spareAgents: boolean;
   /** the protocol version this side announces (a test hook for version mismatches) */
   protocolVersion: number;
 }
@@ -69,6 +71,7 @@ export function peerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): PeerOp
     warmMs: num(env.SYNCSH_PEER_WARM_MS, 10 * 60_000),
     probeAfterMs: num(env.SYNCSH_PEER_PROBE_AFTER_MS, 1_000),
     probeMs: num(env.SYNCSH_PEER_PROBE_MS, 5_000),
+    spareAgents: env.SYNCSH_PEER_SPARE_AGENTS !== '0',
     protocolVersion: num(env.SYNCSH_PEER_PROTOCOL, PROTOCOL_VERSION),
   };
 }
@@ -141,6 +144,7 @@ export class PeerService implements PeerResolver {
   private readonly entries = new WeakMap<AgentLink, PoolEntry>();
   /** how long an unused connection stays open (keepWarm lengthens it) */
   private idleMs: number;
+  private warm = false;
 
   constructor(
     private readonly home: Home,
@@ -158,6 +162,7 @@ export class PeerService implements PeerResolver {
    */
   keepWarm(): void {
     this.idleMs = Math.max(this.options.lingerMs, this.options.warmMs);
+    this.warm = true;
   }
 
   /** this appliance's public key (the pair is made on first use) */
@@ -326,7 +331,14 @@ export class PeerService implements PeerResolver {
 
   private async open(peer: OutboundPeer): Promise<AgentLink> {
     const transport = await this.connect(peer);
-    return new AgentLink(transport, { expectId: peer.id, name: peer.id, hello: this.hello(), idleTimeoutMs: this.options.dataIdleTimeoutMs, rebind: this.store.bindHint(peer.id) });
+    return new AgentLink(transport, {
+      expectId: peer.id,
+      name: peer.id,
+      hello: this.hello(),
+      idleTimeoutMs: this.options.dataIdleTimeoutMs,
+      rebind: this.store.bindHint(peer.id),
+      spareChannels: this.warm && this.options.spareAgents,
+    });
   }
 
   private target(peer: OutboundPeer): SshTarget {
