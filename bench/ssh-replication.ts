@@ -2,7 +2,9 @@
  * Appliance to appliance over SSH, in the same run and on the same data:
  *  - the fs driver through the agent protocol (ssh2, forced-command key)
  *    against `rsync -a --delete -e ssh` through the same sshd: a full sync of
- *    a generated tree, then an incremental one after 1% of the files changed;
+ *    a generated tree, then an incremental one after 1% of the files changed
+ *    (from the CLI; then in one long-lived process like the daemon, on a new
+ *    connection, on the warm one, and with its receive agent started ahead);
  *  - with BENCH_ZFS=1, the zfs driver against `zfs send | ssh HOST zfs receive`.
  * Both appliances are on this machine: beta's sshd runs in a network
  * namespace of its own (10.231.N.2, a claimed subnet) reached over a veth pair (for zfs, on
@@ -19,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { changeFraction, countFiles, generateTree, printTable, syncsh, timed } from './common.js';
 import { makeNetLink, type Cleanup } from '../test/helpers/netns.js';
+import { createServices } from '../src/services/index.js';
 import { freePort, startSshd } from '../test/helpers/sshd.js';
 
 const files = Number(process.env.BENCH_FILES) || 5_000;
@@ -86,6 +89,27 @@ async function benchFs(cleanup: Teardown, work: string) {
   const incOurs = await timed(() => must(syncsh(envA, 'run auto-sync :bench-src-000')));
   const incTheirs = await timed(rsync);
 
+  // A long-lived process (the daemon): the same incremental run on a new connection, then on the
+  // one kept warm (PeerService.keepWarm), then also with the receive agent started ahead (spare).
+  // The first run in the process only loads its modules.
+  const inProcess = async (services: ReturnType<typeof createServices>) => {
+    await changeFraction(paths, 0.01);
+    const ours = await timed(() => services.autoSync.run('bench-src-000'));
+    return { ours: ours.seconds, theirs: (await timed(rsync)).seconds };
+  };
+  const daemon = createServices({ ...envA, SYNCSH_PEER_SPARE_AGENTS: '0' });
+  daemon.peers.keepWarm();
+  await inProcess(daemon);
+  daemon.peers.close();
+  const cold = await inProcess(daemon);
+  const warm = await inProcess(daemon);
+  daemon.peers.close();
+  const spared = createServices(envA);
+  spared.peers.keepWarm();
+  await inProcess(spared);
+  const spare = await inProcess(spared);
+  spared.peers.close();
+
   const dst = path.join(envB.SYNCSH_HOME!, 'fs', 'bench', 'dst');
   const [a, b] = [await countFiles(dst), await countFiles(rsyncDst)];
   if (a !== b || a !== files) throw new Error(`file counts differ: syncsh ${a}, rsync ${b}, source ${files}`);
@@ -94,6 +118,9 @@ async function benchFs(cleanup: Teardown, work: string) {
   printTable(`fs driver over SSH (agent) vs rsync -a --delete -e ssh: ${files} files, ${megabytes} MiB, ${changed} files changed${rate ? `, link ${rate}` : ''}`, 'rsync -a --delete -e ssh', [
     { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },
     { phase: 'incremental (1% changed)', ours: incOurs.seconds, theirs: incTheirs.seconds },
+    { phase: 'incr., daemon, new conn.', ...cold },
+    { phase: 'incr., daemon, warm conn.', ...warm },
+    { phase: 'incr., warm + spare agent', ...spare },
   ]);
 }
 

@@ -64,6 +64,8 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
     return 2;
   }
   const services = createServices(env);
+  // runs reuse one connection per peer (and its agent) instead of a handshake each
+  services.peers.keepWarm();
   const say = (line: string) => process.stdout.write(`${stamp()} ${line}\n`);
   const stop = new AbortController();
   // on, not once: a lazily loaded signal-exit (execa's) re-raises a signal when it finds itself the only listener left
@@ -93,6 +95,7 @@ export async function startDaemon(args: DaemonArgs, env: NodeJS.ProcessEnv): Pro
   } finally {
     await Promise.all([metrics?.close(), nbd.close()]);
     await cdp.close();
+    services.peers.close();
   }
   return 0;
 }

@@ -94,5 +94,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   // The line editor (ink, react) loads only for a person at a terminal: `-c` and scripts start faster.
   if (!term.interactive) return (await import('./shell/script.js')).runScript(session);
+  try {
+    // a person types command after command: connections to peers stay warm between them
+    services.peers.keepWarm();
+  } catch {
+    /* a damaged configuration: each command says so */
+  }
   return (await import('./shell/repl.js')).runRepl(session, services.home.historyFile);
 }

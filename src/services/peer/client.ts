@@ -57,6 +57,20 @@ export interface LinkOptions {
   idleTimeoutMs: number;
   /** how to bind the peer again, quoted (PeerStore.bindHint): named in a refusal */
   rebind?: string;
+  /**
+   * keep a send or receive channel started ahead once one was used, its agent
+   * waiting for a header, so that the next run does not wait for an agent to
+   * start (a long-lived process: PeerService.keepWarm)
+   */
+  spareChannels?: boolean;
+}
+
+type DataSub = Exclude<SubCommand, 'control'>;
+
+/** a data channel started ahead; `ended` once its agent is gone (the connection broke, or it was closed) */
+interface Spare {
+  channel: Promise<Channel>;
+  ended: boolean;
 }
 
 /**
@@ -123,11 +137,40 @@ export class AgentLink {
   }
 
   /** a data channel with its header sent */
-  async data(sub: Exclude<SubCommand, 'control'>, header: SendHeader | ReceiveHeader): Promise<Channel> {
+  async data(sub: DataSub, header: SendHeader | ReceiveHeader): Promise<Channel> {
     if (this.refused) throw this.refused;
-    const channel = await this.transport.exec(sub);
+    const channel = (await this.takeSpare(sub)) ?? (await this.transport.exec(sub));
     channel.stdin.write(`${JSON.stringify(header)}\n`);
+    // the next one starts once this one is done, not beside the transfer it carries
+    if (this.opts.spareChannels && sub !== 'mirror') void channel.done.then(() => this.startSpare(sub));
     return channel;
+  }
+
+  private readonly spares = new Map<DataSub, Spare>();
+
+  private async takeSpare(sub: DataSub): Promise<Channel | null> {
+    const spare = this.spares.get(sub);
+    if (!spare) return null;
+    this.spares.delete(sub);
+    const channel = await spare.channel.catch(() => null);
+    return channel && !spare.ended && !this.closed ? channel : null;
+  }
+
+  private startSpare(sub: DataSub): void {
+    if (this.closed || this.spares.has(sub)) return;
+    const spare: Spare = { channel: this.transport.exec(sub), ended: false };
+    this.spares.set(sub, spare);
+    spare.channel.then(
+      (ch) =>
+        void ch.done.then(() => {
+          spare.ended = true;
+          if (this.spares.get(sub) === spare) this.spares.delete(sub);
+        }),
+      () => {
+        spare.ended = true;
+        if (this.spares.get(sub) === spare) this.spares.delete(sub);
+      },
+    );
   }
 
   close(): void {

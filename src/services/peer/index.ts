@@ -4,7 +4,13 @@
  * runs use to work on a dataset over there as if it were here.
  *
  * Connections are opened on first use and shared by everything a process
- * does with that peer; one closes a moment after its last use.
+ * does with that peer (one SSH connection per peer, a channel per
+ * conversation); one closes a moment after its last use, or, in a
+ * long-lived process (keepWarm: the daemon, the shell), after `warmMs` idle,
+ * so that the next run pays no SSH handshake and no agent start. A
+ * connection that sat idle is pinged before it is used again; a dead one is
+ * replaced once by a fresh connection (host key checked again), so a stale
+ * connection is never taken for a peer that is down.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -41,6 +47,14 @@ export interface PeerOptions {
   dataIdleTimeoutMs: number;
   /** a connection closes this long after its last use */
   lingerMs: number;
+  /** ...or this long, in a process that keeps its connections warm (keepWarm) */
+  warmMs: number;
+  /** a connection idle this long is pinged before it is used again */
+  probeAfterMs: number;
+  /** a ping unanswered for this long marks the connection dead: a fresh one replaces it */
+  probeMs: number;
+  /** with warm connections, a send or receive agent is started ahead for the next run (AgentLink spareChannels) */
+  spareAgents: boolean;
   /** the protocol version this side announces (a test hook for version mismatches) */
   protocolVersion: number;
 }
@@ -54,6 +68,10 @@ export function peerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): PeerOp
     keepaliveCount: num(env.SYNCSH_PEER_KEEPALIVE_COUNT, 3),
     dataIdleTimeoutMs: num(env.SYNCSH_PEER_IDLE_TIMEOUT_MS, 120_000),
     lingerMs: num(env.SYNCSH_PEER_LINGER_MS, 2_000),
+    warmMs: num(env.SYNCSH_PEER_WARM_MS, 10 * 60_000),
+    probeAfterMs: num(env.SYNCSH_PEER_PROBE_AFTER_MS, 1_000),
+    probeMs: num(env.SYNCSH_PEER_PROBE_MS, 5_000),
+    spareAgents: env.SYNCSH_PEER_SPARE_AGENTS !== '0',
     protocolVersion: num(env.SYNCSH_PEER_PROTOCOL, PROTOCOL_VERSION),
   };
 }
@@ -104,16 +122,29 @@ export interface BindingView {
 }
 
 interface PoolEntry {
-  link: Promise<AgentLink>;
+  /** the link once open (and, after an idle spell, pinged): null when that ping found it dead */
+  link: Promise<AgentLink | null>;
   /** the link, once open */
   resolved: AgentLink | null;
   refs: number;
   timer: NodeJS.Timeout | null;
+  /** the peer's record the connection was made from: a change (re-bound by another process) makes a new one */
+  record: string;
+  /** when its last user gave it back (0 while in use or opening) */
+  idleSince: number;
 }
+
+/** what a pooled connection depends on in a peer's record */
+const recordOf = (p: OutboundPeer) => JSON.stringify([p.transport, p.address, p.port, p.user, p.fingerprint, p.agent]);
 
 export class PeerService implements PeerResolver {
   readonly store: PeerStore;
   private readonly pool = new Map<string, PoolEntry>();
+  /** the pool entry of each open link, also once it left the pool */
+  private readonly entries = new WeakMap<AgentLink, PoolEntry>();
+  /** how long an unused connection stays open (keepWarm lengthens it) */
+  private idleMs: number;
+  private warm = false;
 
   constructor(
     private readonly home: Home,
@@ -121,6 +152,17 @@ export class PeerService implements PeerResolver {
     readonly options: PeerOptions = peerOptionsFromEnv(),
   ) {
     this.store = new PeerStore(home);
+    this.idleMs = options.lingerMs;
+  }
+
+  /**
+   * Keep unused connections open for `warmMs` (a long-lived process: the
+   * daemon, the shell). A short-lived one keeps the short linger: it exits
+   * once its command is done, and a connection would only hold it back.
+   */
+  keepWarm(): void {
+    this.idleMs = Math.max(this.options.lingerMs, this.options.warmMs);
+    this.warm = true;
   }
 
   /** this appliance's public key (the pair is made on first use) */
@@ -194,27 +236,35 @@ export class PeerService implements PeerResolver {
     return { protocol: this.options.protocolVersion, from: this.appliance.id, version: this.appliance.version };
   }
 
-  private async acquire(peer: OutboundPeer): Promise<AgentLink> {
-    const current = this.pool.get(peer.id);
-    if (current) {
-      current.refs++;
-      if (current.timer) clearTimeout(current.timer);
-      current.timer = null;
-      try {
-        const link = await current.link;
-        current.resolved = link;
-        if (!link.closed) return link;
-      } catch {
-        /* that attempt failed: try again below */
-      }
-      current.refs--;
-      if (this.pool.get(peer.id) === current) this.pool.delete(peer.id);
-    }
-    const entry: PoolEntry = { link: this.open(peer), resolved: null, refs: 1, timer: null };
+  private async acquire(peer: OutboundPeer, retried = false): Promise<AgentLink> {
+    const pooled = this.pool.get(peer.id);
+    if (pooled && pooled.record !== recordOf(peer)) this.retire(peer.id, pooled);
+    const entry = this.pool.get(peer.id);
+    if (!entry) return this.openEntry(peer);
+    entry.refs++;
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+    // Idle for a while, it may have died unnoticed (a cut link, the peer rebooted): one ping says so
+    // before a run relies on it. Everyone waiting meanwhile shares the answer.
+    if (entry.idleSince && Date.now() - entry.idleSince >= this.options.probeAfterMs) entry.link = entry.link.then((l) => (l ? this.alive(l) : null));
+    entry.idleSince = 0;
+    const link = await entry.link; // an open that failed is the verdict for everyone waiting on it
+    if (link && (!link.closed || retried)) return link;
+    if (retried) throw new PeerError('link', `The connection to ${peer.id} was lost as soon as it was made.`);
+    // dead: closed, and replaced once by a fresh connection whose failure, if any, is the one to report
+    entry.refs--;
+    if (this.pool.get(peer.id) === entry) this.pool.delete(peer.id);
+    entry.resolved?.close();
+    return this.acquire(peer, true);
+  }
+
+  private async openEntry(peer: OutboundPeer): Promise<AgentLink> {
+    const entry: PoolEntry = { link: this.open(peer), resolved: null, refs: 1, timer: null, record: recordOf(peer), idleSince: 0 };
     this.pool.set(peer.id, entry);
     try {
-      const link = await entry.link;
+      const link = (await entry.link)!;
       entry.resolved = link;
+      this.entries.set(link, entry);
       link.transport.onClose(() => {
         if (this.pool.get(peer.id) === entry) this.pool.delete(peer.id);
       });
@@ -225,16 +275,49 @@ export class PeerService implements PeerResolver {
     }
   }
 
+  /** the link if its agent answers a ping within probeMs, else null (a refusal is an answer: the link is alive) */
+  private async alive(link: AgentLink): Promise<AgentLink | null> {
+    if (link.closed) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      link.call('ping').then(
+        () => true,
+        (error: Error) => !(error instanceof PeerError && error.code === 'link'),
+      ),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(resolve, this.options.probeMs, false);
+      }),
+    ]);
+    clearTimeout(timer);
+    return answered && !link.closed ? link : null;
+  }
+
+  /** out of the pool, closed once its users are done (its record changed: re-bound by another process) */
+  private retire(id: string, entry: PoolEntry): void {
+    if (this.pool.get(id) === entry) this.pool.delete(id);
+    if (entry.refs === 0) this.closeEntry(entry);
+  }
+
+  private closeEntry(entry: PoolEntry): void {
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.link.then(
+      (l) => l?.close(),
+      () => undefined,
+    );
+  }
+
   private release(id: string, link: AgentLink): void {
-    const entry = this.pool.get(id);
-    // a link dropped from the pool (re-bound, unbound, closed) was closed when it was dropped
-    if (!entry || entry.resolved !== link) return;
+    const entry = this.entries.get(link);
+    if (!entry) return;
     entry.refs = Math.max(0, entry.refs - 1);
     if (entry.refs > 0) return;
+    // a retired link closes with its last user; one dropped (unbound, closed) was closed when it was dropped
+    if (this.pool.get(id) !== entry) return void link.close();
+    entry.idleSince = Date.now();
     entry.timer = setTimeout(() => {
       if (this.pool.get(id) === entry && entry.refs === 0) this.pool.delete(id);
       link.close();
-    }, this.options.lingerMs);
+    }, this.idleMs);
     entry.timer.unref();
   }
 
@@ -242,17 +325,20 @@ export class PeerService implements PeerResolver {
   close(): void {
     for (const [id, entry] of this.pool) {
       this.pool.delete(id);
-      if (entry.timer) clearTimeout(entry.timer);
-      entry.link.then(
-        (l) => l.close(),
-        () => undefined,
-      );
+      this.closeEntry(entry);
     }
   }
 
   private async open(peer: OutboundPeer): Promise<AgentLink> {
     const transport = await this.connect(peer);
-    return new AgentLink(transport, { expectId: peer.id, name: peer.id, hello: this.hello(), idleTimeoutMs: this.options.dataIdleTimeoutMs, rebind: this.store.bindHint(peer.id) });
+    return new AgentLink(transport, {
+      expectId: peer.id,
+      name: peer.id,
+      hello: this.hello(),
+      idleTimeoutMs: this.options.dataIdleTimeoutMs,
+      rebind: this.store.bindHint(peer.id),
+      spareChannels: this.warm && this.options.spareAgents,
+    });
   }
 
   private target(peer: OutboundPeer): SshTarget {
@@ -568,11 +654,7 @@ export class PeerService implements PeerResolver {
     const entry = this.pool.get(id);
     if (!entry) return;
     this.pool.delete(id);
-    if (entry.timer) clearTimeout(entry.timer);
-    entry.link.then(
-      (l) => l.close(),
-      () => undefined,
-    );
+    this.closeEntry(entry);
   }
 }
 
