@@ -5,7 +5,7 @@
  * dataset on another appliance.
  */
 import { codecStream, type Codec } from '../wire/codecs.js';
-import { PassThrough, type Readable } from 'node:stream';
+import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
@@ -334,6 +334,7 @@ export class RemoteDriver implements Driver {
     });
     void (async () => {
       const link = await this.lease.acquire();
+      let inflate: Duplex | null = null;
       try {
         const codec = wireCodec(opts.compress);
         const ch = await link.data('send', {
@@ -353,7 +354,7 @@ export class RemoteDriver implements Driver {
         if (out.destroyed) ch.close();
         const errors = tail(ch.stderr, 16_000);
         // the agent compressed it: what comes off the channel is decompressed on its way to `out`
-        const inflate = codec ? await codecStream(codec, 'decompress') : null;
+        inflate = codec ? await codecStream(codec, 'decompress') : null;
         const arriving = inflate ? ch.stdout.pipe(inflate) : ch.stdout;
         // A cut link ends the channel's output early, and the decompressor says "premature end" at
         // about the moment the channel says it was lost: the lost link is the cause, so it wins.
@@ -362,6 +363,7 @@ export class RemoteDriver implements Driver {
         const ended = new Promise<void>((resolve) => {
           arriving.once('end', resolve);
           arriving.once('close', resolve);
+          out.once('close', resolve); // the reader went away: nothing more is taken
         });
         arriving.pipe(out, { end: false });
         const first = await Promise.race([ch.done, inflateFailed]);
@@ -372,8 +374,14 @@ export class RemoteDriver implements Driver {
           throw first;
         }
         const status = first;
+        // A lost channel need not end its output (ssh2 ends it only once its buffer is drained, and a
+        // codec sees only an end it is piped): waiting for the end would wait for ever, with the codec.
+        // The stream is cut either way; the lost link is the error, what was in flight is dropped.
+        if (status.lost) {
+          if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
+          throw status.lost;
+        }
         await ended; // everything the agent wrote has gone into `out`
-        if (inflateError && status.lost) throw status.lost;
         if (inflateError) throw inflateError;
         const outcome = lastJson(errors()) as Outcome | null;
         if (status.code === 0 && outcome?.ok) {
@@ -386,6 +394,8 @@ export class RemoteDriver implements Driver {
         throw new PeerError('agent', `The send on ${this.peerName} ended${status.code !== null ? ` with status ${status.code}` : ''}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
       } finally {
         opts.signal?.removeEventListener('abort', abort);
+        // every path ends the codec: a decompressor left waiting on a dead channel would never exit
+        inflate?.destroy();
         this.lease.release(link);
       }
     })().catch((error: Error) => out.destroy(error));
@@ -396,6 +406,7 @@ export class RemoteDriver implements Driver {
   async receive(dataset: string, stream: Readable, opts: ReceiveOptions): Promise<ReceiveResult> {
     const link = await this.lease.acquire();
     let ch: Channel | null = null;
+    let deflate: Duplex | null = null;
     const abort = () => ch?.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -419,7 +430,7 @@ export class RemoteDriver implements Driver {
         channel.close();
       });
       // compressed here, decompressed by the agent (the codec is in the header)
-      const deflate = codec ? await codecStream(codec, 'compress') : null;
+      deflate = codec ? await codecStream(codec, 'compress') : null;
       if (deflate) {
         deflate.on('error', (e: Error) => {
           sourceError ??= e;
@@ -428,7 +439,6 @@ export class RemoteDriver implements Driver {
         stream.pipe(deflate).pipe(channel.stdin);
       } else stream.pipe(channel.stdin);
       const status = await channel.done;
-      stream.unpipe(deflate ?? channel.stdin);
       const outcome = lastJson(answer()) as Outcome | null;
       if (status.code === 0 && outcome?.ok) {
         const result = outcome.result as ReceiveResult;
@@ -441,6 +451,9 @@ export class RemoteDriver implements Driver {
       throw new PeerError('agent', `The receive on ${this.peerName} ended${status.code !== null ? ` with status ${status.code}` : ''}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
     } finally {
       opts.signal?.removeEventListener('abort', abort);
+      if (ch) stream.unpipe(deflate ?? ch.stdin);
+      // every path ends the codec: a compressor whose channel died is left with a pipe no one drains
+      deflate?.destroy();
       this.lease.release(link);
     }
   }
