@@ -40,3 +40,38 @@ export function descendants(root = process.pid): Proc[] {
 
 /** the codec programs (zstd, lz4) running below this process */
 export const codecChildren = (root = process.pid): Proc[] => descendants(root).filter((p) => p.comm === 'zstd' || p.comm === 'lz4');
+
+/** a process's command line as its words ('' once it is gone) */
+export function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** one variable of a process's environment (undefined once it is gone, or not set) */
+export function environ(pid: number, name: string): string | undefined {
+  try {
+    const entry = readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .find((e) => e.startsWith(`${name}=`));
+    return entry?.slice(name.length + 1);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The `syncsh agent send|receive` processes below this one (over SSH: under
+ * sshd). Behind a forced-command key the agent's own argv has no sub-command:
+ * it is in SSH_ORIGINAL_COMMAND, what the caller asked for.
+ */
+export const dataAgents = (sub: 'send' | 'receive', root = process.pid): Proc[] =>
+  descendants(root).filter((p) => {
+    const words = cmdline(p.pid);
+    const at = words.indexOf('agent');
+    if (at < 1) return false;
+    const asked = environ(p.pid, 'SSH_ORIGINAL_COMMAND');
+    return words[at + 1] === sub || (asked !== undefined && new RegExp(`\\bagent ${sub}\\b`).test(asked));
+  });

@@ -12,7 +12,7 @@ import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
 import type { Tombstone } from '../auto-sync/tombstones.js';
 import type { ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats } from '../storage/driver.js';
 import type { PeerSide } from '../auto-sync/run.js';
-import { PeerError, type Channel, type SubCommand, type Transport } from './transport.js';
+import { PeerError, type Channel, type ExitStatus, type SubCommand, type Transport } from './transport.js';
 import type { DriverMethod, Hello, HelloReply, Outcome, ReceiveHeader, Response, SendHeader, WireError } from './protocol.js';
 
 /** the last `max` characters of a stream, for error messages */
@@ -367,13 +367,13 @@ export class RemoteDriver implements Driver {
         });
         arriving.pipe(out, { end: false });
         const first = await Promise.race([ch.done, inflateFailed]);
-        if (first instanceof Error) {
-          const settled = await Promise.race([ch.done, new Promise<null>((resolve) => setTimeout(resolve, 2000, null).unref())]);
-          if (settled?.lost) throw settled.lost;
+        // A stream cut by the channel's end is a premature end to the decompressor: when the channel
+        // ends badly (lost, the agent killed) about then, that end is the cause and wins.
+        const status = first instanceof Error ? await Promise.race([ch.done, new Promise<null>((resolve) => setTimeout(resolve, 2000, null).unref())]) : first;
+        if (!status) {
           ch.close();
-          throw first;
+          throw first as Error;
         }
-        const status = first;
         // A lost channel need not end its output (ssh2 ends it only once its buffer is drained, and a
         // codec sees only an end it is piped): waiting for the end would wait for ever, with the codec.
         // The stream is cut either way; the lost link is the error, what was in flight is dropped.
@@ -381,17 +381,16 @@ export class RemoteDriver implements Driver {
           if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
           throw status.lost;
         }
-        await ended; // everything the agent wrote has gone into `out`
-        if (inflateError) throw inflateError;
+        if (!inflateError) await ended; // everything the agent wrote has gone into `out`
         const outcome = lastJson(errors()) as Outcome | null;
-        if (status.code === 0 && outcome?.ok) {
+        if (status.code === 0 && outcome?.ok && !inflateError) {
           out.end();
           return;
         }
         if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
         if (outcome && !outcome.ok) throw toPeerError(new RemoteError(outcome.error.code, outcome.error.message, this.peerName), this.peerName);
-        if (status.lost) throw status.lost;
-        throw new PeerError('agent', `The send on ${this.peerName} ended${status.code !== null ? ` with status ${status.code}` : ''}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
+        if (inflateError && status.code === 0) throw inflateError; // the agent finished: what it sent does not decompress
+        throw new PeerError('agent', `The send on ${this.peerName} ended${endedHow(status)}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
       } finally {
         opts.signal?.removeEventListener('abort', abort);
         // every path ends the codec: a decompressor left waiting on a dead channel would never exit
@@ -448,7 +447,7 @@ export class RemoteDriver implements Driver {
       if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
       if (outcome && !outcome.ok) throw toPeerError(new RemoteError(outcome.error.code, outcome.error.message, this.peerName), this.peerName);
       if (status.lost) throw status.lost;
-      throw new PeerError('agent', `The receive on ${this.peerName} ended${status.code !== null ? ` with status ${status.code}` : ''}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
+      throw new PeerError('agent', `The receive on ${this.peerName} ended${endedHow(status)}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
     } finally {
       opts.signal?.removeEventListener('abort', abort);
       if (ch) stream.unpipe(deflate ?? ch.stdin);
@@ -457,6 +456,12 @@ export class RemoteDriver implements Driver {
       this.lease.release(link);
     }
   }
+}
+
+/** how an agent's command ended, for a sentence: ` with status 1`, ` by signal KILL` (killed), or nothing */
+function endedHow(status: ExitStatus): string {
+  if (status.code !== null) return ` with status ${status.code}`;
+  return status.signal ? ` by signal ${status.signal}` : '';
 }
 
 /** the codec a stream crosses the channel with; none is no codec at all (and no header field, for older agents) */
