@@ -14,65 +14,22 @@
  *   npm run build && tsx bench/ssh-replication.ts
  *   BENCH_FILES=5000 BENCH_MB=512 BENCH_RATE=1gbit BENCH_ZFS=1 tsx bench/ssh-replication.ts
  */
-import { mkdtemp, rm, writeFile, readFile, appendFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { changeFraction, countFiles, generateTree, printTable, syncsh, timed } from './common.js';
-import { makeNetLink, type Cleanup } from '../test/helpers/netns.js';
 import { createServices } from '../src/services/index.js';
-import { freePort, startSshd } from '../test/helpers/sshd.js';
+import { appliances, must, Teardown } from './ssh-pair.js';
 
 const files = Number(process.env.BENCH_FILES) || 5_000;
 const megabytes = Number(process.env.BENCH_MB) || 512;
 const rate = process.env.BENCH_RATE || null;
 const withZfs = process.env.BENCH_ZFS === '1';
 
-class Teardown implements Cleanup {
-  private steps: (() => unknown)[] = [];
-  teardown(fn: () => unknown): void {
-    this.steps.push(fn);
-  }
-  log(...args: unknown[]): void {
-    console.error(...args);
-  }
-  async run(): Promise<void> {
-    for (const step of this.steps.splice(0).reverse()) await Promise.resolve(step()).catch((e: Error) => console.error(`teardown: ${e.message}`));
-  }
-}
-
-async function must(result: Promise<{ exitCode?: number; stdout: unknown; stderr: unknown }> | ReturnType<typeof syncsh>) {
-  const r = await result;
-  if (r.exitCode) throw new Error(String(r.stderr));
-  return String(r.stdout);
-}
-
-/** two appliances, beta behind an sshd; alpha bound to it; a second, unrestricted key for ssh/rsync */
-async function appliances(cleanup: Teardown, work: string, where: { netns: boolean }) {
-  const link = where.netns ? await makeNetLink(cleanup) : null;
-  const address = link ? link.nsAddr : '127.0.0.1';
-  const port = link ? 2222 : await freePort();
-  const sshd = await startSshd(cleanup, { netns: link ?? undefined, address, port });
-  if (link && rate) await link.throttle(rate);
-  const tag = randomBytes(2).toString('hex');
-  const envA = { ...process.env, SYNCSH_HOME: path.join(work, `alpha-${tag}`), SYNCSH_APPLIANCE_ID: 'alpha' };
-  const envB = { ...process.env, SYNCSH_HOME: path.join(work, `beta-${tag}`), SYNCSH_APPLIANCE_ID: 'beta' };
-  delete (envA as NodeJS.ProcessEnv).SYNCSH_FS_ROOT;
-  delete (envB as NodeJS.ProcessEnv).SYNCSH_FS_ROOT;
-  await must(syncsh(envB, `setup network authorized-keys ${sshd.authorizedKeys}`));
-  const key = JSON.parse(await must(syncsh(envA, 'show appliance --json'))).sshPublicKey as string;
-  await writeFile(sshd.authorizedKeys, `${key}\n`);
-  await must(syncsh(envA, `setup network ssh-bind ${address} --port ${port} --user root --remote-home ${envB.SYNCSH_HOME} -y`));
-  const sshKey = path.join(work, `ssh-${tag}`);
-  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', sshKey]);
-  await appendFile(sshd.authorizedKeys, await readFile(`${sshKey}.pub`, 'utf8'));
-  const ssh = ['ssh', '-i', sshKey, '-p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
-  return { envA, envB, address, ssh };
-}
-
 async function benchFs(cleanup: Teardown, work: string) {
-  const { envA, envB, address, ssh } = await appliances(cleanup, work, { netns: true });
+  const { envA, envB, address, ssh } = await appliances(cleanup, work, { netns: true, rate });
   await must(syncsh(envB, 'create folder fs:bench'));
   await must(syncsh(envA, 'create folder fs:bench'));
   await must(syncsh(envA, 'create folder fs:bench/src'));
@@ -148,7 +105,7 @@ async function benchZfs(cleanup: Teardown, work: string) {
     console.log(`\nzfs: skipped, ZFS does not answer (${String(probe.stderr).trim().split('\n').pop()}); start zfs-fuse (or load the zfs module) first.`);
     return;
   }
-  const { envA, address, ssh } = await appliances(cleanup, work, { netns: false });
+  const { envA, address, ssh } = await appliances(cleanup, work, { netns: false, rate });
   const size = Math.max(512, megabytes * 3) << 20;
   const [poolA, poolB, poolC] = [await zpool(cleanup, work, size), await zpool(cleanup, work, size), await zpool(cleanup, work, size)];
   await execa('zfs', ['create', `${poolA.name}/src`]);

@@ -451,6 +451,7 @@ export class Agent {
       throw error;
     } finally {
       clearInterval(watch);
+      deflate?.destroy(); // ended by now on success; on any other path the compressor must not outlive the send
     }
   }
 
@@ -477,6 +478,8 @@ export class Agent {
       from.off('data', arm);
       from.off('error', onError);
       from.unpipe(input);
+      // a receive that stopped reading (refused, failed) leaves the decompressor blocked on its output
+      inflate?.destroy();
     }
   }
 }

@@ -5,14 +5,14 @@
  * dataset on another appliance.
  */
 import { codecStream, type Codec } from '../wire/codecs.js';
-import { PassThrough, type Readable } from 'node:stream';
+import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import type { HistoryEntry } from '../history.js';
 import type { RunState } from '../auto-sync/model.js';
 import type { AutoSyncConfig, Role } from '../auto-sync/model.js';
 import type { Tombstone } from '../auto-sync/tombstones.js';
 import type { ChunkAnswer, ChunkOffer, CreateDatasetOptions, DatasetInfo, Driver, DriverName, ReceiveOptions, ReceiveResult, SendOptions, SnapshotInfo, VolumeStats } from '../storage/driver.js';
 import type { PeerSide } from '../auto-sync/run.js';
-import { PeerError, type Channel, type SubCommand, type Transport } from './transport.js';
+import { PeerError, type Channel, type ExitStatus, type SubCommand, type Transport } from './transport.js';
 import type { DriverMethod, Hello, HelloReply, Outcome, ReceiveHeader, Response, SendHeader, WireError } from './protocol.js';
 
 /** the last `max` characters of a stream, for error messages */
@@ -377,6 +377,7 @@ export class RemoteDriver implements Driver {
     });
     void (async () => {
       const link = await this.lease.acquire();
+      let inflate: Duplex | null = null;
       try {
         const codec = wireCodec(opts.compress);
         const ch = await link.data('send', {
@@ -396,7 +397,7 @@ export class RemoteDriver implements Driver {
         if (out.destroyed) ch.close();
         const errors = tail(ch.stderr, 16_000);
         // the agent compressed it: what comes off the channel is decompressed on its way to `out`
-        const inflate = codec ? await codecStream(codec, 'decompress') : null;
+        inflate = codec ? await codecStream(codec, 'decompress') : null;
         const arriving = inflate ? ch.stdout.pipe(inflate) : ch.stdout;
         // A cut link ends the channel's output early, and the decompressor says "premature end" at
         // about the moment the channel says it was lost: the lost link is the cause, so it wins.
@@ -405,30 +406,38 @@ export class RemoteDriver implements Driver {
         const ended = new Promise<void>((resolve) => {
           arriving.once('end', resolve);
           arriving.once('close', resolve);
+          out.once('close', resolve); // the reader went away: nothing more is taken
         });
         arriving.pipe(out, { end: false });
         const first = await Promise.race([ch.done, inflateFailed]);
-        if (first instanceof Error) {
-          const settled = await Promise.race([ch.done, new Promise<null>((resolve) => setTimeout(resolve, 2000, null).unref())]);
-          if (settled?.lost) throw settled.lost;
+        // A stream cut by the channel's end is a premature end to the decompressor: when the channel
+        // ends badly (lost, the agent killed) about then, that end is the cause and wins.
+        const status = first instanceof Error ? await Promise.race([ch.done, new Promise<null>((resolve) => setTimeout(resolve, 2000, null).unref())]) : first;
+        if (!status) {
           ch.close();
-          throw first;
+          throw first as Error;
         }
-        const status = first;
-        await ended; // everything the agent wrote has gone into `out`
-        if (inflateError && status.lost) throw status.lost;
-        if (inflateError) throw inflateError;
+        // A lost channel need not end its output (ssh2 ends it only once its buffer is drained, and a
+        // codec sees only an end it is piped): waiting for the end would wait for ever, with the codec.
+        // The stream is cut either way; the lost link is the error, what was in flight is dropped.
+        if (status.lost) {
+          if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
+          throw status.lost;
+        }
+        if (!inflateError) await ended; // everything the agent wrote has gone into `out`
         const outcome = lastJson(errors()) as Outcome | null;
-        if (status.code === 0 && outcome?.ok) {
+        if (status.code === 0 && outcome?.ok && !inflateError) {
           out.end();
           return;
         }
         if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
         if (outcome && !outcome.ok) throw toPeerError(new RemoteError(outcome.error.code, outcome.error.message, this.peerName), this.peerName);
-        if (status.lost) throw status.lost;
-        throw new PeerError('agent', `The send on ${this.peerName} ended${status.code !== null ? ` with status ${status.code}` : ''}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
+        if (inflateError && status.code === 0) throw inflateError; // the agent finished: what it sent does not decompress
+        throw new PeerError('agent', `The send on ${this.peerName} ended${endedHow(status)}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
       } finally {
         opts.signal?.removeEventListener('abort', abort);
+        // every path ends the codec: a decompressor left waiting on a dead channel would never exit
+        inflate?.destroy();
         this.lease.release(link);
       }
     })().catch((error: Error) => out.destroy(error));
@@ -439,6 +448,7 @@ export class RemoteDriver implements Driver {
   async receive(dataset: string, stream: Readable, opts: ReceiveOptions): Promise<ReceiveResult> {
     const link = await this.lease.acquire();
     let ch: Channel | null = null;
+    let deflate: Duplex | null = null;
     const abort = () => ch?.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -462,7 +472,7 @@ export class RemoteDriver implements Driver {
         channel.close();
       });
       // compressed here, decompressed by the agent (the codec is in the header)
-      const deflate = codec ? await codecStream(codec, 'compress') : null;
+      deflate = codec ? await codecStream(codec, 'compress') : null;
       if (deflate) {
         deflate.on('error', (e: Error) => {
           sourceError ??= e;
@@ -471,7 +481,6 @@ export class RemoteDriver implements Driver {
         stream.pipe(deflate).pipe(channel.stdin);
       } else stream.pipe(channel.stdin);
       const status = await channel.done;
-      stream.unpipe(deflate ?? channel.stdin);
       const outcome = lastJson(answer()) as Outcome | null;
       if (status.code === 0 && outcome?.ok) {
         const result = outcome.result as ReceiveResult;
@@ -481,12 +490,21 @@ export class RemoteDriver implements Driver {
       if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
       if (outcome && !outcome.ok) throw toPeerError(new RemoteError(outcome.error.code, outcome.error.message, this.peerName), this.peerName);
       if (status.lost) throw status.lost;
-      throw new PeerError('agent', `The receive on ${this.peerName} ended${status.code !== null ? ` with status ${status.code}` : ''}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
+      throw new PeerError('agent', `The receive on ${this.peerName} ended${endedHow(status)}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
     } finally {
       opts.signal?.removeEventListener('abort', abort);
+      if (ch) stream.unpipe(deflate ?? ch.stdin);
+      // every path ends the codec: a compressor whose channel died is left with a pipe no one drains
+      deflate?.destroy();
       this.lease.release(link);
     }
   }
+}
+
+/** how an agent's command ended, for a sentence: ` with status 1`, ` by signal KILL` (killed), or nothing */
+function endedHow(status: ExitStatus): string {
+  if (status.code !== null) return ` with status ${status.code}`;
+  return status.signal ? ` by signal ${status.signal}` : '';
 }
 
 /** the codec a stream crosses the channel with; none is no codec at all (and no header field, for older agents) */

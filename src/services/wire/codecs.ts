@@ -38,5 +38,17 @@ export async function codecStream(codec: Codec, direction: 'compress' | 'decompr
   if (why) throw new Error(why);
   const { execa } = await loadExeca();
   const child = execa(program.file, program[direction], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true } });
-  return child.duplex();
+  child.catch(() => undefined); // its failure reaches the stream's reader as the stream's error
+  const stream = child.duplex();
+  // execa's destroy closes the program's pipes and then waits for it to exit; a program that
+  // does not exit (blocked on a pipe a cut channel no longer drains) would keep the stream, and
+  // whoever waits on it, forever. Whatever destroys the stream ends the program first. A destroy
+  // without an error stays one (the kill is ours, not the program's failure).
+  const close = stream._destroy.bind(stream);
+  stream._destroy = (error: Error | null, callback: (error?: Error | null) => void) => {
+    const running = child.exitCode === null && child.signalCode === null;
+    if (running) child.kill('SIGKILL');
+    close(error, (failure?: Error | null) => callback(error ?? (running ? null : failure)));
+  };
+  return stream;
 }
