@@ -107,6 +107,7 @@ sshTest.serial('local-to-remote over SSH: files arrive, state and trails are wri
   const config = await a.services.autoSync.create({ fromFs: 'fs:tank/docs', toHost: 'beta', toFs: 'fs:tank/docs-copy', recursive: false });
   t.is(config.name, L2R);
   t.is(config.direction, 'local-to-remote');
+  t.is(config.compress, 'zstd', 'compressed by default over SSH');
   const first = await a.services.autoSync.run(L2R);
   t.true(first.full);
   await sameTree(t, src, b.live('tank/docs-copy'));
@@ -147,6 +148,7 @@ sshTest.serial('remote-to-local over SSH: files come back, the sender keeps its 
   const config = await a.services.autoSync.create({ fromHost: 'beta', fromFs: 'fs:tank/src', toFs: 'fs:tank/from-beta', recursive: false });
   t.is(config.name, R2L);
   t.is(config.direction, 'remote-to-local');
+  t.is(config.compress, 'zstd', 'compressed by default over SSH');
   await folderWith(a, 'tank', {});
   const r = await a.services.autoSync.run(R2L);
   await sameTree(t, src, a.live('tank/from-beta'));

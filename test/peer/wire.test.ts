@@ -42,21 +42,21 @@ for (const codec of ['zstd', 'lz4', 'gzip'] as const) {
   });
 }
 
-test('compression by default: zstd to another appliance, none locally; what is asked at create wins', async (t) => {
+test('compression by default: none locally and to a local-bind peer (nothing crosses a wire; over SSH it is zstd, test/peer/ssh.test.ts); what is asked at create wins', async (t) => {
   const why = await codecUnavailable('zstd');
   if (why) return process.env.CI ? t.fail(why) : t.pass(`skipped: ${why}`);
   const { a } = await pairOf(t);
   await folderWith(a, 'tank/docs', { 'x.txt': 'x\n' });
   const remote = await a.services.autoSync.create({ fromFs: 'fs:tank/docs', toHost: 'beta', toFs: 'fs:tank/docs', recursive: false });
   const local = await a.services.autoSync.create({ fromFs: 'fs:tank/docs', toFs: 'fs:tank/copy', recursive: false });
-  t.is(String((await a.cli(`show auto-sync :${remote.name} property compress`)).stdout).match(/compress +(\S+)/)?.[1], 'zstd');
+  t.is(String((await a.cli(`show auto-sync :${remote.name} property compress`)).stdout).match(/compress +(\S+)/)?.[1], 'none');
   t.is(String((await a.cli(`show auto-sync :${local.name} property compress`)).stdout).match(/compress +(\S+)/)?.[1], 'none');
-  const asked = await a.services.autoSync.create({ fromFs: 'fs:tank/docs', toHost: 'beta', toFs: 'fs:tank/other', recursive: false, compress: 'none' });
-  t.is(a.services.autoSync.config(asked.name).compress, 'none');
+  const asked = await a.services.autoSync.create({ fromFs: 'fs:tank/docs', toHost: 'beta', toFs: 'fs:tank/other', recursive: false, compress: 'zstd' });
+  t.is(a.services.autoSync.config(asked.name).compress, 'zstd');
   const bad = await a.cli(`setup auto-sync :${remote.name} property compress brotli`);
   t.is(bad.exitCode, 1);
   t.regex(String(bad.stderr), /The value of compress must be one of none, gzip, zstd, lz4, not "brotli"\./);
-  t.is(a.services.autoSync.config(remote.name).compress, 'zstd', 'nothing changed');
+  t.is(a.services.autoSync.config(remote.name).compress, 'none', 'nothing changed');
 });
 
 test('a rate-limited run to another appliance takes at least its bytes over the rate, and arrives whole', async (t) => {

@@ -44,6 +44,8 @@ export type { Confirm, ReverseResult, Winner } from './reverse.js';
 export interface PeerResolver {
   /** null when `host` (an appliance id or address) is bound, else why not and how to bind it */
   checkBound(host: string): string | null;
+  /** how a bound peer is reached: over SSH, or on this machine (local-bind) */
+  transportOf?(host: string): 'ssh' | 'local' | null;
   /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
   side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
   /** the peer's copy of a service's config (reverse-direction, contact.ts), its tombstones and its incoming services */
@@ -231,7 +233,7 @@ export class AutoSyncService {
       keepDst: storedRetention(parseRetention('keep-dst', String(req.keepDst ?? DEFAULTS.keepDst))),
       recursive: this.recursiveFor(src.ref.driver, req.recursive),
       ...(req.exclude?.length ? { exclude: excludesFor(src.endpoint.dataset, req.exclude) } : {}),
-      ...wireOptions(direction, req.rateLimit, await this.compressFor(direction, req.compress)),
+      ...wireOptions(direction, req.rateLimit, await this.compressFor(direction, src.endpoint.host === 'localhost' ? dst.endpoint.host : src.endpoint.host, req.compress)),
       reverseCapable: req.reverseCapable ?? false,
       maxDelay: count('max-delay', req.maxDelay, DEFAULTS.maxDelay, 0),
       comment: req.comment ?? '',
@@ -281,13 +283,14 @@ export class AutoSyncService {
    * with none, within the run-to-run spread of the machine (README). zstd
    * stores incompressible blocks as they are, so its cost there is a copy.
    */
-  private async compressFor(direction: Direction, wanted: string | undefined): Promise<Codec> {
+  /** none on this machine (local-to-local, or a local-bind peer: nothing crosses a wire), zstd over SSH when it is installed */
+  private async compressFor(direction: Direction, peer: string, wanted: string | undefined): Promise<Codec> {
     if (wanted !== undefined) {
       const codec = parseCodec(wanted, 'compress');
       await requireCodec(codec);
       return codec;
     }
-    if (direction === 'local-to-local') return 'none';
+    if (direction === 'local-to-local' || this.peers?.transportOf?.(peer) === 'local') return 'none';
     return (await codecUnavailable('zstd')) ? 'none' : 'zstd';
   }
 

@@ -181,6 +181,10 @@ export class PeerService implements PeerResolver {
     return this.store.find(host) ? null : `${this.store.whyNot(host)}: bind it with ${this.store.bindHint(host)}`;
   }
 
+  transportOf(host: string): 'ssh' | 'local' | null {
+    return this.store.find(host)?.transport ?? null;
+  }
+
   async side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }> {
     const peer = this.require(host);
     const lease = this.lease(peer);
