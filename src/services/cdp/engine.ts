@@ -24,6 +24,7 @@ import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
 import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
 import { TargetLink, type MirrorStream } from './target-link.js';
+import { PeerBlocks } from './dedupe.js';
 import type { TargetStatus } from './status.js';
 
 export const CHUNK = 64 * 1024;
@@ -79,6 +80,8 @@ interface Target {
   pumping: boolean;
   /** since when it has had something outstanding (lag in seconds), null when level */
   behindSince: number | null;
+  /** what it holds as far as this engine knows, across links (dedupe.ts), and the bytes sent to it */
+  known: PeerBlocks;
 }
 
 export class MirrorEngine {
@@ -134,7 +137,7 @@ export class MirrorEngine {
       if (this.targets.has(t.host)) continue;
       // a map missing or of another base is no map: every chunk dirty (the whole copy is sent, or compared)
       const map = await LiveDirtyMap.open(this.mapFile(t.host), CHUNK, this.chunks, MAP_BASE);
-      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), toClean: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null });
+      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), toClean: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null, known: new PeerBlocks() });
     }
     for (const [host, t] of this.targets) {
       if (wanted.some((w) => w.host === host)) continue;
@@ -184,7 +187,7 @@ export class MirrorEngine {
     t.connecting = true;
     try {
       const stream = await this.deps.dial(t.host);
-      const link = await TargetLink.open(stream, this.hello(t));
+      const link = await TargetLink.open(stream, this.hello(t), t.known);
       if (this.closed || !this.targets.has(t.host) || this.targetConfig(t.host)?.paused) {
         link.close();
         return;
@@ -507,6 +510,8 @@ export class MirrorEngine {
         lagSeconds: outstanding ? (now - t.behindSince!) / 1000 : 0,
         state,
         reason: state === 'logging' ? t.lastError : null,
+        sentBytes: t.known.wireBytes,
+        dedupedBytes: t.known.dedupedBytes,
       };
     });
   }

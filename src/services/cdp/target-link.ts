@@ -7,6 +7,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
+import { PeerBlocks } from './dedupe.js';
 
 export interface MirrorStream {
   input: Readable;
@@ -20,6 +21,8 @@ interface Waiting {
   sentAt: number;
   resolve(): void;
   reject(error: Error): void;
+  /** sent as DEDUP: the WRITE to send instead if the target answers MISS, and the copies' sources and bytes */
+  fill?: { write: Frame & { type: typeof FrameType.WRITE }; sources: { source: number; length: number }[]; deduped: number };
 }
 
 export class TargetLink {
@@ -35,10 +38,12 @@ export class TargetLink {
   private constructor(
     private readonly stream: MirrorStream,
     readonly epoch: number,
+    /** what the target holds, kept by the engine across links (dedupe.ts); its byte counts are this link's too */
+    readonly known: PeerBlocks,
   ) {}
 
   /** open: HELLO, wait for WELCOME (or the receiver's refusal, thrown) */
-  static async open(stream: MirrorStream, hello: MirrorHello): Promise<TargetLink> {
+  static async open(stream: MirrorStream, hello: MirrorHello, known = new PeerBlocks()): Promise<TargetLink> {
     const it = frames(stream.input);
     stream.output.write(Buffer.concat(encode({ type: FrameType.HELLO, hello })));
     const first = await it.next().catch((e: Error) => ({ done: true as const, value: e }));
@@ -47,7 +52,7 @@ export class TargetLink {
       const why = first.done ? (first.value instanceof Error ? first.value.message : 'the stream ended') : first.value.type === FrameType.ERROR ? first.value.message : `frame ${first.value.type}`;
       throw new Error(`the target refused the mirror stream: ${why}`);
     }
-    const link = new TargetLink(stream, first.value.epoch);
+    const link = new TargetLink(stream, first.value.epoch, known);
     void link.readAcks(it);
     stream.output.on('error', (e: Error) => link.down(e));
     return link;
@@ -78,22 +83,53 @@ export class TargetLink {
     else this.downListeners.push(listener);
   }
 
-  /** send a WRITE or ZERO; resolves once the target holds it durably */
+  private put(f: Frame): void {
+    const bufs = encode(f);
+    for (const b of bufs) this.known.wireBytes += b.length;
+    this.stream.output.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+  }
+
+  /**
+   * send a WRITE or ZERO; resolves once the target holds it durably. A WRITE
+   * of blocks the target holds already goes as DEDUP (kept until
+   * acknowledged, to be sent whole on a MISS).
+   */
   send(f: Frame & { seq: number }, bytes: number): Promise<void> {
     if (this.downError) return Promise.reject(this.downError);
+    let fill: Waiting['fill'];
+    let out: Frame = f;
+    if (f.type === FrameType.WRITE) {
+      const pieces = this.known.plan(f.offset, f.data);
+      if (pieces) {
+        const sources = pieces.flatMap((p) => ('source' in p ? [{ source: p.source, length: p.length }] : []));
+        fill = { write: f, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
+        out = { type: FrameType.DEDUP, seq: f.seq, offset: f.offset, pieces };
+      }
+    } else if (f.type === FrameType.ZERO) this.known.forget(f.offset, f.length);
     const p = new Promise<void>((resolve, reject) => {
-      this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject });
+      this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject, fill });
     });
     this.unackedBytes += bytes;
-    this.stream.output.write(Buffer.concat(encode(f)));
+    this.put(out);
     return p;
+  }
+
+  /** the target did not hold what a DEDUP named: it waits for the write whole (nothing after it is applied meanwhile) */
+  private missed(seq: number): void {
+    const w = this.waiting.find((x) => x.seq === seq);
+    if (!w?.fill) throw new Error(`the target missed frame ${seq}, which was not sent as DEDUP`);
+    this.known.misses++;
+    this.known.dedupedBytes -= w.fill.deduped;
+    for (const s of w.fill.sources) this.known.forget(s.source, s.length);
+    this.put(w.fill.write);
+    w.fill = undefined;
   }
 
   /** sha256 of `count` chunks from `offset` as the target holds them after every frame before this one */
   hashes(seq: number, offset: number, count: number): Promise<Buffer[]> {
     if (this.downError) return Promise.reject(this.downError);
     const p = new Promise<Buffer[]>((resolve, reject) => this.hashWaits.set(seq, { resolve, reject }));
-    this.stream.output.write(Buffer.concat(encode({ type: FrameType.HASH_REQUEST, seq, offset, count })));
+    this.put({ type: FrameType.HASH_REQUEST, seq, offset, count });
     return p;
   }
 
@@ -124,6 +160,8 @@ export class TargetLink {
           const w = this.hashWaits.get(f.seq);
           this.hashWaits.delete(f.seq);
           w?.resolve(f.hashes);
+        } else if (f.type === FrameType.MISS) {
+          this.missed(f.seq);
         } else if (f.type === FrameType.ERROR) {
           throw new Error(`the target ended the mirror stream: ${f.message}`);
         } else {
