@@ -4,7 +4,8 @@
  * offsets of the master's export; from the second time on it crosses the
  * mirror link as references to the blocks the target holds (the bytes sent
  * on the link are the daemon's figures), in sync mode, in async mode and
- * in a resync after a pause; the two copies are equal byte for byte.
+ * in a resync after a pause; the two copies are equal byte for byte. Each
+ * resync is in the mirror's trail (`show auto-cdp :NAME history`).
  */
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -59,4 +60,11 @@ test.serial('the same data written again crosses as its hash: sync, async and a 
   const resynced = (await statusUntil(a, (x) => x.dedupedBytes! >= 6 * MiB && x.state === 'mirroring')).targets[0];
   t.true(resynced.sentBytes! - thrice.sentBytes! <= 0.1 * 2 * MiB, `the resync sent ${resynced.sentBytes! - thrice.sentBytes!} bytes`);
   t.is(await compare(a, b), '0: Images are identical.');
+
+  // the trail: the first sync of the whole zvol, then the resync of the 32 chunks, newest first
+  const trail = JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 history --json')) as { result: string; peer: string; snapshot: string; bytes: number }[];
+  t.like(trail[0], { result: 'success', peer: 'beta', snapshot: '32 chunk(s)' });
+  t.true(trail[0].bytes <= 0.1 * 2 * MiB);
+  t.like(trail.at(-1), { result: 'success', peer: 'beta', snapshot: '1024 chunk(s)' });
+  t.regex(await ok(a, 'show auto-cdp :tank-vm1-000 history'), /STARTED\s+SIDE\s+PEER\s+RESULT\s+BYTES\s+RATE\s+CHUNKS \/ ERROR[\s\S]*send\s+beta\s+success\s+[\d.]+\w*\s+[\d.]+\w*\/s\s+32 chunk\(s\)/);
 });

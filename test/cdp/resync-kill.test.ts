@@ -85,4 +85,9 @@ test.serial('kill -9 of the target daemon mid-resync: back again, the next resyn
   t.true(left <= DIRTY && left < ALL, `the next resync sends ${left} chunks (${DIRTY} were dirty, ${ALL} in all)`);
   await da.lines.wait(/beta is level/, from, 120_000);
   t.is(await compare(a, b), '0: Images are identical.');
+  // the trail: the resync that was cut, with why, and the one that finished
+  const trail = JSON.parse(await ok(a, 'show auto-cdp :tank-vm1-000 history --json')) as { result: string; snapshot: string | null; error: string | null }[];
+  t.like(trail[0], { result: 'success', snapshot: `${left} chunk(s)`, error: null });
+  t.like(trail[1], { result: 'failure', snapshot: null });
+  t.truthy(trail[1].error);
 });

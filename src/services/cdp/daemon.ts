@@ -227,6 +227,7 @@ export class CdpDaemon {
               }
             },
             retryMs: this.opts.intervalMs,
+            history: (entry) => this.services.cdp.history(name).append(entry),
           },
           volume,
         );

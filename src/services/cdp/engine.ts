@@ -25,6 +25,7 @@ import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
 import { TargetLink, type MirrorStream } from './target-link.js';
 import { PeerBlocks } from './dedupe.js';
+import type { HistoryEntry } from '../history.js';
 import type { TargetStatus } from './status.js';
 
 export const CHUNK = 64 * 1024;
@@ -61,6 +62,8 @@ export interface EngineDeps {
    * changed (the fencing rules, peer-guard.ts); absent: always through
    */
   away?(host: string): Promise<void>;
+  /** a resync to a target ended: level, or stopped (its trail, `show auto-cdp :NAME history`) */
+  history?(entry: HistoryEntry): void;
 }
 
 interface Target {
@@ -82,6 +85,8 @@ interface Target {
   behindSince: number | null;
   /** what it holds as far as this engine knows, across links (dedupe.ts), and the bytes sent to it */
   known: PeerBlocks;
+  /** the resync under way: since when, the bytes sent before it, how many chunks it had */
+  resyncRun: { startedAt: number; bytes: number; chunks: number } | null;
 }
 
 export class MirrorEngine {
@@ -137,7 +142,22 @@ export class MirrorEngine {
       if (this.targets.has(t.host)) continue;
       // a map missing or of another base is no map: every chunk dirty (the whole copy is sent, or compared)
       const map = await LiveDirtyMap.open(this.mapFile(t.host), CHUNK, this.chunks, MAP_BASE);
-      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), toClean: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null, known: new PeerBlocks() });
+      this.targets.set(t.host, {
+        host: t.host,
+        map,
+        link: null,
+        connecting: false,
+        resync: null,
+        clearable: new Map(),
+        toClean: new Map(),
+        runs: [],
+        lastError: null,
+        retryAt: 0,
+        pumping: false,
+        behindSince: null,
+        known: new PeerBlocks(),
+        resyncRun: null,
+      });
     }
     for (const [host, t] of this.targets) {
       if (wanted.some((w) => w.host === host)) continue;
@@ -198,7 +218,10 @@ export class MirrorEngine {
       t.clearable.clear();
       t.runs = [];
       t.lastError = null;
-      if (t.resync.size) t.behindSince ??= Date.now();
+      if (t.resync.size) {
+        t.behindSince ??= Date.now();
+        t.resyncRun = { startedAt: Date.now(), bytes: t.known.wireBytes, chunks: t.resync.size };
+      }
       link.onAck((seq) => this.acked(t, seq));
       link.onDown((e) => this.drop(t, e));
       this.deps.log(`auto-cdp:${this.name}: connected to ${t.host}; ${t.resync.size} dirty chunk(s) to send`);
@@ -213,6 +236,7 @@ export class MirrorEngine {
 
   /** the link is gone (or paused): the map keeps everything not acknowledged */
   private drop(t: Target, error: Error | null): void {
+    this.resyncEnded(t, error?.message ?? 'paused');
     const link = t.link;
     t.link = null;
     t.resync = null;
@@ -335,6 +359,7 @@ export class MirrorEngine {
         await this.ackProgress(link, true);
         if (t.link === link && !link.isDown) {
           this.deps.log(`auto-cdp:${this.name}: ${t.host} is level (mirroring)`);
+          this.resyncEnded(t, null);
           if (this.targetConfig(t.host)?.fullSync !== 'none') this.deps.resynced?.(t.host);
         }
       }
@@ -343,6 +368,31 @@ export class MirrorEngine {
       if (t.link === link) this.drop(t, error as Error);
     } finally {
       t.pumping = false;
+    }
+  }
+
+  /** the trail's entry of the resync under way, if one is: level (error null) or stopped */
+  private resyncEnded(t: Target, error: string | null): void {
+    const run = t.resyncRun;
+    if (!run) return;
+    t.resyncRun = null;
+    const now = Date.now();
+    const bytes = t.known.wireBytes - run.bytes;
+    try {
+      this.deps.history?.({
+        direction: 'send',
+        service: this.name,
+        peer: t.host,
+        startedAt: new Date(run.startedAt).toISOString(),
+        endedAt: new Date(now).toISOString(),
+        result: error ? 'failure' : 'success',
+        bytes,
+        rateBytesPerSec: Math.round(bytes / Math.max(0.001, (now - run.startedAt) / 1000)),
+        snapshot: error ? null : `${run.chunks} chunk(s)`,
+        error,
+      });
+    } catch (e) {
+      this.deps.log(`auto-cdp:${this.name}: could not write its history: ${(e as Error).message}`);
     }
   }
 
@@ -521,6 +571,7 @@ export class MirrorEngine {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const t of this.targets.values()) {
+      this.resyncEnded(t, 'the daemon stopped');
       t.link?.close();
       await t.map.close();
     }
