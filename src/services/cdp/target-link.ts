@@ -102,7 +102,8 @@ export class TargetLink {
       const pieces = this.known.plan(f.offset, f.data);
       if (pieces) {
         const sources = pieces.flatMap((p) => ('source' in p ? [{ source: p.source, length: p.length }] : []));
-        fill = { write: f, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
+        // a copy: the NBD server reuses a write's buffer once the write returned (async: at once), and a MISS may come later
+        fill = { write: { ...f, data: Buffer.from(f.data) }, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
         out = { type: FrameType.DEDUP, seq: f.seq, offset: f.offset, pieces };
       }
     } else if (f.type === FrameType.ZERO) this.known.forget(f.offset, f.length);
