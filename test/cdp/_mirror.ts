@@ -27,11 +27,11 @@ export function startDaemon(t: { teardown(fn: () => unknown): void }, x: Applian
   return { child, lines: daemonLines(child), stop };
 }
 
-export async function pair(t: ExecutionContext) {
+export async function pair(t: ExecutionContext, env: Record<string, string> = {}) {
   const f = new Fixture();
   t.teardown(() => f.close());
-  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
-  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs' });
+  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs', ...env });
+  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs', ...env });
   await ok(a, 'create folder fs:tank');
   await ok(b, 'create folder fs:tank');
   await ok(a, `setup network local-bind ${b.home}`);

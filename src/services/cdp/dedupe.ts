@@ -45,7 +45,11 @@ export class PeerBlocks {
   dedupedBytes = 0;
   misses = 0;
 
-  constructor(private readonly limit = KNOWN_LIMIT) {}
+  constructor(
+    private readonly limit = KNOWN_LIMIT,
+    /** off: every write crosses whole (the daemon's default for now: SYNCSH_CDP_DEDUPE=1 turns it on, see README.md here) */
+    readonly enabled = true,
+  ) {}
 
   get size(): number {
     return this.byBlock.size;

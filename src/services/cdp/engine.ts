@@ -64,6 +64,8 @@ export interface EngineDeps {
   away?(host: string): Promise<void>;
   /** a resync to a target ended: level, or stopped (its trail, `show auto-cdp :NAME history`) */
   history?(entry: HistoryEntry): void;
+  /** dedupe-aware transfer (dedupe.ts); off unless asked */
+  dedupe?: boolean;
 }
 
 interface Target {
@@ -155,7 +157,7 @@ export class MirrorEngine {
         retryAt: 0,
         pumping: false,
         behindSince: null,
-        known: new PeerBlocks(),
+        known: new PeerBlocks(undefined, this.deps.dedupe ?? false),
         resyncRun: null,
       });
     }

@@ -99,7 +99,7 @@ export class TargetLink {
     let fill: Waiting['fill'];
     let out: Frame = f;
     if (f.type === FrameType.WRITE) {
-      const pieces = this.known.plan(f.offset, f.data);
+      const pieces = this.known.enabled ? this.known.plan(f.offset, f.data) : null;
       if (pieces) {
         const sources = pieces.flatMap((p) => ('source' in p ? [{ source: p.source, length: p.length }] : []));
         // a copy: the NBD server reuses a write's buffer once the write returned (async: at once), and a MISS may come later
