@@ -38,7 +38,7 @@ const verify = process.env.BENCH_VERIFY !== '0';
 await withCleanup(async (bag) => {
   const work = await mkdtemp(path.join(process.env.BENCH_DIR || os.tmpdir(), 'syncsh-bench-cdp-resync-'));
   bag.add(() => rm(work, { recursive: true, force: true }));
-  const env = (id: string) => ({ SYNCSH_CDP_DEDUPE: '1', ...process.env, SYNCSH_HOME: path.join(work, id), SYNCSH_APPLIANCE_ID: id, SYNCSH_DRIVERS: 'fs' });
+  const env = (id: string) => ({ ...process.env, SYNCSH_HOME: path.join(work, id), SYNCSH_APPLIANCE_ID: id, SYNCSH_DRIVERS: 'fs' });
   const alpha = env('alpha');
   const beta = env('beta');
   const cli = async (e: NodeJS.ProcessEnv, line: string) => String((await syncsh(e, line)).stdout);

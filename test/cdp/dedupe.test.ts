@@ -19,7 +19,7 @@ const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-
 
 test.serial('the same data written again crosses as its hash: sync, async and a resync; the copies are equal', async (t) => {
   t.timeout(8 * 60_000);
-  const { a, b } = await pair(t, { SYNCSH_CDP_DEDUPE: '1' });
+  const { a, b } = await pair(t);
   await ok(a, 'create zvol fs:tank/vm1 --size 64M');
   await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
   const db = startDaemon(t, b);

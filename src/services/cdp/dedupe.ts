@@ -47,7 +47,7 @@ export class PeerBlocks {
 
   constructor(
     private readonly limit = KNOWN_LIMIT,
-    /** off: every write crosses whole (the daemon's default for now: SYNCSH_CDP_DEDUPE=1 turns it on, see README.md here) */
+    /** off: every write crosses whole (the daemon's SYNCSH_CDP_DEDUPE=0) */
     readonly enabled = true,
   ) {}
 

@@ -64,7 +64,7 @@ export interface EngineDeps {
   away?(host: string): Promise<void>;
   /** a resync to a target ended: level, or stopped (its trail, `show auto-cdp :NAME history`) */
   history?(entry: HistoryEntry): void;
-  /** dedupe-aware transfer (dedupe.ts); off unless asked */
+  /** dedupe-aware transfer (dedupe.ts); off when false or absent */
   dedupe?: boolean;
 }
 
