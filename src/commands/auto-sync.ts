@@ -7,6 +7,7 @@ import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, endpointLabel, isOrphanOf, localEndpoint, peerHostOf, PROPERTIES, RETENTION_HELP, type CreateRequest, type ServiceView, type SidePlan, type Winner } from '../services/auto-sync/index.js';
 import { NoTerminalError } from './dialogs.js';
 import { dashboardSource } from '../services/auto-sync/dashboard-data.js';
+import { historyTable } from './history-table.js';
 
 const words = {
   'auto-sync': 'replication services: a true mirror of a folder on another dataset or appliance',
@@ -342,30 +343,7 @@ const history: CommandSpec = {
   help: 'the send and receive trail: every attempt, successful or not',
   options: [{ name: '-n', alias: '--lines', help: 'how many attempts (default 20)', value: count('N', 1, 100_000) }],
   async run(ctx, input) {
-    const entries = ctx.services.autoSync.histories(input.instance!, (input.options.n as number | undefined) ?? 20);
-    return {
-      kind: 'table',
-      columns: [
-        { key: 'startedAt', header: 'STARTED' },
-        { key: 'direction', header: 'SIDE' },
-        { key: 'peer', header: 'PEER', drop: 2 },
-        { key: 'result', header: 'RESULT' },
-        { key: 'bytes', header: 'BYTES', align: 'right' },
-        { key: 'rate', header: 'RATE', align: 'right', drop: 1 },
-        { key: 'detail', header: 'SNAPSHOT / ERROR', flexible: true },
-      ],
-      rows: entries.map((e) => ({
-        startedAt: formatTime(e.startedAt),
-        direction: e.direction,
-        peer: e.peer,
-        result: e.result,
-        bytes: formatBytes(e.bytes),
-        rate: `${formatBytes(e.rateBytesPerSec)}/s`,
-        detail: e.error ?? e.snapshot ?? '-',
-      })),
-      data: entries,
-      empty: 'No attempts yet.',
-    };
+    return historyTable(ctx.services.autoSync.histories(input.instance!, (input.options.n as number | undefined) ?? 20));
   },
 };
 

@@ -5,6 +5,7 @@ import { confirmed, NOTHING_CHANGED } from './ask.js';
 import { MIRROR_MODES, MIRROR_PROPERTIES, DEFAULT_PEER_TIMEOUT_MS, parseMode, parsePeerTimeout, PEER_TIMEOUT_RANGE, targetLabel, type MirrorMode, type MirrorTarget } from '../services/cdp/model.js';
 import type { MirrorView } from '../services/cdp/index.js';
 import type { TargetStatus } from '../services/cdp/status.js';
+import { historyTable } from './history-table.js';
 
 const words = {
   'auto-cdp': 'live block mirrors of zvols to other appliances (sync or async, one or more targets)',
@@ -269,6 +270,15 @@ const logtail: CommandSpec = {
   },
 };
 
+const history: CommandSpec = {
+  path: 'show auto-cdp :auto-cdp history',
+  help: 'every resync to a target: start, result, bytes sent, rate, chunks or the error',
+  options: [{ name: '-n', alias: '--lines', help: 'how many resyncs (default 20)', value: count('N', 1, 100_000) }],
+  async run(ctx, input) {
+    return historyTable(ctx.services.cdp.history(input.instance!).list((input.options.n as number | undefined) ?? 20), 'CHUNKS / ERROR');
+  },
+};
+
 const logAll: CommandSpec = {
   path: 'show auto-cdp :auto-cdp log',
   help: 'the whole mirror log',
@@ -285,4 +295,4 @@ const cdpInstances: InstanceKind = {
   list: (ctx) => ctx.services.cdp.list().map((v) => ({ name: v.config.name, description: `${v.config.zvol} (${v.config.role}, ${v.config.mode})` })),
 };
 
-export const cdpFamily: CommandFamily = { words, instances: [cdpInstances], commands: [showAll, showOne, create, destroy, setupMode, setupProperty, pauseResume(true), pauseResume(false), extend, detach, verify, logtail, logAll] };
+export const cdpFamily: CommandFamily = { words, instances: [cdpInstances], commands: [showAll, showOne, create, destroy, setupMode, setupProperty, pauseResume(true), pauseResume(false), extend, detach, verify, logtail, logAll, history] };

@@ -220,6 +220,9 @@ export class CdpDaemon {
               }
             },
             retryMs: this.opts.intervalMs,
+            history: (entry) => this.services.cdp.history(name).append(entry),
+            // SYNCSH_CDP_DEDUPE=0: every write crosses whole (saves the hashing, README.md here)
+            dedupe: process.env.SYNCSH_CDP_DEDUPE !== '0',
           },
           volume,
         );

@@ -25,6 +25,8 @@ import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
 import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
 import { TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
+import { PeerBlocks } from './dedupe.js';
+import type { HistoryEntry } from '../history.js';
 import type { TargetStatus } from './status.js';
 
 export const CHUNK = 64 * 1024;
@@ -72,6 +74,10 @@ export interface EngineDeps {
    * changed (the fencing rules, peer-guard.ts); absent: always through
    */
   away?(host: string): Promise<void>;
+  /** a resync to a target ended: level, or stopped (its trail, `show auto-cdp :NAME history`) */
+  history?(entry: HistoryEntry): void;
+  /** dedupe-aware transfer (dedupe.ts); off when false or absent */
+  dedupe?: boolean;
 }
 
 interface Target {
@@ -91,6 +97,10 @@ interface Target {
   pumping: boolean;
   /** since when it has had something outstanding (lag in seconds), null when level */
   behindSince: number | null;
+  /** what it holds as far as this engine knows, across links (dedupe.ts), and the bytes sent to it */
+  known: PeerBlocks;
+  /** the resync under way: since when, the bytes sent before it, how many chunks it had */
+  resyncRun: { startedAt: number; bytes: number; chunks: number } | null;
 }
 
 export class MirrorEngine {
@@ -152,7 +162,22 @@ export class MirrorEngine {
       if (this.targets.has(t.host)) continue;
       // a map missing or of another base is no map: every chunk dirty (the whole copy is sent, or compared)
       const map = await LiveDirtyMap.open(this.mapFile(t.host), CHUNK, this.chunks, MAP_BASE);
-      this.targets.set(t.host, { host: t.host, map, link: null, connecting: false, resync: null, clearable: new Map(), toClean: new Map(), runs: [], lastError: null, retryAt: 0, pumping: false, behindSince: null });
+      this.targets.set(t.host, {
+        host: t.host,
+        map,
+        link: null,
+        connecting: false,
+        resync: null,
+        clearable: new Map(),
+        toClean: new Map(),
+        runs: [],
+        lastError: null,
+        retryAt: 0,
+        pumping: false,
+        behindSince: null,
+        known: new PeerBlocks(undefined, this.deps.dedupe ?? false),
+        resyncRun: null,
+      });
     }
     for (const [host, t] of this.targets) {
       if (wanted.some((w) => w.host === host)) continue;
@@ -202,7 +227,7 @@ export class MirrorEngine {
     t.connecting = true;
     try {
       const stream = await this.deps.dial(t.host);
-      const link = await TargetLink.open(stream, this.hello(t));
+      const link = await TargetLink.open(stream, this.hello(t), t.known);
       if (this.closed || !this.targets.has(t.host) || this.targetConfig(t.host)?.paused) {
         link.close();
         return;
@@ -213,7 +238,10 @@ export class MirrorEngine {
       t.clearable.clear();
       t.runs = [];
       t.lastError = null;
-      if (t.resync.size) t.behindSince ??= Date.now();
+      if (t.resync.size) {
+        t.behindSince ??= Date.now();
+        t.resyncRun = { startedAt: Date.now(), bytes: t.known.wireBytes, chunks: t.resync.size };
+      }
       link.onAck((seq) => this.acked(t, seq));
       link.onDown((e) => this.drop(t, e));
       link.onForward((f) => this.forwarded(t, link, f));
@@ -229,6 +257,7 @@ export class MirrorEngine {
 
   /** the link is gone (or paused): the map keeps everything not acknowledged */
   private drop(t: Target, error: Error | null): void {
+    this.resyncEnded(t, error?.message ?? 'paused');
     const link = t.link;
     t.link = null;
     t.resync = null;
@@ -435,6 +464,7 @@ export class MirrorEngine {
         await this.ackProgress(link, true);
         if (t.link === link && !link.isDown) {
           this.deps.log(`auto-cdp:${this.name}: ${t.host} is level (mirroring)`);
+          this.resyncEnded(t, null);
           if (this.targetConfig(t.host)?.fullSync !== 'none') this.deps.resynced?.(t.host);
         }
       }
@@ -443,6 +473,31 @@ export class MirrorEngine {
       if (t.link === link) this.drop(t, error as Error);
     } finally {
       t.pumping = false;
+    }
+  }
+
+  /** the trail's entry of the resync under way, if one is: level (error null) or stopped */
+  private resyncEnded(t: Target, error: string | null): void {
+    const run = t.resyncRun;
+    if (!run) return;
+    t.resyncRun = null;
+    const now = Date.now();
+    const bytes = t.known.wireBytes - run.bytes;
+    try {
+      this.deps.history?.({
+        direction: 'send',
+        service: this.name,
+        peer: t.host,
+        startedAt: new Date(run.startedAt).toISOString(),
+        endedAt: new Date(now).toISOString(),
+        result: error ? 'failure' : 'success',
+        bytes,
+        rateBytesPerSec: Math.round(bytes / Math.max(0.001, (now - run.startedAt) / 1000)),
+        snapshot: error ? null : `${run.chunks} chunk(s)`,
+        error,
+      });
+    } catch (e) {
+      this.deps.log(`auto-cdp:${this.name}: could not write its history: ${(e as Error).message}`);
     }
   }
 
@@ -610,6 +665,8 @@ export class MirrorEngine {
         lagSeconds: outstanding ? (now - t.behindSince!) / 1000 : 0,
         state,
         reason: state === 'logging' ? t.lastError : null,
+        sentBytes: t.known.wireBytes,
+        dedupedBytes: t.known.dedupedBytes,
       };
     });
   }
@@ -619,6 +676,7 @@ export class MirrorEngine {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const t of this.targets.values()) {
+      this.resyncEnded(t, 'the daemon stopped');
       t.link?.close();
       await t.map.close();
     }

@@ -15,8 +15,10 @@
  *   FLUSH      u64 seq                             make every frame up to seq durable now (and ACK it)
  *   HASHES?    u64 seq | u64 offset | u32 count    ask for sha256 of `count` chunks from offset
  *   HASHES     u64 seq | 32 bytes × count
- *   DEDUP      u64 seq | u64 offset | 32-byte hash a whole chunk the target may hold already
- *   MISS       u64 seq                             it does not: the sender sends the data (the chunk stays dirty until then)
+ *   DEDUP      u64 seq | u64 offset | u32 count | pieces   a write of which some blocks the target holds already (dedupe.ts):
+ *              piece = u8 0 | u32 length | data, or u8 1 | u32 length | u64 source | 32-byte hash (copy from source, if it hashes so)
+ *   MISS       u64 seq                             a copy did not match: nothing of that frame was applied; the receiver
+ *                                                  applies nothing more until the sender sends it again as WRITE seq
  *   ERROR      JSON {message}                      the stream ends after it
  *
  * From the slave to its master (the slave's export forwards its clients'
@@ -27,6 +29,7 @@
  *   FWD_DONE   u64 id | utf8 error                 '' once both copies hold it durably (the WRITE came first)
  */
 import type { Readable } from 'node:stream';
+import type { Piece } from './dedupe.js';
 
 export const FrameType = {
   HELLO: 1,
@@ -56,7 +59,7 @@ export type Frame =
   | { type: typeof FrameType.FLUSH; seq: number }
   | { type: typeof FrameType.HASH_REQUEST; seq: number; offset: number; count: number }
   | { type: typeof FrameType.HASHES; seq: number; hashes: Buffer[] }
-  | { type: typeof FrameType.DEDUP; seq: number; offset: number; hash: Buffer }
+  | { type: typeof FrameType.DEDUP; seq: number; offset: number; pieces: Piece[] }
   | { type: typeof FrameType.MISS; seq: number }
   | { type: typeof FrameType.ERROR; message: string }
   | { type: typeof FrameType.FWD_WRITE; id: number; offset: number; data: Buffer }
@@ -119,8 +122,21 @@ export function encode(f: Frame): Buffer[] {
     }
     case FrameType.HASHES:
       return [head(f.type, 8 + 32 * f.hashes.length), u64(f.seq), ...f.hashes];
-    case FrameType.DEDUP:
-      return [head(f.type, 48), u64(f.seq), u64(f.offset), f.hash];
+    case FrameType.DEDUP: {
+      const out: Buffer[] = [Buffer.alloc(0), u64(f.seq), u64(f.offset), Buffer.alloc(4)];
+      out[3].writeUInt32BE(f.pieces.length);
+      let body = 20;
+      for (const p of f.pieces) {
+        const h = Buffer.allocUnsafe(5);
+        h.writeUInt8('data' in p ? 0 : 1, 0);
+        h.writeUInt32BE(p.length, 1);
+        if ('data' in p) out.push(h, p.data);
+        else out.push(h, u64(p.source), p.hash);
+        body += 5 + ('data' in p ? p.length : 40);
+      }
+      out[0] = head(f.type, body);
+      return out;
+    }
     case FrameType.FWD_WRITE:
       return [head(f.type, 16 + f.data.length), u64(f.id), u64(f.offset), f.data];
     case FrameType.FWD_ZERO:
@@ -157,8 +173,21 @@ function decodeBody(type: number, body: Buffer): Frame {
       for (let at = 8; at + 32 <= body.length; at += 32) hashes.push(body.subarray(at, at + 32));
       return { type, seq: num(0), hashes };
     }
-    case FrameType.DEDUP:
-      return { type, seq: num(0), offset: num(8), hash: body.subarray(16, 48) };
+    case FrameType.DEDUP: {
+      const pieces: Piece[] = [];
+      let at = 20;
+      for (let n = body.readUInt32BE(16); n > 0; n--) {
+        if (at + 5 > body.length) throw new Error('A DEDUP frame ends in the middle of a piece.');
+        const kind = body[at];
+        const length = body.readUInt32BE(at + 1);
+        at += 5;
+        const size = kind === 0 ? length : 40;
+        if (kind > 1 || at + size > body.length) throw new Error(`A DEDUP frame has a bad piece (kind ${kind}, ${length} bytes).`);
+        pieces.push(kind === 0 ? { length, data: body.subarray(at, at + length) } : { length, source: num(at), hash: body.subarray(at + 8, at + 40) });
+        at += size;
+      }
+      return { type, seq: num(0), offset: num(8), pieces };
+    }
     case FrameType.FWD_WRITE:
       return { type, id: num(0), offset: num(8), data: body.subarray(16) };
     case FrameType.FWD_ZERO:

@@ -17,6 +17,7 @@ import type { DriverName } from '../storage/driver.js';
 import { nextInstanceName } from '../auto-sync/naming.js';
 import { ServiceLog } from '../service-log.js';
 import { MirrorStore } from './store.js';
+import { History } from '../history.js';
 import { mirrorOfZvol, parsePeerTimeout, slaveView, MIRROR_PROPERTIES, type MirrorConfig, type MirrorMode, type MirrorTarget } from './model.js';
 import { readMirrorStatus, type MirrorStatus } from './status.js';
 import { cdpSocket } from './agent.js';
@@ -61,6 +62,12 @@ export class CdpService {
   log(name: string): ServiceLog {
     this.config(name);
     return new ServiceLog(path.join(this.home.logs, `auto-cdp-${name}.log`));
+  }
+
+  /** the master's resyncs to its targets (one entry each: level, or stopped with why), newest first with list() */
+  history(name: string): History {
+    this.config(name);
+    return new History(path.join(this.home.history, `auto-cdp-${name}.send.jsonl`));
   }
 
   names(): string[] {

@@ -19,6 +19,7 @@ import type { BlockVolume } from '../nbd/volume.js';
 import type { MirrorStore } from './store.js';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
 import type { MirrorConfig } from './model.js';
+import { BLOCK, runHashOf, type Piece } from './dedupe.js';
 
 export const CHUNK = 64 * 1024;
 /** a write not asked to be durable is flushed at most this long after it */
@@ -60,6 +61,29 @@ export function refuseHello(h: MirrorHello, caller: string, mine: MirrorConfig |
   if (h.epoch < mine.epoch) return `${caller} is at epoch ${h.epoch}, this copy at ${mine.epoch}: an older master takes no part`;
   if (h.zvol !== mine.zvol || h.size !== mine.size) return `the target here is ${mine.zvol} (${mine.size} bytes), not ${h.zvol} (${h.size} bytes)`;
   return null;
+}
+
+/**
+ * The bytes a DEDUP frame writes, or null when a copy's source no longer
+ * hashes as the master said (then nothing of it may be written). Every
+ * source is read before anything is written, so they are what the target
+ * held before this frame.
+ */
+export async function dedupeData(v: BlockVolume, offset: number, pieces: readonly Piece[]): Promise<Buffer | null> {
+  const parts: Buffer[] = [];
+  let length = 0;
+  for (const p of pieces) {
+    if ('data' in p) parts.push(p.data);
+    else {
+      if (p.source < 0 || p.source + p.length > v.size || p.length % BLOCK !== 0) return null;
+      const got = await v.read(p.source, p.length);
+      if (!runHashOf(got).equals(p.hash)) return null;
+      parts.push(got);
+    }
+    length += p.length;
+  }
+  if (offset + length > v.size) throw new Error(`a DEDUP frame writes past the end of the target (${offset + length} > ${v.size})`);
+  return Buffer.concat(parts, length);
 }
 
 export async function receiveMirror(deps: ReceiverDeps, caller: string, input: Readable, output: Writable): Promise<void> {
@@ -146,16 +170,33 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
         },
       );
     };
-    for (;;) {
-      const next = await it.next();
-      if (next.done) break;
-      if (failure) throw failure;
-      const f = next.value;
+    /** a DEDUP that missed: nothing after it is applied until its WRITE comes (frames meanwhile wait here, in order) */
+    let missed: number | null = null;
+    const held: Frame[] = [];
+    const apply = async (f: Frame): Promise<void> => {
+      if (missed !== null) {
+        if (f.type !== FrameType.WRITE || f.seq !== missed) {
+          held.push(f);
+          return;
+        }
+        missed = null;
+      }
       switch (f.type) {
         case FrameType.WRITE:
           await v.write(f.offset, f.data, { fua: false });
           applied = f.seq;
           break;
+        case FrameType.DEDUP: {
+          const data = await dedupeData(v, f.offset, f.pieces);
+          if (!data) {
+            missed = f.seq;
+            send({ type: FrameType.MISS, seq: f.seq });
+            break;
+          }
+          await v.write(f.offset, data, { fua: false });
+          applied = f.seq;
+          break;
+        }
         case FrameType.ZERO:
           await v.writeZeroes(f.offset, f.length, { fua: false, noHole: false });
           applied = f.seq;
@@ -191,6 +232,14 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
         default:
           throw new Error(`unexpected frame ${f.type} from the master`);
       }
+      // the missed frame came: what waited behind it goes now (a new miss holds the rest again, still in order)
+      if (missed === null && held.length && f.type === FrameType.WRITE) for (const h of held.splice(0)) await apply(h);
+    };
+    for (;;) {
+      const next = await it.next();
+      if (next.done) break;
+      if (failure) throw failure;
+      await apply(next.value);
       tell();
       commit();
     }

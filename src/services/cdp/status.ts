@@ -22,6 +22,9 @@ export interface TargetStatus {
   /** the live state the engine sees (mirroring, logging with the reason, …) */
   state: string;
   reason: string | null;
+  /** since the daemon started: bytes sent on its mirror links, and bytes of writes that crossed as references to blocks it held (dedupe.ts) */
+  sentBytes?: number;
+  dedupedBytes?: number;
 }
 
 export interface MirrorStatus {

@@ -8,6 +8,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
+import { PeerBlocks } from './dedupe.js';
 
 /** a write a client made on the slave's export, forwarded here to be ordered with the master's own */
 export type ForwardFrame = Extract<Frame, { type: typeof FrameType.FWD_WRITE | typeof FrameType.FWD_ZERO }>;
@@ -24,6 +25,8 @@ interface Waiting {
   sentAt: number;
   resolve(): void;
   reject(error: Error): void;
+  /** sent as DEDUP: the WRITE to send instead if the target answers MISS, and the copies' sources and bytes */
+  fill?: { write: Frame & { type: typeof FrameType.WRITE }; sources: { source: number; length: number }[]; deduped: number };
 }
 
 /** promises for "the target got this far", resolved in seq order */
@@ -70,10 +73,12 @@ export class TargetLink {
   private constructor(
     private readonly stream: MirrorStream,
     readonly epoch: number,
+    /** what the target holds, kept by the engine across links (dedupe.ts); its byte counts are this link's too */
+    readonly known: PeerBlocks,
   ) {}
 
   /** open: HELLO, wait for WELCOME (or the receiver's refusal, thrown) */
-  static async open(stream: MirrorStream, hello: MirrorHello): Promise<TargetLink> {
+  static async open(stream: MirrorStream, hello: MirrorHello, known = new PeerBlocks()): Promise<TargetLink> {
     const it = frames(stream.input);
     stream.output.write(Buffer.concat(encode({ type: FrameType.HELLO, hello })));
     const first = await it.next().catch((e: Error) => ({ done: true as const, value: e }));
@@ -82,7 +87,7 @@ export class TargetLink {
       const why = first.done ? (first.value instanceof Error ? first.value.message : 'the stream ended') : first.value.type === FrameType.ERROR ? first.value.message : `frame ${first.value.type}`;
       throw new Error(`the target refused the mirror stream: ${why}`);
     }
-    const link = new TargetLink(stream, first.value.epoch);
+    const link = new TargetLink(stream, first.value.epoch, known);
     void link.readAcks(it);
     stream.output.on('error', (e: Error) => link.down(e));
     return link;
@@ -121,18 +126,39 @@ export class TargetLink {
 
   /** answer a forwarded write: '' once both copies hold it (its WRITE went out before this), else why it failed */
   forwarded(id: number, error: string): void {
-    if (!this.downError) this.stream.output.write(Buffer.concat(encode({ type: FrameType.FWD_DONE, id, error })));
+    if (!this.downError) this.put({ type: FrameType.FWD_DONE, id, error });
   }
 
-  /** send a WRITE or ZERO; resolves once the target holds it durably */
+  private put(f: Frame): void {
+    const bufs = encode(f);
+    for (const b of bufs) this.known.wireBytes += b.length;
+    this.stream.output.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+  }
+
+  /**
+   * send a WRITE or ZERO; resolves once the target holds it durably. A WRITE
+   * of blocks the target holds already goes as DEDUP (kept until
+   * acknowledged, to be sent whole on a MISS).
+   */
   send(f: Frame & { seq: number }, bytes: number): Promise<void> {
     if (this.downError) return Promise.reject(this.downError);
+    let fill: Waiting['fill'];
+    let out: Frame = f;
+    if (f.type === FrameType.WRITE) {
+      const pieces = this.known.enabled ? this.known.plan(f.offset, f.data) : null;
+      if (pieces) {
+        const sources = pieces.flatMap((p) => ('source' in p ? [{ source: p.source, length: p.length }] : []));
+        // a copy: the NBD server reuses a write's buffer once the write returned (async: at once), and a MISS may come later
+        fill = { write: { ...f, data: Buffer.from(f.data) }, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
+        out = { type: FrameType.DEDUP, seq: f.seq, offset: f.offset, pieces };
+      }
+    } else if (f.type === FrameType.ZERO) this.known.forget(f.offset, f.length);
     const p = new Promise<void>((resolve, reject) => {
-      this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject });
+      this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject, fill });
     });
     this.unackedBytes += bytes;
     this.sentSeq = f.seq;
-    this.stream.output.write(Buffer.concat(encode(f)));
+    this.put(out);
     return p;
   }
 
@@ -145,7 +171,7 @@ export class TargetLink {
   requestFlush(): void {
     if (this.downError || this.sentSeq <= this.flushAsked) return;
     this.flushAsked = this.sentSeq;
-    this.stream.output.write(Buffer.concat(encode({ type: FrameType.FLUSH, seq: this.sentSeq })));
+    this.put({ type: FrameType.FLUSH, seq: this.sentSeq });
   }
 
   /** resolves once every frame sent so far is durable there (asked for now); rejects when the link goes down */
@@ -155,11 +181,22 @@ export class TargetLink {
     return this.durableTo.wait(this.sentSeq);
   }
 
+  /** the target did not hold what a DEDUP named: it waits for the write whole (nothing after it is applied meanwhile) */
+  private missed(seq: number): void {
+    const w = this.waiting.find((x) => x.seq === seq);
+    if (!w?.fill) throw new Error(`the target missed frame ${seq}, which was not sent as DEDUP`);
+    this.known.misses++;
+    this.known.dedupedBytes -= w.fill.deduped;
+    for (const s of w.fill.sources) this.known.forget(s.source, s.length);
+    this.put(w.fill.write);
+    w.fill = undefined;
+  }
+
   /** sha256 of `count` chunks from `offset` as the target holds them after every frame before this one */
   hashes(seq: number, offset: number, count: number): Promise<Buffer[]> {
     if (this.downError) return Promise.reject(this.downError);
     const p = new Promise<Buffer[]>((resolve, reject) => this.hashWaits.set(seq, { resolve, reject }));
-    this.stream.output.write(Buffer.concat(encode({ type: FrameType.HASH_REQUEST, seq, offset, count })));
+    this.put({ type: FrameType.HASH_REQUEST, seq, offset, count });
     return p;
   }
 
@@ -197,6 +234,8 @@ export class TargetLink {
         } else if (f.type === FrameType.FWD_WRITE || f.type === FrameType.FWD_ZERO) {
           if (this.forwardListener) this.forwardListener(f);
           else this.forwarded(f.id, 'this master takes no forwarded writes');
+        } else if (f.type === FrameType.MISS) {
+          this.missed(f.seq);
         } else if (f.type === FrameType.ERROR) {
           throw new Error(`the target ended the mirror stream: ${f.message}`);
         } else {

@@ -1,0 +1,144 @@
+/**
+ * Dedupe-aware transfer (issue 12, `003_…`): a block the target already
+ * holds crosses the link as a reference to where it holds it, not as data.
+ *
+ * The master keeps, per target, a bounded knowledge of which 4 KiB block
+ * holds what (the sha256 of every whole block it sent there, by a 30-bit
+ * key of the hash). A WRITE whose aligned blocks are found there becomes a
+ * DEDUP frame: data pieces and copy pieces (`source` offset + the sha256
+ * of the block hashes of the run). The receiver reads the source, hashes
+ * it and copies only when it matches; otherwise it answers MISS and the
+ * sender sends the write whole (the knowledge was stale: a collision of
+ * keys, a write the target lost in a crash). A wrong block is never written.
+ */
+import { hash } from 'node:crypto';
+
+/** the dedupe unit: ext4's and most file systems' block, so a file copied inside them lines up */
+export const BLOCK = 4096;
+/** blocks remembered per target (1 GiB of distinct content, ~20 MB of maps) */
+export const KNOWN_LIMIT = 1 << 18;
+
+export type Piece = { length: number; data: Buffer } | { length: number; source: number; hash: Buffer };
+
+export const sha256 = (b: Buffer): Buffer => hash('sha256', b, 'buffer');
+
+/** the hash a copy piece carries: sha256 over the sha256 of each block of the run */
+export function runHash(blockHashes: readonly Buffer[]): Buffer {
+  return blockHashes.length === 1 ? blockHashes[0] : sha256(Buffer.concat(blockHashes));
+}
+
+/** the same, of a run read back (the receiver's check) */
+export function runHashOf(data: Buffer): Buffer {
+  const hs: Buffer[] = [];
+  for (let at = 0; at < data.length; at += BLOCK) hs.push(sha256(data.subarray(at, at + BLOCK)));
+  return runHash(hs);
+}
+
+const keyOf = (h: Buffer) => h.readUInt32BE(0) & 0x3fffffff;
+
+/** what one target holds, as far as the master knows (bounded; a stale entry costs a MISS, never a wrong block) */
+export class PeerBlocks {
+  private readonly byKey = new Map<number, number>();
+  private readonly byBlock = new Map<number, number>();
+  /** bytes written to the link, and bytes that crossed as references */
+  wireBytes = 0;
+  dedupedBytes = 0;
+  misses = 0;
+
+  constructor(
+    private readonly limit = KNOWN_LIMIT,
+    /** off: every write crosses whole (the daemon's SYNCSH_CDP_DEDUPE=0) */
+    readonly enabled = true,
+  ) {}
+
+  get size(): number {
+    return this.byBlock.size;
+  }
+
+  /** the block that holds this content there, or -1 */
+  find(h: Buffer): number {
+    return this.byKey.get(keyOf(h)) ?? -1;
+  }
+
+  /** the target holds content `h` at `block` (once every frame sent so far is applied) */
+  learn(block: number, h: Buffer): void {
+    this.forgetBlock(block);
+    const key = keyOf(h);
+    const old = this.byKey.get(key);
+    if (old !== undefined) this.byBlock.delete(old);
+    this.byKey.set(key, block);
+    this.byBlock.set(block, key);
+    if (this.byBlock.size > this.limit) {
+      const oldest = this.byKey.keys().next().value as number;
+      this.byBlock.delete(this.byKey.get(oldest)!);
+      this.byKey.delete(oldest);
+    }
+  }
+
+  /** bytes [offset, offset+length) there changed to something not known */
+  forget(offset: number, length: number): void {
+    const first = Math.floor(offset / BLOCK);
+    const last = Math.floor((offset + length - 1) / BLOCK);
+    if (last - first + 1 > this.byBlock.size) {
+      for (const b of [...this.byBlock.keys()]) if (b >= first && b <= last) this.forgetBlock(b);
+    } else for (let b = first; b <= last; b++) this.forgetBlock(b);
+  }
+
+  private forgetBlock(block: number): void {
+    const key = this.byBlock.get(block);
+    if (key === undefined) return;
+    this.byBlock.delete(block);
+    if (this.byKey.get(key) === block) this.byKey.delete(key);
+  }
+
+  /**
+   * A write of `data` at `offset` as pieces (data and copies), learning what
+   * the target holds after it. Copies only for whole aligned blocks found
+   * at a block the write itself does not overwrite (the receiver checks
+   * every copy before it writes anything, against what it held before).
+   * null: nothing found, send it as a plain WRITE.
+   */
+  plan(offset: number, data: Buffer): Piece[] | null {
+    const end = offset + data.length;
+    const firstBlock = Math.ceil(offset / BLOCK);
+    const lastBlock = Math.floor(end / BLOCK) - 1; // whole blocks only
+    const hashes: Buffer[] = [];
+    const sources: number[] = [];
+    let found = 0;
+    for (let b = firstBlock; b <= lastBlock; b++) {
+      const h = sha256(data.subarray(b * BLOCK - offset, (b + 1) * BLOCK - offset));
+      let s = this.find(h);
+      if (s >= 0 && s * BLOCK < end && (s + 1) * BLOCK > offset) s = -1;
+      hashes.push(h);
+      sources.push(s);
+      if (s >= 0) found++;
+    }
+    const pieces: Piece[] | null = found ? [] : null;
+    if (pieces) {
+      let at = offset; // start of the data not yet in a piece
+      const flushData = (upTo: number) => {
+        if (upTo > at) pieces.push({ length: upTo - at, data: data.subarray(at - offset, upTo - offset) });
+        at = upTo;
+      };
+      for (let i = 0; i < sources.length; ) {
+        if (sources[i] < 0) {
+          i++;
+          continue;
+        }
+        let j = i + 1;
+        while (j < sources.length && sources[j] === sources[j - 1] + 1) j++;
+        const start = (firstBlock + i) * BLOCK;
+        flushData(start);
+        pieces.push({ length: (j - i) * BLOCK, source: sources[i] * BLOCK, hash: runHash(hashes.slice(i, j)) });
+        this.dedupedBytes += (j - i) * BLOCK;
+        at = start + (j - i) * BLOCK;
+        i = j;
+      }
+      flushData(end);
+    }
+    // what the target holds once this write is applied
+    this.forget(offset, data.length);
+    for (let i = 0; i < hashes.length; i++) this.learn(firstBlock + i, hashes[i]);
+    return pieces;
+  }
+}
