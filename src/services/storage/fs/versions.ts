@@ -186,6 +186,20 @@ export function swapIn(layout: Layout, name: string, swap: Swap, next: string): 
   placeLink(layout, name, swap.link, next);
 }
 
+/**
+ * Children's mountpoints are not under the parent's lock: the link of one
+ * made while the parent's next version was built is copied into it just
+ * before the swap.
+ */
+export function carryChildren(catalog: Catalog, name: string, swap: Swap, next: string): void {
+  if (!swap.from || !lstatOrNull(next)) return;
+  const children = catalog.childMountNames(name);
+  for (const c of children) {
+    const live = path.join(swap.from, c);
+    if (lstatOrNull(live)?.isSymbolicLink() && !lstatOrNull(path.join(next, c))) symlinkSync(readlinkSync(live), path.join(next, c));
+  }
+}
+
 /** After the swap: the version swapped out (or the directory made before versions) is deleted. */
 export function dropSwappedOut(swap: Swap, next: string): void {
   removeTree(legacyPlace(next));
