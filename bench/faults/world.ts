@@ -144,7 +144,7 @@ export function commitPending(w: World): boolean {
   return existsSync(path.join(meta, pool, 'datasets', encodeName(w.dstDataset), 'journal.json'));
 }
 
-/** the words a violation of a torn destination with a commit pending ends in (known open, see the README) */
+/** the words a violation of a torn destination with a commit pending ends in */
 export const PENDING_COMMIT = '(a crashed commit is pending roll-forward)';
 
 /** files a crash may leave in an fs pool, which the next successful run must have cleared */
@@ -155,6 +155,10 @@ export function leftovers(x: Appliance): string[] {
   for (const pool of readdirSync(meta)) {
     const datasets = path.join(meta, pool, 'datasets');
     if (!existsSync(datasets)) continue;
+    // one live version per dataset at most (src/services/storage/fs/versions.ts); more is a tree a crash left
+    const trees = path.join(meta, pool, 'trees');
+    const versions = existsSync(trees) ? readdirSync(trees).filter((n) => !n.startsWith('.link-')) : [];
+    if (versions.length > readdirSync(datasets).length) out.push(`${x.id}: ${pool}/trees has ${versions.length} versions for ${readdirSync(datasets).length} datasets`);
     for (const d of readdirSync(datasets)) {
       const dir = path.join(datasets, d);
       const staging = path.join(dir, 'staging');
@@ -193,8 +197,11 @@ export function metaBytes(x: Appliance): number {
     } catch {
       return;
     }
-    if (st.isDirectory()) for (const e of readdirSync(p)) walk(path.join(p, e));
-    else total += st.size;
+    if (st.isDirectory())
+      for (const e of readdirSync(p))
+        if (e !== 'trees')
+          walk(path.join(p, e)); // trees: the live files (versions.ts), not metadata
+        else total += st.size;
   };
   walk(path.join(x.home, 'fs', '.syncsh'));
   return total;

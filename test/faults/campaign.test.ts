@@ -1,8 +1,6 @@
 /**
  * The fault campaign in CI (issue 15): a reduced run of every scenario (1
- * trial each, SYNCSH_FAULT_TRIALS to change), failing on any violation but
- * the one known open defect, which `a crashed commit is visible` below pins
- * down on its own (test.failing: it starts failing, loudly, once fixed).
+ * trial each, SYNCSH_FAULT_TRIALS to change), failing on any violation.
  */
 import test from 'ava';
 import { rmSync } from 'node:fs';
@@ -10,7 +8,7 @@ import path from 'node:path';
 import { runCampaign, summary, table } from '../../bench/faults/campaign.js';
 import { allScenarios } from '../../bench/faults/scenarios.js';
 import { Fixture } from '../peer/_fixture.js';
-import { commitPending, destination, makeWorld, oneOf, PENDING_COMMIT, recover, source, startRun } from '../../bench/faults/world.js';
+import { commitPending, destination, makeWorld, oneOf, recover, source, startRun } from '../../bench/faults/world.js';
 import { write } from '../reverse/_pair.js';
 
 const TRIALS = Number(process.env.SYNCSH_FAULT_TRIALS ?? 1);
@@ -26,17 +24,17 @@ test.serial(`reduced campaign: ${TRIALS} trials of every scenario, no violation`
     t.falsy(r.skipped, `${r.scenario} was skipped: ${r.skipped}`);
     t.is(r.trials, TRIALS, `${r.scenario} ran every trial`);
     t.is(r.recovered, r.trials, `${r.scenario}: every next run succeeded without an operator`);
-    const unknown = r.failures.flatMap((f) => f.violations.filter((v) => !v.endsWith(PENDING_COMMIT)).map((v) => `trial ${f.trial} (seed ${seed}): ${f.steps.join('; ')} => ${v}`));
-    t.deepEqual(unknown, [], r.scenario);
+    const found = r.failures.flatMap((f) => f.violations.map((v) => `trial ${f.trial} (seed ${seed}): ${f.steps.join('; ')} => ${v}`));
+    t.deepEqual(found, [], r.scenario);
   }
 });
 
-// Open (found by the campaign): the fs receive applies its commit in place
-// under a journal; killed part-way, the live destination is torn (new
-// directories without their files, files of both snapshots) until the next
-// driver operation on it rolls the journal forward. ZFS and btrfs receives
-// are atomic to readers.
-test.serial.failing('a crashed commit is visible: right after a receive killed mid-commit, the destination is a complete snapshot', async (t) => {
+// Found by the campaign: the fs receive applied its commit in place, and
+// killed part-way left the live destination torn until the next driver
+// operation rolled the journal forward. The commit now builds the next
+// version beside the live tree and swaps a link (fs/versions.ts), as ZFS
+// and btrfs receives are atomic to readers.
+test.serial('a crashed commit is invisible: right after a receive killed mid-commit, the destination is a complete snapshot', async (t) => {
   const f = new Fixture();
   t.teardown(() => f.close());
   const w = await makeWorld(f, 'local');

@@ -18,7 +18,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, readlink, symlink, writeFile, chmod, lchown, utimes } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, stat, symlink, writeFile, chmod, lchown, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import type { Services } from '../../src/services/index.js';
@@ -27,7 +27,7 @@ import type { CreateRequest } from '../../src/services/auto-sync/index.js';
 import { isMarkerOf } from '../../src/services/auto-sync/markers.js';
 import { makeAppliance } from './appliance.js';
 import { btrfsMissing, makeBtrfsVolume } from './btrfs-volume.js';
-import { sha256File as hashFile } from './fs-tree.js';
+import { sha256File as hashFile, isMountLink } from './fs-tree.js';
 import type { SystemCheck } from './system.js';
 import { makeZfsPool, zfsMissing } from './zfs-pool.js';
 
@@ -58,7 +58,7 @@ export async function treeOf(root: string): Promise<Map<string, Node>> {
     for (const name of (await readdir(path.join(root, rel))).sort()) {
       const childRel = rel ? `${rel}/${name}` : name;
       const full = path.join(root, childRel);
-      const st = await lstat(full);
+      const st = (await isMountLink(full)) ? await stat(full) : await lstat(full); // a child fs dataset: its tree, as a mountpoint shows it
       const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
       const node: Node = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: type === 'file' ? st.size : 0, mtime: Math.floor(st.mtimeMs / 1000) };
       if (type === 'file') node.sha256 = await hashFile(full);

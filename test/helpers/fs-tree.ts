@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, chmodSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, realpath, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -90,6 +90,15 @@ export interface NodeSummary {
 }
 
 /** Every entry under root except root itself; `exclude` drops top-level names (child datasets). */
+/** A child fs dataset's mountpoint is a link to a version of its tree (src/services/storage/fs/versions.ts): walked into, as a mountpoint is. */
+export async function isMountLink(p: string): Promise<boolean> {
+  try {
+    return /\/\.syncsh\/[^/]+\/trees\/[^/]+$/.test(await realpath(p));
+  } catch {
+    return false;
+  }
+}
+
 export async function readTree(root: string, exclude: string[] = []): Promise<Map<string, NodeSummary>> {
   const out = new Map<string, NodeSummary>();
   const walk = async (rel: string) => {
@@ -98,7 +107,7 @@ export async function readTree(root: string, exclude: string[] = []): Promise<Ma
       if (!rel && exclude.includes(name)) continue;
       const childRel = rel ? `${rel}/${name}` : name;
       const p = path.join(root, childRel);
-      const st = await lstat(p, { bigint: true });
+      const st = (await isMountLink(p)) ? await stat(p, { bigint: true }) : await lstat(p, { bigint: true });
       const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
       const node: NodeSummary = { type, mode: Number(st.mode & 0o7777n), size: Number(st.size), mtimeNs: st.mtimeNs };
       if (type === 'file') node.sha256 = await sha256File(p);

@@ -1,11 +1,11 @@
 /**
  * Crashes and concurrency: a commit stopped after every possible journal
  * step (in-process, and a real SIGKILL of another process) is finished by
- * recover; a second operation on a busy dataset, from this process or
+ * recover, and until then a reader sees exactly one snapshot; a second operation on a busy dataset, from this process or
  * another one, is refused as busy and corrupts nothing.
  */
 import test from 'ava';
-import { chmodSync, existsSync, mkdirSync, readdirSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { Driver } from '../../../src/services/storage/driver.js';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
+import { PHASES } from '../../../src/services/storage/fs/journal.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
 
@@ -307,4 +308,101 @@ test('a receive killed while the blocks arrive leaves only what recover sweeps a
   t.deepEqual(diffTrees(before, await readTree(live)), []);
   await b.receive('tank/dst', Readable.from([src.delta]), opts);
   t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+});
+
+/** Receive `stream` into tank/dst in another process with `env` (a failpoint or a step count that kills it); returns how it ended. */
+async function receiveElsewhere(root: string, streamFile: string, env: Record<string, string>) {
+  return execa(
+    'node',
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `
+    import { createReadStream } from 'node:fs';
+    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
+    await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', createReadStream(${JSON.stringify(streamFile)}), { force: false, recursive: false });
+  `,
+    ],
+    { env, reject: false },
+  );
+}
+
+/** The versions of tank's trees on disk (one per filesystem dataset once nothing is pending). */
+const versions = (layout: Layout) => readdirSync(layout.treesDir('tank')).filter((n) => !n.startsWith('.'));
+
+// issue 15: a commit is atomic to readers. Killed at any phase (or inside
+// one), the live tree is exactly the old snapshot or the new one right
+// away, with no syncsh process running: the new version is swapped in
+// with one rename (fs/versions.ts).
+test('a receive killed (SIGKILL) at each commit phase leaves the live tree exactly the old or the new snapshot, before any recover', async (t) => {
+  t.timeout(5 * 60_000);
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const deltaFile = path.join(dir, 'delta.stream');
+  writeFileSync(deltaFile, src.delta);
+  const kills: [string, Record<string, string>, 'old' | 'new'][] = [
+    ...PHASES.map((p): [string, Record<string, string>, 'old' | 'new'] => [`before the ${p} phase`, { SYNCSH_FAILPOINTS: `fs.commit.${p}` }, PHASES.indexOf(p) > PHASES.indexOf('swap') ? 'new' : 'old']),
+    ...[2, 4, 7, 10].map((n): [string, Record<string, string>, 'old' | 'new'] => [`after ${n} journal steps`, { SYNCSH_FS_CRASH_AFTER_STEPS: String(n) }, 'old']),
+  ];
+  for (const [i, [when, env, expect]] of kills.entries()) {
+    const run = path.join(dir, `kill-${i}`);
+    mkdirSync(run);
+    const { b, root, layout, live } = await destination(run, src.full);
+    const inode = statSync(path.join(live, 'keep.txt')).ino;
+    const child = await receiveElsewhere(root, deltaFile, env);
+    t.is(child.signal, 'SIGKILL', `${when}: ${child.stderr}`);
+    t.true(existsSync(layout.journalFile('tank/dst')), `${when}: the commit is pending`);
+    // What a reader sees now, with no process of ours left to finish anything:
+    t.deepEqual(diffTrees(expect === 'new' ? src.tree : src.tree1, await readTree(live)), [], `killed ${when}: the ${expect} snapshot, whole`);
+    t.regex((await b.recover('tank/dst')).join('\n'), /Finished an interrupted commit: Received tank\/dst@s2/);
+    t.deepEqual(diffTrees(src.tree, await readTree(live)), [], `killed ${when}, then recovered`);
+    t.false(await b.changedSince('tank/dst', 's2'));
+    t.is(statSync(path.join(live, 'keep.txt')).ino, inode, `${when}: an unchanged file is linked into the new version, not copied`);
+    t.is(versions(layout).length, 2, `${when}: only the live versions of tank and tank/dst are left`);
+    t.deepEqual(await b.recover('tank/dst'), []);
+  }
+});
+
+test('a rollback killed at each commit phase leaves the live tree exactly one snapshot too', async (t) => {
+  t.timeout(5 * 60_000);
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const deltaFile = path.join(dir, 'delta.stream');
+  writeFileSync(deltaFile, src.delta);
+  for (const p of PHASES) {
+    const run = path.join(dir, `rb-${p}`);
+    mkdirSync(run);
+    const { b, root, layout, live } = await destination(run, src.full);
+    await b.receive('tank/dst', Readable.from([src.delta]), opts);
+    const child = await execa(
+      'node',
+      ['--import', 'tsx', '--input-type=module', '-e', `const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)}); await createFsDriver(${JSON.stringify(root)}).rollback('tank/dst', 's1');`],
+      { env: { SYNCSH_FAILPOINTS: `fs.commit.${p}` }, reject: false },
+    );
+    t.is(child.signal, 'SIGKILL', `${p}: ${child.stderr}`);
+    const swapped = PHASES.indexOf(p) > PHASES.indexOf('swap');
+    t.deepEqual(diffTrees(swapped ? src.tree1 : src.tree, await readTree(live)), [], `rollback killed before its ${p} phase`);
+    await b.recover('tank/dst');
+    t.deepEqual(diffTrees(src.tree1, await readTree(live)), []);
+    t.is(versions(layout).length, 2);
+  }
+});
+
+test('a dataset made before versioned trees (a real directory) becomes a link at its first commit, its files intact', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, layout, live } = await destination(dir, src.full);
+  // As an older syncsh left it: the files in a directory at the mountpoint.
+  const version = realpathSync(live);
+  unlinkSync(live);
+  renameSync(version, live);
+  t.true(lstatSync(live).isDirectory());
+  t.deepEqual(diffTrees(src.tree1, await readTree(live)), []);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  t.true(lstatSync(live).isSymbolicLink());
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+  t.is(versions(layout).length, 2, 'the old directory is gone');
+  t.false(await b.changedSince('tank/dst', 's2'));
 });

@@ -7,7 +7,7 @@
  * Runs as root, like the appliance (owners other than our own need it).
  */
 import test from 'ava';
-import { chmodSync, lchownSync, linkSync, lstatSync, mkdirSync, readFileSync, readlinkSync, readdirSync, renameSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, lchownSync, linkSync, lstatSync, mkdirSync, readFileSync, readlinkSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -57,7 +57,8 @@ function shape(root: string): Record<string, string> {
     }
   };
   walk('');
-  out['.'] = `root ${lstatSync(root).uid}:${lstatSync(root).gid} ${(lstatSync(root).mode & 0o7777).toString(8)}`;
+  const top = statSync(root); // the mountpoint: a link to the tree's live version
+  out['.'] = `root ${top.uid}:${top.gid} ${(top.mode & 0o7777).toString(8)}`;
   return out;
 }
 

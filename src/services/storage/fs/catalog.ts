@@ -7,9 +7,10 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import type { Layout } from './layout.js';
 import type { ZvolRecord } from './zvol.js';
-import { readJson, writeJsonAtomic } from './files.js';
+import { lstatOrNull, readJson, writeJsonAtomic } from './files.js';
 import { withIndexLock } from './lock.js';
 import { decodeName, isDescendant, parentOf } from './names.js';
+import { resolveLive } from './versions.js';
 
 export interface DatasetRecord {
   format: 1;
@@ -102,12 +103,17 @@ export class Catalog {
   }
 
   mounted(name: string): boolean {
-    return !existsSync(this.layout.unmountedDir(name));
+    return !lstatOrNull(this.layout.unmountedDir(name)); // lstat: while unmounted it is a link
   }
 
-  /** where the dataset's files are right now: its mountpoint, or the metadata area while unmounted */
-  liveDir(name: string): string {
+  /** where readers reach the dataset's files: its mountpoint, or the metadata area while unmounted */
+  liveLink(name: string): string {
     return this.mounted(name) ? this.layout.mountpoint(name) : this.layout.unmountedDir(name);
+  }
+
+  /** where the dataset's files are right now: the version its link names (versions.ts), or the directory itself */
+  liveDir(name: string): string {
+    return resolveLive(this.liveLink(name));
   }
 
   index(name: string): SnapshotIndex {

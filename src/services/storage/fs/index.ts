@@ -41,6 +41,7 @@ import { checkZvolGeometry, chunksOf, dirtyMapFile, EMPTY_BASE, differingChunks,
 import { refuseServed, withWritesPaused, ZvolVolume } from './zvol-writer.js';
 import type { BlockVolume } from '../../nbd/volume.js';
 import { failpoint } from '../../failpoints.js';
+import { commitTarget, createVersionedRoot, dropUnregisteredLink, relink, tidyVersions, versionOf } from './versions.js';
 
 /** scans of a tree that keeps changing before its snapshot is taken as it is and reported as not point-in-time */
 const SNAPSHOT_ATTEMPTS = 3;
@@ -135,14 +136,20 @@ class FsDriver implements Driver {
       await this.settle([name]); // an interrupted receive may have been creating it
       if (this.catalog.record(name)) throw new Error(`The fs dataset ${name} already exists.`);
       const mp = this.layout.mountpoint(name);
+      dropUnregisteredLink(this.layout, name);
       const st = lstatOrNull(mp);
       if (st && !st.isDirectory()) throw new Error(`The mountpoint ${mp} of ${name} is taken by a file; move it away first.`);
       if (st && !isEmptyDir(mp)) throw new Error(`The directory ${mp} already has files; move them away or choose another name than ${name}.`);
       const meta = this.layout.datasetMeta(name);
       if (existsSync(meta)) removeTree(meta); // leftovers of an attempt that never registered
-      mkdirSync(mp, { recursive: true, mode: 0o755 });
       mkdirSync(this.layout.manifestsDir(name), { recursive: true });
       mkdirSync(this.layout.blocksDir(name), { recursive: true });
+      if (volumeSize === undefined) {
+        // A link to the first version of its tree (versions.ts), in the place of the empty directory, if there was one.
+        if (st) rmdirSync(mp);
+        mkdirSync(path.dirname(mp), { recursive: true });
+        createVersionedRoot(this.layout, name, 0o755);
+      } else mkdirSync(mp, { recursive: true, mode: 0o755 });
       if (volumeSize !== undefined) {
         const fh = await open(path.join(mp, VOLUME_FILE), 'wx', 0o600);
         await fh.truncate(volumeSize);
@@ -214,6 +221,7 @@ class FsDriver implements Driver {
   private finishDestroy(name: string): void {
     const meta = this.layout.datasetMeta(name);
     const mp = this.layout.mountpoint(name);
+    const versions = [versionOf(mp), versionOf(this.layout.unmountedDir(name))].filter((v): v is string => !!v);
     if (lstatOrNull(mp)) {
       // Out of sight in one rename, then deleted at leisure.
       const doomed = path.join(meta, 'doomed-live');
@@ -221,6 +229,7 @@ class FsDriver implements Driver {
       renameSync(mp, doomed);
     }
     removeTree(meta);
+    for (const v of versions) removeTree(path.join(this.layout.treesDir(poolOf(name)), v));
   }
 
   // ---- snapshots ---------------------------------------------------------
@@ -386,10 +395,10 @@ class FsDriver implements Driver {
         store.close();
       }
       const journal: Journal = {
-        format: 1,
+        format: 2,
         op: 'rollback',
         dataset,
-        liveDir,
+        ...commitTarget(this.catalog, dataset, { kind: this.catalog.require(dataset).kind, patch: !!plan.patch, create: false, current: liveDir }),
         staging,
         snapshot: { name, id: snap.id, createdAt: snap.createdAt },
         plan,
@@ -482,6 +491,10 @@ class FsDriver implements Driver {
       const done = await runJournal(this.catalog, name);
       lines.push(`Finished an interrupted commit: ${done}`);
     }
+    // A link moved (mount, unmount) but not yet written for its new place.
+    for (const link of [this.layout.mountpoint(name), this.layout.unmountedDir(name)]) relink(this.layout, name, link);
+    const versions = tidyVersions(this.catalog, poolOf(name));
+    if (versions) lines.push(`Removed ${versions} version(s) of trees in the pool ${poolOf(name)} that no reader is sent to any more.`);
     let staged: string[] = [];
     try {
       staged = readdirSync(this.layout.stagingRoot(name));
@@ -615,6 +628,7 @@ class FsDriver implements Driver {
         rmdirSync(mp);
       }
       renameSync(this.layout.unmountedDir(dataset), mp);
+      relink(this.layout, dataset, mp); // a relative link, moved to another depth
     } finally {
       lock.release();
     }
@@ -632,6 +646,7 @@ class FsDriver implements Driver {
       await this.settle([dataset]);
       const mp = this.layout.mountpoint(dataset);
       renameSync(mp, this.layout.unmountedDir(dataset));
+      relink(this.layout, dataset, this.layout.unmountedDir(dataset));
       // An empty, read-only directory stands in, as a mountpoint without a file system would.
       mkdirSync(mp, { mode: 0o555 });
       chmodSync(mp, 0o555);

@@ -13,13 +13,19 @@ import type { Catalog } from './catalog.js';
 import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, withWritableParent, writeJsonAtomic } from './files.js';
 import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
+import { failpoint } from '../../failpoints.js';
+import { carryChildren, cloneTree, dropSwappedOut, swapIn, type Swap } from './versions.js';
 import { applyPatch, resetDirtyMap, type ZvolRecord } from './zvol.js';
 
 export interface Journal {
-  format: 1;
+  /** 2: phases as in PHASES; 1 (written before versioned trees): PHASES_V1 */
+  format: 1 | 2;
   op: 'receive' | 'rollback';
   dataset: string;
+  /** where the plan is applied: the live tree itself, or (with `swap`) the next version, built beside it */
   liveDir: string;
+  /** a versioned commit (versions.ts): clone the live version into liveDir, apply the plan there, swap */
+  swap?: Swap;
   /** this operation's staging directory (files/, and for a receive manifest.json: a StagedManifest) */
   staging: string;
   snapshot: { name: string; id: string; createdAt: string };
@@ -34,7 +40,10 @@ export interface Journal {
   baseId?: string;
 }
 
-export const PHASES = ['remove', 'mkdir', 'place', 'meta', 'dirs', 'register', 'cleanup'] as const;
+export const PHASES = ['clone', 'remove', 'mkdir', 'place', 'meta', 'dirs', 'swap', 'register', 'cleanup'] as const;
+type Phase = (typeof PHASES)[number];
+/** the phases of a format-1 journal, whose progress file counts in these */
+const PHASES_V1: readonly Phase[] = ['remove', 'mkdir', 'place', 'meta', 'dirs', 'register', 'cleanup'];
 
 /**
  * A received manifest as staged: whole (full stream) or as the base's id
@@ -121,15 +130,28 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
   const step = stepCounter(faults);
   const live = (p: string) => (p ? path.join(j.liveDir, p) : j.liveDir);
   const filesDir = path.join(j.staging, 'files');
+  const { swap } = j;
 
-  const phases: (() => Promise<void> | void)[] = [
-    () => {
+  const run: Record<Phase, () => Promise<void> | void> = {
+    clone: () => {
+      if (!swap) return;
+      step();
+      // Files whose metadata the commit sets are copied, not linked: the live version must not change.
+      const copies = j.plan.meta.filter((m) => m.type === 'file').map((m) => m.path);
+      if (swap.from && lstatOrNull(swap.from)) cloneTree(swap.from, j.liveDir, copies);
+      else {
+        removeTree(j.liveDir);
+        mkdirSync(path.dirname(j.liveDir), { recursive: true });
+        if (!j.plan.tree) mkdirSync(j.liveDir, { mode: 0o700 }); // a staged tree is moved in whole
+      }
+    },
+    remove: () => {
       for (const p of j.plan.remove) {
         step();
         withWritableParent(live(p), () => removeTree(live(p)));
       }
     },
-    () => {
+    mkdir: () => {
       for (const p of j.plan.mkdir) {
         step();
         const st = lstatOrNull(live(p));
@@ -137,7 +159,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
         withWritableParent(live(p), () => mkdirSync(live(p), { mode: 0o700 }));
       }
     },
-    () => {
+    place: () => {
       if (j.plan.tree) {
         step();
         placeTree(filesDir, j.liveDir);
@@ -158,7 +180,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
         }
       }
     },
-    () => {
+    meta: () => {
       for (const m of j.plan.meta) {
         step();
         // Owner before mode: a change of owner clears the set-user-ID and set-group-ID bits.
@@ -167,7 +189,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
         setMtime(live(m.path), m.mtimeNs, m.type === 'symlink');
       }
     },
-    () => {
+    dirs: () => {
       for (const d of j.plan.dirs) {
         step();
         const st = lstatSync(live(d.path));
@@ -181,23 +203,34 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
         setMtime(j.parentDir.path, j.parentDir.mtimeNs, false);
       }
     },
-    async () => {
+    swap: () => {
+      if (!swap) return;
+      step();
+      carryChildren(catalog, dataset, swap, j.liveDir);
+      swapIn(catalog.layout, dataset, swap, j.liveDir);
+      // The rename moved the mtime of the directory holding the link, which is the parent dataset's.
+      if (swap.parentMtimeNs) setMtime(path.dirname(swap.link), swap.parentMtimeNs, false);
+    },
+    register: async () => {
       step();
       await register(catalog, j, received?.id === j.snapshot.id ? received : undefined);
     },
-    () => {
+    cleanup: () => {
       step();
       removeTree(j.staging);
+      if (swap) dropSwappedOut(swap, j.liveDir); // no reader is sent there any more
       unlinkSync(catalog.layout.journalFile(dataset));
       unlinkSync(progressFile);
     },
-  ];
+  };
 
-  for (let phase = start; phase < phases.length; phase++) {
-    await phases[phase]();
-    if (phase < phases.length - 1) saveProgress(progressFile, phase + 1);
+  const order = j.format === 1 ? PHASES_V1 : PHASES;
+  for (let phase = start; phase < order.length; phase++) {
+    failpoint(`fs.commit.${order[phase]}`);
+    await run[order[phase]]();
+    if (phase < order.length - 1) saveProgress(progressFile, phase + 1);
   }
-  return `${j.op === 'receive' ? 'Received' : 'Rolled back to'} ${dataset}@${j.snapshot.name}${start > 0 ? ` (resumed at its ${PHASES[start]} phase)` : ''}.`;
+  return `${j.op === 'receive' ? 'Received' : 'Rolled back to'} ${dataset}@${j.snapshot.name}${start > 0 ? ` (resumed at its ${order[start]} phase)` : ''}.`;
 }
 
 /**
@@ -257,10 +290,21 @@ function receivedManifest(catalog: Catalog, j: Journal, known?: Manifest): Manif
     if (e.type !== 'file') return e;
     const before = baseMap.get(e.path);
     // Another name of a file may have changed with its first (one meta step for all): stat it.
-    if (touched && !touched.has(e.path) && e.link === undefined && before?.cache && sameContent(before, e)) return e.cache === before.cache ? e : withCache(e, before.cache);
+    if (touched && !touched.has(e.path) && e.link === undefined && before?.cache && sameContent(before, e)) {
+      if (!j.swap) return e.cache === before.cache ? e : withCache(e, before.cache);
+      // Linked into the new version: the same inode, whose ctime the link moved; anything else is stat'ed in full below.
+      return withCache(e, relinkedCache(before.cache, path.join(j.liveDir, e.path), e));
+    }
     return withCache(e, liveCache(e, j.liveDir));
   });
   return { ...(known ?? staged!.fields), entries };
+}
+
+/** The cache of a file linked unchanged into a new version: the base's, with the ctime the link gave it, when it is still that inode and mtime. */
+function relinkedCache(before: NonNullable<Entry['cache']>, file: string, e: Entry): Entry['cache'] {
+  const st = lstatOrNull(file);
+  if (!st?.isFile() || st.ino !== before.ino || st.mtimeMs !== before.mtimeMs || st.size !== e.size) return undefined;
+  return cacheOf(st, before.racy === true);
 }
 
 async function register(catalog: Catalog, j: Journal, known?: Manifest): Promise<void> {

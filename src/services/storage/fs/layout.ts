@@ -3,8 +3,9 @@
  * operator-visible tree; everything else sits in `<root>/.syncsh`, outside
  * every live tree, so snapshots never see their own metadata.
  *
- *   <root>/<pool>/<rest of name>/          live files (the mountpoint)
+ *   <root>/<pool>/<rest of name>           the mountpoint: a link to the live version of a filesystem's tree (a directory for a volume)
  *   <root>/.syncsh/<pool>/
+ *     trees/<uuid>/                        versions of the filesystems' live trees; a mountpoint is a relative link to one (versions.ts)
  *     locks/<enc>.lock, <enc>.index.lock   operation lock, snapshot-index lock
  *     renames/<enc>.json                   a rename in progress (rename.ts; finished by recover)
  *     datasets/<enc>/                      <enc> = name with "/" -> "+"
@@ -15,7 +16,7 @@
  *       staging/<receive id>/              blocks, files and manifest of a receive in progress
  *       journal.json, journal.progress     the commit being applied (rolled forward by recover)
  *       pins/<pid>-<rand>.json             snapshots being sent (kept from garbage collection)
- *       unmounted/                         the live tree while the dataset is unmounted
+ *       unmounted                          the mountpoint's link (or a volume's directory) while the dataset is unmounted
  *       unswept                            marker: an operation is writing blocks, or left some for a sweep
  *       destroying                         marker: destroyDataset in progress
  */
@@ -89,6 +90,11 @@ export class Layout {
 
   journalProgressFile(name: string): string {
     return path.join(this.datasetMeta(name), 'journal.progress');
+  }
+
+  /** versions of the pool's live trees, named by uuid (versions.ts) */
+  treesDir(pool: string): string {
+    return path.join(this.poolMeta(pool), 'trees');
   }
 
   pinsDir(name: string): string {

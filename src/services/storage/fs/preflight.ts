@@ -23,6 +23,7 @@ import type { Plan } from './plan.js';
 import { scanTree, type LiveNode } from './scan.js';
 import type { Stager } from './stage.js';
 import { StreamFormatError, type DatasetHeader, type StreamHeader } from './stream-format.js';
+import { dropUnregisteredLink } from './versions.js';
 
 /** One dataset of the stream on its way in. */
 export interface Incoming {
@@ -96,6 +97,7 @@ export async function preflight(catalog: Catalog, target: string, h: DatasetHead
       if (!catalog.mounted(parent)) throw new Error(`The parent dataset ${parent} of ${target} is unmounted; mount it before receiving into it.`);
     }
     const mp = layout.mountpoint(target);
+    dropUnregisteredLink(layout, target);
     const st = lstatOrNull(mp);
     if (st && (!st.isDirectory() || !isEmptyDir(mp))) {
       throw new Error(`The destination ${target} does not exist, but its mountpoint ${mp} is already taken by other files; move them away first.`);

@@ -33,6 +33,7 @@ import { planApply } from './plan.js';
 import { checkStreamHeader, corrupt, preflight, type Incoming } from './preflight.js';
 import { scanTree } from './scan.js';
 import { Stager } from './stage.js';
+import { commitTarget } from './versions.js';
 import { REC, StreamFormatError, StreamReader, parseJson, recordName, type DatasetEnd, type DatasetHeader, type RawRecord, type StreamHeader, type StreamManifest, type Trailer } from './stream-format.js';
 
 export interface ReceiveContext {
@@ -188,23 +189,25 @@ function keepVerified(catalog: Catalog, inc: Incoming): boolean {
 }
 
 /** The journal of one verified and staged dataset (not yet written). */
-function prepare(inc: Incoming, all: Incoming[]): Journal {
+function prepare(catalog: Catalog, inc: Incoming, all: Incoming[]): Journal {
   const plan = inc.plan!;
   const h = inc.header;
   const liveDir = inc.liveDir!;
   // Creating or replacing this dataset's directory touches the parent's; put the parent's mtime back afterwards.
   let parentDir: Journal['parentDir'];
   const parent = parentOf(inc.target);
-  if (parent && (plan.mkdir.includes('') || plan.tree)) {
-    const incomingParent = all.find((i) => i.target === parent)?.manifest?.entries[0];
+  const incomingParent = parent ? all.find((i) => i.target === parent)?.manifest?.entries[0] : undefined;
+  // Versioned (versions.ts): built beside the live tree and swapped in; the swap puts the parent's mtime back.
+  const target = commitTarget(catalog, inc.target, { kind: h.kind, patch: !!plan.patch, create: inc.create, current: liveDir, ...(incomingParent ? { parentMtimeNs: incomingParent.mtimeNs } : {}) });
+  if (!target.swap && parent && (plan.mkdir.includes('') || plan.tree)) {
     const mtimeNs = incomingParent?.mtimeNs ?? lstatSync(path.dirname(liveDir), { bigint: true, throwIfNoEntry: false })?.mtimeNs.toString();
     if (mtimeNs) parentDir = { path: path.dirname(liveDir), mtimeNs };
   }
   return {
-    format: 1,
+    format: 2,
     op: 'receive',
     dataset: inc.target,
-    liveDir,
+    ...target,
     staging: inc.staging,
     snapshot: { name: h.snapshot.name, id: h.snapshot.id, createdAt: typeof h.snapshot.createdAt === 'string' ? h.snapshot.createdAt : new Date().toISOString() },
     plan,
@@ -264,7 +267,7 @@ export async function receiveStream(ctx: ReceiveContext, dataset: string, stream
     await reader.expectEnd();
     opts.signal?.throwIfAborted();
 
-    for (const inc of incoming) journals.push(prepare(inc, incoming));
+    for (const inc of incoming) journals.push(prepare(catalog, inc, incoming));
     opts.signal?.throwIfAborted();
     // The new blocks become part of the stores before anything that names them is committed.
     for (const inc of incoming) inc.store.seal();

@@ -2,7 +2,7 @@
  * renameDataset: a dataset, its children and their snapshots move to a new
  * name in the same pool. What moves:
  *
- *   <root>/<from>                    -> <root>/<to>          live tree (children's trees are inside it)
+ *   <root>/<from>                    -> <root>/<to>          live tree or its link (children's are inside it)
  *   .syncsh/<pool>/datasets/<enc n>  -> …/<enc n'>            metadata of the dataset and of each child
  *   dataset.json                        name rewritten        in each moved metadata directory
  *
@@ -27,6 +27,7 @@ import { senders } from './gc.js';
 import { stepCounter, type Faults } from './journal.js';
 import { lockDatasets } from './lock.js';
 import { checkDatasetName, decodeName, isDescendant, parentOf, poolOf } from './names.js';
+import { relink } from './versions.js';
 
 export interface RenameIntent {
   format: 1;
@@ -169,6 +170,7 @@ export function finishRename(catalog: Catalog, intent: RenameIntent, faults: Fau
     }
   }
   if (intent.rootMode !== undefined && lstatOrNull(dst)) chmodSync(dst, intent.rootMode);
+  if (lstatOrNull(dst)) relink(layout, to, dst); // a relative link moved to another depth (beside a directory made before versions)
 
   // 2. Each dataset's metadata, parents first, and the name its record carries.
   for (const n of intent.names) {
