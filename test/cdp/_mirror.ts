@@ -3,49 +3,17 @@
  * (local-bind), a daemon child with its lines, qemu-io on an export, the
  * byte-for-byte comparison of both exports, and the daemon's figures.
  */
-import { execa, type ResultPromise } from 'execa';
-import type { ExecutionContext } from 'ava';
+import { execa } from 'execa';
 import type { TargetStatus } from '../../src/services/cdp/status.js';
-import { daemonLines } from '../helpers/daemon.js';
-import { BIN } from '../helpers/cli.js';
-import { ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
+import { ok, type Appliance } from '../peer/_fixture.js';
 
 export const MiB = 1024 * 1024;
 
-export const uri = (x: Appliance, zvol = 'fs:tank/vm1') => `nbd+unix:///${zvol}?socket=${x.home}/run/nbd.sock`;
-
-export function startDaemon(t: { teardown(fn: () => unknown): void }, x: Appliance) {
-  const child: ResultPromise = execa('node', [BIN, 'daemon'], { env: x.env, reject: false });
-  let stopped = false;
-  const stop = async (signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM') => {
-    if (stopped) return;
-    stopped = true;
-    child.kill(signal);
-    await child;
-  };
-  t.teardown(() => stop('SIGKILL'));
-  return { child, lines: daemonLines(child), stop };
-}
-
-export async function pair(t: ExecutionContext, env: Record<string, string> = {}) {
-  const f = new Fixture();
-  t.teardown(() => f.close());
-  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs', ...env });
-  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs', ...env });
-  await ok(a, 'create folder fs:tank');
-  await ok(b, 'create folder fs:tank');
-  await ok(a, `setup network local-bind ${b.home}`);
-  return { a, b };
-}
+export { compare, pair, startDaemon, uri } from './_pair.js';
 
 export async function qemuIo(target: string, ...cmds: string[]): Promise<void> {
   const r = await execa('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), target], { reject: false });
   if (r.exitCode !== 0 || /error|failed/i.test(r.stdout + r.stderr)) throw new Error(`qemu-io ${cmds.join('; ')}: ${r.stdout}${r.stderr}`);
-}
-
-export async function compare(a: Appliance, b: Appliance): Promise<string> {
-  const r = await execa('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', uri(a), uri(b)], { reject: false });
-  return `${r.exitCode}: ${r.stdout}${r.stderr}`.trim();
 }
 
 export interface Shown {

@@ -29,16 +29,22 @@ export function startDaemon(t: { teardown(fn: () => unknown): void }, x: Applian
   return { child, lines: daemonLines(child), stop };
 }
 
-/** alpha mirrors fs:tank/vm1 (16 MiB) to beta, both daemons running, beta level */
-export async function mirrored(t: ExecutionContext, opts: { mode?: 'sync' | 'async'; create?: string } = {}) {
-  t.timeout(8 * 60_000);
+/** alpha and beta (fs only), each with fs:tank, alpha bound to beta with local-bind */
+export async function pair(t: ExecutionContext, env: Record<string, string> = {}) {
   const f = new Fixture();
   t.teardown(() => f.close());
-  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs' });
-  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs' });
+  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs', ...env });
+  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs', ...env });
   await ok(a, 'create folder fs:tank');
   await ok(b, 'create folder fs:tank');
   await ok(a, `setup network local-bind ${b.home}`);
+  return { a, b };
+}
+
+/** alpha mirrors fs:tank/vm1 (16 MiB) to beta, both daemons running, beta level */
+export async function mirrored(t: ExecutionContext, opts: { mode?: 'sync' | 'async'; create?: string } = {}) {
+  t.timeout(8 * 60_000);
+  const { a, b } = await pair(t);
   await ok(a, 'create zvol fs:tank/vm1 --size 16M');
   await ok(a, `create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode ${opts.mode ?? 'sync'} ${opts.create ?? ''} -y`);
   const db = startDaemon(t, b);
