@@ -5,6 +5,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import type { ExecutionContext } from 'ava';
+import type { TargetStatus } from '../../src/services/cdp/status.js';
 import { daemonLines } from '../helpers/daemon.js';
 import { BIN } from '../helpers/cli.js';
 import { ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
@@ -41,17 +42,30 @@ export async function pair(t: ExecutionContext, env: Record<string, string> = {}
   return { a, b };
 }
 
-/** alpha mirrors fs:tank/vm1 (16 MiB) to beta, both daemons running, beta level */
-export async function mirrored(t: ExecutionContext, opts: { mode?: 'sync' | 'async'; create?: string } = {}) {
-  t.timeout(8 * 60_000);
-  const { a, b } = await pair(t);
-  await ok(a, 'create zvol fs:tank/vm1 --size 16M');
+export interface MirrorOptions {
+  mode?: 'sync' | 'async';
+  /** of the zvol, as `create zvol --size` takes it */
+  size?: string;
+  /** more flags of `create auto-cdp` */
+  create?: string;
+}
+
+/** a already bound to b: a mirrors fs:tank/vm1 (16 MiB unless asked) to b, both daemons running, beta level */
+export async function mirrorBetween(t: { teardown(fn: () => unknown): void }, a: Appliance, b: Appliance, opts: MirrorOptions = {}) {
+  await ok(a, `create zvol fs:tank/vm1 --size ${opts.size ?? '16M'}`);
   await ok(a, `create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode ${opts.mode ?? 'sync'} ${opts.create ?? ''} -y`);
   const db = startDaemon(t, b);
   await db.lines.wait(/NBD/);
   const da = startDaemon(t, a);
   await da.lines.wait(/auto-cdp:tank-vm1-000: beta is level/, 0, 60_000);
-  return { a, b, da, db };
+  return { da, db };
+}
+
+/** alpha mirrors fs:tank/vm1 to beta over local-bind, both daemons running, beta level */
+export async function mirrored(t: ExecutionContext, opts: MirrorOptions = {}) {
+  t.timeout(8 * 60_000);
+  const { a, b } = await pair(t);
+  return { a, b, ...(await mirrorBetween(t, a, b, opts)) };
 }
 
 /** qemu-io on an export; the result, never thrown */
@@ -72,18 +86,25 @@ export async function compare(a: Appliance, b: Appliance): Promise<string> {
 /** this copy's role and epoch (show auto-cdp --json) */
 export const role = async (x: Appliance) => JSON.parse(await ok(x, `show auto-cdp :${MIRROR} --json`)).config as { role: string; epoch: number; targets: { host: string }[]; master: { host: string } | null };
 
-interface TargetFigures {
-  state: string;
-  lagBytes: number;
-  dirtyChunks: number;
+export interface Shown {
+  config: { targets: { paused: boolean }[] };
+  status: { targets: TargetStatus[] } | null;
 }
 
-/** the daemon's figures of the first target once `want` holds (show auto-cdp --json); fails after 3 minutes naming the last */
-export async function figuresUntil(x: Appliance, want: (f: TargetFigures) => boolean): Promise<TargetFigures> {
-  let last: TargetFigures | undefined;
+/** the daemon's figures (show auto-cdp --json) */
+export async function status(a: Appliance): Promise<Shown['status']> {
+  return (JSON.parse(await ok(a, `show auto-cdp :${MIRROR} --json`)) as Shown).status;
+}
+
+/** the daemon's figures once every target (or the first) satisfies `want`; fails after 3 minutes naming the last figures */
+export async function statusUntil(a: Appliance, want: (x: TargetStatus) => boolean, every = false): Promise<NonNullable<Shown['status']>> {
+  let last: Shown['status'] = null;
   for (const start = Date.now(); Date.now() - start < 180_000; ) {
-    last = (JSON.parse(await ok(x, `show auto-cdp :${MIRROR} --json`)) as { status: { targets: TargetFigures[] } | null }).status?.targets[0];
-    if (last && want(last)) return last;
+    last = await status(a);
+    if (last && (every ? last.targets.every(want) : want(last.targets[0]))) return last;
   }
   throw new Error(`the mirror's figures never got there; last: ${JSON.stringify(last)}`);
 }
+
+/** the first target's figures once `want` holds */
+export const figuresUntil = async (x: Appliance, want: (f: TargetStatus) => boolean): Promise<TargetStatus> => (await statusUntil(x, want)).targets[0];

@@ -13,7 +13,7 @@ import { netnsMissing } from '../helpers/netns.js';
 import { sshdMissing } from '../helpers/sshd.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { Fixture, ok, sshPair } from '../peer/_fixture.js';
-import { compare, figuresUntil, MIRROR, qemuIo, role, startDaemon, uri } from './_pair.js';
+import { compare, figuresUntil, MIRROR, mirrorBetween, qemuIo, role, uri } from './_pair.js';
 
 const test = await gatedTest(['sshd', 'network namespaces', 'qemu-utils'], async () => (await sshdMissing()) ?? (await netnsMissing()) ?? (await nbdClientsMissing('qemu-io', 'qemu-img')()));
 
@@ -26,12 +26,7 @@ test.serial('a cut link over SSH: master + manual keeps writing and resyncs only
   await ok(a, `${pair.bindLine} -y`);
   await ok(a, 'create folder fs:tank');
   await ok(b, 'create folder fs:tank');
-  await ok(a, 'create zvol fs:tank/vm1 --size 16M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync --peer-timeout 2 -y');
-  const db = startDaemon(t, b);
-  await db.lines.wait(/NBD/);
-  const da = startDaemon(t, a);
-  await da.lines.wait(/beta is level/, 0, 60_000);
+  const { da } = await mirrorBetween(t, a, b, { create: '--peer-timeout 2' });
   t.regex((await qemuIo(uri(a), 'write -P 0x10 0 1M')).stdout, /wrote 1048576\/1048576 bytes/);
 
   // master + manual (case 6): the link cut, the writes go on into beta's dirty map

@@ -13,19 +13,13 @@ import path from 'node:path';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok } from '../peer/_fixture.js';
-import { compare, MiB, pair, qemuIo, startDaemon, statusUntil, uri } from './_mirror.js';
+import { compare, MiB, mirrored, qemuIo, statusUntil, uri } from './_mirror.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 
 test.serial('the same data written again crosses as its hash: sync, async and a resync; the copies are equal', async (t) => {
   t.timeout(8 * 60_000);
-  const { a, b } = await pair(t);
-  await ok(a, 'create zvol fs:tank/vm1 --size 64M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
-  const db = startDaemon(t, b);
-  await db.lines.wait(/NBD/);
-  const da = startDaemon(t, a);
-  await da.lines.wait(/beta is level/, 0, 60_000);
+  const { a, b, da } = await mirrored(t, { size: '64M' });
   const file = path.join(a.home, 'random.bin');
   writeFileSync(file, randomBytes(2 * MiB));
   const first = await statusUntil(a, (x) => x.state === 'mirroring');

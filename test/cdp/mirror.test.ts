@@ -12,7 +12,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
-import { compare, MiB, pair, qemuIo, startDaemon, status, statusUntil, uri } from './_mirror.js';
+import { compare, MiB, mirrored, pair, qemuIo, startDaemon, status, statusUntil, uri } from './_mirror.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 
@@ -52,13 +52,7 @@ test.serial('sync, then async, through both daemons: a real client writes on the
 
 test.serial('the target daemon away: logging, the dirty map grows; back: only the dirty chunks are sent, then equal', async (t) => {
   t.timeout(8 * 60_000);
-  const { a, b } = await pair(t);
-  await ok(a, 'create zvol fs:tank/vm1 --size 64M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
-  let db = startDaemon(t, b);
-  await db.lines.wait(/NBD/);
-  const da = startDaemon(t, a);
-  await da.lines.wait(/beta is level/, 0, 60_000);
+  let { a, b, da, db } = await mirrored(t, { size: '64M' });
   // 003's master + manual: with the peer lost the master's writes go on (with no fencing policy they fail: test/cdp/fencing.test.ts)
   await ok(a, 'setup network fencing beta manual');
   await db.stop('SIGKILL');
@@ -77,13 +71,7 @@ test.serial('the target daemon away: logging, the dirty map grows; back: only th
 
 test.serial('kill -9 of the master daemon mid-write (sync): every acknowledged write is on both copies; restarted, the copies are level again', async (t) => {
   t.timeout(8 * 60_000);
-  const { a, b } = await pair(t);
-  await ok(a, 'create zvol fs:tank/vm1 --size 64M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
-  const db = startDaemon(t, b);
-  await db.lines.wait(/NBD/);
-  let da = startDaemon(t, a);
-  await da.lines.wait(/beta is level/, 0, 60_000);
+  let { a, b, da } = await mirrored(t, { size: '64M' });
   // 600 writes of 4 KiB, each at its own offset with its own pattern; qemu-io prints a line once each is acknowledged
   const N = 600;
   const cmds = Array.from({ length: N }, (_, i) => ['-c', `write -P ${i % 251} ${i * 64 * 1024 + (i % 16) * 4096} 4k`]).flat();
@@ -169,13 +157,7 @@ test.serial('extend to a third appliance and detach it; verify finds a chunk cha
 
 test.serial('pause and resume while the daemons run: paused, writes only grow the dirty map; resumed, only those chunks are sent', async (t) => {
   t.timeout(8 * 60_000);
-  const { a, b } = await pair(t);
-  await ok(a, 'create zvol fs:tank/vm1 --size 32M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode async -y');
-  const db = startDaemon(t, b);
-  await db.lines.wait(/NBD/);
-  const da = startDaemon(t, a);
-  await da.lines.wait(/beta is level/, 0, 60_000);
+  const { a, b, da } = await mirrored(t, { size: '32M', mode: 'async' });
   await ok(a, 'setup auto-cdp :tank-vm1-000 pause beta');
   await da.lines.wait(/paused to beta/);
   await qemuIo(uri(a), 'write -P 0x61 0 192k', 'write -P 0x62 10M 4k');

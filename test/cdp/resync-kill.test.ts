@@ -14,7 +14,7 @@ import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok, type Appliance } from '../peer/_fixture.js';
 import type { MirrorStatus, TargetStatus } from '../../src/services/cdp/status.js';
-import { compare, pair, qemuIo, startDaemon, uri } from './_mirror.js';
+import { compare, mirrored, qemuIo, startDaemon, uri } from './_mirror.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 const DIRTY = 4096;
@@ -38,14 +38,8 @@ async function figuresUntil(a: Appliance, ok: (x: TargetStatus) => boolean): Pro
 
 /** a level mirror whose target was away while DIRTY chunks changed, and is back and resyncing */
 async function resyncing(t: Parameters<Parameters<typeof test.serial>[1]>[0]) {
-  const { a, b } = await pair(t);
-  await ok(a, 'create zvol fs:tank/vm1 --size 512M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode async -y');
+  let { a, b, da, db } = await mirrored(t, { size: '512M', mode: 'async' });
   await ok(a, 'setup network fencing beta manual');
-  let db = startDaemon(t, b);
-  await db.lines.wait(/NBD/);
-  const da = startDaemon(t, a);
-  await da.lines.wait(/beta is level/, 0, 60_000);
   await db.stop('SIGKILL');
   await da.lines.wait(/lost beta/);
   const file = path.join(a.home, 'random.bin');
