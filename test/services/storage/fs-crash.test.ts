@@ -10,14 +10,12 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import type { Driver } from '../../../src/services/storage/driver.js';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
 import { PHASES } from '../../../src/services/storage/fs/journal.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
-
-const DRIVER_MODULE = new URL('../../../src/services/storage/fs/index.ts', import.meta.url).href;
+import { driverElsewhere, RECEIVE_OPTS } from '../../helpers/fs-elsewhere.js';
 
 async function collect(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -137,21 +135,7 @@ test('a receive killed (SIGKILL) in another process mid-commit is finished by re
   const { b, root, layout, live } = await destination(dir, src.full);
   const deltaFile = path.join(dir, 'delta.stream');
   writeFileSync(deltaFile, src.delta);
-  const proc = execa(
-    'node',
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `
-    import { createReadStream } from 'node:fs';
-    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
-    await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', createReadStream(${JSON.stringify(deltaFile)}), { force: false, recursive: false });
-  `,
-    ],
-    { env: { SYNCSH_FS_CRASH_AFTER_STEPS: '6' }, reject: false },
-  );
+  const proc = receiveElsewhere(root, deltaFile, { SYNCSH_FS_CRASH_AFTER_STEPS: '6' });
   const child = await proc;
   t.is(child.signal, 'SIGKILL', child.stderr);
   t.true(existsSync(layout.lockFile('tank/dst')), 'the dead process left its lock');
@@ -199,21 +183,7 @@ test('another process receiving into a dataset makes operations here fail fast a
   const dir = tempDir(t);
   const src = await source(dir);
   const { b, root, layout, live } = await destination(dir, src.full);
-  const child = execa(
-    'node',
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `
-    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
-    const r = await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
-    process.stdout.write(r.snapshot.name);
-  `,
-    ],
-    { reject: false },
-  );
+  const child = driverElsewhere(root, `const r = await driver.receive('tank/dst', process.stdin, ${RECEIVE_OPTS}); process.stdout.write(r.snapshot.name);`);
   child.stdin!.write(src.delta.subarray(0, 300));
   await until(() => existsSync(layout.lockFile('tank/dst')), 'the other process to lock');
   const started = Date.now();
@@ -279,20 +249,7 @@ test('a receive killed while the blocks arrive leaves only what recover sweeps a
   const src = await source(dir);
   const { b, root, layout, live } = await destination(dir, src.full);
   const before = await readTree(live);
-  const child = execa(
-    'node',
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `
-    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
-    await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
-  `,
-    ],
-    { reject: false },
-  );
+  const child = driverElsewhere(root, `await driver.receive('tank/dst', process.stdin, ${RECEIVE_OPTS});`);
   child.stdin!.write(src.delta.subarray(0, src.delta.length - 100_000));
   const packs = () => readdirSync(layout.blocksDir('tank/dst')).filter((f) => f.endsWith('.pack')).length;
   const had = packs();
@@ -311,23 +268,7 @@ test('a receive killed while the blocks arrive leaves only what recover sweeps a
 });
 
 /** Receive `stream` into tank/dst in another process with `env` (a failpoint or a step count that kills it); returns how it ended. */
-async function receiveElsewhere(root: string, streamFile: string, env: Record<string, string>) {
-  return execa(
-    'node',
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `
-    import { createReadStream } from 'node:fs';
-    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
-    await createFsDriver(${JSON.stringify(root)}).receive('tank/dst', createReadStream(${JSON.stringify(streamFile)}), { force: false, recursive: false });
-  `,
-    ],
-    { env, reject: false },
-  );
-}
+const receiveElsewhere = (root: string, streamFile: string, env: Record<string, string>) => driverElsewhere(root, `await driver.receive('tank/dst', createReadStream(${JSON.stringify(streamFile)}), ${RECEIVE_OPTS});`, env);
 
 /** The versions of tank's trees on disk (one per filesystem dataset once nothing is pending). */
 const versions = (layout: Layout) => readdirSync(layout.treesDir('tank')).filter((n) => !n.startsWith('.'));
@@ -376,11 +317,7 @@ test('a rollback killed at each commit phase leaves the live tree exactly one sn
     mkdirSync(run);
     const { b, root, layout, live } = await destination(run, src.full);
     await b.receive('tank/dst', Readable.from([src.delta]), opts);
-    const child = await execa(
-      'node',
-      ['--import', 'tsx', '--input-type=module', '-e', `const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)}); await createFsDriver(${JSON.stringify(root)}).rollback('tank/dst', 's1');`],
-      { env: { SYNCSH_FAILPOINTS: `fs.commit.${p}` }, reject: false },
-    );
+    const child = await driverElsewhere(root, `await driver.rollback('tank/dst', 's1');`, { SYNCSH_FAILPOINTS: `fs.commit.${p}` });
     t.is(child.signal, 'SIGKILL', `${p}: ${child.stderr}`);
     const swapped = PHASES.indexOf(p) > PHASES.indexOf('swap');
     t.deepEqual(diffTrees(swapped ? src.tree1 : src.tree, await readTree(live)), [], `rollback killed before its ${p} phase`);

@@ -10,13 +10,12 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
 import { countHeld, isSeed } from '../../../src/services/storage/fs/negotiate.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
+import { driverElsewhere, RECEIVE_OPTS } from '../../helpers/fs-elsewhere.js';
 
-const DRIVER_MODULE = new URL('../../../src/services/storage/fs/index.ts', import.meta.url).href;
 const opts = { force: false, recursive: false };
 
 async function collect(stream: Readable): Promise<Buffer> {
@@ -62,20 +61,8 @@ test('a full receive killed (SIGKILL) halfway keeps what it verified; the next s
   await a.createSnapshot('tank/src', 's1', { recursive: false });
   const total = (await collect(a.send('tank/src', 's1', { recursive: false }))).length;
 
-  const child = execa(
-    'node',
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `
-    const { createFsDriver } = await import(${JSON.stringify(DRIVER_MODULE)});
-    await createFsDriver(${JSON.stringify(dstRoot)}).receive('tank/dst', process.stdin, { force: false, recursive: false });
-  `,
-    ],
-    { reject: false, env: { SYNCSH_FS_SEAL_INTERVAL_MS: '0' } },
-  ); // seal every 8 MiB, however fast it goes
+  // seal every 8 MiB, however fast it goes
+  const child = driverElsewhere(dstRoot, `await driver.receive('tank/dst', process.stdin, ${RECEIVE_OPTS});`, { SYNCSH_FS_SEAL_INTERVAL_MS: '0' });
   const stream = a.send('tank/src', 's1', { recursive: false });
   stream.pipe(child.stdin!);
   child.stdin!.on('error', () => undefined);
