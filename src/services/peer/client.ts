@@ -160,17 +160,11 @@ export class AgentLink {
     if (this.closed || this.spares.has(sub)) return;
     const spare: Spare = { channel: this.transport.exec(sub), ended: false };
     this.spares.set(sub, spare);
-    spare.channel.then(
-      (ch) =>
-        void ch.done.then(() => {
-          spare.ended = true;
-          if (this.spares.get(sub) === spare) this.spares.delete(sub);
-        }),
-      () => {
-        spare.ended = true;
-        if (this.spares.get(sub) === spare) this.spares.delete(sub);
-      },
-    );
+    const gone = () => {
+      spare.ended = true;
+      if (this.spares.get(sub) === spare) this.spares.delete(sub);
+    };
+    spare.channel.then((ch) => void ch.done.then(gone), gone);
   }
 
   close(): void {
@@ -421,7 +415,7 @@ export class RemoteDriver implements Driver {
         // codec sees only an end it is piped): waiting for the end would wait for ever, with the codec.
         // The stream is cut either way; the lost link is the error, what was in flight is dropped.
         if (status.lost) {
-          if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
+          if (opts.signal?.aborted) throw abortReason(opts.signal);
           throw status.lost;
         }
         if (!inflateError) await ended; // everything the agent wrote has gone into `out`
@@ -430,7 +424,7 @@ export class RemoteDriver implements Driver {
           out.end();
           return;
         }
-        if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
+        if (opts.signal?.aborted) throw abortReason(opts.signal);
         if (outcome && !outcome.ok) throw toPeerError(new RemoteError(outcome.error.code, outcome.error.message, this.peerName), this.peerName);
         if (inflateError && status.code === 0) throw inflateError; // the agent finished: what it sent does not decompress
         throw new PeerError('agent', `The send on ${this.peerName} ended${endedHow(status)}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
@@ -487,7 +481,7 @@ export class RemoteDriver implements Driver {
         return { ...result, snapshot: reviveSnapshot(result.snapshot) };
       }
       if (sourceError) throw sourceError;
-      if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('Aborted.');
+      if (opts.signal?.aborted) throw abortReason(opts.signal);
       if (outcome && !outcome.ok) throw toPeerError(new RemoteError(outcome.error.code, outcome.error.message, this.peerName), this.peerName);
       if (status.lost) throw status.lost;
       throw new PeerError('agent', `The receive on ${this.peerName} ended${endedHow(status)}: ${errors().trim().split('\n').slice(-3).join(' ') || 'no message'}.`);
@@ -499,6 +493,11 @@ export class RemoteDriver implements Driver {
       this.lease.release(link);
     }
   }
+}
+
+/** why an aborted transfer stopped: the caller's own Error, else a plain one */
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('Aborted.');
 }
 
 /** how an agent's command ended, for a sentence: ` with status 1`, ` by signal KILL` (killed), or nothing */
