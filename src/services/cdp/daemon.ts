@@ -170,7 +170,7 @@ export class CdpDaemon {
     for (const [name, { engine }] of this.engines) {
       this.refreshers.get(name)?.();
       await engine.tick();
-      for (const t of engine.status()) if (/refused the mirror stream/.test(engine.linkError(t.host) ?? '') && !this.meeting.has(name)) void this.meet(name, t.host);
+      for (const t of engine.status()) if (engine.refusedBy(t.host) && !this.meeting.has(name)) void this.meet(name, t.host);
     }
     const status: Record<string, MirrorStatus> = {};
     const now = new Date();

@@ -24,7 +24,7 @@ import { FrameType, type Frame, type MirrorHello } from './frames.js';
 import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
 import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
-import { TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
+import { StreamRefused, TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
 import { PeerBlocks } from './dedupe.js';
 import type { HistoryEntry } from '../history.js';
 import type { TargetStatus } from './status.js';
@@ -93,6 +93,8 @@ interface Target {
   /** runs of chunks sent as one ZERO frame, cleared when acknowledged */
   runs: { first: number; last: number; seq: number }[];
   lastError: string | null;
+  /** the last connect was refused by the target (not merely unreachable) */
+  refused: boolean;
   retryAt: number;
   pumping: boolean;
   /** since when it has had something outstanding (lag in seconds), null when level */
@@ -172,6 +174,7 @@ export class MirrorEngine {
         toClean: new Map(),
         runs: [],
         lastError: null,
+        refused: false,
         retryAt: 0,
         pumping: false,
         behindSince: null,
@@ -238,6 +241,7 @@ export class MirrorEngine {
       t.clearable.clear();
       t.runs = [];
       t.lastError = null;
+      t.refused = false;
       if (t.resync.size) {
         t.behindSince ??= Date.now();
         t.resyncRun = { startedAt: Date.now(), bytes: t.known.wireBytes, chunks: t.resync.size };
@@ -249,6 +253,7 @@ export class MirrorEngine {
       void this.pump(t);
     } catch (error) {
       t.lastError = (error as Error).message;
+      t.refused = error instanceof StreamRefused;
       t.retryAt = Date.now() + (this.deps.retryMs ?? 1000);
     } finally {
       t.connecting = false;
@@ -646,6 +651,11 @@ export class MirrorEngine {
   /** why the link to a target is down, when known */
   linkError(host: string): string | null {
     return this.targets.get(host)?.lastError ?? null;
+  }
+
+  /** whether the target refused this engine's last attempt to connect */
+  refusedBy(host: string): boolean {
+    return this.targets.get(host)?.refused ?? false;
   }
 
   status(now = Date.now()): TargetStatus[] {

@@ -54,6 +54,9 @@ class SeqWaits {
   }
 }
 
+/** the target answered HELLO with anything but WELCOME (or ended the stream): its copy may have moved on (daemon.ts meets it) */
+export class StreamRefused extends Error {}
+
 export class TargetLink {
   private readonly waiting: Waiting[] = [];
   private readonly hashWaits = new Map<number, { resolve(h: Buffer[]): void; reject(e: Error): void }>();
@@ -85,7 +88,7 @@ export class TargetLink {
     if (first.done || first.value.type !== FrameType.WELCOME) {
       stream.close();
       const why = first.done ? (first.value instanceof Error ? first.value.message : 'the stream ended') : first.value.type === FrameType.ERROR ? first.value.message : `frame ${first.value.type}`;
-      throw new Error(`the target refused the mirror stream: ${why}`);
+      throw new StreamRefused(`the target refused the mirror stream: ${why}`);
     }
     const link = new TargetLink(stream, first.value.epoch, known);
     void link.readAcks(it);
