@@ -149,8 +149,9 @@ class FsDriver implements Driver {
         if (st) rmdirSync(mp);
         mkdirSync(path.dirname(mp), { recursive: true });
         createVersionedRoot(this.layout, name, 0o755);
-      } else mkdirSync(mp, { recursive: true, mode: 0o755 });
-      if (volumeSize !== undefined) {
+      } else {
+        // a volume stays a directory: the NBD server holds its image open, a commit patches it in place
+        mkdirSync(mp, { recursive: true, mode: 0o755 });
         const fh = await open(path.join(mp, VOLUME_FILE), 'wx', 0o600);
         await fh.truncate(volumeSize);
         await fh.close();
