@@ -262,7 +262,11 @@ const create: CommandSpec = {
     { name: '--recursive', help: 'include child datasets', value: yesNo },
     { name: '--exclude', help: "a gitignore-style pattern left out of the snapshots, relative to the dataset (fs only; repeatable): '*.tmp', 'cache/', '/build/**'", value: text('PATTERN'), repeatable: true },
     { name: '--rate-limit', help: 'bytes per second a transfer may use, such as 20M; 0 for no limit', value: text('RATE') },
-    { name: '--compress', help: 'how the bytes cross the wire to another appliance: none, gzip, zstd or lz4 (default: zstd to or from an appliance bound over SSH where zstd is installed; none on this one and to a local-bind peer)', value: text('CODEC', () => ['none', 'gzip', 'zstd', 'lz4']) },
+    {
+      name: '--compress',
+      help: 'how the bytes cross the wire to another appliance: none, gzip, zstd or lz4 (default: zstd to or from an appliance bound over SSH where zstd is installed; none on this one and to a local-bind peer)',
+      value: text('CODEC', () => ['none', 'gzip', 'zstd', 'lz4']),
+    },
     { name: '--reverse-capable', help: 'keep the service on both appliances for reverse-direction', value: yesNo },
     { name: '--max-delay', help: 'seconds without a sync before status is warn', value: count('SECONDS', 0) },
     { name: '--comment', help: 'free text', value: text('TEXT') },

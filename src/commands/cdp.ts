@@ -247,7 +247,7 @@ const verify: CommandSpec = {
             ? ` (offsets ${r.outOfSync
                 .slice(0, 8)
                 .map((c) => formatBytes(c * 65536))
-                .join(', ')}${r.outOfSync.length > 8 ? ', …' : ''})${r.repaired ? ', being resynced' : "; 'run auto-cdp :" + input.instance! + " verify --repair' resyncs them"}`
+                .join(', ')}${r.outOfSync.length > 8 ? ', …' : ''})${r.repaired ? ', being resynced' : `; 'run auto-cdp :${input.instance!} verify --repair' resyncs them`}`
             : ''
         }`,
     );

@@ -225,7 +225,7 @@ export function openDashboardScreen(term: Terminal, fail: (error: Error) => void
 
       const keys = `${tag('↑/↓', 'cyan')} select  ${tag('r', 'cyan')} run now  ${tag('q', 'cyan')} quit`;
       const time = new Date(now).toTimeString().slice(0, 8);
-      status.setContent(` ${keys}  ${esc(truncate(note, Math.max(0, Number(shown.width) - 50)))}`.padEnd(10) + `{|}${time} `);
+      status.setContent(`${` ${keys}  ${esc(truncate(note, Math.max(0, Number(shown.width) - 50)))}`.padEnd(10)}{|}${time} `);
       render();
     },
     showLog(name) {

@@ -84,7 +84,7 @@ async function cutMidStream(t: ExecutionContext, name: string, to: Appliance, da
   t.true(cutAt > 0, 'the stream was cut while bytes were flowing');
   if (cut === 'link down') {
     t.is((error as PeerError).code, 'link', error!.message);
-    t.regex(error!.message, new RegExp(String.raw`connection to the appliance beta at ${beta()} was lost`));
+    t.regex(error!.message, new RegExp(`connection to the appliance beta at ${beta()} was lost`));
   } else {
     t.true(killed > 0, 'the agent of the stream was found and killed');
     t.is((error as PeerError).code, 'agent', error!.message);

@@ -207,7 +207,7 @@ sshTest.serial('a changed host key is refused with a clear message until bound a
   t.not(now, old);
   const before = await readTree(b.live('tank/docs-copy'));
   writeFileSync(path.join(a.live('tank/docs'), 'rekeyed.txt'), 'y');
-  const error = await runFails(t, L2R, 'host-key', new RegExp(String.raw`host key of the appliance beta at ${beta()} has changed`));
+  const error = await runFails(t, L2R, 'host-key', new RegExp(`host key of the appliance beta at ${beta()} has changed`));
   t.true(error.message.includes(old!) && error.message.includes(now), error.message);
   t.deepEqual(diffTrees(before, await readTree(b.live('tank/docs-copy'))), []);
   const shown = JSON.parse(String((await a.cli('show network ssh-bindings --json')).stdout));
@@ -235,7 +235,7 @@ sshTest.serial('a missing or wrong key is a specific error', async (t) => {
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${files.privateKeyFile}.other`]);
   renameSync(`${files.privateKeyFile}.other`, files.privateKeyFile);
   try {
-    await runFails(t, L2R, 'auth', new RegExp(String.raw`beta at ${beta()} did not accept this appliance's key for user root`));
+    await runFails(t, L2R, 'auth', new RegExp(`beta at ${beta()} did not accept this appliance's key for user root`));
   } finally {
     writeFileSync(files.privateKeyFile, saved.priv, { mode: 0o600 });
     writeFileSync(files.publicKeyFile, saved.pub);
@@ -247,7 +247,7 @@ sshTest.serial('a peer that is down: refused and timeout, each naming the peer a
   const { a, sshd } = pair;
   await sshd.stop();
   try {
-    await runFails(t, L2R, 'refused', new RegExp(String.raw`Cannot reach the appliance beta at ${beta()}: the connection was refused`));
+    await runFails(t, L2R, 'refused', new RegExp(`Cannot reach the appliance beta at ${beta()}: the connection was refused`));
     t.regex(a.services.autoSync.store.runState(L2R).lastError!, /refused/);
   } finally {
     await sshd.start();

@@ -134,7 +134,7 @@ test.serial('a long line wraps in 80 columns and the cursor follows it', async (
   await f.waitForCursor(77, Math.floor(end / 80) - 1);
   f.type('X', KEY.enter);
   const entered = await line;
-  t.is(entered, long.slice(0, long.length - (end % 80) - 3) + 'X' + long.slice(long.length - (end % 80) - 3));
+  t.is(entered, `${long.slice(0, long.length - (end % 80) - 3)}X${long.slice(long.length - (end % 80) - 3)}`);
 });
 
 test.serial('a line filling the row exactly puts the cursor on the next row', async (t) => {

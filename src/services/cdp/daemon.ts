@@ -189,7 +189,7 @@ export class CdpDaemon {
     if (!p) {
       p = (async () => {
         const first = this.services.cdp.store.get(name);
-        if (!first || first.role !== 'master') return null;
+        if (first?.role !== 'master') return null;
         const ref = parseDataset(first.zvol);
         const driver = await this.services.storage.usable(ref.driver);
         const volume = await driver.openVolume!(ref.name, { readOnly: false });
@@ -293,7 +293,7 @@ export class CdpDaemon {
     this.meeting.add(name);
     try {
       const mine = this.services.cdp.store.get(name);
-      if (!mine || mine.role !== 'master') return;
+      if (mine?.role !== 'master') return;
       const theirs = await withTimeout(this.services.peers.call<MirrorConfig | null>(host, 'cdp.get', { name }), this.peerTimeoutOf(mine), host);
       if (!theirs || theirs.createdAt !== mine.createdAt || theirs.epoch <= mine.epoch) return;
       const wrote =

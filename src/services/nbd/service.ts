@@ -7,7 +7,6 @@
  * withdrawn from both servers within `pollMs`.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
 import type { Home } from '../home.js';
 import { nbdSettings } from '../appliance.js';
 import { NbdServer, type NbdClientInfo } from './server.js';

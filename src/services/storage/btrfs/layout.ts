@@ -49,7 +49,7 @@ export function checkSubvolumePath(value: string): string {
       throw new BtrfsNameError(`The btrfs subvolume path ${shown} uses ${JSON.stringify(part)}; names starting with '${RESERVED_PREFIX}' are reserved.`);
     }
     if (part.startsWith('-') || !PATH_COMPONENT.test(part)) {
-      throw new BtrfsNameError(`The btrfs subvolume path ${shown} has the component ${JSON.stringify(part)}; ` + 'use letters, digits and _ . @ : + = , - only, not starting with -.');
+      throw new BtrfsNameError(`The btrfs subvolume path ${shown} has the component ${JSON.stringify(part)}; use letters, digits and _ . @ : + = , - only, not starting with -.`);
     }
   }
   return value;

@@ -76,7 +76,7 @@ async function checkDestination(cli: BtrfsCli, dataset: string, stream: BtrfsStr
     throw new BtrfsError('exists', `The destination '${dataset}' already exists; receiving a full stream would replace it, which needs force.`);
   }
   if (live && newest && !opts.force && (await changedSince(cli, dataset, newest.name))) {
-    throw new BtrfsError('modified', `The destination '${dataset}' has been changed since its newest snapshot '${newest.name}'; ` + 'receiving would discard those changes, so it is refused without force.');
+    throw new BtrfsError('modified', `The destination '${dataset}' has been changed since its newest snapshot '${newest.name}'; receiving would discard those changes, so it is refused without force.`);
   }
   return { live, newest };
 }

@@ -32,7 +32,7 @@ export function checkDatasetName(name: string): string {
   }
   for (const part of parts) {
     if (!COMPONENT.test(part)) {
-      throw new ZfsNameError(`The ZFS dataset name ${shown} has the component ${JSON.stringify(part)}; ` + 'use letters, digits and _ . : - only, starting with a letter or digit.');
+      throw new ZfsNameError(`The ZFS dataset name ${shown} has the component ${JSON.stringify(part)}; use letters, digits and _ . : - only, starting with a letter or digit.`);
     }
   }
   if (!/^[A-Za-z]/.test(parts[0]!)) throw new ZfsNameError(`The ZFS pool name in ${shown} must start with a letter.`);

@@ -120,7 +120,7 @@ async function refuseIfChanged(cli: ZfsCli, dataset: string, withChildren: boole
   for (const name of datasets) {
     const newest = (await listSnapshots(cli, name)).at(-1);
     if (newest && (await changedSince(cli, name, newest.name))) {
-      throw new ZfsError('modified', `The destination '${name}' has been changed since its newest snapshot '${newest.name}'; ` + 'receiving would discard those changes, so it is refused without force.');
+      throw new ZfsError('modified', `The destination '${name}' has been changed since its newest snapshot '${newest.name}'; receiving would discard those changes, so it is refused without force.`);
     }
   }
 }

@@ -26,7 +26,7 @@ export async function renameDataset(cli: ZfsCli, from: string, to: string): Prom
     throw new ZfsError('refused', `'${from}' is the root dataset of its pool; a pool cannot be renamed, only the datasets in it.`);
   }
   if (poolOf(to) !== poolOf(from)) {
-    throw new ZfsError('refused', `The target '${to}' is in the pool '${poolOf(to)}', not in '${poolOf(from)}' where '${from}' is; ` + 'a dataset can only be renamed within its pool (replicate it to move it to another pool).');
+    throw new ZfsError('refused', `The target '${to}' is in the pool '${poolOf(to)}', not in '${poolOf(from)}' where '${from}' is; a dataset can only be renamed within its pool (replicate it to move it to another pool).`);
   }
   if (!to.includes('/')) throw new ZfsError('refused', `The target '${to}' names a pool, not a dataset in one.`);
   if (to.startsWith(`${from}/`)) throw new ZfsError('refused', `The dataset '${from}' cannot be moved inside itself ('${to}').`);
