@@ -49,25 +49,6 @@ export async function countFiles(root: string): Promise<number> {
   return n;
 }
 
-/**
- * Seconds until no swapped-out fs version under `home` is still being
- * deleted in the background (fs/versions.ts), so that the peer's timing
- * that follows does not share the disk with it.
- */
-export async function backgroundDrops(home: string): Promise<number> {
-  const start = Date.now();
-  const left = async () => {
-    const pools = await readdir(path.join(home, 'fs', '.syncsh')).catch(() => [] as string[]);
-    for (const pool of pools) {
-      const trees = await readdir(path.join(home, 'fs', '.syncsh', pool, 'trees')).catch(() => [] as string[]);
-      if (trees.some((n) => n.startsWith('.drop-'))) return true;
-    }
-    return false;
-  };
-  while (await left()) await new Promise((r) => setTimeout(r, 20));
-  return (Date.now() - start) / 1000;
-}
-
 export function syncsh(env: NodeJS.ProcessEnv, command: string) {
   return execa('node', [BIN, '-c', command], { env });
 }

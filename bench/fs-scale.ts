@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { BIN, backgroundDrops, countFiles, syncsh } from './common.js';
+import { BIN, countFiles, syncsh } from './common.js';
 
 const { values } = parseArgs({ options: { files: { type: 'string', default: '100000' }, size: { type: 'string', default: '1024' }, changed: { type: 'string', default: '0.01' } } });
 const files = Number(values.files);
@@ -85,10 +85,9 @@ try {
   const rows: { phase: string; ours: Measured; theirs: Measured }[] = [];
   const phase = async (name: string) => {
     const o = await ours();
-    const drops = await backgroundDrops(env.SYNCSH_HOME);
     const t = await theirs();
     rows.push({ phase: name, ours: o, theirs: t });
-    console.log(`${name}: syncsh ${o.seconds.toFixed(2)} s ${o.peakMB.toFixed(0)} MB (+${drops.toFixed(2)} s deleting the old version in the background), rsync ${t.seconds.toFixed(2)} s ${t.peakMB.toFixed(0)} MB`);
+    console.log(`${name}: syncsh ${o.seconds.toFixed(2)} s ${o.peakMB.toFixed(0)} MB, rsync ${t.seconds.toFixed(2)} s ${t.peakMB.toFixed(0)} MB`);
   };
   await phase('full');
   await phase('nothing changed');

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { backgroundDrops, changeFraction, countFiles, fsBenchSource, printTable, syncsh, timed } from './common.js';
+import { changeFraction, countFiles, fsBenchSource, printTable, syncsh, timed } from './common.js';
 
 const files = Number(process.env.BENCH_FILES) || 20_000;
 const megabytes = Number(process.env.BENCH_MB) || 1024;
@@ -24,7 +24,6 @@ try {
   const fullTheirs = await timed(rsync);
   const changed = await changeFraction(paths, 0.01);
   const incOurs = await timed(() => syncsh(env, 'run auto-sync :bench-src-000'));
-  const drops = await backgroundDrops(env.SYNCSH_HOME);
   const incTheirs = await timed(rsync);
 
   const dst = path.join(env.SYNCSH_HOME, 'fs', 'bench', 'dst');
@@ -36,7 +35,6 @@ try {
     { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },
     { phase: 'incremental (1% changed)', ours: incOurs.seconds, theirs: incTheirs.seconds },
   ]);
-  console.log(`(after the incremental run, the swapped-out version took ${drops.toFixed(2)} s more to delete in the background; rsync was timed after it)`);
 } finally {
   await rm(work, { recursive: true, force: true });
 }

@@ -5,17 +5,15 @@
  * another one, is refused as busy and corrupts nothing.
  */
 import test from 'ava';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, utimesSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Driver } from '../../../src/services/storage/driver.js';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
-import { Catalog } from '../../../src/services/storage/fs/catalog.js';
 import { PHASES } from '../../../src/services/storage/fs/journal.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
-import { tidyVersions } from '../../../src/services/storage/fs/versions.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
 import { driverElsewhere, RECEIVE_OPTS } from '../../helpers/fs-elsewhere.js';
 
@@ -327,71 +325,6 @@ test('a rollback killed at each commit phase leaves the live tree exactly one sn
     t.deepEqual(diffTrees(src.tree1, await readTree(live)), []);
     t.is(versions(layout).length, 2);
   }
-});
-
-/** Resolves once `dir` holds no entry starting with `prefix` (woken by fs.watch on it, not by polling); rejects after `ms`. */
-function noneLeft(dir: string, prefix: string, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const watcher = watch(dir);
-    const done = (error?: Error) => {
-      clearTimeout(timer);
-      watcher.close();
-      if (error) reject(error);
-      else resolve();
-    };
-    const check = () => {
-      if (!readdirSync(dir).some((n) => n.startsWith(prefix))) done();
-    };
-    const timer = setTimeout(
-      () =>
-        done(
-          new Error(
-            `${dir} still holds ${readdirSync(dir)
-              .filter((n) => n.startsWith(prefix))
-              .join(', ')} after ${ms} ms`,
-          ),
-        ),
-      ms,
-    );
-    watcher.on('change', check);
-    watcher.on('error', done);
-    check();
-  });
-}
-
-// issue 13: deleting the version a commit swapped out (one unlink per file)
-// is not part of the commit: it is renamed aside and removed by an rm that
-// outlives the process; a leftover goes at a later recover.
-test('the swapped-out version is renamed aside by the commit and deleted in the background, even after the process exits', async (t) => {
-  const dir = tempDir(t);
-  const src = await source(dir);
-  const deltaFile = path.join(dir, 'delta.stream');
-  writeFileSync(deltaFile, src.delta);
-  const { b, root, layout, live } = await destination(dir, src.full);
-  const before = realpathSync(live);
-  const child = await receiveElsewhere(root, deltaFile, {});
-  t.is(child.exitCode, 0, child.stderr);
-  t.not(realpathSync(live), before, 'a new version is live');
-  t.false(existsSync(before), 'the old version is no longer at its name once the receive returned');
-  t.is(versions(layout).length, 2);
-  await noneLeft(layout.treesDir('tank'), '.drop-', 30_000);
-  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
-  t.deepEqual(await b.recover('tank/dst'), []);
-});
-
-test('a swapped-out version left behind is deleted by a later recover, not counted as a version, and left alone while it is young', async (t) => {
-  const dir = tempDir(t);
-  const src = await source(dir);
-  const { b, root, layout, live } = await destination(dir, src.full);
-  const leftover = path.join(layout.treesDir('tank'), '.drop-00000000-0000-0000-0000-000000000000');
-  await writeTree(leftover, { 'a/b': 'x', 'ro/c': 'y' });
-  chmodSync(path.join(leftover, 'ro'), 0o555);
-  t.deepEqual(await b.recover('tank/dst'), [], 'nothing to say about it');
-  t.true(existsSync(leftover), 'a young one is left to the rm deleting it');
-  const catalog = new Catalog(new Layout(root));
-  t.is(tidyVersions(catalog, 'tank', Date.now() + 61_000), 0, 'not counted as a version');
-  t.false(existsSync(leftover), 'an old one is deleted, read-only directory and all');
-  t.deepEqual(diffTrees(src.tree1, await readTree(live)), []);
 });
 
 test('a dataset made before versioned trees (a real directory) becomes a link at its first commit, its files intact', async (t) => {

@@ -31,7 +31,6 @@ import { randomUUID } from 'node:crypto';
 import { COPYFILE_FICLONE } from 'node:constants';
 import { type BigIntStats, chmodSync, copyFileSync, lchownSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import type { Catalog } from './catalog.js';
 import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, setMtime, syncDir } from './files.js';
 import type { Journal } from './journal.js';
@@ -201,38 +200,13 @@ export function carryChildren(catalog: Catalog, name: string, swap: Swap, next: 
   }
 }
 
-/** A swapped-out version being deleted in the background is renamed to this prefix + its uuid. */
-const DROP_PREFIX = '.drop-';
-/** A drop younger than this (by ctime, which its rename set) is left to the `rm` deleting it. */
-const DROP_GRACE_MS = 60_000;
-
 /** After the swap: the version swapped out (or the directory made before versions) is deleted. */
 export function dropSwappedOut(swap: Swap, next: string): void {
   removeTree(legacyPlace(next));
   if (!swap.from) return;
   const from = path.resolve(swap.from);
   // Only ever a version: a real directory's path is the link's now.
-  if (path.dirname(from) === resolveLive(path.dirname(next)) && path.basename(from) !== path.basename(next)) dropInBackground(from);
-}
-
-/**
- * Deleting a version is one unlink per file, most of an incremental
- * commit's time on a large tree (issue 13), and no reader is sent there
- * any more: it is renamed aside at once and deleted by an `rm -rf` that
- * may outlive this process (detached, not killed at exit). Whatever is
- * left (killed before the spawn, a read-only directory of another user)
- * is deleted by tidyVersions at a later recover.
- */
-function dropInBackground(version: string): void {
-  const trash = path.join(path.dirname(version), `${DROP_PREFIX}${path.basename(version)}`);
-  try {
-    renameSync(version, trash);
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return; // renamed by the run this one finishes
-    throw error;
-  }
-  // reject: false: a failed rm (or spawn) is left to tidyVersions, never an error of the commit.
-  execa('rm', ['-rf', '--', trash], { detached: true, cleanup: false, stdio: 'ignore', reject: false }).unref();
+  if (path.dirname(from) === resolveLive(path.dirname(next)) && path.basename(from) !== path.basename(next)) removeTree(from);
 }
 
 /**
@@ -240,7 +214,7 @@ function dropInBackground(version: string): void {
  * commit names (left by a crash). Skipped while a rename is unfinished.
  * Returns how many went.
  */
-export function tidyVersions(catalog: Catalog, pool: string, now = Date.now()): number {
+export function tidyVersions(catalog: Catalog, pool: string): number {
   const { layout } = catalog;
   const dir = layout.treesDir(pool);
   let names: string[];
@@ -272,12 +246,7 @@ export function tidyVersions(catalog: Catalog, pool: string, now = Date.now()): 
     const p = path.join(dir, n);
     if (n.startsWith('.link-')) {
       // A link being placed right now is left alone.
-      if (now - (lstatOrNull(p)?.mtimeMs ?? 0) > 60_000) unlinkSync(p);
-      continue;
-    }
-    if (n.startsWith(DROP_PREFIX)) {
-      // Already out of every reader's way: not counted; a recent one is left to its rm.
-      if (now - (lstatOrNull(p)?.ctimeMs ?? 0) > DROP_GRACE_MS) removeTree(p);
+      if (Date.now() - (lstatOrNull(p)?.mtimeMs ?? 0) > 60_000) unlinkSync(p);
       continue;
     }
     removeTree(p);
