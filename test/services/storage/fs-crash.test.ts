@@ -344,6 +344,27 @@ test('after an incremental commit, the stat cache of every file matches the live
   t.deepEqual(stale, [], 'stat caches that no longer match the live files');
 });
 
+test('a delta that changes nothing commits in place: the live version stays, nothing is cloned or dropped', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, layout, live } = await destination(dir, src.full);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  await src.a.createSnapshot('tank/src', 's3', { recursive: false });
+  const quiet = await collect(src.a.send('tank/src', 's3', { from: 's2', recursive: false }));
+  const version = realpathSync(live);
+  const names = readdirSync(layout.treesDir('tank')).sort();
+  await b.receive('tank/dst', Readable.from([quiet]), opts);
+  t.is(realpathSync(live), version, 'the same version is live');
+  t.deepEqual(readdirSync(layout.treesDir('tank')).sort(), names, 'no version made, none dropped');
+  t.deepEqual(
+    (await b.listSnapshots('tank/dst')).map((s) => s.name),
+    ['s1', 's2', 's3'],
+  );
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+  t.false(await b.changedSince('tank/dst', 's3'));
+  t.deepEqual(await b.recover('tank/dst'), []);
+});
+
 test('a dataset made before versioned trees (a real directory) becomes a link at its first commit, its files intact', async (t) => {
   const dir = tempDir(t);
   const src = await source(dir);
