@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Driver } from '../../../src/services/storage/driver.js';
 import { createFsDriver } from '../../../src/services/storage/fs/index.js';
 import { PHASES } from '../../../src/services/storage/fs/journal.js';
+import { cacheMatches, readManifest } from '../../../src/services/storage/fs/manifest.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
 import { driverElsewhere, RECEIVE_OPTS } from '../../helpers/fs-elsewhere.js';
@@ -325,6 +326,43 @@ test('a rollback killed at each commit phase leaves the live tree exactly one sn
     t.deepEqual(diffTrees(src.tree1, await readTree(live)), []);
     t.is(versions(layout).length, 2);
   }
+});
+
+// issue 13: the stat caches a commit records must still match once it is
+// done. Deleting the swapped-out version unlinks each unchanged file's other
+// name, which moves its ctime: done after register, every unchanged file was
+// re-hashed by the next changedSince and staged anew by the next receive.
+test('after an incremental commit, the stat cache of every file matches the live file, so the next run need not re-read it', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, layout, live } = await destination(dir, src.full);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  const id = (await b.listSnapshots('tank/dst')).find((s) => s.name === 's2')!.id;
+  const files = readManifest(layout.manifestFile('tank/dst', id), 'tank/dst@s2').entries.filter((e) => e.type === 'file');
+  t.true(files.length >= 5);
+  const stale = files.filter((e) => !cacheMatches(e, lstatSync(path.join(live, e.path)))).map((e) => e.path);
+  t.deepEqual(stale, [], 'stat caches that no longer match the live files');
+});
+
+test('a delta that changes nothing commits in place: the live version stays, nothing is cloned or dropped', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, layout, live } = await destination(dir, src.full);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  await src.a.createSnapshot('tank/src', 's3', { recursive: false });
+  const quiet = await collect(src.a.send('tank/src', 's3', { from: 's2', recursive: false }));
+  const version = realpathSync(live);
+  const names = readdirSync(layout.treesDir('tank')).sort();
+  await b.receive('tank/dst', Readable.from([quiet]), opts);
+  t.is(realpathSync(live), version, 'the same version is live');
+  t.deepEqual(readdirSync(layout.treesDir('tank')).sort(), names, 'no version made, none dropped');
+  t.deepEqual(
+    (await b.listSnapshots('tank/dst')).map((s) => s.name),
+    ['s1', 's2', 's3'],
+  );
+  t.deepEqual(diffTrees(src.tree, await readTree(live)), []);
+  t.false(await b.changedSince('tank/dst', 's3'));
+  t.deepEqual(await b.recover('tank/dst'), []);
 });
 
 test('a dataset made before versioned trees (a real directory) becomes a link at its first commit, its files intact', async (t) => {

@@ -210,6 +210,8 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
       swapIn(catalog.layout, dataset, swap, j.liveDir);
       // The rename moved the mtime of the directory holding the link, which is the parent dataset's.
       if (swap.parentMtimeNs) setMtime(path.dirname(swap.link), swap.parentMtimeNs, false);
+      // Before register stats the files: unlinking an unchanged file's old name moves its ctime, which would make every stat cache stale.
+      dropSwappedOut(swap, j.liveDir); // no reader is sent there any more
     },
     register: async () => {
       step();
@@ -218,7 +220,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
     cleanup: () => {
       step();
       removeTree(j.staging);
-      if (swap) dropSwappedOut(swap, j.liveDir); // no reader is sent there any more
+      if (swap) dropSwappedOut(swap, j.liveDir); // a commit cut after its swap by a version that dropped it here
       unlinkSync(catalog.layout.journalFile(dataset));
       unlinkSync(progressFile);
     },

@@ -160,6 +160,11 @@ export function planApply(live: LiveNode[] | null, liveDir: string, target: Mani
   return plan;
 }
 
+/** A plan that changes nothing in the live tree (a run with nothing changed): its commit needs no new version. */
+export function planIsEmpty(plan: Plan): boolean {
+  return !plan.tree && !plan.patch && plan.remove.length + plan.mkdir.length + plan.place.length + plan.meta.length + plan.dirs.length === 0;
+}
+
 /** The other names (hard links) of the target's files with several, by first name; none in child datasets. */
 function otherNames(target: Manifest, exclude: ReadonlySet<string>): Map<string, Entry[]> {
   const out = new Map<string, Entry[]>();

@@ -29,7 +29,7 @@ import { SimulatedCrash, runJournal, writeJournal, type Faults, type Journal, ty
 import { lockDatasets, type Lock } from './lock.js';
 import { applyDelta, blocksOf, checkReceivedManifest, entriesDigest, withoutCache, type Entry, type Manifest } from './manifest.js';
 import { checkDatasetName, parentOf, poolOf } from './names.js';
-import { planApply } from './plan.js';
+import { planApply, planIsEmpty } from './plan.js';
 import { checkStreamHeader, corrupt, preflight, type Incoming } from './preflight.js';
 import { scanTree } from './scan.js';
 import { Stager } from './stage.js';
@@ -198,7 +198,7 @@ function prepare(catalog: Catalog, inc: Incoming, all: Incoming[]): Journal {
   const parent = parentOf(inc.target);
   const incomingParent = parent ? all.find((i) => i.target === parent)?.manifest?.entries[0] : undefined;
   // Versioned (versions.ts): built beside the live tree and swapped in; the swap puts the parent's mtime back.
-  const target = commitTarget(catalog, inc.target, { kind: h.kind, patch: !!plan.patch, create: inc.create, current: liveDir, ...(incomingParent ? { parentMtimeNs: incomingParent.mtimeNs } : {}) });
+  const target = commitTarget(catalog, inc.target, { kind: h.kind, patch: !!plan.patch, create: inc.create, current: liveDir, unchanged: planIsEmpty(plan), ...(incomingParent ? { parentMtimeNs: incomingParent.mtimeNs } : {}) });
   if (!target.swap && parent && (plan.mkdir.includes('') || plan.tree)) {
     const mtimeNs = incomingParent?.mtimeNs ?? lstatSync(path.dirname(liveDir), { bigint: true, throwIfNoEntry: false })?.mtimeNs.toString();
     if (mtimeNs) parentDir = { path: path.dirname(liveDir), mtimeNs };

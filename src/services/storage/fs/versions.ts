@@ -259,11 +259,14 @@ export function tidyVersions(catalog: Catalog, pool: string): number {
  * Where a commit into `name` applies its plan: a new version and the swap
  * when the tree can be versioned (a filesystem whose children's
  * mountpoints are links or stand-ins), else the live tree in place (a
- * volume's image is patched in place). `parentMtimeNs`: the mtime the
+ * volume's image is patched in place; a plan that changes nothing needs
+ * no new version). `parentMtimeNs`: the mtime the
  * link's directory is to have (the parent's, when it arrives in the same
  * stream); by default the one it has now.
  */
-export function commitTarget(catalog: Catalog, name: string, opts: { kind: 'filesystem' | 'volume'; patch: boolean; create: boolean; current: string; parentMtimeNs?: string }): { liveDir: string; swap?: Swap } {
+export function commitTarget(catalog: Catalog, name: string, opts: { kind: 'filesystem' | 'volume'; patch: boolean; create: boolean; current: string; parentMtimeNs?: string; unchanged?: boolean }): { liveDir: string; swap?: Swap } {
+  // A plan that changes nothing leaves the live version as it is: no clone of every file, no swap (issue 13).
+  if (opts.unchanged && !opts.create) return { liveDir: opts.current };
   const link = opts.create ? catalog.layout.mountpoint(name) : catalog.liveLink(name);
   if (opts.kind !== 'filesystem' || opts.patch || !canVersion(link, opts.create ? new Set() : catalog.childMountNames(name))) return { liveDir: opts.current };
   const from = lstatOrNull(link) ? resolveLive(link) : null;
