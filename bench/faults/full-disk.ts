@@ -5,27 +5,43 @@
  * delta needs, so ENOSPC strikes anywhere in the receive (or not at all).
  * The run either lands or fails with the destination at its previous
  * snapshot; once the filler is gone, the next run lands without an operator.
+ * On zfs and btrfs the destination is a small pool (64 MiB) or btrfs image
+ * (120 MiB) of its own (stores.ts), local to local, the filler in its root.
  */
 import { rmSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fill, smallFs, smallFsMissing } from '../../test/helpers/small-fs.js';
 import type { Fixture } from '../../test/peer/_fixture.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
+import { makeStores, storeMissing } from './stores.js';
 import { destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
+
+const MiB = 1024 * 1024;
+/** what the driver says when the destination is full */
+const FULL = /No space left|ran out of space/;
 
 const free = (dir: string) => {
   const s = statfsSync(dir);
   return s.bavail * s.bsize;
 };
 
-export function fullDiskScenario(): Scenario {
+export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs'): Scenario {
+  const where = driver === 'fs' ? 'a 96 MiB tmpfs under a local-bind peer' : driver === 'zfs' ? 'a 64 MiB zfs-fuse pool, local' : 'a 120 MiB btrfs image, local';
   return {
-    name: 'full-disk/fs/peer',
-    help: 'the destination (a 96 MiB tmpfs under a local-bind peer) left a random amount of room before a run',
-    missing: async () => smallFsMissing(),
+    name: driver === 'fs' ? 'full-disk/fs/peer' : `full-disk/${driver}/local`,
+    help: `the destination (${where}) left a random amount of room before a run`,
+    missing: async () => (driver === 'fs' ? smallFsMissing() : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
-      const small = await smallFs(f, '96m');
-      const w = await makeWorld(f, 'peer', { peerFsRoot: small });
+      let small: string;
+      let w;
+      if (driver === 'fs') {
+        small = await smallFs(f, '96m');
+        w = await makeWorld(f, 'peer', { peerFsRoot: small });
+      } else {
+        const stores = await makeStores(f, driver, (driver === 'zfs' ? 64 : 120) * MiB);
+        small = stores.dstRoot;
+        w = await makeWorld(f, 'local', { driver, ...stores });
+      }
       const first = await startRun(w);
       if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
       let last: Tree = await destination(w);
@@ -47,7 +63,7 @@ export function fullDiskScenario(): Scenario {
           const now = await destination(w);
           const torn = oneOf(now, r.exitCode === 0 ? [expected] : [last], r.exitCode === 0 ? 'after a successful run, the destination' : 'after a run failed for space, the destination');
           if (torn) violations.push(torn);
-          if (r.exitCode !== 0 && !/No space left/.test(said)) violations.push(`the failure does not say the disk is full: ${said}`);
+          if (r.exitCode !== 0 && !FULL.test(said)) violations.push(`the failure does not say the disk is full: ${said}`);
           rmSync(filler);
           const next = await recover(w, expected);
           violations.push(...next.violations);

@@ -6,5 +6,17 @@ import { fullDiskScenario } from './full-disk.js';
 import { linkScenario } from './link.js';
 
 export function allScenarios(): Scenario[] {
-  return [killScenario('local'), killScenario('peer'), damageScenario(), fullDiskScenario(), linkScenario()];
+  return [
+    killScenario('local'),
+    killScenario('peer'),
+    damageScenario(),
+    fullDiskScenario(),
+    linkScenario(),
+    killScenario('local', 'zfs'),
+    killScenario('peer', 'zfs'),
+    killScenario('local', 'btrfs'),
+    killScenario('peer', 'btrfs'),
+    fullDiskScenario('zfs'),
+    fullDiskScenario('btrfs'),
+  ];
 }
