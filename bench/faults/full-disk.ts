@@ -8,7 +8,8 @@
  * On zfs and btrfs the destination is a small pool (64 MiB) or btrfs image
  * (120 MiB) of its own (stores.ts), local to local, the filler in its root.
  */
-import { rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
 import path from 'node:path';
 import { fill, smallFs, smallFsMissing } from '../../test/helpers/small-fs.js';
 import type { Fixture } from '../../test/peer/_fixture.js';
@@ -24,6 +25,19 @@ const free = (dir: string) => {
   const s = statfsSync(dir);
   return s.bavail * s.bsize;
 };
+
+/** the file system's free space once what was freed is committed: synced, then read until it holds still */
+async function settled(dir: string): Promise<number> {
+  await execa('sync', ['-f', dir]);
+  let last = free(dir);
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = free(dir);
+    if (now === last) return now;
+    last = now;
+  }
+  return last;
+}
 
 export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs'): Scenario {
   const where = driver === 'fs' ? 'a 96 MiB tmpfs under a local-bind peer' : driver === 'zfs' ? 'a 64 MiB zfs-fuse pool, local' : 'a 120 MiB btrfs image, local';
@@ -52,9 +66,17 @@ export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs'): Scenari
           const expected = await source(w);
           // room for: nothing, a little, about the delta, plenty
           fill(filler);
-          rmSync(filler);
-          const room = rng.pick([0, 4096, rng.int(0, 2 << 20), rng.int(0, 12 << 20)]);
-          writeFileSync(filler, Buffer.alloc(Math.max(0, free(small) - room), 1));
+          if (driver === 'fs') {
+            rmSync(filler);
+            const room = rng.pick([0, 4096, rng.int(0, 2 << 20), rng.int(0, 12 << 20)]);
+            writeFileSync(filler, Buffer.alloc(Math.max(0, free(small) - room), 1));
+          } else {
+            // zfs and btrfs free a file's space only at their next commit: the filler is cut down to leave the room, not rewritten
+            const room = rng.pick([0, 4096, rng.int(0, 2 << 20), rng.int(0, 12 << 20)]);
+            await settled(small);
+            truncateSync(filler, Math.max(0, statSync(filler).size - room));
+            await settled(small);
+          }
           steps.push(`left ${free(small)} bytes free`);
           const r = await startRun(w);
           const said = String(r.stderr).trim().split('\n').at(-1) ?? '';
@@ -65,6 +87,7 @@ export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs'): Scenari
           if (torn) violations.push(torn);
           if (r.exitCode !== 0 && !FULL.test(said)) violations.push(`the failure does not say the disk is full: ${said}`);
           rmSync(filler);
+          if (driver !== 'fs') await settled(small);
           const next = await recover(w, expected);
           violations.push(...next.violations);
           const recovered = !next.violations.some((v) => v.startsWith('the next run failed'));
