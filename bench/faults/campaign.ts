@@ -69,6 +69,8 @@ export interface ScenarioResult {
 
 export interface CampaignOptions {
   trials: number;
+  /** stop a scenario's trials once it has run this long (ms), fewer than `trials` then */
+  budgetMs?: number;
   seed: number;
   scenarios: Scenario[];
   log?(line: string): void;
@@ -98,6 +100,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
     try {
       const run = await scenario.setup(f);
       for (let i = 1; i <= opts.trials; i++) {
+        if (opts.budgetMs !== undefined && i > 1 && Date.now() - started > opts.budgetMs) break;
         let outcome: TrialOutcome;
         try {
           outcome = await run.trial(rng, i);
