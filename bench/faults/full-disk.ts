@@ -15,7 +15,7 @@ import { fill, smallFs, smallFsMissing } from '../../test/helpers/small-fs.js';
 import type { Fixture } from '../../test/peer/_fixture.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { makeStores, storeMissing } from './stores.js';
-import { destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
+import { destination, makeWorld, oneOf, readable, recover, source, startRun, writeRandomly, type Tree } from './world.js';
 
 const MiB = 1024 * 1024;
 /** what the driver says when the destination is full */
@@ -82,8 +82,8 @@ export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs'): Scenari
           const said = String(r.stderr).trim().split('\n').at(-1) ?? '';
           steps.push(r.exitCode === 0 ? 'the run landed' : `the run failed: ${said}`);
           const violations: string[] = [];
-          const now = await destination(w);
-          const torn = oneOf(now, r.exitCode === 0 ? [expected] : [last], r.exitCode === 0 ? 'after a successful run, the destination' : 'after a run failed for space, the destination');
+          const now = await readable(w, 'after the run');
+          const torn = typeof now === 'string' ? now : oneOf(now, r.exitCode === 0 ? [expected] : [last], r.exitCode === 0 ? 'after a successful run, the destination' : 'after a run failed for space, the destination');
           if (torn) violations.push(torn);
           if (r.exitCode !== 0 && !FULL.test(said)) violations.push(`the failure does not say the disk is full: ${said}`);
           rmSync(filler);

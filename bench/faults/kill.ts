@@ -9,7 +9,7 @@
 import type { Fixture } from '../../test/peer/_fixture.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { makeStores, storeMissing } from './stores.js';
-import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
+import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, readable, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
 
 type Target = 'cli' | 'agent' | 'commit' | 'receiver';
 
@@ -95,7 +95,8 @@ export function killScenario(kind: 'local' | 'peer', driver: DriverName = 'fs'):
           );
           const violations: string[] = [];
           const pending = commitPending(w);
-          const torn = oneOf(await destination(w), [last, expected], 'right after the fault, the destination');
+          const seenNow = await readable(w, 'right after the fault');
+          const torn = typeof seenNow === 'string' ? seenNow : oneOf(seenNow, [last, expected], 'right after the fault, the destination');
           if (torn) violations.push(pending ? `${torn} ${PENDING_COMMIT}` : torn);
           // an agent may finish a receive that had fully arrived; one that outlives its run by long is a leak
           const lingering = await gone([...seen], 30_000);

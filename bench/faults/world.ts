@@ -152,6 +152,15 @@ export async function destination(w: World): Promise<Tree> {
 
 export const source = (w: World) => readTree(w.srcDir);
 
+/** the destination as `destination` gives it, or the sentence why a reader cannot see it (a violation, not a failed trial) */
+export async function readable(w: World, when: string): Promise<Tree | string> {
+  try {
+    return await destination(w);
+  } catch (error) {
+    return `${when}, the destination cannot be read: ${(error as Error).message}`;
+  }
+}
+
 /** content only: what a snapshot holds (mtimes of directories move as files come and go) */
 export function differs(a: Tree, b: Tree): string[] {
   const strip = (t: Tree) => new Map([...t].map(([k, v]) => [k, v.type === 'dir' ? { ...v, mtimeNs: 0n } : v]));
