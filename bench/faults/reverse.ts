@@ -21,6 +21,9 @@ import { execa } from 'execa';
 import { BIN } from '../../test/helpers/cli.js';
 import type { Appliance, Fixture } from '../../test/peer/_fixture.js';
 import { filesOf, orphansOf, reversePair, write, type Pair } from '../../test/reverse/_pair.js';
+import { sshReversePair, type SshAppliance } from '../../test/reverse/_ssh-pair.js';
+import { netnsMissing } from '../../test/helpers/netns.js';
+import { sshdMissing } from '../../test/helpers/sshd.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { leftovers } from './world.js';
 
@@ -161,6 +164,108 @@ export function reverseScenario(): Scenario {
             if (existsSync(journals) && readdirSync(journals).length) violations.push(`${x.id}: hand-over journals left: ${readdirSync(journals).join(', ')}`);
           }
           steps.push(`next run on ${now.id} OK in ${ms} ms`);
+          return { steps, violations, recovered: true, recoveryMs: ms };
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Scenario (e'), over real OpenSSH between two network namespaces behind a
+ * switch (test/reverse/_ssh-pair.ts): DR, then the failback with the link
+ * cut. The master writes, runs, writes again and is unplugged; the other
+ * takes over (DR) and writes; the old master is plugged back and its first
+ * run (the failback: it meets the newer epoch) has its link cut at a random
+ * instant for 0.2–5 s. Then, with nobody helping, its next run settles it.
+ * Checked as in reverse-dr: one master per epoch, the demoted master's
+ * writes in an orphan, both copies equal after the new master's next run.
+ */
+export function failbackCutScenario(): Scenario {
+  return {
+    name: 'failback-cut/fs/ssh',
+    help: 'DR, then the failback run of the old master with its link cut (veth down at a switch) at a random instant, over OpenSSH in network namespaces, fs driver',
+    missing: async () => (await sshdMissing()) ?? (await netnsMissing()),
+    async setup(f: Fixture): Promise<ScenarioRun> {
+      const p = await sshReversePair(f);
+      const t0 = Date.now();
+      const first = await p.cli(p.a, `run auto-sync :${p.name}`);
+      if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.all}`);
+      let estimate = (Date.now() - t0) * 2;
+      let seq = 0;
+      const other = (x: SshAppliance) => (x === p.a ? p.b : p.a);
+      const epochs = (when: string) => {
+        const byEpoch = new Map<number, string[]>();
+        for (const x of [p.a, p.b]) {
+          const c = p.config(x);
+          if (c.role === 'master') byEpoch.set(c.epoch, [...(byEpoch.get(c.epoch) ?? []), x.id]);
+        }
+        return [...byEpoch].filter(([, ids]) => ids.length > 1).map(([epoch, ids]) => `${when}: ${ids.join(' and ')} are both master at epoch ${epoch}`);
+      };
+      return {
+        async trial(rng: Rng): Promise<TrialOutcome> {
+          seq++;
+          const violations: string[] = [];
+          const s = p.config(p.a).role === 'master' ? p.a : p.b;
+          const t = other(s);
+          write(s.live('tank/docs'), `s${seq}.txt`, `synced before the DR of cycle ${seq}\n`);
+          const r = await p.cli(s, `run auto-sync :${p.name}`);
+          if (r.exitCode !== 0) throw new Error(`the run before the DR failed: ${r.all}`);
+          write(s.live('tank/docs'), `u${seq}.txt`, `${s.id} wrote this after its last run (cycle ${seq})\n`);
+          const unsynced = (await p.tree(s)).files;
+          await p.down(s);
+          const dr = await p.cli(t, `setup auto-sync :${p.name} reverse-direction -y`);
+          const steps = [`${s.id} wrote, ran, wrote u${seq}.txt, unplugged; DR on ${t.id}: exit ${dr.exitCode}`];
+          if (dr.exitCode !== 0) {
+            await p.up(s);
+            return { steps, violations: [`the DR on ${t.id} failed: ${dr.all.trim()}`], recovered: false, recoveryMs: null };
+          }
+          write(t.live('tank/docs'), `t${seq}.txt`, `${t.id} wrote this as the new master (cycle ${seq})\n`);
+          await p.up(s);
+          // the failback run, its link cut at a random instant
+          const delay = rng.int(0, estimate);
+          const outage = rng.int(200, 5000);
+          const started = Date.now();
+          const run = execa('ip', ['netns', 'exec', s.ns, process.execPath, BIN, '-c', `run auto-sync :${p.name}`], { env: s.env, extendEnv: false, reject: false, all: true });
+          let exited = false;
+          void run.then(() => (exited = true));
+          while (!exited && Date.now() - started < delay) await new Promise((res) => setTimeout(res, 5));
+          let cut = 'too late: the run had ended';
+          if (!exited) {
+            await p.down(s);
+            await new Promise((res) => setTimeout(res, outage)); // the outage itself: how long the cable stays out
+            await p.up(s);
+            cut = `cut at ${delay} ms for ${outage} ms`;
+          }
+          const ran = await run;
+          if (cut.startsWith('too late')) estimate = Math.round(estimate * 0.5 + (Date.now() - started) * 0.5);
+          steps.push(`${t.id} wrote t${seq}.txt; ${s.id} back, its failback run's link ${cut}: exit ${ran.exitCode}`);
+          violations.push(...epochs('right after the cut'));
+          // nobody helps: the old master's next run (its contact) settles it
+          const again = await p.cli(s, `run auto-sync :${p.name}`);
+          steps.push(`${s.id} ran again: exit ${again.exitCode}`);
+          const [cs, ct] = [p.config(s), p.config(t)];
+          violations.push(...epochs('once settled'));
+          if (cs.role !== 'non-master' || ct.role !== 'master') violations.push(`once settled ${s.id} is ${cs.role} and ${t.id} ${ct.role}`);
+          if (cs.epoch !== ct.epoch) violations.push(`once settled, the epochs differ: ${s.id} ${cs.epoch}, ${t.id} ${ct.epoch}`);
+          if (cs.maintenance || ct.maintenance) violations.push(`once settled, maintenance: ${(cs.maintenance ?? ct.maintenance)!.reason}`);
+          const shown = await p.cli(s, `show auto-sync :${p.name} orphans --json`);
+          const orphans = shown.exitCode === 0 ? (JSON.parse(shown.stdout) as { dataset: string }[]) : [];
+          let kept = false;
+          for (const o of orphans) if (!lacks((await p.tree(s, o.dataset)).files, unsynced).length) kept = true;
+          if (!kept) violations.push(`what ${s.id} wrote before it was demoted is in none of its ${orphans.length} orphans`);
+          const t1 = Date.now();
+          const next = await p.cli(t, `run auto-sync :${p.name}`);
+          const ms = Date.now() - t1;
+          if (next.exitCode !== 0) {
+            violations.push(`the next run on ${t.id} failed: ${next.all.trim().split('\n').at(-1)}`);
+            return { steps, violations, recovered: false, recoveryMs: null };
+          }
+          const [src, dst] = [(await p.tree(t)).files, (await p.tree(s)).files];
+          const differ = [...new Set([...Object.keys(src), ...Object.keys(dst)])].filter((k) => src[k] !== dst[k]);
+          if (differ.length) violations.push(`after the next run the copies differ: ${differ.slice(0, 4).join(', ')}`);
+          for (const x of [p.a, p.b]) violations.push(...leftovers(x as unknown as Appliance));
+          steps.push(`settled: ${s.id} demoted, ${orphans.length} orphans; next run on ${t.id} OK in ${ms} ms`);
           return { steps, violations, recovered: true, recoveryMs: ms };
         },
       };
