@@ -97,6 +97,10 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
     const rng = prng(opts.seed);
     const times: number[] = [];
     const f = new Fixture();
+    // interrupted (Ctrl-C, timeout): the pools, mounts and namespaces of this scenario go first
+    const onSignal = (signal: NodeJS.Signals) => void f.close().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
       const run = await scenario.setup(f);
       for (let i = 1; i <= opts.trials; i++) {
@@ -119,6 +123,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
         if (!outcome.recovered && outcome.violations.length) break;
       }
     } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       await f.close();
     }
     result.medianRecoveryMs = median(times);
