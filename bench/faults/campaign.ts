@@ -69,6 +69,8 @@ export interface ScenarioResult {
 
 export interface CampaignOptions {
   trials: number;
+  /** stop a scenario's trials once it has run this long (ms), fewer than `trials` then */
+  budgetMs?: number;
   seed: number;
   scenarios: Scenario[];
   log?(line: string): void;
@@ -95,9 +97,14 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
     const rng = prng(opts.seed);
     const times: number[] = [];
     const f = new Fixture();
+    // interrupted (Ctrl-C, timeout): the pools, mounts and namespaces of this scenario go first
+    const onSignal = (signal: NodeJS.Signals) => void f.close().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
       const run = await scenario.setup(f);
       for (let i = 1; i <= opts.trials; i++) {
+        if (opts.budgetMs !== undefined && i > 1 && Date.now() - started > opts.budgetMs) break;
         let outcome: TrialOutcome;
         try {
           outcome = await run.trial(rng, i);
@@ -116,6 +123,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
         if (!outcome.recovered && outcome.violations.length) break;
       }
     } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       await f.close();
     }
     result.medianRecoveryMs = median(times);

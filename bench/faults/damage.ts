@@ -60,7 +60,7 @@ export function damageScenario(): Scenario {
       const services = createServices(a.env);
       f.teardown(() => services.peers.close());
       const fs: Driver = await services.storage.usable('fs');
-      const w: World = { kind: 'local', src: a, dst: a, name: '', srcDir, dstDataset: 'tank/copy', files: [] };
+      const w: World = { kind: 'local', driver: 'fs', srcDataset: 'tank/docs', src: a, dst: a, name: '', srcDir, dstDataset: 'tank/copy', files: [] };
       let base: string | null = null;
       let last: Tree = new Map();
       let seq = 0;

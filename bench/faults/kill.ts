@@ -1,14 +1,20 @@
 /**
  * Scenario (a): kill -9 at a random instant of a run: of the CLI process
  * running it, of the peer's agent (the receiving side, to a local-bind peer),
- * or of the receive mid-commit (after a random number of its journal steps,
- * SYNCSH_FS_CRASH_AFTER_STEPS, in the local case where the CLI receives).
+ * or of the receive mid-commit (fs: after a random number of its journal
+ * steps, SYNCSH_FS_CRASH_AFTER_STEPS, in the local case where the CLI
+ * receives; zfs and btrfs: the `zfs receive` / `btrfs receive` program,
+ * at the first instant it runs after the random delay).
  */
 import type { Fixture } from '../../test/peer/_fixture.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
-import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type Tree } from './world.js';
+import { makeStores, storeMissing } from './stores.js';
+import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, readable, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
 
-type Target = 'cli' | 'agent' | 'commit';
+type Target = 'cli' | 'agent' | 'commit' | 'receiver';
+
+/** the driver's receiving program, in a process list */
+const RECEIVER = /(^|\/)(zfs|btrfs) receive\b/;
 
 const alive = (pid: number) => {
   try {
@@ -29,14 +35,14 @@ async function gone(pids: number[], ms: number): Promise<number[]> {
   return left;
 }
 
-export function killScenario(kind: 'local' | 'peer'): Scenario {
-  const targets: Target[] = kind === 'local' ? ['cli', 'cli', 'commit'] : ['cli', 'agent'];
+export function killScenario(kind: 'local' | 'peer', driver: DriverName = 'fs'): Scenario {
+  const targets: Target[] = driver === 'fs' ? (kind === 'local' ? ['cli', 'cli', 'commit'] : ['cli', 'agent']) : kind === 'local' ? ['cli', 'cli', 'receiver'] : ['cli', 'agent', 'receiver'];
   return {
-    name: `kill-9/fs/${kind}`,
-    help: `kill -9 at a random instant of a run (${targets.join(', ')}), fs driver, ${kind === 'local' ? 'local-to-local' : 'to a local-bind peer'}`,
-    missing: async () => null,
+    name: `kill-9/${driver}/${kind}`,
+    help: `kill -9 at a random instant of a run (${targets.join(', ')}), ${driver} driver, ${kind === 'local' ? 'local-to-local' : 'to a local-bind peer'}`,
+    missing: async () => (driver === 'fs' ? null : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
-      const w = await makeWorld(f, kind);
+      const w = await makeWorld(f, kind, driver === 'fs' ? {} : { driver, ...(await makeStores(f, driver)) });
       const t0 = Date.now();
       const first = await startRun(w);
       if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
@@ -64,6 +70,15 @@ export function killScenario(kind: 'local' | 'peer'): Scenario {
               if (target === 'cli') {
                 process.kill(run.pid!, 'SIGKILL');
                 killed = 'the CLI';
+              } else if (target === 'receiver') {
+                // the receiving program may not have started yet: it is killed the moment it shows
+                while (!exited && !killed) {
+                  const receiver = descendants(run.pid!).find((d) => RECEIVER.test(d.cmd));
+                  if (receiver) {
+                    process.kill(receiver.pid, 'SIGKILL');
+                    killed = `${receiver.cmd.split(' ').slice(0, 2).join(' ')} (first seen at ${Date.now() - started} ms)`;
+                  } else await new Promise((r) => setTimeout(r, 2));
+                }
               } else {
                 const agents = descendants(run.pid!).filter((d) => / agent\b/.test(d.cmd));
                 if (agents.length) {
@@ -80,7 +95,8 @@ export function killScenario(kind: 'local' | 'peer'): Scenario {
           );
           const violations: string[] = [];
           const pending = commitPending(w);
-          const torn = oneOf(await destination(w), [last, expected], 'right after the fault, the destination');
+          const seenNow = await readable(w, 'right after the fault');
+          const torn = typeof seenNow === 'string' ? seenNow : oneOf(seenNow, [last, expected], 'right after the fault, the destination');
           if (torn) violations.push(pending ? `${torn} ${PENDING_COMMIT}` : torn);
           // an agent may finish a receive that had fully arrived; one that outlives its run by long is a leak
           const lingering = await gone([...seen], 30_000);

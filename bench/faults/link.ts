@@ -56,7 +56,7 @@ export function linkScenario(): Scenario {
       const created = await a.cli('create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:tank/docs --type hour --period 1 --recursive no --keep-src 3 --keep-dst 3 -y');
       if (created.exitCode !== 0) throw new Error(String(created.stderr));
       const name = /auto-sync:(\S+?):/.exec(String(created.stdout))![1];
-      const w: World = { kind: 'peer', src: a, dst: b, name, srcDir, dstDataset: 'tank/docs', files: [] };
+      const w: World = { kind: 'peer', driver: 'fs', srcDataset: 'tank/docs', src: a, dst: b, name, srcDir, dstDataset: 'tank/docs', files: [] };
       await link.throttle('80mbit');
       f.teardown(() => link.throttle(null));
       const t0 = Date.now();

@@ -1,6 +1,7 @@
 /**
- * npm run faults -- [--trials N] [--scenario NAME…] [--seed S] [--verbose]
- * Runs the campaign against the built dist/, prints the table and
+ * npm run faults -- [--trials N] [--minutes M] [--scenario NAME…] [--seed S] [--verbose]
+ * Runs the campaign against the built dist/ (with --minutes, each scenario
+ * stops after the trial that ends past M minutes), prints the table and
  * `N trials, M violations`; exits 1 on a violation, with the seed and the
  * steps to replay it.
  */
@@ -12,6 +13,7 @@ import { assertBuilt } from '../../test/helpers/cli.js';
 const { values } = parseArgs({
   options: {
     trials: { type: 'string', default: '20' },
+    minutes: { type: 'string' },
     scenario: { type: 'string', multiple: true },
     seed: { type: 'string' },
     verbose: { type: 'boolean', default: false },
@@ -30,6 +32,11 @@ if (!Number.isInteger(trials) || trials < 1) {
   console.error(`--trials ${values.trials}: a whole number of at least 1, please.`);
   process.exit(2);
 }
+const minutes = values.minutes === undefined ? undefined : Number(values.minutes);
+if (minutes !== undefined && !(minutes > 0)) {
+  console.error(`--minutes ${values.minutes}: a number of minutes above 0, please.`);
+  process.exit(2);
+}
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 if (!Number.isInteger(seed)) {
   console.error(`--seed ${values.seed}: a whole number, please.`);
@@ -45,7 +52,7 @@ const scenarios = wanted.length ? every.filter((s) => wanted.some((n) => s.name 
 
 assertBuilt();
 console.log(`fault campaign: ${trials} trials per scenario, seed ${seed}`);
-const results = await runCampaign({ trials, seed, scenarios, log: values.verbose ? (l) => console.log(l) : undefined });
+const results = await runCampaign({ trials, budgetMs: minutes === undefined ? undefined : minutes * 60_000, seed, scenarios, log: values.verbose ? (l) => console.log(l) : undefined });
 console.log(table(results).join('\n'));
 console.log(summary(results));
 const failed = results.filter((r) => r.violations > 0);

@@ -1,9 +1,10 @@
 /**
- * What the scenarios share: a service on the fs driver, local (one
- * appliance, fs:tank/docs => fs:tank/copy) or to a local-bind peer
- * (alpha:tank/docs => beta:tank/docs); random writes to its source; the
- * destination as a reader sees it; what a crash may leave behind; and a run
- * of the real CLI with a fault injected.
+ * What the scenarios share: a service on one driver, local (one appliance,
+ * fs:tank/docs => fs:tank/copy; on zfs and btrfs one pool or volume to
+ * another, stores.ts) or to a local-bind peer (alpha:tank/docs =>
+ * beta:tank/docs); random writes to its source; the destination as a reader
+ * sees it; what a crash may leave behind; and a run of the real CLI with a
+ * fault injected.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
@@ -16,11 +17,17 @@ import { folderWith, makeAppliance, type Appliance, type Fixture } from '../../t
 import { createServices } from '../../src/services/index.js';
 import { encodeName } from '../../src/services/storage/fs/names.js';
 import type { Rng } from './campaign.js';
+import { storeLeftovers } from './stores.js';
 
 export type Tree = Map<string, NodeSummary>;
 
+export type DriverName = 'fs' | 'zfs' | 'btrfs';
+
 export interface World {
   kind: 'local' | 'peer';
+  driver: DriverName;
+  /** driver-local names of the service's two datasets */
+  srcDataset: string;
   src: Appliance;
   dst: Appliance;
   name: string;
@@ -30,7 +37,17 @@ export interface World {
   files: string[];
 }
 
-export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: { extraEnv?: NodeJS.ProcessEnv; peerFsRoot?: string } = {}): Promise<World> {
+export interface WorldOptions {
+  extraEnv?: NodeJS.ProcessEnv;
+  peerFsRoot?: string;
+  /** zfs or btrfs: the two datasets (made by stores.ts), instead of fs:tank/docs and its copy */
+  driver?: DriverName;
+  srcDataset?: string;
+  dstDataset?: string;
+}
+
+export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: WorldOptions = {}): Promise<World> {
+  const driver = opts.driver ?? 'fs';
   const a = makeAppliance(f, 'alpha', opts.extraEnv);
   const b = kind === 'peer' ? makeAppliance(f, 'beta', opts.extraEnv) : a;
   // the peer's fs pools elsewhere (a small file system): its home's fs/ is a link there
@@ -38,19 +55,28 @@ export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: { extr
     rmSync(path.join(b.home, 'fs'), { recursive: true, force: true });
     symlinkSync(opts.peerFsRoot, path.join(b.home, 'fs'));
   }
-  await folderWith(a, 'tank', {});
-  if (b !== a) await folderWith(b, 'tank', {});
-  const srcDir = await folderWith(a, 'tank/docs', {});
+  let srcDataset = 'tank/docs';
+  let srcDir: string;
+  if (driver === 'fs') {
+    await folderWith(a, 'tank', {});
+    if (b !== a) await folderWith(b, 'tank', {});
+    srcDir = await folderWith(a, srcDataset, {});
+  } else {
+    srcDataset = opts.srcDataset!;
+    const made = await (await a.services.storage.usable(driver)).createDataset(srcDataset);
+    if (!made.mountpoint) throw new Error(`${driver}:${srcDataset} has no mountpoint`);
+    srcDir = made.mountpoint;
+  }
   if (b !== a) {
     const r = await a.cli(`setup network local-bind ${b.home}`);
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
   }
-  const dstDataset = kind === 'peer' ? 'tank/docs' : 'tank/copy';
-  const to = kind === 'peer' ? `--to-host beta --to-fs fs:${dstDataset}` : `--to-fs fs:${dstDataset}`;
-  const r = await a.cli(`create auto-sync --from-fs fs:tank/docs ${to} --type hour --period 1 --recursive no --keep-src 3 --keep-dst 3 -y`);
+  const dstDataset = opts.dstDataset ?? (kind === 'peer' ? 'tank/docs' : 'tank/copy');
+  const to = kind === 'peer' ? `--to-host beta --to-fs ${driver}:${dstDataset}` : `--to-fs ${driver}:${dstDataset}`;
+  const r = await a.cli(`create auto-sync --from-fs ${driver}:${srcDataset} ${to} --type hour --period 1 --recursive no --keep-src 3 --keep-dst 3 -y`);
   if (r.exitCode !== 0) throw new Error(String(r.stderr));
   const name = /auto-sync:(\S+?):/.exec(String(r.stdout))![1];
-  return { kind, src: a, dst: b, name, srcDir, dstDataset, files: [] };
+  return { kind, driver, srcDataset, src: a, dst: b, name, srcDir, dstDataset, files: [] };
 }
 
 /** a few random writes: new files (some large), rewrites, appends, deletions, a new directory */
@@ -85,12 +111,12 @@ export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Pr
 async function describe(w: World): Promise<string> {
   const out: string[] = [];
   for (const [side, x, ds] of [
-    ['source', w.src, 'tank/docs'],
+    ['source', w.src, w.srcDataset],
     ['destination', w.dst, w.dstDataset],
   ] as const) {
     const services = createServices(x.env);
     try {
-      const fs = await services.storage.usable('fs');
+      const fs = await services.storage.usable(w.driver);
       const snaps = await fs.listSnapshots(ds);
       const newest = snaps.at(-1);
       const changed = newest ? await fs.changedSince(ds, newest.name) : null;
@@ -108,12 +134,14 @@ async function describe(w: World): Promise<string> {
 export async function destination(w: World): Promise<Tree> {
   const services = createServices(w.dst.env);
   try {
-    const fs = await services.storage.usable('fs');
+    const fs = await services.storage.usable(w.driver);
     const info = await fs.getDataset(w.dstDataset);
     if (!info) return new Map();
     if (!info.mounted) await fs.mount(w.dstDataset);
     try {
-      return await readTree(w.dst.live(w.dstDataset));
+      const dir = w.driver === 'fs' ? w.dst.live(w.dstDataset) : (await fs.getDataset(w.dstDataset))?.mountpoint;
+      if (!dir) throw new Error(`${w.driver}:${w.dstDataset} has no mountpoint`);
+      return await readTree(dir);
     } finally {
       if (!info.mounted) await fs.unmount(w.dstDataset);
     }
@@ -123,6 +151,15 @@ export async function destination(w: World): Promise<Tree> {
 }
 
 export const source = (w: World) => readTree(w.srcDir);
+
+/** the destination as `destination` gives it, or the sentence why a reader cannot see it (a violation, not a failed trial) */
+export async function readable(w: World, when: string): Promise<Tree | string> {
+  try {
+    return await destination(w);
+  } catch (error) {
+    return `${when}, the destination cannot be read: ${(error as Error).message}`;
+  }
+}
 
 /** content only: what a snapshot holds (mtimes of directories move as files come and go) */
 export function differs(a: Tree, b: Tree): string[] {
@@ -139,6 +176,7 @@ export function oneOf(got: Tree, allowed: Tree[], what: string): string | null {
 
 /** the destination has a commit journal a crash left (the driver rolls it forward on its next operation there) */
 export function commitPending(w: World): boolean {
+  if (w.driver !== 'fs') return false;
   const meta = path.join(w.dst.home, 'fs', '.syncsh');
   const [pool] = w.dstDataset.split('/');
   return existsSync(path.join(meta, pool, 'datasets', encodeName(w.dstDataset), 'journal.json'));
@@ -254,7 +292,8 @@ export async function recover(w: World, expected: Tree): Promise<{ ms: number; v
   const got = await destination(w);
   const d = differs(got, expected);
   const violations = d.length ? [`after the next successful run the destination lacks writes the source had: ${d.slice(0, 4).join('; ')}`] : [];
-  violations.push(...leftovers(w.src), ...(w.dst === w.src ? [] : leftovers(w.dst)));
+  if (w.driver === 'fs') violations.push(...leftovers(w.src), ...(w.dst === w.src ? [] : leftovers(w.dst)));
+  else violations.push(...(await storeLeftovers(w)));
   return { ms, violations };
 }
 

@@ -38,6 +38,8 @@ export interface ZfsPoolOptions {
    * as "modified since its newest snapshot", as real ZFS does.
    */
   atime?: 'on' | 'off';
+  /** the pool name's start (default 'syncsh'), so that a leftover tells whose it is */
+  prefix?: string;
 }
 
 const MIN_SIZE = 64 * 1024 * 1024;
@@ -99,7 +101,7 @@ function leaveZfs(): void {
 export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}): Promise<ZfsPool> {
   const size = opts.size ?? 512 * 1024 * 1024;
   if (size < MIN_SIZE) throw new Error(`A ZFS pool needs at least ${MIN_SIZE} bytes; ${size} was asked.`);
-  const name = `syncsh${process.pid}${randomBytes(3).toString('hex')}`;
+  const name = `${opts.prefix ?? 'syncsh'}${process.pid}${randomBytes(3).toString('hex')}`;
   const file = path.join(tmp, `${name}.zpool`);
   const mountpoint = path.join(tmp, `${name}.mnt`);
   let destroyed = false;
