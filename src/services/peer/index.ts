@@ -26,6 +26,7 @@ import type { Driver, DriverName } from '../storage/driver.js';
 import { AgentLink, RemoteDriver, RemotePeerSide, type LinkLease } from './client.js';
 import { ensureKeyPair, readKeyPair, type AgentCommand } from './keys.js';
 import { PROTOCOL_VERSION, type HelloReply } from './protocol.js';
+import type { Codec } from '../wire/codec-names.js';
 import { PeerStore, type InboundPeer, type OutboundPeer } from './store.js';
 import { LocalTransport, PeerError, SshTransport, type Channel, type HostKeySeen, type SshTarget, type Transport } from './transport.js';
 import { removeAuthorizedKey } from './keys.js';
@@ -194,6 +195,11 @@ export class PeerService implements PeerResolver {
   /** the trail/config/role side of a peer, for callers beyond a run (reverse-direction) */
   peerSide(host: string): RemotePeerSide {
     return new RemotePeerSide(this.lease(this.require(host)));
+  }
+
+  /** null when a bound peer can run `codec`, else its sentence saying why not */
+  async codecUnavailable(host: string, codec: Codec): Promise<string | null> {
+    return (await this.call<{ reason: string | null }>(host, 'codec.check', { codec })).reason;
   }
 
   /** one control request to a bound peer's agent (auto-cdp's `cdp.*` methods) */
