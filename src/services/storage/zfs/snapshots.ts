@@ -92,7 +92,11 @@ export async function holdSnapshot(cli: ZfsCli, dataset: string, name: string, h
   checkSnapshotName(name);
   const full = snapshotPath(dataset, name);
   await cli.settleSends(dataset);
-  await getSnapshot(cli, dataset, name);
+  // no listing first: the command's own "does not exist" says the snapshot is missing (issue 13's command count)
+  const missing = (error: unknown) => {
+    const stderr = (error as ZfsError).stderr ?? '';
+    return isZfsError(error, 'missing') || /dataset does not exist/i.test(stderr) ? new ZfsError('missing', `The snapshot '${full}' does not exist.`, stderr) : error;
+  };
   if ((await cli.features()).hold) {
     try {
       await cli.zfs(held ? ['hold', HOLD_TAG, full] : ['release', HOLD_TAG, full]);
@@ -101,11 +105,13 @@ export async function holdSnapshot(cli: ZfsCli, dataset: string, name: string, h
       const stderr = (error as ZfsError).stderr ?? '';
       // holding twice / releasing what is not held: already in the wanted state
       if (/tag already exists|no such tag/i.test(stderr)) return;
-      if (!isZfsError(error, 'unsupported') && !/upgrade/i.test(stderr)) throw error;
+      if (!isZfsError(error, 'unsupported') && !/upgrade/i.test(stderr)) throw missing(error);
       // pool too old for holds: fall through to the property
     }
   }
-  await cli.zfs(held ? ['set', `${HOLD_PROPERTY}=on`, full] : ['inherit', HOLD_PROPERTY, full]);
+  await cli.zfs(held ? ['set', `${HOLD_PROPERTY}=on`, full] : ['inherit', HOLD_PROPERTY, full]).catch((error) => {
+    throw missing(error);
+  });
 }
 
 export async function rollback(cli: ZfsCli, dataset: string, name: string): Promise<void> {
