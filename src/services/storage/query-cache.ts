@@ -21,9 +21,10 @@ const scope = new AsyncLocalStorage<Map<string, Entry>>();
 /** moves whenever a command that is not a query starts or ends */
 let generation = 0;
 
-/** the commands whose answers are only read: zfs list/get, zpool list/get */
+/** the commands whose answers are only read: zfs list/get, zpool list/get; btrfs subvolume show/list, property get, --version */
 export function isQuery(file: string, args: readonly string[]): boolean {
   const tool = path.basename(file);
+  if (tool === 'btrfs') return args[0] === '--version' || (args[0] === 'subvolume' && (args[1] === 'show' || args[1] === 'list')) || (args[0] === 'property' && args[1] === 'get');
   return (tool === 'zfs' && (args[0] === 'list' || args[0] === 'get')) || (tool === 'zpool' && (args[0] === 'list' || args[0] === 'get'));
 }
 

@@ -60,18 +60,24 @@ export async function getSnapshot(cli: ZfsCli, dataset: string, name: string): P
 export async function createSnapshot(cli: ZfsCli, dataset: string, name: string, recursive: boolean): Promise<SnapshotInfo> {
   checkDatasetName(dataset);
   checkSnapshotName(name);
-  await requireExisting(cli, dataset);
-  if (await cli.exists(snapshotPath(dataset, name))) {
-    throw new ZfsError('exists', `The snapshot '${snapshotPath(dataset, name)}' already exists.`);
+  await cli.requirePool(dataset);
+  const full = snapshotPath(dataset, name);
+  // no `zfs list` of the dataset and the snapshot first: `zfs snapshot` says which is wrong (issue 13's command count)
+  try {
+    await cli.zfs(['snapshot', ...(recursive ? ['-r'] : []), full]);
+  } catch (error) {
+    if (isZfsError(error, 'exists')) throw new ZfsError('exists', `The snapshot '${full}' already exists.`, error.stderr);
+    throw error;
   }
-  await cli.zfs(['snapshot', ...(recursive ? ['-r'] : []), snapshotPath(dataset, name)]);
-  return getSnapshot(cli, dataset, name);
+  const props = (await cli.getProps([full], SNAPSHOT_PROPS)).get(full);
+  if (!props) throw new ZfsError('missing', `The snapshot '${full}' does not exist.`);
+  return toSnapshotInfo(dataset, name, props);
 }
 
 export async function destroySnapshot(cli: ZfsCli, dataset: string, name: string, recursive: boolean): Promise<void> {
   checkDatasetName(dataset);
   checkSnapshotName(name);
-  await requireExisting(cli, dataset);
+  await cli.requirePool(dataset); // a missing dataset: the listing below says so
   await cli.settleSends(dataset); // a send just given up may still be releasing its holds
   const targets = recursive ? await cli.listNames(dataset, 'filesystem,volume') : [dataset];
   let found = false;
@@ -155,9 +161,4 @@ async function probeChanged(cli: ZfsCli, dataset: string, base: string): Promise
   } finally {
     await cli.zfs(['destroy', snapshotPath(dataset, probe)]).catch(() => undefined);
   }
-}
-
-async function requireExisting(cli: ZfsCli, dataset: string): Promise<void> {
-  await cli.requirePool(dataset);
-  if (!(await cli.exists(dataset))) throw new ZfsError('missing', `The dataset '${dataset}' does not exist.`);
 }
