@@ -6,7 +6,7 @@
  * Connections are opened on first use and shared by everything a process
  * does with that peer (one SSH connection per peer, a channel per
  * conversation); one closes a moment after its last use, or, in a
- * long-lived process (keepWarm: the daemon, the shell), after `warmMs` idle,
+ * long-lived process (keepWarm: the daemon, the shell, serve), after `warmMs` idle,
  * so that the next run pays no SSH handshake and no agent start. A
  * connection that sat idle is pinged before it is used again; a dead one is
  * replaced once by a fresh connection (host key checked again), so a stale
