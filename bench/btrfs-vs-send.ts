@@ -11,12 +11,12 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { makeVolume, pipeline } from './system.js';
-import { megabytes, MiB, runComparison, sh, workDir } from './send-compare.js';
+import { destinationCopies, megabytes, MiB, runComparison, sh, workDir } from './send-compare.js';
 
 await runComparison('btrfs driver vs btrfs send | btrfs receive', async (bag) => {
   const headroom = 512 * MiB;
   const a = await makeVolume(bag, Math.ceil(megabytes * 1.6) * MiB + headroom, workDir);
-  const b = await makeVolume(bag, Math.ceil(megabytes * 2.8) * MiB + headroom, workDir);
+  const b = await makeVolume(bag, Math.ceil(megabytes * 1.4 * destinationCopies) * MiB + headroom, workDir);
   const src = path.join(a.mountpoint, 'src');
   await sh('btrfs', 'subvolume', 'create', src);
   // the bare pipeline's snapshots and received copies, apart from syncsh's

@@ -8,6 +8,10 @@
  * copies are then checked against the source, file by file (BENCH_VERIFY=0
  * skips that).
  *
+ * BENCH_BASELINE=DIR/bin/syncsh.js also runs another build of syncsh (an
+ * older commit, built in DIR) on its own home and destination in the same
+ * phases, so old and new are timed side by side next to the pipeline.
+ *
  * Needs `npm run build` first (the CLI runs dist/). Sizes: BENCH_MB (default
  * 1024), BENCH_FILES (default 4000); BENCH_DIR is where images and vdevs go;
  * BENCH_ORDER=bare-first times the bare pipeline before syncsh in each phase
@@ -26,6 +30,10 @@ export const MiB = 1 << 20;
 export const megabytes = Number(process.env.BENCH_MB) || 1024;
 export const files = Number(process.env.BENCH_FILES) || 4000;
 export const workDir = process.env.BENCH_DIR || os.tmpdir();
+/** another build's bin/syncsh.js to time beside this one (BENCH_BASELINE) */
+export const baseline = process.env.BENCH_BASELINE;
+/** how many copies the destination holds: syncsh's, the pipeline's, and the baseline's */
+export const destinationCopies = baseline ? 3 : 2;
 
 /** what one driver brings to the comparison */
 export interface Contender {
@@ -58,16 +66,30 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
     const created = await syncsh(env, `create auto-sync --from-fs ${c.source} --to-fs ${c.destination} --keep-src 2 --keep-dst 2 --recursive no -y`);
     const name = created.stdout.match(/Created auto-sync:(\S+?):/)?.[1];
     if (!name) throw new Error(`no service name in: ${created.stdout}`);
+    // the baseline build: its own home and destination, the same source
+    let runBaseline: (() => Promise<unknown>) | null = null;
+    if (baseline) {
+      const oldHome = await mkdtemp(path.join(workDir, 'syncsh-bench-home-'));
+      bag.add(() => rm(oldHome, { recursive: true, force: true }));
+      const oldEnv = { ...process.env, SYNCSH_HOME: oldHome, SYNCSH_APPLIANCE_ID: 'bench' };
+      const old = (command: string) => execa('node', [baseline, '-c', command], { env: oldEnv });
+      const made = await old(`create auto-sync --from-fs ${c.source} --to-fs ${c.destination}-base --keep-src 2 --keep-dst 2 --recursive no -y`);
+      const oldName = made.stdout.match(/Created auto-sync:(\S+?):/)?.[1];
+      if (!oldName) throw new Error(`no service name in: ${made.stdout}`);
+      runBaseline = () => old(`run auto-sync :${oldName}`);
+    }
     const spawned: string[][][] = [];
+    /** each command's time, as it ended */
+    const took: { ended: string[]; ms: number; at: number }[][] = [];
     const run = async () => {
       await writeFile(commandLog, '');
       const r = await syncsh(env, `run auto-sync :${name}`);
-      spawned.push(
-        (await readFile(commandLog, 'utf8'))
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l) as string[]),
-      );
+      const lines = (await readFile(commandLog, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as string[] | { ended: string[]; ms: number; at: number });
+      spawned.push(lines.filter((l): l is string[] => Array.isArray(l)));
+      took.push(lines.filter((l): l is { ended: string[]; ms: number; at: number } => !Array.isArray(l)));
       return r;
     };
 
@@ -79,7 +101,9 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
       if (bareFirst) await settle();
       const ours = await timed(run);
       await settle();
-      return { ours, theirs: before ?? (await timed(theirs)) };
+      const old = runBaseline ? (await timed(runBaseline)).seconds : null;
+      if (runBaseline) await settle();
+      return { ours, theirs: before ?? (await timed(theirs)), old };
     };
     const full = await both(() => c.bareFull());
     const changed = await changeFraction(paths, 0.05);
@@ -105,8 +129,17 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
       ['full', spawned[0]],
       ['incremental', spawned[1]],
     ] as const) {
-      console.log(`commands a ${phase} run spawned: ${commands.length}`);
-      if (process.env.BENCH_COMMANDS === '1') for (const argv of commands) console.log(`  ${argv.join(' ')}`);
+      const times = took[phase === 'full' ? 0 : 1];
+      console.log(`commands a ${phase} run spawned: ${commands.length} (their times added up: ${times.reduce((a, c) => a + c.ms, 0)} ms)`);
+      if (process.env.BENCH_COMMANDS === '1') for (const c of times.sort((x, y) => x.at - y.at)) console.log(`  at ${String(c.at).padStart(6)} ms, ${String(c.ms).padStart(6)} ms  ${c.ended.join(' ')}`);
+    }
+    if (runBaseline) {
+      console.log(`\nbaseline (${baseline}) in the same phases:`);
+      for (const [phase, r] of [
+        ['full', full],
+        ['incremental', inc],
+      ] as const)
+        console.log(`  ${phase.padEnd(12)} baseline ${r.old!.toFixed(2)} s (${(r.old! / r.theirs.seconds).toFixed(2)}x the pipeline), this build ${r.ours.seconds.toFixed(2)} s (${(r.ours.seconds / r.theirs.seconds).toFixed(2)}x)`);
     }
     printTable(`${title}: ${files} files, ${megabytes} MiB; then ${changed} files (5%) rewritten; ${bareFirst ? 'bare pipeline' : 'syncsh'} first`, c.peer, [
       { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },

@@ -6,13 +6,13 @@
  *   npm run build && npx tsx bench/zfs-vs-send.ts      (BENCH_MB / BENCH_FILES to resize)
  */
 import { makePool } from './system.js';
-import { megabytes, MiB, runComparison, sh, workDir } from './send-compare.js';
+import { destinationCopies, megabytes, MiB, runComparison, sh, workDir } from './send-compare.js';
 import { pipeline } from './system.js';
 
 await runComparison('zfs driver vs zfs send | zfs receive -F (zfs-fuse)', async (bag) => {
   const headroom = 512 * MiB;
   const a = await makePool(bag, 'src', Math.ceil(megabytes * 1.5) * MiB + headroom, workDir);
-  const b = await makePool(bag, 'dst', Math.ceil(megabytes * 2.6) * MiB + headroom, workDir);
+  const b = await makePool(bag, 'dst', Math.ceil(megabytes * 1.3 * destinationCopies) * MiB + headroom, workDir);
   await sh('zfs', 'create', `${a.name}/src`);
   const src = `${a.name}/src`;
   const bare = `${b.name}/bare`;

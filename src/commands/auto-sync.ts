@@ -312,11 +312,12 @@ const create: CommandSpec = {
     }
     // both appliances must reach each other before anything is created (enableReverse checks it again)
     if (full.reverseCapable) await ctx.services.reverse.checkBothWays(peerHostOf(await ctx.services.autoSync.plan(full)));
-    let config = await ctx.services.autoSync.create(full);
+    const notes: string[] = [];
+    let config = await ctx.services.autoSync.create(full, (line) => notes.push(line));
     if (config.reverseCapable) config = await ctx.services.reverse.enable(config.name);
     return {
       kind: 'message',
-      text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.`,
+      text: `Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}. Run it now with 'run auto-sync :${config.name}'.${notes.map((n) => `\n${n}`).join('')}`,
       data: config,
     };
   },

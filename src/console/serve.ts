@@ -78,6 +78,8 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
     listen = parseListen(args.listen ?? DEFAULT_LISTEN);
     passwordAuth = parsePasswordAuth(args.passwordAuth);
     services = createServices(env);
+    // sessions share these services: a run typed in one reuses the peer connection (and agent) an earlier one opened, as in the daemon
+    services.peers.keepWarm();
     hostKey = loadOrCreateHostKey(services.home.root);
     policy = loadConsolePolicy(services.home.root, env);
   } catch (error) {
@@ -148,6 +150,7 @@ export async function startServe(args: ServeArgs, env: NodeJS.ProcessEnv): Promi
   });
   // each session is told and ended; a client that does not answer is not waited for long
   await Promise.race([server.close(`the console is stopping (${why})`), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+  services.peers.close();
   uninstall();
   say('stopped');
   return broken ? 70 : 0;

@@ -20,6 +20,8 @@ export interface SshdOptions {
   passwords?: boolean;
   /** the user owning the authorized_keys dir (default root) */
   owner?: { uid: number; gid: number };
+  /** environment sshd sets in every session (SetEnv), such as a PATH without some program */
+  setEnv?: Record<string, string>;
 }
 
 export interface Sshd {
@@ -95,6 +97,7 @@ export async function startSshd(t: Cleanup, opts: SshdOptions): Promise<Sshd> {
       'MaxSessions 32',
       'MaxStartups 64',
       'LogLevel VERBOSE',
+      ...Object.entries(opts.setEnv ?? {}).map(([k, v]) => `SetEnv ${k}=${v}`),
       '',
     ].join('\n'),
   );

@@ -111,11 +111,11 @@ export interface SshPair {
  * A's key is already there, unrestricted, as an operator would have put it
  * ("an existing key").
  */
-export async function sshPair(c: Cleanup, opts: { preauthorize?: boolean; loopback?: boolean } = {}): Promise<SshPair> {
+export async function sshPair(c: Cleanup, opts: { preauthorize?: boolean; loopback?: boolean; sshdEnv?: Record<string, string> } = {}): Promise<SshPair> {
   const link = opts.loopback ? (null as unknown as NetLink) : await makeNetLink(c);
   const address = opts.loopback ? '127.0.0.1' : link.nsAddr;
   const port = opts.loopback ? await freePort() : 2222;
-  const sshd = await startSshd(c, { netns: opts.loopback ? undefined : link, address, port });
+  const sshd = await startSshd(c, { netns: opts.loopback ? undefined : link, address, port, setEnv: opts.sshdEnv });
   const a = makeAppliance(c, 'alpha');
   const b = makeAppliance(c, 'beta');
   await b.services.peers.store.setAuthorizedKeysFile(sshd.authorizedKeys);

@@ -19,8 +19,10 @@ import { diffTrees, readTree } from '../helpers/fs-tree.js';
 import { createServices, type Services } from '../../src/services/index.js';
 import type { PeerError } from '../../src/services/peer/index.js';
 import { Fixture, folderWith, sshPair, until, type SshPair } from './_fixture.js';
+import { consoleToolsMissing, makeKey, startServe, writeAuthorizedKeys } from '../console/serve-process.js';
 
 const sshTest = await gatedTest(['sshd', 'network namespaces'], async () => (await sshdMissing()) ?? (await netnsMissing()));
+const serveTest = await gatedTest(['sshd', 'network namespaces', 'ssh client'], async () => (await sshdMissing()) ?? (await netnsMissing()) ?? (await consoleToolsMissing()));
 
 const fixture = new Fixture();
 let pair: SshPair;
@@ -119,6 +121,29 @@ sshTest.serial('two runs in one long-lived process share one SSH connection (one
   const later = await connections();
   t.deepEqual(later.ports, first.ports, 'the same TCP connection carried the later runs');
   t.is(lastLogin(), first.ports[0], 'no login since the first run');
+});
+
+serveTest.serial('runs typed in two logins to `syncsh serve` (the SSH console) share one SSH connection to the peer, as in the daemon', async (t) => {
+  const dir = pair.a.home;
+  const key = await makeKey(dir, 'operator');
+  const keys = path.join(dir, 'operators');
+  writeAuthorizedKeys(keys, [key.publicLine]);
+  const serve = await startServe(t, pair.a.env, keys);
+  const typed = async (text: string) => {
+    writeFileSync(path.join(pair.a.live('tank/docs'), 'readme.txt'), `${text}\n`);
+    const r = await execa('ssh', [...serve.sshArgs(key.file), `run auto-sync :${SERVICE}`], { reject: false, stdin: 'ignore' });
+    t.is(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+    t.deepEqual(diffTrees(await readTree(pair.a.live('tank/docs')), await readTree(pair.b.live('tank/docs-copy'))), []);
+  };
+  await typed('typed in the console, first login');
+  const first = await connections();
+  t.is(first.ports.length, 1, 'one connection to beta after the first run');
+  t.is(lastLogin(), first.ports[0]);
+  await typed('typed in the console, second login');
+  t.deepEqual((await connections()).ports, first.ports, 'the second run went over the same TCP connection');
+  t.is(lastLogin(), first.ports[0], 'no login to beta since the first run');
+  t.is(await serve.stop(), 0);
+  await until('serve closed its connection to beta when it stopped', async () => (await connections()).ports.length === 0);
 });
 
 sshTest.serial("a warm connection starts the next run's receive agent ahead: the next run uses it, one is left waiting, none outlive the connection", async (t) => {

@@ -46,6 +46,8 @@ export interface PeerResolver {
   checkBound(host: string): string | null;
   /** how a bound peer is reached: over SSH, or on this machine (local-bind) */
   transportOf?(host: string): 'ssh' | 'local' | null;
+  /** null when a bound peer can run `codec` (its end of the wire), else its sentence saying why not */
+  codecUnavailable?(host: string, codec: Codec): Promise<string | null>;
   /** the peer's driver, proxied over the agent protocol, and its trail/state writer */
   side(host: string, driver: DriverName): Promise<{ driver: Driver; peer: PeerSide }>;
   /** the peer's copy of a service's config (reverse-direction, contact.ts), its tombstones and its incoming services */
@@ -199,6 +201,11 @@ export class AutoSyncService {
   }
 
   async plan(req: CreateRequest): Promise<AutoSyncConfig> {
+    return (await this.planned(req)).config;
+  }
+
+  /** the config a request would create, and what create's log says of the choices made for it */
+  private async planned(req: CreateRequest): Promise<{ config: AutoSyncConfig; notes: string[] }> {
     const src = await this.checkSource(req.fromHost, req.fromFs);
     const dst = this.parseEndpoint('destination', req.toHost, req.toFs);
     if (src.ref.driver !== dst.ref.driver) {
@@ -218,12 +225,13 @@ export class AutoSyncService {
     if (req.reverseCapable && direction === 'local-to-local') {
       throw new Error('Reverse capability needs a service between two appliances; this one is local-to-local.');
     }
+    const wire = await this.compressFor(direction, src.endpoint.host === 'localhost' ? dst.endpoint.host : src.endpoint.host, req.compress);
     const count = (label: string, value: number | undefined, fallback: number, min: number) => {
       const v = value ?? fallback;
       if (!Number.isInteger(v) || v < min) throw new Error(`${label} must be a whole number of at least ${min}, not ${v}.`);
       return v;
     };
-    return {
+    const config: AutoSyncConfig = {
       name: nextInstanceName(src.ref, this.store.names()),
       source: src.endpoint,
       destination: dst.endpoint,
@@ -233,7 +241,7 @@ export class AutoSyncService {
       keepDst: storedRetention(parseRetention('keep-dst', String(req.keepDst ?? DEFAULTS.keepDst))),
       recursive: this.recursiveFor(src.ref.driver, req.recursive),
       ...(req.exclude?.length ? { exclude: excludesFor(src.endpoint.dataset, req.exclude) } : {}),
-      ...wireOptions(direction, req.rateLimit, await this.compressFor(direction, src.endpoint.host === 'localhost' ? dst.endpoint.host : src.endpoint.host, req.compress)),
+      ...wireOptions(direction, req.rateLimit, wire.codec),
       reverseCapable: req.reverseCapable ?? false,
       maxDelay: count('max-delay', req.maxDelay, DEFAULTS.maxDelay, 0),
       comment: req.comment ?? '',
@@ -244,6 +252,7 @@ export class AutoSyncService {
       maintenance: null,
       createdAt: new Date().toISOString(),
     };
+    return { config, notes: wire.note ? [wire.note] : [] };
   }
 
   /**
@@ -283,15 +292,39 @@ export class AutoSyncService {
    * with none, within the run-to-run spread of the machine (README). zstd
    * stores incompressible blocks as they are, so its cost there is a copy.
    */
-  /** none on this machine (local-to-local, or a local-bind peer: nothing crosses a wire), zstd over SSH when it is installed */
-  private async compressFor(direction: Direction, peer: string, wanted: string | undefined): Promise<Codec> {
+  /**
+   * none on this machine (local-to-local, or a local-bind peer: nothing
+   * crosses a wire), zstd over SSH when both ends have it. A codec asked for
+   * that either end lacks is refused here, naming the end; the default falls
+   * back to none when the peer lacks zstd, and create's log says so (an
+   * operator who asked for nothing gets a service that runs, not a refusal).
+   */
+  private async compressFor(direction: Direction, peer: string, wanted: string | undefined): Promise<{ codec: Codec; note?: string }> {
+    const remote = direction !== 'local-to-local' && this.peers?.transportOf?.(peer) !== 'local';
     if (wanted !== undefined) {
       const codec = parseCodec(wanted, 'compress');
       await requireCodec(codec);
-      return codec;
+      if (remote) await this.requirePeerCodec(peer, codec);
+      return { codec };
     }
-    if (direction === 'local-to-local' || this.peers?.transportOf?.(peer) === 'local') return 'none';
-    return (await codecUnavailable('zstd')) ? 'none' : 'zstd';
+    if (!remote || (await codecUnavailable('zstd'))) return { codec: 'none' };
+    const why = await this.peerCodecUnavailable(peer, 'zstd');
+    return why ? { codec: 'none', note: `The wire is not compressed (compress none): ${why}` } : { codec: 'zstd' };
+  }
+
+  /** null when the peer can run `codec` on its end of the wire, else why not (an agent too old to answer counts as lacking it) */
+  private async peerCodecUnavailable(peer: string, codec: Codec): Promise<string | null> {
+    if (codec === 'none' || codec === 'gzip' || !this.peers?.codecUnavailable) return null;
+    try {
+      return await this.peers.codecUnavailable(peer, codec);
+    } catch (error) {
+      return `${peer} could not say whether it has ${codec} (${(error as Error).message}); upgrade syncsh there, or use gzip or none.`;
+    }
+  }
+
+  private async requirePeerCodec(peer: string, codec: Codec): Promise<void> {
+    const why = await this.peerCodecUnavailable(peer, codec);
+    if (why) throw new Error(`compress ${codec} needs ${codec} at both ends of the wire: ${why}`);
   }
 
   /** child datasets are included by default, except on btrfs, whose send leaves nested subvolumes out */
@@ -311,11 +344,16 @@ export class AutoSyncService {
     return { type: req.type ?? DEFAULTS.type, period };
   }
 
-  async create(req: CreateRequest): Promise<AutoSyncConfig> {
-    const planned = await this.plan(req);
+  /** `note`: told what create's log says of a choice made for the operator (a default codec the peer cannot run) */
+  async create(req: CreateRequest, note: (line: string) => void = () => undefined): Promise<AutoSyncConfig> {
+    const { config: planned, notes } = await this.planned(req);
     const config = await this.store.add((existing) => ({ ...planned, name: nextInstanceName(parseDataset(planned.source.dataset), Object.keys(existing)) }));
     const log = ServiceLog.forService(this.home.logs, config.name);
     log.write(`Created auto-sync:${config.name}: ${endpointLabel(config.source)} => ${endpointLabel(config.destination)}, ${describeSchedule(config.schedule)}`);
+    for (const line of notes) {
+      log.write(line);
+      note(line);
+    }
     // the destination appliance lists it as received (a reverse-capable one gets the whole config instead)
     if (config.direction === 'local-to-remote' && !config.reverseCapable && this.peers?.peerSide) {
       await withTimeout(this.peers.peerSide(config.destination.host).putIncoming(config), contactTimeoutMs(), config.destination.host).catch((error: Error) =>
@@ -335,7 +373,13 @@ export class AutoSyncService {
     const spec = findProperty(key);
     if (!spec.set) throw new Error(`The property ${key} is read-only: ${spec.description}.`);
     const wanted = spec.set(this.config(name), value);
-    if (key === 'compress') await requireCodec(wanted.compress ?? 'none');
+    if (key === 'compress') {
+      const codec = wanted.compress ?? 'none';
+      await requireCodec(codec);
+      const current = this.config(name);
+      const peer = current.source.host === 'localhost' ? current.destination.host : current.source.host;
+      if (current.direction !== 'local-to-local' && this.peers?.transportOf?.(peer) !== 'local') await this.requirePeerCodec(peer, codec);
+    }
     const next = await this.store.update(name, (c) => spec.set!(c, value));
     this.log(name).write(`Property ${key} set to "${spec.get(next)}"`);
     return next;

@@ -7,7 +7,7 @@
  * `keyPeer` is whose key the session came in with (the authorized_keys
  * line's --peer): only that appliance may say hello on it.
  */
-import { codecStream, parseCodec } from '../wire/codecs.js';
+import { codecStream, codecUnavailable, parseCodec } from '../wire/codecs.js';
 import { once } from 'node:events';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -157,6 +157,9 @@ export class Agent {
         return this.putState(serviceOf(p), p.state as RunState);
       case 'history.append':
         return this.appendHistory(p.entry as HistoryEntry);
+      case 'codec.check':
+        // whether this end of a wire can run the codec a service is about to use (checked at create, not at a run)
+        return { reason: await codecUnavailable(parseCodec(String(p.codec), 'codec'), this.me) };
       case 'cdp.attach':
       case 'cdp.detach':
       case 'cdp.update':

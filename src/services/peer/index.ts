@@ -6,7 +6,7 @@
  * Connections are opened on first use and shared by everything a process
  * does with that peer (one SSH connection per peer, a channel per
  * conversation); one closes a moment after its last use, or, in a
- * long-lived process (keepWarm: the daemon, the shell), after `warmMs` idle,
+ * long-lived process (keepWarm: the daemon, the shell, serve), after `warmMs` idle,
  * so that the next run pays no SSH handshake and no agent start. A
  * connection that sat idle is pinged before it is used again; a dead one is
  * replaced once by a fresh connection (host key checked again), so a stale
@@ -26,6 +26,7 @@ import type { Driver, DriverName } from '../storage/driver.js';
 import { AgentLink, RemoteDriver, RemotePeerSide, type LinkLease } from './client.js';
 import { ensureKeyPair, readKeyPair, type AgentCommand } from './keys.js';
 import { PROTOCOL_VERSION, type HelloReply } from './protocol.js';
+import type { Codec } from '../wire/codec-names.js';
 import { PeerStore, type InboundPeer, type OutboundPeer } from './store.js';
 import { LocalTransport, PeerError, SshTransport, type Channel, type HostKeySeen, type SshTarget, type Transport } from './transport.js';
 import { removeAuthorizedKey } from './keys.js';
@@ -194,6 +195,11 @@ export class PeerService implements PeerResolver {
   /** the trail/config/role side of a peer, for callers beyond a run (reverse-direction) */
   peerSide(host: string): RemotePeerSide {
     return new RemotePeerSide(this.lease(this.require(host)));
+  }
+
+  /** null when a bound peer can run `codec`, else its sentence saying why not */
+  async codecUnavailable(host: string, codec: Codec): Promise<string | null> {
+    return (await this.call<{ reason: string | null }>(host, 'codec.check', { codec })).reason;
   }
 
   /** one control request to a bound peer's agent (auto-cdp's `cdp.*` methods) */

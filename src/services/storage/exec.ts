@@ -21,6 +21,12 @@ export const execa = ((file: string, args: readonly string[], options?: object) 
   if (!query) commandChanged();
   const child = spawnCommand(file, args, options);
   if (!query) child.then(commandChanged, commandChanged);
+  // and, once it ended, how long it took (an object line: the argv lines above stay the count)
+  if (log) {
+    const started = performance.now();
+    const ended = () => appendFileSync(log, `${JSON.stringify({ ended: [file, ...args], ms: Math.round(performance.now() - started), at: Math.round(started) })}\n`);
+    child.then(ended, ended);
+  }
   return child;
 }) as unknown as typeof spawnCommand;
 

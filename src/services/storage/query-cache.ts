@@ -21,9 +21,10 @@ const scope = new AsyncLocalStorage<Map<string, Entry>>();
 /** moves whenever a command that is not a query starts or ends */
 let generation = 0;
 
-/** the commands whose answers are only read: zfs list/get, zpool list/get */
+/** the commands whose answers are only read: zfs list/get, zpool list/get; btrfs subvolume show/list, property get, --version */
 export function isQuery(file: string, args: readonly string[]): boolean {
   const tool = path.basename(file);
+  if (tool === 'btrfs') return args[0] === '--version' || (args[0] === 'subvolume' && (args[1] === 'show' || args[1] === 'list')) || (args[0] === 'property' && args[1] === 'get');
   return (tool === 'zfs' && (args[0] === 'list' || args[0] === 'get')) || (tool === 'zpool' && (args[0] === 'list' || args[0] === 'get'));
 }
 
@@ -53,5 +54,29 @@ export function cachedQuery<T>(kind: string, file: string, args: readonly string
   const answer = ask();
   answers.set(key, { at: now, generation, answer });
   answer.catch(() => answers.delete(key));
+  return answer;
+}
+
+/** per run: the facts runFact keeps (apart from the answers, which age) */
+const factsOf = new WeakMap<Map<string, Entry>, Map<string, Promise<boolean>>>();
+
+/**
+ * `ask()` once per run for a fact a run does not undo itself (a pool
+ * exists): reused for the whole run, whatever ran since. Only a yes is
+ * kept: were the pool gone meanwhile, the next command on it fails and says so.
+ */
+export function runFact(key: string, ask: () => Promise<boolean>): Promise<boolean> {
+  const answers = scope.getStore();
+  if (!answers) return ask();
+  let facts = factsOf.get(answers);
+  if (!facts) factsOf.set(answers, (facts = new Map()));
+  const known = facts.get(key);
+  if (known) return known;
+  const answer = ask();
+  facts.set(key, answer);
+  answer.then(
+    (yes) => yes || facts.delete(key),
+    () => facts.delete(key),
+  );
   return answer;
 }

@@ -18,15 +18,15 @@ const PROGRAMS: Partial<Record<Codec, { file: string; compress: string[]; decomp
   lz4: { file: 'lz4', compress: ['-q', '-c', '-1'], decompress: ['-q', '-d', '-c'], pkg: 'lz4' },
 };
 
-/** null when this appliance can use `codec`, else the sentence saying why not */
-export async function codecUnavailable(codec: Codec): Promise<string | null> {
+/** null when this appliance can use `codec`, else the sentence saying why not (`where` names the appliance in it) */
+export async function codecUnavailable(codec: Codec, where = 'this appliance'): Promise<string | null> {
   const program = PROGRAMS[codec];
   if (!program) return null;
   const { execa } = await loadExeca();
   const found = await execa(program.file, ['--version'], { reject: false, stdin: 'ignore' });
   if (!found.failed) return null;
   const missing = (found as { code?: string }).code === 'ENOENT';
-  return `${codec} is not available on this appliance: ${missing ? `the ${program.file} program was not found` : `${program.file} --version failed (${found.stderr.trim().split('\n')[0] ?? 'no message'})`}; install the ${program.pkg} package, or use gzip or none.`;
+  return `${codec} is not available on ${where}: ${missing ? `the ${program.file} program was not found` : `${program.file} --version failed (${found.stderr.trim().split('\n')[0] ?? 'no message'})`}; install the ${program.pkg} package, or use gzip or none.`;
 }
 
 /** a stream that compresses (or decompresses) what is written to it; null for none */

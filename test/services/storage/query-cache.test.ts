@@ -17,7 +17,12 @@ for (const [file, args, query] of [
   ['zfs', ['receive', 'tank/b'], false],
   ['zfs', ['hold', 'syncsh', 'tank@a'], false],
   ['zpool', ['create', 'tank', '/dev/x'], false],
-  ['btrfs', ['subvolume', 'list', '/mnt'], false],
+  ['btrfs', ['subvolume', 'show', '/mnt/a'], true],
+  ['btrfs', ['property', 'get', '-ts', '/mnt/a', 'ro'], true],
+  ['btrfs', ['--version'], true],
+  ['btrfs', ['subvolume', 'snapshot', '-r', '/mnt/a', '/mnt/b'], false],
+  ['btrfs', ['property', 'set', '-ts', '/mnt/a', 'ro', 'true'], false],
+  ['btrfs', ['receive', '-e', '/mnt/s'], false],
   ['lszfs', ['list'], false],
 ] as const) {
   test(`${file} ${args.join(' ')} is ${query ? '' : 'not '}a query`, (t) => t.is(isQuery(file, args), query));

@@ -1,6 +1,7 @@
 /** Running `btrfs` with translated errors, and reading subvolumes. */
-import { lstat, statfs } from 'node:fs/promises';
+import { lstat, rename, statfs } from 'node:fs/promises';
 import { run } from '../exec.js';
+import { commandChanged } from '../query-cache.js';
 import { BtrfsError, explainBtrfs } from './errors.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -17,6 +18,19 @@ export interface SubvolumeShow {
   /** transid in which it was created */
   createdGeneration: number;
   readonly: boolean;
+}
+
+/**
+ * rename(2) of a subvolume or a snapshot directory: what `btrfs subvolume
+ * show` or `property get` answered for either path no longer stands, so the
+ * run's reused answers (query-cache.ts) end here as after a command.
+ */
+export async function renamePath(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } finally {
+    commandChanged();
+  }
 }
 
 export class BtrfsCli {

@@ -8,9 +8,9 @@
  *   new subvolume, or undone with the old one; other swap leftovers: deleted.
  * btrfs has no resumable receive, so there is never anything to keep.
  */
-import { readdir, rename } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { isSubvolume, type BtrfsCli } from './cli.js';
+import { isSubvolume, renamePath as rename, type BtrfsCli } from './cli.js';
 import { checkSubvolumePath, isSwapLeftover, snapshotDir } from './layout.js';
 import { finishRename } from './rename.js';
 

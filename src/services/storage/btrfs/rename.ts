@@ -22,9 +22,9 @@
  * another directory (btrfs cannot re-parent a read-only subvolume), a
  * subvolume that is a mount point, and a dataset with an interrupted swap.
  */
-import { lstat, readdir, readFile, rename, rm, rmdir, stat, writeFile, mkdir } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, rmdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { isOnBtrfs, isSubvolume, type BtrfsCli } from './cli.js';
+import { isOnBtrfs, isSubvolume, renamePath as rename, type BtrfsCli } from './cli.js';
 import { BtrfsError } from './errors.js';
 import { checkSubvolumePath, isSwapLeftover, SNAPSHOT_DIR, snapshotDir } from './layout.js';
 import { btrfsMounts, mountOf, requireDataset } from './subvolumes.js';

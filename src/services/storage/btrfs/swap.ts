@@ -5,8 +5,7 @@
  * one is deleted. The only window is between the renames, when the live
  * path is briefly missing; recover() finishes a swap cut in that window.
  */
-import { rename } from 'node:fs/promises';
-import { isSubvolume, type BtrfsCli } from './cli.js';
+import { isSubvolume, renamePath as rename, type BtrfsCli } from './cli.js';
 import { swapPath } from './layout.js';
 
 export async function replaceLive(cli: BtrfsCli, dataset: string, source: string): Promise<void> {

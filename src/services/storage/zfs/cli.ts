@@ -4,6 +4,7 @@
  * gives exact numbers on every ZFS from v23 to OpenZFS 2.x.
  */
 import { probe, run, type RunOptions } from '../exec.js';
+import { runFact } from '../query-cache.js';
 import { explainZfs, isZfsError, ZfsError } from './errors.js';
 import { detectZfsFeatures, type ZfsFeatures } from './features.js';
 import { poolOf } from './names.js';
@@ -53,10 +54,10 @@ export class ZfsCli {
     return (await probe(this.zpoolBin, ['list', '-H', '-o', 'name', pool])).ok;
   }
 
-  /** throws "The pool 'x' does not exist." when the dataset's pool is unknown */
+  /** throws "The pool 'x' does not exist." when the dataset's pool is unknown (asked once per run: issue 13) */
   async requirePool(dataset: string): Promise<void> {
     const pool = poolOf(dataset);
-    if (!(await this.poolExists(pool))) throw new ZfsError('no-pool', `The pool '${pool}' does not exist.`);
+    if (!(await runFact(`zpool:${this.zpoolBin}:${pool}`, () => this.poolExists(pool)))) throw new ZfsError('no-pool', `The pool '${pool}' does not exist.`);
   }
 
   /** `zfs get` for several names at once: name -> property -> raw value ('-' when not applicable) */

@@ -33,8 +33,14 @@ export async function listDatasets(cli: ZfsCli, under?: string): Promise<Dataset
 export async function getDataset(cli: ZfsCli, name: string): Promise<DatasetInfo | null> {
   checkDatasetName(name);
   await cli.requirePool(name);
-  if (!(await cli.exists(name))) return null;
-  const props = (await cli.getProps([name], DATASET_PROPS)).get(name) ?? {};
+  // one `zfs get`: its "does not exist" is the answer (no `zfs list` first: issue 13's command count)
+  let props: Props;
+  try {
+    props = (await cli.getProps([name], DATASET_PROPS)).get(name) ?? {};
+  } catch (error) {
+    if (isZfsError(error, 'missing')) return null;
+    throw error;
+  }
   return toDatasetInfo(name, props);
 }
 

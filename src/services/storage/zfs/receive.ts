@@ -17,7 +17,7 @@ import { feed } from '../exec.js';
 import type { ZfsCli } from './cli.js';
 import { destroyTree } from './datasets.js';
 import { mountable, mountAgain, refreshMounts } from './mounts.js';
-import { explainZfs, ZfsError } from './errors.js';
+import { explainZfs, isZfsError, ZfsError } from './errors.js';
 import { checkDatasetName, parentOf, poolOf, snapshotPath, splitSnapshotPath } from './names.js';
 import { changedSince, getSnapshot, listSnapshots } from './snapshots.js';
 import { describeStream, type StreamDescription } from './stream-header.js';
@@ -49,6 +49,11 @@ export async function receive(cli: ZfsCli, dataset: string, stream: Readable, op
       // Kept as it is: the next run finishes it from the token instead of sending it all again.
       if (resumable && (await resumeToken(cli, dataset).catch(() => null))) {
         throw new ZfsError('aborted', `Receiving into '${dataset}' was cut: ${explainZfs(error).message} The part received is kept (receive_resume_token); the next run resumes from it.`);
+      }
+      const newest = before?.get(dataset);
+      if (!opts.force && newest && isZfsError(explainZfs(error), 'modified')) {
+        await failed(cli, dataset, before, mountedBefore, error); // nothing was received: this only remounts what was mounted
+        throw refusedAsChanged(dataset, newest);
       }
       throw await failed(cli, dataset, before, mountedBefore, error);
     }
@@ -111,7 +116,9 @@ async function checkDestination(cli: ZfsCli, dataset: string, stream: StreamDesc
   if (!incremental && !opts.force) {
     throw new ZfsError('exists', `The destination '${dataset}' already exists; receiving a full stream would replace it, which needs force.`);
   }
-  if (!opts.force) await refuseIfChanged(cli, dataset, opts.recursive || stream.compound);
+  // one dataset: `zfs receive` without -F refuses a destination changed since its newest snapshot itself
+  // (receive() words that refusal as refusedAsChanged does); a tree is checked here, child by child
+  if (!opts.force && (opts.recursive || stream.compound)) await refuseIfChanged(cli, dataset, true);
   return true;
 }
 
@@ -119,10 +126,12 @@ async function refuseIfChanged(cli: ZfsCli, dataset: string, withChildren: boole
   const datasets = withChildren ? await cli.listNames(dataset, 'filesystem,volume') : [dataset];
   for (const name of datasets) {
     const newest = (await listSnapshots(cli, name)).at(-1);
-    if (newest && (await changedSince(cli, name, newest.name))) {
-      throw new ZfsError('modified', `The destination '${name}' has been changed since its newest snapshot '${newest.name}'; receiving would discard those changes, so it is refused without force.`);
-    }
+    if (newest && (await changedSince(cli, name, newest.name))) throw refusedAsChanged(name, newest.name);
   }
+}
+
+function refusedAsChanged(dataset: string, newest: string): ZfsError {
+  return new ZfsError('modified', `The destination '${dataset}' has been changed since its newest snapshot '${newest}'; receiving would discard those changes, so it is refused without force.`);
 }
 
 async function newestSnapshots(cli: ZfsCli, dataset: string): Promise<Before> {

@@ -8,14 +8,22 @@
  */
 import type { ZfsCli } from './cli.js';
 import { destroyTree } from './datasets.js';
+import { isZfsError } from './errors.js';
 import { checkDatasetName, snapshotPath } from './names.js';
 
 export async function recover(cli: ZfsCli, dataset: string): Promise<string[]> {
   checkDatasetName(dataset);
   await cli.requirePool(dataset);
   const done: string[] = [];
-  if (!(await cli.exists(dataset))) return done;
-  const datasets = await cli.listNames(dataset, 'filesystem,volume');
+  // one listing of the tree and its snapshots (issue 13's command count); a dataset not there has nothing to recover
+  let all: string[];
+  try {
+    all = await cli.listNames(dataset, 'filesystem,volume,snapshot');
+  } catch (error) {
+    if (isZfsError(error, 'missing')) return done;
+    throw error;
+  }
+  const datasets = all.filter((name) => !name.includes('@'));
   const { resumable } = await cli.features();
   if (resumable) {
     const tokens = await cli.getProps(datasets, ['receive_resume_token']);
@@ -31,7 +39,7 @@ export async function recover(cli: ZfsCli, dataset: string): Promise<string[]> {
       done.push(`destroyed the partial receive '${partial}'`);
     }
   }
-  for (const full of await cli.listNames(dataset, 'snapshot')) {
+  for (const full of all.filter((name) => name.includes('@'))) {
     const at = full.indexOf('@');
     if (full.slice(at + 1).startsWith('syncsh-probe-')) {
       await cli.zfs(['destroy', snapshotPath(full.slice(0, at), full.slice(at + 1))]);

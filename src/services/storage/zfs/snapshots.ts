@@ -60,18 +60,24 @@ export async function getSnapshot(cli: ZfsCli, dataset: string, name: string): P
 export async function createSnapshot(cli: ZfsCli, dataset: string, name: string, recursive: boolean): Promise<SnapshotInfo> {
   checkDatasetName(dataset);
   checkSnapshotName(name);
-  await requireExisting(cli, dataset);
-  if (await cli.exists(snapshotPath(dataset, name))) {
-    throw new ZfsError('exists', `The snapshot '${snapshotPath(dataset, name)}' already exists.`);
+  await cli.requirePool(dataset);
+  const full = snapshotPath(dataset, name);
+  // no `zfs list` of the dataset and the snapshot first: `zfs snapshot` says which is wrong (issue 13's command count)
+  try {
+    await cli.zfs(['snapshot', ...(recursive ? ['-r'] : []), full]);
+  } catch (error) {
+    if (isZfsError(error, 'exists')) throw new ZfsError('exists', `The snapshot '${full}' already exists.`, error.stderr);
+    throw error;
   }
-  await cli.zfs(['snapshot', ...(recursive ? ['-r'] : []), snapshotPath(dataset, name)]);
-  return getSnapshot(cli, dataset, name);
+  const props = (await cli.getProps([full], SNAPSHOT_PROPS)).get(full);
+  if (!props) throw new ZfsError('missing', `The snapshot '${full}' does not exist.`);
+  return toSnapshotInfo(dataset, name, props);
 }
 
 export async function destroySnapshot(cli: ZfsCli, dataset: string, name: string, recursive: boolean): Promise<void> {
   checkDatasetName(dataset);
   checkSnapshotName(name);
-  await requireExisting(cli, dataset);
+  await cli.requirePool(dataset); // a missing dataset: the listing below says so
   await cli.settleSends(dataset); // a send just given up may still be releasing its holds
   const targets = recursive ? await cli.listNames(dataset, 'filesystem,volume') : [dataset];
   let found = false;
@@ -92,7 +98,11 @@ export async function holdSnapshot(cli: ZfsCli, dataset: string, name: string, h
   checkSnapshotName(name);
   const full = snapshotPath(dataset, name);
   await cli.settleSends(dataset);
-  await getSnapshot(cli, dataset, name);
+  // no listing first: the command's own "does not exist" says the snapshot is missing (issue 13's command count)
+  const missing = (error: unknown) => {
+    const stderr = (error as ZfsError).stderr ?? '';
+    return isZfsError(error, 'missing') || /dataset does not exist/i.test(stderr) ? new ZfsError('missing', `The snapshot '${full}' does not exist.`, stderr) : error;
+  };
   if ((await cli.features()).hold) {
     try {
       await cli.zfs(held ? ['hold', HOLD_TAG, full] : ['release', HOLD_TAG, full]);
@@ -101,11 +111,13 @@ export async function holdSnapshot(cli: ZfsCli, dataset: string, name: string, h
       const stderr = (error as ZfsError).stderr ?? '';
       // holding twice / releasing what is not held: already in the wanted state
       if (/tag already exists|no such tag/i.test(stderr)) return;
-      if (!isZfsError(error, 'unsupported') && !/upgrade/i.test(stderr)) throw error;
+      if (!isZfsError(error, 'unsupported') && !/upgrade/i.test(stderr)) throw missing(error);
       // pool too old for holds: fall through to the property
     }
   }
-  await cli.zfs(held ? ['set', `${HOLD_PROPERTY}=on`, full] : ['inherit', HOLD_PROPERTY, full]);
+  await cli.zfs(held ? ['set', `${HOLD_PROPERTY}=on`, full] : ['inherit', HOLD_PROPERTY, full]).catch((error) => {
+    throw missing(error);
+  });
 }
 
 export async function rollback(cli: ZfsCli, dataset: string, name: string): Promise<void> {
@@ -149,9 +161,4 @@ async function probeChanged(cli: ZfsCli, dataset: string, base: string): Promise
   } finally {
     await cli.zfs(['destroy', snapshotPath(dataset, probe)]).catch(() => undefined);
   }
-}
-
-async function requireExisting(cli: ZfsCli, dataset: string): Promise<void> {
-  await cli.requirePool(dataset);
-  if (!(await cli.exists(dataset))) throw new ZfsError('missing', `The dataset '${dataset}' does not exist.`);
 }
