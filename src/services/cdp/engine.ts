@@ -26,12 +26,12 @@ import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
 import { StreamRefused, TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
 import { PeerBlocks } from './dedupe.js';
+import { MAP_BASE } from './owed.js';
 import type { HistoryEntry } from '../history.js';
 import type { TargetStatus } from './status.js';
 
 export const CHUNK = 64 * 1024;
 /** a target's dirty maps say dirty relative to this base (dirty-map.ts header): anything else is no map */
-const MAP_BASE = 'auto-cdp-target';
 /** async: a target with more than this unacknowledged is sent dirty chunks later instead of every write */
 const ASYNC_WINDOW = 64 * 1024 * 1024;
 /** resync: bytes in flight per target */

@@ -1,0 +1,48 @@
+/**
+ * A hand role switch (`setup auto-cdp :NAME role …`) after writes the new
+ * master does not hold, end to end: alpha mirrors to beta (async), bound
+ * both ways; beta is paused and alpha's clients write 4 chunks (alpha's
+ * dirty map for beta has them). alpha steps down; promoting beta now would
+ * make a copy that lacks acknowledged writes the master, and its resync
+ * would overwrite them on alpha: refused, naming the chunks, nothing
+ * changed. Done the way the refusal says (alpha master again, beta level,
+ * then the switch), beta becomes master, compares with alpha, and both
+ * images are identical with every acknowledged write on both.
+ */
+import { gatedTest } from '../helpers/system.js';
+import { nbdClientsMissing } from '../helpers/nbd.js';
+import { fails, ok } from '../peer/_fixture.js';
+import { compare, MIRROR, mirrored, qemuRead, role, statusUntil, uri } from './_pair.js';
+import { qemuIo } from './_mirror.js';
+
+const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
+
+const acked = ['read -P 0x51 0 192k', 'read -P 0x52 10M 4k'];
+
+test.serial('a copy that lacks chunks the old master holds is not switched to master; switched once level, the two copies end identical', async (t) => {
+  const { a, b, da, db } = await mirrored(t, { size: '32M', mode: 'async' });
+  await ok(b, `setup network local-bind ${a.home}`);
+  await ok(a, `setup auto-cdp :${MIRROR} pause beta`);
+  await da.lines.wait(/paused to beta/);
+  await qemuIo(uri(a), 'write -P 0x51 0 192k', 'write -P 0x52 10M 4k');
+  await statusUntil(a, (x) => x.dirtyChunks === 4);
+
+  await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
+  t.is(
+    await fails(b, `setup auto-cdp :${MIRROR} role master -y`),
+    `Error: alpha's copy of auto-cdp:${MIRROR} holds 4 chunks this copy does not have yet (its dirty map for this copy: it was paused, logging or still syncing): as master, this copy would overwrite writes acknowledged there. Let it catch up first: switch alpha's copy back to master ('setup auto-cdp :${MIRROR} role master' there), resume this copy and wait until it is mirroring, then switch. Nothing was changed.`,
+  );
+  t.like(await role(b), { role: 'slave', epoch: 1 });
+
+  // as the refusal says: alpha master again (its map for beta is the resync), beta level, then the switch
+  let from = da.lines.lines.length;
+  t.regex(await ok(a, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
+  await da.lines.wait(/beta is level/, from, 90_000);
+  await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
+  from = db.lines.lines.length;
+  t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 3\)/);
+  await db.lines.wait(/alpha is level/, from, 90_000);
+  t.like(await role(a), { role: 'slave', epoch: 3, master: { host: 'beta' } });
+  t.is(await compare(a, b), '0: Images are identical.');
+  for (const x of [a, b]) t.notRegex(await qemuRead(uri(x), ...acked), /verification failed/, 'every acknowledged write is on both copies');
+});
