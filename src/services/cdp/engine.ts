@@ -705,6 +705,8 @@ export class MirrorEngine {
     for (const t of this.targets.values()) {
       this.resyncEnded(t, 'the daemon stopped');
       t.link?.close();
+      // nothing is written here any more: an acknowledged chunk is clean now, hot extent or not (a hand role switch reads this map)
+      this.cleanMaps(t, Number.POSITIVE_INFINITY);
       this.saveKnown(t);
       await t.map.close();
     }
