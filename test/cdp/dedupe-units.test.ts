@@ -75,6 +75,33 @@ test('plan: the knowledge stays bounded, the oldest forgotten first', (t) => {
   t.deepEqual(shape(k.plan(1000 * BLOCK, first)), ['data 32768', 'copy 32768 from 32768']);
 });
 
+test('saved and loaded: the knowledge outlives the engine, without the blocks the target may not hold; a damaged file is no knowledge', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'syncsh-known-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'beta.known');
+  const a = randomBytes(16 * K);
+  const known = new PeerBlocks();
+  known.plan(0, a); // blocks 0..3
+  known.save(file);
+  t.deepEqual(shape(PeerBlocks.load(file, true, () => true).plan(1024 * K, a)), ['copy 16384 from 0']);
+  // block 1's chunk dirty: not trusted, so the run splits around it
+  t.deepEqual(shape(PeerBlocks.load(file, true, (b) => b !== 1).plan(1024 * K, a)), ['copy 4096 from 0', 'data 4096', 'copy 8192 from 8192']);
+  t.is(PeerBlocks.load(file, false, () => true).size, 0, 'dedupe off: nothing loaded');
+  t.is(PeerBlocks.load(path.join(dir, 'none'), true, () => true).size, 0);
+  writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.from('xyz')]));
+  t.is(PeerBlocks.load(file, true, () => true).size, 0, 'a damaged file is ignored');
+  // saved every N ms only while it changes
+  const later = new PeerBlocks();
+  later.plan(0, a);
+  later.save(file, 10_000, 20_000);
+  t.is(PeerBlocks.load(file, true, () => true).size, 4);
+  later.plan(64 * K, randomBytes(4 * K));
+  later.save(file, 10_000, 25_000);
+  t.is(PeerBlocks.load(file, true, () => true).size, 4, 'not yet: saved 5 s ago');
+  later.save(file, 10_000, 30_000);
+  t.is(PeerBlocks.load(file, true, () => true).size, 5);
+});
+
 test('DEDUP and MISS frames round-trip', async (t) => {
   const list: Frame[] = [
     {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok } from '../peer/_fixture.js';
-import { compare, MiB, mirrored, qemuIo, statusUntil, uri } from './_mirror.js';
+import { compare, MiB, mirrored, qemuIo, startDaemon, statusUntil, uri } from './_mirror.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 
@@ -61,4 +61,24 @@ test.serial('the same data written again crosses as its hash: sync, async and a 
   t.true(trail[0].bytes <= 0.1 * 2 * MiB);
   t.like(trail.at(-1), { result: 'success', peer: 'beta', snapshot: '1024 chunk(s)' });
   t.regex(await ok(a, 'show auto-cdp :tank-vm1-000 history'), /STARTED\s+SIDE\s+PEER\s+RESULT\s+BYTES\s+RATE\s+CHUNKS \/ ERROR[\s\S]*send\s+beta\s+success\s+[\d.]+\w*\s+[\d.]+\w*\/s\s+32 chunk\(s\)/);
+});
+
+test.serial("what the target holds outlives the master's daemon: after a restart, data it holds still crosses as its hash; the copies are equal", async (t) => {
+  t.timeout(8 * 60_000);
+  const { a, b, da } = await mirrored(t, { size: '64M' });
+  const file = path.join(a.home, 'random.bin');
+  writeFileSync(file, randomBytes(2 * MiB));
+  await statusUntil(a, (x) => x.state === 'mirroring');
+  await qemuIo(uri(a), `write -s ${file} 4M 2M`);
+  await statusUntil(a, (x) => x.lagBytes === 0 && x.dirtyChunks === 0);
+
+  await da.stop('SIGTERM');
+  const again = startDaemon(t, a);
+  await again.lines.wait(/connected to beta/, 0, 60_000);
+  await qemuIo(uri(a), `write -s ${file} 20M 2M`);
+  // the new daemon's figures start at 0: the second copy crossed whole, or as references
+  const after = (await statusUntil(a, (x) => x.dedupedBytes! >= 2 * MiB || x.sentBytes! >= 2 * MiB)).targets[0];
+  t.is(after.dedupedBytes, 2 * MiB, `after the restart the second copy went as references (sent ${after.sentBytes} bytes)`);
+  t.true(after.sentBytes! <= 0.1 * 2 * MiB, `the second copy sent ${after.sentBytes} bytes`);
+  t.is(await compare(a, b), '0: Images are identical.');
 });

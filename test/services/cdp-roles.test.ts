@@ -36,7 +36,7 @@ test('peer loss: every case of 003\'s "Fencing Failures" as written there, and t
   t.deepEqual(slave, { role: 'slave', epoch: 3 }, 'nothing mutated');
 });
 
-const up = (role: CdpRole, epoch: number): PeerView => ({ reachable: true, state: { role, epoch } });
+const up = (role: CdpRole, epoch: number, owes?: number | null): PeerView => (owes === undefined ? { reachable: true, state: { role, epoch } } : { reachable: true, state: { role, epoch }, owes });
 const down: PeerView = { reachable: false, why: 'no heartbeat for 5 sec' };
 
 test('role switches: never two masters while the peer answers; every promotion bumps the epoch past both', (t) => {
@@ -52,6 +52,12 @@ test('role switches: never two masters while the peer answers; every promotion b
     [master, 'master', up('slave', 3), true, master, null, null],
     [master, 'master', up('master', 3), false, null, null, /Both copies of auto-cdp:vm1 are master/],
     [slave, 'slave', up('master', 3), true, slave, null, null],
+    // what the peer's copy holds that this one lacks (its dirty map for it): a promotion only when nothing
+    [slave, 'master', up('slave', 3, 0), true, { role: 'master', epoch: 4 }, { role: 'slave', epoch: 4 }, null],
+    [slave, 'master', up('slave', 3, 4), false, null, null, /beta's copy of auto-cdp:vm1 holds 4 chunks this copy does not have yet .*would overwrite writes acknowledged there/],
+    [slave, 'master', up('slave', 3, 1), false, null, null, /holds 1 chunk this copy/],
+    [slave, 'master', up('slave', 3, null), false, null, null, /beta cannot tell which chunks of auto-cdp:vm1 this copy lacks/],
+    [master, 'slave', up('slave', 3, 4), true, { role: 'slave', epoch: 3 }, { role: 'slave', epoch: 3 }, null],
   ];
   for (const [here, target, peer, ok, after, told, error] of table) {
     const label = `${here.role}@${here.epoch} → ${target}, peer ${peer.reachable ? `${peer.state.role}@${peer.state.epoch}` : 'down'}`;

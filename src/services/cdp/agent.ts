@@ -12,8 +12,9 @@ import { validServiceName } from '../peer/protocol.js';
 import type { Services } from '../index.js';
 import { mirrorOfZvol, type MirrorConfig } from './model.js';
 import type { AttachRequest } from './index.js';
+import { owedTo } from './owed.js';
 
-export const CDP_METHODS = ['cdp.attach', 'cdp.detach', 'cdp.update', 'cdp.get'] as const;
+export const CDP_METHODS = ['cdp.attach', 'cdp.detach', 'cdp.update', 'cdp.get', 'cdp.owed'] as const;
 
 function checkConfig(config: unknown, caller: string): MirrorConfig {
   const c = config as MirrorConfig;
@@ -70,6 +71,12 @@ export async function cdpAgentCall(services: Services, me: string, caller: strin
     case 'cdp.get': {
       if (!validServiceName(p.name)) throw new Error(`"${String(p.name)}" is not a service name.`);
       return store.get(p.name) ?? null;
+    }
+    case 'cdp.owed': {
+      // a hand role switch on the caller: what this copy holds that the caller's may lack (owed.ts)
+      if (!validServiceName(p.name)) throw new Error(`"${String(p.name)}" is not a service name.`);
+      const mine = store.get(p.name);
+      return mine ? { chunks: owedTo(services.home.root, mine, caller) } : null;
     }
     default:
       throw new Error(`Unknown request "${method}".`);

@@ -259,6 +259,11 @@ export class CdpDaemon {
       return new SlaveVolume(await open(true), {
         mirror: name,
         session: () => this.sessions.get(name) ?? null,
+        deadlineMs: () => this.guardFor(name).peerTimeoutMs,
+        unanswered: async (s, why) => {
+          await s.abandon(new Error(why));
+          this.guardFor(name).unanswered(s.from, why);
+        },
         isMaster: () => store.get(name)?.role === 'master',
         away: async () => {
           const c = store.get(name);

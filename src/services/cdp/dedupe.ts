@@ -10,8 +10,15 @@
  * it and copies only when it matches; otherwise it answers MISS and the
  * sender sends the write whole (the knowledge was stale: a collision of
  * keys, a write the target lost in a crash). A wrong block is never written.
+ *
+ * The knowledge outlives the daemon: saved beside the target's dirty map
+ * (HOST.known) at close and every SAVE_MS while it changes, and loaded
+ * without the blocks of chunks the map says the target may not hold. A
+ * stale entry (a crash after the last save) costs a MISS, like any other.
  */
 import { hash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../storage/fs/files.js';
 
 /** the dedupe unit: ext4's and most file systems' block, so a file copied inside them lines up */
 export const BLOCK = 4096;
@@ -36,6 +43,10 @@ export function runHashOf(data: Buffer): Buffer {
 
 const keyOf = (h: Buffer) => h.readUInt32BE(0) & 0x3fffffff;
 
+const MAGIC = Buffer.from('SYNCSHK1');
+/** how often a changing knowledge is saved (a crash loses at most this much of it: later writes cross whole) */
+export const SAVE_MS = 10_000;
+
 /** what one target holds, as far as the master knows (bounded; a stale entry costs a MISS, never a wrong block) */
 export class PeerBlocks {
   private readonly byKey = new Map<number, number>();
@@ -51,8 +62,53 @@ export class PeerBlocks {
     readonly enabled = true,
   ) {}
 
+  /** learnt or forgot something since the last save */
+  private changed = false;
+  private savedAt = 0;
+
   get size(): number {
     return this.byBlock.size;
+  }
+
+  /**
+   * The knowledge saved in `file`, but for blocks `held` says the target may
+   * not hold (its chunk is dirty); empty when there is none or it is damaged.
+   */
+  static load(file: string, enabled: boolean, held: (block: number) => boolean, limit = KNOWN_LIMIT): PeerBlocks {
+    const known = new PeerBlocks(limit, enabled);
+    if (!enabled) return known;
+    let raw: Buffer;
+    try {
+      raw = readFileSync(file);
+    } catch {
+      return known;
+    }
+    if (raw.length < MAGIC.length || !raw.subarray(0, MAGIC.length).equals(MAGIC) || (raw.length - MAGIC.length) % 8) return known;
+    for (let at = MAGIC.length; at < raw.length; at += 8) {
+      const block = raw.readUInt32LE(at);
+      const key = raw.readUInt32LE(at + 4) & 0x3fffffff;
+      if (held(block)) known.put(block, key);
+    }
+    known.changed = false;
+    return known;
+  }
+
+  /** write the knowledge to `file` (atomic), now or, with `everyMs`, when it changed and the last save is that old */
+  save(file: string, everyMs = 0, now = Date.now()): void {
+    if (!this.enabled || (everyMs && (!this.changed || now - this.savedAt < everyMs))) return;
+    const out = Buffer.alloc(MAGIC.length + this.byKey.size * 8);
+    MAGIC.copy(out);
+    let at = MAGIC.length;
+    // oldest first, so a load keeps the same order of eviction
+    for (const [key, block] of this.byKey) {
+      if (block > 0xffffffff) continue; // past 16 TiB: not saved (it crosses whole once after a restart)
+      out.writeUInt32LE(block, at);
+      out.writeUInt32LE(key, at + 4);
+      at += 8;
+    }
+    writeFileAtomic(file, out.subarray(0, at));
+    this.changed = false;
+    this.savedAt = now;
   }
 
   /** the block that holds this content there, or -1 */
@@ -62,8 +118,12 @@ export class PeerBlocks {
 
   /** the target holds content `h` at `block` (once every frame sent so far is applied) */
   learn(block: number, h: Buffer): void {
+    this.put(block, keyOf(h));
+  }
+
+  private put(block: number, key: number): void {
+    this.changed = true;
     this.forgetBlock(block);
-    const key = keyOf(h);
     const old = this.byKey.get(key);
     if (old !== undefined) this.byBlock.delete(old);
     this.byKey.set(key, block);
@@ -77,6 +137,7 @@ export class PeerBlocks {
 
   /** bytes [offset, offset+length) there changed to something not known */
   forget(offset: number, length: number): void {
+    this.changed = true;
     const first = Math.floor(offset / BLOCK);
     const last = Math.floor((offset + length - 1) / BLOCK);
     if (last - first + 1 > this.byBlock.size) {

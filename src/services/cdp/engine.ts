@@ -25,13 +25,13 @@ import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
 import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
 import { StreamRefused, TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
-import { PeerBlocks } from './dedupe.js';
+import { BLOCK, PeerBlocks, SAVE_MS } from './dedupe.js';
+import { MAP_BASE } from './owed.js';
 import type { HistoryEntry } from '../history.js';
 import type { TargetStatus } from './status.js';
 
 export const CHUNK = 64 * 1024;
 /** a target's dirty maps say dirty relative to this base (dirty-map.ts header): anything else is no map */
-const MAP_BASE = 'auto-cdp-target';
 /** async: a target with more than this unacknowledged is sent dirty chunks later instead of every write */
 const ASYNC_WINDOW = 64 * 1024 * 1024;
 /** resync: bytes in flight per target */
@@ -156,6 +156,11 @@ export class MirrorEngine {
     return path.join(this.deps.mapDir, `${host}.dmap`);
   }
 
+  /** what the target holds, as far as dedupe knows (dedupe.ts), beside its map */
+  private knownFile(host: string): string {
+    return path.join(this.deps.mapDir, `${host}.known`);
+  }
+
   /** open maps of targets added, close those of targets gone */
   private async syncTargets(): Promise<void> {
     mkdirSync(this.deps.mapDir, { recursive: true });
@@ -178,7 +183,8 @@ export class MirrorEngine {
         retryAt: 0,
         pumping: false,
         behindSince: null,
-        known: new PeerBlocks(undefined, this.deps.dedupe ?? false),
+        // what it held when this engine last ran, but for chunks it may have missed since (dirty)
+        known: PeerBlocks.load(this.knownFile(t.host), this.deps.dedupe ?? false, (block) => !map.isDirty(Math.floor((block * BLOCK) / CHUNK))),
         resyncRun: null,
       });
     }
@@ -189,6 +195,7 @@ export class MirrorEngine {
       t.link?.close();
       await t.map.close();
       rmSync(this.mapFile(host), { force: true });
+      rmSync(this.knownFile(host), { force: true });
       this.deps.log(`auto-cdp:${this.name}: ${host} detached`);
     }
   }
@@ -208,6 +215,7 @@ export class MirrorEngine {
     const now = Date.now();
     for (const t of this.targets.values()) {
       this.cleanMaps(t, now);
+      this.saveKnown(t, SAVE_MS, now);
       const cfg = this.targetConfig(t.host);
       if (!cfg) continue;
       if (cfg.paused) {
@@ -681,6 +689,15 @@ export class MirrorEngine {
     });
   }
 
+  /** dedupe's knowledge of a target to disk (a failure costs only whole writes after a restart) */
+  private saveKnown(t: Target, everyMs = 0, now = Date.now()): void {
+    try {
+      t.known.save(this.knownFile(t.host), everyMs, now);
+    } catch (error) {
+      this.deps.log(`auto-cdp:${this.name}: what ${t.host} holds was not saved for dedupe: ${(error as Error).message}`);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -688,6 +705,9 @@ export class MirrorEngine {
     for (const t of this.targets.values()) {
       this.resyncEnded(t, 'the daemon stopped');
       t.link?.close();
+      // nothing is written here any more: an acknowledged chunk is clean now, hot extent or not (a hand role switch reads this map)
+      this.cleanMaps(t, Number.POSITIVE_INFINITY);
+      this.saveKnown(t);
       await t.map.close();
     }
     this.targets.clear();

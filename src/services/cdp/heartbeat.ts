@@ -75,6 +75,18 @@ export class Heartbeat extends EventEmitter<Events> {
     return this.lostNow;
   }
 
+  /**
+   * The peer is lost now, known from elsewhere (a forwarded write it did not
+   * answer within the peer timeout): `lost` at once; `back` when a ping is
+   * answered again, as after any loss.
+   */
+  markLost(why: string): void {
+    if (this.lostNow) return;
+    this.lostNow = true;
+    const now = this.clock.now();
+    this.emit('lost', { at: now, lastAnswer: this.lastAnswer, why });
+  }
+
   start(): this {
     if (!this.running) {
       this.lastAnswer = this.clock.now();

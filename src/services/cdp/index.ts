@@ -50,7 +50,7 @@ export class CdpService {
   readonly store: MirrorStore;
 
   constructor(
-    private readonly home: Home,
+    readonly home: Home,
     private readonly appliance: ApplianceInfo,
     private readonly zvols: ZvolService,
     private readonly peers: PeerService,

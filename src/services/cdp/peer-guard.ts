@@ -64,6 +64,11 @@ export class PeerGuard {
     for (const h of hosts) this.heartbeat(h);
   }
 
+  /** `host` left a write unanswered for the peer timeout: it is lost now (the next away() decides the loss) */
+  unanswered(host: string, why: string): void {
+    this.heartbeat(host).markLost(why);
+  }
+
   /** a write found `host` away: resolves to let it through, throws EIO to fail it */
   async away(host: string): Promise<void> {
     const hb = this.heartbeat(host);

@@ -47,6 +47,12 @@ export interface ForwardSession {
   readonly epoch: number;
   write(offset: number, data: Buffer): Promise<void>;
   zero(offset: number, length: number): Promise<void>;
+  /**
+   * The master left a forwarded write unanswered past its deadline: end
+   * the stream from this side (its forwarded writes fail with `why`, no
+   * frame of it is applied after). Resolves once the stream is closed here.
+   */
+  abandon(why: Error): Promise<void>;
 }
 
 export class ForwardRefused extends Error {}
@@ -94,6 +100,8 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
   let vol: BlockVolume | null = null;
   let detach: (() => void) | undefined;
   let endForwards: ((why: Error) => void) | undefined;
+  let closed!: () => void;
+  const over = new Promise<void>((resolve) => (closed = resolve));
   try {
     const first = await it.next();
     if (first.done || first.value.type !== FrameType.HELLO) throw new Error('the stream did not start with HELLO');
@@ -118,6 +126,11 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
       epoch: hello.epoch,
       write: (offset, data) => forward({ type: FrameType.FWD_WRITE, id: nextForward++, offset, data }),
       zero: (offset, length) => forward({ type: FrameType.FWD_ZERO, id: nextForward++, offset, length }),
+      abandon: (why) => {
+        endForwards?.(why);
+        input.destroy(why);
+        return over;
+      },
     });
     endForwards = (why) => {
       ended = why;
@@ -256,5 +269,6 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     endForwards?.(new Error(`the mirror stream from ${caller} ended`));
     output.end();
     await vol?.close().catch(() => undefined);
+    closed();
   }
 }

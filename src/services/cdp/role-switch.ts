@@ -11,10 +11,12 @@
  * appliance (not bound back, changed key) is not down: the switch is refused
  * (auto-sync's PeerRefused), as nothing can know its role.
  */
+import { rmSync } from 'node:fs';
 import { NOT_DOWN, PeerRefused, withTimeout } from '../auto-sync/contact.js';
 import type { PeerService } from '../peer/index.js';
 import type { CdpService } from './index.js';
 import { slaveView, type MirrorConfig, type MirrorTarget } from './model.js';
+import { hasMap, mapFileOf } from './owed.js';
 import { planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerView, type RoleSwitchPlan } from './roles.js';
 
 export interface PreparedSwitch {
@@ -72,7 +74,17 @@ export class CdpRoleSwitch {
       return { reachable: false, why: (error as Error).message };
     }
     if (!theirs || theirs.createdAt !== c.createdAt) throw new Error(`${host} answers but holds no copy of auto-cdp:${c.name} (it was destroyed or made again there): no role is switched. Nothing was changed.`);
-    return { reachable: true, state: { role: theirs.role, epoch: theirs.epoch } };
+    return { reachable: true, state: { role: theirs.role, epoch: theirs.epoch }, owes: await this.owedBy(c, host) };
+  }
+
+  /** what `host`'s copy holds that this one may lack (owed.ts); null when it cannot tell, or answers no such question (an older syncsh) */
+  private async owedBy(c: MirrorConfig, host: string): Promise<number | null> {
+    try {
+      const r = await withTimeout(this.peers.call<{ chunks: number | null } | null>(host, 'cdp.owed', { name: c.name }), this.timeoutMs, host);
+      return r && (r.chunks === null || Number.isSafeInteger(r.chunks)) ? r.chunks : null;
+    } catch {
+      return null;
+    }
   }
 
   async prepare(name: string, target: CdpRole): Promise<PreparedSwitch> {
@@ -110,8 +122,22 @@ export class CdpRoleSwitch {
     const now = new Date().toISOString();
     let config: MirrorConfig;
     if (role === 'master') {
-      // the old master's copy becomes this mirror's target; its dirty map is the resync (not a full sync)
-      const target: MirrorTarget = { host: other.host, zvol: other.zvol, state: 'logging', reason: 'role switched: catching up', paused: false, fullSync: 'none', addedAt: now };
+      // the old master's copy becomes this mirror's target. It answered, and this copy lacks nothing of it (planRoleSwitch):
+      // this copy's map from its last term as master is what it lacks (it took no write of its own since); with no map,
+      // every chunk is compared. It did not answer: what it wrote since is unknown, so a map here says nothing of now:
+      // every chunk is compared. Only chunks that differ are sent; never 'mirroring' over chunks that differ
+      const root = this.cdp.home.root;
+      if (!p.peer.reachable) rmSync(mapFileOf(root, p.name, other.host), { force: true });
+      const partial = p.peer.reachable && hasMap(root, p.config, other.host);
+      const target: MirrorTarget = {
+        host: other.host,
+        zvol: other.zvol,
+        state: 'logging',
+        reason: partial ? 'role switched: catching up' : 'role switched: comparing every chunk',
+        paused: false,
+        fullSync: partial ? 'none' : 'compare',
+        addedAt: now,
+      };
       config = await this.cdp.store.update(p.name, (c) => {
         if (c.epoch !== p.config.epoch || c.role !== p.config.role) throw new Error(`auto-cdp:${p.name} changed meanwhile (now ${c.role} at epoch ${c.epoch}). Nothing was changed.`);
         return { ...c, role: 'master', epoch, master: null, targets: [target] };

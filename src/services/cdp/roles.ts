@@ -107,7 +107,14 @@ export function decidePeerLoss(state: RoleState, policy: FenceKind, fenced?: boo
 }
 
 /** what this copy knows of its peer's copy when a role switch is asked for */
-export type PeerView = { reachable: true; state: RoleState } | { reachable: false; why: string };
+export type PeerView =
+  | {
+      reachable: true;
+      state: RoleState;
+      /** chunks the peer's copy holds that this one may lack (its dirty map for this copy, owed.ts); null: it cannot tell; unset: not asked */
+      owes?: number | null;
+    }
+  | { reachable: false; why: string };
 
 export type RoleSwitchPlan =
   | {
@@ -148,6 +155,16 @@ export function planRoleSwitch(name: string, peerHost: string, here: RoleState, 
       return {
         ok: false,
         error: `${peerHost} is master of ${mirror} and answers: switching this copy to master would make two masters. Switch ${peerHost}'s copy to slave first ('setup auto-cdp :${name} role slave' there). Nothing was changed.`,
+      };
+    }
+    if (peer.reachable && peer.owes !== undefined && peer.owes !== 0) {
+      const what =
+        peer.owes === null
+          ? `${peerHost} cannot tell which chunks of ${mirror} this copy lacks (it has no dirty map for it: its first sync never finished, or the map was lost)`
+          : `${peerHost}'s copy of ${mirror} holds ${peer.owes} chunk${peer.owes === 1 ? '' : 's'} this copy does not have yet (its dirty map for this copy: it was paused, logging or still syncing)`;
+      return {
+        ok: false,
+        error: `${what}: as master, this copy would overwrite writes acknowledged there. Let it catch up first: switch ${peerHost}'s copy back to master ('setup auto-cdp :${name} role master' there), resume this copy and wait until it is mirroring, then switch. Nothing was changed.`,
       };
     }
     const epoch = Math.max(here.epoch, peer.reachable ? peer.state.epoch : 0) + 1;

@@ -6,8 +6,14 @@
  * answers, so the client here is acked when both copies hold it, and both
  * copies see every write in the master's order.
  *
- * No master stream (the master is away, or the stream ended under a
- * forwarded write): the peer-loss rules decide (003 "Fencing Failures",
+ * Every forwarded write has a deadline, the mirror's peer timeout: a master
+ * whose stream hangs without closing (its daemon stopped, a link that drops
+ * packets) is lost when it passes; its stream is ended here first, so no
+ * frame of it is applied after, and no write is acked that this copy does
+ * not hold.
+ *
+ * No master stream (the master is away, the stream ended under a forwarded
+ * write, or left it unanswered): the peer-loss rules decide (003 "Fencing Failures",
  * slave side, peer-guard.ts): EIO, or this copy takes over as master and
  * the write is applied through its own engine from then on.
  */
@@ -18,6 +24,10 @@ export interface SlaveVolumeDeps {
   mirror: string;
   /** the master's stream now, or null */
   session(): ForwardSession | null;
+  /** how long a forwarded write may wait for the master's answer (the peer timeout) */
+  deadlineMs(): number;
+  /** the master left a forwarded write unanswered past the deadline: its stream is ended and it counts as lost */
+  unanswered(s: ForwardSession, why: string): Promise<void>;
   /** this copy is master now (taken over, or switched by hand) */
   isMaster(): boolean;
   /** the master is away: resolves when this copy may write (it took over), throws EIO otherwise */
@@ -25,6 +35,9 @@ export interface SlaveVolumeDeps {
   /** this copy's engine once it is master (null: it is not) */
   master(): Promise<BlockVolume | null>;
 }
+
+/** a forwarded write the master did not answer within the deadline */
+class Unanswered extends Error {}
 
 export class SlaveVolume implements BlockVolume {
   readonly size: number;
@@ -66,9 +79,10 @@ export class SlaveVolume implements BlockVolume {
       const s = this.deps.session();
       if (s) {
         try {
-          return await forward(s);
+          return await this.inTime(forward(s), s);
         } catch (error) {
           if (error instanceof ForwardRefused) throw new VolumeError('EIO', `auto-cdp:${this.deps.mirror}: the master ${s.from} refused the write: ${error.message}`);
+          if (error instanceof Unanswered) await this.deps.unanswered(s, error.message);
           // the stream ended under it: as if the master were away (a takeover applies it here; the same data twice is harmless)
         }
       }
@@ -77,6 +91,16 @@ export class SlaveVolume implements BlockVolume {
     const m = await this.deps.master();
     if (!m) throw new VolumeError('EIO', `auto-cdp:${this.deps.mirror}: this copy is slave and its master does not answer: the write is refused.`);
     return own(m);
+  }
+
+  /** the forwarded write, or Unanswered once the deadline passed without the master's answer */
+  private inTime(write: Promise<void>, s: ForwardSession): Promise<void> {
+    const ms = this.deps.deadlineMs();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Unanswered(`the master ${s.from} left a forwarded write unanswered for ${ms / 1000} sec (peer timeout)`)), ms);
+    });
+    return Promise.race([write, late]).finally(() => clearTimeout(timer));
   }
 
   /** advisory: the zvol keeps the data (zvol-writer.ts), and this copy's handle is read-only */

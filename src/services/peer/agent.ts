@@ -164,6 +164,7 @@ export class Agent {
       case 'cdp.detach':
       case 'cdp.update':
       case 'cdp.get':
+      case 'cdp.owed':
         return cdpAgentCall(this.services, this.me, this.caller!, method, p);
       case 'trail.refused':
         throw new AgentError('bad-request', `The appliance ${this.caller} is bound: there is no refusal to record.`);
