@@ -23,7 +23,8 @@
  * clone instead of linked (its other names are linked to the copy).
  *
  * Volumes keep their image in a real directory (an NBD server holds it
- * open and their commit patches it in place). A dataset made before
+ * open and their commit patches it in place, a redo journal that recover
+ * or the next open for serving replays: zvol.ts). A dataset made before
  * versions existed has a real directory too: its first commit turns it
  * into a version (the one moment a reader may find the path missing).
  */
