@@ -201,6 +201,31 @@ export function carryChildren(catalog: Catalog, name: string, swap: Swap, next: 
   }
 }
 
+/**
+ * A child destroyed while its parent committed: the parent's next version,
+ * cloned before, still holds its link, naming a version that is gone. Such
+ * links (into this pool's versions, to nothing, of no registered dataset)
+ * are removed, keeping the directory's mtime (the parent's own); a parent
+ * snapshot would otherwise take one for a file of its own. Returns their names.
+ */
+export function dropGoneChildLinks(catalog: Catalog, name: string, dir: string): string[] {
+  const real = resolveLive(dir);
+  const st = lstatSync(real, { bigint: true, throwIfNoEntry: false });
+  if (!st?.isDirectory()) return [];
+  const versions = resolveLive(versionsDir(catalog.layout, name));
+  const gone: string[] = [];
+  for (const d of readdirSync(real, { withFileTypes: true })) {
+    if (!d.isSymbolicLink()) continue;
+    const p = path.join(real, d.name);
+    const target = path.resolve(real, readlinkSync(p));
+    if (path.dirname(target) !== versions || lstatOrNull(target) || catalog.record(`${name}/${d.name}`)) continue;
+    unlinkSync(p);
+    gone.push(d.name);
+  }
+  if (gone.length) setMtime(real, st.mtimeNs.toString(), false);
+  return gone;
+}
+
 /** After the swap: the version swapped out (or the directory made before versions) is deleted. */
 export function dropSwappedOut(swap: Swap, next: string): void {
   removeTree(legacyPlace(next));
