@@ -4,7 +4,8 @@ import { killScenario } from './kill.js';
 import { damageScenario } from './damage.js';
 import { fullDiskScenario } from './full-disk.js';
 import { linkScenario } from './link.js';
+import { nbdKillScenario } from './nbd-kill.js';
 
 export function allScenarios(): Scenario[] {
-  return [killScenario('local'), killScenario('peer'), damageScenario(), fullDiskScenario(), linkScenario()];
+  return [killScenario('local'), killScenario('peer'), damageScenario(), fullDiskScenario(), linkScenario(), nbdKillScenario()];
 }
