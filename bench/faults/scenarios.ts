@@ -5,7 +5,8 @@ import { damageScenario } from './damage.js';
 import { fullDiskScenario } from './full-disk.js';
 import { linkScenario } from './link.js';
 import { nbdKillScenario } from './nbd-kill.js';
+import { zvolKillScenario } from './zvol-kill.js';
 
 export function allScenarios(): Scenario[] {
-  return [killScenario('local'), killScenario('peer'), damageScenario(), fullDiskScenario(), linkScenario(), nbdKillScenario()];
+  return [killScenario('local'), killScenario('peer'), damageScenario(), fullDiskScenario(), linkScenario(), nbdKillScenario(), zvolKillScenario()];
 }
