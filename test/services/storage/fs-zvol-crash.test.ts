@@ -1,7 +1,8 @@
 /**
  * issue 15: a zvol's receive or rollback killed (SIGKILL, another process)
  * at each commit phase and half-way through patching its image: the image
- * is byte-for-byte the old or the new snapshot once the driver's recover
+ * (incremental, or full into a zvol just created) is byte-for-byte the old
+ * or the new snapshot once the driver's recover
  * has run, and whatever opens the zvol next (the NBD daemon serving it)
  * finishes the pending commit first, so it never serves a torn image.
  */
@@ -97,6 +98,28 @@ test('a zvol receive killed at each commit phase and mid-patch is the old or the
     t.deepEqual(await b.recover('tank/vol'), [], `${fp}: nothing left to recover`);
   }
   t.true(seen.has('torn'), 'the mid-patch kill did stop half-way through the image');
+});
+
+test('a full receive into a zvol made empty beforehand (create zvol, no snapshot) killed mid-commit is all zero or the snapshot after recover', async (t) => {
+  t.timeout(5 * 60_000);
+  const dir = tempDir(t, 'syncsh-zvol-crash-');
+  const src = await source(dir);
+  const fullFile = path.join(dir, 'full.stream');
+  writeFileSync(fullFile, src.full);
+  for (const [i, fp] of KILLS.entries()) {
+    const root = path.join(dir, `empty-${i}`);
+    const b = createFsDriver(root);
+    await b.createDataset('tank');
+    await b.createDataset('tank/vol', { volumeSize: SIZE, zvol: { blockSize: 4 * KiB } });
+    const image = path.join(root, 'tank', 'vol', VOLUME_FILE);
+    const zero = sha(Buffer.alloc(SIZE));
+    t.is(sha(readFileSync(image)), zero);
+    const child = await driverElsewhere(root, `await driver.receive('tank/vol', createReadStream(${JSON.stringify(fullFile)}), ${RECEIVE_OPTS});`, { SYNCSH_FAILPOINTS: fp });
+    t.is(child.signal, 'SIGKILL', `${fp}: ${child.stderr}`);
+    t.regex((await b.recover('tank/vol')).join('\n'), /Finished an interrupted commit: Received tank\/vol@s1/, fp);
+    t.is(sha(readFileSync(image)), src.old, `full receive killed at ${fp}, then recovered`);
+    t.false(await b.changedSince('tank/vol', 's1'), fp);
+  }
 });
 
 test('a zvol rollback killed at each commit phase and mid-patch is the old or the new snapshot after recover', async (t) => {
