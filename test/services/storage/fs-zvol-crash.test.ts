@@ -1,10 +1,10 @@
 /**
- * issue 15: a zvol's receive or rollback killed (SIGKILL, another process)
- * at each commit phase and half-way through patching its image: the image
- * (incremental, or full into a zvol just created) is byte-for-byte the old
- * or the new snapshot once the driver's recover
- * has run, and whatever opens the zvol next (the NBD daemon serving it)
- * finishes the pending commit first, so it never serves a torn image.
+ * issue 15: a zvol's receive (incremental, or full into a zvol just
+ * created) or rollback killed (SIGKILL, another process) at each commit
+ * phase and half-way through patching its image: the image is byte for
+ * byte the old or the new snapshot once the driver's recover has run, and
+ * whatever opens the zvol next (the NBD daemon serving it) finishes the
+ * pending commit first, so it never serves a torn image.
  */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
