@@ -122,7 +122,7 @@ export function nbdKillScenario(): Scenario {
     name: 'kill-9/nbd-daemon/fs',
     help: 'kill -9 of syncsh daemon while qemu-io writes to a zvol it serves (FUA, flush), then a restart: every durable write there, no block torn',
     missing: async () => {
-      const m = await missingCommand('qemu-io', 'nbdcopy');
+      const m = await missingCommand('qemu-io', 'nbdcopy', 'stdbuf');
       return m ? `${m} is not installed (Debian packages qemu-utils, libnbd-bin)` : null;
     },
     async setup(f: Fixture): Promise<ScenarioRun> {
@@ -144,25 +144,32 @@ export function nbdKillScenario(): Scenario {
       };
       await start();
       let old: number[] = new Array(BLOCKS).fill(0);
-      let estimate = 1000;
+      let estimate = 300; // ms from the first acknowledgement to the client's end
       return {
         async trial(rng: Rng): Promise<TrialOutcome> {
           const cmds = commands(rng, rng.int(20, 160));
           const delay = Math.round(rng.next() * estimate * 1.2);
           const steps = [`${cmds.length} commands (${cmds.filter((c) => c.kind === 'flush').length} flushes, ${cmds.filter((c) => c.kind === 'write' && c.fua).length} FUA writes)`];
           const started = Date.now();
-          const io = execa('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', qemuIoCommand(c)]), uri], { reject: false, timeout: 60_000 });
+          // line-buffered: each "wrote" line arrives as its write is acknowledged
+          const io = execa('stdbuf', ['-oL', 'qemu-io', '-f', 'raw', ...cmds.flatMap((c) => ['-c', qemuIoCommand(c)]), uri], { reject: false, timeout: 60_000 });
+          // The kill lands anywhere in the client's writes (most of its run is start-up): timed from its first acknowledgement, one trial in ten before it.
+          let firstAckAt = 0;
+          io.stdout!.on('data', (d: Buffer) => {
+            if (!firstAckAt && d.includes('wrote ')) firstAckAt = Date.now();
+          });
+          const early = rng.next() < 0.1;
           let endedAt = 0;
           void io.then(() => (endedAt = Date.now()));
-          while (!endedAt && Date.now() - started < delay) await new Promise((r) => setTimeout(r, 2));
+          while (!endedAt && (early ? Date.now() - started < delay : !firstAckAt || Date.now() - firstAckAt < delay)) await new Promise((r) => setTimeout(r, 2));
           const finished = endedAt > 0;
           const victim = daemon!;
           victim.kill('SIGKILL');
           const killedAt = Date.now();
           await victim;
           const r = await io;
-          // the kill lands anywhere in the client's run: its length, learned from the runs it did not cut
-          if (finished && r.exitCode === 0) estimate = Math.round(estimate * 0.7 + (endedAt - started) * 0.3);
+          // the writes' length, learned from the runs the kill did not cut
+          if (finished && r.exitCode === 0 && firstAckAt) estimate = Math.round(estimate * 0.7 + (endedAt - firstAckAt) * 0.3);
           const acked = acknowledged(cmds, String(r.stdout));
           steps.push(`kill -9 of the daemon at ${killedAt - started} ms${finished ? ' (the client had finished)' : ''}: ${acked} of ${cmds.filter((c) => c.kind === 'write').length} writes acknowledged`);
           const violations: string[] = [];
