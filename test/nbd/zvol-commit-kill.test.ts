@@ -2,7 +2,8 @@
  * issue 15: a receive into a zvol killed (SIGKILL) half-way through
  * patching its image, then `syncsh daemon` started with no recover run:
  * an NBD client (nbdcopy, qemu-io) reads the new snapshot whole, and a
- * write it makes then is not undone by the commit's replay.
+ * write it makes then is not undone by the commit's replay; while a
+ * client has it open, a rollback is refused and the export is unchanged.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { makeAppliance } from '../helpers/appliance.js';
 import { BIN, assertBuilt } from '../helpers/cli.js';
 import { daemonLines } from '../helpers/daemon.js';
 import { driverElsewhere, RECEIVE_OPTS } from '../helpers/fs-elsewhere.js';
-import { nbdClientsMissing, nbdTempDir, unixUri } from '../helpers/nbd.js';
+import { RawClient, nbdClientsMissing, nbdTempDir, unixUri } from '../helpers/nbd.js';
 import { createFsDriver } from '../../src/services/storage/fs/index.js';
 
 const test = await gatedTest(['qemu-utils', 'libnbd-bin'], nbdClientsMissing('nbdcopy', 'qemu-io'));
@@ -69,6 +70,13 @@ test('a zvol receive killed mid-patch: the daemon started next serves the new sn
   t.is(sha(readFileSync(copy)), fresh, 'the export reads the new snapshot');
   const io = await execa('qemu-io', ['-f', 'raw', '-c', 'write -f -P 0x5a 1M 64k', uri]);
   t.notRegex(io.stdout, /failed/i);
+  // While a client has it open, no commit patches it under the client: refused, naming the daemon.
+  const held = await RawClient.connect(t, socket);
+  await held.open('fs:tank/vm1');
+  const rb = await driverElsewhere(root, `await driver.rollback('tank/vm1', 's1');`);
+  t.regex(rb.stderr, new RegExp(`The zvol fs:tank/vm1 is served over NBD by process ${daemon.pid}; disconnect its clients \\(or stop that daemon\\) before rolling it back\\.`));
+  const still = await execa('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x5a 1M 64k', uri]);
+  t.notRegex(still.stdout, /failed|mismatch/i, 'the export is as the client left it');
   daemon.kill('SIGTERM');
   await daemon;
   // Nothing is left for a replay to write over the client's write.
