@@ -5,6 +5,8 @@ import { damageScenario } from './damage.js';
 import { fullDiskScenario } from './full-disk.js';
 import { linkScenario } from './link.js';
 import { failbackCutScenario, reverseScenario } from './reverse.js';
+import { nbdKillScenario } from './nbd-kill.js';
+import { zvolKillScenario } from './zvol-kill.js';
 
 export function allScenarios(): Scenario[] {
   return [
@@ -21,17 +23,20 @@ export function allScenarios(): Scenario[] {
     fullDiskScenario('btrfs'),
     reverseScenario(),
     failbackCutScenario(),
+    nbdKillScenario(),
+    zvolKillScenario(),
   ];
 }
 
 /**
  * What CI runs (test/faults/campaign.test.ts), a few minutes in all: the
- * first five fs scenarios, and of the zfs-fuse, btrfs and reverse ones the
+ * first five fs scenarios, the two zvol ones (the NBD daemon and a zvol's run
+ * killed), and of the zfs-fuse, btrfs and reverse ones the
  * cheapest that still cross each driver's receive and the hand-over (one
  * trial of kill-9/zfs/peer, full-disk/zfs or failback-cut takes a minute
  * or more under load).
  */
 export function ciScenarios(): Scenario[] {
-  const wanted = new Set(['kill-9/fs/local', 'kill-9/fs/peer', 'damaged-stream/fs/local', 'full-disk/fs/peer', 'link-cut-stall/fs/ssh', 'kill-9/zfs/local', 'kill-9/btrfs/local', 'reverse-dr/fs/peer']);
+  const wanted = new Set(['kill-9/fs/local', 'kill-9/fs/peer', 'damaged-stream/fs/local', 'full-disk/fs/peer', 'link-cut-stall/fs/ssh', 'kill-9/zfs/local', 'kill-9/btrfs/local', 'reverse-dr/fs/peer', 'kill-9/nbd-daemon/fs', 'kill-9/fs-zvol/local']);
   return allScenarios().filter((s) => wanted.has(s.name));
 }

@@ -381,3 +381,37 @@ test('a dataset made before versioned trees (a real directory) becomes a link at
   t.is(versions(layout).length, 2, 'the old directory is gone');
   t.false(await b.changedSince('tank/dst', 's2'));
 });
+
+// A child's link is copied into the parent's next version when that is
+// cloned; a child destroyed before the swap must not leave it there,
+// dangling (a parent snapshot would then take it for a file of its own).
+test('a child destroyed while its parent commits leaves no link to its gone version in the parent', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'r');
+  const d = createFsDriver(root);
+  await d.createDataset('tank/p', { parents: true });
+  const live = path.join(root, 'tank', 'p');
+  await writeTree(live, { 'a.txt': 'one' });
+  await d.createSnapshot('tank/p', 's1', { recursive: false });
+  await d.createDataset('tank/p/c');
+  await writeTree(path.join(live, 'c'), { 'child.txt': 'child' });
+  writeFileSync(path.join(live, 'a.txt'), 'two');
+  // The parent's rollback stops after its clone (the child's link is in the next version), then the child goes.
+  await t.throwsAsync(createFsDriver(root, { faults: { crashAfterJournalSteps: 1 } }).rollback('tank/p', 's1'), { name: 'SimulatedCrash' });
+  await d.destroyDataset('tank/p/c');
+  t.regex((await d.recover('tank/p')).join('\n'), /Rolled back to tank\/p@s1/);
+  t.is(lstatOrNullSync(path.join(live, 'c')), null, 'no dangling link where the child was');
+  t.deepEqual([...(await readTree(live)).keys()], ['a.txt']);
+  t.false(await d.changedSince('tank/p', 's1'));
+  await d.createSnapshot('tank/p', 's2', { recursive: false });
+  t.false(await d.changedSince('tank/p', 's1'), 'the snapshot after it holds no entry for the gone child');
+  t.is(versions(new Layout(root)).length, 2);
+});
+
+function lstatOrNullSync(p: string) {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
+}

@@ -14,7 +14,7 @@ import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMti
 import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
 import { failpoint } from '../../failpoints.js';
-import { carryChildren, cloneTree, dropSwappedOut, swapIn, type Swap } from './versions.js';
+import { carryChildren, cloneTree, dropGoneChildLinks, dropSwappedOut, swapIn, type Swap } from './versions.js';
 import { applyPatch, resetDirtyMap, type ZvolRecord } from './zvol.js';
 
 export interface Journal {
@@ -207,6 +207,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
       if (!swap) return;
       step();
       carryChildren(catalog, dataset, swap, j.liveDir);
+      dropGoneChildLinks(catalog, dataset, j.liveDir);
       swapIn(catalog.layout, dataset, swap, j.liveDir);
       // The rename moved the mtime of the directory holding the link, which is the parent dataset's.
       if (swap.parentMtimeNs) setMtime(path.dirname(swap.link), swap.parentMtimeNs, false);

@@ -23,7 +23,8 @@
  * clone instead of linked (its other names are linked to the copy).
  *
  * Volumes keep their image in a real directory (an NBD server holds it
- * open and their commit patches it in place). A dataset made before
+ * open and their commit patches it in place, a redo journal that recover
+ * or the next open for serving replays: zvol.ts). A dataset made before
  * versions existed has a real directory too: its first commit turns it
  * into a version (the one moment a reader may find the path missing).
  */
@@ -198,6 +199,31 @@ export function carryChildren(catalog: Catalog, name: string, swap: Swap, next: 
     const live = path.join(swap.from, c);
     if (lstatOrNull(live)?.isSymbolicLink() && !lstatOrNull(path.join(next, c))) symlinkSync(readlinkSync(live), path.join(next, c));
   }
+}
+
+/**
+ * A child destroyed while its parent committed: the parent's next version,
+ * cloned before, still holds its link, naming a version that is gone. Such
+ * links (into this pool's versions, to nothing, of no registered dataset)
+ * are removed, keeping the directory's mtime (the parent's own); a parent
+ * snapshot would otherwise take one for a file of its own. Returns their names.
+ */
+export function dropGoneChildLinks(catalog: Catalog, name: string, dir: string): string[] {
+  const real = resolveLive(dir);
+  const st = lstatSync(real, { bigint: true, throwIfNoEntry: false });
+  if (!st?.isDirectory()) return [];
+  const versions = resolveLive(versionsDir(catalog.layout, name));
+  const gone: string[] = [];
+  for (const d of readdirSync(real, { withFileTypes: true })) {
+    if (!d.isSymbolicLink()) continue;
+    const p = path.join(real, d.name);
+    const target = path.resolve(real, readlinkSync(p));
+    if (path.dirname(target) !== versions || lstatOrNull(target) || catalog.record(`${name}/${d.name}`)) continue;
+    unlinkSync(p);
+    gone.push(d.name);
+  }
+  if (gone.length) setMtime(real, st.mtimeNs.toString(), false);
+  return gone;
 }
 
 /** After the swap: the version swapped out (or the directory made before versions) is deleted. */

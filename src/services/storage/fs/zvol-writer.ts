@@ -28,6 +28,7 @@ import { forEachRun, zeroRun } from './block-list.js';
 import type { Catalog } from './catalog.js';
 import { LiveDirtyMap } from './dirty-map.js';
 import { writeJsonAtomic } from './files.js';
+import { hasJournal, runJournal } from './journal.js';
 import { VOLUME_FILE } from './layout.js';
 import { lockDatasets, processAlive } from './lock.js';
 import { chunksOf, dirtyMapFile, isZvol, liveChanges } from './zvol.js';
@@ -111,6 +112,9 @@ export class LiveZvol {
     try {
       const other = servedBy(catalog, name);
       if (other) throw new VolumeError('EIO', `The zvol fs:${name} is already served by process ${other.pid}.`);
+      // A receive or rollback killed mid-commit left the image part old, part new: finished before any client reads it
+      // (and before a write a later replay of that commit would overwrite).
+      if (hasJournal(catalog, name)) await runJournal(catalog, name);
       const { head } = liveChanges(catalog, name);
       const image = path.join(catalog.liveDir(name), VOLUME_FILE);
       const fh = await open(image, 'r+');

@@ -8,6 +8,14 @@
  * - "changed since the head" compares only the dirty chunks;
  * - a receive or rollback patches the chunks that differ into the live
  *   image, journaled (Plan.patch), instead of rebuilding the whole image.
+ *   The journal is a redo log: it names each chunk's block, sealed in the
+ *   store before the journal is written, so replaying it rewrites every
+ *   chunk whole and ends at the new snapshot however often it was cut.
+ *   A commit is refused while the zvol is served, and opening it for
+ *   serving (zvol-writer.ts) first finishes a commit a kill left pending:
+ *   a reader of the live export sees the old snapshot or the new one,
+ *   never a mix. Only a reader of the image file itself, between a kill
+ *   and the next recover or open, can find it part old, part new.
  *
  * The map is valid only relative to the dataset's head (its header names
  * it); anything else counts as all dirty, which is always correct.
@@ -23,6 +31,7 @@ import { type Layout, VOLUME_FILE } from './layout.js';
 import { MANIFEST_FORMAT, readManifest, type Entry, type Manifest } from './manifest.js';
 import type { Plan } from './plan.js';
 import { BlockListBuilder, namesAt, patchBlocks, zeroRun } from './block-list.js';
+import { failpoint } from '../../failpoints.js';
 
 /** what `create zvol` records (absent on `--volume-size` image volumes, which keep 1 MiB chunks and no map) */
 export interface ZvolRecord {
@@ -249,7 +258,8 @@ export function applyPatch(layout: Layout, name: string, liveDir: string, patch:
   const buf = Buffer.allocUnsafe(ZVOL_CHUNK);
   const zeros = Buffer.alloc(ZVOL_CHUNK);
   try {
-    for (const [c, h] of patch.chunks) {
+    for (const [i, [c, h]] of patch.chunks.entries()) {
+      if (i === patch.chunks.length >> 1) failpoint('fs.zvol.patch.half'); // tests: a kill with the image part old, part new
       const len = Math.min(ZVOL_CHUNK, patch.size - c * ZVOL_CHUNK);
       const data = h === ZERO_BLOCK ? zeros.subarray(0, len) : buf.subarray(0, store.readInto(h, buf, `${name} (chunk ${c})`));
       if (data.length !== len) throw new Error(`The block ${h} for chunk ${c} of ${name} has the wrong length; the block store is damaged.`);
