@@ -89,7 +89,7 @@ export function zvolKillScenario(): Scenario {
         if (r.exitCode !== 0) throw new Error(`${line}: ${r.stderr}`);
         name = /auto-sync:(\S+?):/.exec(String(r.stdout))?.[1] ?? name;
       }
-      const w: World = { kind: 'local', src: a, dst: a, name, srcDir: '', dstDataset: 'tank/copy', files: [] };
+      const w: World = { kind: 'local', driver: 'fs', srcDataset: 'tank/vm1', src: a, dst: a, name, srcDir: '', dstDataset: 'tank/copy', files: [] };
       await fill(a);
       const t0 = Date.now();
       const first = await startRun(w);
