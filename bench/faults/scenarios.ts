@@ -37,6 +37,17 @@ export function allScenarios(): Scenario[] {
  * or more under load).
  */
 export function ciScenarios(): Scenario[] {
-  const wanted = new Set(['kill-9/fs/local', 'kill-9/fs/peer', 'damaged-stream/fs/local', 'full-disk/fs/peer', 'link-cut-stall/fs/ssh', 'kill-9/zfs/local', 'kill-9/btrfs/local', 'reverse-dr/fs/peer', 'kill-9/nbd-daemon/fs', 'kill-9/fs-zvol/local']);
+  const wanted = new Set([
+    'kill-9/fs/local',
+    'kill-9/fs/peer',
+    'damaged-stream/fs/local',
+    'full-disk/fs/peer',
+    'link-cut-stall/fs/ssh',
+    'kill-9/zfs/local',
+    'kill-9/btrfs/local',
+    'reverse-dr/fs/peer',
+    'kill-9/nbd-daemon/fs',
+    'kill-9/fs-zvol/local',
+  ]);
   return allScenarios().filter((s) => wanted.has(s.name));
 }
