@@ -184,7 +184,7 @@ test.serial("local-bind: the master's daemon streams straight to the target daem
   await db.stop();
   await statusUntil(a, (x) => x.state === 'logging');
   const r = await b.cli('setup network ssh-unbind alpha -y');
-  t.is(r.exitCode, 0, r.stderr);
+  t.is(r.exitCode, 0, String(r.stderr));
   const db2 = startDaemon(t, b);
   await db2.lines.wait(/NBD/);
   const refused = await statusUntil(a, (x) => x.state === 'logging' && /not bound/.test(x.reason ?? ''));
