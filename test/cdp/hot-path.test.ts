@@ -97,8 +97,11 @@ async function pair(t: import('ava').ExecutionContext, mode: 'sync' | 'async', h
   const slave: MirrorConfig = { ...config(mode), role: 'slave', master: { host: 'alpha', zvol: 'fs:tank/vm1' }, targets: [] };
   const store = { get: () => slave } as unknown as MirrorStore;
   const lines: string[] = [];
+  /** the streams to the target, the last one the live link's */
+  const streams: PassThrough[] = [];
   const dial = async (): Promise<MirrorStream> => {
     const toTarget = new PassThrough();
+    streams.push(toTarget);
     const toMaster = new PassThrough();
     void receiveMirror({ store, open: async () => remote }, 'alpha', toTarget, toMaster);
     return { input: toMaster, output: toTarget, close: () => (toTarget.destroy(), toMaster.destroy()) };
@@ -107,7 +110,7 @@ async function pair(t: import('ava').ExecutionContext, mode: 'sync' | 'async', h
   t.teardown(() => engine.close());
   // level, and the first sync's chunks cleaned (acknowledged, never written: not hot); each tick is a step of the engine's own timer
   while (!lines.some((l) => /beta is level/.test(l)) || engine.status()[0].dirtyChunks > 0) await engine.tick().then(() => new Promise((r) => setImmediate(r)));
-  return { engine, volume: new MirrorVolume(engine), local, remote, lines, set: (c: MirrorConfig) => (current = c) };
+  return { engine, volume: new MirrorVolume(engine), local, remote, lines, streams, set: (c: MirrorConfig) => (current = c) };
 }
 
 /** a promise's outcome so far */
@@ -150,6 +153,24 @@ test('async: a FLUSH is the local one, a write waits for nothing there; the targ
   // no FLUSH asked for it: the receiver's own commit makes it durable and acknowledges it
   while (engine.status()[0].lagBytes > 0) await new Promise((r) => setImmediate(r));
   t.true(remote.durable.subarray(0, 4096).equals(data));
+});
+
+test("async: a write resolves before anything of its frame is written to the target's stream; the client's buffer reused at once changes nothing there", async (t) => {
+  const { engine, volume, remote, streams } = await pair(t, 'async');
+  const out = streams[streams.length - 1];
+  let writes = 0;
+  const write = out.write.bind(out) as (...a: unknown[]) => boolean;
+  out.write = ((...a: unknown[]) => {
+    writes++;
+    return write(...a);
+  }) as typeof out.write;
+  const data = Buffer.alloc(4096, 0x44);
+  await volume.write(5 * CHUNK, data, { fua: false });
+  t.is(writes, 0, 'the NBD reply goes out first: the frame is encoded and written after this turn');
+  data.fill(0x99); // what the NBD server does with a write's buffer once it returned
+  while (engine.status()[0].lagBytes > 0) await new Promise((r) => setImmediate(r));
+  t.true(writes > 0);
+  t.true(remote.data.subarray(5 * CHUNK, 5 * CHUNK + 4096).equals(Buffer.alloc(4096, 0x44)), 'the target got the data as written');
 });
 
 test('a live target: a write marks its whole extent dirty; an away one: exactly the chunks written', async (t) => {

@@ -170,3 +170,24 @@ test.serial('pause and resume while the daemons run: paused, writes only grow th
   await da.lines.wait(/beta is level/, from);
   t.is(await compare(a, b), '0: Images are identical.');
 });
+
+test.serial("local-bind: the master's daemon streams straight to the target daemon's socket (no agent process between them), still only while the target keeps its binding", async (t) => {
+  const { a, b, da, db } = await mirrored(t, { mode: 'async' });
+  // issue 12's latency: each frame through an agent crossed one more process both ways
+  const children = await execa('ps', ['-o', 'args=', '--ppid', String(da.child.pid)], { reject: false });
+  t.notRegex(children.stdout, /agent mirror/);
+  await qemuIo(uri(a), 'write -P 0x3c 2M 1M', 'write -P 0x4d 9M 4k');
+  await statusUntil(a, (x) => x.lagBytes === 0 && x.state === 'mirroring' && x.dirtyChunks === 0);
+  t.is(await compare(a, b), '0: Images are identical.');
+
+  // beta forgets alpha: the direct stream is not opened again (the binding is checked through beta's agent first)
+  await db.stop();
+  await statusUntil(a, (x) => x.state === 'logging');
+  const r = await b.cli('setup network ssh-unbind alpha -y');
+  t.is(r.exitCode, 0, String(r.stderr));
+  const db2 = startDaemon(t, b);
+  await db2.lines.wait(/NBD/);
+  const refused = await statusUntil(a, (x) => x.state === 'logging' && /not bound/.test(x.reason ?? ''));
+  t.regex(refused.targets[0].reason ?? '', /alpha is not bound to beta/);
+  t.false(db2.lines.lines.some((l) => /receiving from alpha/.test(l)));
+});

@@ -89,20 +89,35 @@ export function cdpSocket(home: Home): string {
 }
 
 /**
+ * a stream to the mirror receiver of the daemon listening at `sock`, told who the caller is
+ * (the agent's `mirror` pipes it; a local-bind master's daemon uses it directly, daemon.ts)
+ */
+export async function connectReceiver(sock: string, caller: string): Promise<net.Socket> {
+  const socket = net.connect(sock);
+  try {
+    await once(socket, 'connect');
+  } catch (error) {
+    socket.destroy();
+    throw new Error(`The daemon of this appliance is not running (no mirror receiver at ${sock}: ${(error as Error).message}); start 'syncsh daemon' there.`);
+  }
+  socket.write(`${JSON.stringify({ from: caller })}\n`);
+  return socket;
+}
+
+/**
  * The agent's `mirror` sub-command, once the binding is checked: connect to
  * this appliance's daemon (the one writer of its zvols), tell it who the
  * caller is, and pipe both ways until either side ends.
  */
 export async function pipeMirror(home: Home, caller: string, input: Readable, output: Writable, refuse: (message: string) => void, accepted: () => void): Promise<number> {
-  const socket = net.connect(cdpSocket(home));
+  let socket: net.Socket;
   try {
-    await once(socket, 'connect');
+    socket = await connectReceiver(cdpSocket(home), caller);
   } catch (error) {
-    refuse(`The daemon of this appliance is not running (no mirror receiver at ${cdpSocket(home)}: ${(error as Error).message}); start 'syncsh daemon' there.`);
+    refuse((error as Error).message);
     return 1;
   }
   accepted();
-  socket.write(`${JSON.stringify({ from: caller })}\n`);
   input.pipe(socket);
   socket.pipe(output);
   await new Promise<void>((resolve) => {

@@ -59,6 +59,8 @@ export class StreamRefused extends Error {}
 
 export class TargetLink {
   private readonly waiting: Waiting[] = [];
+  /** frames to go out after this turn (put) */
+  private readonly outbox: (() => Frame)[] = [];
   private readonly hashWaits = new Map<number, { resolve(h: Buffer[]): void; reject(e: Error): void }>();
   private downError: Error | null = null;
   private readonly downListeners: ((e: Error) => void)[] = [];
@@ -132,10 +134,29 @@ export class TargetLink {
     if (!this.downError) this.put({ type: FrameType.FWD_DONE, id, error });
   }
 
-  private put(f: Frame): void {
-    const bufs = encode(f);
-    for (const b of bufs) this.known.wireBytes += b.length;
-    this.stream.output.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+  /** queue a frame (made when it goes out, in order): every frame of one turn goes out in one corked write after it */
+  private put(f: Frame | (() => Frame)): void {
+    this.outbox.push(typeof f === 'function' ? f : () => f);
+    if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
+  }
+
+  /**
+   * after the turn that queued them: the NBD replies of that turn (async: written as soon as the
+   * local write and the map are done) go out before the frames, which cost the hash, the encoding
+   * and a write, and wake the target (issue 12's async latency)
+   */
+  private flushOutbox(): void {
+    const out = this.outbox.splice(0);
+    if (this.downError) return;
+    const output = this.stream.output;
+    output.cork();
+    for (const make of out) {
+      for (const b of encode(make())) {
+        this.known.wireBytes += b.length;
+        output.write(b);
+      }
+    }
+    output.uncork();
   }
 
   /**
@@ -145,23 +166,30 @@ export class TargetLink {
    */
   send(f: Frame & { seq: number }, bytes: number): Promise<void> {
     if (this.downError) return Promise.reject(this.downError);
-    let fill: Waiting['fill'];
-    let out: Frame = f;
-    if (f.type === FrameType.WRITE) {
-      const pieces = this.known.enabled ? this.known.plan(f.offset, f.data) : null;
-      if (pieces) {
-        const sources = pieces.flatMap((p) => ('source' in p ? [{ source: p.source, length: p.length }] : []));
-        // a copy: the NBD server reuses a write's buffer once the write returned (async: at once), and a MISS may come later
-        fill = { write: { ...f, data: Buffer.from(f.data) }, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
-        out = { type: FrameType.DEDUP, seq: f.seq, offset: f.offset, pieces };
-      }
-    } else if (f.type === FrameType.ZERO) this.known.forget(f.offset, f.length);
-    const p = new Promise<void>((resolve, reject) => {
-      this.waiting.push({ seq: f.seq, bytes, sentAt: Date.now(), resolve, reject, fill });
+    // the one copy of a write's data: the NBD server reuses the client's buffer once the write returned (async: at once), and the frame goes out after that (put)
+    const own: Frame = f.type === FrameType.WRITE ? { ...f, data: Buffer.from(f.data) } : f;
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const p = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
+    const w: Waiting = { seq: f.seq, bytes, sentAt: Date.now(), resolve, reject };
+    this.waiting.push(w);
     this.unackedBytes += bytes;
     this.sentSeq = f.seq;
-    this.put(out);
+    this.put(() => {
+      if (own.type === FrameType.WRITE) {
+        const pieces = this.known.enabled ? this.known.plan(own.offset, own.data) : null;
+        if (!pieces) return own;
+        // kept until acknowledged: a MISS sends it whole
+        const sources = pieces.flatMap((x) => ('source' in x ? [{ source: x.source, length: x.length }] : []));
+        w.fill = { write: own, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
+        return { type: FrameType.DEDUP, seq: own.seq, offset: own.offset, pieces };
+      }
+      if (own.type === FrameType.ZERO) this.known.forget(own.offset, own.length);
+      return own;
+    });
     return p;
   }
 
