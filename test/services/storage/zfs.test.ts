@@ -209,6 +209,22 @@ zfsTest('mount and unmount', async (t) => {
   t.like(await driver.getDataset(data), { mounted: true, mountpoint: path.join(pool.mountpoint, 'data') });
 });
 
+zfsTest('a dataset destroyed by someone else between the listing and its properties is not an error of the listing', async (t) => {
+  const pool = await makeZfsPool(t);
+  await driver.createDataset(`${pool.name}/stays`);
+  await execa('zfs', ['create', '-o', 'mountpoint=none', `${pool.name}/goes`]); // unmounted: zfs-fuse calls a fresh mount busy
+  // the real zfs, except that the first `zfs get` is preceded by another operator's destroy
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'syncsh-racezfs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const racing = path.join(dir, 'zfs');
+  const once = path.join(dir, 'destroyed');
+  writeFileSync(racing, `#!/bin/sh\nif [ "$1" = get ] && [ ! -e '${once}' ]; then touch '${once}'; zfs destroy '${pool.name}/goes'; fi\nexec zfs "$@"\n`);
+  chmodSync(racing, 0o755);
+  const names = (await createZfsDriver({ zfs: racing }).listDatasets(pool.name)).map((d) => d.name);
+  t.true(existsSync(once), 'the destroy ran between the listing and its zfs get');
+  t.deepEqual(names, [pool.name, `${pool.name}/stays`]);
+});
+
 zfsTest('bad names are refused with a sentence before any command runs', async (t) => {
   // a zfs and zpool that record being run: they must never be
   const dir = mkdtempSync(path.join(os.tmpdir(), 'syncsh-fakezfs-'));

@@ -5,6 +5,7 @@ import { isZfsError, ZfsError } from './errors.js';
 import { checkDatasetName, parentOf } from './names.js';
 import { listSnapshots } from './snapshots.js';
 import { RETRY_FOR_MS as MOUNT_RETRY_MS } from './mounts.js';
+import { commandChanged } from '../query-cache.js';
 
 const DATASET_PROPS = ['type', 'mountpoint', 'mounted', 'used', 'volsize', 'readonly'];
 
@@ -25,9 +26,18 @@ export async function listDatasets(cli: ZfsCli, under?: string): Promise<Dataset
     checkDatasetName(under);
     await cli.requirePool(under);
   }
-  const names = await cli.listNames(under, 'filesystem,volume');
-  const props = await cli.getProps(names, DATASET_PROPS);
-  return names.map((name) => toDatasetInfo(name, props.get(name) ?? {}));
+  // zfs-fuse's `zfs list` has no -p, so names and properties are two commands; a dataset (or
+  // pool) destroyed between them by anyone else is not this listing's error: list again
+  for (let attempt = 1; ; attempt++) {
+    const names = await cli.listNames(under, 'filesystem,volume');
+    try {
+      const props = await cli.getProps(names, DATASET_PROPS);
+      return names.map((name) => toDatasetInfo(name, props.get(name) ?? {}));
+    } catch (error) {
+      if (attempt >= 3 || !(isZfsError(error, 'missing') || isZfsError(error, 'no-pool'))) throw error;
+      commandChanged(); // the listing was stale: a run's query cache must not answer it again
+    }
+  }
 }
 
 export async function getDataset(cli: ZfsCli, name: string): Promise<DatasetInfo | null> {
