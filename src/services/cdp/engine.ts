@@ -572,6 +572,7 @@ export class MirrorEngine {
     const count = Math.min(HASH_BATCH, this.chunks - c);
     const seq = ++this.seq;
     const theirs = await link.hashes(seq, c * CHUNK, count);
+    const equal: number[] = [];
     for (let k = 0; k < count; k++) {
       const chunk = c + k;
       if (!t.resync?.has(chunk)) continue;
@@ -582,7 +583,7 @@ export class MirrorEngine {
         if ((this.lastWrite.get(chunk) ?? 0) < seq && createHash('sha256').update(data).digest().equals(theirs[k])) {
           // the same there, as of every frame before the request: nothing to send
           t.resync.delete(chunk);
-          t.runs.push({ first: chunk, last: chunk, seq });
+          equal.push(chunk);
           continue;
         }
         if (!t.resync.delete(chunk)) continue;
@@ -593,7 +594,16 @@ export class MirrorEngine {
         release();
       }
     }
-    // the equal chunks are cleared with the next acknowledgement at or after the request
+    // the equal chunks are clean once the target made the request's place durable: waited for
+    // here, not left to `acked`, whose ACK may have come while this loop was still reading
+    if (equal.length) {
+      link.durable(seq).then(
+        () => {
+          for (const chunk of equal) if ((this.lastWrite.get(chunk) ?? 0) <= seq) t.toClean.set(chunk, Math.max(seq, t.toClean.get(chunk) ?? 0));
+        },
+        () => undefined, // the link went down: they stay dirty, and are compared again
+      );
+    }
     return c + count;
   }
 

@@ -237,6 +237,9 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
           }
           send({ type: FrameType.HASHES, seq: f.seq, hashes });
           applied = f.seq;
+          // the master clears the chunks it found equal at the ACK reaching this seq: with no write
+          // after the request, nothing else would make that ACK come
+          commit();
           break;
         }
         case FrameType.FLUSH:

@@ -198,6 +198,11 @@ export class TargetLink {
     return this.downError ? Promise.reject(this.downError) : this.appliedTo.wait(seq);
   }
 
+  /** resolves once the target has made every frame up to seq durable (ACK); rejects when the link goes down */
+  durable(seq: number): Promise<void> {
+    return this.downError ? Promise.reject(this.downError) : this.durableTo.wait(seq);
+  }
+
   /** ask the target to make every frame sent so far durable now (it flushes on its own a little later otherwise) */
   requestFlush(): void {
     if (this.downError || this.sentSeq <= this.flushAsked) return;
