@@ -83,16 +83,18 @@ function removeStale(file: string, stale: LockOwner | null): boolean {
     createWhole(guard, me);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    // A guard whose owner died in the few instructions it is held for: clear it.
+    // A guard whose owner died in the few instructions it is held for: clear it. A guard that
+    // reads as nothing was released just now: retry, never remove it, since the next taker may
+    // have made it again in between, and removing theirs let two processes take over at once.
     const holder = readOwner(guard);
-    if (!holder || !alive(holder)) rmSync(guard, { force: true });
+    if (holder && !alive(holder)) rmSync(guard, { force: true });
     return false;
   }
   try {
     if (sameOwner(readOwner(file), stale)) rmSync(file, { force: true });
     return true;
   } finally {
-    unlinkSync(guard);
+    if (sameOwner(readOwner(guard), me)) unlinkSync(guard); // only our own guard, never the next taker's
   }
 }
 
