@@ -13,7 +13,7 @@ export function endpointLabel(e: { host: string; dataset: string }): string {
 }
 
 /** the other appliance of a service between two */
-export function peerHostOf(config: AutoSyncConfig): string {
+export function peerHostOf(config: Pick<AutoSyncConfig, 'source' | 'destination'>): string {
   return config.source.host === 'localhost' ? config.destination.host : config.source.host;
 }
 

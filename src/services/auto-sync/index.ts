@@ -225,7 +225,7 @@ export class AutoSyncService {
     if (req.reverseCapable && direction === 'local-to-local') {
       throw new Error('Reverse capability needs a service between two appliances; this one is local-to-local.');
     }
-    const wire = await this.compressFor(direction, src.endpoint.host === 'localhost' ? dst.endpoint.host : src.endpoint.host, req.compress);
+    const wire = await this.compressFor(direction, peerHostOf({ source: src.endpoint, destination: dst.endpoint }), req.compress);
     const count = (label: string, value: number | undefined, fallback: number, min: number) => {
       const v = value ?? fallback;
       if (!Number.isInteger(v) || v < min) throw new Error(`${label} must be a whole number of at least ${min}, not ${v}.`);
@@ -300,7 +300,7 @@ export class AutoSyncService {
    * operator who asked for nothing gets a service that runs, not a refusal).
    */
   private async compressFor(direction: Direction, peer: string, wanted: string | undefined): Promise<{ codec: Codec; note?: string }> {
-    const remote = direction !== 'local-to-local' && this.peers?.transportOf?.(peer) !== 'local';
+    const remote = this.crossesWire(direction, peer);
     if (wanted !== undefined) {
       const codec = parseCodec(wanted, 'compress');
       await requireCodec(codec);
@@ -310,6 +310,11 @@ export class AutoSyncService {
     if (!remote || (await codecUnavailable('zstd'))) return { codec: 'none' };
     const why = await this.peerCodecUnavailable(peer, 'zstd');
     return why ? { codec: 'none', note: `The wire is not compressed (compress none): ${why}` } : { codec: 'zstd' };
+  }
+
+  /** the service's bytes cross a wire to `peer` (not local-to-local, not a local-bind peer on this machine) */
+  private crossesWire(direction: Direction, peer: string): boolean {
+    return direction !== 'local-to-local' && this.peers?.transportOf?.(peer) !== 'local';
   }
 
   /** null when the peer can run `codec` on its end of the wire, else why not (an agent too old to answer counts as lacking it) */
@@ -377,8 +382,8 @@ export class AutoSyncService {
       const codec = wanted.compress ?? 'none';
       await requireCodec(codec);
       const current = this.config(name);
-      const peer = current.source.host === 'localhost' ? current.destination.host : current.source.host;
-      if (current.direction !== 'local-to-local' && this.peers?.transportOf?.(peer) !== 'local') await this.requirePeerCodec(peer, codec);
+      const peer = peerHostOf(current);
+      if (this.crossesWire(current.direction, peer)) await this.requirePeerCodec(peer, codec);
     }
     const next = await this.store.update(name, (c) => spec.set!(c, value));
     this.log(name).write(`Property ${key} set to "${spec.get(next)}"`);
