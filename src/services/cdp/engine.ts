@@ -300,9 +300,14 @@ export class MirrorEngine {
       for (let c = r.first; c <= r.last; c++) if ((this.lastWrite.get(c) ?? 0) <= r.seq && !t.clearable.has(c)) clean.push(c);
       t.runs.splice(i, 1);
     }
-    for (const c of clean) t.toClean.set(c, Math.max(seq, t.toClean.get(c) ?? 0));
+    this.cleanAt(t, clean, seq);
     // cleaned each tick: a scan of every waiting chunk at every ACK cost more than the write it acknowledged
     if (t.link && t.link.unackedBytes === 0 && !t.resync?.size) t.behindSince = null;
+  }
+
+  /** chunks the target holds durably as of `seq`: cleaned at the next tick unless written since (cleanMaps) */
+  private cleanAt(t: Target, chunks: Iterable<number>, seq: number): void {
+    for (const c of chunks) t.toClean.set(c, Math.max(seq, t.toClean.get(c) ?? 0));
   }
 
   /** clear the acknowledged chunks that were not written since, nor lately */
@@ -598,9 +603,7 @@ export class MirrorEngine {
     // here, not left to `acked`, whose ACK may have come while this loop was still reading
     if (equal.length) {
       link.durable(seq).then(
-        () => {
-          for (const chunk of equal) if ((this.lastWrite.get(chunk) ?? 0) <= seq) t.toClean.set(chunk, Math.max(seq, t.toClean.get(chunk) ?? 0));
-        },
+        () => this.cleanAt(t, equal, seq),
         () => undefined, // the link went down: they stay dirty, and are compared again
       );
     }
