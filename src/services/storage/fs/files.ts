@@ -69,17 +69,29 @@ export function syncDir(dir: string): void {
   }
 }
 
-/** ns since the epoch -> the seconds value utimes takes (double: about 0.25 µs of precision today). */
-export function nsToSeconds(ns: bigint): number {
-  const sec = ns / 1_000_000_000n;
-  const rem = ns - sec * 1_000_000_000n;
-  return Number(sec) + Number(rem) / 1e9;
+/**
+ * ns since the epoch -> the seconds value Node's utimes family takes. libuv
+ * keeps whole microseconds of it, cutting the rest off, and the double holds
+ * today's times to about 0.25 µs: a time aimed at a microsecond's start came
+ * back one µs early half the time, so a tree cloned again and again drifted
+ * away from its source. Aiming at the middle of the microsecond (away from
+ * zero) sets exactly that microsecond, so setting a time read back from a
+ * set one changes nothing.
+ */
+export function nsToSeconds(ns: bigint): number | string {
+  // BigInt division and libuv's cut both go toward zero (before 1970 too)
+  const us = ns / 1_000n;
+  const sec = us / 1_000_000n;
+  const middle = ns < 0n ? -0.5 : 0.5;
+  const seconds = Number(sec) + (Number(us - sec * 1_000_000n) + middle) / 1e6;
+  // Node takes a negative number for "now"; the same number as a string is taken as it is
+  return seconds < 0 ? String(seconds) : seconds;
 }
 
 /**
  * Does a stat's mtime (Node's number stats: ms in a double, good to about
- * 0.25 µs) equal a manifest mtime (ns as a decimal string)? Node also sets
- * times through a double, so times are equal within 2 µs.
+ * 0.25 µs) equal a manifest mtime (ns as a decimal string)? Node sets
+ * times to the microsecond (nsToSeconds), so times are equal within 2 µs.
  */
 export function sameMtime(mtimeMs: number, mtimeNs: string): boolean {
   return Math.abs(mtimeMs * 1e6 - Number(mtimeNs)) <= 2_000;
