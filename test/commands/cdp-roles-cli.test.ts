@@ -15,7 +15,8 @@ test('role switches never make two masters while the peer answers; a promotion b
   await ok(a, `setup network local-bind ${b.home}`);
   await ok(b, `setup network local-bind ${a.home}`);
   await ok(a, 'create zvol fs:tank/vm1 --size 16M');
-  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync -y');
+  // a peer's answer takes a new agent process: on a loaded machine that is more than the default 5 s
+  await ok(a, 'create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode sync --peer-timeout 60 -y');
 
   t.is(
     await fails(b, 'setup auto-cdp :tank-vm1-000 role master -y'),

@@ -15,7 +15,7 @@ import { rmSync } from 'node:fs';
 import { NOT_DOWN, PeerRefused, withTimeout } from '../auto-sync/contact.js';
 import type { PeerService } from '../peer/index.js';
 import type { CdpService } from './index.js';
-import { slaveView, type MirrorConfig, type MirrorTarget } from './model.js';
+import { DEFAULT_PEER_TIMEOUT_MS, slaveView, type MirrorConfig, type MirrorTarget } from './model.js';
 import { hasMap, mapFileOf } from './owed.js';
 import { planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerView, type RoleSwitchPlan } from './roles.js';
 
@@ -34,8 +34,6 @@ export interface SwitchResult {
   peerNotTold: string | null;
 }
 
-export const DEFAULT_ROLE_PEER_TIMEOUT_MS = 5_000;
-
 export function parseRole(raw: string, label = 'the role'): CdpRole {
   if (raw === 'master' || raw === 'slave') return raw;
   throw new Error(`The value of ${label} is master or slave, not "${raw}".`);
@@ -46,8 +44,14 @@ export class CdpRoleSwitch {
     private readonly cdp: CdpService,
     private readonly peers: PeerService,
     private readonly selfId: string,
-    private readonly timeoutMs = DEFAULT_ROLE_PEER_TIMEOUT_MS,
+    /** for a mirror that sets no --peer-timeout */
+    private readonly defaultTimeoutMs = DEFAULT_PEER_TIMEOUT_MS,
   ) {}
+
+  /** a peer that has not answered by the mirror's own --peer-timeout does not answer, as its heartbeat would say */
+  private timeoutOf(c: MirrorConfig): number {
+    return c.peerTimeoutMs ?? this.defaultTimeoutMs;
+  }
 
   /** the other copy of a two-copy mirror */
   peerOf(c: MirrorConfig): { host: string; zvol: string } {
@@ -67,7 +71,7 @@ export class CdpRoleSwitch {
   async peerView(c: MirrorConfig, host: string): Promise<PeerView> {
     let theirs: MirrorConfig | null;
     try {
-      theirs = await withTimeout(this.peers.call<MirrorConfig | null>(host, 'cdp.get', { name: c.name }), this.timeoutMs, host);
+      theirs = await withTimeout(this.peers.call<MirrorConfig | null>(host, 'cdp.get', { name: c.name }), this.timeoutOf(c), host);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (typeof code === 'string' && NOT_DOWN.has(code)) throw new PeerRefused(host, code, (error as Error).message);
@@ -80,7 +84,7 @@ export class CdpRoleSwitch {
   /** what `host`'s copy holds that this one may lack (owed.ts); null when it cannot tell, or answers no such question (an older syncsh) */
   private async owedBy(c: MirrorConfig, host: string): Promise<number | null> {
     try {
-      const r = await withTimeout(this.peers.call<{ chunks: number | null } | null>(host, 'cdp.owed', { name: c.name }), this.timeoutMs, host);
+      const r = await withTimeout(this.peers.call<{ chunks: number | null } | null>(host, 'cdp.owed', { name: c.name }), this.timeoutOf(c), host);
       return r && (r.chunks === null || Number.isSafeInteger(r.chunks)) ? r.chunks : null;
     } catch {
       return null;
@@ -152,7 +156,7 @@ export class CdpRoleSwitch {
     let peerNotTold: string | null = p.peer.reachable ? null : `${p.peerHost} did not answer: it meets epoch ${epoch} when it is back`;
     if (role === 'master' && p.peer.reachable) {
       try {
-        await withTimeout(this.peers.call(p.peerHost, 'cdp.update', { config: slaveView(config, this.selfId, config.targets[0]) }), this.timeoutMs, p.peerHost);
+        await withTimeout(this.peers.call(p.peerHost, 'cdp.update', { config: slaveView(config, this.selfId, config.targets[0]) }), this.timeoutOf(config), p.peerHost);
       } catch (error) {
         peerNotTold = `${p.peerHost} was not told (${(error as Error).message}): it meets epoch ${epoch} at the next contact`;
       }
