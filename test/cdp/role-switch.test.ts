@@ -92,3 +92,26 @@ test.serial('a promotion while the old master does not answer compares every chu
   t.like(await role(a), { role: 'slave', epoch: 4, master: { host: 'beta' } });
   t.is(await compare(a, b), '0: Images are identical.', 'never mirroring over chunks that differ');
 });
+
+test.serial('a copy just switched to slave whose engine still runs as master is not taken over: the promotion waits for its daemon to stop the mirror', async (t) => {
+  const { a, b, da } = await mirrored(t, { mode: 'async' });
+  await ok(b, `setup network local-bind ${a.home}`);
+  // alpha's daemon frozen: its engine, still master, cannot see that alpha's copy was switched to slave
+  const pid = da.child.pid!;
+  let frozen = true;
+  const thaw = () => {
+    if (frozen) process.kill(pid, 'SIGCONT');
+    frozen = false;
+  };
+  t.teardown(thaw);
+  process.kill(pid, 'SIGSTOP');
+  await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
+  t.regex(await fails(b, `setup auto-cdp :${MIRROR} role master -y`), /alpha's copy of auto-cdp:tank-vm1-000 is slave but still mirrors as master .*Nothing was changed\./);
+  t.like(await role(b), { role: 'slave', epoch: 1 });
+
+  const from = da.lines.lines.length;
+  thaw();
+  await da.lines.wait(/tank-vm1-000: stopped/, from);
+  t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
+  t.like(await role(a), { role: 'slave', epoch: 2, master: { host: 'beta' } });
+});

@@ -1,6 +1,6 @@
 /** The pure role decisions of auto-cdp (src/services/cdp/roles.ts), as tables. */
 import test from 'ava';
-import { decidePeerLoss, planReturn, planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerView, type RoleState } from '../../src/services/cdp/roles.js';
+import { decidePeerLoss, planReturn, planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerOwes, type PeerView, type RoleState } from '../../src/services/cdp/roles.js';
 import type { FenceKind } from '../../src/services/fencing.js';
 
 const slave: RoleState = { role: 'slave', epoch: 3 };
@@ -36,7 +36,7 @@ test('peer loss: every case of 003\'s "Fencing Failures" as written there, and t
   t.deepEqual(slave, { role: 'slave', epoch: 3 }, 'nothing mutated');
 });
 
-const up = (role: CdpRole, epoch: number, owes?: number | null): PeerView => (owes === undefined ? { reachable: true, state: { role, epoch } } : { reachable: true, state: { role, epoch }, owes });
+const up = (role: CdpRole, epoch: number, owes?: PeerOwes): PeerView => (owes === undefined ? { reachable: true, state: { role, epoch } } : { reachable: true, state: { role, epoch }, owes });
 const down: PeerView = { reachable: false, why: 'no heartbeat for 5 sec' };
 
 test('role switches: never two masters while the peer answers; every promotion bumps the epoch past both', (t) => {
@@ -57,6 +57,7 @@ test('role switches: never two masters while the peer answers; every promotion b
     [slave, 'master', up('slave', 3, 4), false, null, null, /beta's copy of auto-cdp:vm1 holds 4 chunks this copy does not have yet .*would overwrite writes acknowledged there/],
     [slave, 'master', up('slave', 3, 1), false, null, null, /holds 1 chunk this copy/],
     [slave, 'master', up('slave', 3, null), false, null, null, /beta cannot tell which chunks of auto-cdp:vm1 this copy lacks/],
+    [slave, 'master', up('slave', 3, 'running'), false, null, null, /beta's copy of auto-cdp:vm1 is slave but still mirrors as master .*Try again once beta's log says "stopped"\. Nothing was changed\./],
     [master, 'slave', up('slave', 3, 4), true, { role: 'slave', epoch: 3 }, { role: 'slave', epoch: 3 }, null],
   ];
   for (const [here, target, peer, ok, after, told, error] of table) {

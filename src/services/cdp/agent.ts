@@ -12,7 +12,10 @@ import { validServiceName } from '../peer/protocol.js';
 import type { Services } from '../index.js';
 import { mirrorOfZvol, type MirrorConfig } from './model.js';
 import type { AttachRequest } from './index.js';
-import { owedTo } from './owed.js';
+import { engineStopped, owedTo } from './owed.js';
+
+/** a daemon stops a demoted copy's engine within its round (1 s); the caller waits its --peer-timeout, 5 s by default */
+const STEP_DOWN_WAIT_MS = 3_000;
 
 export const CDP_METHODS = ['cdp.attach', 'cdp.detach', 'cdp.update', 'cdp.get', 'cdp.owed'] as const;
 
@@ -76,7 +79,10 @@ export async function cdpAgentCall(services: Services, me: string, caller: strin
       // a hand role switch on the caller: what this copy holds that the caller's may lack (owed.ts)
       if (!validServiceName(p.name)) throw new Error(`"${String(p.name)}" is not a service name.`);
       const mine = store.get(p.name);
-      return mine ? { chunks: owedTo(services.home.root, mine, caller) } : null;
+      if (!mine) return null;
+      // switched to slave, its engine may still take writes until the daemon's round stops it
+      if (mine.role !== 'master' && !(await engineStopped(services.home.root, p.name, STEP_DOWN_WAIT_MS))) return { chunks: null, running: true };
+      return { chunks: owedTo(services.home.root, store.get(p.name) ?? mine, caller) };
     }
     default:
       throw new Error(`Unknown request "${method}".`);

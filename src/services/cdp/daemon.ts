@@ -23,6 +23,7 @@ import { SlaveVolume } from './slave-volume.js';
 import { writeMirrorStatus, type MirrorStatus } from './status.js';
 import type { MirrorStream } from './target-link.js';
 import type { MirrorConfig, MirrorTarget } from './model.js';
+import { markEngine, unmarkEngine } from './owed.js';
 import { PeerGuard } from './peer-guard.js';
 import { meetPeer, type MirrorRoles } from './peer-loss.js';
 import { DEFAULT_PEER_TIMEOUT_MS } from './heartbeat.js';
@@ -244,6 +245,7 @@ export class CdpDaemon {
           },
           volume,
         );
+        markEngine(this.services.home.root, name);
         this.engines.set(name, { engine, createdAt: first.createdAt });
         this.guardFor(name).watch(first.targets.map((t) => t.host));
         this.opts.log(`auto-cdp:${name}: mirroring ${first.zvol} to ${first.targets.map((t) => t.host).join(', ')} (${first.mode})`);
@@ -260,6 +262,7 @@ export class CdpDaemon {
     this.engines.delete(name);
     this.refreshers.delete(name);
     await e.engine.close();
+    unmarkEngine(this.services.home.root, name);
     this.opts.log(`auto-cdp:${name}: stopped`);
   }
 

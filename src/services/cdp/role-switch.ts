@@ -17,7 +17,7 @@ import type { PeerService } from '../peer/index.js';
 import type { CdpService } from './index.js';
 import { DEFAULT_PEER_TIMEOUT_MS, slaveView, type MirrorConfig, type MirrorTarget } from './model.js';
 import { hasMap, mapFileOf } from './owed.js';
-import { planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerView, type RoleSwitchPlan } from './roles.js';
+import { planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerOwes, type PeerView, type RoleSwitchPlan } from './roles.js';
 
 export interface PreparedSwitch {
   name: string;
@@ -81,10 +81,11 @@ export class CdpRoleSwitch {
     return { reachable: true, state: { role: theirs.role, epoch: theirs.epoch }, owes: await this.owedBy(c, host) };
   }
 
-  /** what `host`'s copy holds that this one may lack (owed.ts); null when it cannot tell, or answers no such question (an older syncsh) */
-  private async owedBy(c: MirrorConfig, host: string): Promise<number | null> {
+  /** what `host`'s copy holds that this one may lack (owed.ts); null when it cannot tell, or answers no such question (an older syncsh); 'running' while its engine still takes writes */
+  private async owedBy(c: MirrorConfig, host: string): Promise<PeerOwes> {
     try {
-      const r = await withTimeout(this.peers.call<{ chunks: number | null } | null>(host, 'cdp.owed', { name: c.name }), this.timeoutOf(c), host);
+      const r = await withTimeout(this.peers.call<{ chunks: number | null; running?: boolean } | null>(host, 'cdp.owed', { name: c.name }), this.timeoutOf(c), host);
+      if (r?.running === true) return 'running';
       return r && (r.chunks === null || Number.isSafeInteger(r.chunks)) ? r.chunks : null;
     } catch {
       return null;

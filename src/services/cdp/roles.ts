@@ -106,13 +106,16 @@ export function decidePeerLoss(state: RoleState, policy: FenceKind, fenced?: boo
   }
 }
 
+/** a count of chunks; null: it cannot tell; 'running': switched to slave, its engine still takes writes as master */
+export type PeerOwes = number | null | 'running';
+
 /** what this copy knows of its peer's copy when a role switch is asked for */
 export type PeerView =
   | {
       reachable: true;
       state: RoleState;
-      /** chunks the peer's copy holds that this one may lack (its dirty map for this copy, owed.ts); null: it cannot tell; unset: not asked */
-      owes?: number | null;
+      /** chunks the peer's copy holds that this one may lack (its dirty map for this copy, owed.ts); unset: not asked */
+      owes?: PeerOwes;
     }
   | { reachable: false; why: string };
 
@@ -155,6 +158,12 @@ export function planRoleSwitch(name: string, peerHost: string, here: RoleState, 
       return {
         ok: false,
         error: `${peerHost} is master of ${mirror} and answers: switching this copy to master would make two masters. Switch ${peerHost}'s copy to slave first ('setup auto-cdp :${name} role slave' there). Nothing was changed.`,
+      };
+    }
+    if (peer.reachable && peer.owes === 'running') {
+      return {
+        ok: false,
+        error: `${peerHost}'s copy of ${mirror} is slave but still mirrors as master (its daemon has not stopped the mirror yet, or is stopped itself): it may take writes this copy would not have. Try again once ${peerHost}'s log says "stopped". Nothing was changed.`,
       };
     }
     if (peer.reachable && peer.owes !== undefined && peer.owes !== 0) {
