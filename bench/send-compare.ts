@@ -16,6 +16,9 @@
  * 1024), BENCH_FILES (default 4000); BENCH_DIR is where images and vdevs go;
  * BENCH_ORDER=bare-first times the bare pipeline before syncsh in each phase
  * (whoever goes second writes into a pool still flushing the first copy).
+ * BENCH_IN_PROCESS=1 runs syncsh's side the way `syncsh daemon` runs a
+ * scheduled service: `services.autoSync.run` in this process, its services
+ * made before the timing (no process start, no module loading).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -25,6 +28,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { BIN, changeFraction, generateTree, printTable, syncsh, timed } from './common.js';
 import { withCleanup, type CleanupBag } from './system.js';
+import { createServices } from '../src/services/index.js';
 
 export const MiB = 1 << 20;
 export const megabytes = Number(process.env.BENCH_MB) || 1024;
@@ -81,9 +85,17 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
     const spawned: string[][][] = [];
     /** each command's time, as it ended */
     const took: { ended: string[]; ms: number; at: number }[][] = [];
+    // as the daemon: one set of services made ahead, each run a call (its commands logged by this process)
+    const daemon = process.env.BENCH_IN_PROCESS === '1' ? createServices(env) : null;
+    if (daemon) process.env.SYNCSH_COMMAND_LOG = commandLog;
+    const runOnce = async (): Promise<{ stdout: string }> => {
+      if (!daemon) return syncsh(env, `run auto-sync :${name}`);
+      const r = await daemon.autoSync.run(name);
+      return { stdout: `in process: ${r.full ? 'full' : 'incremental'} run, ${r.bytes} bytes, ${r.durationMs} ms (${r.marker})` };
+    };
     const run = async () => {
       await writeFile(commandLog, '');
-      const r = await syncsh(env, `run auto-sync :${name}`);
+      const r = await runOnce();
       const lines = (await readFile(commandLog, 'utf8'))
         .split('\n')
         .filter(Boolean)
@@ -141,7 +153,7 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
       ] as const)
         console.log(`  ${phase.padEnd(12)} baseline ${r.old!.toFixed(2)} s (${(r.old! / r.theirs.seconds).toFixed(2)}x the pipeline), this build ${r.ours.seconds.toFixed(2)} s (${(r.ours.seconds / r.theirs.seconds).toFixed(2)}x)`);
     }
-    printTable(`${title}: ${files} files, ${megabytes} MiB; then ${changed} files (5%) rewritten; ${bareFirst ? 'bare pipeline' : 'syncsh'} first`, c.peer, [
+    printTable(`${title}: ${files} files, ${megabytes} MiB; then ${changed} files (5%) rewritten; ${bareFirst ? 'bare pipeline' : 'syncsh'} first${daemon ? '; syncsh in process, as its daemon runs a service' : ''}`, c.peer, [
       { phase: 'full', ours: fullOurs.seconds, theirs: fullTheirs.seconds },
       { phase: 'incremental (5% of files)', ours: incOurs.seconds, theirs: incTheirs.seconds },
     ]);

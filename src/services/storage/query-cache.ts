@@ -80,3 +80,37 @@ export function runFact(key: string, ask: () => Promise<boolean>): Promise<boole
   );
   return answer;
 }
+
+/** per run: the answers runMemo keeps */
+const memosOf = new WeakMap<Map<string, Entry>, Map<string, Promise<unknown>>>();
+
+/**
+ * `ask()` once per run for an answer only this process changes (a read-only
+ * snapshot's UUIDs and creation): reused whatever ran since, while `keep`
+ * says it is of that kind, until `forgetMemo(key)` (the caller changes or
+ * removes the thing). Outside a run nothing is kept.
+ */
+export function runMemo<T>(key: string, ask: () => Promise<T>, keep: (answer: T) => boolean): Promise<T> {
+  const answers = scope.getStore();
+  if (!answers) return ask();
+  let memos = memosOf.get(answers);
+  if (!memos) memosOf.set(answers, (memos = new Map()));
+  const known = memos.get(key);
+  if (known) return known as Promise<T>;
+  const answer = ask();
+  memos.set(key, answer);
+  answer.then(
+    (value) => keep(value) || memos.delete(key),
+    () => memos.delete(key),
+  );
+  return answer;
+}
+
+/** what runMemo kept for `key` no longer stands; with `under`, nor for any key that begins with `key/` */
+export function forgetMemo(key: string, under = false): void {
+  const answers = scope.getStore();
+  const memos = answers && memosOf.get(answers);
+  if (!memos) return;
+  memos.delete(key);
+  if (under) for (const k of [...memos.keys()]) if (k.startsWith(`${key}/`)) memos.delete(k);
+}

@@ -6,7 +6,7 @@ import test from 'ava';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isQuery, MAX_AGE_MS, reusable, withQueryCache } from '../../../src/services/storage/query-cache.js';
+import { forgetMemo, isQuery, MAX_AGE_MS, reusable, runMemo, withQueryCache } from '../../../src/services/storage/query-cache.js';
 import { probe, run } from '../../../src/services/storage/exec.js';
 
 for (const [file, args, query] of [
@@ -69,4 +69,27 @@ test('outside a run every query spawns', async (t) => {
   await run(zfs, ['list', 'tank']);
   await run(zfs, ['list', 'tank']);
   t.is(runs(), 2);
+});
+
+// serial (ava runs it before the others): the command it runs would end the other tests' reuse
+test.serial('runMemo keeps an answer for the run whatever ran since, while it is of the kept kind, until forgotten', async (t) => {
+  let asked = 0;
+  const ask = (readonly: boolean) => async () => ({ n: ++asked, readonly });
+  const keep = (a: { readonly: boolean }) => a.readonly;
+  await withQueryCache(async () => {
+    const first = await runMemo('show:/mnt/.s/a', ask(true), keep);
+    await run('true', []); // a command ran: a cached query would be asked again, a memo is not
+    t.is((await runMemo('show:/mnt/.s/a', ask(true), keep)).n, first.n);
+    t.is((await runMemo('show:/mnt/live', ask(false), keep)).n, 2);
+    t.is((await runMemo('show:/mnt/live', ask(false), keep)).n, 3, 'an answer keep refuses is asked again');
+    forgetMemo('show:/mnt/.s/a');
+    t.is((await runMemo('show:/mnt/.s/a', ask(true), keep)).n, 4, 'forgotten');
+    await runMemo('show:/mnt/.s/b', ask(true), keep);
+    await runMemo('show:/mnt/.sx', ask(true), keep);
+    forgetMemo('show:/mnt/.s', true);
+    t.is((await runMemo('show:/mnt/.s/a', ask(true), keep)).n, 7, 'forgotten with the directory it is in');
+    t.is((await runMemo('show:/mnt/.sx', ask(true), keep)).n, 6, 'a sibling whose name only begins the same stays');
+  });
+  await runMemo('show:/mnt/.s/a', ask(true), keep);
+  t.is((await runMemo('show:/mnt/.s/a', ask(true), keep)).n, 9, 'outside a run nothing is kept');
 });

@@ -1,7 +1,9 @@
 /** Running `btrfs` with translated errors, and reading subvolumes. */
-import { lstat, rename, statfs } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, lstat, rename, statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { run } from '../exec.js';
-import { commandChanged } from '../query-cache.js';
+import { commandChanged, forgetMemo, runMemo } from '../query-cache.js';
 import { BtrfsError, explainBtrfs } from './errors.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -29,9 +31,15 @@ export async function renamePath(from: string, to: string): Promise<void> {
   try {
     await rename(from, to);
   } finally {
+    // a renamed directory takes the snapshots inside it along
+    forgetMemo(showKey(from), true);
+    forgetMemo(showKey(to), true);
     commandChanged();
   }
 }
+
+const showKey = (subvolume: string) => `btrfs-show:${path.resolve(subvolume)}`;
+const forgetShow = (subvolume: string) => forgetMemo(showKey(subvolume));
 
 export class BtrfsCli {
   constructor(readonly bin = 'btrfs') {}
@@ -44,7 +52,21 @@ export class BtrfsCli {
     }
   }
 
-  async show(subvolume: string): Promise<SubvolumeShow> {
+  /**
+   * A read-only snapshot's answer is kept for the run (runMemo): its UUIDs,
+   * creation and generation do not change while it stays read-only, and
+   * this process forgets it when it deletes, renames or unfreezes it. A run
+   * lists a dataset's snapshots several times; each asked again was a spawn.
+   */
+  show(subvolume: string): Promise<SubvolumeShow> {
+    return runMemo(
+      showKey(subvolume),
+      () => this.showNow(subvolume),
+      (s) => s.readonly,
+    );
+  }
+
+  private async showNow(subvolume: string): Promise<SubvolumeShow> {
     const fields = new Map<string, string>();
     for (const line of (await this.btrfs(['subvolume', 'show', subvolume])).split('\n').slice(1)) {
       const match = line.match(/^\s+([^:]+):\s*(.*)$/);
@@ -71,14 +93,33 @@ export class BtrfsCli {
   }
 
   async deleteSubvolume(subvolume: string): Promise<void> {
-    await this.btrfs(['subvolume', 'delete', subvolume]);
+    try {
+      await this.btrfs(['subvolume', 'delete', subvolume]);
+    } finally {
+      forgetShow(subvolume);
+    }
   }
 
   async setReadonly(subvolume: string, readonly: boolean): Promise<void> {
-    await this.btrfs(['property', 'set', '-ts', subvolume, 'ro', String(readonly)]);
+    try {
+      await this.btrfs(['property', 'set', '-ts', subvolume, 'ro', String(readonly)]);
+    } finally {
+      forgetShow(subvolume);
+    }
   }
 
+  /**
+   * btrfs answers a write check on a read-only subvolume with EROFS (its
+   * permission hook), so a subvolume that passes access(W_OK) is writable and
+   * no command is spawned; only EROFS (a read-only subvolume, or a read-only
+   * mount, which `property get` calls writable) or another error asks btrfs.
+   */
   async isReadonly(subvolume: string): Promise<boolean> {
+    const writable = await access(subvolume, constants.W_OK).then(
+      () => true,
+      () => false,
+    );
+    if (writable) return false;
     return /ro=true/.test(await this.btrfs(['property', 'get', '-ts', subvolume, 'ro']));
   }
 }
