@@ -187,3 +187,38 @@ btrfsTest('send failures and aborts surface as stream errors; garbage is refused
   t.is(await driver.getDataset(dst), null);
   t.deepEqual(readdirSync(path.join(vol.mountpoint, '.syncsh-snapshots', 'dst')), []);
 });
+
+btrfsTest('a receive killed after its snapshot arrived but before the swap: recover makes the live subvolume that snapshot; one written to since is left for the run to refuse', async (t) => {
+  const [a, b] = await Promise.all([makeBtrfsVolume(t), makeBtrfsVolume(t)]);
+  const src = path.join(a.mountpoint, 'src');
+  const dst = path.join(b.mountpoint, 'dst');
+  const snaps = (dataset: string) => path.join(path.dirname(dataset), '.syncsh-snapshots', path.basename(dataset));
+  await driver.createDataset(src);
+  writeFileSync(path.join(src, 'a.txt'), 'first');
+  await driver.createSnapshot(src, 's1', { recursive: false });
+  await replicate(src, 's1', dst);
+  // as kill -9 leaves it (kill-9/btrfs/local, seed 204, trial 66): s2 received, the live dst still s1's copy
+  const deltaTo = async (name: string, from: string) => {
+    await driver.createSnapshot(src, name, { recursive: false });
+    await execa('btrfs', ['send', '-q', '-p', path.join(snaps(src), from), path.join(snaps(src), name)]).pipe('btrfs', ['receive', '-e', snaps(dst)]);
+  };
+  writeFileSync(path.join(src, 'a.txt'), 'second');
+  await deltaTo('s2', 's1');
+  t.true(await driver.changedSince(dst, 's2'), 'before recover the live dst is behind its newest snapshot');
+  t.deepEqual(await driver.recover(dst), [`finished an interrupted receive: the live '${dst}' is 's2' now (it was still its untouched older snapshot)`]);
+  t.is(readFileSync(path.join(dst, 'a.txt'), 'utf8'), 'second');
+  t.false(await driver.changedSince(dst, 's2'));
+  t.deepEqual(await driver.recover(dst), [], 'nothing more to do');
+  writeFileSync(path.join(src, 'a.txt'), 'third');
+  await driver.createSnapshot(src, 's3', { recursive: false });
+  await replicate(src, 's3', dst, { from: 's2' });
+  t.is(readFileSync(path.join(dst, 'a.txt'), 'utf8'), 'third', 'the next incremental goes through');
+
+  // the same state, but someone wrote to the live dst meanwhile: not recover's to discard
+  writeFileSync(path.join(src, 'a.txt'), 'fourth');
+  await deltaTo('s4', 's3');
+  writeFileSync(path.join(dst, 'local.txt'), 'written on the destination');
+  t.deepEqual(await driver.recover(dst), []);
+  t.is(readFileSync(path.join(dst, 'local.txt'), 'utf8'), 'written on the destination');
+  t.true(await driver.changedSince(dst, 's4'));
+});
