@@ -18,7 +18,7 @@ import { countHeld, isSeed } from '../storage/fs/negotiate.js';
 import type { ServiceLog } from '../service-log.js';
 import type { ServiceStore } from './store.js';
 import type { AutoSyncConfig, RunState } from './model.js';
-import { markerName, newestCommon } from './markers.js';
+import { isMarkerOf, markerName, newestCommon } from './markers.js';
 import { applyPrune, planPrune } from './prune.js';
 import { describeMaintenance, maintenance } from './maintenance.js';
 import { planRun, type RunFacts } from './plan.js';
@@ -284,7 +284,8 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     const durationMs = now() - started;
     log.write(`${src.dataset}@${marker.name} => ${where(dst)} OK (${seconds(durationMs)} sec)`);
 
-    await protectNewCommon(src, dst, marker.name, common?.name ?? null).catch(bestEffort('protect the new common snapshot'));
+    const heldMarkers = (snaps: SnapshotInfo[]) => snaps.filter((s) => s.held && isMarkerOf(name, s.name)).map((s) => s.name);
+    await protectNewCommon(src, dst, marker.name, { src: heldMarkers(srcSnaps), dst: heldMarkers(dstSnaps) }).catch(bestEffort('protect the new common snapshot'));
     await prune(name, src, config.keepSrc, marker.name, config.recursive, log, now());
     await prune(name, dst, config.keepDst, marker.name, config.recursive, log, now());
 
@@ -507,11 +508,20 @@ async function brokenChildren(src: Side, dst: Side, common: string): Promise<Run
   return broken;
 }
 
-/** hold the new common marker on both sides and release the previous one */
-async function protectNewCommon(src: Side, dst: Side, marker: string, previous: string | null): Promise<void> {
-  for (const side of [src, dst]) {
+/**
+ * Hold the new common marker on both sides and release every other marker of
+ * the service held there before the run (as listed then): the previous common
+ * one, and any a run killed between its hold and its release left held, which
+ * retention would otherwise keep for good.
+ */
+async function protectNewCommon(src: Side, dst: Side, marker: string, heldBefore: { src: string[]; dst: string[] }): Promise<void> {
+  for (const [side, held] of [
+    [src, heldBefore.src],
+    [dst, heldBefore.dst],
+  ] as const) {
     await side.driver.holdSnapshot(side.dataset, marker, true);
-    if (previous) await side.driver.holdSnapshot(side.dataset, previous, false).catch(() => undefined);
+    failpoint('run.held');
+    for (const old of held) if (old !== marker) await side.driver.holdSnapshot(side.dataset, old, false).catch(() => undefined);
   }
 }
 

@@ -2,6 +2,7 @@
  * Which driver serves a dataset. Drivers are made on first use, so an
  * appliance without ZFS or btrfs never loads or probes them.
  */
+import path from 'node:path';
 import type { Driver, DriverName } from './driver.js';
 import type { Home } from '../home.js';
 
@@ -45,7 +46,8 @@ export class Storage {
       }
       case 'zfs': {
         const { createZfsDriver } = await import('./zfs/index.js');
-        return createZfsDriver();
+        // sends that may leave zfs-fuse holds are journaled here, for recover after a kill -9
+        return createZfsDriver({ sendJournal: path.join(this.home.root, 'run', 'zfs-sends') });
       }
       case 'btrfs': {
         const { createBtrfsDriver } = await import('./btrfs/index.js');

@@ -8,6 +8,7 @@ import { runFact } from '../query-cache.js';
 import { explainZfs, isZfsError, ZfsError } from './errors.js';
 import { detectZfsFeatures, type ZfsFeatures } from './features.js';
 import { poolOf } from './names.js';
+import type { SendJournal } from './send-journal.js';
 
 export type Props = Record<string, string>;
 
@@ -27,6 +28,8 @@ export class ZfsCli {
     readonly zfsBin = 'zfs',
     readonly zpoolBin = 'zpool',
     private readonly featureOverrides: Partial<ZfsFeatures> = {},
+    /** where sends that may hold are recorded, for recover to release what a killed one left (send-journal.ts); none: not recorded */
+    readonly sendJournal: SendJournal | null = null,
   ) {}
 
   async zfs(args: readonly string[], opts?: RunOptions): Promise<string> {

@@ -14,6 +14,7 @@ import { receive, resumeToken } from './receive.js';
 import { recover } from './recover.js';
 import { renameDataset } from './rename.js';
 import { send } from './send.js';
+import { SendJournal } from './send-journal.js';
 import * as snapshots from './snapshots.js';
 
 export { ZfsError } from './errors.js';
@@ -28,6 +29,12 @@ export interface ZfsDriverOptions {
   zpool?: string;
   /** turn detected features off (or on): to exercise the fallbacks, or to avoid a feature */
   features?: Partial<ZfsFeatures>;
+  /**
+   * a directory (in the appliance home) recording the sends that may leave
+   * temporary holds, so that recover releases those of a killed process
+   * (send-journal.ts); without it such holds stay until released by hand
+   */
+  sendJournal?: string;
 }
 
 export interface ZfsDriver extends Driver {
@@ -36,7 +43,7 @@ export interface ZfsDriver extends Driver {
 }
 
 export function createZfsDriver(opts: ZfsDriverOptions = {}): ZfsDriver {
-  const cli = new ZfsCli(opts.zfs ?? 'zfs', opts.zpool ?? 'zpool', opts.features);
+  const cli = new ZfsCli(opts.zfs ?? 'zfs', opts.zpool ?? 'zpool', opts.features, opts.sendJournal === undefined ? null : new SendJournal(opts.sendJournal));
   const driver = cliDriver('zfs', cli, {
     unavailableReason,
     datasets,

@@ -149,8 +149,11 @@ async function failed(cli: ZfsCli, dataset: string, before: Before | null, mount
   const reason = code === 'no-space' ? `The pool '${poolOf(dataset)}' ran out of space.` : cause.message;
   let outcome: string;
   try {
-    await undoPartialReceive(cli, dataset, before);
-    await refreshMounts(cli, dataset);
+    // Remounted only when something was undone (a rollback leaves zfs-fuse's cached lookups stale). A
+    // receive that failed with nothing to undo (the common case of a full pool) changed no file, and an
+    // unmount there only risks the remount: in a full pool under load zfs-fuse answered it "busy"
+    // past the 30 s retry, and the destination stayed unmounted (fault campaign, full-disk/zfs/local).
+    if ((await undoPartialReceive(cli, dataset, before)).length > 0) await refreshMounts(cli, dataset);
     await mountAgain(cli, mountedBefore);
     const previous = before?.get(dataset);
     outcome = before === null ? 'Nothing was left behind.' : previous ? `'${dataset}' was left at its previous snapshot '${previous}'.` : `'${dataset}' was left as it was.`;

@@ -3,18 +3,22 @@
  * - a resume token (`receive_resume_token`, OpenZFS with `receive -s`): kept
  *   and reported, since a `zfs send -t` can finish the transfer;
  * - a hidden `%recv` clone (an incremental receive killed outright): destroyed;
- * - a change-probe snapshot of this driver (`@syncsh-probe-*`): destroyed.
+ * - a change-probe snapshot of this driver (`@syncsh-probe-*`): destroyed;
+ * - temporary send holds of a syncsh process killed mid-send (zfs-fuse keeps
+ *   them for good): released, for every journaled send whose process is gone
+ *   (send.ts releaseOrphanedSends), not only this dataset's.
  * A receive that fails normally already cleans up (see receive.ts).
  */
 import type { ZfsCli } from './cli.js';
 import { destroyTree } from './datasets.js';
 import { isZfsError } from './errors.js';
 import { checkDatasetName, snapshotPath } from './names.js';
+import { releaseOrphanedSends } from './send.js';
 
 export async function recover(cli: ZfsCli, dataset: string): Promise<string[]> {
   checkDatasetName(dataset);
   await cli.requirePool(dataset);
-  const done: string[] = [];
+  const done: string[] = await releaseOrphanedSends(cli);
   // one listing of the tree and its snapshots (issue 13's command count); a dataset not there has nothing to recover
   let all: string[];
   try {

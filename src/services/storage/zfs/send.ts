@@ -16,13 +16,17 @@
  * and `-1` on the snapshots of the range once the process has exited. Until
  * that is done, the operations that refuse held snapshots wait for it
  * (ZfsCli.settleSends), so a run that gives up a send can drop its marker.
+ * A syncsh process killed outright cannot do that: each such send is
+ * recorded in a journal first (send-journal.ts), and recover releases the
+ * holds of the sends whose process is gone (releaseOrphanedSends).
  */
 import { PassThrough, type Readable } from 'node:stream';
 import type { SendOptions } from '../driver.js';
 import { abortError, commandError, execa, type CommandError } from '../exec.js';
 import type { ZfsCli } from './cli.js';
-import { explainZfs } from './errors.js';
+import { explainZfs, isZfsError } from './errors.js';
 import { checkDatasetName, checkSnapshotName, snapshotPath } from './names.js';
+import { stillRunning, type JournalEntry, type SendRange } from './send-journal.js';
 
 /** what `receive_resume_token` holds: a version, hex digits and dashes */
 const RESUME_TOKEN = /^[0-9]+-[0-9a-f-]+$/;
@@ -54,8 +58,15 @@ export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendO
       if (out.destroyed) return;
       const args = sendArgs(dataset, snapshot, opts, features.sendProperties);
       const holds = opts.resumeToken === undefined && (opts.recursive || args.includes('-p'));
+      const range: SendRange = { dataset, snapshot, ...(opts.from === undefined ? {} : { from: opts.from }), recursive: opts.recursive };
+      let journal: JournalEntry | null = null;
+      try {
+        journal = holds ? (cli.sendJournal?.begin(range) ?? null) : null;
+      } catch (error) {
+        return void out.destroy(new Error(`Sending '${snapshotPath(dataset, snapshot)}' failed: cannot record the send in ${cli.sendJournal?.dir}: ${(error as Error).message}`));
+      }
       const tracked = cli.trackSend(dataset);
-      void runSend(cli, args, out, opts.signal, explain, tracked.ending, holds ? (pid) => releaseSendHolds(cli, dataset, snapshot, opts, pid) : null).finally(tracked.done);
+      void runSend(cli, args, out, opts.signal, explain, tracked.ending, journal, holds ? (pid) => releaseSendHolds(cli, range, pid) : null).finally(tracked.done);
     },
     (error: Error) => out.destroy(error),
   );
@@ -68,9 +79,23 @@ export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendO
  * Resolves when the command has exited and `afterFailure` (if any) is done;
  * calls `ending` as soon as it is over or given up.
  */
-async function runSend(cli: ZfsCli, args: string[], out: PassThrough, signal: AbortSignal | undefined, explain: (error: CommandError) => Error, ending: () => void, afterFailure: ((pid: number) => Promise<void>) | null): Promise<void> {
-  if (signal?.aborted) return void out.destroy(abortError(signal));
+async function runSend(
+  cli: ZfsCli,
+  args: string[],
+  out: PassThrough,
+  signal: AbortSignal | undefined,
+  explain: (error: CommandError) => Error,
+  ending: () => void,
+  journal: JournalEntry | null,
+  afterFailure: ((pid: number) => Promise<void>) | null,
+): Promise<void> {
+  if (signal?.aborted) {
+    journal?.end();
+    return void out.destroy(abortError(signal));
+  }
   const child = execa(cli.zfsBin, args, { reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } });
+  // in this tick, before the child can have taken a hold (send-journal.ts)
+  if (child.pid !== undefined) journal?.spawned(child.pid);
   let gaveUp = false;
   let killTimer: NodeJS.Timeout | undefined;
   const giveUp = () => {
@@ -93,7 +118,14 @@ async function runSend(cli: ZfsCli, args: string[], out: PassThrough, signal: Ab
   ending();
   clearTimeout(killTimer);
   signal?.removeEventListener('abort', onAbort);
-  if (afterFailure && child.pid !== undefined && (result.failed || gaveUp)) await afterFailure(child.pid).catch(() => undefined);
+  let released = true;
+  if (afterFailure && child.pid !== undefined && (result.failed || gaveUp))
+    released = await afterFailure(child.pid).then(
+      () => true,
+      () => false,
+    );
+  // kept when the holds could not be released: the next recover after this process ends tries again
+  if (released) journal?.end();
   if (out.destroyed) return;
   if (signal?.aborted) return void out.destroy(abortError(signal));
   if (result.failed) {
@@ -103,7 +135,7 @@ async function runSend(cli: ZfsCli, args: string[], out: PassThrough, signal: Ab
 }
 
 /** release what a send that did not finish may have left held (see the top of this file); quiet when nothing is */
-async function releaseSendHolds(cli: ZfsCli, dataset: string, snapshot: string, opts: SendOptions, pid: number): Promise<void> {
+async function releaseSendHolds(cli: ZfsCli, { dataset, snapshot, ...opts }: SendRange, pid: number): Promise<void> {
   const all = (await cli.listNames(dataset, 'snapshot', 1)).map((full) => full.slice(dataset.length + 1));
   const order = await cli.getProps(
     all.map((s) => snapshotPath(dataset, s)),
@@ -122,4 +154,42 @@ async function releaseSendHolds(cli: ZfsCli, dataset: string, snapshot: string, 
       await cli.zfs(['release', ...(opts.recursive ? ['-r'] : []), tag, snapshotPath(dataset, name)]).catch(() => undefined);
     }
   }
+}
+
+/** how long an orphaned `zfs send` (its syncsh process killed) is given to exit once killed */
+const ORPHAN_EXIT_MS = 10_000;
+
+/**
+ * Release the temporary holds of the journaled sends whose syncsh process is
+ * gone (killed outright: it could not release them itself). A `zfs send` that
+ * outlived it is killed first (nobody reads its stream), and its holds are
+ * released once it has exited. Returns what it did, for recover's report.
+ */
+export async function releaseOrphanedSends(cli: ZfsCli): Promise<string[]> {
+  const done: string[] = [];
+  for (const { record, forget } of cli.sendJournal?.orphans() ?? []) {
+    const { child } = record;
+    if (child === null) {
+      forget(); // its owner died before it spawned `zfs send`, so no hold was taken
+      continue;
+    }
+    if (stillRunning(child)) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+      const deadline = Date.now() + ORPHAN_EXIT_MS;
+      while (stillRunning(child) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (stillRunning(child)) continue; // the next recover tries again
+    }
+    try {
+      await releaseSendHolds(cli, record, child.pid);
+    } catch (error) {
+      if (!isZfsError(error, 'missing') && !isZfsError(error, 'no-pool')) continue; // zfs did not answer: kept for the next recover
+    }
+    forget();
+    done.push(`released the temporary holds of a killed zfs send (process ${child.pid}) on '${snapshotPath(record.dataset, record.snapshot)}'${record.from ? ` and the snapshots since '${record.from}'` : ''}`);
+  }
+  return done;
 }
