@@ -1,7 +1,7 @@
 /**
  * Where the fs engine spends a sync: the same tree and the same two runs as
  * fs-vs-rsync.ts (a full sync, then an incremental one after 1% of the
- * files changed), each through the real CLI under `node --cpu-prof`, then a
+ * files changed, and again: the steady state), each through the real CLI under `node --cpu-prof`, then a
  * summary of each profile: time by fs driver module (inclusive) and the
  * functions with the most self time.
  *   npm run build && BENCH_FILES=20000 BENCH_MB=1024 npx tsx bench/fs-profile.ts
@@ -115,6 +115,9 @@ try {
     await timedRun(root, 'm1', null);
     await changeFraction(paths, 0.01);
     await timedRun(root, 'm2', 'm1');
+    // The steady state: a commit built on the spare version the one before kept (fs/versions.ts).
+    await changeFraction(paths.slice(1), 0.01);
+    await timedRun(root, 'm3', 'm2');
   } else {
     await syncsh(env, 'create auto-sync --from-fs fs:bench/src --to-fs fs:bench/dst --keep-src 2 --keep-dst 2 -y');
     const profiled = async (label: string) => {
@@ -126,6 +129,8 @@ try {
     await profiled('full');
     await changeFraction(paths, 0.01);
     await profiled('incremental');
+    await changeFraction(paths.slice(1), 0.01);
+    await profiled('incremental-again'); // built on the spare version the one before kept
     const idle = await timed(() => execa('node', [BIN, '-c', 'help'], { env }));
     console.log(`\nCLI start-up alone (syncsh -c help): ${idle.seconds.toFixed(2)} s`);
   }

@@ -5,7 +5,7 @@
  * another one, is refused as busy and corrupts nothing.
  */
 import test from 'ava';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -15,6 +15,7 @@ import { createFsDriver } from '../../../src/services/storage/fs/index.js';
 import { PHASES } from '../../../src/services/storage/fs/journal.js';
 import { cacheMatches, readManifest } from '../../../src/services/storage/fs/manifest.js';
 import { Layout } from '../../../src/services/storage/fs/layout.js';
+import { cloneTree, spareOf, versionOf } from '../../../src/services/storage/fs/versions.js';
 import { diffTrees, readTree, tempDir, writeTree } from '../../helpers/fs-tree.js';
 import { driverElsewhere, RECEIVE_OPTS } from '../../helpers/fs-elsewhere.js';
 
@@ -271,8 +272,14 @@ test('a receive killed while the blocks arrive leaves only what recover sweeps a
 /** Receive `stream` into tank/dst in another process with `env` (a failpoint or a step count that kills it); returns how it ended. */
 const receiveElsewhere = (root: string, streamFile: string, env: Record<string, string>) => driverElsewhere(root, `await driver.receive('tank/dst', createReadStream(${JSON.stringify(streamFile)}), ${RECEIVE_OPTS});`, env);
 
-/** The versions of tank's trees on disk (one per filesystem dataset once nothing is pending). */
+/** The versions of tank's trees on disk (one per filesystem dataset once nothing is pending, and a dataset's spare once it committed). */
 const versions = (layout: Layout) => readdirSync(layout.treesDir('tank')).filter((n) => !n.startsWith('.'));
+
+/** Versions on disk that neither a dataset's link nor its spare names (left behind: there should be none). */
+const unnamed = (layout: Layout, names: string[]) => {
+  const named = new Set(names.flatMap((n) => [versionOf(layout.mountpoint(n)), spareOf(layout, n)]));
+  return versions(layout).filter((v) => !named.has(v));
+};
 
 // issue 15: a commit is atomic to readers. Killed at any phase (or inside
 // one), the live tree is exactly the old snapshot or the new one right
@@ -302,7 +309,8 @@ test('a receive killed (SIGKILL) at each commit phase leaves the live tree exact
     t.deepEqual(diffTrees(src.tree, await readTree(live)), [], `killed ${when}, then recovered`);
     t.false(await b.changedSince('tank/dst', 's2'));
     t.is(statSync(path.join(live, 'keep.txt')).ino, inode, `${when}: an unchanged file is linked into the new version, not copied`);
-    t.is(versions(layout).length, 2, `${when}: only the live versions of tank and tank/dst are left`);
+    t.deepEqual(unnamed(layout, ['tank', 'tank/dst']), [], `${when}: only the live versions of tank and tank/dst are left, and the spare of tank/dst`);
+    t.is(versions(layout).length, 3, `${when}: the version swapped out is kept as the spare`);
     t.deepEqual(await b.recover('tank/dst'), []);
   }
 });
@@ -324,7 +332,8 @@ test('a rollback killed at each commit phase leaves the live tree exactly one sn
     t.deepEqual(diffTrees(swapped ? src.tree1 : src.tree, await readTree(live)), [], `rollback killed before its ${p} phase`);
     await b.recover('tank/dst');
     t.deepEqual(diffTrees(src.tree1, await readTree(live)), []);
-    t.is(versions(layout).length, 2);
+    t.deepEqual(unnamed(layout, ['tank', 'tank/dst']), []);
+    t.is(versions(layout).length, 3);
   }
 });
 
@@ -405,7 +414,8 @@ test('a child destroyed while its parent commits leaves no link to its gone vers
   t.false(await d.changedSince('tank/p', 's1'));
   await d.createSnapshot('tank/p', 's2', { recursive: false });
   t.false(await d.changedSince('tank/p', 's1'), 'the snapshot after it holds no entry for the gone child');
-  t.is(versions(new Layout(root)).length, 2);
+  t.deepEqual(unnamed(new Layout(root), ['tank', 'tank/p']), []);
+  t.is(versions(new Layout(root)).length, 3);
 });
 
 function lstatOrNullSync(p: string) {
@@ -415,3 +425,97 @@ function lstatOrNullSync(p: string) {
     return null;
   }
 }
+
+/** The source's third snapshot, s3 (changes of every kind again), and the delta s2 → s3. */
+async function third(src: Awaited<ReturnType<typeof source>>) {
+  writeFileSync(path.join(src.live, 'old.bin'), 'changed at s3');
+  unlinkSync(path.join(src.live, 'link'));
+  await writeTree(src.live, { 'link/now-a-dir': 'was a link', 's3/file': 's3' });
+  chmodSync(path.join(src.live, 'chmod.txt'), 0o640);
+  renameSync(path.join(src.live, 'new'), path.join(src.live, 'moved'));
+  await src.a.createSnapshot('tank/src', 's3', { recursive: false });
+  return { delta: await collect(src.a.send('tank/src', 's3', { from: 's2', recursive: false })), tree: await readTree(src.live) };
+}
+
+// issue 13: the version a commit swaps out is kept as the spare and the
+// next commit is built on it, so only what changed is linked, replaced or
+// removed (before, each commit linked every file into a new version and
+// unlinked every file of the old one).
+test('a commit builds on the spare: unchanged files are not touched (their ctime stays), the tree is exactly the snapshot', async (t) => {
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const { b, layout, live } = await destination(dir, src.full);
+  await b.receive('tank/dst', Readable.from([src.delta]), opts);
+  const spare = spareOf(layout, 'tank/dst');
+  t.truthy(spare, 'the version swapped out is kept');
+  t.not(spare, versionOf(layout.mountpoint('tank/dst')));
+  const s3 = await third(src);
+  // Unchanged since s1 (what changed in the commit before is linked into the spare once: touch.txt, ro/added…).
+  const unchanged = ['keep.txt', 'ro/file'];
+  const before = new Map(unchanged.map((p) => [p, lstatSync(path.join(live, p), { bigint: true })]));
+  await b.receive('tank/dst', Readable.from([s3.delta]), opts);
+  t.is(versionOf(layout.mountpoint('tank/dst')), spare, 'the spare became the live version');
+  t.deepEqual(diffTrees(s3.tree, await readTree(live)), []);
+  for (const [p, st] of before) {
+    const now = lstatSync(path.join(live, p), { bigint: true });
+    t.is(now.ino, st.ino, `${p}: the same file`);
+    t.is(now.ctimeNs, st.ctimeNs, `${p}: not linked or unlinked by the commit`);
+  }
+  t.false(await b.changedSince('tank/dst', 's3'));
+  t.deepEqual(unnamed(layout, ['tank', 'tank/dst']), []);
+  t.is(versions(layout).length, 3);
+  // Destroying the dataset takes its spare too.
+  await b.destroyDataset('tank/dst', { recursive: true });
+  t.deepEqual(versions(layout), [versionOf(layout.mountpoint('tank'))]);
+});
+
+test('a commit built on the spare, killed (SIGKILL) at each phase, leaves the live tree exactly the old or the new snapshot', async (t) => {
+  t.timeout(5 * 60_000);
+  const dir = tempDir(t);
+  const src = await source(dir);
+  const s3 = await third(src);
+  const deltaFile = path.join(dir, 'delta3.stream');
+  writeFileSync(deltaFile, s3.delta);
+  const kills: [string, Record<string, string>, 'old' | 'new'][] = [
+    ...PHASES.map((p): [string, Record<string, string>, 'old' | 'new'] => [`before the ${p} phase`, { SYNCSH_FAILPOINTS: `fs.commit.${p}` }, PHASES.indexOf(p) > PHASES.indexOf('swap') ? 'new' : 'old']),
+    ...[1, 3, 6].map((n): [string, Record<string, string>, 'old' | 'new'] => [`after ${n} journal steps`, { SYNCSH_FS_CRASH_AFTER_STEPS: String(n) }, 'old']),
+  ];
+  for (const [i, [when, env, expect]] of kills.entries()) {
+    const run = path.join(dir, `kill3-${i}`);
+    mkdirSync(run);
+    const { b, root, layout, live } = await destination(run, src.full);
+    await b.receive('tank/dst', Readable.from([src.delta]), opts);
+    const spare = spareOf(layout, 'tank/dst');
+    const child = await receiveElsewhere(root, deltaFile, env);
+    t.is(child.signal, 'SIGKILL', `${when}: ${child.stderr}`);
+    t.deepEqual(diffTrees(expect === 'new' ? s3.tree : src.tree, await readTree(live)), [], `killed ${when}: the ${expect} snapshot, whole`);
+    t.regex((await b.recover('tank/dst')).join('\n'), /Finished an interrupted commit: Received tank\/dst@s3/);
+    t.deepEqual(diffTrees(s3.tree, await readTree(live)), [], `killed ${when}, then recovered`);
+    t.is(versionOf(layout.mountpoint('tank/dst')), spare, `${when}: built on the spare`);
+    t.false(await b.changedSince('tank/dst', 's3'));
+    t.deepEqual(unnamed(layout, ['tank', 'tank/dst']), [], `${when}: nothing left behind`);
+    t.deepEqual(await b.recover('tank/dst'), []);
+  }
+});
+
+test('cloneTree makes a target holding anything an exact clone: same inodes for files, copies where asked, nothing extra', async (t) => {
+  const dir = tempDir(t);
+  const from = path.join(dir, 'from');
+  const to = path.join(dir, 'to');
+  await writeTree(from, { 'a.txt': 'a', 'b.txt': 'b', 'd/e.txt': 'e', 'f/g': 'g', 'copy.txt': 'c', l: { symlink: 'a.txt' }, empty: { dir: true, mode: 0o555 } });
+  linkSync(path.join(from, 'copy.txt'), path.join(from, 'copy2.txt'));
+  // A target that differs in every way: a stale file, a dir where a file is and a file where a dir is, another link target, an extra tree.
+  await writeTree(to, { 'a.txt': 'stale', d: 'was a file', f: { dir: true }, 'f/g': 'old g', l: { symlink: 'b.txt' }, 'extra/deep/x': 'x', 'empty/inside': 'y' });
+  linkSync(path.join(from, 'b.txt'), path.join(to, 'b.txt')); // already right
+  const bIno = lstatSync(path.join(to, 'b.txt')).ino;
+  chmodSync(path.join(to, 'f'), 0o500);
+  cloneTree(from, to, ['copy.txt']);
+  t.deepEqual(diffTrees(await readTree(from), await readTree(to)), []);
+  for (const p of ['a.txt', 'b.txt', 'd/e.txt', 'f/g']) t.is(lstatSync(path.join(to, p)).ino, lstatSync(path.join(from, p)).ino, `${p} is linked`);
+  t.is(lstatSync(path.join(to, 'b.txt')).ino, bIno);
+  t.not(lstatSync(path.join(to, 'copy.txt')).ino, lstatSync(path.join(from, 'copy.txt')).ino, 'a file the commit sets metadata on is copied');
+  t.is(lstatSync(path.join(to, 'copy2.txt')).ino, lstatSync(path.join(to, 'copy.txt')).ino, 'its other name links to the copy');
+  // Run again (as after a crash): still exact, and the copy is made again rather than trusted.
+  cloneTree(from, to, ['copy.txt']);
+  t.deepEqual(diffTrees(await readTree(from), await readTree(to)), []);
+});

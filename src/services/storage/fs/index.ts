@@ -222,7 +222,7 @@ class FsDriver implements Driver {
   private finishDestroy(name: string): void {
     const meta = this.layout.datasetMeta(name);
     const mp = this.layout.mountpoint(name);
-    const versions = [versionOf(mp), versionOf(this.layout.unmountedDir(name))].filter((v): v is string => !!v);
+    const versions = [versionOf(mp), versionOf(this.layout.unmountedDir(name)), versionOf(this.layout.spareLink(name))].filter((v): v is string => !!v);
     if (lstatOrNull(mp)) {
       // Out of sight in one rename, then deleted at leisure.
       const doomed = path.join(meta, 'doomed-live');

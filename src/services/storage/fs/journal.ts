@@ -14,7 +14,7 @@ import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMti
 import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
 import { failpoint } from '../../failpoints.js';
-import { carryChildren, cloneTree, dropGoneChildLinks, dropSwappedOut, swapIn, type Swap } from './versions.js';
+import { carryChildren, cloneTree, dropGoneChildLinks, dropSwappedOut, keepSwappedOut, swapIn, type Swap } from './versions.js';
 import { applyPatch, resetDirtyMap, type ZvolRecord } from './zvol.js';
 
 export interface Journal {
@@ -211,8 +211,8 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
       swapIn(catalog.layout, dataset, swap, j.liveDir);
       // The rename moved the mtime of the directory holding the link, which is the parent dataset's.
       if (swap.parentMtimeNs) setMtime(path.dirname(swap.link), swap.parentMtimeNs, false);
-      // Before register stats the files: unlinking an unchanged file's old name moves its ctime, which would make every stat cache stale.
-      dropSwappedOut(swap, j.liveDir); // no reader is sent there any more
+      // Before register stats the files: unlinking an unchanged file's old name (a spare replaced) moves its ctime, which would make every stat cache stale.
+      keepSwappedOut(catalog.layout, dataset, swap, j.liveDir); // no reader is sent there any more: the next commit builds on it
     },
     register: async () => {
       step();
@@ -221,7 +221,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
     cleanup: () => {
       step();
       removeTree(j.staging);
-      if (swap) dropSwappedOut(swap, j.liveDir); // a commit cut after its swap by a version that dropped it here
+      if (swap) dropSwappedOut(catalog.layout, dataset, swap, j.liveDir); // a commit cut after its swap by a build that dropped it here
       unlinkSync(catalog.layout.journalFile(dataset));
       unlinkSync(progressFile);
     },

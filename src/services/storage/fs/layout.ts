@@ -101,6 +101,11 @@ export class Layout {
     return path.join(this.datasetMeta(name), 'pins');
   }
 
+  /** a link whose target's last part names the spare version: the one swapped out last, the next commit's build target (versions.ts) */
+  spareLink(name: string): string {
+    return path.join(this.datasetMeta(name), 'spare');
+  }
+
   unmountedDir(name: string): string {
     return path.join(this.datasetMeta(name), 'unmounted');
   }

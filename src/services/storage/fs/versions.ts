@@ -8,8 +8,12 @@
  * ones (so unchanged content is never copied), then applies its plan to
  * the clone, and swaps with one rename(2) of a new link over the
  * mountpoint. A reader of the mountpoint sees the old tree or the new one,
- * never a mix, whenever the process dies; the old version is deleted after
- * the swap (or by recover, which deletes every version no link names).
+ * never a mix, whenever the process dies. The version swapped out is kept
+ * as the dataset's spare (`<meta>/spare` names it) and is the next commit's
+ * build target: its clone then links, replaces or removes only what
+ * differs from the live version, so a commit costs what changed, not the
+ * whole tree (issue 13). Recover deletes every version that no link, spare
+ * or pending commit names.
  *
  * Versions are named by uuid, not by dataset, and all sit in one directory
  * per pool: a child's link inside its parent's version reads `../<uuid>`,
@@ -30,10 +34,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { COPYFILE_FICLONE } from 'node:constants';
-import { type BigIntStats, chmodSync, copyFileSync, lchownSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
+import { type BigIntStats, type Dirent, chmodSync, copyFileSync, lchownSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { Catalog } from './catalog.js';
-import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, setMtime, syncDir } from './files.js';
+import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir } from './files.js';
 import type { Journal } from './journal.js';
 import type { Layout } from './layout.js';
 import { poolOf } from './names.js';
@@ -121,14 +125,16 @@ export function createVersionedRoot(layout: Layout, name: string, dirMode: numbe
 }
 
 /**
- * Build `to` as a clone of the tree at `from`: directories made anew with
- * their mode, owner and mtime; files hard-linked, except those of
- * `copyPaths` (the commit sets their metadata), which are copied (a reflink
- * where the file system has them); links and child mountpoints recreated.
- * `to` is removed first, so a clone cut short is simply built again.
+ * Make `to` a clone of the tree at `from`: directories with their mode,
+ * owner and mtime; files hard-linked, except those of `copyPaths` (the
+ * commit sets their metadata), which are copied (a reflink where the file
+ * system has them); links and child mountpoints recreated. `to` may be
+ * missing, or hold anything (the spare version, a clone cut short): an
+ * entry that is already right (a file that is the same inode, an equal
+ * link) is left alone and the rest is replaced or removed, so the work is
+ * what differs, and running it again after a crash finishes it (issue 13).
  */
 export function cloneTree(from: string, to: string, copyPaths: readonly string[]): void {
-  removeTree(to);
   const copyInos = new Set<number>();
   for (const p of copyPaths) {
     const st = lstatOrNull(path.join(from, p));
@@ -139,21 +145,40 @@ export function cloneTree(from: string, to: string, copyPaths: readonly string[]
   const gid = process.getegid?.();
   // Exact times (bigint stats): the manifests compare them to the nanosecond.
   const stat = (p: string) => lstatSync(p, { bigint: true });
-  const keep = (p: string, st: BigIntStats, kind: 'dir' | 'file' | 'symlink') => {
-    if (Number(st.uid) !== uid || Number(st.gid) !== gid) lchownSync(p, Number(st.uid), Number(st.gid));
+  const keep = (p: string, st: BigIntStats, kind: 'dir' | 'file' | 'symlink', had?: BigIntStats) => {
+    const [u, g] = had ? [Number(had.uid), Number(had.gid)] : [uid, gid];
+    if (Number(st.uid) !== u || Number(st.gid) !== g) lchownSync(p, Number(st.uid), Number(st.gid));
     if (kind !== 'symlink') chmodSync(p, modeBits(Number(st.mode)));
     setMtime(p, st.mtimeNs.toString(), kind === 'symlink');
   };
+  const sameLink = (s: string, t: string) => {
+    const [a, b] = [stat(s), stat(t)];
+    return readlinkSync(s) === readlinkSync(t) && a.uid === b.uid && a.gid === b.gid && sameMtime(Number(b.mtimeNs) / 1e6, a.mtimeNs.toString());
+  };
   const walk = (src: string, dst: string) => {
-    mkdirSync(dst, { mode: 0o700 }); // owner rwx while it is filled; its own mode at the end
+    const had = lstatOrNull(dst);
+    if (had && !had.isDirectory()) removeTree(dst);
+    const existing = new Map<string, Dirent>();
+    if (had?.isDirectory()) {
+      chmodSync(dst, 0o700); // owner rwx while it is changed; its own mode at the end
+      for (const d of readdirSync(dst, { withFileTypes: true })) existing.set(d.name, d);
+    } else mkdirSync(dst, { mode: 0o700 });
+    const before = had?.isDirectory() ? stat(dst) : undefined;
     for (const d of readdirSync(src, { withFileTypes: true })) {
       const s = path.join(src, d.name);
       const t = path.join(dst, d.name);
-      if (d.isDirectory()) walk(s, t);
-      else if (d.isSymbolicLink()) {
+      const e = existing.get(d.name);
+      existing.delete(d.name);
+      if (d.isDirectory()) {
+        if (e && !e.isDirectory()) removeTree(t);
+        walk(s, t);
+      } else if (d.isSymbolicLink()) {
+        if (e?.isSymbolicLink() && sameLink(s, t)) continue;
+        if (e) removeTree(t);
         symlinkSync(readlinkSync(s), t);
         keep(t, stat(s), 'symlink');
       } else if (copyInos.size && copyInos.has(lstatSync(s).ino)) {
+        if (e) removeTree(t);
         const st = stat(s);
         const first = copies.get(Number(st.ino));
         if (first) linkSync(first, t);
@@ -162,9 +187,15 @@ export function cloneTree(from: string, to: string, copyPaths: readonly string[]
           keep(t, st, 'file');
           copies.set(Number(st.ino), t);
         }
-      } else linkSync(s, t);
+      } else {
+        // Already this file (the spare shares every unchanged inode with the live version): nothing to do.
+        if (e && !e.isDirectory() && !e.isSymbolicLink() && lstatSync(t).ino === lstatSync(s).ino) continue;
+        if (e) removeTree(t);
+        linkSync(s, t);
+      }
     }
-    keep(dst, stat(src), 'dir');
+    for (const name of existing.keys()) removeTree(path.join(dst, name));
+    keep(dst, stat(src), 'dir', before);
   };
   mkdirSync(path.dirname(to), { recursive: true });
   walk(from, to);
@@ -226,12 +257,40 @@ export function dropGoneChildLinks(catalog: Catalog, name: string, dir: string):
   return gone;
 }
 
-/** After the swap: the version swapped out (or the directory made before versions) is deleted. */
-export function dropSwappedOut(swap: Swap, next: string): void {
+/** The spare version of `name` (versions.ts, `keepSwappedOut`): its uuid, or null. */
+export function spareOf(layout: Layout, name: string): string | null {
+  return versionOf(layout.spareLink(name));
+}
+
+/**
+ * After the swap: the version swapped out is kept as the spare, the next
+ * commit's build target, which then only needs what changed since
+ * (cloneTree). Deleting it cost an unlink of every file and directory per
+ * commit (the largest part of an incremental one: issue 13). The spare it
+ * replaces, if it was not this commit's target, is deleted, and so is a
+ * directory made before versions. Run again after a crash, it does the same.
+ */
+export function keepSwappedOut(layout: Layout, name: string, swap: Swap, next: string): void {
   removeTree(legacyPlace(next));
   if (!swap.from) return;
   const from = path.resolve(swap.from);
+  const versions = resolveLive(path.dirname(next));
   // Only ever a version: a real directory's path is the link's now.
+  if (path.dirname(from) !== versions || path.basename(from) === path.basename(next)) return;
+  const old = spareOf(layout, name);
+  if (old !== path.basename(from)) {
+    const tmp = `${layout.spareLink(name)}.${randomUUID()}`;
+    symlinkSync(path.basename(from), tmp);
+    renameSync(tmp, layout.spareLink(name));
+  }
+  if (old && old !== path.basename(next) && old !== path.basename(from)) removeTree(path.join(versions, old));
+}
+
+/** A version swapped out by a commit of a build that deleted it in its cleanup phase: deleted, unless it is the spare. */
+export function dropSwappedOut(layout: Layout, name: string, swap: Swap, next: string): void {
+  if (!swap.from) return;
+  const from = path.resolve(swap.from);
+  if (path.basename(from) === spareOf(layout, name)) return;
   if (path.dirname(from) === resolveLive(path.dirname(next)) && path.basename(from) !== path.basename(next)) removeTree(from);
 }
 
@@ -260,6 +319,8 @@ export function tidyVersions(catalog: Catalog, pool: string): number {
       const v = versionOf(link);
       if (v) kept.add(v);
     }
+    const spare = spareOf(layout, n);
+    if (spare) kept.add(spare);
     const j = readJson<Journal>(layout.journalFile(n));
     if (j?.swap) {
       kept.add(path.basename(j.liveDir));
@@ -297,7 +358,11 @@ export function commitTarget(catalog: Catalog, name: string, opts: { kind: 'file
   if (opts.kind !== 'filesystem' || opts.patch || !canVersion(link, opts.create ? new Set() : catalog.childMountNames(name))) return { liveDir: opts.current };
   const from = lstatOrNull(link) ? resolveLive(link) : null;
   const parentMtimeNs = opts.parentMtimeNs ?? lstatSync(path.dirname(link), { bigint: true, throwIfNoEntry: false })?.mtimeNs.toString();
-  return { liveDir: newVersionDir(catalog.layout, name), swap: { link, from, ...(parentMtimeNs ? { parentMtimeNs } : {}) } };
+  // The spare (the version swapped out last) is built on when it is there: its clone costs what changed since.
+  const spare = opts.create ? null : spareOf(catalog.layout, name);
+  const spareDir = spare ? path.join(versionsDir(catalog.layout, name), spare) : null;
+  const liveDir = spareDir && from && path.basename(from) !== spare && lstatOrNull(spareDir)?.isDirectory() ? spareDir : newVersionDir(catalog.layout, name);
+  return { liveDir, swap: { link, from, ...(parentMtimeNs ? { parentMtimeNs } : {}) } };
 }
 
 /** A link left at `name`'s mountpoint by a creation that never registered it: removed (its version goes with recover's tidy). */
