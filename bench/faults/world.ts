@@ -7,7 +7,7 @@
  * fault injected.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -193,10 +193,13 @@ export function leftovers(x: Appliance): string[] {
   for (const pool of readdirSync(meta)) {
     const datasets = path.join(meta, pool, 'datasets');
     if (!existsSync(datasets)) continue;
-    // one live version per dataset at most (src/services/storage/fs/versions.ts); more is a tree a crash left
+    // per dataset one live version and at most one spare, the one its `spare` link names (src/services/storage/fs/versions.ts); more is a tree a crash left
     const trees = path.join(meta, pool, 'trees');
     const versions = existsSync(trees) ? readdirSync(trees).filter((n) => !n.startsWith('.link-')) : [];
-    if (versions.length > readdirSync(datasets).length) out.push(`${x.id}: ${pool}/trees has ${versions.length} versions for ${readdirSync(datasets).length} datasets`);
+    const names = readdirSync(datasets);
+    // the link holds only the version's name: it is there, not followed
+    const spares = names.filter((d) => lstatSync(path.join(datasets, d, 'spare'), { throwIfNoEntry: false })).length;
+    if (versions.length > names.length + spares) out.push(`${x.id}: ${pool}/trees has ${versions.length} versions for ${names.length} datasets and ${spares} spares`);
     for (const d of readdirSync(datasets)) {
       const dir = path.join(datasets, d);
       const staging = path.join(dir, 'staging');
