@@ -12,7 +12,7 @@
 import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import { readFile, rm, rmdir, writeFile, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,7 +129,7 @@ export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}
         break;
       }
       if (Date.now() > deadline) {
-        t.log(`zpool destroy ${name} still failing after 30 s, its file ${file} is kept: ${result.stderr}`);
+        t.log(`zpool destroy ${name} still failing after 30 s, its file ${file} is kept: ${result.stderr}; ${holdersOf(mountpoint)}`);
         break;
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 200 * attempt)));
@@ -154,3 +154,34 @@ process.once('exit', () => {
   }
   if (usedHere) stopDaemonIfIdle();
 });
+
+/** which processes have their cwd, root or an open file under `dir` (why a pool is still busy), for the log */
+export function holdersOf(dir: string): string {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    const links = ['cwd', 'root'].map((l) => `/proc/${pid}/${l}`);
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) links.push(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      // gone, or not ours to read
+    }
+    const hit = links.find((l) => {
+      try {
+        const to = readlinkSync(l);
+        return to === dir || to.startsWith(`${dir}/`);
+      } catch {
+        return false;
+      }
+    });
+    if (!hit) continue;
+    const cmd = (() => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim().slice(0, 120);
+      } catch {
+        return '?';
+      }
+    })();
+    found.push(`${pid} (${cmd}) through ${hit.slice(`/proc/${pid}/`.length)}`);
+  }
+  return found.length ? `processes inside its mountpoint: ${found.join('; ')}` : 'no process has its cwd or a file inside its mountpoint';
+}
