@@ -57,31 +57,7 @@ export function cachedQuery<T>(kind: string, file: string, args: readonly string
   return answer;
 }
 
-/** per run: the facts runFact keeps (apart from the answers, which age) */
-const factsOf = new WeakMap<Map<string, Entry>, Map<string, Promise<boolean>>>();
-
-/**
- * `ask()` once per run for a fact a run does not undo itself (a pool
- * exists): reused for the whole run, whatever ran since. Only a yes is
- * kept: were the pool gone meanwhile, the next command on it fails and says so.
- */
-export function runFact(key: string, ask: () => Promise<boolean>): Promise<boolean> {
-  const answers = scope.getStore();
-  if (!answers) return ask();
-  let facts = factsOf.get(answers);
-  if (!facts) factsOf.set(answers, (facts = new Map()));
-  const known = facts.get(key);
-  if (known) return known;
-  const answer = ask();
-  facts.set(key, answer);
-  answer.then(
-    (yes) => yes || facts.delete(key),
-    () => facts.delete(key),
-  );
-  return answer;
-}
-
-/** per run: the answers runMemo keeps */
+/** per run: the answers runMemo (and runFact) keep, apart from the answers of cachedQuery, which age */
 const memosOf = new WeakMap<Map<string, Entry>, Map<string, Promise<unknown>>>();
 
 /**
@@ -104,6 +80,15 @@ export function runMemo<T>(key: string, ask: () => Promise<T>, keep: (answer: T)
     () => memos.delete(key),
   );
   return answer;
+}
+
+/**
+ * `ask()` once per run for a fact a run does not undo itself (a pool
+ * exists): reused for the whole run, whatever ran since. Only a yes is
+ * kept: were the pool gone meanwhile, the next command on it fails and says so.
+ */
+export function runFact(key: string, ask: () => Promise<boolean>): Promise<boolean> {
+  return runMemo(key, ask, (yes) => yes);
 }
 
 /** what runMemo kept for `key` no longer stands; with `under`, nor for any key that begins with `key/` */
