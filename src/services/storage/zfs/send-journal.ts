@@ -17,8 +17,9 @@
  * a pid reused after a crash or a reboot is never taken for the owner.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { writeJsonAtomic } from '../fs/files.js';
 
 /** a process as the kernel knows it: pid, boot and start time (clock ticks since boot) */
 export interface ProcessIdentity {
@@ -69,19 +70,6 @@ export function stillRunning(who: ProcessIdentity): boolean {
   return now !== null && now.start === who.start;
 }
 
-/** write `text` to `file` whole (a private draft, fsynced, renamed over it) */
-function writeDurably(file: string, text: string): void {
-  const draft = `${file}.draft`;
-  const fd = openSync(draft, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(draft, file);
-}
-
 export interface JournalEntry {
   /** the `zfs send` process was spawned: its pid is recorded (synchronously) */
   spawned(pid: number): void;
@@ -99,12 +87,12 @@ export class SendJournal {
     const owner = processIdentity(process.pid);
     if (!owner) throw new Error(`Cannot read this process's identity from /proc/${process.pid}/stat.`);
     const record: SendRecord = { ...range, owner, child: null };
-    writeDurably(file, JSON.stringify(record));
+    writeJsonAtomic(file, record);
     return {
       spawned: (pid) => {
         // read now, while the child surely runs (a zfs send lasts far longer than this tick)
         record.child = processIdentity(pid) ?? { pid, boot: owner.boot, start: '' };
-        writeDurably(file, JSON.stringify(record));
+        writeJsonAtomic(file, record);
       },
       end: () => rmSync(file, { force: true }),
     };
@@ -121,9 +109,9 @@ export class SendJournal {
     const found: { record: SendRecord; forget(): void }[] = [];
     for (const name of names) {
       const file = path.join(this.dir, name);
-      if (name.endsWith('.draft')) {
-        // a draft of a dead owner (killed while writing it); a live owner renames its own in a moment
-        const pid = Number(name.split('-')[0]);
+      if (name.startsWith('.') && name.endsWith('.tmp')) {
+        // writeJsonAtomic's draft (`.PID-….json.….tmp`) of a dead owner (killed while writing it); a live owner renames its own in a moment
+        const pid = Number(name.slice(1).split('-')[0]);
         if (!processIdentity(pid)) rmSync(file, { force: true });
         continue;
       }
