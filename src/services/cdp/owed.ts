@@ -19,6 +19,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readDirtyMap, setBits } from '../storage/fs/dirty-map.js';
+import { processAlive } from '../storage/fs/lock.js';
 import type { MirrorConfig } from './model.js';
 import { CHUNK } from './receiver.js';
 
@@ -61,13 +62,7 @@ export function engineRuns(root: string, name: string): boolean {
   } catch {
     return false;
   }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return Number.isSafeInteger(pid) && pid > 0 && processAlive(pid);
 }
 
 /** wait up to `ms` for the engine to stop: false if it still runs */
