@@ -6,6 +6,43 @@
  * seed S is replayed by the same seed and --trials k.
  */
 import { Fixture } from '../../test/peer/_fixture.js';
+import { descendants, hangReport } from '../../test/helpers/procs.js';
+
+/**
+ * A setup or trial that takes longer than this is a hang, not a slow trial
+ * (the slowest seen take about a minute): what waits where is logged, the
+ * processes it started are killed, and the scenario ends with a violation,
+ * so that one wedged scenario (zfs-fuse stuck in the kernel, say) cannot
+ * hold a whole run, or CI, until its end.
+ */
+const HANG_MS = 5 * 60_000;
+
+class Hung extends Error {}
+
+async function beforeHang<T>(work: Promise<T>, what: string, ms: number, log: (line: string) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Hung(`${what} hung: not done after ${ms / 1000} s`)), ms);
+  });
+  try {
+    return await Promise.race([work, hung]);
+  } catch (error) {
+    if (error instanceof Hung) {
+      for (const line of hangReport()) log(line);
+      for (const p of descendants()) {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      work.catch(() => undefined); // it may still settle, now that its processes are gone
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** mulberry32: a small seeded PRNG, enough to pick instants and steps */
 export function prng(seed: number): Rng {
@@ -74,6 +111,8 @@ export interface CampaignOptions {
   seed: number;
   scenarios: Scenario[];
   log?(line: string): void;
+  /** a setup, trial or clean-up taking longer is a hang (default 5 min) */
+  hangMs?: number;
 }
 
 const median = (xs: number[]) => {
@@ -84,6 +123,7 @@ const median = (xs: number[]) => {
 
 export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult[]> {
   const log = opts.log ?? (() => undefined);
+  const hangMs = opts.hangMs ?? HANG_MS;
   const results: ScenarioResult[] = [];
   for (const scenario of opts.scenarios) {
     const started = Date.now();
@@ -102,14 +142,15 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      const run = await scenario.setup(f);
+      const run = await beforeHang(scenario.setup(f), `${scenario.name}: the setup`, hangMs, log);
       for (let i = 1; i <= opts.trials; i++) {
         if (opts.budgetMs !== undefined && i > 1 && Date.now() - started > opts.budgetMs) break;
         let outcome: TrialOutcome;
         try {
-          outcome = await run.trial(rng, i);
+          outcome = await beforeHang(run.trial(rng, i), `${scenario.name} #${i}`, hangMs, log);
         } catch (error) {
-          outcome = { steps: ['(the trial itself failed)'], violations: [`the trial failed: ${(error as Error).stack}`], recovered: false, recoveryMs: null };
+          const hung = error instanceof Hung;
+          outcome = { steps: [hung ? '(the trial hung)' : '(the trial itself failed)'], violations: [hung ? error.message : `the trial failed: ${(error as Error).stack}`], recovered: false, recoveryMs: null };
         }
         result.trials++;
         if (outcome.recovered) result.recovered++;
@@ -125,7 +166,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<ScenarioResult
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await f.close();
+      await beforeHang(f.close(), `${scenario.name}: the clean-up`, hangMs, log).catch((error: Error) => log(error.message));
     }
     result.medianRecoveryMs = median(times);
     result.seconds = (Date.now() - started) / 1000;

@@ -7,11 +7,12 @@
  * fault injected.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { BIN } from '../../test/helpers/cli.js';
+import { cmdline, descendants as processesBelow } from '../../test/helpers/procs.js';
 import { diffTrees, readTree, type NodeSummary } from '../../test/helpers/fs-tree.js';
 import { folderWith, makeAppliance, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
 import { createServices } from '../../src/services/index.js';
@@ -254,34 +255,7 @@ export function startRun(w: World, extraEnv: NodeJS.ProcessEnv = {}): ResultProm
 }
 
 /** every process below `pid`, with its command line */
-export function descendants(pid: number): { pid: number; cmd: string }[] {
-  const children = new Map<number, number[]>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
-    } catch {
-      /* gone */
-    }
-  }
-  const out: { pid: number; cmd: string }[] = [];
-  const walk = (p: number) => {
-    for (const c of children.get(p) ?? []) {
-      let cmd = '';
-      try {
-        cmd = readFileSync(`/proc/${c}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      } catch {
-        /* gone */
-      }
-      out.push({ pid: c, cmd });
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
-}
+export const descendants = (pid: number): { pid: number; cmd: string }[] => processesBelow(pid).map((p) => ({ pid: p.pid, cmd: cmdline(p.pid).join(' ') }));
 
 /**
  * The next run, as the scheduler would start it, with no operator: its

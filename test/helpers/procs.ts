@@ -1,6 +1,9 @@
 /**
  * The processes below this one, read from /proc: what a test checks to say
- * no child (a codec's program, an agent) outlived its run.
+ * no child (a codec's program, an agent) outlived its run; and, when
+ * something hangs, which processes wait where (one in state D waits in the
+ * kernel, for a FUSE daemon such as zfs-fuse or nbdfuse, and no signal ends
+ * it until that wait does). Does not load ava: the benchmarks import it.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -9,6 +12,8 @@ export interface Proc {
   ppid: number;
   /** the program's name as the kernel keeps it (at most 15 characters) */
   comm: string;
+  /** R, S, D, T… as ps shows it */
+  state: string;
 }
 
 function stat(pid: number): Proc | null {
@@ -18,18 +23,21 @@ function stat(pid: number): Proc | null {
     const close = line.lastIndexOf(')');
     const [state, ppid] = line.slice(close + 2).split(' ');
     if (state === 'Z') return null; // exited, only waiting to be reaped
-    return { pid, ppid: Number(ppid), comm: line.slice(line.indexOf('(') + 1, close) };
+    return { pid, ppid: Number(ppid), comm: line.slice(line.indexOf('(') + 1, close), state };
   } catch {
     return null; // gone while we looked
   }
 }
 
-/** every live process whose ancestors include `root` */
-export function descendants(root = process.pid): Proc[] {
-  const all = readdirSync('/proc')
+/** every live process */
+const everyProcess = (): Proc[] =>
+  readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))
     .map((name) => stat(Number(name)))
     .filter((p): p is Proc => p !== null);
+
+/** every live process whose ancestors include `root` */
+export function descendants(root = process.pid, all = everyProcess()): Proc[] {
   const children = new Map<number, Proc[]>();
   for (const p of all) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p]);
   const found: Proc[] = [];
@@ -75,3 +83,26 @@ export const dataAgents = (sub: 'send' | 'receive', root = process.pid): Proc[] 
     const asked = environ(p.pid, 'SSH_ORIGINAL_COMMAND');
     return words[at + 1] === sub || (asked !== undefined && new RegExp(`\\bagent ${sub}\\b`).test(asked));
   });
+
+/** the kernel function a sleeping process waits in ('' when running or gone) */
+function wchan(pid: number): string {
+  try {
+    const w = readFileSync(`/proc/${pid}/wchan`, 'utf8');
+    return w === '0' ? '' : w;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * What to print when something hangs: the processes below `root`, then every
+ * process on the machine waiting in the kernel (state D, kernel threads left
+ * out), one line each.
+ */
+export function hangReport(root = process.pid): string[] {
+  const all = everyProcess();
+  const below = descendants(root, all);
+  const waiting = all.filter((p) => p.state === 'D' && cmdline(p.pid).length);
+  const line = (p: Proc) => `  ${p.pid} (parent ${p.ppid}) ${p.state}${wchan(p.pid) ? ` in ${wchan(p.pid)}` : ''}: ${cmdline(p.pid).join(' ').slice(0, 160) || p.comm}`;
+  return [below.length ? `processes below ${root}:` : `no process below ${root}`, ...below.map(line), waiting.length ? 'processes waiting in the kernel (D):' : 'no process waits in the kernel (D)', ...waiting.map(line)];
+}

@@ -58,7 +58,8 @@ async function ensureDaemon(): Promise<void> {
 export function stopDaemonIfIdle(): void {
   if (!existsSync(STARTED_MARK)) return;
   withLockSync(() => {
-    const pools = execaSync('zpool', ['list', '-H', '-o', 'name'], { reject: false });
+    // bounded: a wedged zfs-fuse must not hang the exit of the process that asks
+    const pools = execaSync('zpool', ['list', '-H', '-o', 'name'], { reject: false, timeout: 10_000 });
     if (pools.failed || pools.stdout.trim() !== '') return;
     const pid = Number(readFileSync(PIDFILE, 'utf8').trim());
     if (pid > 0 && signal(pid, 'SIGTERM')) {
