@@ -195,7 +195,7 @@ export class CdpDaemon {
     const now = new Date();
     for (const [name, { engine }] of this.engines) status[name] = { updatedAt: now.toISOString(), targets: engine.status(now.getTime()) };
     try {
-      writeMirrorStatus(this.services.home, status);
+      await writeMirrorStatus(this.services.home, status);
     } catch {
       // figures for show: the next round writes them
     }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Home } from '../home.js';
-import { writeJsonAtomic } from '../storage/fs/files.js';
+import { replaceShownFile } from '../storage/fs/files.js';
 import { processAlive } from '../storage/fs/lock.js';
 
 export interface TargetStatus {
@@ -45,6 +45,7 @@ export function readMirrorStatus(home: Home): Record<string, MirrorStatus> {
   }
 }
 
-export function writeMirrorStatus(home: Home, mirrors: Record<string, MirrorStatus>): void {
-  writeJsonAtomic(statusFile(home), { pid: process.pid, mirrors });
+/** written every round of the daemon, beside the NBD requests it serves: not synced, not on the event loop (only `show` reads it) */
+export function writeMirrorStatus(home: Home, mirrors: Record<string, MirrorStatus>): Promise<void> {
+  return replaceShownFile(statusFile(home), JSON.stringify({ pid: process.pid, mirrors }));
 }

@@ -1,5 +1,6 @@
 /** Small file-system helpers shared by the fs driver's modules. */
 import { chmodSync, closeSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeSync, utimesSync, lutimesSync, type Stats } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -29,9 +30,28 @@ export function readJson<T>(file: string): T | null {
  * a mix, even if the process dies half-way (temp file, fsync, rename).
  */
 export function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempBeside(file);
   writeFileSynced(tmp, data);
   renameSync(tmp, file);
+}
+
+const tempBeside = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+
+/**
+ * Replace `file` for readers (old or new content, never a mix) without
+ * syncing, and off the event loop: for figures shown to an operator that the
+ * next write replaces anyway, never for state. After a crash a reader may
+ * find the old content, or none; that is all such a file promises.
+ */
+export async function replaceShownFile(file: string, data: string): Promise<void> {
+  const tmp = tempBeside(file);
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, file);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
 }
 
 /**
