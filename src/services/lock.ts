@@ -45,14 +45,19 @@ function readOwner(file: string): LockOwner | null {
   }
 }
 
-function alive(owner: LockOwner): boolean {
-  if (owner.host !== os.hostname()) return true; // cannot tell: assume alive
+/** is process `pid` there? (EPERM: there, though not ours to signal) */
+export function processAlive(pid: number): boolean {
   try {
-    process.kill(owner.pid, 0);
+    process.kill(pid, 0);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+function alive(owner: LockOwner): boolean {
+  if (owner.host !== os.hostname()) return true; // cannot tell: assume alive
+  return processAlive(owner.pid);
 }
 
 const sameOwner = (a: LockOwner | null, b: LockOwner | null) => JSON.stringify(a) === JSON.stringify(b);

@@ -9,6 +9,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { processAlive } from '../lock.js';
 
 export interface HandOverEntry {
   service: string;
@@ -50,12 +51,6 @@ export class HandOverJournal {
 
   /** left by a process that is gone (a crash): never this process */
   static abandoned(entry: HandOverEntry): boolean {
-    if (entry.pid === process.pid) return false;
-    try {
-      process.kill(entry.pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
+    return entry.pid !== process.pid && !processAlive(entry.pid);
   }
 }

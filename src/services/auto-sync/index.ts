@@ -23,7 +23,7 @@ import { readdir } from 'node:fs/promises';
 import { isMarkerOf, newestCommon } from './markers.js';
 import { applyPrune, listSide, planPrune, type SidePlan } from './prune.js';
 import { parseRetention, storedRetention } from './retention.js';
-import { tryLock, LockBusyError, type LockOwner } from '../lock.js';
+import { processAlive, tryLock, LockBusyError, type LockOwner } from '../lock.js';
 import { HandOverJournal } from './handover-journal.js';
 import { asMasterStore, checkOnContact, contactBeforeRun, contactTimeoutMs, withTimeout, type ContactDeps, type ContactOutcome, type PeerConfigSide } from './contact.js';
 import { localEndpoint, peerHostOf } from './endpoints.js';
@@ -610,8 +610,7 @@ export class AutoSyncService {
   progress(name: string): Progress | null {
     try {
       const p = JSON.parse(readFileSync(this.progressFile(name), 'utf8')) as Progress;
-      process.kill(p.pid, 0);
-      return p;
+      return processAlive(p.pid) ? p : null;
     } catch {
       return null;
     }
@@ -630,8 +629,7 @@ export class AutoSyncService {
     if (!existsSync(file)) return null;
     try {
       const owner = JSON.parse(readFileSync(file, 'utf8')) as LockOwner;
-      process.kill(owner.pid, 0);
-      return owner;
+      return processAlive(owner.pid) ? owner : null;
     } catch {
       return null;
     }

@@ -10,7 +10,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import { lock as waitLock, tryLock, type Lock } from '../../lock.js';
+import { lock as waitLock, processAlive, tryLock, type Lock } from '../../lock.js';
 import type { Layout } from './layout.js';
 
 export type { Lock };
@@ -56,11 +56,4 @@ export function staleLockOwner(file: string): number | null {
   return processAlive(owner.pid) ? null : owner.pid;
 }
 
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export { processAlive };
