@@ -17,6 +17,7 @@ import { readFile, rm, rmdir, writeFile, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isRoot, missingCommand } from './system.js';
+import { cmdline, hangReport } from './procs.js';
 import { createPool, signal, stopDaemonIfIdle } from './zfs-fuse.js';
 
 export interface ZfsPool {
@@ -70,6 +71,8 @@ let poolsHere = 0;
 let turn: Promise<void> | null = null;
 
 async function takeTurn(): Promise<void> {
+  const since = Date.now();
+  let told = false;
   for (;;) {
     try {
       await writeFile(TURN, String(process.pid), { flag: 'wx' });
@@ -80,7 +83,14 @@ async function takeTurn(): Promise<void> {
     const holder = Number(await readFile(TURN, 'utf8').catch(() => ''));
     if (holder === process.pid) return;
     if (!holder || !signal(holder, 0)) await rm(TURN, { force: true });
-    else await new Promise((resolve) => setTimeout(resolve, 250));
+    else {
+      // a turn held this long is worth a line in the log: whose it is, and what waits where
+      if (!told && Date.now() - since > 5 * 60_000) {
+        told = true;
+        console.error(`process ${process.pid} has waited 5 min for the zfs-fuse turn, held by ${holder} (${cmdline(holder).join(' ').slice(0, 120)}):\n${hangReport(holder).join('\n')}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   }
 }
 
