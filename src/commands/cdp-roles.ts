@@ -1,12 +1,16 @@
 /** auto-cdp roles: switch one mirror (qsync -s NAME -m ROLE) or all (qsync -f -m ROLE); src/services/cdp/role-switch.ts decides. */
 import type { CommandContext, CommandFamily, CommandSpec } from './grammar/types.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
-import { CDP_ROLES, type CdpRole } from '../services/cdp/roles.js';
-import { CdpRoleSwitch, parseRole, type PreparedSwitch, type SwitchResult } from '../services/cdp/role-switch.js';
+import { CDP_ROLES, parseRole, type CdpRole } from '../services/cdp/roles.js';
+// the switch (and the dirty maps and receiver it reads) loads when a role is switched, not at every start
+import type { PreparedSwitch, SwitchResult } from '../services/cdp/role-switch.js';
 
 const role = { name: 'master|slave', parse: (raw: string, label: string) => parseRole(raw, label), values: () => CDP_ROLES, help: 'master (orders and mirrors every write) or slave (forwards its writes to the master)' };
 
-const switcher = (ctx: CommandContext) => new CdpRoleSwitch(ctx.services.cdp, ctx.services.peers, ctx.services.appliance.id);
+const switcher = async (ctx: CommandContext) => {
+  const { CdpRoleSwitch } = await import('../services/cdp/role-switch.js');
+  return new CdpRoleSwitch(ctx.services.cdp, ctx.services.peers, ctx.services.appliance.id);
+};
 
 const said = (r: SwitchResult, p: PreparedSwitch): string =>
   p.plan.change
@@ -22,7 +26,7 @@ const switchOne: CommandSpec = {
     "A promotion takes an epoch past both copies': the other copy, when it answers, learns it and forwards its writes here; when it does not answer, it meets the newer epoch when it is back, keeps what it wrote meanwhile as an orphan snapshot of its zvol, becomes slave and resyncs.",
   args: { ROLE: role },
   async run(ctx, input) {
-    const s = switcher(ctx);
+    const s = await switcher(ctx);
     const p = await s.prepare(input.instance!, input.args.ROLE as CdpRole);
     if (p.plan.change && !(await confirmed(ctx, p.plan.question, p.plan.warning ?? undefined))) return NOTHING_CHANGED;
     const r = await s.apply(p);
@@ -40,7 +44,7 @@ const switchAll: CommandSpec = {
   async run(ctx, input) {
     const target = input.args.ROLE as CdpRole;
     if (!input.options.all) throw new Error(`'setup auto-cdp role ${target}' switches every mirror: say so with --all, or name one ('setup auto-cdp :NAME role ${target}'). Nothing was changed.`);
-    const s = switcher(ctx);
+    const s = await switcher(ctx);
     const plans = await s.prepareAll(target);
     const changing = plans.filter((p) => p.plan.change);
     if (!changing.length) return { kind: 'message', text: `Every mirror is ${target} here already; nothing was changed.`, data: [] };

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { Home } from './home.js';
 import { LOCAL_ACCESS, type Access } from './access.js';
 import type { DriverName } from './storage/driver.js';
-import { allowList } from './nbd/server.js';
+import { allowList } from './nbd/allow-list.js';
 import { parseHostPort, type HostPort } from './host-port.js';
 
 export interface ApplianceInfo {

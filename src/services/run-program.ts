@@ -12,7 +12,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from './lazy.js';
 
 export interface ProgramResult {
   ok: boolean;
@@ -87,6 +87,7 @@ export async function runProgram(argv: string[], opts: RunProgramOptions): Promi
     const out = openSync(outputFile, 'w');
     fds.push(out);
 
+    const { execa } = await loadExeca();
     const subprocess = execa(program, args, {
       stdin: fileDescriptor(stdin),
       stdout: opts.output === 'both' ? fileDescriptor(out) : 'ignore',

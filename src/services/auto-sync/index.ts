@@ -4,7 +4,7 @@
  */
 import { codecUnavailable, parseCodec, type Codec } from '../wire/codecs.js';
 import { parseRate } from '../wire/rate-limit.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { parseDataset, formatDataset, type DatasetRef } from '../datasets.js';
 import { ServiceLog } from '../service-log.js';
 import type { Home } from '../home.js';
@@ -14,7 +14,9 @@ import { endpointLabel, nextInstanceName } from './naming.js';
 import { describe as describeSchedule } from '../schedule.js';
 import { directionOf, EMPTY_RUN_STATE, type AutoSyncConfig, type Direction, type ServiceSchedule, type Endpoint, type RunState, type ScheduleType, type ServiceState } from './model.js';
 import { excludesFor, findProperty, parseKind, PROPERTIES } from './properties.js';
-import { recordInterrupted, runLockFile, runService, type PeerSide, type Progress, type RunOptions, type RunResult, type Side } from './run.js';
+// run.ts (and the send and receive helpers under it) loads with the first run: listing services does not need it
+import type { PeerSide, Progress, RunOptions, RunResult, Side } from './run.js';
+import { runLockFile } from './run-lock.js';
 import type { Driver, DriverName } from '../storage/driver.js';
 import { History, type HistoryEntry } from '../history.js';
 import { healthOf, type Health, type HealthReport } from './status.js';
@@ -166,16 +168,17 @@ export class AutoSyncService {
 
   /** services of other appliances that replicate into this one (incoming.ts), that have no namesake here */
   received(): ServiceView[] {
+    const incoming = this.incoming.list();
+    if (incoming.length === 0) return [];
     const states = this.store.runStates();
-    return this.incoming
-      .list()
-      .filter((c) => !this.store.get(c.name))
-      .map((c) => ({ ...this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }), receivedFrom: c.source.host }));
+    const here = new Set(this.store.names());
+    return incoming.filter((c) => !here.has(c.name)).map((c) => ({ ...this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }), receivedFrom: c.source.host }));
   }
 
   list(): ServiceView[] {
     const states = this.store.runStates();
-    return this.store.list().map((c) => this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }));
+    const locks = this.lockFiles();
+    return this.store.list().map((c) => this.viewOf(c, states[c.name] ?? { ...EMPTY_RUN_STATE }, locks));
   }
 
   /** checks a dataset name for an endpoint and says what is wrong in a sentence */
@@ -411,6 +414,7 @@ export class AutoSyncService {
       throw error;
     }
     try {
+      const { recordInterrupted } = await import('./run.js');
       return await recordInterrupted(name, { store: this.store, log: ServiceLog.forService(this.home.logs, name), sendHistory: this.history(name, 'send') }, now);
     } finally {
       lock.release();
@@ -421,20 +425,17 @@ export class AutoSyncService {
   run(name: string, opts: RunOptions = {}, handOver = false): Promise<RunResult> {
     this.config(name);
     const contact = this.contactDeps();
-    return runService(
-      name,
-      {
-        store: handOver ? asMasterStore(this.store) : this.store,
-        beforeRun: contact && !handOver ? () => contactBeforeRun(name, contact) : undefined,
-        log: ServiceLog.forService(this.home.logs, name),
-        lockDir: this.home.locks,
-        sendHistory: this.history(name, 'send'),
-        receiveHistory: this.history(name, 'receive'),
-        progressFile: this.progressFile(name),
-        resolveSide: (endpoint) => this.side(endpoint),
-      },
-      opts,
-    );
+    const deps = {
+      store: handOver ? asMasterStore(this.store) : this.store,
+      beforeRun: contact && !handOver ? () => contactBeforeRun(name, contact) : undefined,
+      log: ServiceLog.forService(this.home.logs, name),
+      lockDir: this.home.locks,
+      sendHistory: this.history(name, 'send'),
+      receiveHistory: this.history(name, 'receive'),
+      progressFile: this.progressFile(name),
+      resolveSide: (endpoint: Endpoint) => this.side(endpoint),
+    };
+    return import('./run.js').then(({ runService }) => runService(name, deps, opts));
   }
 
   /**
@@ -578,6 +579,7 @@ export class AutoSyncService {
       throw error;
     }
     try {
+      const { recordInterrupted } = await import('./run.js');
       await recordInterrupted(name, { store: this.store, log: ServiceLog.forService(this.home.logs, name), sendHistory: this.history(name, 'send') });
       return await checkOnContact(name, deps);
     } finally {
@@ -624,9 +626,19 @@ export class AutoSyncService {
     return { host: endpoint.host, driver: remote.driver, peer: remote.peer, dataset: ref.name };
   }
 
-  private runOwner(name: string): LockOwner | null {
+  /** the lock files there are now, in one read of the directory (listing 1,000 services must not stat 1,000 files); null when it cannot be read */
+  private lockFiles(): Set<string> | null {
+    try {
+      return new Set(readdirSync(this.home.locks));
+    } catch {
+      return null;
+    }
+  }
+
+  /** `locks`: the lock directory's files (lockFiles), so that a service without one is not looked up */
+  private runOwner(name: string, locks?: Set<string> | null): LockOwner | null {
     const file = runLockFile(this.home.locks, name);
-    if (!existsSync(file)) return null;
+    if (locks ? !locks.has(path.basename(file)) : !existsSync(file)) return null;
     try {
       const owner = JSON.parse(readFileSync(file, 'utf8')) as LockOwner;
       return processAlive(owner.pid) ? owner : null;
@@ -635,9 +647,9 @@ export class AutoSyncService {
     }
   }
 
-  private viewOf(config: AutoSyncConfig, known?: RunState): ServiceView {
+  private viewOf(config: AutoSyncConfig, known?: RunState, locks?: Set<string> | null): ServiceView {
     const run = known ?? this.store.runState(config.name);
-    const owner = this.runOwner(config.name);
+    const owner = this.runOwner(config.name, locks);
     const state: ServiceState = config.maintenance ? 'maintenance' : owner ? 'running' : config.enabled ? 'online' : 'disabled';
     const status = healthOf(config, run, Date.now()).health;
     return { config, state, run, status, runningSince: owner?.since ?? null, receivedFrom: null };

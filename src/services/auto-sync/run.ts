@@ -8,7 +8,6 @@
 import { Transform } from 'node:stream';
 import { withQueryCache } from '../storage/query-cache.js';
 import { rateLimiter } from '../wire/rate-limit.js';
-import path from 'node:path';
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import type { History, HistoryEntry } from '../history.js';
 import { tryLock } from '../lock.js';
@@ -22,6 +21,7 @@ import { isMarkerOf, markerName, newestCommon } from './markers.js';
 import { applyPrune, planPrune } from './prune.js';
 import { describeMaintenance, maintenance } from './maintenance.js';
 import { planRun, type RunFacts } from './plan.js';
+import { runLockFile } from './run-lock.js';
 
 /** one end of a run: where the dataset is and the driver that serves it */
 export interface Side {
@@ -91,9 +91,7 @@ export class BrokenChainError extends Error {
   }
 }
 
-export function runLockFile(lockDir: string, service: string): string {
-  return path.join(lockDir, `auto-sync-${service}.lock`);
-}
+export { runLockFile };
 
 const where = (side: Side) => `${side.host}/${side.dataset.replace(/^\/+/, '')}`;
 const seconds = (ms: number) => Math.round(ms / 1000);

@@ -5,7 +5,6 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Home } from '../home.js';
 import { validServiceName } from '../peer/protocol.js';
@@ -13,6 +12,7 @@ import type { Services } from '../index.js';
 import { mirrorOfZvol, type MirrorConfig } from './model.js';
 import type { AttachRequest } from './index.js';
 import { engineStopped, owedTo } from './owed.js';
+import { cdpSocket } from './socket.js';
 
 /** a daemon stops a demoted copy's engine within its round (1 s); the caller waits its --peer-timeout, 5 s by default */
 const STEP_DOWN_WAIT_MS = 3_000;
@@ -89,10 +89,7 @@ export async function cdpAgentCall(services: Services, me: string, caller: strin
   }
 }
 
-/** where this appliance's daemon takes mirror streams */
-export function cdpSocket(home: Home): string {
-  return path.join(home.root, 'run', 'cdp.sock');
-}
+export { cdpSocket };
 
 /**
  * a stream to the mirror receiver of the daemon listening at `sock`, told who the caller is

@@ -20,7 +20,7 @@ import { MirrorStore } from './store.js';
 import { History } from '../history.js';
 import { mirrorOfZvol, parsePeerTimeout, slaveView, MIRROR_PROPERTIES, type MirrorConfig, type MirrorMode, type MirrorTarget } from './model.js';
 import { readMirrorStatus, type MirrorStatus } from './status.js';
-import { cdpSocket } from './agent.js';
+import { cdpSocket } from './socket.js';
 
 export interface CreateMirror {
   zvol: string;

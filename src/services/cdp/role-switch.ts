@@ -17,7 +17,7 @@ import type { PeerService } from '../peer/index.js';
 import type { CdpService } from './index.js';
 import { DEFAULT_PEER_TIMEOUT_MS, slaveView, type MirrorConfig, type MirrorTarget } from './model.js';
 import { hasMap, mapFileOf } from './owed.js';
-import { planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerOwes, type PeerView, type RoleSwitchPlan } from './roles.js';
+import { parseRole, planRoleSwitch, planRoleSwitchAll, type CdpRole, type PeerOwes, type PeerView, type RoleSwitchPlan } from './roles.js';
 
 export interface PreparedSwitch {
   name: string;
@@ -34,10 +34,7 @@ export interface SwitchResult {
   peerNotTold: string | null;
 }
 
-export function parseRole(raw: string, label = 'the role'): CdpRole {
-  if (raw === 'master' || raw === 'slave') return raw;
-  throw new Error(`The value of ${label} is master or slave, not "${raw}".`);
-}
+export { parseRole };
 
 export class CdpRoleSwitch {
   constructor(

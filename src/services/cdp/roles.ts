@@ -261,3 +261,9 @@ export function planReturn(name: string, peerHost: string, here: RoleState, thei
   if (here.role === 'slave' && theirs.role === 'slave') return { kind: 'no-master', reason: `both copies of ${mirror} are slave at epoch ${here.epoch}: writes fail on both until one is switched to master` };
   return { kind: 'resume', reason: `${peerHost} is back; ${mirror} resumes mirroring at epoch ${here.epoch}` };
 }
+
+/** a role as the operator typed it, or a sentence saying it is not one */
+export function parseRole(raw: string, label = 'the role'): CdpRole {
+  if (raw === 'master' || raw === 'slave') return raw;
+  throw new Error(`The value of ${label} is master or slave, not "${raw}".`);
+}

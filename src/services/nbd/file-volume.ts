@@ -14,7 +14,7 @@
  */
 import { read as fsRead, write as fsWrite } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { execa } from 'execa';
+import { loadExeca } from '../lazy.js';
 import { VolumeError, type BlockVolume, type VolumeErrorCode, type WriteFlags, type ZeroFlags } from './volume.js';
 
 export interface FileVolumeOptions {
@@ -146,6 +146,7 @@ export class FileVolume implements BlockVolume {
   /** true when the range is now a hole (reads as zeroes) */
   private async punch(offset: number, length: number): Promise<boolean> {
     if (!this.punchWorks) return false;
+    const { execa } = await loadExeca();
     const r = await execa('fallocate', ['--punch-hole', '--keep-size', '--offset', String(offset), '--length', String(length), this.path], { reject: false });
     if (r.exitCode === 0) return true;
     this.punchWorks = false; // the filesystem cannot: write zeroes from now on

@@ -6,13 +6,16 @@
  * closes that volume when it ends. A client that misbehaves is logged and
  * dropped; the others go on.
  */
-import net, { BlockList, type Socket } from 'node:net';
+import net, { type BlockList, type Socket } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { allowList } from './allow-list.js';
 import { Handshake, HandshakeError } from './handshake.js';
 import { Transmission } from './transmission.js';
 import { ConnectionClosed, WireReader } from './wire-reader.js';
 import type { BlockVolume, ExportSource } from './volume.js';
+
+export { allowList };
 
 export interface NbdServerOptions {
   exports: ExportSource;
@@ -32,19 +35,6 @@ export interface NbdClientInfo {
 
 /** a client that has not chosen an export by then is dropped */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-
-/** Builds the allow-list; a bad CIDR is refused with a sentence naming it. */
-export function allowList(cidrs: string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(cidr);
-    const type = m && net.isIP(m[1]) === 6 ? 'ipv6' : 'ipv4';
-    const bits = m?.[2] === undefined ? (type === 'ipv6' ? 128 : 32) : Number(m[2]);
-    if (!m || !net.isIP(m[1]) || bits > (type === 'ipv6' ? 128 : 32)) throw new Error(`"${cidr}" is not an address range: give one like 192.168.1.0/24 or 127.0.0.1/32.`);
-    list.addSubnet(m[1], bits, type);
-  }
-  return list;
-}
 
 function allowed(list: BlockList, address: string | undefined): boolean {
   if (!address) return false;

@@ -22,7 +22,6 @@ import { open, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { ZVOL_CHUNK } from './block-store.js';
 import { forEachRun, zeroRun } from './block-list.js';
 import type { Catalog } from './catalog.js';
@@ -32,6 +31,7 @@ import { hasJournal, runJournal } from './journal.js';
 import { VOLUME_FILE } from './layout.js';
 import { lockDatasets, processAlive } from './lock.js';
 import { chunksOf, dirtyMapFile, isZvol, liveChanges } from './zvol.js';
+import { loadExeca } from '../../lazy.js';
 import { VolumeError, type BlockVolume, type Extent, type WriteFlags, type ZeroFlags } from '../../nbd/volume.js';
 
 interface Serving {
@@ -270,6 +270,7 @@ export class LiveZvol {
       };
       if (!flags.noHole && hi - lo >= ZVOL_CHUNK) {
         await fill(offset, lo);
+        const { execa } = await loadExeca();
         await execa('fallocate', ['--punch-hole', '--keep-size', '--offset', String(lo), '--length', String(hi - lo), path.join(this.catalog.liveDir(this.name), VOLUME_FILE)]);
         await fill(hi, end);
       } else {
