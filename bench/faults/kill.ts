@@ -15,6 +15,7 @@ type Target = 'cli' | 'agent' | 'commit' | 'receiver';
 
 /** the driver's receiving program, in a process list */
 const RECEIVER = /(^|\/)(zfs|btrfs) receive\b/;
+const ZFS_STREAM = /(^|\/)zfs (send|receive)\b/;
 
 const alive = (pid: number) => {
   try {
@@ -62,12 +63,18 @@ export function killScenario(kind: 'local' | 'peer', driver: DriverName = 'fs'):
           if (target !== 'commit') {
             let exited = false;
             void run.then(() => (exited = true));
+            // the processes that may go on after their CLI is killed: its agents, and on zfs its
+            // zfs send and receive (orphaned, a receive may still finish), which the reader waits for
+            const note = () => {
+              for (const d of descendants(run.pid!)) if (/ agent\b/.test(d.cmd) || (driver === 'zfs' && ZFS_STREAM.test(d.cmd))) seen.add(d.pid);
+            };
             while (!exited && Date.now() - started < delay) {
-              for (const d of descendants(run.pid!)) if (/ agent\b/.test(d.cmd)) seen.add(d.pid);
+              note();
               await new Promise((r) => setTimeout(r, 2));
             }
             if (!exited) {
               if (target === 'cli') {
+                note();
                 process.kill(run.pid!, 'SIGKILL');
                 killed = 'the CLI';
               } else if (target === 'receiver') {
@@ -97,16 +104,18 @@ export function killScenario(kind: 'local' | 'peer', driver: DriverName = 'fs'):
           // an agent may finish a receive that had fully arrived; one that outlives its run by long is a leak.
           // On zfs the reader looks once it is done: zfs switches a received dataset under its mount (and
           // zfs-fuse's cached lookups stay stale until the driver remounts), so a walk of the tree that
-          // straddles that instant sees files of both snapshots, however atomic the receive itself is.
+          // straddles that instant sees files of both snapshots, however atomic the receive itself is;
+          // and a reader with files open in it then makes zfs-fuse detach the mount instead, after which
+          // it calls the dataset busy for good (seed 402, trial 3, when only agents were waited for).
           const settleFirst = driver === 'zfs';
           const lingering = settleFirst ? await gone([...seen], 30_000) : [];
           const pending = commitPending(w);
-          const seenNow = await readable(w, settleFirst ? "once the killed run's agents ended" : 'right after the fault');
+          const seenNow = await readable(w, settleFirst ? "once the killed run's agents and zfs programs ended" : 'right after the fault');
           const torn = typeof seenNow === 'string' ? seenNow : oneOf(seenNow, [last, expected], 'right after the fault, the destination');
           if (torn) violations.push(pending ? `${torn} ${PENDING_COMMIT}` : torn);
           if (!settleFirst) lingering.push(...(await gone([...seen], 30_000)));
           if (lingering.length) {
-            violations.push(`agent processes ${lingering.join(', ')} outlived the killed run by 30 s`);
+            violations.push(`processes of the killed run (agents, zfs send or receive) ${lingering.join(', ')} outlived the killed run by 30 s`);
             for (const pid of lingering) process.kill(pid, 'SIGKILL');
           }
           const next = await recover(w, expected);
