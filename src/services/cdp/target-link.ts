@@ -152,13 +152,16 @@ export class TargetLink {
   /** queue a frame (made when it goes out, in order): every frame of one turn goes out in one corked write after it */
   private put(f: Frame | Out): void {
     this.outbox.push(typeof f === 'function' ? f : () => ({ frame: f }));
-    if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
+    // two checks on: the NBD server uncorks the replies of this turn at the first (its setImmediate
+    // comes after this one), so they are out before the frames' hash, encoding and write
+    if (this.outbox.length === 1) setImmediate(() => setImmediate(() => this.flushOutbox()));
   }
 
   /**
    * after the turn that queued them: the NBD replies of that turn (async: written as soon as the
    * local write and the map are done) go out before the frames, which cost the hash, the encoding
-   * and a write, and wake the target (issue 12's async latency)
+   * and a write, and wake the target (issue 12's async latency). A single setImmediate ran them
+   * before the replies: the server's uncork was queued later in the same turn.
    */
   private flushOutbox(): void {
     const out = this.outbox.splice(0);
