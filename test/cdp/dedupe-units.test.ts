@@ -229,3 +229,35 @@ test('a lent buffer of a plain WRITE goes back once written to the stream; a lin
   await t.throwsAsync(lost);
   t.is(pool.acquire(64 * K).buf.buffer, held.buf.buffer, 'the link went down: nothing holds it');
 });
+
+test('a master that asks per frame (hello.applied): APPLIED only for the frames that ask, and it covers those before; an older master gets one for every frame', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cdp-tell-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const img = path.join(dir, 'target.img');
+  writeFileSync(img, '');
+  truncateSync(img, hello.size);
+  const round = async (h: MirrorHello) => {
+    const toTarget = new PassThrough();
+    const toMaster = new PassThrough();
+    const received = receiveMirror({ store: { get: () => slave } as unknown as MirrorStore, open: () => FileVolume.open(img) }, 'alpha', toTarget, toMaster);
+    const got: Frame[] = [];
+    const reading = (async () => {
+      for await (const f of frames(toMaster)) got.push(f);
+    })();
+    const put = (f: Frame) => toTarget.write(Buffer.concat(encode(f)));
+    put({ type: FrameType.HELLO, hello: h });
+    put({ type: FrameType.WRITE, seq: 1, offset: 0, data: Buffer.alloc(4 * K, 1) });
+    await new Promise((r) => setTimeout(r, 100));
+    put({ type: FrameType.ZERO, seq: 2, offset: 0, length: 4 * K, tell: true });
+    await new Promise((r) => setTimeout(r, 100));
+    toTarget.end();
+    await received;
+    await reading;
+    return got.filter((f) => f.type === FrameType.APPLIED).map((f) => (f as { seq: number }).seq);
+  };
+  t.deepEqual(await round({ ...hello, applied: 'asked' }), [2]);
+  t.deepEqual(await round(hello), [1, 2]);
+  const s = new PassThrough();
+  s.end(Buffer.concat(encode({ type: FrameType.WRITE, seq: 3, offset: 8, data: Buffer.from('x'), tell: true })));
+  for await (const f of frames(s)) t.deepEqual(f, { type: FrameType.WRITE, seq: 3, offset: 8, data: Buffer.from('x'), tell: true });
+});

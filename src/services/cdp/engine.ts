@@ -231,7 +231,7 @@ export class MirrorEngine {
 
   private hello(t: Target): MirrorHello {
     const c = this.deps.config();
-    return { name: c.name, createdAt: c.createdAt, epoch: c.epoch, role: 'master', from: this.deps.me, zvol: this.targetConfig(t.host)!.zvol, size: c.size };
+    return { name: c.name, createdAt: c.createdAt, epoch: c.epoch, role: 'master', from: this.deps.me, zvol: this.targetConfig(t.host)!.zvol, size: c.size, applied: 'asked' };
   }
 
   private async connect(t: Target): Promise<void> {
@@ -429,7 +429,7 @@ export class MirrorEngine {
               t.clearable.set(c, seq);
             }
           }
-          const p = t.link.send(frameOf(seq), bytes, keep);
+          const p = t.link.send(frameOf(seq), bytes, keep, !waited); // async: batched with the next writes' frames
           p.catch(() => undefined);
           if (durable && (sync || t.host === origin)) t.link.requestFlush();
           if (t.host === origin)

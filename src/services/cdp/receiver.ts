@@ -142,6 +142,9 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     /** the highest seq told APPLIED; one APPLIED per turn covers every frame applied in it */
     let told = 0;
     let telling = false;
+    /** the master asks per frame (MirrorHello.applied), and a frame applied since the last APPLIED asked */
+    const asks = hello.applied === 'asked';
+    let owed = false;
     const tell = () => {
       if (telling || applied === told) return;
       telling = true;
@@ -194,6 +197,7 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
         }
         missed = null;
       }
+      if ((f.type === FrameType.WRITE || f.type === FrameType.ZERO || f.type === FrameType.DEDUP) && f.tell) owed = true;
       switch (f.type) {
         case FrameType.WRITE:
           await v.write(f.offset, f.data, { fua: false });
@@ -256,7 +260,10 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
       if (next.done) break;
       if (failure) throw failure;
       await apply(next.value);
-      tell();
+      if (!asks || owed) {
+        owed = false;
+        tell();
+      }
       commit();
     }
     asked = applied; // the master closed the stream: what it sent is flushed now

@@ -67,6 +67,14 @@ class SeqWaits {
   }
 }
 
+/**
+ * async: a frame nobody waits for goes out at most this late, with the ones after it (on this
+ * 2-core machine each write to the target's socket cost ~90 µs of the master's loop, mostly
+ * waking the target), or at once when this much data is queued
+ */
+const BATCH_MS = 2;
+const BATCH_BYTES = 256 * 1024;
+
 /** the target answered HELLO with anything but WELCOME (or ended the stream): its copy may have moved on (daemon.ts meets it) */
 export class StreamRefused extends Error {}
 
@@ -74,6 +82,10 @@ export class TargetLink {
   private readonly waiting: Waiting[] = [];
   /** frames to go out after this turn (put) */
   private readonly outbox: Out[] = [];
+  /** data bytes in the outbox, a lazy frame's timer, a flush queued (put) */
+  private outboxBytes = 0;
+  private batchTimer: NodeJS.Timeout | null = null;
+  private flushQueued = false;
   /** the releases of data lent to frames not yet done with it (all called when the link goes down) */
   private readonly lent = new Set<() => void>();
   private readonly hashWaits = new Map<number, { resolve(h: Buffer[]): void; reject(e: Error): void }>();
@@ -149,12 +161,30 @@ export class TargetLink {
     if (!this.downError) this.put({ type: FrameType.FWD_DONE, id, error });
   }
 
-  /** queue a frame (made when it goes out, in order): every frame of one turn goes out in one corked write after it */
-  private put(f: Frame | Out): void {
+  /**
+   * queue a frame (made when it goes out, in order): every frame of one turn goes out in one
+   * corked write after it. `lazy` (an async write nobody waits for): it may wait up to BATCH_MS
+   * for more to go out with it, unless BATCH_BYTES are queued or a frame that is waited for
+   * comes; order is kept either way (one outbox)
+   */
+  private put(f: Frame | Out, lazy = false, bytes = 0): void {
     this.outbox.push(typeof f === 'function' ? f : () => ({ frame: f }));
+    this.outboxBytes += bytes;
+    if (!lazy || this.outboxBytes >= BATCH_BYTES) this.flushSoon();
+    else this.batchTimer ??= setTimeout(() => this.flushSoon(), BATCH_MS);
+  }
+
+  private flushSoon(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
     // two checks on: the NBD server uncorks the replies of this turn at the first (its setImmediate
     // comes after this one), so they are out before the frames' hash, encoding and write
-    if (this.outbox.length === 1) setImmediate(() => setImmediate(() => this.flushOutbox()));
+    setImmediate(() =>
+      setImmediate(() => {
+        this.flushQueued = false;
+        this.flushOutbox();
+      }),
+    );
   }
 
   /**
@@ -164,6 +194,9 @@ export class TargetLink {
    * before the replies: the server's uncork was queued later in the same turn.
    */
   private flushOutbox(): void {
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
+    this.outboxBytes = 0;
     const out = this.outbox.splice(0);
     if (this.downError) return;
     const output = this.stream.output;
@@ -197,15 +230,18 @@ export class TargetLink {
    * acknowledged, to be sent whole on a MISS). A WRITE's data is the
    * caller's, lent with `keep` (the NBD server's pooled buffer, held until
    * the frame no longer needs it); without it the link copies it, since the
-   * frame goes out after the caller's write returned (put).
+   * frame goes out after the caller's write returned (put). `lazy`: nobody
+   * waits for it (async mode): it may go out up to BATCH_MS later, batched
+   * with the next ones (one write and one wake-up of the target for many).
    */
-  send(f: Frame & { seq: number }, bytes: number, keep?: Keep): Promise<void> {
+  send(f: Frame & { seq: number }, bytes: number, keep?: Keep, lazy = false): Promise<void> {
     if (this.downError) return Promise.reject(this.downError);
-    let own: Frame = f;
+    // a frame someone waits for asks the target for APPLIED (a lazy one: its ACK, later, is enough)
+    let own: Frame = f.type === FrameType.WRITE || f.type === FrameType.ZERO ? { ...f, tell: !lazy } : f;
     let release: () => void = () => undefined;
-    if (f.type === FrameType.WRITE) {
+    if (own.type === FrameType.WRITE) {
       if (keep) release = this.lend(keep);
-      else own = { ...f, data: Buffer.from(f.data) };
+      else own = { ...own, data: Buffer.from(own.data) };
     }
     let resolve!: () => void;
     let reject!: (e: Error) => void;
@@ -217,18 +253,22 @@ export class TargetLink {
     this.waiting.push(w);
     this.unackedBytes += bytes;
     this.sentSeq = f.seq;
-    this.put(() => {
-      if (own.type === FrameType.WRITE) {
-        const pieces = this.known.enabled ? this.known.plan(own.offset, own.data) : null;
-        if (!pieces) return { frame: own, sent: release };
-        // kept until acknowledged: a MISS sends it whole
-        const sources = pieces.flatMap((x) => ('source' in x ? [{ source: x.source, length: x.length }] : []));
-        w.fill = { write: own, release, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
-        return { frame: { type: FrameType.DEDUP, seq: own.seq, offset: own.offset, pieces } };
-      }
-      if (own.type === FrameType.ZERO) this.known.forget(own.offset, own.length);
-      return { frame: own };
-    });
+    this.put(
+      () => {
+        if (own.type === FrameType.WRITE) {
+          const pieces = this.known.enabled ? this.known.plan(own.offset, own.data) : null;
+          if (!pieces) return { frame: own, sent: release };
+          // kept until acknowledged: a MISS sends it whole
+          const sources = pieces.flatMap((x) => ('source' in x ? [{ source: x.source, length: x.length }] : []));
+          w.fill = { write: own, release, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
+          return { frame: { type: FrameType.DEDUP, seq: own.seq, offset: own.offset, pieces, tell: own.tell } };
+        }
+        if (own.type === FrameType.ZERO) this.known.forget(own.offset, own.length);
+        return { frame: own };
+      },
+      lazy,
+      f.type === FrameType.WRITE ? f.data.length : 0,
+    );
     return p;
   }
 
@@ -333,6 +373,8 @@ export class TargetLink {
     for (const w of this.hashWaits.values()) w.reject(error);
     this.hashWaits.clear();
     this.unackedBytes = 0;
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
     // nothing more goes out: the data lent to frames is the caller's again
     for (const release of [...this.lent]) release();
     for (const w of this.ackWaiters.splice(0)) w();
