@@ -261,3 +261,24 @@ test('a master that asks per frame (hello.applied): APPLIED only for the frames 
   s.end(Buffer.concat(encode({ type: FrameType.WRITE, seq: 3, offset: 8, data: Buffer.from('x'), tell: true })));
   for await (const f of frames(s)) t.deepEqual(f, { type: FrameType.WRITE, seq: 3, offset: 8, data: Buffer.from('x'), tell: true });
 });
+
+test('frames joined into reused buffers (the receiver): every frame is whole and right when it is yielded, the stream cut in 64 KiB reads at any place', async (t) => {
+  const list: Frame[] = [];
+  for (let i = 0; i < 6; i++) list.push({ type: FrameType.WRITE, seq: i + 1, offset: i * 4096, data: randomBytes([1024 * K, 300 * K, 100, 2048 * K, 64 * K, 1024 * K + 7][i]) });
+  const wire = Buffer.concat(list.flatMap(encode));
+  const s = new PassThrough();
+  const reading = (async () => {
+    let i = 0;
+    for await (const f of frames(s, true)) {
+      t.deepEqual(f, list[i], `frame ${i}`);
+      i++;
+    }
+    return i;
+  })();
+  for (let at = 0; at < wire.length; at += 64 * K - 3) {
+    s.write(wire.subarray(at, Math.min(wire.length, at + 64 * K - 3)));
+    await new Promise((r) => setImmediate(r));
+  }
+  s.end();
+  t.is(await reading, list.length);
+});

@@ -92,11 +92,19 @@ export async function dedupeData(v: BlockVolume, offset: number, pieces: readonl
   return Buffer.concat(parts, length);
 }
 
+/** a frame whose buffers are its own (a held frame outlives the stream's join buffers) */
+function ownCopy(f: Frame): Frame {
+  if (f.type === FrameType.WRITE || f.type === FrameType.FWD_WRITE) return { ...f, data: Buffer.from(f.data) };
+  if (f.type === FrameType.DEDUP) return { ...f, pieces: f.pieces.map((p) => ('data' in p ? { ...p, data: Buffer.from(p.data) } : { ...p, hash: Buffer.from(p.hash) })) };
+  return f;
+}
+
 export async function receiveMirror(deps: ReceiverDeps, caller: string, input: Readable, output: Writable): Promise<void> {
   const send = (f: Frame) => {
     if (!output.destroyed) output.write(Buffer.concat(encode(f)));
   };
-  const it = frames(input);
+  // the frames' buffers are reused once the next is asked for (frames.ts): what is held past that is copied (held)
+  const it = frames(input, true);
   let vol: BlockVolume | null = null;
   let detach: (() => void) | undefined;
   let endForwards: ((why: Error) => void) | undefined;
@@ -192,7 +200,7 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     const apply = async (f: Frame): Promise<void> => {
       if (missed !== null) {
         if (f.type !== FrameType.WRITE || f.seq !== missed) {
-          held.push(f);
+          held.push(ownCopy(f));
           return;
         }
         missed = null;
