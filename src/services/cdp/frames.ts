@@ -218,8 +218,9 @@ const REUSE_MAX = 4 * 1024 * 1024 + 64;
  * the frames of a stream, in order; a frame over MAX_FRAME or a cut one is an error.
  * A large frame arrives in many reads: they are kept aside until it is whole and joined
  * once (joining at every read copied a 1 MiB frame about eight times). `reuse`: the
- * consumer keeps no frame's buffers once it asks for the next frame (the receiver, which
- * copies what it holds back), so they are joined into two buffers used in turn: a fresh
+ * consumer keeps no frame's buffers past the one after it (the receiver reads one frame
+ * ahead, and copies what it holds back), so they are joined into two buffers used in turn
+ * (a join overwrites the one before last): a fresh
  * 1 MiB buffer per frame, its page faults and its GC cost the target ~4 ms per MiB.
  */
 export async function* frames(input: Readable, reuse = false): AsyncGenerator<Frame> {

@@ -263,10 +263,15 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
       // the missed frame came: what waited behind it goes now (a new miss holds the rest again, still in order)
       if (missed === null && held.length && f.type === FrameType.WRITE) for (const h of held.splice(0)) await apply(h);
     };
+    let ahead = it.next();
     for (;;) {
-      const next = await it.next();
+      const next = await ahead;
       if (next.done) break;
       if (failure) throw failure;
+      // the next frame is read while this one is written (a 1 MiB frame is 16 reads): one ahead, as
+      // frames.ts's two join buffers allow; applied strictly in order all the same
+      ahead = it.next();
+      ahead.catch(() => undefined); // awaited at the next turn of this loop (or the stream is over)
       await apply(next.value);
       if (!asks || owed) {
         owed = false;
