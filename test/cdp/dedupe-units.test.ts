@@ -15,7 +15,8 @@ import { PassThrough } from 'node:stream';
 import { BLOCK, PeerBlocks, runHashOf, sha256, type Piece } from '../../src/services/cdp/dedupe.js';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from '../../src/services/cdp/frames.js';
 import { receiveMirror } from '../../src/services/cdp/receiver.js';
-import { TargetLink } from '../../src/services/cdp/target-link.js';
+import { OWNED, TargetLink } from '../../src/services/cdp/target-link.js';
+import { BufferPool } from '../../src/services/nbd/buffer-pool.js';
 import type { MirrorStore } from '../../src/services/cdp/store.js';
 import type { MirrorConfig } from '../../src/services/cdp/model.js';
 import { FileVolume } from '../../src/services/nbd/file-volume.js';
@@ -178,4 +179,106 @@ test('a stale reference: the receiver hashes the source, answers MISS, the write
   const got = readFileSync(img);
   t.true(got.subarray(1024 * K, 1280 * K).equals(want), 'the target holds the write and then the later one');
   t.true(runHashOf(got.subarray(1024 * K, 1280 * K)).equals(runHashOf(want)));
+});
+
+test('a pooled NBD buffer lent to the link: reused by the pool only once the frame is done with it, so a MISS refill sends what the client wrote', async (t) => {
+  const { img, link } = await linkToReceiver(t);
+  const pool = new BufferPool();
+  const data = randomBytes(256 * K);
+  await link.send({ type: FrameType.WRITE, seq: 1, offset: 0, data }, data.length, OWNED);
+  // behind the mirror's back: the source of the references no longer holds it (a MISS comes)
+  const fv = await FileVolume.open(img);
+  await fv.write(64 * K, randomBytes(4 * K), { fua: true });
+  await fv.close();
+  // as transmission.ts does: the payload in a pooled lease, lent to the link, released when the write returned
+  const lease = pool.acquire(data.length);
+  data.copy(lease.buf);
+  const acked = link.send({ type: FrameType.WRITE, seq: 2, offset: 1024 * K, data: lease.buf }, data.length, lease.hold);
+  lease.release();
+  // the next requests' payloads: never the lent buffer while the DEDUP may still need it
+  const next = pool.acquire(data.length);
+  t.not(next.buf.buffer, lease.buf.buffer, 'the pool handed out a buffer the link still holds');
+  next.buf.fill(0);
+  await acked;
+  t.is(link.known.misses, 1);
+  t.true(
+    readFileSync(img)
+      .subarray(1024 * K, 1280 * K)
+      .equals(data),
+    'the refill carried what the client wrote',
+  );
+  // acknowledged (and the refill sent): back in the pool
+  t.is(pool.acquire(data.length).buf.buffer, lease.buf.buffer);
+  next.release();
+});
+
+test('a lent buffer of a plain WRITE goes back once written to the stream; a link gone down gives back what it held', async (t) => {
+  const { link } = await linkToReceiver(t);
+  const pool = new BufferPool();
+  const lease = pool.acquire(64 * K);
+  lease.buf.fill(5);
+  const p = link.send({ type: FrameType.WRITE, seq: 1, offset: 0, data: lease.buf }, lease.buf.length, lease.hold);
+  lease.release();
+  t.not(pool.acquire(64 * K).buf.buffer, lease.buf.buffer, 'held until the frame went out');
+  await p;
+  t.is(pool.acquire(64 * K).buf.buffer, lease.buf.buffer, 'written: the pool has it again');
+  const held = pool.acquire(64 * K);
+  const lost = link.send({ type: FrameType.WRITE, seq: 2, offset: 0, data: held.buf }, held.buf.length, held.hold);
+  held.release();
+  link.close();
+  await t.throwsAsync(lost);
+  t.is(pool.acquire(64 * K).buf.buffer, held.buf.buffer, 'the link went down: nothing holds it');
+});
+
+test('a master that asks per frame (hello.applied): APPLIED only for the frames that ask, and it covers those before; an older master gets one for every frame', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cdp-tell-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const img = path.join(dir, 'target.img');
+  writeFileSync(img, '');
+  truncateSync(img, hello.size);
+  const round = async (h: MirrorHello) => {
+    const toTarget = new PassThrough();
+    const toMaster = new PassThrough();
+    const received = receiveMirror({ store: { get: () => slave } as unknown as MirrorStore, open: () => FileVolume.open(img) }, 'alpha', toTarget, toMaster);
+    const got: Frame[] = [];
+    const reading = (async () => {
+      for await (const f of frames(toMaster)) got.push(f);
+    })();
+    const put = (f: Frame) => toTarget.write(Buffer.concat(encode(f)));
+    put({ type: FrameType.HELLO, hello: h });
+    put({ type: FrameType.WRITE, seq: 1, offset: 0, data: Buffer.alloc(4 * K, 1) });
+    await new Promise((r) => setTimeout(r, 100));
+    put({ type: FrameType.ZERO, seq: 2, offset: 0, length: 4 * K, tell: true });
+    await new Promise((r) => setTimeout(r, 100));
+    toTarget.end();
+    await received;
+    await reading;
+    return got.filter((f) => f.type === FrameType.APPLIED).map((f) => (f as { seq: number }).seq);
+  };
+  t.deepEqual(await round({ ...hello, applied: 'asked' }), [2]);
+  t.deepEqual(await round(hello), [1, 2]);
+  const s = new PassThrough();
+  s.end(Buffer.concat(encode({ type: FrameType.WRITE, seq: 3, offset: 8, data: Buffer.from('x'), tell: true })));
+  for await (const f of frames(s)) t.deepEqual(f, { type: FrameType.WRITE, seq: 3, offset: 8, data: Buffer.from('x'), tell: true });
+});
+
+test('frames joined into reused buffers (the receiver): every frame is whole and right when it is yielded, the stream cut in 64 KiB reads at any place', async (t) => {
+  const list: Frame[] = [];
+  for (let i = 0; i < 6; i++) list.push({ type: FrameType.WRITE, seq: i + 1, offset: i * 4096, data: randomBytes([1024 * K, 300 * K, 100, 2048 * K, 64 * K, 1024 * K + 7][i]) });
+  const wire = Buffer.concat(list.flatMap(encode));
+  const s = new PassThrough();
+  const reading = (async () => {
+    let i = 0;
+    for await (const f of frames(s, true)) {
+      t.deepEqual(f, list[i], `frame ${i}`);
+      i++;
+    }
+    return i;
+  })();
+  for (let at = 0; at < wire.length; at += 64 * K - 3) {
+    s.write(wire.subarray(at, Math.min(wire.length, at + 64 * K - 3)));
+    await new Promise((r) => setImmediate(r));
+  }
+  s.end();
+  t.is(await reading, list.length);
 });

@@ -24,7 +24,7 @@ import { FrameType, type Frame, type MirrorHello } from './frames.js';
 import type { MirrorConfig, MirrorTarget, MirrorMode } from './model.js';
 import { RangeLocks } from './range-locks.js';
 import { ResyncSet } from './resync-set.js';
-import { StreamRefused, TargetLink, type ForwardFrame, type MirrorStream } from './target-link.js';
+import { OWNED, StreamRefused, TargetLink, type ForwardFrame, type Keep, type MirrorStream } from './target-link.js';
 import { BLOCK, PeerBlocks, SAVE_MS } from './dedupe.js';
 import { MAP_BASE } from './owed.js';
 import type { HistoryEntry } from '../history.js';
@@ -231,7 +231,7 @@ export class MirrorEngine {
 
   private hello(t: Target): MirrorHello {
     const c = this.deps.config();
-    return { name: c.name, createdAt: c.createdAt, epoch: c.epoch, role: 'master', from: this.deps.me, zvol: this.targetConfig(t.host)!.zvol, size: c.size };
+    return { name: c.name, createdAt: c.createdAt, epoch: c.epoch, role: 'master', from: this.deps.me, zvol: this.targetConfig(t.host)!.zvol, size: c.size, applied: 'asked' };
   }
 
   private async connect(t: Target): Promise<void> {
@@ -374,6 +374,7 @@ export class MirrorEngine {
             length,
             true,
             t.host,
+            OWNED, // a view of the frame it came in, which nothing reuses
           )
         : this.apply(
             f.offset,
@@ -394,9 +395,10 @@ export class MirrorEngine {
    * apply a write or zeroes locally and on every live target (see the file's comment); sync:
    * resolved once the targets wrote it, or hold it durably when `durable` (FUA); `origin`: the
    * target that forwarded it, which always gets it live and is waited for until it holds it
-   * durably, in either mode
+   * durably, in either mode; `keep`: how a WRITE frame's data is lent to each link (target-link.ts;
+   * absent: each link copies it)
    */
-  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number, durable = false, origin?: string): Promise<void> {
+  async apply(offset: number, length: number, local: () => Promise<void>, frameOf: (seq: number) => Frame & { seq: number }, bytes: number, durable = false, origin?: string, keep?: Keep): Promise<void> {
     const first = Math.floor(offset / CHUNK);
     const last = Math.floor((offset + length - 1) / CHUNK);
     const release = await this.locks.lock(first, last);
@@ -427,7 +429,7 @@ export class MirrorEngine {
               t.clearable.set(c, seq);
             }
           }
-          const p = t.link.send(frameOf(seq), bytes);
+          const p = t.link.send(frameOf(seq), bytes, keep, !waited); // async: batched with the next writes' frames
           p.catch(() => undefined);
           if (durable && (sync || t.host === origin)) t.link.requestFlush();
           if (t.host === origin)
@@ -565,7 +567,7 @@ export class MirrorEngine {
       const data = await this.volume.read(c * CHUNK, length);
       const seq = ++this.seq;
       t.clearable.set(c, seq);
-      link.send({ type: FrameType.WRITE, seq, offset: c * CHUNK, data }, length).catch(() => undefined);
+      link.send({ type: FrameType.WRITE, seq, offset: c * CHUNK, data }, length, OWNED).catch(() => undefined);
     } finally {
       release();
     }
@@ -594,7 +596,7 @@ export class MirrorEngine {
         if (!t.resync.delete(chunk)) continue;
         const wseq = ++this.seq;
         t.clearable.set(chunk, wseq);
-        link.send({ type: FrameType.WRITE, seq: wseq, offset: chunk * CHUNK, data }, length).catch(() => undefined);
+        link.send({ type: FrameType.WRITE, seq: wseq, offset: chunk * CHUNK, data }, length, OWNED).catch(() => undefined);
       } finally {
         release();
       }

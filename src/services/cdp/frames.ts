@@ -52,14 +52,14 @@ export const FrameType = {
 export type Frame =
   | { type: typeof FrameType.HELLO; hello: MirrorHello }
   | { type: typeof FrameType.WELCOME; epoch: number }
-  | { type: typeof FrameType.WRITE; seq: number; offset: number; data: Buffer }
-  | { type: typeof FrameType.ZERO; seq: number; offset: number; length: number }
+  | { type: typeof FrameType.WRITE; seq: number; offset: number; data: Buffer; tell?: boolean }
+  | { type: typeof FrameType.ZERO; seq: number; offset: number; length: number; tell?: boolean }
   | { type: typeof FrameType.ACK; seq: number }
   | { type: typeof FrameType.APPLIED; seq: number }
   | { type: typeof FrameType.FLUSH; seq: number }
   | { type: typeof FrameType.HASH_REQUEST; seq: number; offset: number; count: number }
   | { type: typeof FrameType.HASHES; seq: number; hashes: Buffer[] }
-  | { type: typeof FrameType.DEDUP; seq: number; offset: number; pieces: Piece[] }
+  | { type: typeof FrameType.DEDUP; seq: number; offset: number; pieces: Piece[]; tell?: boolean }
   | { type: typeof FrameType.MISS; seq: number }
   | { type: typeof FrameType.ERROR; message: string }
   | { type: typeof FrameType.FWD_WRITE; id: number; offset: number; data: Buffer }
@@ -76,7 +76,16 @@ export interface MirrorHello {
   /** the target zvol the master expects */
   zvol: string;
   size: number;
+  /**
+   * 'asked': APPLIED only for frames that ask (`tell`, the type's high bit: a sync write waits
+   * for it; an async one does not, and an APPLIED per write woke the master for nothing). Absent
+   * (an older master): APPLIED for every frame
+   */
+  applied?: 'asked';
 }
+
+/** the type byte's high bit on WRITE, ZERO and DEDUP: answer APPLIED once it is written (MirrorHello.applied) */
+const TELL = 0x80;
 
 /** a frame's body may not be larger than this: a WRITE carries at most 32 MiB (NBD's maximum) */
 export const MAX_FRAME = 33 * 1024 * 1024;
@@ -107,9 +116,9 @@ export function encode(f: Frame): Buffer[] {
       return [head(f.type, json.length), json];
     }
     case FrameType.WRITE:
-      return [head(f.type, 16 + f.data.length), u64(f.seq), u64(f.offset), f.data];
+      return [head(f.type | (f.tell ? TELL : 0), 16 + f.data.length), u64(f.seq), u64(f.offset), f.data];
     case FrameType.ZERO:
-      return [head(f.type, 24), u64(f.seq), u64(f.offset), u64(f.length)];
+      return [head(f.type | (f.tell ? TELL : 0), 24), u64(f.seq), u64(f.offset), u64(f.length)];
     case FrameType.ACK:
     case FrameType.APPLIED:
     case FrameType.FLUSH:
@@ -134,7 +143,7 @@ export function encode(f: Frame): Buffer[] {
         else out.push(h, u64(p.source), p.hash);
         body += 5 + ('data' in p ? p.length : 40);
       }
-      out[0] = head(f.type, body);
+      out[0] = head(f.type | (f.tell ? TELL : 0), body);
       return out;
     }
     case FrameType.FWD_WRITE:
@@ -148,8 +157,11 @@ export function encode(f: Frame): Buffer[] {
   }
 }
 
-function decodeBody(type: number, body: Buffer): Frame {
+function decodeBody(typeByte: number, body: Buffer): Frame {
   const num = (at: number) => Number(body.readBigUInt64BE(at));
+  const type = typeByte & ~TELL;
+  const tell = typeByte & TELL ? { tell: true } : {};
+  if (typeByte & TELL && type !== FrameType.WRITE && type !== FrameType.ZERO && type !== FrameType.DEDUP) throw new Error(`Unknown mirror frame type ${typeByte}.`);
   switch (type) {
     case FrameType.HELLO:
       return { type, hello: JSON.parse(body.toString('utf8')) as MirrorHello };
@@ -158,9 +170,9 @@ function decodeBody(type: number, body: Buffer): Frame {
     case FrameType.ERROR:
       return { type, message: String((JSON.parse(body.toString('utf8')) as { message: unknown }).message) };
     case FrameType.WRITE:
-      return { type, seq: num(0), offset: num(8), data: body.subarray(16) };
+      return { type, seq: num(0), offset: num(8), data: body.subarray(16), ...tell };
     case FrameType.ZERO:
-      return { type, seq: num(0), offset: num(8), length: num(16) };
+      return { type, seq: num(0), offset: num(8), length: num(16), ...tell };
     case FrameType.ACK:
     case FrameType.APPLIED:
     case FrameType.FLUSH:
@@ -186,7 +198,7 @@ function decodeBody(type: number, body: Buffer): Frame {
         pieces.push(kind === 0 ? { length, data: body.subarray(at, at + length) } : { length, source: num(at), hash: body.subarray(at + 8, at + 40) });
         at += size;
       }
-      return { type, seq: num(0), offset: num(8), pieces };
+      return { type, seq: num(0), offset: num(8), pieces, ...tell };
     }
     case FrameType.FWD_WRITE:
       return { type, id: num(0), offset: num(8), data: body.subarray(16) };
@@ -199,12 +211,32 @@ function decodeBody(type: number, body: Buffer): Frame {
   }
 }
 
+/** frames up to this are joined into reused buffers when the consumer lets them be (frames' `reuse`) */
+const REUSE_MAX = 4 * 1024 * 1024 + 64;
+
 /**
  * the frames of a stream, in order; a frame over MAX_FRAME or a cut one is an error.
  * A large frame arrives in many reads: they are kept aside until it is whole and joined
- * once (joining at every read copied a 1 MiB frame about eight times).
+ * once (joining at every read copied a 1 MiB frame about eight times). `reuse`: the
+ * consumer keeps no frame's buffers past the one after it (the receiver reads one frame
+ * ahead, and copies what it holds back), so they are joined into two buffers used in turn
+ * (a join overwrites the one before last): a fresh
+ * 1 MiB buffer per frame, its page faults and its GC cost the target ~4 ms per MiB.
  */
-export async function* frames(input: Readable): AsyncGenerator<Frame> {
+export async function* frames(input: Readable, reuse = false): AsyncGenerator<Frame> {
+  /** the two join buffers (reuse); the one joined into last */
+  const spare: (Buffer | null)[] = [null, null];
+  let turn = 0;
+  const join = (list: Buffer[], total: number): Buffer => {
+    if (!reuse || total > REUSE_MAX) return Buffer.concat(list, total);
+    // the other one holds what the consumer is done with: the frames yielded before the last join (the rest of that join is in `list`)
+    turn ^= 1;
+    let into = spare[turn];
+    if (!into || into.length < total) into = spare[turn] = Buffer.allocUnsafeSlow(Math.max(total, 1024 * 1024 + 64));
+    let at = 0;
+    for (const b of list) at += b.copy(into, at);
+    return into.subarray(0, total);
+  };
   let buf: Buffer = Buffer.alloc(0);
   const parts: Buffer[] = [];
   let partBytes = 0;
@@ -216,7 +248,7 @@ export async function* frames(input: Readable): AsyncGenerator<Frame> {
       partBytes += chunk.length;
       continue;
     }
-    buf = buf.length || parts.length ? Buffer.concat([buf, ...parts.splice(0), chunk]) : chunk;
+    buf = buf.length || parts.length ? join([buf, ...parts.splice(0), chunk], buf.length + partBytes + chunk.length) : chunk;
     partBytes = 0;
     let at = 0;
     while (buf.length - at >= 4) {

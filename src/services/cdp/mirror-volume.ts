@@ -44,6 +44,8 @@ export class MirrorVolume implements BlockVolume {
       (seq) => ({ type: FrameType.WRITE, seq, offset, data }),
       data.length,
       flags.fua,
+      undefined,
+      flags.keep, // the NBD server's pooled buffer, held by each link until its frame is done with it
     );
   }
 

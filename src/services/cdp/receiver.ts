@@ -92,11 +92,19 @@ export async function dedupeData(v: BlockVolume, offset: number, pieces: readonl
   return Buffer.concat(parts, length);
 }
 
+/** a frame whose buffers are its own (a held frame outlives the stream's join buffers) */
+function ownCopy(f: Frame): Frame {
+  if (f.type === FrameType.WRITE || f.type === FrameType.FWD_WRITE) return { ...f, data: Buffer.from(f.data) };
+  if (f.type === FrameType.DEDUP) return { ...f, pieces: f.pieces.map((p) => ('data' in p ? { ...p, data: Buffer.from(p.data) } : { ...p, hash: Buffer.from(p.hash) })) };
+  return f;
+}
+
 export async function receiveMirror(deps: ReceiverDeps, caller: string, input: Readable, output: Writable): Promise<void> {
   const send = (f: Frame) => {
     if (!output.destroyed) output.write(Buffer.concat(encode(f)));
   };
-  const it = frames(input);
+  // the frames' buffers are reused once the next is asked for (frames.ts): what is held past that is copied (held)
+  const it = frames(input, true);
   let vol: BlockVolume | null = null;
   let detach: (() => void) | undefined;
   let endForwards: ((why: Error) => void) | undefined;
@@ -142,6 +150,9 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     /** the highest seq told APPLIED; one APPLIED per turn covers every frame applied in it */
     let told = 0;
     let telling = false;
+    /** the master asks per frame (MirrorHello.applied), and a frame applied since the last APPLIED asked */
+    const asks = hello.applied === 'asked';
+    let owed = false;
     const tell = () => {
       if (telling || applied === told) return;
       telling = true;
@@ -189,11 +200,12 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     const apply = async (f: Frame): Promise<void> => {
       if (missed !== null) {
         if (f.type !== FrameType.WRITE || f.seq !== missed) {
-          held.push(f);
+          held.push(ownCopy(f));
           return;
         }
         missed = null;
       }
+      if ((f.type === FrameType.WRITE || f.type === FrameType.ZERO || f.type === FrameType.DEDUP) && f.tell) owed = true;
       switch (f.type) {
         case FrameType.WRITE:
           await v.write(f.offset, f.data, { fua: false });
@@ -251,12 +263,20 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
       // the missed frame came: what waited behind it goes now (a new miss holds the rest again, still in order)
       if (missed === null && held.length && f.type === FrameType.WRITE) for (const h of held.splice(0)) await apply(h);
     };
+    let ahead = it.next();
     for (;;) {
-      const next = await it.next();
+      const next = await ahead;
       if (next.done) break;
       if (failure) throw failure;
+      // the next frame is read while this one is written (a 1 MiB frame is 16 reads): one ahead, as
+      // frames.ts's two join buffers allow; applied strictly in order all the same
+      ahead = it.next();
+      ahead.catch(() => undefined); // awaited at the next turn of this loop (or the stream is over)
       await apply(next.value);
-      tell();
+      if (!asks || owed) {
+        owed = false;
+        tell();
+      }
       commit();
     }
     asked = applied; // the master closed the stream: what it sent is flushed now

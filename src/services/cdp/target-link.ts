@@ -25,9 +25,22 @@ interface Waiting {
   sentAt: number;
   resolve(): void;
   reject(error: Error): void;
-  /** sent as DEDUP: the WRITE to send instead if the target answers MISS, and the copies' sources and bytes */
-  fill?: { write: Frame & { type: typeof FrameType.WRITE }; sources: { source: number; length: number }[]; deduped: number };
+  /** sent as DEDUP: the WRITE to send instead if the target answers MISS (its data kept until then: `release`), and the copies' sources and bytes */
+  fill?: { write: Frame & { type: typeof FrameType.WRITE }; release(): void; sources: { source: number; length: number }[]; deduped: number };
 }
+
+/**
+ * how a caller lends a WRITE's data to the link (send): keep() once, and the data stays as it is
+ * until the link calls the function returned (after the frame went out, or, sent as DEDUP, once
+ * acknowledged: a MISS sends it whole)
+ */
+export type Keep = () => () => void;
+
+/** the data is the link's to keep (read for it, or a view of a received chunk nobody reuses) */
+export const OWNED: Keep = () => () => undefined;
+
+/** a frame to go out, made when it does; `sent`: the stream no longer needs its buffers */
+type Out = () => { frame: Frame; sent?: () => void };
 
 /** promises for "the target got this far", resolved in seq order */
 class SeqWaits {
@@ -54,13 +67,27 @@ class SeqWaits {
   }
 }
 
+/**
+ * async: a frame nobody waits for goes out at most this late, with the ones after it (on this
+ * 2-core machine each write to the target's socket cost ~90 µs of the master's loop, mostly
+ * waking the target), or at once when this much data is queued
+ */
+const BATCH_MS = 2;
+const BATCH_BYTES = 256 * 1024;
+
 /** the target answered HELLO with anything but WELCOME (or ended the stream): its copy may have moved on (daemon.ts meets it) */
 export class StreamRefused extends Error {}
 
 export class TargetLink {
   private readonly waiting: Waiting[] = [];
   /** frames to go out after this turn (put) */
-  private readonly outbox: (() => Frame)[] = [];
+  private readonly outbox: Out[] = [];
+  /** data bytes in the outbox, a lazy frame's timer, a flush queued (put) */
+  private outboxBytes = 0;
+  private batchTimer: NodeJS.Timeout | null = null;
+  private flushQueued = false;
+  /** the releases of data lent to frames not yet done with it (all called when the link goes down) */
+  private readonly lent = new Set<() => void>();
   private readonly hashWaits = new Map<number, { resolve(h: Buffer[]): void; reject(e: Error): void }>();
   private downError: Error | null = null;
   private readonly downListeners: ((e: Error) => void)[] = [];
@@ -134,40 +161,88 @@ export class TargetLink {
     if (!this.downError) this.put({ type: FrameType.FWD_DONE, id, error });
   }
 
-  /** queue a frame (made when it goes out, in order): every frame of one turn goes out in one corked write after it */
-  private put(f: Frame | (() => Frame)): void {
-    this.outbox.push(typeof f === 'function' ? f : () => f);
-    if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
+  /**
+   * queue a frame (made when it goes out, in order): every frame of one turn goes out in one
+   * corked write after it. `lazy` (an async write nobody waits for): it may wait up to BATCH_MS
+   * for more to go out with it, unless BATCH_BYTES are queued or a frame that is waited for
+   * comes; order is kept either way (one outbox)
+   */
+  private put(f: Frame | Out, lazy = false, bytes = 0): void {
+    this.outbox.push(typeof f === 'function' ? f : () => ({ frame: f }));
+    this.outboxBytes += bytes;
+    if (!lazy || this.outboxBytes >= BATCH_BYTES) this.flushSoon();
+    else this.batchTimer ??= setTimeout(() => this.flushSoon(), BATCH_MS);
+  }
+
+  private flushSoon(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // two checks on: the NBD server uncorks the replies of this turn at the first (its setImmediate
+    // comes after this one), so they are out before the frames' hash, encoding and write
+    setImmediate(() =>
+      setImmediate(() => {
+        this.flushQueued = false;
+        this.flushOutbox();
+      }),
+    );
   }
 
   /**
    * after the turn that queued them: the NBD replies of that turn (async: written as soon as the
    * local write and the map are done) go out before the frames, which cost the hash, the encoding
-   * and a write, and wake the target (issue 12's async latency)
+   * and a write, and wake the target (issue 12's async latency). A single setImmediate ran them
+   * before the replies: the server's uncork was queued later in the same turn.
    */
   private flushOutbox(): void {
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
+    this.outboxBytes = 0;
     const out = this.outbox.splice(0);
     if (this.downError) return;
     const output = this.stream.output;
     output.cork();
     for (const make of out) {
-      for (const b of encode(make())) {
-        this.known.wireBytes += b.length;
-        output.write(b);
+      const { frame, sent } = make();
+      const parts = encode(frame);
+      for (let i = 0; i < parts.length; i++) {
+        this.known.wireBytes += parts[i].length;
+        // called once written, or with an error when the stream is destroyed (down() releases it too)
+        if (sent && i === parts.length - 1) output.write(parts[i], () => sent());
+        else output.write(parts[i]);
       }
     }
     output.uncork();
   }
 
+  /** lend a WRITE's data: the release, called once (and dropped from `lent`) */
+  private lend(keep: Keep): () => void {
+    const give = keep();
+    const release = () => {
+      if (this.lent.delete(release)) give();
+    };
+    this.lent.add(release);
+    return release;
+  }
+
   /**
    * send a WRITE or ZERO; resolves once the target holds it durably. A WRITE
-   * of blocks the target holds already goes as DEDUP (kept until
-   * acknowledged, to be sent whole on a MISS).
+   * of blocks the target holds already goes as DEDUP (its data kept until
+   * acknowledged, to be sent whole on a MISS). A WRITE's data is the
+   * caller's, lent with `keep` (the NBD server's pooled buffer, held until
+   * the frame no longer needs it); without it the link copies it, since the
+   * frame goes out after the caller's write returned (put). `lazy`: nobody
+   * waits for it (async mode): it may go out up to BATCH_MS later, batched
+   * with the next ones (one write and one wake-up of the target for many).
    */
-  send(f: Frame & { seq: number }, bytes: number): Promise<void> {
+  send(f: Frame & { seq: number }, bytes: number, keep?: Keep, lazy = false): Promise<void> {
     if (this.downError) return Promise.reject(this.downError);
-    // the one copy of a write's data: the NBD server reuses the client's buffer once the write returned (async: at once), and the frame goes out after that (put)
-    const own: Frame = f.type === FrameType.WRITE ? { ...f, data: Buffer.from(f.data) } : f;
+    // a frame someone waits for asks the target for APPLIED (a lazy one: its ACK, later, is enough)
+    let own: Frame = f.type === FrameType.WRITE || f.type === FrameType.ZERO ? { ...f, tell: !lazy } : f;
+    let release: () => void = () => undefined;
+    if (own.type === FrameType.WRITE) {
+      if (keep) release = this.lend(keep);
+      else own = { ...own, data: Buffer.from(own.data) };
+    }
     let resolve!: () => void;
     let reject!: (e: Error) => void;
     const p = new Promise<void>((res, rej) => {
@@ -178,18 +253,22 @@ export class TargetLink {
     this.waiting.push(w);
     this.unackedBytes += bytes;
     this.sentSeq = f.seq;
-    this.put(() => {
-      if (own.type === FrameType.WRITE) {
-        const pieces = this.known.enabled ? this.known.plan(own.offset, own.data) : null;
-        if (!pieces) return own;
-        // kept until acknowledged: a MISS sends it whole
-        const sources = pieces.flatMap((x) => ('source' in x ? [{ source: x.source, length: x.length }] : []));
-        w.fill = { write: own, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
-        return { type: FrameType.DEDUP, seq: own.seq, offset: own.offset, pieces };
-      }
-      if (own.type === FrameType.ZERO) this.known.forget(own.offset, own.length);
-      return own;
-    });
+    this.put(
+      () => {
+        if (own.type === FrameType.WRITE) {
+          const pieces = this.known.enabled ? this.known.plan(own.offset, own.data) : null;
+          if (!pieces) return { frame: own, sent: release };
+          // kept until acknowledged: a MISS sends it whole
+          const sources = pieces.flatMap((x) => ('source' in x ? [{ source: x.source, length: x.length }] : []));
+          w.fill = { write: own, release, sources, deduped: sources.reduce((n, x) => n + x.length, 0) };
+          return { frame: { type: FrameType.DEDUP, seq: own.seq, offset: own.offset, pieces, tell: own.tell } };
+        }
+        if (own.type === FrameType.ZERO) this.known.forget(own.offset, own.length);
+        return { frame: own };
+      },
+      lazy,
+      f.type === FrameType.WRITE ? f.data.length : 0,
+    );
     return p;
   }
 
@@ -224,7 +303,8 @@ export class TargetLink {
     this.known.misses++;
     this.known.dedupedBytes -= w.fill.deduped;
     for (const s of w.fill.sources) this.known.forget(s.source, s.length);
-    this.put(w.fill.write);
+    const { write, release } = w.fill;
+    this.put(() => ({ frame: write, sent: release }));
     w.fill = undefined;
   }
 
@@ -259,6 +339,7 @@ export class TargetLink {
           while (this.waiting.length && this.waiting[0].seq <= f.seq) {
             const w = this.waiting.shift()!;
             this.unackedBytes -= w.bytes;
+            w.fill?.release(); // a DEDUP held there: no MISS can come for it any more
             w.resolve();
           }
           for (const l of this.ackListeners) l(f.seq);
@@ -292,6 +373,10 @@ export class TargetLink {
     for (const w of this.hashWaits.values()) w.reject(error);
     this.hashWaits.clear();
     this.unackedBytes = 0;
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
+    // nothing more goes out: the data lent to frames is the caller's again
+    for (const release of [...this.lent]) release();
     for (const w of this.ackWaiters.splice(0)) w();
     for (const l of this.downListeners.splice(0)) l(error);
     this.stream.close();

@@ -8,7 +8,20 @@
 export interface Lease {
   /** exactly the length asked for */
   buf: Buffer;
+  /** the taker is done with it (once; later calls do nothing) */
   release(): void;
+  /**
+   * one more holder (a mirror frame not yet sent): the buffer goes back to
+   * the pool only once the taker released it and every holder called the
+   * function returned (once each)
+   */
+  hold(): () => void;
+}
+
+/** a lease of a buffer nobody reuses (a view of a received chunk, a fresh copy): nothing to give back */
+export function unpooled(buf: Buffer): Lease {
+  const nothing = () => undefined;
+  return { buf, release: nothing, hold: () => nothing };
 }
 
 const MIN_CLASS = 4096;
@@ -25,17 +38,30 @@ export class BufferPool {
     const reused = this.free.get(size)?.pop();
     if (reused) this.idle -= size;
     const base = reused ?? Buffer.allocUnsafeSlow(size);
-    let released = false;
+    let holders = 1;
+    const drop = () => {
+      if (--holders > 0) return;
+      if (this.idle + size > this.keepBytes) return; // let the GC have it
+      const list = this.free.get(size) ?? [];
+      list.push(base);
+      this.free.set(size, list);
+      this.idle += size;
+    };
+    const once = () => {
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        drop();
+      };
+    };
     return {
       buf: base.subarray(0, length),
-      release: () => {
-        if (released) return;
-        released = true;
-        if (this.idle + size > this.keepBytes) return; // let the GC have it
-        const list = this.free.get(size) ?? [];
-        list.push(base);
-        this.free.set(size, list);
-        this.idle += size;
+      release: once(),
+      hold: () => {
+        if (holders <= 0) throw new Error('A pooled buffer was held after it went back to the pool.');
+        holders++;
+        return once();
       },
     };
   }

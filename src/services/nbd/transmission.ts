@@ -198,7 +198,7 @@ export class Transmission {
         return this.replyRead(req, lease.buf, lease.release);
       }
       case P.NBD_CMD_WRITE:
-        await v.write(req.offset, payload!.buf, { fua });
+        await v.write(req.offset, payload!.buf, { fua, keep: payload!.hold });
         return this.replyOk(req);
       case P.NBD_CMD_FLUSH:
         await v.flush();

@@ -25,6 +25,13 @@ export class VolumeError extends Error {
 export interface WriteFlags {
   /** NBD_CMD_FLAG_FUA: durable before the reply */
   fua: boolean;
+  /**
+   * the data buffer is the caller's again once the write resolved (the NBD
+   * server's pool reuses it): a volume that needs it longer (a mirror frame
+   * still to go out) calls keep() before resolving, and the function it
+   * returns once done with it. Absent: such a volume copies it.
+   */
+  keep?(): () => void;
 }
 
 export interface ZeroFlags extends WriteFlags {

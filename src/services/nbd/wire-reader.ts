@@ -7,7 +7,7 @@
  * make the server buffer without bound.
  */
 import type { Socket } from 'node:net';
-import type { BufferPool, Lease } from './buffer-pool.js';
+import { unpooled, type BufferPool, type Lease } from './buffer-pool.js';
 
 export class ConnectionClosed extends Error {
   constructor() {
@@ -64,7 +64,7 @@ export class WireReader {
   /** n bytes in a pooled buffer when they must be copied anyway; a view of the received chunk (nothing to give back) when not */
   async takeLease(n: number, pool: BufferPool): Promise<Lease> {
     await this.waitFor(n);
-    if (this.chunks[0].length >= n) return { buf: this.takeNow(n), release: () => undefined };
+    if (this.chunks[0].length >= n) return unpooled(this.takeNow(n));
     const lease = pool.acquire(n);
     this.takeNow(n, lease.buf);
     return lease;
