@@ -1,5 +1,19 @@
 /** A `syncsh daemon` child's stdout, line by line, with a wait for a line (tests synchronise on its lines). */
-import type { ResultPromise } from 'execa';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { BIN } from './cli.js';
+import type { Cleanup } from './netns.js';
+
+/** `syncsh daemon` of the appliance home `home` (its env `env`), stopped at teardown (stopping it twice is harmless); with its NBD unix socket, once it listens there */
+export async function startNbdDaemon(t: Cleanup, env: NodeJS.ProcessEnv, home: string): Promise<{ daemon: ResultPromise; socket: string }> {
+  const daemon = execa('node', [BIN, 'daemon'], { env, reject: false });
+  t.teardown(async () => {
+    daemon.kill('SIGTERM');
+    await daemon;
+  });
+  await daemonLines(daemon).wait(/NBD server listening on /);
+  return { daemon, socket: path.join(home, 'run', 'nbd.sock') };
+}
 
 /** the daemon's stdout, line by line, with a wait for a line matching */
 export function daemonLines(child: ResultPromise) {

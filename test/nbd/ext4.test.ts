@@ -20,8 +20,8 @@ import { gatedTest, isRoot, kernelHasFilesystem, missingCommand } from '../helpe
 import type { ExecutionContext } from 'ava';
 import { makeImage, nbdTempDir, serveInProcess, unixUri } from '../helpers/nbd.js';
 import { makeAppliance } from '../helpers/appliance.js';
-import { BIN, assertBuilt, syncsh } from '../helpers/cli.js';
-import { daemonLines } from '../helpers/daemon.js';
+import { assertBuilt, syncsh } from '../helpers/cli.js';
+import { startNbdDaemon } from '../helpers/daemon.js';
 
 const test = await gatedTest(['libnbd-bin (nbdfuse)', 'fuse3', 'e2fsprogs', 'root', 'ext4'], async () => {
   const missing = await missingCommand('nbdfuse', 'fusermount3', 'losetup', 'mkfs.ext4', 'fsck.ext4', 'mount', 'umount');
@@ -106,13 +106,7 @@ test('ext4 on a zvol served over NBD, replicated by auto-sync while attached: th
   const a = makeAppliance(t);
   const dir = nbdTempDir(t);
   for (const cmd of ['create folder fs:tank', 'create zvol fs:tank/vm1 --size 128M']) t.is((await syncsh(['-c', cmd], a.env)).exitCode, 0, cmd);
-  const daemon = execa('node', [BIN, 'daemon'], { env: a.env, reject: false });
-  t.teardown(async () => {
-    daemon.kill('SIGTERM');
-    await daemon;
-  });
-  const socket = path.join(a.home, 'run', 'nbd.sock');
-  await daemonLines(daemon).wait(/NBD server listening on /);
+  const { socket } = await startNbdDaemon(t, a.env, a.home);
   const d = await attach(t, dir, unixUri(socket, 'fs:tank/vm1'));
   const files = someFiles();
   await makeExt4(t, d, files);

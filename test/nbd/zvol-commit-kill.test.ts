@@ -12,8 +12,8 @@ import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { gatedTest } from '../helpers/system.js';
 import { makeAppliance } from '../helpers/appliance.js';
-import { BIN, assertBuilt } from '../helpers/cli.js';
-import { daemonLines } from '../helpers/daemon.js';
+import { assertBuilt } from '../helpers/cli.js';
+import { startNbdDaemon } from '../helpers/daemon.js';
 import { driverElsewhere, RECEIVE_OPTS } from '../helpers/fs-elsewhere.js';
 import { RawClient, nbdClientsMissing, nbdTempDir, unixUri } from '../helpers/nbd.js';
 import { createFsDriver } from '../../src/services/storage/fs/index.js';
@@ -57,13 +57,7 @@ test('a zvol receive killed mid-patch: the daemon started next serves the new sn
   const image = path.join(root, 'tank', 'vm1', 'volume.img');
   t.not(sha(readFileSync(image)), fresh, 'the image file itself is part old, part new');
 
-  const daemon = execa('node', [BIN, 'daemon'], { env: a.env, reject: false });
-  t.teardown(async () => {
-    daemon.kill('SIGTERM');
-    await daemon;
-  });
-  const socket = path.join(a.home, 'run', 'nbd.sock');
-  await daemonLines(daemon).wait(/NBD server listening on /);
+  const { daemon, socket } = await startNbdDaemon(t, a.env, a.home);
   const uri = unixUri(socket, 'fs:tank/vm1');
   const copy = path.join(dir, 'copy.img');
   await execa('nbdcopy', [uri, copy]);
