@@ -10,7 +10,7 @@
  * again, kills everything below it and fails. Otherwise it exits as ava does.
  */
 import { execa } from 'execa';
-import { descendants, hangReport } from './helpers/procs.js';
+import { hangReport, killBelow } from './helpers/procs.js';
 
 const minutes = (name: string, fallback: number) => (Number(process.env[name]) || fallback) * 60_000;
 const QUIET_MS = minutes('SYNCSH_TEST_QUIET_MIN', 10);
@@ -37,13 +37,7 @@ const timer = setInterval(() => {
   const now = Date.now();
   if (now - started > LIMIT_MS) {
     say([`the tests have run ${Math.round((now - started) / 60_000)} min, past the limit of ${LIMIT_MS / 60_000}: stopping them`, ...hangReport()]);
-    for (const p of descendants()) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
+    killBelow();
     process.exit(1);
   }
   if (!reported && now - lastOutput > QUIET_MS) {

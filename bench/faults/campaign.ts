@@ -6,7 +6,7 @@
  * seed S is replayed by the same seed and --trials k.
  */
 import { Fixture } from '../../test/peer/_fixture.js';
-import { descendants, hangReport } from '../../test/helpers/procs.js';
+import { hangReport, killBelow } from '../../test/helpers/procs.js';
 
 /**
  * A setup or trial that takes longer than this is a hang, not a slow trial
@@ -29,13 +29,7 @@ async function beforeHang<T>(work: Promise<T>, what: string, ms: number, log: (l
   } catch (error) {
     if (error instanceof Hung) {
       for (const line of hangReport()) log(line);
-      for (const p of descendants()) {
-        try {
-          process.kill(p.pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
+      killBelow();
       work.catch(() => undefined); // it may still settle, now that its processes are gone
     }
     throw error;

@@ -84,6 +84,17 @@ export const dataAgents = (sub: 'send' | 'receive', root = process.pid): Proc[] 
     return words[at + 1] === sub || (asked !== undefined && new RegExp(`\\bagent ${sub}\\b`).test(asked));
   });
 
+/** SIGKILL every process below `root` (one gone meanwhile is skipped): what a hang leaves running */
+export function killBelow(root = process.pid): void {
+  for (const p of descendants(root)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
 /** the kernel function a sleeping process waits in ('' when running or gone) */
 function wchan(pid: number): string {
   try {

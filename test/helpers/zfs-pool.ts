@@ -159,7 +159,6 @@ export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}
   return { name, file, mountpoint, destroy };
 }
 
-// at exit: stop a daemon the tests started, once no pool is left
 /**
  * Pools that zfs-fuse still called busy 30 s into their teardown, with no
  * process inside them (seen after a green run: destroyable minutes later):
@@ -187,6 +186,7 @@ function destroyKeptBusy(): void {
   }
 }
 
+// at exit: the pools kept busy, then stop a daemon the tests started, once no pool is left
 process.once('exit', () => {
   destroyKeptBusy();
   if (poolsHere > 0) {
@@ -259,8 +259,9 @@ export function holdersOf(dir: string, mountIds = mountIdsUnder(dir)): string {
  * before the unmount.
  */
 async function noHolders(t: ExecutionContext, name: string, dir: string, mountIds: Set<string>): Promise<void> {
-  for (const until = Date.now() + 10_000; holders(dir, mountIds).length && Date.now() < until; ) await new Promise((r) => setTimeout(r, 200));
-  const left = holders(dir, mountIds).filter((h) => h.pid !== process.pid);
+  let left = holders(dir, mountIds);
+  for (const until = Date.now() + 10_000; left.length && Date.now() < until; left = holders(dir, mountIds)) await new Promise((r) => setTimeout(r, 200));
+  left = left.filter((h) => h.pid !== process.pid);
   if (!left.length) return;
   t.log(`pool ${name} is still in use at its teardown; killed: ${left.map((h) => h.what).join('; ')}`);
   for (const h of left) signal(h.pid, 'SIGKILL');
