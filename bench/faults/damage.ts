@@ -13,7 +13,8 @@ import { createServices } from '../../src/services/index.js';
 import type { Driver } from '../../src/services/storage/driver.js';
 import { folderWith, makeAppliance, type Fixture } from '../../test/peer/_fixture.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
-import { differs, leftovers, oneOf, writeRandomly, type Tree, type World } from './world.js';
+import { makeStores, storeLeftovers, storeMissing } from './stores.js';
+import { destination, differs, leftovers, oneOf, writeRandomly, type DriverName, type Tree, type World } from './world.js';
 import { readTree } from '../../test/helpers/fs-tree.js';
 
 type Damage = 'flip' | 'drop' | 'duplicate' | 'truncate';
@@ -48,37 +49,56 @@ function chunked(bytes: Buffer, rng: Rng): Readable {
   return Readable.from(parts);
 }
 
-export function damageScenario(): Scenario {
+/** snapshots a damaged-stream world keeps per dataset: the base of the next incremental and the one just sent */
+const KEPT = 2;
+
+export function damageScenario(driver: DriverName = 'fs'): Scenario {
   return {
-    name: 'damaged-stream/fs/local',
-    help: 'the stream flipped, cut, duplicated or truncated between send and receive (fs driver)',
-    missing: async () => null,
+    name: `damaged-stream/${driver}/local`,
+    help: `the stream flipped, cut, duplicated or truncated between send and receive (${driver} driver${driver === 'fs' ? '' : ', two pools or images'})`,
+    missing: async () => (driver === 'fs' ? null : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
       const a = makeAppliance(f, 'alpha');
-      await folderWith(a, 'tank', {});
-      const srcDir = await folderWith(a, 'tank/docs', {});
+      let w: World;
+      if (driver === 'fs') {
+        await folderWith(a, 'tank', {});
+        w = { kind: 'local', driver, srcDataset: 'tank/docs', src: a, dst: a, name: '', srcDir: await folderWith(a, 'tank/docs', {}), dstDataset: 'tank/copy', files: [] };
+      } else {
+        const stores = await makeStores(f, driver);
+        const made = await (await a.services.storage.usable(driver)).createDataset(stores.srcDataset);
+        w = { kind: 'local', driver, srcDataset: stores.srcDataset, src: a, dst: a, name: '', srcDir: made.mountpoint!, dstDataset: stores.dstDataset, files: [] };
+      }
       const services = createServices(a.env);
       f.teardown(() => services.peers.close());
-      const fs: Driver = await services.storage.usable('fs');
-      const w: World = { kind: 'local', driver: 'fs', srcDataset: 'tank/docs', src: a, dst: a, name: '', srcDir, dstDataset: 'tank/copy', files: [] };
-      let base: string | null = null;
+      const store: Driver = await services.storage.usable(driver);
+      const sent: string[] = [];
       let last: Tree = new Map();
       let seq = 0;
-      const dst = () => readTree(a.live('tank/copy')).catch(() => new Map() as Tree);
+      const dst = async () => ((await store.getDataset(w.dstDataset)) ? destination(w) : (new Map() as Tree));
+      // what a refused or a clean receive may leave behind: fs' stages and journals; zfs' partial receives, btrfs' half-received subvolumes
+      const left = async () => (driver === 'fs' ? leftovers(a) : storeLeftovers(w));
+      // retention, as a service's would keep: the damaged-stream trials make a snapshot each
+      const prune = async () => {
+        while (sent.length > KEPT) {
+          const old = sent.shift()!;
+          for (const ds of [w.srcDataset, w.dstDataset]) if ((await store.listSnapshots(ds)).some((s) => s.name === old)) await store.destroySnapshot(ds, old, { recursive: false });
+        }
+      };
       return {
         async trial(rng: Rng): Promise<TrialOutcome> {
           const steps = [await writeRandomly(w, rng)];
           const snap = `s${++seq}`;
-          await fs.createSnapshot('tank/docs', snap, { recursive: false });
-          const expected = await readTree(srcDir);
-          const send = () => fs.send('tank/docs', snap, { recursive: false, ...(base ? { from: base } : {}) });
+          const base = sent.at(-1);
+          await store.createSnapshot(w.srcDataset, snap, { recursive: false });
+          const expected = await readTree(w.srcDir);
+          const send = () => store.send(w.srcDataset, snap, { recursive: false, ...(base ? { from: base } : {}) });
           const clean = await buffer(send());
           const how = rng.pick(['flip', 'flip', 'drop', 'duplicate', 'truncate'] as const);
           const { bytes, said } = damage(clean, how, rng);
           const violations: string[] = [];
           let accepted = false;
           try {
-            await fs.receive('tank/copy', chunked(bytes, rng), { recursive: false, force: false });
+            await store.receive(w.dstDataset, chunked(bytes, rng), { recursive: false, force: false });
             accepted = true;
           } catch (error) {
             steps.push(`${said}${base ? ` (incremental from ${base})` : ' (full)'}: refused: ${(error as Error).message.split('\n')[0]}`);
@@ -90,13 +110,13 @@ export function damageScenario(): Scenario {
           } else {
             const torn = oneOf(after, [last], 'after a refused stream, the destination');
             if (torn) violations.push(torn);
-            violations.push(...leftovers(a));
+            violations.push(...(await left()));
           }
           const t0 = Date.now();
           let recovered = true;
           if (!accepted) {
             try {
-              await fs.receive('tank/copy', chunked(clean, rng), { recursive: false, force: false });
+              await store.receive(w.dstDataset, chunked(clean, rng), { recursive: false, force: false });
             } catch (error) {
               recovered = false;
               violations.push(`the clean stream after a damaged one was refused: ${(error as Error).message}`);
@@ -106,11 +126,12 @@ export function damageScenario(): Scenario {
           if (recovered) {
             const d = differs(await dst(), expected);
             if (d.length) violations.push(`after the clean stream the destination is not ${snap}: ${d.slice(0, 3).join('; ')}`);
-            violations.push(...leftovers(a));
-            base = snap;
+            sent.push(snap);
+            await prune();
+            violations.push(...(await left()));
             last = expected;
             steps.push(`clean stream received in ${ms} ms`);
-          }
+          } else await store.destroySnapshot(w.srcDataset, snap, { recursive: false });
           return { steps, violations, recovered, recoveryMs: recovered ? ms : null };
         },
       };

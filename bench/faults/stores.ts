@@ -64,7 +64,8 @@ export async function storeLeftovers(w: World): Promise<string[]> {
     const services = createServices(x.env);
     try {
       const driver = await services.storage.usable(w.driver);
-      const snaps = await driver.listSnapshots(ds);
+      // a destination a refused full stream never created has no snapshots, and may still have leftovers beside it
+      const snaps = (await driver.getDataset(ds)) ? await driver.listSnapshots(ds) : [];
       if (snaps.length > KEEP) out.push(`${x.id}: ${w.driver}:${ds} keeps ${snaps.length} snapshots (retention keeps 3): ${snaps.map((s) => s.name).join(', ')}`);
       if (w.driver === 'zfs') {
         const all = (await execa('zfs', ['list', '-H', '-o', 'name', '-t', 'all', '-r', ds.split('/')[0]!], { reject: false })).stdout.split('\n');

@@ -45,12 +45,14 @@ export interface WorldOptions {
   driver?: DriverName;
   srcDataset?: string;
   dstDataset?: string;
+  /** a peer world over another link (an OpenSSH pair): its two appliances and the line that binds alpha to beta, instead of local-bind */
+  over?: { a: Appliance; b: Appliance; bindLine: string };
 }
 
 export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: WorldOptions = {}): Promise<World> {
   const driver = opts.driver ?? 'fs';
-  const a = makeAppliance(f, 'alpha', opts.extraEnv);
-  const b = kind === 'peer' ? makeAppliance(f, 'beta', opts.extraEnv) : a;
+  const a = opts.over?.a ?? makeAppliance(f, 'alpha', opts.extraEnv);
+  const b = kind === 'local' ? a : (opts.over?.b ?? makeAppliance(f, 'beta', opts.extraEnv));
   // the peer's fs pools elsewhere (a small file system): its home's fs/ is a link there
   if (opts.peerFsRoot) {
     rmSync(path.join(b.home, 'fs'), { recursive: true, force: true });
@@ -69,7 +71,7 @@ export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: WorldO
     srcDir = made.mountpoint;
   }
   if (b !== a) {
-    const r = await a.cli(`setup network local-bind ${b.home}`);
+    const r = await a.cli(opts.over ? `${opts.over.bindLine} -y` : `setup network local-bind ${b.home}`);
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
   }
   const dstDataset = opts.dstDataset ?? (kind === 'peer' ? 'tank/docs' : 'tank/copy');

@@ -22,7 +22,7 @@ export interface NetLink {
   nsIf: string;
   hostAddr: string;
   nsAddr: string;
-  /** run a command inside the namespace: argv of `ip netns exec NS …` */
+  /** run a command inside the namespace: argv of `nsenter --net=… …` (the network only, see makeNetLink) */
   exec(argv: string[]): string[];
   /** cut the link (this end down) and bring it back */
   down(): Promise<void>;
@@ -115,7 +115,9 @@ export async function makeNetLink(t: Cleanup): Promise<NetLink> {
   const nsIf = `ss${subnet}${tag}b`.slice(0, 15);
   const hostAddr = `10.231.${subnet}.1`;
   const nsAddr = `10.231.${subnet}.2`;
-  const exec = (argv: string[]) => ['ip', 'netns', 'exec', ns, ...argv];
+  // by network only, not `ip netns exec`: that also gives the command a mount namespace of its own, and with this
+  // machine's root mount private it would not see what is mounted after it started (a btrfs image, zfs-fuse's mounts)
+  const exec = (argv: string[]) => ['nsenter', `--net=/run/netns/${ns}`, ...argv];
   const ip = (...args: string[]) => execa('ip', args);
   t.teardown(async () => {
     await execa('ip', ['link', 'del', hostIf], { reject: false });

@@ -10,7 +10,7 @@
  * `down(x)` cuts the link, so that each appliance really cannot reach the
  * other (the connection attempts fail or time out), and `up(x)` restores it.
  *
- * Beta's processes enter the namespace with `nsenter --net` and not with
+ * Beta's processes enter the namespace with `nsenter --net` (helpers/netns.ts) and not with
  * `ip netns exec`: the latter also gives them a mount namespace of their own,
  * and with this machine's root mount private (no propagation) the FUSE mounts
  * the zfs-fuse daemon makes for them land in the daemon's (this) namespace,
@@ -74,15 +74,14 @@ const MiB = 1024 * 1024;
 
 export async function zfsReversePair(t: ExecutionContext, files: Record<string, string | Buffer>): Promise<ZfsPair> {
   const link = await makeNetLink(t);
-  const nsExec = (argv: string[]) => ['nsenter', `--net=/run/netns/${link.ns}`, ...argv];
   // alpha's sshd here, beta's in the namespace (entered by network only, see the header)
   const sshdA = await startSshd(t, { address: link.hostAddr, port: 2222 });
-  const sshdB = await startSshd(t, { netns: { ...link, exec: nsExec }, address: link.nsAddr, port: 2222 });
+  const sshdB = await startSshd(t, { netns: link, address: link.nsAddr, port: 2222 });
   const a = makeAppliance(t, 'alpha');
   const madeB = makeAppliance(t, 'beta');
   const run = (x: Appliance, line: string, json = false) => {
     const argv = ['node', BIN, ...(json ? ['--json'] : []), '-c', line];
-    const [file, ...args] = x === madeB ? nsExec(argv) : argv;
+    const [file, ...args] = x === madeB ? link.exec(argv) : argv;
     return execa(file, args, { env: x.env, reject: false, encoding: 'utf8' });
   };
   const b: Appliance = { ...madeB, cli: (line) => run(madeB, line) as ReturnType<Appliance['cli']> };
