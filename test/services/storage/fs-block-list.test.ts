@@ -1,7 +1,10 @@
-/** Block lists with runs of zero chunks (block-list.ts) and the chunk diff of zvol.ts: table tests of pure functions. */
+/** Block lists with runs of zero chunks (block-list.ts), the chunk diff of zvol.ts and block patches (block-patch.ts): table tests of pure functions. */
 import test from 'ava';
 import { BlockListBuilder, chunkCount, namesAt, patchBlocks, zeroRun } from '../../../src/services/storage/fs/block-list.js';
 import { differingChunks } from '../../../src/services/storage/fs/zvol.js';
+import { packBlockPatches, unpackBlockPatches, type PatchedEntry } from '../../../src/services/storage/fs/block-patch.js';
+import { ZVOL_CHUNK } from '../../../src/services/storage/fs/block-store.js';
+import type { Entry, Manifest } from '../../../src/services/storage/fs/manifest.js';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
@@ -76,4 +79,35 @@ test('namesAt and differingChunks walk names, not chunks', (t) => {
     [[A, '0*3'], ['0', '0*2', B], 4, [0, 3]],
   ];
   for (const [a, b, chunks, want] of table) t.deepEqual(differingChunks(a, b, chunks), want, `${a.join(',')} vs ${b.join(',')}`);
+});
+
+test('block patches: packed only for zvol lists, rebuilt exactly from the base, malformed ones refused', (t) => {
+  const h = (c: string) => c.repeat(64);
+  const entry = (blocks: string[]): Entry => ({ path: 'volume.img', type: 'file', mode: 0o600, mtimeNs: '1', size: chunkCount(blocks) * ZVOL_CHUNK, blocks });
+  const manifest = (blocks: string[], chunkSize = ZVOL_CHUNK) => ({ chunkSize, entries: [{ path: '', type: 'dir', mode: 0o755, mtimeNs: '1', size: 0 }, entry(blocks)] }) as unknown as Manifest;
+  const base = manifest([h('a'), '0*6', h('b'), h('c')]);
+  const target = manifest([h('a'), '0*2', h('d'), '0*3', h('b'), '0']);
+  const delta = { upserts: [entry(target.entries[1].blocks!)], removes: [] };
+  const packed = packBlockPatches(base, target, delta);
+  t.deepEqual((packed.upserts[0] as PatchedEntry).blocksPatch, {
+    chunks: 9,
+    set: [
+      [3, h('d')],
+      [8, '0'],
+    ],
+  });
+  const bad = (why: string) => new Error(why);
+  t.deepEqual(unpackBlockPatches(packed.upserts, base, bad), delta.upserts);
+  t.is(packBlockPatches(manifest(base.entries[1].blocks!, 1 << 20), manifest(target.entries[1].blocks!, 1 << 20), delta), delta, 'file trees send whole lists');
+  const broken = {
+    ...packed.upserts[0],
+    blocksPatch: {
+      chunks: 9,
+      set: [
+        [8, '0'],
+        [3, h('d')],
+      ],
+    },
+  };
+  t.throws(() => unpackBlockPatches([broken], base, bad), { message: /malformed block patch/ });
 });

@@ -412,9 +412,9 @@ test('a stream of another format version, or not a stream at all, is refused bef
   await a.driver.createSnapshot('tank/src', 's1', { recursive: false });
   const full = await collect(a.driver.send('tank/src', 's1', { recursive: false }));
   const newer = Buffer.from(full);
-  newer.writeUInt32BE(5, 8);
+  newer.writeUInt32BE(6, 8);
   await t.throwsAsync(b.driver.receive('tank/dst', Readable.from([newer]), { force: false, recursive: false }), {
-    message: 'The stream has format version 5, but this syncsh reads versions 2 to 4 only; run the same syncsh version on both appliances. Nothing was changed on fs dataset tank/dst.',
+    message: 'The stream has format version 6, but this syncsh reads versions 2 to 5 only; run the same syncsh version on both appliances. Nothing was changed on fs dataset tank/dst.',
   });
   await t.throwsAsync(b.driver.receive('tank/dst', Readable.from([Buffer.from('#!/bin/sh\necho not a stream\n')]), { force: false, recursive: false }), {
     message: /This is not a syncsh fs send stream/,

@@ -296,3 +296,20 @@ test('an incremental zvol receive stopped after any step of its commit is finish
   }
   t.true(crashes >= 3, `the commit has ${crashes} steps to crash after`);
 });
+
+test('an incremental of a full zvol carries its changed chunks and a patch of its block list, not every name (stream version 5)', async (t) => {
+  const { a, b, image } = await pair(t, 64 * MiB);
+  const v = await a.openVolume!('tank/vm1');
+  await v.write(0, randomBytes(64 * MiB), { fua: false }); // 1,024 distinct chunks: a whole list is ~66 KB of names
+  await v.close();
+  await a.createSnapshot('tank/vm1', 's1', { recursive: false });
+  await sync(a, b, 's1');
+  const v2 = await a.openVolume!('tank/vm1');
+  await v2.write(40 * MiB, randomBytes(4 * KiB), { fua: true });
+  await v2.close();
+  await a.createSnapshot('tank/vm1', 's2', { recursive: false });
+  const delta = await sync(a, b, 's2', 's1');
+  t.true(delta > CHUNK && delta < CHUNK + 8 * KiB, `one chunk, framing and a one-name patch: ${delta}`);
+  t.is(sha(image('b', 'tank/vm1')), sha(image('a', 'tank/vm1')));
+  t.false(await b.changedSince('tank/vm1', 's2'));
+});

@@ -24,6 +24,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, read
 import path from 'node:path';
 import { errorCode, writeFileAtomic } from './files.js';
 import { encodePackIndex, forgetPackIndex, readPackIndex, type PackEntry } from './pack-index.js';
+import { BlockIndex, sealedLayers } from './block-index.js';
 
 export const CHUNK_SIZE = 1 << 20;
 /** A zvol's chunk (snapshots, transfer, dedupe): a 4 KiB write costs 64 KiB, not 1 MiB. */
@@ -87,7 +88,7 @@ export class BlockStore {
   private loaded = false;
   private readonly packs = new Map<string, Pack>();
   /** every block's canonical copy */
-  private readonly where = new Map<string, PackEntry>();
+  private readonly where = new BlockIndex();
   private writing: Pack | null = null;
   /** per-block files of the store's first format (blocks/<hh>/<hash>), read and collected but never written */
   private legacy = false;
@@ -107,6 +108,7 @@ export class BlockStore {
       throw error;
     }
     this.legacy = names.some((n) => /^[0-9a-f]{2}$/.test(n));
+    const sealed: PackEntry[][] = [];
     for (const name of names.sort()) {
       const id = INDEX.exec(name)?.[1];
       if (!id || this.packs.has(id)) continue;
@@ -119,8 +121,10 @@ export class BlockStore {
         throw error;
       }
       const size = entries.reduce((n, e) => Math.max(n, e.offset + e.length), 0);
-      this.add({ id, fd: null, size, entries, sealed: true, mine: false });
+      this.packs.set(id, { id, fd: null, size, entries, sealed: true, mine: false });
+      sealed.push(entries);
     }
+    this.where.setLayers(sealedLayers(this.dir, sealed));
   }
 
   private add(pack: Pack): void {

@@ -40,8 +40,20 @@ export function mayCarryChunks(manifest: Manifest, base: Manifest): boolean {
   return found;
 }
 
-/** The chunks a stream of `manifest` carries beyond `base`: each once, in the order its files use them. */
-export function chunksToSend(manifest: Manifest, base: Manifest | null): string[] {
+/** Lists already made, per manifest and base (both read-only, shared by manifest.ts's cache): a run asks for its offer, then sends. */
+const toSend = new WeakMap<Manifest, WeakMap<Manifest | typeof NO_BASE, readonly string[]>>();
+const NO_BASE = { entries: [] } as unknown as Manifest;
+
+/** The chunks a stream of `manifest` carries beyond `base`: each once, in the order its files use them (do not modify the list). */
+export function chunksToSend(manifest: Manifest, base: Manifest | null): readonly string[] {
+  let byBase = toSend.get(manifest);
+  if (!byBase) toSend.set(manifest, (byBase = new WeakMap()));
+  let list = byBase.get(base ?? NO_BASE);
+  if (!list) byBase.set(base ?? NO_BASE, (list = listChunks(manifest, base)));
+  return list;
+}
+
+function listChunks(manifest: Manifest, base: Manifest | null): string[] {
   if (base && !mayCarryChunks(manifest, base)) return [];
   const skip = new Set(base ? blocksOf(base) : []);
   const out: string[] = [];
@@ -53,7 +65,7 @@ export function chunksToSend(manifest: Manifest, base: Manifest | null): string[
   return out;
 }
 
-export function packChunks(list: string[]): string {
+export function packChunks(list: readonly string[]): string {
   return list.join('');
 }
 
@@ -151,7 +163,7 @@ export function isSeed(c: { offered: number; held: number }): boolean {
 }
 
 /** Sender: the set of chunks of `list` the answer says the receiver holds (empty without an answer for this dataset). */
-export function heldSet(answer: ChunkAnswer | undefined, rel: string, list: string[], where: string): Set<string> {
+export function heldSet(answer: ChunkAnswer | undefined, rel: string, list: readonly string[], where: string): Set<string> {
   const held = new Set<string>();
   const mine = answer?.datasets?.find((d) => d.rel === rel);
   if (!mine) return held;

@@ -18,6 +18,7 @@ import { existsSync, lstatSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
+import { unpackBlockPatches } from './block-patch.js';
 import type { ReceiveOptions, ReceiveResult, SnapshotInfo } from '../driver.js';
 import { CHUNK_SIZE, ZVOL_CHUNK, sha256 } from './block-store.js';
 import { patchPlan } from './zvol.js';
@@ -74,7 +75,8 @@ function decodeManifest(parts: Buffer[], inc: Incoming, version: number): { mani
   let rebuilt: Entry[] | undefined = entries;
   if (delta) {
     if (!inc.baseManifest || !Array.isArray(delta.upserts) || !Array.isArray(delta.removes)) throw corrupt(`the manifest for ${where} is a delta without a usable base.`);
-    delta.upserts = fromStream(delta.upserts);
+    // Version 5 sends a zvol image's block list as a patch of the base's (block-patch.ts).
+    delta.upserts = fromStream(version >= 5 ? unpackBlockPatches(delta.upserts, inc.baseManifest, (why) => corrupt(`the manifest for ${where} has ${why}.`)) : delta.upserts);
     rebuilt = applyDelta(inc.baseManifest, delta);
     staged = { fields, baseId: inc.baseManifest.id, delta };
   } else {

@@ -7,6 +7,7 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { constants, gzipSync } from 'node:zlib';
+import { packBlockPatches } from './block-patch.js';
 import type { ChunkOffer, SendOptions } from '../driver.js';
 import { BlockStore } from './block-store.js';
 import type { Catalog, SnapshotRecord } from './catalog.js';
@@ -138,7 +139,7 @@ async function* generate(catalog: Catalog, dataset: string, snapshot: string, op
       // The source's exclude patterns stay with it: the copy holds the tree as sent.
       const { entries, exclude: _excluded, ...fields } = manifest;
       const digest = entriesDigest(entries);
-      const body: StreamManifest = base ? { ...fields, delta: diffManifests(base, manifest), digest } : { ...fields, entries: entries.map(withoutCache), digest };
+      const body: StreamManifest = base ? { ...fields, delta: packBlockPatches(base, manifest, diffManifests(base, manifest)), digest } : { ...fields, entries: entries.map(withoutCache), digest };
       const packed = gzipSync(JSON.stringify(body), { level: constants.Z_BEST_SPEED });
       for (let at = 0; at < packed.length; at += MANIFEST_PART) {
         const piece = packed.subarray(at, Math.min(packed.length, at + MANIFEST_PART));

@@ -1,5 +1,5 @@
 /**
- * The fs send stream, version 4. Integers are big-endian.
+ * The fs send stream, version 5. Integers are big-endian.
  *
  *   preamble   "SYNCSHFS" u32 version
  *   records    u8 type, u32 length, payload
@@ -30,7 +30,10 @@
  * receiver said it holds are left out, and each dataset header says how
  * many chunks there were beyond the base and how many were held
  * (`chunks: {offered, held}`), which the receiver checks against the
- * blocks that arrive. A version 2 stream (an
+ * blocks that arrive. Version 5 (the same records) may send a zvol
+ * image's block list in an incremental's delta as the chunks changed since
+ * the base (`blocksPatch`, block-patch.ts) instead of all its names; a
+ * version 4 stream, which has none, is still read. A version 2 stream (an
  * older sender) is still read: its manifest is of format 1, so its files
  * arrive without owners and links, as they did then. Other versions are
  * refused before anything is read.
@@ -38,9 +41,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
 import type { Entry, Manifest, ManifestDelta } from './manifest.js';
+import type { PatchedEntry } from './block-patch.js';
 
 export const MAGIC = Buffer.from('SYNCSHFS', 'latin1');
-export const STREAM_VERSION = 4;
+export const STREAM_VERSION = 5;
 /** The oldest version still read. */
 export const OLDEST_STREAM_VERSION = 2;
 
@@ -85,7 +89,7 @@ export interface DatasetHeader {
 }
 
 /** The manifest as carried: its fields, and either all entries or the delta from the base, with the entries' digest. */
-export type StreamManifest = Omit<Manifest, 'entries'> & { entries?: Entry[]; delta?: ManifestDelta; digest: string };
+export type StreamManifest = Omit<Manifest, 'entries'> & { entries?: Entry[]; delta?: ManifestDelta | { upserts: (Entry | PatchedEntry)[]; removes: string[] }; digest: string };
 
 export interface DatasetEnd {
   blocks: number;
