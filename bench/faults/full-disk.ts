@@ -6,7 +6,8 @@
  * The run either lands or fails with the destination at its previous
  * snapshot; once the filler is gone, the next run lands without an operator.
  * On zfs and btrfs the destination is a small pool (64 MiB) or btrfs image
- * (120 MiB) of its own (stores.ts), local to local, the filler in its root.
+ * (120 MiB) of its own (stores.ts), local to local or to a local-bind peer,
+ * the filler in its root.
  */
 import { rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
@@ -39,22 +40,24 @@ async function settled(dir: string): Promise<number> {
   return last;
 }
 
-export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs'): Scenario {
-  const where = driver === 'fs' ? 'a 96 MiB tmpfs under a local-bind peer' : driver === 'zfs' ? 'a 64 MiB zfs-fuse pool, local' : 'a 120 MiB btrfs image, local';
+export function fullDiskScenario(driver: 'fs' | 'zfs' | 'btrfs' = 'fs', kind: 'local' | 'peer' = driver === 'fs' ? 'peer' : 'local'): Scenario {
+  const where = driver === 'fs' ? 'a 96 MiB tmpfs' : driver === 'zfs' ? 'a 64 MiB zfs-fuse pool' : 'a 120 MiB btrfs image';
   return {
-    name: driver === 'fs' ? 'full-disk/fs/peer' : `full-disk/${driver}/local`,
-    help: `the destination (${where}) left a random amount of room before a run`,
+    name: `full-disk/${driver}/${kind}`,
+    help: `the destination (${where}, ${kind === 'peer' ? 'under a local-bind peer' : 'local'}) left a random amount of room before a run`,
     missing: async () => (driver === 'fs' ? smallFsMissing() : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
       let small: string;
       let w;
       if (driver === 'fs') {
+        // the peer's whole fs home on the small file system (locally that would fill the source too)
+        if (kind === 'local') throw new Error('full-disk on the fs driver is a peer scenario');
         small = await smallFs(f, '96m');
         w = await makeWorld(f, 'peer', { peerFsRoot: small });
       } else {
         const stores = await makeStores(f, driver, (driver === 'zfs' ? 64 : 120) * MiB);
         small = stores.dstRoot;
-        w = await makeWorld(f, 'local', { driver, ...stores });
+        w = await makeWorld(f, kind, { driver, ...stores });
       }
       const first = await startRun(w);
       if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);

@@ -25,6 +25,8 @@ export function allScenarios(): Scenario[] {
     killScenario('peer', 'btrfs'),
     fullDiskScenario('zfs'),
     fullDiskScenario('btrfs'),
+    fullDiskScenario('zfs', 'peer'),
+    fullDiskScenario('btrfs', 'peer'),
     reverseScenario(),
     failbackCutScenario(),
     nbdKillScenario(),
