@@ -25,7 +25,8 @@ import { sshReversePair, type SshAppliance } from '../../test/reverse/_ssh-pair.
 import { netnsMissing } from '../../test/helpers/netns.js';
 import { sshdMissing } from '../../test/helpers/sshd.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
-import { leftovers } from './world.js';
+import { makeStores, storeLeftovers, storeMissing } from './stores.js';
+import { leftovers, type DriverName } from './world.js';
 
 type Files = Record<string, string>;
 
@@ -52,13 +53,16 @@ function masters(p: Pair, when: string): string[] {
 /** missing or changed files of `had` in `got` */
 const lacks = (got: Files, had: Files) => Object.keys(had).filter((k) => got[k] !== had[k]);
 
-export function reverseScenario(): Scenario {
+export function reverseScenario(driver: DriverName = 'fs'): Scenario {
   return {
-    name: 'reverse-dr/fs/peer',
-    help: 'hand-overs killed -9 at a random instant (driven from either side) and DR failovers whose failback run is killed -9, in cycles, writes on both sides, fs driver, local-bind',
-    missing: async () => null,
+    name: `reverse-dr/${driver}/peer`,
+    help: `hand-overs killed -9 at a random instant (driven from either side) and DR failovers whose failback run is killed -9, in cycles, writes on both sides, ${driver} driver${driver === 'fs' ? '' : ' (a pool or image each)'}, local-bind`,
+    missing: async () => (driver === 'fs' ? null : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
-      const p = await reversePair(f);
+      const stores = driver === 'fs' ? null : await makeStores(f, driver);
+      const p = await reversePair(f, undefined, stores ? { datasets: { driver, a: stores.srcDataset, b: stores.dstDataset } } : {});
+      // what a crash may leave: fs' stages and journals; zfs' partial receives, btrfs' swap leftovers (orphans are kept by design)
+      const left = async (x: Appliance) => (driver === 'fs' ? leftovers(x) : x === p.a ? storeLeftovers({ driver, src: p.a, dst: p.b, srcDataset: p.ds(p.a), dstDataset: p.ds(p.b) }, { retention: false }) : []);
       const t0 = Date.now();
       const first = await p.a.cli(`run auto-sync :${p.name}`);
       if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
@@ -78,7 +82,7 @@ export function reverseScenario(): Scenario {
           let before: Files;
           let orphanWanted: Files | null = null;
           if (kind === 'handover') {
-            write(master.live('tank/docs'), `h${seq}.txt`, `hand-over ${seq}, written on ${master.id}\n`);
+            write(await p.dir(master), `h${seq}.txt`, `hand-over ${seq}, written on ${master.id}\n`);
             if (rng.next() < 0.5) {
               const r = await master.cli(`run auto-sync :${p.name}`);
               steps.push(`${master.id} wrote h${seq}.txt, ran: exit ${r.exitCode}`);
@@ -93,10 +97,10 @@ export function reverseScenario(): Scenario {
             await p.fresh(driver).autoSync.contact(p.name);
             await p.fresh(partner(driver)).autoSync.contact(p.name);
           } else {
-            write(master.live('tank/docs'), `s${seq}.txt`, `synced before the DR of cycle ${seq}\n`);
+            write(await p.dir(master), `s${seq}.txt`, `synced before the DR of cycle ${seq}\n`);
             const r = await master.cli(`run auto-sync :${p.name}`);
             if (r.exitCode !== 0) throw new Error(`the run before the DR failed: ${r.stderr}`);
-            write(master.live('tank/docs'), `u${seq}.txt`, `${master.id} wrote this after its last run (cycle ${seq})\n`);
+            write(await p.dir(master), `u${seq}.txt`, `${master.id} wrote this after its last run (cycle ${seq})\n`);
             orphanWanted = await filesOf(p, master);
             p.down(master);
             const dr = await other.cli(`setup auto-sync :${p.name} reverse-direction -y`);
@@ -105,7 +109,7 @@ export function reverseScenario(): Scenario {
               p.up(master);
               return { steps, violations: [`the DR on ${other.id} failed: ${String(dr.stderr).trim()}`], recovered: false, recoveryMs: null };
             }
-            write(other.live('tank/docs'), `t${seq}.txt`, `${other.id} wrote this as the new master (cycle ${seq})\n`);
+            write(await p.dir(other), `t${seq}.txt`, `${other.id} wrote this as the new master (cycle ${seq})\n`);
             violations.push(...masters(p, 'after the DR'));
             p.up(master);
             before = await filesOf(p, other);
@@ -134,8 +138,8 @@ export function reverseScenario(): Scenario {
             return { steps, violations, recovered: false, recoveryMs: null };
           }
           if (kind === 'failback' && now !== other) violations.push(`after the failback ${now.id} is master, not the DR side ${other.id}`);
-          const fsNow = await p.fresh(now).storage.usable('fs');
-          if (!(await fsNow.getDataset('tank/docs'))?.mounted) violations.push(`the source copy on ${now.id} is not mounted once settled`);
+          const storeNow = await p.fresh(now).storage.usable(driver);
+          if (!(await storeNow.getDataset(p.ds(now)))?.mounted) violations.push(`the source copy on ${now.id} is not mounted once settled`);
           const gone = lacks(await filesOf(p, now), before);
           if (gone.length) violations.push(`the source (${now.id}) lacks what was written before the fault: ${gone.join(', ')}`);
           if (orphanWanted) {
@@ -159,7 +163,7 @@ export function reverseScenario(): Scenario {
           const differ = [...new Set([...Object.keys(src), ...Object.keys(dst)])].filter((k) => src[k] !== dst[k]);
           if (differ.length) violations.push(`after the next run the copies differ: ${differ.slice(0, 4).join(', ')}`);
           for (const x of [p.a, p.b]) {
-            violations.push(...leftovers(x));
+            violations.push(...(await left(x)));
             const journals = path.join(x.home, 'handovers');
             if (existsSync(journals) && readdirSync(journals).length) violations.push(`${x.id}: hand-over journals left: ${readdirSync(journals).join(', ')}`);
           }

@@ -28,6 +28,8 @@ export function allScenarios(): Scenario[] {
     fullDiskScenario('zfs', 'peer'),
     fullDiskScenario('btrfs', 'peer'),
     reverseScenario(),
+    reverseScenario('zfs'),
+    reverseScenario('btrfs'),
     failbackCutScenario(),
     nbdKillScenario(),
     zvolKillScenario(),

@@ -20,9 +20,26 @@ export interface Pair {
   down(x: Appliance): void;
   up(x: Appliance): void;
   name: string;
+  /** the driver both copies are on (fs unless asked) */
+  driver: 'fs' | 'zfs' | 'btrfs';
+  /** x's copy of the service's dataset, driver-local (tank/docs on fs) */
+  ds(x: Appliance): string;
+  /** the directory x's copy is mounted at (it must be mounted) */
+  dir(x: Appliance): Promise<string>;
 }
 
-export async function reversePair(t: { teardown(fn: () => unknown): void }, files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' }, opts: { pull?: boolean; to?: string; oneWay?: boolean } = {}): Promise<Pair> {
+/** zfs or btrfs instead of fs: each appliance's copy, made by the caller on storage of its own (alpha's created here, beta's by the service) */
+export interface PairDatasets {
+  driver: 'zfs' | 'btrfs';
+  a: string;
+  b: string;
+}
+
+export async function reversePair(
+  t: { teardown(fn: () => unknown): void },
+  files: Record<string, string> = { 'a.txt': 'one\n', 'd/b.bin': 'bee\n' },
+  opts: { pull?: boolean; to?: string; oneWay?: boolean; datasets?: PairDatasets } = {},
+): Promise<Pair> {
   const f = new Fixture();
   t.teardown(() => f.close());
   const a = makeAppliance(f, 'alpha');
@@ -39,12 +56,18 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
     const r = await x.cli(`setup network local-bind ${y.home}`);
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
   }
-  await folderWith(a, 'tank/docs', files);
-  const to = opts.to ?? 'tank/docs';
+  const driver = opts.datasets?.driver ?? 'fs';
+  const from = opts.datasets?.a ?? 'tank/docs';
+  const to = opts.datasets?.b ?? opts.to ?? 'tank/docs';
+  if (driver === 'fs') await folderWith(a, from, files);
+  else {
+    const made = await (await a.services.storage.usable(driver)).createDataset(from);
+    for (const [file, text] of Object.entries(files)) write(made.mountpoint!, file, text);
+  }
   const capable = opts.oneWay ? 'no' : 'yes';
   const r = opts.pull
-    ? await b.cli(`create auto-sync --from-host alpha --from-fs fs:tank/docs --to-fs fs:${to} --recursive no --reverse-capable ${capable} -y`)
-    : await a.cli(`create auto-sync --from-fs fs:tank/docs --to-host beta --to-fs fs:${to} --recursive no --reverse-capable ${capable} -y`);
+    ? await b.cli(`create auto-sync --from-host alpha --from-fs ${driver}:${from} --to-fs ${driver}:${to} --recursive no --reverse-capable ${capable} -y`)
+    : await a.cli(`create auto-sync --from-fs ${driver}:${from} --to-host beta --to-fs ${driver}:${to} --recursive no --reverse-capable ${capable} -y`);
   if (r.exitCode !== 0) throw new Error(String(r.stderr));
   const name = /auto-sync:(\S+?):/.exec(String(r.stdout))![1];
   const opened: Services[] = [];
@@ -53,15 +76,25 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
   // the partner's record of x: its agent script
   const partnerOf = (x: Appliance) => (x === a ? b : a);
   const peersFile = (x: Appliance) => path.join(x.home, 'peers.json');
+  const fresh = (x: Appliance) => {
+    const s = createServices(x.env);
+    opened.push(s);
+    return s;
+  };
+  const ds = (x: Appliance) => (x === a ? from : to);
   return {
     a,
     b,
     name,
-    fresh(x) {
-      const s = createServices(x.env);
-      opened.push(s);
-      return s;
+    driver,
+    ds,
+    async dir(x) {
+      if (driver === 'fs') return x.live(ds(x));
+      const info = await (await fresh(x).storage.usable(driver)).getDataset(ds(x));
+      if (!info?.mountpoint || !info.mounted) throw new Error(`${x.id}: ${driver}:${ds(x)} is not mounted`);
+      return info.mountpoint;
     },
+    fresh,
     down(x) {
       const file = peersFile(partnerOf(x));
       const text = readFileSync(file, 'utf8');
@@ -75,9 +108,9 @@ export async function reversePair(t: { teardown(fn: () => unknown): void }, file
   };
 }
 
-/** every file of tank/docs on an appliance, byte for byte (mounted for the look if it is not) */
-export async function filesOf(p: Pair, x: Appliance, dataset = 'tank/docs'): Promise<Record<string, string>> {
-  const fs = await p.fresh(x).storage.usable('fs');
+/** every file of x's copy (or of `dataset`) on an appliance, byte for byte (mounted for the look if it is not) */
+export async function filesOf(p: Pair, x: Appliance, dataset = p.ds(x)): Promise<Record<string, string>> {
+  const fs = await p.fresh(x).storage.usable(p.driver);
   const info = await fs.getDataset(dataset);
   if (!info) return {};
   if (!info.mounted) await fs.mount(dataset);
@@ -89,7 +122,7 @@ export async function filesOf(p: Pair, x: Appliance, dataset = 'tank/docs'): Pro
         else out[`${rel}${e.name}`] = readFileSync(path.join(dir, e.name)).toString('latin1');
       }
     };
-    walk(x.live(dataset), '');
+    walk(p.driver === 'fs' ? x.live(dataset) : (await fs.getDataset(dataset))!.mountpoint!, '');
     return out;
   } finally {
     if (!info.mounted) await fs.unmount(dataset);
