@@ -1,9 +1,9 @@
 /**
- * The NBD daemon kill scenario's model (bench/faults/nbd-kill.ts): which
+ * The NBD daemon kill scenario's model (bench/faults/block-writes.ts, the nbd-kill scenario's): which
  * values a block may hold after the kill, from qemu-io's acknowledgements.
  */
 import test from 'ava';
-import { acknowledged, allowedValues, check, qemuIoCommand, type Command } from '../../bench/faults/nbd-kill.js';
+import { acknowledged, allowedValues, check, qemuIoCommand, type Command } from '../../bench/faults/block-writes.js';
 
 const w = (first: number, value: number, fua = false, count = 1): Command => ({ kind: 'write', first, count, value, fua });
 const flush: Command = { kind: 'flush' };
