@@ -99,7 +99,7 @@ export function allowedAfter(old: readonly number[], writes: readonly { w: Write
  */
 export function allowedValues(old: readonly number[], cmds: readonly Command[], acked: number): Set<number>[] {
   const writes: { w: Write; fate: Fate; durable: boolean }[] = [];
-  let unflushed: { durable: boolean }[] = [];
+  const unflushed: { durable: boolean }[] = [];
   for (const c of cmds) {
     if (c.kind === 'flush') {
       // acknowledged when the write after it was
