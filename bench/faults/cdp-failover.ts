@@ -26,6 +26,15 @@ import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 
 type Fault = 'master' | 'slave/manual' | 'slave/none';
 
+/** what a role switch's output says for the steps: the epoch, and whether the peer was told */
+const switched = (out: string) => `${/epoch \d+/.exec(out)?.[0] ?? out.trim()}${/was not told/.test(out) ? ' (the peer was not told)' : ''}`;
+
+/** a failure's message cut short: a daemon line wait names every line printed, of which the first and the last few tell */
+const brief = (why: string) => {
+  const lines = why.split('\n');
+  return lines.length <= 8 ? why : [...lines.slice(0, 3), `(${lines.length - 8} lines)`, ...lines.slice(-5)].join('\n');
+};
+
 /** one master per epoch, across the run: the violations of what both copies say now */
 function epochBook() {
   const masters = new Map<number, string>();
@@ -82,7 +91,7 @@ export function cdpFailoverScenario(): Scenario {
           await ok(master, `setup network fencing ${slave.id} ${fault === 'slave/manual' ? 'manual' : 'clear'}`);
           const steps = [`${master.id} master, ${cmds.length} commands (${cmds.filter((c) => c.kind === 'flush').length} flushes, ${cmds.filter((c) => c.kind === 'write' && c.fua).length} FUA writes) on its export`];
           const violations: string[] = [];
-          const failed = (why: string): TrialOutcome => ({ steps, violations: [...violations, why], recovered: false, recoveryMs: null });
+          const failed = (why: string): TrialOutcome => ({ steps, violations: [...violations, brief(why)], recovered: false, recoveryMs: null });
 
           const client = writer(uri(master), cmds);
           const { finished } = await client.until(delay, early);
@@ -103,7 +112,7 @@ export function cdpFailoverScenario(): Scenario {
             renameSync(master.home, away);
             try {
               const promoted = await ok(slave, `setup auto-cdp :${MIRROR} role master -y`);
-              steps.push(`${slave.id} promoted: ${/epoch \d+/.exec(promoted)?.[0] ?? promoted.trim()}`);
+              steps.push(`${slave.id} promoted: ${switched(promoted)}`);
             } catch (error) {
               return failed(`promoting ${slave.id} with its master gone failed: ${(error as Error).message}`);
             } finally {
@@ -132,7 +141,7 @@ export function cdpFailoverScenario(): Scenario {
                 // it stepped down at the EIO (if the client still wrote after the kill): switched back by hand
                 if ((await role(master)).role === 'slave') {
                   await daemons.get(master)!.lines.wait(/: stopped/, from, 30_000);
-                  steps.push(`${master.id} had stepped down; switched back: ${/epoch \d+/.exec(await ok(master, `setup auto-cdp :${MIRROR} role master -y`))?.[0]}`);
+                  steps.push(`${master.id} had stepped down; switched back: ${switched(await ok(master, `setup auto-cdp :${MIRROR} role master -y`))}`);
                 }
               }
               await level(master, slave, mark);

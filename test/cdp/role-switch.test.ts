@@ -115,3 +115,36 @@ test.serial('a copy just switched to slave whose engine still runs as master is 
   t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
   t.like(await role(a), { role: 'slave', epoch: 2, master: { host: 'beta' } });
 });
+
+// Found by the fault campaign (failover/cdp-sync/fs): a slave the promotion could not tell (its cdp.update lost) took
+// the new master's stream at its newer epoch but kept its own older one, so promoted in turn it took an epoch that
+// master already held: both masters at one epoch, split brain when they met.
+test.serial('a slave the promotion did not reach adopts the newer epoch from the stream: promoted later, it takes a newer epoch still', async (t) => {
+  const { a, b, da, db } = await mirrored(t, { mode: 'sync', create: '--peer-timeout 1' });
+  await ok(b, `setup network local-bind ${a.home}`);
+  await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
+  await da.lines.wait(/tank-vm1-000: stopped/);
+  await da.stop('SIGKILL');
+  // beta promoted while alpha's copy does not answer: it is not told of epoch 2
+  const away = `${a.home}-away`;
+  renameSync(a.home, away);
+  try {
+    t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
+  } finally {
+    renameSync(away, a.home);
+  }
+  t.like(await role(a), { role: 'slave', epoch: 1 });
+  const from = db.lines.lines.length;
+  startDaemon(t, a);
+  await db.lines.wait(/alpha is level/, from, 90_000);
+  t.like(await role(a), { role: 'slave', epoch: 2, master: { host: 'beta' } }, "beta's stream brought its epoch");
+
+  // beta's power cut: alpha promoted by hand takes epoch 3, not beta's 2
+  await db.stop('SIGKILL');
+  renameSync(b.home, `${b.home}-away`);
+  try {
+    t.regex(await ok(a, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 3\)/);
+  } finally {
+    renameSync(`${b.home}-away`, b.home);
+  }
+});
