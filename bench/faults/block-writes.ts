@@ -50,7 +50,9 @@ const writesOf = (cmds: readonly Command[]) => cmds.filter((c): c is Write => c.
 /**
  * Each write's fate from qemu-io's output (stdout and stderr in one stream,
  * in order): a "wrote" line acknowledges the next write, which it must name;
- * a "write failed" line fails it; writes after the last line were never sent.
+ * a "write failed" line fails it. Of the writes after the last line the
+ * first was in flight when the client ended (killed, cut off): it may have
+ * landed, as a failed one; the others were never sent.
  */
 export function fates(cmds: readonly Command[], output: string): Fate[] {
   const writes = writesOf(cmds);
@@ -64,6 +66,7 @@ export function fates(cmds: readonly Command[], output: string): Fate[] {
     if (!w) throw new Error(`qemu-io said "${line}" after its last write.`);
     out[n++] = m ? 'acked' : 'failed';
   }
+  if (n < out.length) out[n] = 'failed';
   return out;
 }
 

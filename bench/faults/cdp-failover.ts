@@ -3,14 +3,16 @@
  * client. Two appliances bound both ways with local-bind, each running
  * `syncsh daemon`, fs:tank/vm1 mirrored in sync mode (--peer-timeout 1);
  * qemu-io writes to the master's export (block-writes.ts) and at a random
- * instant one daemon is killed (-9):
+ * instant one daemon is hit:
  *  - the master's: its power cut. The operator promotes the slave (the old
  *    master's home moved away meanwhile, so its agent does not answer, as a
  *    machine without power would not); the old master comes back, meets the
  *    newer epoch, becomes slave and is resynced.
- *  - the slave's: the master goes on by its fencing policy for the slave,
- *    manual (writes acked, the slave logging) or none (EIO, the master steps
- *    down; once the slave is back the operator switches the old master back).
+ *  - the slave's, killed or frozen (SIGSTOP: its end of the link goes
+ *    silent, as a cut link's would; local-bind has no link to cut): the
+ *    master goes on by its fencing policy for the slave, manual (writes
+ *    acked, the slave logging) or none (EIO, the master steps down; once the
+ *    slave is back the operator switches the old master back).
  * Invariant (sync mode acks a write when both copies hold it, README "A
  * write on the master"): every write acknowledged to the client is on the
  * new master's image, whatever its flags; every block holds one write's
@@ -24,7 +26,8 @@ import { compare, MIRROR, mirrorBetween, pairIn, role, startDaemon, uri, type Da
 import { allowedSync, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 
-type Fault = 'master' | 'slave/manual' | 'slave/none';
+/** whose daemon, killed (-9) or frozen (SIGSTOP: a link gone silent, as a cut one is), and the master's fencing policy for the slave */
+type Fault = 'master' | 'slave/manual' | 'slave/none' | 'frozen/manual' | 'frozen/none';
 
 /** what a role switch's output says for the steps: the epoch, and whether the peer was told */
 const switched = (out: string) => `${/epoch \d+/.exec(out)?.[0] ?? out.trim()}${/was not told/.test(out) ? ' (the peer was not told)' : ''}`;
@@ -56,7 +59,7 @@ function epochBook() {
 export function cdpFailoverScenario(): Scenario {
   return {
     name: 'failover/cdp-sync/fs',
-    help: 'kill -9 of the master or the slave daemon of a sync auto-cdp mirror while qemu-io writes, then the failover: every acknowledged write on the new master, no block torn, one master per epoch',
+    help: 'kill -9 of the master\'s or the slave\'s daemon of a sync auto-cdp mirror, or SIGSTOP of the slave\'s, while qemu-io writes, then the failover: every acknowledged write on the new master, no block torn, one master per epoch',
     missing: async () => {
       const m = await missingCommand('qemu-io', 'qemu-img', 'nbdcopy', 'stdbuf');
       return m ? `${m} is not installed (Debian packages qemu-utils, libnbd-bin)` : null;
@@ -77,6 +80,17 @@ export function cdpFailoverScenario(): Scenario {
       };
       /** the master's log says `peer` is level, after its line `from` */
       const level = (master: Appliance, peer: Appliance, from: number) => daemons.get(master)!.lines.wait(new RegExp(`${MIRROR}: ${peer.id} is level`), from, 120_000);
+      // one daemon frozen at a time; thawed at the teardown too, so that it can be stopped
+      let thaw = () => undefined as void;
+      const freeze = (d: Daemon) => {
+        let cold = true;
+        process.kill(d.child.pid!, 'SIGSTOP');
+        thaw = () => {
+          if (cold) process.kill(d.child.pid!, 'SIGCONT');
+          cold = false;
+        };
+      };
+      f.teardown(() => thaw());
       const masters = epochBook();
       const estimate = spanEstimate(100); // mirrored writes of a few KiB take about a millisecond each here
       let master = a;
@@ -84,11 +98,12 @@ export function cdpFailoverScenario(): Scenario {
       let old: number[] = new Array(BLOCKS).fill(0);
       return {
         async trial(rng: Rng): Promise<TrialOutcome> {
-          const fault = rng.pick<Fault>(['master', 'master', 'slave/manual', 'slave/none']);
+          const fault = rng.pick<Fault>(['master', 'master', 'slave/manual', 'slave/none', 'frozen/manual', 'frozen/none']);
+          const frozen = fault.startsWith('frozen/');
           const cmds = commands(rng, rng.int(40, 200));
           const delay = Math.round(rng.next() * estimate.ms * 1.2);
           const early = rng.next() < 0.1;
-          await ok(master, `setup network fencing ${slave.id} ${fault === 'slave/manual' ? 'manual' : 'clear'}`);
+          await ok(master, `setup network fencing ${slave.id} ${fault.endsWith('/manual') ? 'manual' : 'clear'}`);
           const steps = [`${master.id} master, ${cmds.length} commands (${cmds.filter((c) => c.kind === 'flush').length} flushes, ${cmds.filter((c) => c.kind === 'write' && c.fua).length} FUA writes) on its export`];
           const violations: string[] = [];
           const failed = (why: string): TrialOutcome => ({ steps, violations: [...violations, brief(why)], recovered: false, recoveryMs: null });
@@ -97,13 +112,15 @@ export function cdpFailoverScenario(): Scenario {
           const { finished } = await client.until(delay, early);
           const victim = fault === 'master' ? master : slave;
           const from = daemons.get(master)!.lines.lines.length;
-          await daemons.get(victim)!.stop('SIGKILL');
+          const hit = daemons.get(victim)!;
+          if (frozen) freeze(hit);
+          else await hit.stop('SIGKILL');
           const killedAt = Date.now();
           const r = await client.io;
           if (finished && r.exitCode === 0) estimate.learn(client.span());
           const fate = fates(cmds, String(r.stdout));
           const count = (x: string) => fate.filter((y) => y === x).length;
-          steps.push(`kill -9 of ${victim.id}'s daemon (${fault}) at ${killedAt - client.started} ms${finished ? ' (the client had finished)' : ''}: ${count('acked')} of ${fate.length} writes acknowledged, ${count('failed')} failed`);
+          steps.push(`${frozen ? 'SIGSTOP' : 'kill -9'} of ${victim.id}'s daemon (${fault}) at ${killedAt - client.started} ms${finished ? ' (the client had finished)' : ''}: ${count('acked')} of ${fate.length} writes acknowledged, ${count('failed')} failed`);
 
           // the operator's failover: the copy that is master from now on
           let next = master;
@@ -125,9 +142,9 @@ export function cdpFailoverScenario(): Scenario {
           const recoveryMs = Date.now() - killedAt;
           const result = check(image, allowedSync(old, cmds, fate));
           violations.push(...result.violations.slice(0, 8).map((v) => `on ${next.id}'s image: ${v}`));
-          steps.push(`${next.id}'s image read back ${recoveryMs} ms after the kill`);
+          steps.push(`${next.id}'s image read back ${recoveryMs} ms after the fault`);
 
-          // failback: the killed copy back, the pair level again
+          // failback: the copy hit back, the pair level again
           try {
             if (fault === 'master') {
               const mark = daemons.get(slave)!.lines.lines.length;
@@ -136,9 +153,10 @@ export function cdpFailoverScenario(): Scenario {
               [master, slave] = [slave, master];
             } else {
               const mark = daemons.get(master)!.lines.lines.length;
-              await restart(slave);
-              if (fault === 'slave/none') {
-                // it stepped down at the EIO (if the client still wrote after the kill): switched back by hand
+              if (frozen) thaw();
+              else await restart(slave);
+              if (fault.endsWith('/none')) {
+                // it stepped down at the EIO (if the client still wrote after the fault): switched back by hand
                 if ((await role(master)).role === 'slave') {
                   await daemons.get(master)!.lines.wait(/: stopped/, from, 30_000);
                   steps.push(`${master.id} had stepped down; switched back: ${switched(await ok(master, `setup auto-cdp :${MIRROR} role master -y`))}`);

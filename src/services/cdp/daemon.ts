@@ -225,6 +225,8 @@ export class CdpDaemon {
         const engine = await MirrorEngine.start(
           {
             away: (host) => this.guardFor(name).away(host),
+            // a link gone silent is down within the peer timeout, so the fencing rules decide instead of a write waiting for good
+            silentMs: () => this.guardFor(name).peerTimeoutMs,
             me: this.services.appliance.id,
             mapDir: path.join(this.services.home.root, 'cdp', name),
             config: () => last,
