@@ -22,7 +22,7 @@
 import { renameSync } from 'node:fs';
 import { ok, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
 import { missingCommand } from '../../test/helpers/system.js';
-import { compare, MIRROR, mirrorBetween, pairIn, role, startDaemon, uri, type Daemon } from '../../test/cdp/_pair.js';
+import { compare, freeze, MIRROR, mirrorBetween, pairIn, role, startDaemon, uri, type Daemon } from '../../test/cdp/_pair.js';
 import { allowedSync, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 
@@ -59,7 +59,7 @@ function epochBook() {
 export function cdpFailoverScenario(): Scenario {
   return {
     name: 'failover/cdp-sync/fs',
-    help: 'kill -9 of the master\'s or the slave\'s daemon of a sync auto-cdp mirror, or SIGSTOP of the slave\'s, while qemu-io writes, then the failover: every acknowledged write on the new master, no block torn, one master per epoch',
+    help: "kill -9 of the master's or the slave's daemon of a sync auto-cdp mirror, or SIGSTOP of the slave's, while qemu-io writes, then the failover: every acknowledged write on the new master, no block torn, one master per epoch",
     missing: async () => {
       const m = await missingCommand('qemu-io', 'qemu-img', 'nbdcopy', 'stdbuf');
       return m ? `${m} is not installed (Debian packages qemu-utils, libnbd-bin)` : null;
@@ -80,17 +80,7 @@ export function cdpFailoverScenario(): Scenario {
       };
       /** the master's log says `peer` is level, after its line `from` */
       const level = (master: Appliance, peer: Appliance, from: number) => daemons.get(master)!.lines.wait(new RegExp(`${MIRROR}: ${peer.id} is level`), from, 120_000);
-      // one daemon frozen at a time; thawed at the teardown too, so that it can be stopped
-      let thaw = () => undefined as void;
-      const freeze = (d: Daemon) => {
-        let cold = true;
-        process.kill(d.child.pid!, 'SIGSTOP');
-        thaw = () => {
-          if (cold) process.kill(d.child.pid!, 'SIGCONT');
-          cold = false;
-        };
-      };
-      f.teardown(() => thaw());
+      let thaw: () => void = () => undefined; // of the daemon frozen, one at a time
       const masters = epochBook();
       const estimate = spanEstimate(100); // mirrored writes of a few KiB take about a millisecond each here
       let master = a;
@@ -113,14 +103,16 @@ export function cdpFailoverScenario(): Scenario {
           const victim = fault === 'master' ? master : slave;
           const from = daemons.get(master)!.lines.lines.length;
           const hit = daemons.get(victim)!;
-          if (frozen) freeze(hit);
+          if (frozen) thaw = freeze(f, hit);
           else await hit.stop('SIGKILL');
           const killedAt = Date.now();
           const r = await client.io;
           if (finished && r.exitCode === 0) estimate.learn(client.span());
           const fate = fates(cmds, String(r.stdout));
           const count = (x: string) => fate.filter((y) => y === x).length;
-          steps.push(`${frozen ? 'SIGSTOP' : 'kill -9'} of ${victim.id}'s daemon (${fault}) at ${killedAt - client.started} ms${finished ? ' (the client had finished)' : ''}: ${count('acked')} of ${fate.length} writes acknowledged, ${count('failed')} failed`);
+          steps.push(
+            `${frozen ? 'SIGSTOP' : 'kill -9'} of ${victim.id}'s daemon (${fault}) at ${killedAt - client.started} ms${finished ? ' (the client had finished)' : ''}: ${count('acked')} of ${fate.length} writes acknowledged, ${count('failed')} failed`,
+          );
 
           // the operator's failover: the copy that is master from now on
           let next = master;

@@ -31,6 +31,19 @@ export function startDaemon(t: Cleanup, x: Appliance, env: Record<string, string
   return { child, lines: daemonLines(child), stop };
 }
 
+/** a daemon stopped (SIGSTOP: its links open but silent, as a cut cable leaves them); the function returned thaws it, as the teardown does, so that it can be killed */
+export function freeze(t: Cleanup, d: Daemon): () => void {
+  const pid = d.child.pid!;
+  let cold = true;
+  const thaw = () => {
+    if (cold) process.kill(pid, 'SIGCONT');
+    cold = false;
+  };
+  t.teardown(thaw);
+  process.kill(pid, 'SIGSTOP');
+  return thaw;
+}
+
 /** alpha and beta (fs only), each with fs:tank, alpha bound to beta with local-bind */
 export async function pair(t: ExecutionContext, env: Record<string, string> = {}) {
   const f = new Fixture();

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok } from '../peer/_fixture.js';
-import { compare, mirrored as pair, qemuIo, qemuRead, role, uri } from './_pair.js';
+import { compare, freeze, mirrored as pair, qemuIo, qemuRead, role, uri } from './_pair.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io'));
 
@@ -71,19 +71,6 @@ test.serial('master + ignore, the peer killed: the write succeeds, master stays,
   t.like(await role(a), { role: 'master', epoch: 1 });
   t.regex(await ok(a, 'show auto-cdp'), /beta: logging/);
 });
-
-/** beta's daemon stopped (SIGSTOP), thawed at teardown so that it can be killed */
-function freeze(t: Parameters<typeof pair>[0], db: { child: { pid?: number } }) {
-  const pid = db.child.pid!;
-  let cold = true;
-  const thaw = () => {
-    if (cold) process.kill(pid, 'SIGCONT');
-    cold = false;
-  };
-  t.teardown(thaw);
-  process.kill(pid, 'SIGSTOP');
-  return thaw;
-}
 
 test.serial('master + manual, the peer frozen (a silent link): the write does not wait for good; after the peer timeout it succeeds, and the peer thawed is resynced', async (t) => {
   const { a, b, da, db } = await mirrored(t);

@@ -62,8 +62,5 @@ test('fates: a "write failed" line fails the next write; past the last line, one
 
 test('allowedSync (the cdp failover scenario): every acknowledged write is durable, a failed one may have landed', (t) => {
   const cmds = [w(0, 1), w(0, 2), w(1, 3), w(1, 4)];
-  t.deepEqual(sets(allowedSync([0, 9], cmds, ['acked', 'failed', 'acked', 'unsent'])), [
-    [1, 2],
-    [3],
-  ]);
+  t.deepEqual(sets(allowedSync([0, 9], cmds, ['acked', 'failed', 'acked', 'unsent'])), [[1, 2], [3]]);
 });
