@@ -13,7 +13,7 @@ import { renameSync } from 'node:fs';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { fails, ok } from '../peer/_fixture.js';
-import { compare, figuresUntil, MIRROR, mirrored, qemuRead, role, startDaemon, statusUntil, uri } from './_pair.js';
+import { compare, figuresUntil, freeze, MIRROR, mirrored, qemuRead, role, startDaemon, statusUntil, uri } from './_pair.js';
 import { qemuIo } from './_mirror.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
@@ -97,14 +97,7 @@ test.serial('a copy just switched to slave whose engine still runs as master is 
   const { a, b, da } = await mirrored(t, { mode: 'async' });
   await ok(b, `setup network local-bind ${a.home}`);
   // alpha's daemon frozen: its engine, still master, cannot see that alpha's copy was switched to slave
-  const pid = da.child.pid!;
-  let frozen = true;
-  const thaw = () => {
-    if (frozen) process.kill(pid, 'SIGCONT');
-    frozen = false;
-  };
-  t.teardown(thaw);
-  process.kill(pid, 'SIGSTOP');
+  const thaw = freeze(t, da);
   await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
   t.regex(await fails(b, `setup auto-cdp :${MIRROR} role master -y`), /alpha's copy of auto-cdp:tank-vm1-000 is slave but still mirrors as master .*Nothing was changed\./);
   t.like(await role(b), { role: 'slave', epoch: 1 });
