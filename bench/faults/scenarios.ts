@@ -7,6 +7,7 @@ import { linkScenario } from './link.js';
 import { failbackCutScenario, reverseScenario } from './reverse.js';
 import { nbdKillScenario } from './nbd-kill.js';
 import { zvolKillScenario } from './zvol-kill.js';
+import { cdpFailoverScenario } from './cdp-failover.js';
 
 export function allScenarios(): Scenario[] {
   return [
@@ -33,13 +34,14 @@ export function allScenarios(): Scenario[] {
     failbackCutScenario(),
     nbdKillScenario(),
     zvolKillScenario(),
+    cdpFailoverScenario(),
   ];
 }
 
 /**
  * What CI runs (test/faults/campaign.test.ts), a few minutes in all: the
  * first five fs scenarios, the two zvol ones (the NBD daemon and a zvol's run
- * killed), and of the zfs-fuse, btrfs and reverse ones the
+ * killed), the auto-cdp failover, and of the zfs-fuse, btrfs and reverse ones the
  * cheapest that still cross each driver's receive and the hand-over (one
  * trial of kill-9/zfs/peer, full-disk/zfs or failback-cut takes a minute
  * or more under load).
@@ -56,6 +58,7 @@ export function ciScenarios(): Scenario[] {
     'reverse-dr/fs/peer',
     'kill-9/nbd-daemon/fs',
     'kill-9/fs-zvol/local',
+    'failover/cdp-sync/fs',
   ]);
   return allScenarios().filter((s) => wanted.has(s.name));
 }

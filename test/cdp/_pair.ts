@@ -7,6 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import type { ExecutionContext } from 'ava';
 import type { TargetStatus } from '../../src/services/cdp/status.js';
 import { daemonLines } from '../helpers/daemon.js';
+import type { Cleanup } from '../helpers/netns.js';
 import { BIN } from '../helpers/cli.js';
 import { ok, Fixture, makeAppliance, type Appliance } from '../peer/_fixture.js';
 
@@ -17,7 +18,7 @@ export const uri = (x: Appliance, zvol = 'fs:tank/vm1') => `nbd+unix:///${zvol}?
 export type Daemon = ReturnType<typeof startDaemon>;
 
 /** `syncsh daemon` of an appliance, killed at teardown; `stop` kills it now */
-export function startDaemon(t: { teardown(fn: () => unknown): void }, x: Appliance, env: Record<string, string> = {}) {
+export function startDaemon(t: Cleanup, x: Appliance, env: Record<string, string> = {}) {
   const child: ResultPromise = execa('node', [BIN, 'daemon'], { env: { ...x.env, ...env }, reject: false });
   let stopped = false;
   const stop = async (signal: 'SIGTERM' | 'SIGKILL' = 'SIGKILL') => {
@@ -30,10 +31,28 @@ export function startDaemon(t: { teardown(fn: () => unknown): void }, x: Applian
   return { child, lines: daemonLines(child), stop };
 }
 
+/** a daemon stopped (SIGSTOP: its links open but silent, as a cut cable leaves them); the function returned thaws it, as the teardown does, so that it can be killed */
+export function freeze(t: Cleanup, d: Daemon): () => void {
+  const pid = d.child.pid!;
+  let cold = true;
+  const thaw = () => {
+    if (cold) process.kill(pid, 'SIGCONT');
+    cold = false;
+  };
+  t.teardown(thaw);
+  process.kill(pid, 'SIGSTOP');
+  return thaw;
+}
+
 /** alpha and beta (fs only), each with fs:tank, alpha bound to beta with local-bind */
 export async function pair(t: ExecutionContext, env: Record<string, string> = {}) {
   const f = new Fixture();
   t.teardown(() => f.close());
+  return pairIn(f, env);
+}
+
+/** pair's appliances in a fixture of the caller's (the fault campaign's), removed at its teardown */
+export async function pairIn(f: Cleanup, env: Record<string, string> = {}) {
   const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs', ...env });
   const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs', ...env });
   await ok(a, 'create folder fs:tank');
@@ -51,7 +70,7 @@ export interface MirrorOptions {
 }
 
 /** a already bound to b: a mirrors fs:tank/vm1 (16 MiB unless asked) to b, both daemons running, beta level */
-export async function mirrorBetween(t: { teardown(fn: () => unknown): void }, a: Appliance, b: Appliance, opts: MirrorOptions = {}) {
+export async function mirrorBetween(t: Cleanup, a: Appliance, b: Appliance, opts: MirrorOptions = {}) {
   await ok(a, `create zvol fs:tank/vm1 --size ${opts.size ?? '16M'}`);
   await ok(a, `create auto-cdp --zvol fs:tank/vm1 --to-host beta --mode ${opts.mode ?? 'sync'} ${opts.create ?? ''} -y`);
   const db = startDaemon(t, b);

@@ -6,13 +6,17 @@
  * write fails (EIO, nothing written) and the master steps down to slave;
  * master + a fence command that exits 0 → the write succeeds, master stays;
  * master + ignore → the write succeeds, master stays (the dirty map has it).
+ * A target whose daemon is frozen (SIGSTOP: the link open but silent, as
+ * a cut cable leaves it) is lost within the peer timeout too: found by the
+ * fault campaign (failover/cdp-sync/fs), a sync write once waited for it
+ * for good and the rules never decided.
  */
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok } from '../peer/_fixture.js';
-import { mirrored as pair, qemuIo, qemuRead, role, uri } from './_pair.js';
+import { compare, freeze, mirrored as pair, qemuIo, qemuRead, role, uri } from './_pair.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io'));
 
@@ -66,4 +70,28 @@ test.serial('master + ignore, the peer killed: the write succeeds, master stays,
   await da.lines.wait(/Peer beta lost \(fencing policy ignore, this copy master at epoch 1\): .*the write succeeds, this copy stays master/, from, 30_000);
   t.like(await role(a), { role: 'master', epoch: 1 });
   t.regex(await ok(a, 'show auto-cdp'), /beta: logging/);
+});
+
+test.serial('master + manual, the peer frozen (a silent link): the write does not wait for good; after the peer timeout it succeeds, and the peer thawed is resynced', async (t) => {
+  const { a, b, da, db } = await mirrored(t);
+  await ok(a, 'setup network fencing beta manual');
+  const thaw = freeze(t, db);
+  const from = da.lines.lines.length;
+  const r = await qemuIo(uri(a), 'write -P 0x55 0 64k');
+  t.regex(r.stdout, /wrote 65536\/65536 bytes/, r.stdout + r.stderr);
+  await da.lines.wait(/lost beta \(the target did not answer for 2 s\)/, from);
+  await da.lines.wait(/Peer beta lost \(fencing policy manual, this copy master at epoch 1\): .*the write succeeds/, from);
+  thaw();
+  await da.lines.wait(/beta is level/, from, 60_000);
+  t.is(await compare(a, b), '0: Images are identical.');
+});
+
+test.serial('master + no fencing, the peer frozen (a silent link): the write fails with EIO within the peer timeout and the master steps down', async (t) => {
+  const { a, da, db } = await mirrored(t);
+  freeze(t, db);
+  const from = da.lines.lines.length;
+  const r = await qemuIo(uri(a), 'write -P 0x66 0 64k');
+  t.regex(r.stdout + r.stderr, /Input\/output error/, r.stdout + r.stderr);
+  await da.lines.wait(/Peer beta lost \(fencing policy none, this copy master at epoch 1\): .*steps down to slave/, from, 30_000);
+  t.like(await role(a), { role: 'slave', epoch: 1 });
 });

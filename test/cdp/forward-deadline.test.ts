@@ -15,7 +15,7 @@ import type { ExecutionContext } from 'ava';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok } from '../peer/_fixture.js';
-import { compare, figuresUntil, mirrored, qemuIo, qemuRead, role, uri } from './_pair.js';
+import { compare, figuresUntil, freeze, mirrored, qemuIo, qemuRead, role, uri } from './_pair.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 
@@ -36,15 +36,7 @@ async function masterHung(t: ExecutionContext, policy: string) {
   const first = await qemuIo(uri(m.b), 'write -P 0x11 0 64k');
   t.regex(first.stdout, wrote, `with the master there, a write on the slave is forwarded: ${first.stdout}${first.stderr}`);
   if (policy) await ok(m.b, `setup network fencing alpha ${policy}`);
-  const pid = m.da.child.pid!;
-  let stopped = true;
-  const resume = () => {
-    if (!stopped) return;
-    stopped = false;
-    process.kill(pid, 'SIGCONT');
-  };
-  t.teardown(resume);
-  process.kill(pid, 'SIGSTOP');
+  const resume = freeze(t, m.da);
   return { ...m, resume, from: m.db.lines.lines.length };
 }
 

@@ -7,11 +7,19 @@
  * it meets epoch 2, keeps what it wrote while cut off as a held orphan
  * snapshot of its zvol, becomes slave at epoch 2 and is resynced from beta
  * by chunk hashes (only what differs is sent); both copies end equal.
+ *
+ * Found by the fault campaign (failover/cdp-sync/fs): the old master kept
+ * its dirty map for beta from its term as master after it met the newer
+ * epoch, so it went on "owing" beta those chunks (owed.ts), though the
+ * orphan holds them and beta's resync made them beta's: a later switch of
+ * beta back to master was refused while alpha answered.
  */
+import { existsSync, renameSync } from 'node:fs';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { ok } from '../peer/_fixture.js';
 import { compare, MIRROR, mirrored, qemuIo, qemuRead, role, startDaemon, uri } from './_pair.js';
+import { mapFileOf } from '../../src/services/cdp/owed.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
 
@@ -53,4 +61,35 @@ test.serial('an old master that comes back meets the newer epoch: orphan snapsho
   t.regex((await qemuIo(uri(a), 'write -P 0x74 2M 64k')).stdout, wrote);
   t.notRegex(await qemuRead(uri(b), 'read -P 0x74 2M 64k'), /verification failed/);
   t.regex(await ok(a, `show auto-cdp :${MIRROR} log`), /becomes slave/);
+});
+
+test.serial('an old master that met the newer epoch owes the new master nothing: its map from its term as master is dropped, so the new master can step down and be switched back', async (t) => {
+  const { a, b, da, db } = await mirrored(t, { create: '--peer-timeout 1' });
+  await ok(b, `setup network local-bind ${a.home}`);
+  // a sync write (on both copies), then alpha's power cut while its map for beta still has the chunk's extent set
+  t.regex((await qemuIo(uri(a), 'write -P 0x21 0 64k')).stdout, wrote);
+  await da.stop('SIGKILL');
+  t.true(existsSync(mapFileOf(a.home, MIRROR, 'beta')));
+  // beta promoted by hand with alpha not answering (its home away), epoch 2
+  renameSync(a.home, `${a.home}-away`);
+  try {
+    t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
+  } finally {
+    renameSync(`${a.home}-away`, a.home);
+  }
+  let from = db.lines.lines.length;
+  const da2 = startDaemon(t, a);
+  await da2.lines.wait(/becomes slave/, 0, 90_000);
+  await db.lines.wait(/alpha is level/, from, 90_000);
+  t.false(existsSync(mapFileOf(a.home, MIRROR, 'beta')), "alpha's map for beta is gone: the orphan holds what it recorded");
+
+  // beta steps down and is switched back while alpha answers: alpha owes it nothing
+  from = db.lines.lines.length;
+  await ok(b, `setup auto-cdp :${MIRROR} role slave -y`);
+  await db.lines.wait(/tank-vm1-000: stopped/, from);
+  t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 3\)/);
+  await db.lines.wait(/alpha is level/, from, 90_000);
+  t.like(await role(a), { role: 'slave', epoch: 3, master: { host: 'beta' } });
+  t.is(await compare(a, b), '0: Images are identical.');
+  t.notRegex(await qemuRead(uri(b), 'read -P 0x21 0 64k'), /verification failed/);
 });

@@ -13,7 +13,7 @@ import { renameSync } from 'node:fs';
 import { gatedTest } from '../helpers/system.js';
 import { nbdClientsMissing } from '../helpers/nbd.js';
 import { fails, ok } from '../peer/_fixture.js';
-import { compare, figuresUntil, MIRROR, mirrored, qemuRead, role, startDaemon, statusUntil, uri } from './_pair.js';
+import { compare, figuresUntil, freeze, MIRROR, mirrored, qemuRead, role, startDaemon, statusUntil, uri } from './_pair.js';
 import { qemuIo } from './_mirror.js';
 
 const test = await gatedTest(['qemu-utils'], nbdClientsMissing('qemu-io', 'qemu-img'));
@@ -97,14 +97,7 @@ test.serial('a copy just switched to slave whose engine still runs as master is 
   const { a, b, da } = await mirrored(t, { mode: 'async' });
   await ok(b, `setup network local-bind ${a.home}`);
   // alpha's daemon frozen: its engine, still master, cannot see that alpha's copy was switched to slave
-  const pid = da.child.pid!;
-  let frozen = true;
-  const thaw = () => {
-    if (frozen) process.kill(pid, 'SIGCONT');
-    frozen = false;
-  };
-  t.teardown(thaw);
-  process.kill(pid, 'SIGSTOP');
+  const thaw = freeze(t, da);
   await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
   t.regex(await fails(b, `setup auto-cdp :${MIRROR} role master -y`), /alpha's copy of auto-cdp:tank-vm1-000 is slave but still mirrors as master .*Nothing was changed\./);
   t.like(await role(b), { role: 'slave', epoch: 1 });
@@ -114,4 +107,37 @@ test.serial('a copy just switched to slave whose engine still runs as master is 
   await da.lines.wait(/tank-vm1-000: stopped/, from);
   t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
   t.like(await role(a), { role: 'slave', epoch: 2, master: { host: 'beta' } });
+});
+
+// Found by the fault campaign (failover/cdp-sync/fs): a slave the promotion could not tell (its cdp.update lost) took
+// the new master's stream at its newer epoch but kept its own older one, so promoted in turn it took an epoch that
+// master already held: both masters at one epoch, split brain when they met.
+test.serial('a slave the promotion did not reach adopts the newer epoch from the stream: promoted later, it takes a newer epoch still', async (t) => {
+  const { a, b, da, db } = await mirrored(t, { mode: 'sync', create: '--peer-timeout 1' });
+  await ok(b, `setup network local-bind ${a.home}`);
+  await ok(a, `setup auto-cdp :${MIRROR} role slave -y`);
+  await da.lines.wait(/tank-vm1-000: stopped/);
+  await da.stop('SIGKILL');
+  // beta promoted while alpha's copy does not answer: it is not told of epoch 2
+  const away = `${a.home}-away`;
+  renameSync(a.home, away);
+  try {
+    t.regex(await ok(b, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 2\)/);
+  } finally {
+    renameSync(away, a.home);
+  }
+  t.like(await role(a), { role: 'slave', epoch: 1 });
+  const from = db.lines.lines.length;
+  startDaemon(t, a);
+  await db.lines.wait(/alpha is level/, from, 90_000);
+  t.like(await role(a), { role: 'slave', epoch: 2, master: { host: 'beta' } }, "beta's stream brought its epoch");
+
+  // beta's power cut: alpha promoted by hand takes epoch 3, not beta's 2
+  await db.stop('SIGKILL');
+  renameSync(b.home, `${b.home}-away`);
+  try {
+    t.regex(await ok(a, `setup auto-cdp :${MIRROR} role master -y`), /is now master here \(epoch 3\)/);
+  } finally {
+    renameSync(`${b.home}-away`, b.home);
+  }
 });

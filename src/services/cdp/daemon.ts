@@ -23,7 +23,7 @@ import { SlaveVolume } from './slave-volume.js';
 import { writeMirrorStatus, type MirrorStatus } from './status.js';
 import type { MirrorStream } from './target-link.js';
 import type { MirrorConfig, MirrorTarget } from './model.js';
-import { markEngine, unmarkEngine } from './owed.js';
+import { mapFileOf, markEngine, unmarkEngine } from './owed.js';
 import { PeerGuard } from './peer-guard.js';
 import { meetPeer, type MirrorRoles } from './peer-loss.js';
 import { DEFAULT_PEER_TIMEOUT_MS } from './heartbeat.js';
@@ -225,6 +225,8 @@ export class CdpDaemon {
         const engine = await MirrorEngine.start(
           {
             away: (host) => this.guardFor(name).away(host),
+            // a link gone silent is down within the peer timeout, so the fencing rules decide instead of a write waiting for good
+            silentMs: () => this.guardFor(name).peerTimeoutMs,
             me: this.services.appliance.id,
             mapDir: path.join(this.services.home.root, 'cdp', name),
             config: () => last,
@@ -328,7 +330,7 @@ export class CdpDaemon {
           ?.engine.status()
           .find((t) => t.host === host)?.dirtyChunks ?? 1) > 0;
       await this.stop(name); // no write is taken here past this point: the orphan holds all of them
-      await meetPeer(
+      const plan = await meetPeer(
         name,
         host,
         { role: theirs.role, epoch: theirs.epoch },
@@ -343,6 +345,9 @@ export class CdpDaemon {
           log: (_m, line) => this.mirrorLog(name, line),
         },
       );
+      // what this copy's map for the peer recorded is the orphan's now, and the new master's compare makes every chunk
+      // its own: kept, the map would have this copy owe the new master those chunks (owed.ts) and refuse its next switch
+      if (plan.kind === 'demote') rmSync(mapFileOf(this.services.home.root, name, host), { force: true });
     } catch (error) {
       this.mirrorLog(name, `could not meet ${host} (${(error as Error).message}); tried again next round`);
     } finally {
@@ -367,7 +372,7 @@ export class CdpDaemon {
             // a takeover: the lost master's copy is this one's target, compared chunk by chunk when it is back
             const m = c.master ?? { host: peer ?? '', zvol: c.zvol };
             // a map left from an earlier term as master says nothing of now: none is every chunk compared
-            rmSync(path.join(this.services.home.root, 'cdp', name, `${m.host}.dmap`), { force: true });
+            rmSync(mapFileOf(this.services.home.root, name, m.host), { force: true });
             const target: MirrorTarget = { host: m.host, zvol: m.zvol, state: 'logging', reason: 'took over while it was lost', paused: false, fullSync: 'compare', addedAt: new Date().toISOString() };
             return { ...c, role: 'master', epoch: next.epoch, master: null, targets: [target] };
           }

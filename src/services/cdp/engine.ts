@@ -78,6 +78,8 @@ export interface EngineDeps {
   history?(entry: HistoryEntry): void;
   /** dedupe-aware transfer (dedupe.ts); off when false or absent */
   dedupe?: boolean;
+  /** how long a link may leave a frame (or HELLO) unanswered before it is down (target-link.ts); absent: for ever */
+  silentMs?(): number;
 }
 
 interface Target {
@@ -238,7 +240,7 @@ export class MirrorEngine {
     t.connecting = true;
     try {
       const stream = await this.deps.dial(t.host);
-      const link = await TargetLink.open(stream, this.hello(t), t.known);
+      const link = await TargetLink.open(stream, this.hello(t), t.known, this.deps.silentMs?.());
       if (this.closed || !this.targets.has(t.host) || this.targetConfig(t.host)?.paused) {
         link.close();
         return;

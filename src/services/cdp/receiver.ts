@@ -116,6 +116,12 @@ export async function receiveMirror(deps: ReceiverDeps, caller: string, input: R
     const hello = first.value.hello;
     const why = refuseHello(hello, caller, deps.store.get(hello.name));
     if (why) throw new Error(why);
+    // a slave its master's promotion did not reach (cdp.update lost) adopts the newer epoch before it takes a frame:
+    // left older, it could be promoted in turn to an epoch that master already holds (two masters of one epoch)
+    if (hello.epoch > deps.store.get(hello.name)!.epoch) {
+      await deps.store.update(hello.name, (c) => (c.role === 'slave' && c.epoch < hello.epoch ? { ...c, epoch: hello.epoch } : c));
+      deps.log?.(`auto-cdp:${hello.name}: epoch ${hello.epoch} of ${caller}, the master, adopted`);
+    }
     vol = await deps.open(hello.zvol);
     send({ type: FrameType.WELCOME, epoch: deps.store.get(hello.name)!.epoch });
     deps.log?.(`auto-cdp:${hello.name}: receiving from ${caller} into ${hello.zvol}`);

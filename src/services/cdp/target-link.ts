@@ -5,6 +5,12 @@
  * down; the engine then treats the target as away (its dirty map keeps
  * what it missed). APPLIED n (written there, not yet flushed) resolves
  * `applied(n)` sooner.
+ *
+ * A link that goes silent (a cable cut without a reset, a frozen peer: the
+ * stream stays open and nothing comes back) is down once it has waited
+ * `silentMs` for an answer: a frame unanswered, or the WELCOME. Without
+ * that a sync write waited for the target for good, and the fencing rules
+ * (peer-guard.ts) never got to decide.
  */
 import type { Readable, Writable } from 'node:stream';
 import { encode, frames, FrameType, type Frame, type MirrorHello } from './frames.js';
@@ -101,6 +107,9 @@ export class TargetLink {
   private forwardListener: ((f: ForwardFrame) => void) | null = null;
   /** bytes sent and not yet acknowledged */
   unackedBytes = 0;
+  /** when the target last sent a frame */
+  private heardAt = Date.now();
+  private silenceTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly stream: MirrorStream,
@@ -109,20 +118,42 @@ export class TargetLink {
     readonly known: PeerBlocks,
   ) {}
 
-  /** open: HELLO, wait for WELCOME (or the receiver's refusal, thrown) */
-  static async open(stream: MirrorStream, hello: MirrorHello, known = new PeerBlocks()): Promise<TargetLink> {
+  /** open: HELLO, wait for WELCOME (or the receiver's refusal, thrown); `silentMs`: how long the target may leave the link unanswered */
+  static async open(stream: MirrorStream, hello: MirrorHello, known = new PeerBlocks(), silentMs = 0): Promise<TargetLink> {
     const it = frames(stream.input);
     stream.output.write(Buffer.concat(encode({ type: FrameType.HELLO, hello })));
-    const first = await it.next().catch((e: Error) => ({ done: true as const, value: e }));
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<'silent'>((resolve) => {
+      if (silentMs > 0) timer = setTimeout(() => resolve('silent'), silentMs);
+    });
+    const first = await Promise.race([it.next().catch((e: Error) => ({ done: true as const, value: e })), silent]);
+    clearTimeout(timer);
+    if (first === 'silent') {
+      stream.close();
+      throw new Error(`the target did not answer HELLO for ${silentMs / 1000} s`);
+    }
     if (first.done || first.value.type !== FrameType.WELCOME) {
       stream.close();
       const why = first.done ? (first.value instanceof Error ? first.value.message : 'the stream ended') : first.value.type === FrameType.ERROR ? first.value.message : `frame ${first.value.type}`;
       throw new StreamRefused(`the target refused the mirror stream: ${why}`);
     }
     const link = new TargetLink(stream, first.value.epoch, known);
+    if (silentMs > 0) link.watch(silentMs);
     void link.readAcks(it);
     stream.output.on('error', (e: Error) => link.down(e));
     return link;
+  }
+
+  /** down when a frame has waited `ms` with nothing heard from the target since it went out */
+  private watch(ms: number): void {
+    this.silenceTimer = setInterval(
+      () => {
+        const oldest = this.waiting[0];
+        if (oldest && Date.now() - Math.max(oldest.sentAt, this.heardAt) >= ms) this.down(new Error(`the target did not answer for ${ms / 1000} s`));
+      },
+      Math.max(50, Math.min(1000, ms / 4)),
+    );
+    this.silenceTimer.unref();
   }
 
   get isDown(): boolean {
@@ -330,6 +361,7 @@ export class TargetLink {
       for (;;) {
         const next = await it.next();
         if (next.done) throw new Error('the target closed the mirror stream');
+        this.heardAt = Date.now();
         const f = next.value;
         if (f.type === FrameType.APPLIED) {
           this.appliedTo.reach(f.seq);
@@ -375,6 +407,7 @@ export class TargetLink {
     this.unackedBytes = 0;
     if (this.batchTimer) clearTimeout(this.batchTimer);
     this.batchTimer = null;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
     // nothing more goes out: the data lent to frames is the caller's again
     for (const release of [...this.lent]) release();
     for (const w of this.ackWaiters.splice(0)) w();
