@@ -97,6 +97,75 @@ zfsTest('a recursive send killed -9 mid-stream leaves its holds; the next recove
   t.deepEqual(await createZfsDriver({ sendJournal: journal }).recover(ds), [], 'a second recover has nothing to do');
 });
 
+zfsTest('a process killed between spawning its zfs send and recording the pid leaves nothing held: the send never ran', async (t) => {
+  t.timeout(3 * 60_000);
+  const pool = await makeZfsPool(t, { size: 64 * MiB, prefix: 'zs' });
+  const journal = path.join(tempDir(t, 'syncsh-zfs-journal-'), 'run', 'zfs-sends');
+  const driver = createZfsDriver({ sendJournal: journal });
+  const ds = `${pool.name}/data`;
+  await driver.createDataset(ds);
+  writeFileSync(path.join((await driver.getDataset(ds))!.mountpoint!, 'big.bin'), randomBytes(4 * MiB));
+  await driver.createSnapshot(ds, 'a', { recursive: true });
+  // SIGKILL of itself at the failpoint, right after the spawn and before the journal names the child
+  const sender = await execa(
+    'node',
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `const { createZfsDriver } = await import(${JSON.stringify(DRIVER_MODULE)}); createZfsDriver({ sendJournal: ${JSON.stringify(journal)} }).send(${JSON.stringify(ds)}, 'a', { recursive: true }).resume();`,
+    ],
+    { reject: false, env: { SYNCSH_FAILPOINTS: 'zfs.send.spawned' } },
+  );
+  t.is(sender.signal, 'SIGKILL', sender.stderr);
+  const entries = readdirSync(journal).filter((n) => n.endsWith('.json'));
+  t.is(entries.length, 1);
+  t.is((JSON.parse(readFileSync(path.join(journal, entries[0]!), 'utf8')) as SendRecord).child, null, 'the pid was not recorded');
+  // the gate's shell ends on its closed pipe; a zfs send it let through would hold the snapshot now
+  await until('no zfs send of the snapshot runs', () => !readdirSync('/proc').some((p) => /^\d+$/.test(p) && readCmdline(p).includes(`${ds}@a`)));
+  t.is(await userrefs(`${ds}@a`), 0, 'nothing holds the snapshot');
+  await createZfsDriver({ sendJournal: journal }).recover(ds);
+  t.deepEqual(readdirSync(journal), [], 'recover forgets the entry');
+  await driver.destroySnapshot(ds, 'a', { recursive: true });
+  t.deepEqual(
+    (await driver.listSnapshots(ds)).map((x) => x.name),
+    [],
+  );
+});
+
+const readCmdline = (pid: string) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+zfsTest('a send given up mid-stream is released by its owner and kept, marked, for the next recover to release once more', async (t) => {
+  t.timeout(3 * 60_000);
+  const pool = await makeZfsPool(t, { size: 64 * MiB, prefix: 'zs' });
+  const journal = path.join(tempDir(t, 'syncsh-zfs-journal-'), 'run', 'zfs-sends');
+  const driver = createZfsDriver({ sendJournal: journal });
+  const ds = `${pool.name}/data`;
+  await driver.createDataset(ds);
+  writeFileSync(path.join((await driver.getDataset(ds))!.mountpoint!, 'big.bin'), randomBytes(8 * MiB));
+  await driver.createSnapshot(ds, 'a', { recursive: true });
+  const stream = driver.send(ds, 'a', { recursive: true });
+  await new Promise((resolve) => stream.once('data', resolve));
+  stream.destroy(); // as a run does when its receive died
+  const settled = () => readdirSync(journal).some((n) => n.endsWith('.json') && (JSON.parse(readFileSync(path.join(journal, n), 'utf8')) as SendRecord).ended);
+  await until('the given-up send is marked settled', settled);
+  t.is(await userrefs(`${ds}@a`), 0, 'its owner released the hold');
+  const done = await createZfsDriver({ sendJournal: journal }).recover(ds);
+  t.true(
+    done.some((line) => line.startsWith('released the temporary holds of an unfinished zfs send')),
+    done.join('\n'),
+  );
+  t.deepEqual(readdirSync(journal), [], 'the entry is gone once the next recover released again, though its owner (this process) lives');
+  await driver.destroySnapshot(ds, 'a', { recursive: true });
+});
+
 zfsTest('a send that ends normally leaves no journal entry and no hold', async (t) => {
   const pool = await makeZfsPool(t, { size: 64 * MiB, prefix: 'zs' });
   const journal = path.join(tempDir(t, 'syncsh-zfs-journal-'), 'zfs-sends');

@@ -41,6 +41,8 @@ export interface SendRecord extends SendRange {
   owner: ProcessIdentity;
   /** the `zfs send` process, whose pid is in the hold's tag (null until it is spawned) */
   child: ProcessIdentity | null;
+  /** the send failed or was given up and its owner released its holds once; the next recover does again (see settled) */
+  ended?: true;
 }
 
 let bootId: string | undefined;
@@ -75,6 +77,12 @@ export interface JournalEntry {
   spawned(pid: number): void;
   /** the send is over and its holds released (or it released them itself) */
   end(): void;
+  /**
+   * The send failed or was given up and its holds were released, as far as this process can tell: zfs-fuse's
+   * daemon may still apply a hold the killed `zfs send` asked for after that release (seen: a receive killed
+   * as the send began left its holds for good). Kept, marked, for the next recover to release once more.
+   */
+  settled(): void;
 }
 
 export class SendJournal {
@@ -95,10 +103,14 @@ export class SendJournal {
         writeJsonAtomic(file, record);
       },
       end: () => rmSync(file, { force: true }),
+      settled: () => {
+        record.ended = true;
+        writeJsonAtomic(file, record);
+      },
     };
   }
 
-  /** the sends whose owner is gone, each with `forget()` to drop its entry once its holds are released */
+  /** the sends whose owner is gone or that ended unfinished (settled), each with `forget()` to drop its entry once its holds are released */
   orphans(): { record: SendRecord; forget(): void }[] {
     let names: string[];
     try {
@@ -122,7 +134,7 @@ export class SendJournal {
       } catch {
         continue; // removed meanwhile (its owner ended, or another recover took it)
       }
-      if (stillRunning(record.owner)) continue;
+      if (!record.ended && stillRunning(record.owner)) continue;
       found.push({ record, forget: () => rmSync(file, { force: true }) });
     }
     return found;

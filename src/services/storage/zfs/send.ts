@@ -22,6 +22,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import type { SendOptions } from '../driver.js';
+import { failpoint } from '../../failpoints.js';
 import { abortError, commandError, execa, type CommandError } from '../exec.js';
 import type { ZfsCli } from './cli.js';
 import { explainZfs, isZfsError } from './errors.js';
@@ -39,6 +40,9 @@ export function sendArgs(dataset: string, snapshot: string, opts: SendOptions, w
   if (opts.resumeToken !== undefined) return ['send', '-t', opts.resumeToken];
   return ['send', ...(opts.recursive ? ['-R'] : withProperties ? ['-p'] : []), ...(opts.from ? ['-I', snapshotPath(dataset, opts.from)] : []), snapshotPath(dataset, snapshot)];
 }
+
+/** waits for one line on stdin (none: its owner died, so it exits), then becomes the command its arguments name */
+const SEND_GATE = 'read -r _ && exec "$@"';
 
 /** names are checked before anything runs (a bad one throws here, synchronously) */
 export function send(cli: ZfsCli, dataset: string, snapshot: string, opts: SendOptions): Readable {
@@ -93,9 +97,27 @@ async function runSend(
     journal?.end();
     return void out.destroy(abortError(signal));
   }
-  const child = execa(cli.zfsBin, args, { reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } });
-  // in this tick, before the child can have taken a hold (send-journal.ts)
-  if (child.pid !== undefined) journal?.spawned(child.pid);
+  // A journaled send starts behind a gate: a shell that execs `zfs send` (same pid) only once it reads a line,
+  // written after the pid is recorded. Killed before that, this process closes the pipe and the shell exits
+  // without running zfs, so no hold can exist that the journal does not name (the record's write and fsync
+  // take milliseconds on a busy disk: a kill -9 there once left a send's holds for good, fault campaign seed 501).
+  const child = journal
+    ? execa('/bin/sh', ['-c', SEND_GATE, 'zfs-send-gate', cli.zfsBin, ...args], { reject: false, stdin: 'pipe', buffer: { stdout: false, stderr: true } })
+    : execa(cli.zfsBin, args, { reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } });
+  if (journal && child.pid !== undefined) {
+    failpoint('zfs.send.spawned'); // tests: killed before the pid is recorded
+    try {
+      journal.spawned(child.pid);
+    } catch (error) {
+      // not recorded, so never let through: the shell has not run zfs, and nothing is held
+      child.kill('SIGKILL');
+      await child;
+      journal.end();
+      return void out.destroy(new Error(`Sending failed: cannot record the send in ${cli.sendJournal?.dir}: ${(error as Error).message}`));
+    }
+    child.stdin?.on('error', () => {}); // a shell already gone (killed): its exit status says so below
+    child.stdin?.end('\n');
+  }
   let gaveUp = false;
   let killTimer: NodeJS.Timeout | undefined;
   const giveUp = () => {
@@ -118,14 +140,15 @@ async function runSend(
   ending();
   clearTimeout(killTimer);
   signal?.removeEventListener('abort', onAbort);
-  let released = true;
-  if (afterFailure && child.pid !== undefined && (result.failed || gaveUp))
-    released = await afterFailure(child.pid).then(
+  if (afterFailure && child.pid !== undefined && (result.failed || gaveUp)) {
+    // kept, marked, for the next recover: this release may come before zfs-fuse applies the last hold (send-journal.ts)
+    const released = await afterFailure(child.pid).then(
       () => true,
       () => false,
     );
-  // kept when the holds could not be released: the next recover after this process ends tries again
-  if (released) journal?.end();
+    // not released: kept unmarked, so the next recover after this process ends tries again
+    if (released) journal?.settled();
+  } else journal?.end();
   if (out.destroyed) return;
   if (signal?.aborted) return void out.destroy(abortError(signal));
   if (result.failed) {
@@ -189,7 +212,7 @@ export async function releaseOrphanedSends(cli: ZfsCli): Promise<string[]> {
       if (!isZfsError(error, 'missing') && !isZfsError(error, 'no-pool')) continue; // zfs did not answer: kept for the next recover
     }
     forget();
-    done.push(`released the temporary holds of a killed zfs send (process ${child.pid}) on '${snapshotPath(record.dataset, record.snapshot)}'${record.from ? ` and the snapshots since '${record.from}'` : ''}`);
+    done.push(`released the temporary holds of ${record.ended ? 'an unfinished' : 'a killed'} zfs send (process ${child.pid}) on '${snapshotPath(record.dataset, record.snapshot)}'${record.from ? ` and the snapshots since '${record.from}'` : ''}`);
   }
   return done;
 }
