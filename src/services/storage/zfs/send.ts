@@ -212,7 +212,9 @@ export async function releaseOrphanedSends(cli: ZfsCli): Promise<string[]> {
       if (!isZfsError(error, 'missing') && !isZfsError(error, 'no-pool')) continue; // zfs did not answer: kept for the next recover
     }
     forget();
-    done.push(`released the temporary holds of ${record.ended ? 'an unfinished' : 'a killed'} zfs send (process ${child.pid}) on '${snapshotPath(record.dataset, record.snapshot)}'${record.from ? ` and the snapshots since '${record.from}'` : ''}`);
+    done.push(
+      `released the temporary holds of ${record.ended ? 'an unfinished' : 'a killed'} zfs send (process ${child.pid}) on '${snapshotPath(record.dataset, record.snapshot)}'${record.from ? ` and the snapshots since '${record.from}'` : ''}`,
+    );
   }
   return done;
 }
