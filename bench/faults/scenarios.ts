@@ -42,7 +42,8 @@ export function allScenarios(): Scenario[] {
  * What CI runs (test/faults/campaign.test.ts), a few minutes in all: the
  * first five fs scenarios, the two zvol ones (the NBD daemon and a zvol's run
  * killed), the auto-cdp failover, and of the zfs-fuse, btrfs and reverse ones the
- * cheapest that still cross each driver's receive and the hand-over (one
+ * cheapest that still cross each driver's receive (killed, and fed a damaged
+ * stream: seconds each) and the hand-over (one
  * trial of kill-9/zfs/peer, full-disk/zfs or failback-cut takes a minute
  * or more under load).
  */
@@ -55,6 +56,8 @@ export function ciScenarios(): Scenario[] {
     'link-cut-stall/fs/ssh',
     'kill-9/zfs/local',
     'kill-9/btrfs/local',
+    'damaged-stream/zfs/local',
+    'damaged-stream/btrfs/local',
     'reverse-dr/fs/peer',
     'kill-9/nbd-daemon/fs',
     'kill-9/fs-zvol/local',
