@@ -7,6 +7,7 @@
  * at the first instant it runs after the random delay).
  */
 import type { Fixture } from '../../test/peer/_fixture.js';
+import { processAlive } from '../../src/services/lock.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { makeStores, storeMissing } from './stores.js';
 import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, readable, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
@@ -17,21 +18,13 @@ type Target = 'cli' | 'agent' | 'commit' | 'receiver';
 const RECEIVER = /(^|\/)(zfs|btrfs) receive\b/;
 const ZFS_STREAM = /(^|\/)zfs (send|receive)\b/;
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function gone(pids: number[], ms: number): Promise<number[]> {
   const deadline = Date.now() + ms;
-  let left = pids.filter(alive);
+  let left = pids.filter(processAlive);
   while (left.length && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
-    left = left.filter(alive);
+    left = left.filter(processAlive);
   }
   return left;
 }

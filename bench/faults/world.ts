@@ -16,6 +16,7 @@ import { cmdline, descendants as processesBelow } from '../../test/helpers/procs
 import { diffTrees, readTree, type NodeSummary } from '../../test/helpers/fs-tree.js';
 import { folderWith, makeAppliance, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
 import { createServices } from '../../src/services/index.js';
+import { processAlive } from '../../src/services/lock.js';
 import { encodeName } from '../../src/services/storage/fs/names.js';
 import type { Rng } from './campaign.js';
 import { storeLeftovers } from './stores.js';
@@ -222,14 +223,6 @@ export function leftovers(x: Appliance): string[] {
   return out;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** bytes under the fs pool's metadata (block stores, manifests, stages) */
 export function metaBytes(x: Appliance): number {
