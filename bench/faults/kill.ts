@@ -18,7 +18,6 @@ type Target = 'cli' | 'agent' | 'commit' | 'receiver';
 const RECEIVER = /(^|\/)(zfs|btrfs) receive\b/;
 const ZFS_STREAM = /(^|\/)zfs (send|receive)\b/;
 
-
 async function gone(pids: number[], ms: number): Promise<number[]> {
   const deadline = Date.now() + ms;
   let left = pids.filter(processAlive);

@@ -223,7 +223,6 @@ export function leftovers(x: Appliance): string[] {
   return out;
 }
 
-
 /** bytes under the fs pool's metadata (block stores, manifests, stages) */
 export function metaBytes(x: Appliance): number {
   let total = 0;
