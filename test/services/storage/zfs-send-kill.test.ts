@@ -6,7 +6,7 @@
  * journal's own rules: an entry of a live owner is left alone, a pid reused
  * by another process is not taken for the owner.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -97,15 +97,21 @@ zfsTest('a recursive send killed -9 mid-stream leaves its holds; the next recove
   t.deepEqual(await createZfsDriver({ sendJournal: journal }).recover(ds), [], 'a second recover has nothing to do');
 });
 
-zfsTest('a process killed between spawning its zfs send and recording the pid leaves nothing held: the send never ran', async (t) => {
+/** a 64 MiB pool, a journaled driver, and DATASET@a holding `bytes` of random data */
+async function snapshotToSend(t: ExecutionContext, bytes: number) {
   t.timeout(3 * 60_000);
   const pool = await makeZfsPool(t, { size: 64 * MiB, prefix: 'zs' });
   const journal = path.join(tempDir(t, 'syncsh-zfs-journal-'), 'run', 'zfs-sends');
   const driver = createZfsDriver({ sendJournal: journal });
   const ds = `${pool.name}/data`;
   await driver.createDataset(ds);
-  writeFileSync(path.join((await driver.getDataset(ds))!.mountpoint!, 'big.bin'), randomBytes(4 * MiB));
+  writeFileSync(path.join((await driver.getDataset(ds))!.mountpoint!, 'big.bin'), randomBytes(bytes));
   await driver.createSnapshot(ds, 'a', { recursive: true });
+  return { journal, driver, ds };
+}
+
+zfsTest('a process killed between spawning its zfs send and recording the pid leaves nothing held: the send never ran', async (t) => {
+  const { journal, driver, ds } = await snapshotToSend(t, 4 * MiB);
   // SIGKILL of itself at the failpoint, right after the spawn and before the journal names the child
   const sender = await execa(
     'node',
@@ -143,14 +149,7 @@ const readCmdline = (pid: string) => {
 };
 
 zfsTest('a send given up mid-stream is released by its owner and kept, marked, for the next recover to release once more', async (t) => {
-  t.timeout(3 * 60_000);
-  const pool = await makeZfsPool(t, { size: 64 * MiB, prefix: 'zs' });
-  const journal = path.join(tempDir(t, 'syncsh-zfs-journal-'), 'run', 'zfs-sends');
-  const driver = createZfsDriver({ sendJournal: journal });
-  const ds = `${pool.name}/data`;
-  await driver.createDataset(ds);
-  writeFileSync(path.join((await driver.getDataset(ds))!.mountpoint!, 'big.bin'), randomBytes(8 * MiB));
-  await driver.createSnapshot(ds, 'a', { recursive: true });
+  const { journal, driver, ds } = await snapshotToSend(t, 8 * MiB);
   const stream = driver.send(ds, 'a', { recursive: true });
   await new Promise((resolve) => stream.once('data', resolve));
   stream.destroy(); // as a run does when its receive died
