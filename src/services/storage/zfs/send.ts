@@ -100,7 +100,7 @@ async function runSend(
   // A journaled send starts behind a gate: a shell that execs `zfs send` (same pid) only once it reads a line,
   // written after the pid is recorded. Killed before that, this process closes the pipe and the shell exits
   // without running zfs, so no hold can exist that the journal does not name (the record's write and fsync
-  // take milliseconds on a busy disk: a kill -9 there once left a send's holds for good, fault campaign seed 501).
+  // take milliseconds on a busy disk).
   const child = journal
     ? execa('/bin/sh', ['-c', SEND_GATE, 'zfs-send-gate', cli.zfsBin, ...args], { reject: false, stdin: 'pipe', buffer: { stdout: false, stderr: true } })
     : execa(cli.zfsBin, args, { reject: false, stdin: 'ignore', buffer: { stdout: false, stderr: true } });
