@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { lock, tryLock, withLock, LockBusyError } from '../../src/services/lock.js';
+import { lock, tryLock, withLock, LockBusyError, takeoverAction, type Seen } from '../../src/services/lock.js';
 import { assertBuilt } from '../helpers/cli.js';
 import { requireSystem } from '../helpers/system.js';
 import { smallFs, smallFsMissing, fill } from '../helpers/small-fs.js';
@@ -52,6 +52,35 @@ test('waiting takes the lock once it is released; withLock serialises', async (t
     ),
   );
   t.is(max, 1);
+});
+
+const dead = { pid: 4242, host: 'h', since: 'then', purpose: 'a run' };
+const fresh = { pid: 4343, host: 'h', since: 'now', purpose: 'a run' };
+const takeovers: [string, Seen, Seen, 'remove' | 'retry'][] = [
+  ['still the dead owner', dead, dead, 'remove'],
+  ['still unreadable', 'garbage', 'garbage', 'remove'],
+  ['taken since by a live owner', dead, fresh, 'retry'],
+  ['gone since (taken over and released)', dead, 'absent', 'retry'],
+  ['absent when found: another process may be creating it now', 'absent', 'absent', 'retry'],
+  ['absent when found, a fresh lock now', 'absent', fresh, 'retry'],
+  ['unreadable when found, a fresh lock now', 'garbage', fresh, 'retry'],
+];
+for (const [what, found, now, action] of takeovers) {
+  test(`takeover of a stale lock: ${what} → ${action}`, (t) => {
+    t.is(takeoverAction(found, now), action);
+  });
+}
+
+test('a lock that is garbage (an older version crashed mid-write) is taken over; one with a dead takeover guard too', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'g.lock');
+  writeFileSync(file, '{"pid": 12');
+  const pid = await deadPid();
+  writeFileSync(`${file}.takeover`, JSON.stringify({ pid, host: os.hostname(), since: 'then', purpose: 'taking over a stale lock' }));
+  const held = tryLock(file, 'x', 'a run');
+  t.deepEqual(readdirSync(dir).sort(), ['g.lock'], 'the dead guard reaped, nothing set aside left');
+  held.release();
+  t.false(existsSync(file));
 });
 
 /** a pid that no process has any more */
