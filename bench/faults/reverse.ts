@@ -20,9 +20,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { BIN } from '../../test/helpers/cli.js';
 import type { Appliance, Fixture } from '../../test/peer/_fixture.js';
-import { filesOf, orphansOf, reversePair, write, type Pair } from '../../test/reverse/_pair.js';
+import { filesOf, orphansOf, reversePair, write, type PairDatasets } from '../../test/reverse/_pair.js';
 import { sshReversePair, type SshAppliance } from '../../test/reverse/_ssh-pair.js';
-import { netnsMissing } from '../../test/helpers/netns.js';
+import { findCommand, netnsMissing } from '../../test/helpers/netns.js';
+import type { AutoSyncConfig } from '../../src/services/auto-sync/model.js';
 import { sshdMissing } from '../../test/helpers/sshd.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { makeStores, storeLeftovers, storeMissing } from './stores.js';
@@ -43,11 +44,33 @@ async function killedAfter(x: Appliance, line: string, delay: number): Promise<{
 }
 
 /** a sentence per epoch with more than one master */
-function masters(p: Pair, when: string): string[] {
-  const configs = [p.a, p.b].map((x) => ({ id: x.id, c: p.fresh(x).autoSync.config(p.name) }));
+function masters<X extends { id: string }>(p: { a: X; b: X }, config: (x: X) => AutoSyncConfig, when: string): string[] {
   const byEpoch = new Map<number, string[]>();
-  for (const { id, c } of configs) if (c.role === 'master') byEpoch.set(c.epoch, [...(byEpoch.get(c.epoch) ?? []), id]);
+  for (const x of [p.a, p.b]) {
+    const c = config(x);
+    if (c.role === 'master') byEpoch.set(c.epoch, [...(byEpoch.get(c.epoch) ?? []), x.id]);
+  }
   return [...byEpoch].filter(([, ids]) => ids.length > 1).map(([epoch, ids]) => `${when}: ${ids.join(' and ')} are both master at epoch ${epoch}`);
+}
+
+type Side = Pick<Appliance, 'id' | 'env' | 'home'>;
+
+/**
+ * What a crash may leave on x once the next run went through: fs' stages and journals; zfs' partial receives,
+ * btrfs' swap leftovers (both copies looked at once, with alpha; orphans are kept by design); hand-over journals.
+ */
+async function pairLeftovers<X extends Side>(driver: DriverName, p: { a: X; b: X; ds(x: X): string }, x: X): Promise<string[]> {
+  const out = driver === 'fs' ? leftovers(x) : x === p.a ? await storeLeftovers({ driver, src: p.a, dst: p.b, srcDataset: p.ds(p.a), dstDataset: p.ds(p.b) }, { retention: false }) : [];
+  const journals = path.join(x.home, 'handovers');
+  if (existsSync(journals) && readdirSync(journals).length) out.push(`${x.id}: hand-over journals left: ${readdirSync(journals).join(', ')}`);
+  return out;
+}
+
+/** the two copies of a pair made on `driver`: fs' in each home, else a pool or image each (stores.ts) */
+async function pairDatasets(f: Fixture, driver: DriverName): Promise<{ datasets?: PairDatasets }> {
+  if (driver === 'fs') return {};
+  const stores = await makeStores(f, driver);
+  return { datasets: { driver, a: stores.srcDataset, b: stores.dstDataset } };
 }
 
 /** missing or changed files of `had` in `got` */
@@ -59,10 +82,7 @@ export function reverseScenario(driver: DriverName = 'fs'): Scenario {
     help: `hand-overs killed -9 at a random instant (driven from either side) and DR failovers whose failback run is killed -9, in cycles, writes on both sides, ${driver} driver${driver === 'fs' ? '' : ' (a pool or image each)'}, local-bind`,
     missing: async () => (driver === 'fs' ? null : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
-      const stores = driver === 'fs' ? null : await makeStores(f, driver);
-      const p = await reversePair(f, undefined, stores ? { datasets: { driver, a: stores.srcDataset, b: stores.dstDataset } } : {});
-      // what a crash may leave: fs' stages and journals; zfs' partial receives, btrfs' swap leftovers (orphans are kept by design)
-      const left = async (x: Appliance) => (driver === 'fs' ? leftovers(x) : x === p.a ? storeLeftovers({ driver, src: p.a, dst: p.b, srcDataset: p.ds(p.a), dstDataset: p.ds(p.b) }, { retention: false }) : []);
+      const p = await reversePair(f, undefined, await pairDatasets(f, driver));
       const t0 = Date.now();
       const first = await p.a.cli(`run auto-sync :${p.name}`);
       if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
@@ -93,7 +113,7 @@ export function reverseScenario(driver: DriverName = 'fs'): Scenario {
             const k = await killedAfter(driver, `setup auto-sync :${p.name} reverse-direction -y`, delay);
             if (!k.killed) estimate.handover = Math.round(estimate.handover * 0.5 + k.ms * 0.5);
             steps.push(`reverse-direction on ${driver.id}, kill -9 at ${delay} ms: ${k.said}`);
-            violations.push(...masters(p, 'right after the kill'));
+            violations.push(...masters(p, config, 'right after the kill'));
             await p.fresh(driver).autoSync.contact(p.name);
             await p.fresh(partner(driver)).autoSync.contact(p.name);
           } else {
@@ -110,14 +130,14 @@ export function reverseScenario(driver: DriverName = 'fs'): Scenario {
               return { steps, violations: [`the DR on ${other.id} failed: ${String(dr.stderr).trim()}`], recovered: false, recoveryMs: null };
             }
             write(await p.dir(other), `t${seq}.txt`, `${other.id} wrote this as the new master (cycle ${seq})\n`);
-            violations.push(...masters(p, 'after the DR'));
+            violations.push(...masters(p, config, 'after the DR'));
             p.up(master);
             before = await filesOf(p, other);
             const delay = rng.int(0, estimate.failback);
             const k = await killedAfter(master, `run auto-sync :${p.name}`, delay);
             if (!k.killed) estimate.failback = Math.round(estimate.failback * 0.5 + k.ms * 0.5);
             steps.push(`${other.id} wrote t${seq}.txt; ${master.id} back, its run (the failback) killed -9 at ${delay} ms: ${k.said}`);
-            violations.push(...masters(p, 'right after the kill'));
+            violations.push(...masters(p, config, 'right after the kill'));
             await p.fresh(master).autoSync.contact(p.name);
             await p.fresh(other).autoSync.contact(p.name);
           }
@@ -125,7 +145,7 @@ export function reverseScenario(driver: DriverName = 'fs'): Scenario {
           // settled: one master at one epoch, no maintenance, the source mounted and holding what it had
           const ca = config(p.a);
           const cb = config(p.b);
-          violations.push(...masters(p, 'once settled'));
+          violations.push(...masters(p, config, 'once settled'));
           if (ca.epoch !== cb.epoch) violations.push(`once settled, the epochs differ: alpha ${ca.epoch}, beta ${cb.epoch}`);
           for (const [id, c] of [
             ['alpha', ca],
@@ -162,11 +182,7 @@ export function reverseScenario(driver: DriverName = 'fs'): Scenario {
           const dst = await filesOf(p, partner(now));
           const differ = [...new Set([...Object.keys(src), ...Object.keys(dst)])].filter((k) => src[k] !== dst[k]);
           if (differ.length) violations.push(`after the next run the copies differ: ${differ.slice(0, 4).join(', ')}`);
-          for (const x of [p.a, p.b]) {
-            violations.push(...(await left(x)));
-            const journals = path.join(x.home, 'handovers');
-            if (existsSync(journals) && readdirSync(journals).length) violations.push(`${x.id}: hand-over journals left: ${readdirSync(journals).join(', ')}`);
-          }
+          for (const x of [p.a, p.b]) violations.push(...(await pairLeftovers(driver, p, x)));
           steps.push(`next run on ${now.id} OK in ${ms} ms`);
           return { steps, violations, recovered: true, recoveryMs: ms };
         },
@@ -177,46 +193,39 @@ export function reverseScenario(driver: DriverName = 'fs'): Scenario {
 
 /**
  * Scenario (e'), over real OpenSSH between two network namespaces behind a
- * switch (test/reverse/_ssh-pair.ts): DR, then the failback with the link
- * cut. The master writes, runs, writes again and is unplugged; the other
- * takes over (DR) and writes; the old master is plugged back and its first
- * run (the failback: it meets the newer epoch) has its link cut at a random
- * instant for 0.2–5 s. Then, with nobody helping, its next run settles it.
- * Checked as in reverse-dr: one master per epoch, the demoted master's
- * writes in an orphan, both copies equal after the new master's next run.
+ * switch (test/reverse/_ssh-pair.ts), on fs or with a zfs-fuse pool or a
+ * btrfs image each: DR, then the failback with the link cut. The master
+ * writes, runs, writes again and is unplugged; the other takes over (DR) and
+ * writes; the old master is plugged back and its first run (the failback: it
+ * meets the newer epoch) has its link cut at a random instant for 0.2–5 s.
+ * Then, with nobody helping, its next run settles it. Checked as in
+ * reverse-dr: one master per epoch, the demoted master's writes in an
+ * orphan, both copies equal after the new master's next run, nothing left.
  */
-export function failbackCutScenario(): Scenario {
+export function failbackCutScenario(driver: DriverName = 'fs'): Scenario {
   return {
-    name: 'failback-cut/fs/ssh',
-    help: 'DR, then the failback run of the old master with its link cut (veth down at a switch) at a random instant, over OpenSSH in network namespaces, fs driver',
-    missing: async () => (await sshdMissing()) ?? (await netnsMissing()),
+    name: `failback-cut/${driver}/ssh`,
+    help: `DR, then the failback run of the old master with its link cut (veth down at a switch) at a random instant, over OpenSSH in network namespaces, ${driver} driver${driver === 'fs' ? '' : ' (a pool or image each)'}`,
+    missing: async () => (await sshdMissing()) ?? (await netnsMissing()) ?? ((await findCommand('nsenter')) ? null : 'nsenter (util-linux) is not installed') ?? (driver === 'fs' ? null : await storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
-      const p = await sshReversePair(f);
+      const p = await sshReversePair(f, undefined, await pairDatasets(f, driver));
       const t0 = Date.now();
       const first = await p.cli(p.a, `run auto-sync :${p.name}`);
       if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.all}`);
       let estimate = (Date.now() - t0) * 2;
       let seq = 0;
       const other = (x: SshAppliance) => (x === p.a ? p.b : p.a);
-      const epochs = (when: string) => {
-        const byEpoch = new Map<number, string[]>();
-        for (const x of [p.a, p.b]) {
-          const c = p.config(x);
-          if (c.role === 'master') byEpoch.set(c.epoch, [...(byEpoch.get(c.epoch) ?? []), x.id]);
-        }
-        return [...byEpoch].filter(([, ids]) => ids.length > 1).map(([epoch, ids]) => `${when}: ${ids.join(' and ')} are both master at epoch ${epoch}`);
-      };
       return {
         async trial(rng: Rng): Promise<TrialOutcome> {
           seq++;
           const violations: string[] = [];
           const s = p.config(p.a).role === 'master' ? p.a : p.b;
           const t = other(s);
-          write(s.live('tank/docs'), `s${seq}.txt`, `synced before the DR of cycle ${seq}\n`);
+          write(await p.dir(s), `s${seq}.txt`, `synced before the DR of cycle ${seq}\n`);
           const r = await p.cli(s, `run auto-sync :${p.name}`);
           if (r.exitCode !== 0) throw new Error(`the run before the DR failed: ${r.all}`);
-          write(s.live('tank/docs'), `u${seq}.txt`, `${s.id} wrote this after its last run (cycle ${seq})\n`);
-          const unsynced = (await p.tree(s)).files;
+          write(await p.dir(s), `u${seq}.txt`, `${s.id} wrote this after its last run (cycle ${seq})\n`);
+          const unsynced = await filesOf(p, s);
           await p.down(s);
           const dr = await p.cli(t, `setup auto-sync :${p.name} reverse-direction -y`);
           const steps = [`${s.id} wrote, ran, wrote u${seq}.txt, unplugged; DR on ${t.id}: exit ${dr.exitCode}`];
@@ -224,13 +233,13 @@ export function failbackCutScenario(): Scenario {
             await p.up(s);
             return { steps, violations: [`the DR on ${t.id} failed: ${dr.all.trim()}`], recovered: false, recoveryMs: null };
           }
-          write(t.live('tank/docs'), `t${seq}.txt`, `${t.id} wrote this as the new master (cycle ${seq})\n`);
+          write(await p.dir(t), `t${seq}.txt`, `${t.id} wrote this as the new master (cycle ${seq})\n`);
           await p.up(s);
           // the failback run, its link cut at a random instant
           const delay = rng.int(0, estimate);
           const outage = rng.int(200, 5000);
           const started = Date.now();
-          const run = execa('ip', ['netns', 'exec', s.ns, process.execPath, BIN, '-c', `run auto-sync :${p.name}`], { env: s.env, extendEnv: false, reject: false, all: true });
+          const run = s.start(`run auto-sync :${p.name}`);
           let exited = false;
           void run.then(() => (exited = true));
           while (!exited && Date.now() - started < delay) await new Promise((res) => setTimeout(res, 5));
@@ -244,19 +253,19 @@ export function failbackCutScenario(): Scenario {
           const ran = await run;
           if (cut.startsWith('too late')) estimate = Math.round(estimate * 0.5 + (Date.now() - started) * 0.5);
           steps.push(`${t.id} wrote t${seq}.txt; ${s.id} back, its failback run's link ${cut}: exit ${ran.exitCode}`);
-          violations.push(...epochs('right after the cut'));
+          violations.push(...masters(p, p.config, 'right after the cut'));
           // nobody helps: the old master's next run (its contact) settles it
           const again = await p.cli(s, `run auto-sync :${p.name}`);
           steps.push(`${s.id} ran again: exit ${again.exitCode}`);
           const [cs, ct] = [p.config(s), p.config(t)];
-          violations.push(...epochs('once settled'));
+          violations.push(...masters(p, p.config, 'once settled'));
           if (cs.role !== 'non-master' || ct.role !== 'master') violations.push(`once settled ${s.id} is ${cs.role} and ${t.id} ${ct.role}`);
           if (cs.epoch !== ct.epoch) violations.push(`once settled, the epochs differ: ${s.id} ${cs.epoch}, ${t.id} ${ct.epoch}`);
           if (cs.maintenance || ct.maintenance) violations.push(`once settled, maintenance: ${(cs.maintenance ?? ct.maintenance)!.reason}`);
           const shown = await p.cli(s, `show auto-sync :${p.name} orphans --json`);
           const orphans = shown.exitCode === 0 ? (JSON.parse(shown.stdout) as { dataset: string }[]) : [];
           let kept = false;
-          for (const o of orphans) if (!lacks((await p.tree(s, o.dataset)).files, unsynced).length) kept = true;
+          for (const o of orphans) if (!lacks(await filesOf(p, s, o.dataset), unsynced).length) kept = true;
           if (!kept) violations.push(`what ${s.id} wrote before it was demoted is in none of its ${orphans.length} orphans`);
           const t1 = Date.now();
           const next = await p.cli(t, `run auto-sync :${p.name}`);
@@ -265,10 +274,10 @@ export function failbackCutScenario(): Scenario {
             violations.push(`the next run on ${t.id} failed: ${next.all.trim().split('\n').at(-1)}`);
             return { steps, violations, recovered: false, recoveryMs: null };
           }
-          const [src, dst] = [(await p.tree(t)).files, (await p.tree(s)).files];
+          const [src, dst] = [await filesOf(p, t), await filesOf(p, s)];
           const differ = [...new Set([...Object.keys(src), ...Object.keys(dst)])].filter((k) => src[k] !== dst[k]);
           if (differ.length) violations.push(`after the next run the copies differ: ${differ.slice(0, 4).join(', ')}`);
-          for (const x of [p.a, p.b]) violations.push(...leftovers(x as unknown as Appliance));
+          for (const x of [p.a, p.b]) violations.push(...(await pairLeftovers(driver, p, x)));
           steps.push(`settled: ${s.id} demoted, ${orphans.length} orphans; next run on ${t.id} OK in ${ms} ms`);
           return { steps, violations, recovered: true, recoveryMs: ms };
         },

@@ -32,6 +32,8 @@ export function allScenarios(): Scenario[] {
     reverseScenario('zfs'),
     reverseScenario('btrfs'),
     failbackCutScenario(),
+    failbackCutScenario('zfs'),
+    failbackCutScenario('btrfs'),
     nbdKillScenario(),
     zvolKillScenario(),
     cdpFailoverScenario(),

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { makeBtrfsVolume, btrfsMissing } from '../../test/helpers/btrfs-volume.js';
 import { makeZfsPool, zfsMissing } from '../../test/helpers/zfs-pool.js';
-import type { Fixture } from '../../test/peer/_fixture.js';
+import type { Appliance, Fixture } from '../../test/peer/_fixture.js';
 import { createServices } from '../../src/services/index.js';
 import { SNAPSHOT_DIR } from '../../src/services/storage/btrfs/layout.js';
 import type { World } from './world.js';
@@ -58,7 +58,7 @@ const KEEP = 4;
  * Partial receives, probes, swap leftovers and snapshots beyond retention (a hold nobody drops keeps its space for
  * good); `retention: false` where the design keeps more (the orphans of reverse-direction cycles).
  */
-export async function storeLeftovers(w: Pick<World, 'driver' | 'src' | 'dst' | 'srcDataset' | 'dstDataset'>, opts: { retention?: boolean } = {}): Promise<string[]> {
+export async function storeLeftovers(w: Pick<World, 'driver' | 'srcDataset' | 'dstDataset'> & { src: Pick<Appliance, 'id' | 'env'>; dst: Pick<Appliance, 'id' | 'env'> }, opts: { retention?: boolean } = {}): Promise<string[]> {
   const out: string[] = [];
   for (const [x, ds] of [
     [w.src, w.srcDataset],

@@ -190,7 +190,7 @@ export function commitPending(w: World): boolean {
 export const PENDING_COMMIT = '(a crashed commit is pending roll-forward)';
 
 /** files a crash may leave in an fs pool, which the next successful run must have cleared */
-export function leftovers(x: Appliance): string[] {
+export function leftovers(x: Pick<Appliance, 'id' | 'home'>): string[] {
   const meta = path.join(x.home, 'fs', '.syncsh');
   const out: string[] = [];
   if (!existsSync(meta)) return out;

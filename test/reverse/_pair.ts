@@ -10,7 +10,43 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createServices, type Services } from '../../src/services/index.js';
+import { writeTree, type TreeSpec } from '../helpers/fs-tree.js';
 import { Fixture, folderWith, makeAppliance, type Appliance } from '../peer/_fixture.js';
+
+export type PairDriver = 'fs' | 'zfs' | 'btrfs';
+
+/** what the looks at a copy need of an appliance (a local-bind one, or one in a network namespace) */
+interface Side {
+  id: string;
+  live(dataset: string): string;
+}
+
+/** the service's source on alpha: fs:DATASET in its pool, or a zfs/btrfs dataset on the caller's storage; `files` in it */
+export async function seedSource(a: Appliance, driver: PairDriver, dataset: string, files: TreeSpec): Promise<void> {
+  if (driver === 'fs') await folderWith(a, dataset, files);
+  else await writeTree((await (await a.services.storage.usable(driver)).createDataset(dataset)).mountpoint!, files);
+}
+
+/** the directory `dataset` of x is mounted at (it must be mounted) */
+export async function mountedDir(s: Services, driver: PairDriver, x: Side, dataset: string): Promise<string> {
+  if (driver === 'fs') return x.live(dataset);
+  const info = await (await s.storage.usable(driver)).getDataset(dataset);
+  if (!info?.mountpoint || !info.mounted) throw new Error(`${x.id}: ${driver}:${dataset} is not mounted`);
+  return info.mountpoint;
+}
+
+/** `look(dir)` at x's `dataset`, mounted for the look if it is not (and unmounted again); null if there is no such dataset */
+export async function lookAt<T>(s: Services, driver: PairDriver, x: Side, dataset: string, look: (dir: string) => Promise<T>): Promise<T | null> {
+  const fs = await s.storage.usable(driver);
+  const info = await fs.getDataset(dataset);
+  if (!info) return null;
+  if (!info.mounted) await fs.mount(dataset);
+  try {
+    return await look(await mountedDir(s, driver, x, dataset));
+  } finally {
+    if (!info.mounted) await fs.unmount(dataset);
+  }
+}
 
 export interface Pair {
   a: Appliance;
@@ -21,7 +57,7 @@ export interface Pair {
   up(x: Appliance): void;
   name: string;
   /** the driver both copies are on (fs unless asked) */
-  driver: 'fs' | 'zfs' | 'btrfs';
+  driver: PairDriver;
   /** x's copy of the service's dataset, driver-local (tank/docs on fs) */
   ds(x: Appliance): string;
   /** the directory x's copy is mounted at (it must be mounted) */
@@ -59,11 +95,7 @@ export async function reversePair(
   const driver = opts.datasets?.driver ?? 'fs';
   const from = opts.datasets?.a ?? 'tank/docs';
   const to = opts.datasets?.b ?? opts.to ?? 'tank/docs';
-  if (driver === 'fs') await folderWith(a, from, files);
-  else {
-    const made = await (await a.services.storage.usable(driver)).createDataset(from);
-    for (const [file, text] of Object.entries(files)) write(made.mountpoint!, file, text);
-  }
+  await seedSource(a, driver, from, files);
   const capable = opts.oneWay ? 'no' : 'yes';
   const r = opts.pull
     ? await b.cli(`create auto-sync --from-host alpha --from-fs ${driver}:${from} --to-fs ${driver}:${to} --recursive no --reverse-capable ${capable} -y`)
@@ -88,12 +120,7 @@ export async function reversePair(
     name,
     driver,
     ds,
-    async dir(x) {
-      if (driver === 'fs') return x.live(ds(x));
-      const info = await (await fresh(x).storage.usable(driver)).getDataset(ds(x));
-      if (!info?.mountpoint || !info.mounted) throw new Error(`${x.id}: ${driver}:${ds(x)} is not mounted`);
-      return info.mountpoint;
-    },
+    dir: (x) => mountedDir(fresh(x), driver, x, ds(x)),
     fresh,
     down(x) {
       const file = peersFile(partnerOf(x));
@@ -108,25 +135,27 @@ export async function reversePair(
   };
 }
 
+/** what filesOf needs of a pair: a reverse pair, local-bind or over SSH */
+export interface CopyLooks<X extends Side> {
+  driver: PairDriver;
+  fresh(x: X): Services;
+  ds(x: X): string;
+}
+
 /** every file of x's copy (or of `dataset`) on an appliance, byte for byte (mounted for the look if it is not) */
-export async function filesOf(p: Pair, x: Appliance, dataset = p.ds(x)): Promise<Record<string, string>> {
-  const fs = await p.fresh(x).storage.usable(p.driver);
-  const info = await fs.getDataset(dataset);
-  if (!info) return {};
-  if (!info.mounted) await fs.mount(dataset);
-  try {
-    const out: Record<string, string> = {};
-    const walk = (dir: string, rel: string) => {
-      for (const e of readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) walk(path.join(dir, e.name), `${rel}${e.name}/`);
-        else out[`${rel}${e.name}`] = readFileSync(path.join(dir, e.name)).toString('latin1');
-      }
-    };
-    walk(p.driver === 'fs' ? x.live(dataset) : (await fs.getDataset(dataset))!.mountpoint!, '');
+export async function filesOf<X extends Side>(p: CopyLooks<X>, x: X, dataset = p.ds(x)): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = (dir: string, rel: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(path.join(dir, e.name), `${rel}${e.name}/`);
+      else out[`${rel}${e.name}`] = readFileSync(path.join(dir, e.name)).toString('latin1');
+    }
+  };
+  const found = await lookAt(p.fresh(x), p.driver, x, dataset, async (root) => {
+    walk(root, '');
     return out;
-  } finally {
-    if (!info.mounted) await fs.unmount(dataset);
-  }
+  });
+  return found ?? {};
 }
 
 export const logOf = async (p: Pair, x: Appliance) => (await p.fresh(x).autoSync.log(p.name).all()).join('\n');

@@ -7,8 +7,12 @@
  *   [alpha ns: lan0 10.231.61.1, sshd :2222] --alpha--[switch ns: br0]--beta-- [beta ns: lan0 10.231.61.2, sshd :2222]
  *
  * Nothing here has an address in the test's own namespace: an appliance's
- * CLI (`cli(x, line)`) runs inside its namespace (`ip netns exec`), and so
- * does everything it starts. `down(x)` unplugs x's cable at the switch
+ * CLI (`cli(x, line)`) runs inside its namespace, and so does everything it
+ * starts. The namespace is entered by network only (`nsenter --net`, as in
+ * helpers/netns.ts), not with `ip netns exec`: that also gives the command a
+ * mount namespace of its own, and with this machine's root mount private it
+ * would not see the pools and images mounted after it started, and the
+ * mounts zfs-fuse makes on its behalf would land in the daemon's namespace. `down(x)` unplugs x's cable at the switch
  * (the switch port goes down): the other side really cannot reach it, and
  * x cannot reach the other, as with a host gone from the network (nobody
  * answers ARP: EHOSTUNREACH after a few seconds, or the SSH handshake
@@ -18,10 +22,11 @@
  * The two are bound both ways with `setup network ssh-bind` (each one's key
  * preauthorized on the other's sshd, as sshPair does), and the service
  * alpha:fs:tank/docs => beta:fs:tank/docs is created reverse-capable from
- * alpha's CLI. Everything (namespaces, sshds, homes) goes at teardown, pass
- * or fail.
+ * alpha's CLI; or, given `datasets` (as reversePair takes them), alpha's
+ * zfs or btrfs dataset => beta's, each on storage of its own the caller made.
+ * Everything (namespaces, sshds, homes) goes at teardown, pass or fail.
  */
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
@@ -34,6 +39,7 @@ import { readTree, type NodeSummary, type TreeSpec } from '../helpers/fs-tree.js
 import type { Cleanup, NetLink } from '../helpers/netns.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { Fixture, folderWith, makeAppliance, type Appliance } from '../peer/_fixture.js';
+import { lookAt, mountedDir, seedSource, type PairDatasets, type PairDriver } from './_pair.js';
 
 /** 10.231.61.0/24, inside the pair's own namespaces only (the host's links claim theirs in helpers/netns.ts; these never meet them) */
 export const SUBNET = 61;
@@ -43,6 +49,8 @@ const NS_PREFIX = `syncsh-rv${SUBNET}-`;
 export interface SshAppliance extends Omit<Appliance, 'cli'> {
   /** `syncsh -c LINE` as this appliance, inside its namespace */
   cli(line: string): Promise<CliResult>;
+  /** the same, started: the process, to be killed or cut off while it runs */
+  start(line: string): ResultPromise<{ env: NodeJS.ProcessEnv; extendEnv: false; reject: false; all: true }>;
   /** its network namespace: its sshd, its CLI and its outgoing SSH connections live there */
   ns: string;
   address: string;
@@ -76,7 +84,13 @@ export interface SshReversePair {
   log(x: SshAppliance): Promise<string>;
   /** a fresh service layer on x's home, for local looks only (no network from the test's namespace) */
   fresh(x: SshAppliance): Services;
-  /** every entry of an fs dataset on x, with contents (mounted for the look if it is not) */
+  /** the driver both copies are on (fs unless asked) */
+  driver: PairDriver;
+  /** x's copy of the service's dataset, driver-local (tank/docs on fs) */
+  ds(x: SshAppliance): string;
+  /** the directory x's copy is mounted at (it must be mounted) */
+  dir(x: SshAppliance): Promise<string>;
+  /** every entry of a dataset on x (its copy unless told), with contents (mounted for the look if it is not) */
   tree(x: SshAppliance, dataset?: string): Promise<Tree>;
 }
 
@@ -143,7 +157,7 @@ async function makeNetwork(c: Cleanup): Promise<{ sw: string; nodes: { id: strin
       nsIf: 'lan0',
       hostAddr: '',
       nsAddr: address,
-      exec: (argv) => ['ip', 'netns', 'exec', ns, ...argv],
+      exec: (argv) => ['nsenter', `--net=/run/netns/${ns}`, ...argv], // by network only: see the header
       down: async () => void (await ip('-n', sw, 'link', 'set', port, 'down')),
       up: async () => void (await ip('-n', sw, 'link', 'set', port, 'up')),
       throttle: async () => {
@@ -175,9 +189,13 @@ async function readAll(root: string): Promise<Tree> {
 /**
  * The pair, bound both ways over SSH, with the reverse-capable service
  * tank-docs-000 from alpha to beta created on alpha and `files` in alpha's
- * tank/docs.
+ * tank/docs (or in `opts.datasets.a`, beta's copy then `opts.datasets.b`).
  */
-export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'one\n', 'd/b.txt': randomBytes(48 << 10).toString('base64'), 'd/e/empty': { dir: true }, ln: { symlink: 'a.txt' } }): Promise<SshReversePair> {
+export async function sshReversePair(
+  t: Cleanup,
+  files: TreeSpec = { 'a.txt': 'one\n', 'd/b.txt': randomBytes(48 << 10).toString('base64'), 'd/e/empty': { dir: true }, ln: { symlink: 'a.txt' } },
+  opts: { datasets?: PairDatasets } = {},
+): Promise<SshReversePair> {
   const f = new Fixture();
   t.teardown(() => f.close());
   const net = await makeNetwork(f);
@@ -188,12 +206,18 @@ export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'o
     const base = makeAppliance(f, node.id);
     await base.services.peers.store.setAuthorizedKeysFile(sshd.authorizedKeys);
     bases.push(base);
+    const start = (line: string) => {
+      const [file, ...args] = node.link.exec([process.execPath, BIN, '-c', line]);
+      return execa(file!, args, { env: base.env, extendEnv: false as const, reject: false as const, all: true as const });
+    };
     const cli = async (line: string): Promise<CliResult> => {
       const started = Date.now();
-      const r = await execa('ip', ['netns', 'exec', node.ns, process.execPath, BIN, '-c', line], { env: base.env, extendEnv: false, reject: false, timeout: 90_000, all: true });
+      const proc = start(line);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 90_000);
+      const r = await proc.finally(() => clearTimeout(timer));
       return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), all: String(r.all), ms: Date.now() - started };
     };
-    made.push({ ...base, ns: node.ns, address: node.address, sshd, port: node.port, cli });
+    made.push({ ...base, ns: node.ns, address: node.address, sshd, port: node.port, cli, start });
   }
   const [a, b] = made;
   const opened: Services[] = [];
@@ -221,9 +245,12 @@ export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'o
     const r = await must(x, `setup network ssh-bind ${y.address} --port ${PORT} --user root --remote-home ${y.home} -y`);
     if (!/Bound to the appliance/.test(r.stdout)) throw new Error(`${x.id} bound to ${y.id}? ${r.all}`);
   }
-  await folderWith(bases[0], 'tank/docs', files);
+  const driver = opts.datasets?.driver ?? 'fs';
+  const from = opts.datasets?.a ?? 'tank/docs';
+  const to = opts.datasets?.b ?? 'tank/docs';
+  await seedSource(bases[0], driver, from, files);
   // an ssh-bound peer is named by its appliance id
-  const created = await must(a, `create auto-sync --from-fs fs:tank/docs --to-host ${b.id} --to-fs fs:tank/docs --recursive no --reverse-capable yes -y`);
+  const created = await must(a, `create auto-sync --from-fs ${driver}:${from} --to-host ${b.id} --to-fs ${driver}:${to} --recursive no --reverse-capable yes -y`);
   const name = /auto-sync:(\S+?):/.exec(created.stdout)?.[1];
   if (!name) throw new Error(`no service name in: ${created.all}`);
 
@@ -233,6 +260,7 @@ export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'o
     return s;
   };
   const byId = (x: SshAppliance) => (x.id === a.id ? net.nodes[0] : net.nodes[1]);
+  const ds = (x: SshAppliance) => (x.id === a.id ? from : to);
   return {
     a,
     b,
@@ -243,16 +271,11 @@ export async function sshReversePair(t: Cleanup, files: TreeSpec = { 'a.txt': 'o
     up: (x) => byId(x).link.up(),
     config: (x) => fresh(x).autoSync.config(name),
     log: async (x) => (await fresh(x).autoSync.log(name).all()).join('\n'),
-    async tree(x, dataset = 'tank/docs') {
-      const fs = await fresh(x).storage.usable('fs');
-      const info = await fs.getDataset(dataset);
-      if (!info) return { files: {}, meta: new Map() };
-      if (!info.mounted) await fs.mount(dataset);
-      try {
-        return await readAll(x.live(dataset));
-      } finally {
-        if (!info.mounted) await fs.unmount(dataset);
-      }
+    driver,
+    ds,
+    dir: (x) => mountedDir(fresh(x), driver, x, ds(x)),
+    async tree(x, dataset = ds(x)) {
+      return (await lookAt(fresh(x), driver, x, dataset, readAll)) ?? { files: {}, meta: new Map() };
     },
   };
 }
