@@ -8,6 +8,7 @@ import { failbackCutScenario, reverseScenario } from './reverse.js';
 import { nbdKillScenario } from './nbd-kill.js';
 import { zvolKillScenario } from './zvol-kill.js';
 import { cdpFailoverScenario } from './cdp-failover.js';
+import { powerCutScenario } from './power-cut.js';
 
 export function allScenarios(): Scenario[] {
   return [
@@ -37,6 +38,8 @@ export function allScenarios(): Scenario[] {
     nbdKillScenario(),
     zvolKillScenario(),
     cdpFailoverScenario(),
+    powerCutScenario(),
+    nbdKillScenario('power-cut'),
   ];
 }
 

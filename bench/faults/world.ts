@@ -46,14 +46,16 @@ export interface WorldOptions {
   driver?: DriverName;
   srcDataset?: string;
   dstDataset?: string;
+  /** where the appliances' homes are made (default the temp dir) */
+  homesUnder?: string;
   /** a peer world over another link (an OpenSSH pair): its two appliances and the line that binds alpha to beta, instead of local-bind */
   over?: { a: Appliance; b: Appliance; bindLine: string };
 }
 
 export async function makeWorld(f: Fixture, kind: 'local' | 'peer', opts: WorldOptions = {}): Promise<World> {
   const driver = opts.driver ?? 'fs';
-  const a = opts.over?.a ?? makeAppliance(f, 'alpha', opts.extraEnv);
-  const b = kind === 'local' ? a : (opts.over?.b ?? makeAppliance(f, 'beta', opts.extraEnv));
+  const a = opts.over?.a ?? makeAppliance(f, 'alpha', opts.extraEnv, opts.homesUnder);
+  const b = kind === 'local' ? a : (opts.over?.b ?? makeAppliance(f, 'beta', opts.extraEnv, opts.homesUnder));
   // the peer's fs pools elsewhere (a small file system): its home's fs/ is a link there
   if (opts.peerFsRoot) {
     rmSync(path.join(b.home, 'fs'), { recursive: true, force: true });

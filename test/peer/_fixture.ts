@@ -50,9 +50,10 @@ export interface Appliance {
   live(dataset: string): string;
 }
 
-export function makeAppliance(c: Cleanup, id: string, extraEnv: NodeJS.ProcessEnv = {}): Appliance {
+/** `under`: the directory its home is made in (default the temp dir), e.g. a disk whose power a test cuts */
+export function makeAppliance(c: Cleanup, id: string, extraEnv: NodeJS.ProcessEnv = {}, under = os.tmpdir()): Appliance {
   assertBuilt();
-  const home = mkdtempSync(path.join(os.tmpdir(), `syncsh-${id}-`));
+  const home = mkdtempSync(path.join(under, `syncsh-${id}-`));
   c.teardown(() => removeAll(home));
   const env: NodeJS.ProcessEnv = { ...process.env, ...FAST_ENV, ...extraEnv, SYNCSH_HOME: home, SYNCSH_APPLIANCE_ID: id };
   delete env.SYNCSH_FS_ROOT; // each appliance keeps its pools in its own home

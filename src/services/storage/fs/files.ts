@@ -4,6 +4,7 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { loadExeca } from '../../lazy.js';
 
 export function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
@@ -73,6 +74,19 @@ export function writeFileSynced(file: string, data: string | Buffer): void {
 
 export function writeJsonAtomic(file: string, value: unknown): void {
   writeFileAtomic(file, JSON.stringify(value));
+}
+
+/**
+ * Make every write on the file systems holding `paths` durable: syncfs(2),
+ * through coreutils' `sync -f` (Node has no syncfs). One call where an fsync
+ * per staged file would cost a journal commit each. It fails (a disk gone,
+ * an I/O error) rather than let a commit name data that may not be there.
+ */
+export async function syncFileSystems(...paths: string[]): Promise<void> {
+  const { execa } = await loadExeca();
+  const argv = ['-f', ...new Set(paths)];
+  const r = await execa('sync', argv, { reject: false, stdin: 'ignore' });
+  if (r.exitCode !== 0) throw new Error(`The data written could not be made durable (sync ${argv.join(' ')}): ${String(r.stderr).trim() || r.shortMessage}`);
 }
 
 /** fsync a directory so a rename inside it is durable. */

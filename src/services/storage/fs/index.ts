@@ -404,7 +404,7 @@ class FsDriver implements Driver {
         snapshot: { name, id: snap.id, createdAt: snap.createdAt },
         plan,
       };
-      writeJournal(this.catalog, journal);
+      await writeJournal(this.catalog, journal);
       await runJournal(this.catalog, dataset, this.faults);
     } finally {
       lock.release();

@@ -10,7 +10,7 @@
 import { chmodSync, closeSync, existsSync, fdatasyncSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Catalog } from './catalog.js';
-import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, withWritableParent, writeJsonAtomic } from './files.js';
+import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, syncFileSystems, withWritableParent, writeJsonAtomic } from './files.js';
 import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
 import { failpoint } from '../../failpoints.js';
@@ -42,6 +42,8 @@ export interface Journal {
 
 export const PHASES = ['clone', 'remove', 'mkdir', 'place', 'meta', 'dirs', 'swap', 'register', 'cleanup'] as const;
 type Phase = (typeof PHASES)[number];
+/** phases that write file data, not only names and metadata (which ext4's journal orders before the progress file's own fsync) */
+const WRITES_DATA: ReadonlySet<Phase> = new Set(['clone', 'place']);
 /** the phases of a format-1 journal, whose progress file counts in these */
 const PHASES_V1: readonly Phase[] = ['remove', 'mkdir', 'place', 'meta', 'dirs', 'register', 'cleanup'];
 
@@ -109,7 +111,13 @@ function saveProgress(file: string, phase: number): void {
 }
 
 /** The commit point: from here on the operation is finished, now or by recover. */
-export function writeJournal(catalog: Catalog, journal: Journal): void {
+/**
+ * Write the commit point. Everything it names (staged files, a zvol's patch, new packs) is made
+ * durable first: a journal that outlives a power cut replays its staged files into place, and
+ * would place what the page cache lost (empty files) as the received snapshot.
+ */
+export async function writeJournal(catalog: Catalog, journal: Journal): Promise<void> {
+  await syncFileSystems(catalog.layout.root); // staging and the stores are under it
   const file = catalog.layout.journalFile(journal.dataset);
   writeJsonAtomic(catalog.layout.journalProgressFile(journal.dataset), { phase: 0 });
   writeJsonAtomic(file, journal);
@@ -231,6 +239,8 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
   for (let phase = start; phase < order.length; phase++) {
     failpoint(`fs.commit.${order[phase]}`);
     await run[order[phase]]();
+    // A phase that wrote file data (copies, a zvol's patch) has it on disk before its progress says done, or a replay after a power cut would skip it.
+    if (WRITES_DATA.has(order[phase])) await syncFileSystems(catalog.layout.root);
     if (phase < order.length - 1) saveProgress(progressFile, phase + 1);
   }
   return `${j.op === 'receive' ? 'Received' : 'Rolled back to'} ${dataset}@${j.snapshot.name}${start > 0 ? ` (resumed at its ${order[start]} phase)` : ''}.`;

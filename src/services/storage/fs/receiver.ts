@@ -275,7 +275,7 @@ export async function receiveStream(ctx: ReceiveContext, dataset: string, stream
     for (const inc of incoming) inc.store.seal();
     // Commit point. From here on the receive is finished, now or by recover.
     for (const j of journals) {
-      writeJournal(catalog, j);
+      await writeJournal(catalog, j);
       committed = true;
     }
     for (const [i, j] of journals.entries()) await commitOne(catalog, j, ctx.faults, incoming[i].manifest!);
