@@ -21,6 +21,8 @@ export interface BtrfsVolume {
   image: string;
   /** unmount, detach the loop device, remove the image; safe to call twice */
   destroy(): Promise<void>;
+  /** unmount (detaching its loop device), run `between` (say, the disk under the image powered back on), mount again */
+  remount(between?: () => Promise<void>): Promise<void>;
 }
 
 export interface BtrfsVolumeOptions {
@@ -31,6 +33,8 @@ export interface BtrfsVolumeOptions {
    * subvolume, and a destination that was only read looks modified.
    */
   noatime?: boolean;
+  /** where the image is made (default the temp dir, beside its mountpoint) */
+  under?: string;
 }
 
 /** what mkfs.btrfs (v6) accepts at least, with its default DUP metadata */
@@ -50,7 +54,7 @@ export async function makeBtrfsVolume(t: ExecutionContext, opts: BtrfsVolumeOpti
   const size = opts.size ?? 256 * 1024 * 1024;
   if (size < BTRFS_MIN_SIZE) throw new Error(`A btrfs image needs at least ${BTRFS_MIN_SIZE} bytes; ${size} was asked.`);
   const mountpoint = await mkdtemp(path.join(os.tmpdir(), 'syncsh-btrfs-'));
-  const image = `${mountpoint}.img`;
+  const image = path.join(opts.under ?? os.tmpdir(), `${path.basename(mountpoint)}.img`);
   let mounted = false;
   let destroyed = false;
   const destroy = async () => {
@@ -69,9 +73,19 @@ export async function makeBtrfsVolume(t: ExecutionContext, opts: BtrfsVolumeOpti
   await writeFile(image, '');
   await truncate(image, size);
   await execa('mkfs.btrfs', ['-q', '-f', image]);
-  await execa('mount', ['-o', opts.noatime === false ? 'loop' : 'loop,noatime', image, mountpoint]);
-  mounted = true;
-  return { mountpoint, image, destroy };
+  const mount = async () => {
+    await execa('mount', ['-o', opts.noatime === false ? 'loop' : 'loop,noatime', image, mountpoint]);
+    mounted = true;
+  };
+  await mount();
+  const remount = async (between?: () => Promise<void>) => {
+    await execa('umount', [mountpoint]);
+    mounted = false;
+    await detachLoops(image);
+    await between?.();
+    await mount();
+  };
+  return { mountpoint, image, destroy, remount };
 }
 
 /** `mount -o loop` normally auto-clears its device; make sure none is left on the image */

@@ -7,6 +7,8 @@
  *
  * A cut, corrupt or refused stream leaves a partial subvolume (writable, no
  * received uuid): it is deleted and the live subvolume was never touched.
+ * A receive that returns has its transaction committed (`btrfs filesystem
+ * sync`): it survives a power cut (test/services/storage/btrfs-power-cut.test.ts).
  */
 import { mkdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -49,6 +51,9 @@ export async function receive(cli: BtrfsCli, dataset: string, stream: Readable, 
     } catch (error) {
       throw new BtrfsError('other', `'${description.name}' was received, but making it the live '${dataset}' failed (${(error as Error).message}); run recover on '${dataset}'.`);
     }
+    // btrfs receive leaves the received snapshot (its received uuid, read-only flag) and the swap in the running
+    // transaction: a power cut before its commit took them, after this receive had said it was done.
+    await cli.btrfs(['filesystem', 'sync', dataset]);
     return { snapshot: publicInfo(received), bytes };
   } finally {
     if (!fed) rest.destroy();
