@@ -46,7 +46,7 @@ export function allScenarios(): Scenario[] {
 /**
  * What CI runs (test/faults/campaign.test.ts), a few minutes in all: the
  * first five fs scenarios, the two zvol ones (the NBD daemon and a zvol's run
- * killed), the auto-cdp failover, and of the zfs-fuse, btrfs and reverse ones the
+ * killed), the auto-cdp failover, the two power cuts, and of the zfs-fuse, btrfs and reverse ones the
  * cheapest that still cross each driver's receive (killed, and fed a damaged
  * stream: seconds each) and the hand-over (one
  * trial of kill-9/zfs/peer, full-disk/zfs or failback-cut takes a minute
@@ -67,6 +67,8 @@ export function ciScenarios(): Scenario[] {
     'kill-9/nbd-daemon/fs',
     'kill-9/fs-zvol/local',
     'failover/cdp-sync/fs',
+    'power-cut/fs/local',
+    'power-cut/nbd-daemon/fs',
   ]);
   return allScenarios().filter((s) => wanted.has(s.name));
 }
