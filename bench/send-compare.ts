@@ -161,7 +161,7 @@ export function runComparison(title: string, setup: (bag: CleanupBag) => Promise
 }
 
 function checkBuilt(): void {
-  const dist = path.join(path.dirname(BIN), '..', 'dist', 'bin.js');
+  const dist = path.join(path.dirname(BIN), '..', 'dist', 'bundle', 'bin.js');
   if (!existsSync(dist)) throw new Error(`${dist} is missing: run 'npm run build' first.`);
   const age = (Date.now() - statSync(dist).mtimeMs) / 60_000;
   if (age > 60) console.warn(`note: dist/ was built ${age.toFixed(0)} minutes ago; run 'npm run build' if src/ changed since.`);

@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// Built by `npm ci` (prepare) or `npm run build` into dist/.
-import '../dist/bin.js';
+// Built by `npm ci` (prepare) or `npm run build`: tsc into dist/, then scripts/bundle.mjs into dist/bundle/.
+import '../dist/bundle/bin.js';

@@ -2,7 +2,6 @@
 import type { CommandContext, CommandFamily, CommandSpec, InstanceKind, Output } from './grammar/types.js';
 import { count, formatBytes, formatTime, retention, scheduleType, text, yesNo } from './values.js';
 import { confirmed, NOTHING_CHANGED } from './ask.js';
-import { runWizard } from './auto-sync-wizard.js';
 import { describe as describeSchedule } from '../services/schedule.js';
 import { EDITABLE_KEYS, endpointLabel, isOrphanOf, localEndpoint, peerHostOf, PROPERTIES, RETENTION_HELP, type CreateRequest, type ServiceView, type SidePlan, type Winner } from '../services/auto-sync/index.js';
 import { NoTerminalError } from './dialogs.js';
@@ -305,6 +304,8 @@ const create: CommandSpec = {
         return NOTHING_CHANGED;
     } else {
       if (!ctx.interactive) throw new Error("'create auto-sync' needs --from-fs and --to-fs when there is no terminal to ask on.");
+      // the wizard's questions load only when it runs: a start does not pay for them
+      const { runWizard } = await import('./auto-sync-wizard.js');
       const answered = await runWizard(ctx, req);
       if (!answered) return NOTHING_CHANGED;
       full = answered;

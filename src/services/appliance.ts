@@ -12,6 +12,7 @@ import { LOCAL_ACCESS, type Access } from './access.js';
 import type { DriverName } from './storage/driver.js';
 import { allowList } from './nbd/allow-list.js';
 import { parseHostPort, type HostPort } from './host-port.js';
+import { PACKAGE_JSON } from './installation.js';
 
 export interface ApplianceInfo {
   id: string;
@@ -33,7 +34,7 @@ export const DEFAULT_NBD_ALLOW = ['127.0.0.1/32', '::1/128'];
 
 export const VERSION: string = (() => {
   try {
-    return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+    return JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')).version;
   } catch {
     return '0.0.0';
   }

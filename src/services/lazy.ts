@@ -12,6 +12,7 @@ import type * as Croner from 'croner';
 import type Ignore from 'ignore';
 import type * as ConfModule from 'conf';
 
+// resolves from dist/, src/ or the bundle (dist/bundle/) alike: each finds the package's node_modules above it
 const require = createRequire(import.meta.url);
 
 function onFirstUse<T>(id: string): () => T {

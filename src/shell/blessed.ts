@@ -23,6 +23,7 @@ interface Bookkeeping {
   [handler: string]: unknown;
 }
 
+// resolves from dist/, src/ or the bundle (dist/bundle/) alike: each finds the package's node_modules above it
 const require = createRequire(import.meta.url);
 const blessed = require('blessed') as Blessed;
 const contrib = require('blessed-contrib') as unknown;

@@ -4,7 +4,8 @@
  * dialogs (@inquirer), SSH (ssh2), execa, a storage driver or the run; the
  * interactive shell still loads its line editor (ink). The modules are
  * recorded by test/fixtures/record-modules.mjs, not timed: bench/cli-start.ts
- * has the figures.
+ * has the figures. bin/syncsh.js runs the bundle (dist/bundle/, code-split):
+ * a loaded chunk stands for the dist/ modules esbuild's metafile says it holds.
  */
 import test from 'ava';
 import { execa } from 'execa';
@@ -32,19 +33,45 @@ const OWN_NOT_FOR_ONE_SHOT = [
   'console/server.js',
 ];
 
-/** the packages (by name) and syncsh's own modules (relative to dist/) in a recording */
-function parse(file: string): { packages: Set<string>; own: Set<string> } {
+/** dist/bundle/meta.json (esbuild's metafile, scripts/bundle.mjs): for each chunk, the dist/ modules it holds */
+function bundledModules(): Map<string, string[]> {
+  const meta = JSON.parse(readFileSync(path.join(ROOT, 'dist', 'bundle', 'meta.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, { bytesInOutput: number }> }> };
+  const chunks = new Map<string, string[]>();
+  for (const [chunk, { inputs }] of Object.entries(meta.outputs)) {
+    const held = Object.entries(inputs)
+      .filter(([, i]) => i.bytesInOutput > 0)
+      .map(([input]) => input.replace(/^dist\//, ''));
+    chunks.set(path.resolve(ROOT, chunk), held);
+  }
+  return chunks;
+}
+
+/**
+ * The packages (by name) and syncsh's own modules (relative to dist/) in a
+ * recording: a chunk of the bundle counts as every dist/ module it holds;
+ * `unbundled` lists the dist/ modules loaded outside the bundle.
+ */
+function parse(file: string): { packages: Set<string>; own: Set<string>; chunks: number; unbundled: string[] } {
   const packages = new Set<string>();
   const own = new Set<string>();
+  const unbundled: string[] = [];
+  let chunks = 0;
   const dist = path.join(ROOT, 'dist') + path.sep;
+  const bundle = bundledModules();
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (!line || line.startsWith('node:')) continue;
     const p = line.startsWith('file:') ? fileURLToPath(line) : line;
     const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(p);
     if (m) packages.add(m[1]);
-    else if (p.startsWith(dist)) own.add(p.slice(dist.length));
+    else if (bundle.has(p)) {
+      chunks++;
+      for (const held of bundle.get(p)!) own.add(held);
+    } else if (p.startsWith(dist)) {
+      unbundled.push(p.slice(dist.length));
+      own.add(p.slice(dist.length));
+    }
   }
-  return { packages, own };
+  return { packages, own, chunks, unbundled };
 }
 
 function recording(t: import('ava').ExecutionContext): string {
@@ -66,8 +93,16 @@ test('-c "show auto-sync" loads no terminal UI, dialogs, SSH, execa, driver or r
   const r = await execa('node', ['--import', RECORDER, BIN, '-c', 'show auto-sync'], { env: { ...env, SYNCSH_RECORD_MODULES: out }, reject: false });
   t.is(r.exitCode, 0, String(r.stderr));
   t.regex(String(r.stdout), /tank-data-002/);
-  const { packages, own } = parse(out);
-  t.true(own.has('main.js'), 'the recording holds syncsh’s own modules');
+  const { packages, own, chunks, unbundled } = parse(out);
+  t.true(chunks > 0 && own.has('main.js'), 'the recording holds syncsh’s own modules, from the bundle');
+  t.deepEqual(unbundled, [], 'bin/syncsh.js runs the bundle, not dist/ module by module');
+  // the own-module check means something: the bundle holds the modules it names, in chunks of their own
+  const all = new Set([...bundledModules().values()].flat());
+  t.deepEqual(
+    OWN_NOT_FOR_ONE_SHOT.filter((m) => !all.has(m)),
+    [],
+    'every module named is in the bundle',
+  );
   t.deepEqual(
     NOT_FOR_ONE_SHOT.filter((p) => packages.has(p)),
     [],

@@ -16,7 +16,6 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { homeKind, resolveHome, type Home } from '../home.js';
 import { defaultApplianceId, loadAppliance, type ApplianceInfo } from '../appliance.js';
 import { LOCAL_ACCESS, resolvePath, type Access } from '../access.js';
@@ -30,13 +29,14 @@ import type { Codec } from '../wire/codec-names.js';
 import { PeerStore, type InboundPeer, type OutboundPeer } from './store.js';
 import { LocalTransport, PeerError, SshTransport, type Channel, type HostKeySeen, type SshTarget, type Transport } from './transport.js';
 import { removeAuthorizedKey } from './keys.js';
+import { SYNCSH_SCRIPT } from '../installation.js';
 
 export { PeerError } from './transport.js';
 export { PeerStore } from './store.js';
 export type { OutboundPeer, InboundPeer } from './store.js';
 
-/** bin/syncsh.js of this installation (src/services/peer and dist/services/peer are at the same depth) */
-export const SYNCSH_SCRIPT = fileURLToPath(new URL('../../../bin/syncsh.js', import.meta.url));
+/** bin/syncsh.js of this installation (found from src/, dist/ or the bundle alike: installation.ts) */
+export { SYNCSH_SCRIPT } from '../installation.js';
 
 export interface PeerOptions {
   /** SSH handshake deadline */
