@@ -170,7 +170,9 @@ function waitFor(startUp: Promise<void>): Middleware {
  * (shell/blessed.ts). signal-exit (inquirer's dialogs use v4, ink v3) patches
  * process.emit and adds signal listeners while any prompt is open, and undoes
  * it when the last one closes: it is held from now on, so that a session's
- * prompt only joins its list.
+ * prompt only joins its list. (The bundle holds its own copy of ink's
+ * signal-exit, scripts/bundle.mjs: v3 keeps that list on the process, shared by
+ * every copy, so holding this one holds the bundled one too.)
  */
 async function preloadViews(): Promise<void> {
   await import('../shell/line-editor/ink.js');
