@@ -33,7 +33,10 @@ const OWN_NOT_FOR_ONE_SHOT = [
   'console/server.js',
 ];
 
-/** dist/bundle/meta.json (esbuild's metafile, scripts/bundle.mjs): for each chunk, the dist/ modules it holds */
+/** a module's package in node_modules (the outermost: ink's nested copies count as ink), from its path */
+const packageOf = (p: string) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(p)?.[1];
+
+/** dist/bundle/meta.json (esbuild's metafile, scripts/bundle.mjs): for each chunk, the dist/ modules it holds (and the bundled packages' modules, by their path) */
 function bundledModules(): Map<string, string[]> {
   const meta = JSON.parse(readFileSync(path.join(ROOT, 'dist', 'bundle', 'meta.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, { bytesInOutput: number }> }> };
   const chunks = new Map<string, string[]>();
@@ -48,11 +51,17 @@ function bundledModules(): Map<string, string[]> {
 
 /**
  * The packages (by name) and syncsh's own modules (relative to dist/) in a
- * recording: a chunk of the bundle counts as every dist/ module it holds;
- * `unbundled` lists the dist/ modules loaded outside the bundle.
+ * recording: a chunk of the bundle counts as every module it holds (ink is
+ * bundled); `unbundled` lists the dist/ modules loaded outside the bundle;
+ * `modulesOf` counts the modules loaded of each package, bundled or not.
  */
-function parse(file: string): { packages: Set<string>; own: Set<string>; chunks: number; unbundled: string[] } {
+function parse(file: string): { packages: Set<string>; own: Set<string>; chunks: number; unbundled: string[]; modulesOf: Map<string, number> } {
   const packages = new Set<string>();
+  const modulesOf = new Map<string, number>();
+  const count = (name: string) => {
+    packages.add(name);
+    modulesOf.set(name, (modulesOf.get(name) ?? 0) + 1);
+  };
   const own = new Set<string>();
   const unbundled: string[] = [];
   let chunks = 0;
@@ -61,17 +70,21 @@ function parse(file: string): { packages: Set<string>; own: Set<string>; chunks:
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (!line || line.startsWith('node:')) continue;
     const p = line.startsWith('file:') ? fileURLToPath(line) : line;
-    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(p);
-    if (m) packages.add(m[1]);
+    const name = packageOf(p);
+    if (name) count(name);
     else if (bundle.has(p)) {
       chunks++;
-      for (const held of bundle.get(p)!) own.add(held);
+      for (const held of bundle.get(p)!) {
+        const bundled = packageOf(held);
+        if (bundled) count(bundled);
+        else own.add(held);
+      }
     } else if (p.startsWith(dist)) {
       unbundled.push(p.slice(dist.length));
       own.add(p.slice(dist.length));
     }
   }
-  return { packages, own, chunks, unbundled };
+  return { packages, own, chunks, unbundled, modulesOf };
 }
 
 function recording(t: import('ava').ExecutionContext): string {
@@ -145,8 +158,11 @@ test('the interactive shell loads its line editor (ink, react), but not blessed,
   const r = await child;
   clearTimeout(timer);
   t.is(r.exitCode, 0, seen);
-  const { packages } = parse(out);
+  const { packages, modulesOf } = parse(out);
   t.true(packages.has('ink') && packages.has('react'), `loaded: ${[...packages].join(' ')}`);
+  // ink imports throttle from es-toolkit/compat, whose index is ~415 modules, most of a second of CPU
+  // before the editor takes a key: the bundle keeps of it what ink uses (scripts/bundle.mjs)
+  t.true((modulesOf.get('es-toolkit') ?? 0) < 20, `es-toolkit modules loaded: ${modulesOf.get('es-toolkit')}`);
   t.deepEqual(
     ['blessed', 'blessed-contrib', '@inquirer/core', '@inquirer/prompts', 'ssh2'].filter((p) => packages.has(p)),
     [],
