@@ -10,7 +10,7 @@ import type { Fixture } from '../../test/peer/_fixture.js';
 import { processAlive } from '../../src/services/lock.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { makeStores, storeMissing } from './stores.js';
-import { commitPending, descendants, PENDING_COMMIT, destination, makeWorld, readable, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
+import { firstRun, commitPending, descendants, PENDING_COMMIT, destination, makeWorld, readable, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
 
 type Target = 'cli' | 'agent' | 'commit' | 'receiver';
 
@@ -36,10 +36,7 @@ export function killScenario(kind: 'local' | 'peer', driver: DriverName = 'fs'):
     missing: async () => (driver === 'fs' ? null : storeMissing(driver)),
     async setup(f: Fixture): Promise<ScenarioRun> {
       const w = await makeWorld(f, kind, driver === 'fs' ? {} : { driver, ...(await makeStores(f, driver)) });
-      const t0 = Date.now();
-      const first = await startRun(w);
-      if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
-      let estimate = Date.now() - t0;
+      let estimate = await firstRun(w);
       let last: Tree = await destination(w);
       return {
         async trial(rng: Rng): Promise<TrialOutcome> {

@@ -14,7 +14,7 @@ import { sshPair, until, type Fixture } from '../../test/peer/_fixture.js';
 import { Layout } from '../../src/services/storage/fs/layout.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { makeStores, storeMissing } from './stores.js';
-import { destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
+import { firstRun, destination, makeWorld, oneOf, recover, source, startRun, writeRandomly, type DriverName, type Tree } from './world.js';
 
 /** the agents serving `home` (under the namespace's sshd) */
 function agentsOf(home: string): number[] {
@@ -53,10 +53,7 @@ export function linkScenario(driver: DriverName = 'fs'): Scenario {
       const w = await makeWorld(f, 'peer', { over: pair, ...stores });
       await link.throttle('80mbit');
       f.teardown(() => link.throttle(null));
-      const t0 = Date.now();
-      const first = await startRun(w);
-      if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
-      let estimate = Date.now() - t0;
+      let estimate = await firstRun(w);
       let last: Tree = await destination(w);
       // the receiver has settled once its agents are gone, and on fs its dataset lock released
       const lock = driver === 'fs' ? new Layout(path.join(b.home, 'fs')).lockFile(w.dstDataset) : null;

@@ -250,6 +250,14 @@ export function startRun(w: World, extraEnv: NodeJS.ProcessEnv = {}): ResultProm
   return execa(process.execPath, [BIN, '-c', `run auto-sync :${w.name}`], { env: { ...w.src.env, ...extraEnv }, extendEnv: false, reject: false });
 }
 
+/** the service's first run (a full sync), which must succeed: how long it took, for the trials' random instants */
+export async function firstRun(w: World): Promise<number> {
+  const t0 = Date.now();
+  const first = await startRun(w);
+  if (first.exitCode !== 0) throw new Error(`the first run failed: ${first.stderr}`);
+  return Date.now() - t0;
+}
+
 /** every process below `pid`, with its command line */
 export const descendants = (pid: number): { pid: number; cmd: string }[] => processesBelow(pid).map((p) => ({ pid: p.pid, cmd: cmdline(p.pid).join(' ') }));
 
