@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { BIN } from '../../test/helpers/cli.js';
@@ -90,7 +90,8 @@ export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Pr
   const n = rng.int(1, 6);
   const did: string[] = [];
   for (let i = 0; i < n; i++) {
-    const what = w.files.length < 3 ? 'new' : w.files.length >= maxFiles ? rng.pick(['rewrite', 'append', 'delete'] as const) : rng.pick(['new', 'new', 'rewrite', 'append', 'delete'] as const);
+    // chmod: a change of metadata only, which an fs commit makes on a copy of the file (versions.ts cloneTree)
+    const what = w.files.length < 3 ? 'new' : w.files.length >= maxFiles ? rng.pick(['rewrite', 'append', 'delete', 'chmod'] as const) : rng.pick(['new', 'new', 'rewrite', 'append', 'delete', 'chmod'] as const);
     if (what === 'new') {
       const rel = `d${rng.int(0, 5)}/f${Date.now().toString(36)}-${rng.int(0, 1e6)}.bin`;
       const size = rng.pick([10, 4096, 70_000, 300_000, 1_500_000]);
@@ -105,7 +106,8 @@ export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Pr
       if (what === 'delete') {
         await rm(p, { force: true });
         w.files.splice(i, 1);
-      } else if (what === 'append') await writeFile(p, randomBytes(rng.int(1, 100_000)), { flag: 'a' });
+      } else if (what === 'chmod') await chmod(p, (await stat(p)).mode & 0o077 ? 0o600 : 0o644);
+      else if (what === 'append') await writeFile(p, randomBytes(rng.int(1, 100_000)), { flag: 'a' });
       else await writeFile(p, randomBytes(rng.int(1, 500_000)));
       did.push(`${what} ${rel}`);
     }

@@ -42,8 +42,15 @@ export interface Journal {
 
 export const PHASES = ['clone', 'remove', 'mkdir', 'place', 'meta', 'dirs', 'swap', 'register', 'cleanup'] as const;
 type Phase = (typeof PHASES)[number];
-/** phases that write file data, not only names and metadata (which ext4's journal orders before the progress file's own fsync) */
-const WRITES_DATA: ReadonlySet<Phase> = new Set(['clone', 'place']);
+/**
+ * Whether a phase of `j` writes file data, not only names and metadata (which ext4's journal
+ * orders before the progress file's own fsync): clone's copies of the files whose metadata
+ * the commit sets, and place's patch of a zvol image.
+ */
+function writesData(phase: Phase, j: Journal): boolean {
+  if (phase === 'clone') return !!j.swap && j.plan.meta.some((m) => m.type === 'file');
+  return phase === 'place' && !!j.plan.patch;
+}
 /** the phases of a format-1 journal, whose progress file counts in these */
 const PHASES_V1: readonly Phase[] = ['remove', 'mkdir', 'place', 'meta', 'dirs', 'register', 'cleanup'];
 
@@ -240,7 +247,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
     failpoint(`fs.commit.${order[phase]}`);
     await run[order[phase]]();
     // A phase that wrote file data (copies, a zvol's patch) has it on disk before its progress says done, or a replay after a power cut would skip it.
-    if (WRITES_DATA.has(order[phase])) await syncFileSystems(catalog.layout.root);
+    if (writesData(order[phase], j)) await syncFileSystems(catalog.layout.root);
     if (phase < order.length - 1) saveProgress(progressFile, phase + 1);
   }
   return `${j.op === 'receive' ? 'Received' : 'Rolled back to'} ${dataset}@${j.snapshot.name}${start > 0 ? ` (resumed at its ${order[start]} phase)` : ''}.`;

@@ -268,7 +268,7 @@ export function applyPatch(layout: Layout, name: string, liveDir: string, patch:
     }
     // grown on the other side: the new end reads as zeroes
     if (fstatSync(fd).size !== patch.size) ftruncateSync(fd, patch.size);
-    // Not synced here: the journal's place phase syncs the file system once before it records the phase done (journal.ts, WRITES_DATA).
+    // Not synced here: the journal's place phase syncs the file system once before it records the phase done (journal.ts, writesData).
   } finally {
     closeSync(fd);
     store.close();
