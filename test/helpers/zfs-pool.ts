@@ -12,12 +12,13 @@
 import type { ExecutionContext } from 'ava';
 import { execa, execaSync } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
-import { readFile, rm, rmdir, writeFile, truncate } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync } from 'node:fs';
+import { rm, rmdir, writeFile, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isRoot, missingCommand } from './system.js';
 import { cmdline, hangReport } from './procs.js';
+import { LockBusyError, tryLock, type Lock } from '../../src/services/lock.js';
 import { createPool, signal, stopDaemonIfIdle } from './zfs-fuse.js';
 
 export interface ZfsPool {
@@ -68,25 +69,21 @@ let usedHere = false;
  */
 const TURN = path.join(tmp, 'syncsh-zfs-turn.lock');
 let poolsHere = 0;
-let turn: Promise<void> | null = null;
+let turn: Promise<Lock> | null = null;
 
-async function takeTurn(): Promise<void> {
+/** the turn, waited for: a lock of src/services/lock.ts (a dead holder's is taken over by exactly one taker) */
+async function takeTurn(): Promise<Lock> {
   const since = Date.now();
   let told = false;
   for (;;) {
     try {
-      await writeFile(TURN, String(process.pid), { flag: 'wx' });
-      return;
+      return tryLock(TURN, 'the zfs-fuse turn', `a test file using zfs-fuse`);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const holder = Number(await readFile(TURN, 'utf8').catch(() => ''));
-    if (holder === process.pid) return;
-    if (!holder || !signal(holder, 0)) await rm(TURN, { force: true });
-    else {
+      if (!(error instanceof LockBusyError)) throw error;
       // a turn held this long is worth a line in the log: whose it is, and what waits where
       if (!told && Date.now() - since > 5 * 60_000) {
         told = true;
+        const holder = error.owner.pid;
         console.error(`process ${process.pid} has waited 5 min for the zfs-fuse turn, held by ${holder} (${cmdline(holder).join(' ').slice(0, 120)}):\n${hangReport(holder).join('\n')}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -101,11 +98,9 @@ async function enterZfs(): Promise<void> {
 
 function leaveZfs(): void {
   if (--poolsHere > 0) return;
-  try {
-    if (Number(readFileSync(TURN, 'utf8')) === process.pid) unlinkSync(TURN);
-  } catch {
-    // not ours, or gone
-  }
+  const held = turn;
+  turn = null;
+  void held?.then((lock) => lock.release());
 }
 
 export async function makeZfsPool(t: ExecutionContext, opts: ZfsPoolOptions = {}): Promise<ZfsPool> {
