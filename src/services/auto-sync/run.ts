@@ -179,12 +179,15 @@ async function runLocked(name: string, deps: RunDeps, opts: RunOptions): Promise
     } catch (error) {
       log.write(`WARNING: could not recover ${where(src)} before the run: ${(error as Error).message}`);
     }
-    let dstInfo = await dst.driver.getDataset(dst.dataset);
-    if (dstInfo) {
-      // A receive cut short earlier (crash, lost link) must not block this one: finish or clean it first.
+    // A receive cut short earlier (crash, lost link) must not block this one: finish or clean it first. Also where
+    // the destination looks missing: a btrfs swap cut between its two renames leaves no live path until recover
+    // finishes it; skipped, the run sent everything again and the cut swap's subvolumes stayed, full copies, for good.
+    const recoverDst = async () => {
       for (const line of await dst.driver.recover(dst.dataset)) log.write(`Recovered ${where(dst)}: ${line}`);
-      dstInfo = await dst.driver.getDataset(dst.dataset);
-    }
+    };
+    if (await dst.driver.getDataset(dst.dataset)) await recoverDst();
+    else await recoverDst().catch((error: Error) => log.write(`WARNING: could not recover ${where(dst)} before the run: ${error.message}`));
+    let dstInfo = await dst.driver.getDataset(dst.dataset);
     // zfs: a receive cut earlier resumes from its token, or (a zfs without `receive -s`) starts over; the log says which.
     const resumedBytes = await resumeOrRestart(src, dst, config, log, state.lastResult === 'failure' && state.lastBytes > 0, opts);
     if (resumedBytes) dstInfo = await dst.driver.getDataset(dst.dataset);

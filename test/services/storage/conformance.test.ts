@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { chmod, lchown, link, lstat, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DriverName } from '../../../src/services/storage/driver.js';
+import { snapshotPath, swapPath } from '../../../src/services/storage/btrfs/layout.js';
 import { gatedTest, type GatedTest } from '../../helpers/system.js';
 import { bigFile, cuttingDriver, FIXTURES, hashFile, limiter, MiB, overwrite, random, type Platform, type Scenario, type Tree } from '../../helpers/conformance.js';
 
@@ -149,6 +150,32 @@ const SCENARIOS: Scenario[] = [
       await p.t.throwsAsync(p.services.autoSync.setProperty(name, 'recursive', 'yes'), { message: /btrfs service cannot be recursive/ });
       p.t.true((await p.run(name)).full, 'the same service works, not recursive');
       await p.expectMirror('src', 'dst');
+    },
+  },
+  {
+    title: 'a swap cut between its renames (no live path) is finished by the next run: an incremental, no subvolume left over',
+    drivers: ['btrfs'],
+    async run(p) {
+      await p.folder('src');
+      await p.write('src', { 'a.txt': 'a', 'big.bin': random(2 * MiB) });
+      const name = await p.service('src', 'dst', { recursive: false });
+      await p.run(name);
+      // what a kill -9 between swap.ts's two renames leaves: the live subvolume moved aside, its replacement beside it
+      const dst = p.local('dst');
+      const newest = (await p.snapshots('dst')).at(-1)!;
+      const [fresh, old] = [swapPath(dst, 'new'), swapPath(dst, 'old')];
+      await execa('btrfs', ['subvolume', 'snapshot', snapshotPath(dst, newest.name), fresh]);
+      await rename(dst, old);
+      p.t.false(await p.exists('dst'), 'the live path is missing');
+      await p.write('src', { 'b.txt': 'b' });
+      const second = await p.run(name);
+      p.t.false(second.full, 'an incremental: the swap was finished, not the destination taken for gone');
+      await p.expectMirror('src', 'dst');
+      p.t.deepEqual(
+        (await readdir(path.dirname(dst))).filter((e) => e.includes(`-${path.basename(dst)}-`)),
+        [],
+        'no swap subvolume left over',
+      );
     },
   },
   {
