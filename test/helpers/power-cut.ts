@@ -85,10 +85,10 @@ export async function makePowerCutDisk(c: Cleanup, sizeMiB = 512): Promise<Power
   };
   const on = async () => {
     if (mounted) return;
-    const made = await readdir(dir);
-    for (const name of made) await rm(path.join(dir, name), { recursive: true, force: true });
+    const made = (await readdir(dir, { recursive: true })).sort();
+    for (const name of await readdir(dir)) await rm(path.join(dir, name), { recursive: true, force: true });
     await mount();
-    if (made.length) throw new Error(`while the power of ${dir} was off, something made ${made.join(', ')} in its mount point (removed)`);
+    if (made.length) throw new Error(`while the power of ${dir} was off, something made ${made.slice(0, 12).join(', ')}${made.length > 12 ? ', …' : ''} in its mount point (removed)`);
   };
   return {
     dir,
