@@ -30,6 +30,8 @@
  * that lost its page cache is resynced whole (the copies identical after).
  */
 import { existsSync, renameSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ok, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
 import { missingCommand } from '../../test/helpers/system.js';
 import { makePowerCutDisk, powerCutMissing, type PowerCutDisk } from '../../test/helpers/power-cut.js';
@@ -199,7 +201,12 @@ export function cdpFailoverScenario(hit: 'kill' | 'power-cut' = 'kill'): Scenari
             if (cut) {
               await disk.get(victim)!.on();
               if (!existsSync(victim.home)) return failed(`${victim.id}'s home is missing after its power came back`);
-              steps.push(`${victim.id}'s power back on`);
+              // what the resync has to carry: the blocks the cut took from it, and those written on the other copy since (or only on it)
+              const file = await readFile(path.join(victim.live('tank/vm1'), 'volume.img'));
+              const mine = Buffer.concat([file, Buffer.alloc(Math.max(0, image.length - file.length))]);
+              let apart = 0;
+              for (let at = 0; at < image.length; at += BLOCK) if (!mine.subarray(at, at + BLOCK).equals(image.subarray(at, at + BLOCK))) apart++;
+              steps.push(`${victim.id}'s power back on, its image ${apart} blocks apart from ${next.id}'s as read back`);
             }
             if (fault === 'master') {
               const mark = daemons.get(slave)!.lines.lines.length;
