@@ -37,7 +37,7 @@ import { missingCommand } from '../../test/helpers/system.js';
 import { makePowerCutDisk, powerCutMissing, type PowerCutDisk } from '../../test/helpers/power-cut.js';
 import { descendants, environ } from '../../test/helpers/procs.js';
 import { compare, freeze, MIRROR, mirrorBetween, pairIn, role, startDaemon, uri, type Daemon } from '../../test/cdp/_pair.js';
-import { allowedSync, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
+import { allowedSync, allowedValues, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 
 /** whose daemon, killed (-9) or frozen (SIGSTOP: a link gone silent, as a cut one is), and the master's fencing policy for the slave */
@@ -206,7 +206,23 @@ export function cdpFailoverScenario(hit: 'kill' | 'power-cut' = 'kill'): Scenari
               const mine = Buffer.concat([file, Buffer.alloc(Math.max(0, image.length - file.length))]);
               let apart = 0;
               for (let at = 0; at < image.length; at += BLOCK) if (!mine.subarray(at, at + BLOCK).equals(image.subarray(at, at + BLOCK))) apart++;
-              steps.push(`${victim.id}'s power back on, its image ${apart} blocks apart from ${next.id}'s as read back`);
+              let lost = '';
+              if (fault === 'master' && fate.indexOf('failed') > fate.lastIndexOf('acked')) {
+                // its own disk, as a block device's after a power cut (power-cut/nbd-daemon/fs): every write acknowledged with FUA or
+                // before an acknowledged flush there; the others acknowledged (sync: once both held them) a cut may take from it
+                const own = check(mine, allowedValues(old, cmds, count('acked')));
+                violations.push(...own.violations.slice(0, 8).map((v) => `on ${victim.id}'s own image once its power came back: ${v}`));
+                // of the acknowledged writes, those neither FUA nor before an acknowledged flush (one is when the write after it is)
+                let soft = 0;
+                let seen = 0;
+                for (const c of cmds) {
+                  if (seen >= count('acked')) break;
+                  if (c.kind === 'flush') soft = 0;
+                  else if ((seen++, !c.fua)) soft++;
+                }
+                lost = `, ${check(mine, allowedSync(old, cmds, fate)).violations.length} blocks without their acknowledged write (of ${soft} acknowledged not flushed: the cut may take those)`;
+              }
+              steps.push(`${victim.id}'s power back on, its image ${apart} blocks apart from ${next.id}'s as read back${lost}`);
             }
             if (fault === 'master') {
               const mark = daemons.get(slave)!.lines.lines.length;
