@@ -140,13 +140,16 @@ export function check(image: Buffer, allowed: readonly Set<number>[]): { values:
 }
 
 /**
- * qemu-io running `cmds` on an export, its output line-buffered and stderr
- * in the same stream (each line arrives as its write is answered, in order).
+ * qemu-io running `cmds` on an export (cache mode writeback: only the FUA
+ * writes are FUA on the wire), its output line-buffered and stderr in the
+ * same stream (each line arrives as its write is answered, in order).
  * `until` waits for the fault's instant: `delay` ms after the first
  * acknowledgement (or after the start, `early`), or the client's end.
  */
 export function writer(uri: string, cmds: readonly Command[]) {
-  const args = ['-f', 'raw', ...cmds.flatMap((c) => ['-c', qemuIoCommand(c)]), uri];
+  // writeback: qemu-io's default cache mode is writethrough, which makes every write FUA (or follows it with a flush):
+  // every write would be durable when acknowledged, and no fault could take one that was not flushed
+  const args = ['-f', 'raw', '-t', 'writeback', ...cmds.flatMap((c) => ['-c', qemuIoCommand(c)]), uri];
   const io: ResultPromise = execa('sh', ['-c', 'exec stdbuf -oL -eL qemu-io "$@" 2>&1', 'qemu-io', ...args], { reject: false, timeout: 120_000 });
   const started = Date.now();
   let firstAckAt = 0;

@@ -18,16 +18,45 @@
  * new master's image, whatever its flags; every block holds one write's
  * data or its old data; one master per epoch. The pair ends each trial
  * level and identical, so roles alternate from trial to trial.
+ *
+ * `power-cut/cdp-sync/fs`: the same with each appliance's home on a disk of
+ * its own whose power is cut (test/helpers/power-cut.ts) instead of a kill:
+ * the victim's disk cut, its daemon and every process of its home killed,
+ * the disk unmounted and kept off (its home missing: its agent does not
+ * answer) until the failback, then mounted again (the journal replayed, what
+ * no sync forced out lost) and its daemon restarted. Master or slave (fencing
+ * manual or none); no freeze. What a kill -9 cannot show: every write the
+ * mirror acknowledged is durable on the copy that takes over, and the copy
+ * that lost its page cache is resynced whole (the copies identical after).
  */
-import { renameSync } from 'node:fs';
+import { existsSync, renameSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ok, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
 import { missingCommand } from '../../test/helpers/system.js';
+import { makePowerCutDisk, powerCutMissing, type PowerCutDisk } from '../../test/helpers/power-cut.js';
+import { descendants, environ } from '../../test/helpers/procs.js';
 import { compare, freeze, MIRROR, mirrorBetween, pairIn, role, startDaemon, uri, type Daemon } from '../../test/cdp/_pair.js';
-import { allowedSync, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
+import { allowedSync, allowedValues, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 
 /** whose daemon, killed (-9) or frozen (SIGSTOP: a link gone silent, as a cut one is), and the master's fencing policy for the slave */
 type Fault = 'master' | 'slave/manual' | 'slave/none' | 'frozen/manual' | 'frozen/none';
+
+/** SIGKILL of every process below this one of `home` (the number killed) (its daemon's children, the agents other appliances started there, its CLIs): what a power cut takes with the machine */
+function killHome(home: string): number {
+  const pids = descendants()
+    .filter((p) => environ(p.pid, 'SYNCSH_HOME') === home)
+    .map((p) => p.pid);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
+  return pids.length;
+}
 
 /** what a role switch's output says for the steps: the epoch, and whether the peer was told */
 const switched = (out: string) => `${/epoch \d+/.exec(out)?.[0] ?? out.trim()}${/was not told/.test(out) ? ' (the peer was not told)' : ''}`;
@@ -56,16 +85,29 @@ function epochBook() {
   };
 }
 
-export function cdpFailoverScenario(): Scenario {
+export function cdpFailoverScenario(hit: 'kill' | 'power-cut' = 'kill'): Scenario {
+  const cut = hit === 'power-cut';
   return {
-    name: 'failover/cdp-sync/fs',
-    help: "kill -9 of the master's or the slave's daemon of a sync auto-cdp mirror, or SIGSTOP of the slave's, while qemu-io writes, then the failover: every acknowledged write on the new master, no block torn, one master per epoch",
+    name: cut ? 'power-cut/cdp-sync/fs' : 'failover/cdp-sync/fs',
+    help: cut
+      ? "power cut of the disk under the master's or the slave's appliance of a sync auto-cdp mirror while qemu-io writes (its processes killed, the disk kept off until the failback), then the failover: every acknowledged write on the new master, no block torn, one master per epoch, the copies identical after"
+      : "kill -9 of the master's or the slave's daemon of a sync auto-cdp mirror, or SIGSTOP of the slave's, while qemu-io writes, then the failover: every acknowledged write on the new master, no block torn, one master per epoch",
     missing: async () => {
       const m = await missingCommand('qemu-io', 'qemu-img', 'nbdcopy', 'stdbuf');
-      return m ? `${m} is not installed (Debian packages qemu-utils, libnbd-bin)` : null;
+      if (m) return `${m} is not installed (Debian packages qemu-utils, libnbd-bin)`;
+      return cut ? powerCutMissing() : null;
     },
     async setup(f: Fixture): Promise<ScenarioRun> {
-      const { a, b } = await pairIn(f);
+      const disks = cut ? [await makePowerCutDisk(f, 256), await makePowerCutDisk(f, 256)] : null;
+      const { a, b } = await pairIn(f, {}, { a: disks?.[0].dir, b: disks?.[1].dir });
+      const disk = new Map<Appliance, PowerCutDisk>(
+        disks
+          ? [
+              [a, disks[0]],
+              [b, disks[1]],
+            ]
+          : [],
+      );
       await ok(b, `setup network local-bind ${a.home}`);
       const first = await mirrorBetween(f, a, b, { size: `${(BLOCKS * BLOCK) / 1024}K`, create: '--peer-timeout 1' });
       const daemons = new Map<Appliance, Daemon>([
@@ -88,7 +130,7 @@ export function cdpFailoverScenario(): Scenario {
       let old: number[] = new Array(BLOCKS).fill(0);
       return {
         async trial(rng: Rng): Promise<TrialOutcome> {
-          const fault = rng.pick<Fault>(['master', 'master', 'slave/manual', 'slave/none', 'frozen/manual', 'frozen/none']);
+          const fault = rng.pick<Fault>(cut ? ['master', 'master', 'slave/manual', 'slave/none'] : ['master', 'master', 'slave/manual', 'slave/none', 'frozen/manual', 'frozen/none']);
           const frozen = fault.startsWith('frozen/');
           const cmds = commands(rng, rng.int(40, 200));
           const delay = Math.round(rng.next() * estimate.ms * 1.2);
@@ -103,31 +145,47 @@ export function cdpFailoverScenario(): Scenario {
           const victim = fault === 'master' ? master : slave;
           const from = daemons.get(master)!.lines.lines.length;
           const hit = daemons.get(victim)!;
-          if (frozen) thaw = freeze(f, hit);
+          let killed = 0;
+          if (cut) {
+            // the power goes: nothing more reaches its disk, its processes die with it, the disk stays off (its home missing) until the failback
+            await disk.get(victim)!.cut();
+            // its daemon among them; all found before any dies, since a dead daemon's children are no longer below this process
+            killed = killHome(victim.home);
+            await hit.stop('SIGKILL');
+          } else if (frozen) thaw = freeze(f, hit);
           else await hit.stop('SIGKILL');
           const hitAt = Date.now();
+          if (cut) {
+            try {
+              await disk.get(victim)!.off();
+            } catch (error) {
+              return failed(`powering ${victim.id}'s disk off failed: ${(error as Error).message}`);
+            }
+          }
           const r = await client.io;
           if (finished && r.exitCode === 0) estimate.learn(client.span());
           const fate = fates(cmds, String(r.stdout));
-          // with the master's daemon gone, of the writes it did not answer only the first can have reached a copy
-          if (fault === 'master' && fate.indexOf('failed') >= 0) fate.fill('unsent', fate.indexOf('failed') + 1);
+          // with the master's daemon gone, of the writes it did not answer only the first can have reached a copy (a power cut
+          // leaves the daemon alive for a moment, its disk failing every write: those it failed may have reached the slave)
+          if (fault === 'master' && !cut && fate.indexOf('failed') >= 0) fate.fill('unsent', fate.indexOf('failed') + 1);
           const count = (x: string) => fate.filter((y) => y === x).length;
           steps.push(
-            `${frozen ? 'SIGSTOP' : 'kill -9'} of ${victim.id}'s daemon (${fault}) at ${hitAt - client.started} ms${finished ? ' (the client had finished)' : ''}: ${count('acked')} of ${fate.length} writes acknowledged, ${count('failed')} failed`,
+            `${cut ? `power cut of ${victim.id}'s disk, its daemon and ${killed} processes of its home killed,` : `${frozen ? 'SIGSTOP' : 'kill -9'} of ${victim.id}'s daemon`} (${fault}) at ${hitAt - client.started} ms${finished ? ' (the client had finished)' : ''}: ${count('acked')} of ${fate.length} writes acknowledged, ${count('failed')} failed`,
           );
 
           // the operator's failover: the copy that is master from now on
           let next = master;
           if (fault === 'master') {
+            // its home missing (moved away, or its disk off), so that its agent does not answer
             const away = `${master.home}-away`;
-            renameSync(master.home, away);
+            if (!cut) renameSync(master.home, away);
             try {
               const promoted = await ok(slave, `setup auto-cdp :${MIRROR} role master -y`);
               steps.push(`${slave.id} promoted: ${switched(promoted)}`);
             } catch (error) {
               return failed(`promoting ${slave.id} with its master gone failed: ${(error as Error).message}`);
             } finally {
-              renameSync(away, master.home);
+              if (!cut) renameSync(away, master.home);
             }
             next = slave;
           }
@@ -138,8 +196,34 @@ export function cdpFailoverScenario(): Scenario {
           violations.push(...result.violations.slice(0, 8).map((v) => `on ${next.id}'s image: ${v}`));
           steps.push(`${next.id}'s image read back ${recoveryMs} ms after the fault`);
 
-          // failback: the copy hit back, the pair level again
+          // failback: the copy hit back (its power on again), the pair level again
           try {
+            if (cut) {
+              await disk.get(victim)!.on();
+              if (!existsSync(victim.home)) return failed(`${victim.id}'s home is missing after its power came back`);
+              // what the resync has to carry: the blocks the cut took from it, and those written on the other copy since (or only on it)
+              const file = await readFile(path.join(victim.live('tank/vm1'), 'volume.img'));
+              const mine = Buffer.concat([file, Buffer.alloc(Math.max(0, image.length - file.length))]);
+              let apart = 0;
+              for (let at = 0; at < image.length; at += BLOCK) if (!mine.subarray(at, at + BLOCK).equals(image.subarray(at, at + BLOCK))) apart++;
+              let lost = '';
+              if (fault === 'master' && fate.indexOf('failed') > fate.lastIndexOf('acked')) {
+                // its own disk, as a block device's after a power cut (power-cut/nbd-daemon/fs): every write acknowledged with FUA or
+                // before an acknowledged flush there; the others acknowledged (sync: once both held them) a cut may take from it
+                const own = check(mine, allowedValues(old, cmds, count('acked')));
+                violations.push(...own.violations.slice(0, 8).map((v) => `on ${victim.id}'s own image once its power came back: ${v}`));
+                // of the acknowledged writes, those neither FUA nor before an acknowledged flush (one is when the write after it is)
+                let soft = 0;
+                let seen = 0;
+                for (const c of cmds) {
+                  if (seen >= count('acked')) break;
+                  if (c.kind === 'flush') soft = 0;
+                  else if ((seen++, !c.fua)) soft++;
+                }
+                lost = `, ${check(mine, allowedSync(old, cmds, fate)).violations.length} blocks without their acknowledged write (of ${soft} acknowledged not flushed: the cut may take those)`;
+              }
+              steps.push(`${victim.id}'s power back on, its image ${apart} blocks apart from ${next.id}'s as read back${lost}`);
+            }
             if (fault === 'master') {
               const mark = daemons.get(slave)!.lines.lines.length;
               await restart(master);

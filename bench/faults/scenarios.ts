@@ -40,6 +40,7 @@ export function allScenarios(): Scenario[] {
     cdpFailoverScenario(),
     powerCutScenario(),
     nbdKillScenario('power-cut'),
+    cdpFailoverScenario('power-cut'),
   ];
 }
 

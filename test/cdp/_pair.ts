@@ -51,10 +51,13 @@ export async function pair(t: ExecutionContext, env: Record<string, string> = {}
   return pairIn(f, env);
 }
 
-/** pair's appliances in a fixture of the caller's (the fault campaign's), removed at its teardown */
-export async function pairIn(f: Cleanup, env: Record<string, string> = {}) {
-  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs', ...env });
-  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs', ...env });
+/**
+ * pair's appliances in a fixture of the caller's (the fault campaign's), removed at its teardown;
+ * `under`: the directory each home is made in (default the temp dir), e.g. a disk of its own whose power is cut
+ */
+export async function pairIn(f: Cleanup, env: Record<string, string> = {}, under: { a?: string; b?: string } = {}) {
+  const a = makeAppliance(f, 'alpha', { SYNCSH_DRIVERS: 'fs', ...env }, under.a);
+  const b = makeAppliance(f, 'beta', { SYNCSH_DRIVERS: 'fs', ...env }, under.b);
   await ok(a, 'create folder fs:tank');
   await ok(b, 'create folder fs:tank');
   await ok(a, `setup network local-bind ${b.home}`);

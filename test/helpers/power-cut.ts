@@ -12,7 +12,7 @@
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, rmdir, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, rmdir, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Cleanup } from './netns.js';
@@ -23,8 +23,17 @@ export interface PowerCutDisk {
   dir: string;
   /** cut the power: nothing written from now on, nor anything not yet synced, survives */
   cut(): Promise<void>;
-  /** power back on: unmount (the processes that used it must be gone) and mount again, replaying the journal */
+  /** power back on: unmount (the processes that used it must be gone) and mount again, replaying the journal; `off` then `on` */
   restore(): Promise<void>;
+  /** the power kept off after a cut: unmounted (the processes that used it must be gone), not mounted again until `on`; what was under it is missing meanwhile, as a machine without power does not answer */
+  off(): Promise<void>;
+  /**
+   * power back on after `off`: mounted again, replaying the journal. Throws
+   * (once mounted) when something was made in the mount point while the
+   * disk was off (a process writing to a home it should not have found),
+   * naming it; what it made is removed first.
+   */
+  on(): Promise<void>;
 }
 
 /** null when a power-cut disk can be made here, else what is missing */
@@ -70,15 +79,27 @@ export async function makePowerCutDisk(c: Cleanup, sizeMiB = 512): Promise<Power
     mounted = true;
   };
   await mount();
+  const off = async () => {
+    await umount(dir);
+    mounted = false;
+  };
+  const on = async () => {
+    if (mounted) return;
+    const made = (await readdir(dir, { recursive: true })).sort();
+    for (const name of await readdir(dir)) await rm(path.join(dir, name), { recursive: true, force: true });
+    await mount();
+    if (made.length) throw new Error(`while the power of ${dir} was off, something made ${made.slice(0, 12).join(', ')}${made.length > 12 ? ', …' : ''} in its mount point (removed)`);
+  };
   return {
     dir,
     async cut() {
       await execa('xfs_io', ['-x', '-c', 'shutdown', dir]);
     },
     async restore() {
-      await umount(dir);
-      mounted = false;
-      await mount();
+      await off();
+      await on();
     },
+    off,
+    on,
   };
 }

@@ -4,17 +4,20 @@
  * nothing written in it (a `../../..` path to a system-like directory, one
  * holding an unrelated services.json); an empty one only with --create; two
  * homes with the same id are told how to fix it, and `setup appliance id`
- * does (refused once bound).
+ * does (refused once bound). A local-bind peer's home gone since the
+ * connection (its disk unmounted) is unreachable at the next agent started,
+ * not made anew by it.
  */
 import test from 'ava';
 import { execa } from 'execa';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeAppliance } from '../helpers/appliance.js';
 import { BIN, syncsh } from '../helpers/cli.js';
 import { diffTrees, readTree, tempDir } from '../helpers/fs-tree.js';
 import { createServices } from '../../src/services/index.js';
 import { defaultApplianceId } from '../../src/services/appliance.js';
+import { LocalTransport, PeerError } from '../../src/services/peer/transport.js';
 
 const out = (r: { stdout?: unknown; stderr?: unknown }) => `${String(r.stdout ?? '')}${String(r.stderr ?? '')}`;
 
@@ -106,4 +109,20 @@ test('two homes with the same id: local-bind says how to fix it; setup appliance
   }
   const shown = await syncsh(['-c', 'show appliance --json'], b.env);
   t.is(JSON.parse(String(shown.stdout)).id, 'twin-2');
+});
+
+test("a local-bind peer's home gone after the connection (its disk unmounted) is unreachable: the next agent does not make a new appliance there", async (t) => {
+  const b = makeAppliance(t, 'beta');
+  const transport = new LocalTransport({ node: process.execPath, script: BIN, home: b.home });
+  t.teardown(() => transport.close());
+  const first = await transport.exec('control');
+  first.stdin.end();
+  await first.done;
+  // the disk under it unmounted: the mount point left, the home in it gone
+  renameSync(b.home, `${b.home}-away`);
+  t.teardown(() => renameSync(`${b.home}-away`, b.home));
+  const error = await t.throwsAsync(transport.exec('control'), { instanceOf: PeerError });
+  t.is(error?.code, 'unreachable');
+  t.regex(error?.message ?? '', /its home is gone/);
+  t.false(existsSync(b.home), 'nothing made where the home was');
 });

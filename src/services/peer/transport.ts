@@ -4,6 +4,7 @@
  * Both give channels with stdin, stdout, stderr and an exit status; what
  * flows on them is the agent protocol (protocol.ts).
  */
+import { existsSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import { loadExeca, ssh2 } from '../lazy.js';
@@ -74,6 +75,9 @@ export class LocalTransport implements Transport {
 
   async exec(sub: SubCommand): Promise<Channel> {
     if (this.closed) throw new PeerError('link', `The connection to ${this.label} is closed.`);
+    // Checked at each agent started, not only at connect: a home gone since (its disk unmounted, a machine's power off)
+    // must not be made anew by the agent, a fresh appliance in the mount point, hidden once the disk is back.
+    if (this.cmd.home && !existsSync(this.cmd.home)) throw new PeerError('unreachable', `Cannot reach the appliance at ${this.cmd.home}: its home is gone.`);
     // The other appliance's environment: its home, none of this one's settings.
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SYNCSH_') && k !== 'SSH_ORIGINAL_COMMAND') env[k] = v;
