@@ -17,14 +17,9 @@
 import { open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Fixture } from '../../test/peer/_fixture.js';
-import type { Appliance } from '../../test/peer/_fixture.js';
-import { readTree } from '../../test/helpers/fs-tree.js';
 import { makePowerCutDisk, powerCutMissing } from '../../test/helpers/power-cut.js';
-import { createServices } from '../../src/services/index.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
-import { firstRun, descendants, destination, differs, makeWorld, oneOf, readable, recover, source, startRun, writeRandomly, type Tree } from './world.js';
-
-const SCRATCH = 'tank/read-back';
+import { firstRun, descendants, destination, differs, makeWorld, oneOf, readable, readBackWhole, recover, source, startRun, writeRandomly, type Tree } from './world.js';
 
 /** SIGKILL, for a process that may have ended already */
 function killGone(pid: number): void {
@@ -47,27 +42,6 @@ async function fsyncTree(dir: string): Promise<void> {
   };
   for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) if (e.isFile() || e.isDirectory()) await sync(path.join(e.parentPath, e.name));
   await sync(dir);
-}
-
-/** `dataset`'s newest snapshot sent whole into a scratch dataset and read there, or why it could not be */
-async function readBackWhole(x: Appliance, dataset: string): Promise<Tree | string> {
-  const services = createServices(x.env);
-  try {
-    const fs = await services.storage.usable('fs');
-    const newest = (await fs.listSnapshots(dataset)).at(-1);
-    if (!newest) return `${dataset} has no snapshot`;
-    if (await fs.getDataset(SCRATCH)) await fs.destroyDataset(SCRATCH, { recursive: true });
-    try {
-      await fs.receive(SCRATCH, fs.send(dataset, newest.name, { recursive: false }), { force: true, recursive: false });
-      return await readTree(x.live(SCRATCH));
-    } finally {
-      await fs.destroyDataset(SCRATCH, { recursive: true }).catch(() => undefined);
-    }
-  } catch (error) {
-    return `${dataset}'s newest snapshot does not read back whole: ${(error as Error).message}`;
-  } finally {
-    await services.peers.close();
-  }
 }
 
 export function powerCutScenario(): Scenario {

@@ -115,6 +115,29 @@ export async function writeRandomly(w: World, rng: Rng, maxFiles = Infinity): Pr
   return `wrote: ${did.join(', ')}`;
 }
 
+const SCRATCH = 'tank/read-back';
+
+/** `dataset`'s newest snapshot sent whole into a scratch dataset and read there, or why it could not be */
+export async function readBackWhole(x: Appliance, dataset: string): Promise<Tree | string> {
+  const services = createServices(x.env);
+  try {
+    const fs = await services.storage.usable('fs');
+    const newest = (await fs.listSnapshots(dataset)).at(-1);
+    if (!newest) return `${dataset} has no snapshot`;
+    if (await fs.getDataset(SCRATCH)) await fs.destroyDataset(SCRATCH, { recursive: true });
+    try {
+      await fs.receive(SCRATCH, fs.send(dataset, newest.name, { recursive: false }), { force: true, recursive: false });
+      return await readTree(x.live(SCRATCH));
+    } finally {
+      await fs.destroyDataset(SCRATCH, { recursive: true }).catch(() => undefined);
+    }
+  } catch (error) {
+    return `${dataset}'s newest snapshot does not read back whole: ${(error as Error).message}`;
+  } finally {
+    await services.peers.close();
+  }
+}
+
 /** the state of both sides, for the replay notes of a failed recovery */
 async function describe(w: World): Promise<string> {
   const out: string[] = [];
@@ -129,6 +152,17 @@ async function describe(w: World): Promise<string> {
       const newest = snaps.at(-1);
       const changed = newest ? await fs.changedSince(ds, newest.name) : null;
       out.push(`${side} ${ds}: snapshots ${snaps.map((s) => s.name.replace(/^.*?(\d+)[^-]*$/, '$1')).join(',')}; changed since ${newest?.name ?? '-'}: ${changed}`);
+      // fs: what changed, against the snapshot read back whole
+      if (changed && w.driver === 'fs') {
+        const back = await readBackWhole(x, ds);
+        out.push(
+          typeof back === 'string'
+            ? back
+            : `its files vs ${newest!.name} read back: ${differs(await readTree(x.live(ds)), back)
+                .slice(0, 6)
+                .join('; ')}`,
+        );
+      }
     } catch (error) {
       out.push(`${side}: ${(error as Error).message}`);
     } finally {
