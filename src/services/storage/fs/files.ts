@@ -77,16 +77,15 @@ export function writeJsonAtomic(file: string, value: unknown): void {
 }
 
 /**
- * Make every write on the file systems holding `paths` durable: syncfs(2),
+ * Make every write on the file system holding `dir` durable: syncfs(2),
  * through coreutils' `sync -f` (Node has no syncfs). One call where an fsync
  * per staged file would cost a journal commit each. It fails (a disk gone,
  * an I/O error) rather than let a commit name data that may not be there.
  */
-export async function syncFileSystems(...paths: string[]): Promise<void> {
+export async function syncFileSystem(dir: string): Promise<void> {
   const { execa } = await loadExeca();
-  const argv = ['-f', ...new Set(paths)];
-  const r = await execa('sync', argv, { reject: false, stdin: 'ignore' });
-  if (r.exitCode !== 0) throw new Error(`The data written could not be made durable (sync ${argv.join(' ')}): ${String(r.stderr).trim() || r.shortMessage}`);
+  const r = await execa('sync', ['-f', dir], { reject: false, stdin: 'ignore' });
+  if (r.exitCode !== 0) throw new Error(`The data written could not be made durable (sync -f ${dir}): ${String(r.stderr).trim() || r.shortMessage}`);
 }
 
 /** fsync a directory so a rename inside it is durable. */

@@ -22,7 +22,7 @@ import { checkExcludes, excludeMatcher } from './excludes.js';
 import { isEmptyDir, lstatOrNull, removeTree } from './files.js';
 import { collectDestroyed, describeFreed, markUnswept, needsSweep, sweep } from './gc.js';
 import { tidyUnregistered } from './partial.js';
-import { faultsFromEnv, hasJournal, runJournal, writeJournal, type Faults, type Journal } from './journal.js';
+import { faultsFromEnv, hasJournal, runJournal, writeJournals, type Faults, type Journal } from './journal.js';
 import { Layout, VOLUME_FILE } from './layout.js';
 import { lockDatasets, staleLockOwner } from './lock.js';
 import { checkReceivedManifest, readManifest, referencedBytes, withoutCache, writeManifest, type Manifest } from './manifest.js';
@@ -404,7 +404,7 @@ class FsDriver implements Driver {
         snapshot: { name, id: snap.id, createdAt: snap.createdAt },
         plan,
       };
-      await writeJournal(this.catalog, journal);
+      await writeJournals(this.catalog, [journal]);
       await runJournal(this.catalog, dataset, this.faults);
     } finally {
       lock.release();

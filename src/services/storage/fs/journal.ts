@@ -10,7 +10,7 @@
 import { chmodSync, closeSync, existsSync, fdatasyncSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Catalog } from './catalog.js';
-import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, syncFileSystems, withWritableParent, writeJsonAtomic } from './files.js';
+import { errorCode, lstatOrNull, mode as modeBits, readJson, removeTree, sameMtime, setMtime, syncDir, syncFileSystem, withWritableParent, writeJsonAtomic } from './files.js';
 import { applyDelta, byPath, cacheOf, readManifest, referencedBytes, sameContent, withCache, writeManifest, type Entry, type Manifest, type ManifestDelta } from './manifest.js';
 import type { Plan } from './plan.js';
 import { failpoint } from '../../failpoints.js';
@@ -117,18 +117,22 @@ function saveProgress(file: string, phase: number): void {
   }
 }
 
-/** The commit point: from here on the operation is finished, now or by recover. */
 /**
- * Write the commit point. Everything it names (staged files, a zvol's patch, new packs) is made
- * durable first: a journal that outlives a power cut replays its staged files into place, and
- * would place what the page cache lost (empty files) as the received snapshot.
+ * The commit point: from each journal written on, its operation is finished, now or by recover
+ * (`written` is told of each). Everything they name (staged files, a zvol's patch, new packs) is
+ * made durable first, once for all of them: a journal that outlives a power cut replays its
+ * staged files into place, and would place what the page cache lost (empty files) as the
+ * received snapshot.
  */
-export async function writeJournal(catalog: Catalog, journal: Journal): Promise<void> {
-  await syncFileSystems(catalog.layout.root); // staging and the stores are under it
-  const file = catalog.layout.journalFile(journal.dataset);
-  writeJsonAtomic(catalog.layout.journalProgressFile(journal.dataset), { phase: 0 });
-  writeJsonAtomic(file, journal);
-  syncDir(path.dirname(file));
+export async function writeJournals(catalog: Catalog, journals: readonly Journal[], written: () => void = () => undefined): Promise<void> {
+  await syncFileSystem(catalog.layout.root); // staging and the stores are under it
+  for (const journal of journals) {
+    const file = catalog.layout.journalFile(journal.dataset);
+    writeJsonAtomic(catalog.layout.journalProgressFile(journal.dataset), { phase: 0 });
+    writeJsonAtomic(file, journal);
+    syncDir(path.dirname(file));
+    written();
+  }
 }
 
 /**
@@ -247,7 +251,7 @@ export async function runJournal(catalog: Catalog, dataset: string, faults: Faul
     failpoint(`fs.commit.${order[phase]}`);
     await run[order[phase]]();
     // A phase that wrote file data (copies, a zvol's patch) has it on disk before its progress says done, or a replay after a power cut would skip it.
-    if (writesData(order[phase], j)) await syncFileSystems(catalog.layout.root);
+    if (writesData(order[phase], j)) await syncFileSystem(catalog.layout.root);
     if (phase < order.length - 1) saveProgress(progressFile, phase + 1);
   }
   return `${j.op === 'receive' ? 'Received' : 'Rolled back to'} ${dataset}@${j.snapshot.name}${start > 0 ? ` (resumed at its ${order[start]} phase)` : ''}.`;

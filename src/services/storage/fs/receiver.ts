@@ -26,7 +26,7 @@ import type { Catalog, SnapshotRecord } from './catalog.js';
 import { Breather, removeTree, writeFileSynced } from './files.js';
 import { markUnswept, sweep } from './gc.js';
 import { SEAL_EVERY, dropPartial, keepPacks, sealIntervalMs, tidyUnregistered } from './partial.js';
-import { SimulatedCrash, runJournal, writeJournal, type Faults, type Journal, type StagedManifest } from './journal.js';
+import { SimulatedCrash, runJournal, writeJournals, type Faults, type Journal, type StagedManifest } from './journal.js';
 import { lockDatasets, type Lock } from './lock.js';
 import { applyDelta, blocksOf, checkReceivedManifest, entriesDigest, withoutCache, type Entry, type Manifest } from './manifest.js';
 import { checkDatasetName, parentOf, poolOf } from './names.js';
@@ -274,10 +274,7 @@ export async function receiveStream(ctx: ReceiveContext, dataset: string, stream
     // The new blocks become part of the stores before anything that names them is committed.
     for (const inc of incoming) inc.store.seal();
     // Commit point. From here on the receive is finished, now or by recover.
-    for (const j of journals) {
-      await writeJournal(catalog, j);
-      committed = true;
-    }
+    await writeJournals(catalog, journals, () => (committed = true));
     for (const [i, j] of journals.entries()) await commitOne(catalog, j, ctx.faults, incoming[i].manifest!);
     for (const inc of incoming) {
       inc.swept();
