@@ -35,7 +35,7 @@ import path from 'node:path';
 import { ok, type Appliance, type Fixture } from '../../test/peer/_fixture.js';
 import { missingCommand } from '../../test/helpers/system.js';
 import { makePowerCutDisk, powerCutMissing, type PowerCutDisk } from '../../test/helpers/power-cut.js';
-import { descendants, environ } from '../../test/helpers/procs.js';
+import { descendants, environ, killAll } from '../../test/helpers/procs.js';
 import { compare, freeze, MIRROR, mirrorBetween, pairIn, role, startDaemon, uri, type Daemon } from '../../test/cdp/_pair.js';
 import { allowedSync, allowedValues, BLOCK, BLOCKS, check, commands, fates, readBack, spanEstimate, writer } from './block-writes.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
@@ -48,13 +48,7 @@ function killHome(home: string): number {
   const pids = descendants()
     .filter((p) => environ(p.pid, 'SYNCSH_HOME') === home)
     .map((p) => p.pid);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-    }
-  }
+  killAll(pids);
   return pids.length;
 }
 

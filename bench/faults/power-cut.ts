@@ -18,17 +18,9 @@ import { open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Fixture } from '../../test/peer/_fixture.js';
 import { makePowerCutDisk, powerCutMissing } from '../../test/helpers/power-cut.js';
+import { killAll } from '../../test/helpers/procs.js';
 import type { Rng, Scenario, ScenarioRun, TrialOutcome } from './campaign.js';
 import { firstRun, descendants, destination, differs, makeWorld, oneOf, readable, readBackWhole, recover, source, startRun, writeRandomly, type Tree } from './world.js';
-
-/** SIGKILL, for a process that may have ended already */
-function killGone(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-  }
-}
 
 /** fsync every file and directory under `dir` */
 async function fsyncTree(dir: string): Promise<void> {
@@ -72,7 +64,7 @@ export function powerCutScenario(): Scenario {
           await disk.cut();
           const at = Date.now() - started;
           // the power takes every process of the run (some may have died of the cut's I/O errors already)
-          if (!exited) for (const p of [run.pid!, ...below.map((d) => d.pid)]) killGone(p);
+          if (!exited) killAll([run.pid!, ...below.map((d) => d.pid)]);
           const r = await run;
           const reported = r.exitCode === 0;
           steps.push(reported ? `power cut at ${at} ms, after the run reported success` : `power cut at ${at} ms, mid-run (${r.signal ?? `exit ${r.exitCode}`})`);

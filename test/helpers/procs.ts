@@ -84,15 +84,20 @@ export const dataAgents = (sub: 'send' | 'receive', root = process.pid): Proc[] 
     return words[at + 1] === sub || (asked !== undefined && new RegExp(`\\bagent ${sub}\\b`).test(asked));
   });
 
-/** SIGKILL every process below `root` (one gone meanwhile is skipped): what a hang leaves running */
-export function killBelow(root = process.pid): void {
-  for (const p of descendants(root)) {
+/** SIGKILL each of `pids`; one gone meanwhile is skipped */
+export function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
     try {
-      process.kill(p.pid, 'SIGKILL');
+      process.kill(pid, 'SIGKILL');
     } catch {
       // gone meanwhile
     }
   }
+}
+
+/** SIGKILL every process below `root`: what a hang leaves running */
+export function killBelow(root = process.pid): void {
+  killAll(descendants(root).map((p) => p.pid));
 }
 
 /** the kernel function a sleeping process waits in ('' when running or gone) */
